@@ -1,0 +1,64 @@
+# Shared shell helpers for depmig's set-up and test scripts. Source it; do not run it.
+#
+# Everything downloaded or built outside the checkout goes under $DEPMIG_CACHE so
+# that a second run on the same machine is warm; deleting that directory gives a
+# cold run.
+
+: "${DEPMIG_CACHE:=/var/cache/depmig}"
+export DEPMIG_CACHE
+mkdir -p "$DEPMIG_CACHE"
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# need_pkgs PKG...: install the Debian packages that are not installed yet.
+need_pkgs() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing Debian packages: ${missing[*]}"
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+}
+
+# apt_update_once: refresh the package lists at most once per script run.
+apt_update_once() {
+    [ -n "${_DEPMIG_APT_UPDATED:-}" ] && return 0
+    apt-get update -q >&2 || die "apt-get update failed"
+    _DEPMIG_APT_UPDATED=1
+}
+
+# fetch_deb PKG[=VERSION]: download a .deb (not installed) into the cache and
+# print its path. Cached by name and version.
+fetch_deb() {
+    local spec=$1 dir="$DEPMIG_CACHE/debs" f
+    mkdir -p "$dir"
+    f=$(find_cached_deb "$spec")
+    if [ -z "$f" ]; then
+        apt_update_once
+        (cd "$dir" && apt-get download -q "$spec" >&2) || die "apt-get download $spec failed"
+        f=$(find_cached_deb "$spec")
+        [ -n "$f" ] || die "downloaded $spec but cannot find its .deb"
+    fi
+    printf '%s\n' "$f"
+}
+
+find_cached_deb() {
+    local name=${1%%=*} ver= dir="$DEPMIG_CACHE/debs"
+    [ "$1" != "$name" ] && ver=${1#*=}
+    # Debian file names encode ':' in versions as '%3a'.
+    ver=${ver//:/%3a}
+    ls -1 "$dir/${name}_${ver:-*}"_*.deb 2>/dev/null | sort -V | tail -n 1
+}
+
+# extract_deb PKG[=VERSION] DEST: unpack a package's files (not its scripts) into DEST.
+extract_deb() {
+    local deb
+    deb=$(fetch_deb "$1")
+    mkdir -p "$2"
+    dpkg-deb -x "$deb" "$2"
+}
