@@ -62,3 +62,12 @@ extract_deb() {
     mkdir -p "$2"
     dpkg-deb -x "$deb" "$2"
 }
+
+# debian_kernel_pkg: the versioned Debian kernel package (e.g.
+# linux-image-6.1.0-56-amd64) that the meta-package linux-image-amd64 points at.
+# dom0, the rig's guest and the plain-QEMU guest tests all boot this one kernel.
+debian_kernel_pkg() {
+    apt_update_once
+    apt-cache depends linux-image-amd64 2>/dev/null \
+        | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+}
