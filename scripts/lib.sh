@@ -52,7 +52,12 @@ find_cached_deb() {
     [ "$1" != "$name" ] && ver=${1#*=}
     # Debian file names encode ':' in versions as '%3a'.
     ver=${ver//:/%3a}
-    ls -1 "$dir/${name}_${ver:-*}"_*.deb 2>/dev/null | sort -V | tail -n 1
+    # The version glob must stay unquoted to expand when no version is given.
+    if [ -n "$ver" ]; then
+        ls -1 "$dir/${name}_${ver}"_*.deb
+    else
+        ls -1 "$dir/${name}"_*_*.deb
+    fi 2>/dev/null | sort -V | tail -n 1
 }
 
 # extract_deb PKG[=VERSION] DEST: unpack a package's files (not its scripts) into DEST.
