@@ -1,0 +1,163 @@
+//! The shared_info page and per-vCPU info (`xen.h`, `arch-x86/xen.h`).
+//!
+//! Xen writes these concurrently; the image reads them with volatile or
+//! atomic accesses at the offsets defined here rather than through
+//! references to the structs.
+
+/// vCPUs with a `vcpu_info` slot in shared_info (`XEN_LEGACY_MAX_VCPUS`).
+pub const LEGACY_MAX_VCPUS: usize = 32;
+
+/// `vcpu_time_info`: the pvclock record.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct VcpuTimeInfo {
+    /// Odd while Xen updates the record.
+    pub version: u32,
+    /// Padding.
+    pub pad0: u32,
+    /// TSC at the last update.
+    pub tsc_timestamp: u64,
+    /// System time (ns since boot) at the last update.
+    pub system_time: u64,
+    /// TSC-to-ns multiplier (32.32 fixed point, after the shift).
+    pub tsc_to_system_mul: u32,
+    /// Power-of-two shift applied to the TSC delta first.
+    pub tsc_shift: i8,
+    /// `XEN_PVCLOCK_*` flags.
+    pub flags: u8,
+    /// Padding.
+    pub pad1: [u8; 2],
+}
+crate::assert_layout!(
+    VcpuTimeInfo,
+    size = 32,
+    version = 0,
+    tsc_timestamp = 8,
+    system_time = 16,
+    tsc_to_system_mul = 24,
+    tsc_shift = 28,
+    flags = 29
+);
+
+impl VcpuTimeInfo {
+    /// System time in ns at TSC value `tsc`, by Xen's formula.
+    pub fn system_time_at(&self, tsc: u64) -> u64 {
+        let mut delta = tsc.wrapping_sub(self.tsc_timestamp);
+        if self.tsc_shift >= 0 {
+            delta <<= self.tsc_shift.unsigned_abs() as u32;
+        } else {
+            delta >>= self.tsc_shift.unsigned_abs() as u32;
+        }
+        let scaled = ((u128::from(delta) * u128::from(self.tsc_to_system_mul)) >> 32) as u64;
+        self.system_time.wrapping_add(scaled)
+    }
+}
+
+/// `vcpu_info`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct VcpuInfo {
+    /// Set by Xen when an event is pending for this vCPU.
+    pub evtchn_upcall_pending: u8,
+    /// Set by the guest to mask upcalls.
+    pub evtchn_upcall_mask: u8,
+    /// Padding.
+    pub pad: [u8; 6],
+    /// 2-level ABI: which words of `evtchn_pending` have pending bits.
+    pub evtchn_pending_sel: u64,
+    /// `arch_vcpu_info`: cr2 and padding.
+    pub arch: [u64; 2],
+    /// The pvclock record.
+    pub time: VcpuTimeInfo,
+}
+crate::assert_layout!(
+    VcpuInfo,
+    size = 64,
+    evtchn_upcall_pending = 0,
+    evtchn_upcall_mask = 1,
+    evtchn_pending_sel = 8,
+    arch = 16,
+    time = 32
+);
+
+/// `shared_info` (x86-64).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct SharedInfo {
+    /// Per-vCPU info for the first 32 vCPUs.
+    pub vcpu_info: [VcpuInfo; LEGACY_MAX_VCPUS],
+    /// 2-level ABI pending bitmap.
+    pub evtchn_pending: [u64; 64],
+    /// 2-level ABI mask bitmap.
+    pub evtchn_mask: [u64; 64],
+    /// Wallclock: odd while updating.
+    pub wc_version: u32,
+    /// Wallclock seconds (low 32 bits).
+    pub wc_sec: u32,
+    /// Wallclock nanoseconds.
+    pub wc_nsec: u32,
+    /// Wallclock seconds (high 32 bits).
+    pub wc_sec_hi: u32,
+    /// `arch_shared_info` (PV p2m bookkeeping; unused by PVH).
+    pub arch: [u64; 6],
+}
+crate::assert_layout!(
+    SharedInfo,
+    size = 3136,
+    vcpu_info = 0,
+    evtchn_pending = 2048,
+    evtchn_mask = 2560,
+    wc_version = 3072,
+    wc_sec = 3076,
+    wc_nsec = 3080,
+    wc_sec_hi = 3084,
+    arch = 3088
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pvclock_formula() {
+        let t = VcpuTimeInfo {
+            tsc_timestamp: 1000,
+            system_time: 5_000,
+            // 0.5 ns per tick after the shift.
+            tsc_to_system_mul: 1 << 31,
+            tsc_shift: 1,
+            ..Default::default()
+        };
+        // delta 100 << 1 = 200, * 0.5 = 100.
+        assert_eq!(t.system_time_at(1100), 5_100);
+        let t = VcpuTimeInfo { tsc_shift: -1, ..t };
+        // delta 100 >> 1 = 50, * 0.5 = 25.
+        assert_eq!(t.system_time_at(1100), 5_025);
+    }
+}

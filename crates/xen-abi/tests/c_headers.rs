@@ -1,0 +1,253 @@
+//! Cross-checks this crate's layouts and constants against Xen's C headers.
+//!
+//! Generates a C file of `_Static_assert`s from the Rust values and compiles
+//! it against the installed public headers (Debian `libxen-dev`, which
+//! `test.sh` installs). A mismatch fails compilation and so the test.
+
+use std::fmt::Write as _;
+use std::mem::{offset_of, size_of};
+use std::process::Command;
+
+use xen_abi::*;
+
+struct Checks(String);
+
+impl Checks {
+    fn size(&mut self, c_type: &str, size: usize) {
+        writeln!(
+            self.0,
+            "_Static_assert(sizeof({c_type}) == {size}, \"size of {c_type}\");"
+        )
+        .unwrap();
+    }
+    fn field(&mut self, c_type: &str, c_field: &str, off: usize) {
+        writeln!(
+            self.0,
+            "_Static_assert(offsetof({c_type}, {c_field}) == {off}, \"offset of {c_type}.{c_field}\");"
+        )
+        .unwrap();
+    }
+    fn constant(&mut self, c_expr: &str, value: impl std::fmt::Display) {
+        writeln!(
+            self.0,
+            "_Static_assert(({c_expr}) == ({value}), \"value of {c_expr}\");"
+        )
+        .unwrap();
+    }
+}
+
+macro_rules! layout {
+    ($c:ident, $c_type:literal, $ty:ty { $($field:ident => $c_field:literal),* $(,)? }) => {
+        $c.size($c_type, size_of::<$ty>());
+        $( $c.field($c_type, $c_field, offset_of!($ty, $field)); )*
+    };
+}
+
+#[test]
+fn layouts_and_constants_match_xen_public_headers() {
+    let include = std::path::Path::new("/usr/include/xen/xen.h");
+    assert!(
+        include.exists(),
+        "Xen's public headers are missing: install libxen-dev (test.sh does)"
+    );
+    let mut c = Checks(String::from(
+        "#define __XEN_TOOLS__ 1\n#include <stddef.h>\n#include <stdint.h>\n\
+         #include <xen/xen.h>\n#include <xen/sched.h>\n#include <xen/event_channel.h>\n\
+         #include <xen/memory.h>\n#include <xen/grant_table.h>\n#include <xen/hvm/hvm_op.h>\n\
+         #include <xen/hvm/params.h>\n#include <xen/arch-x86/hvm/start_info.h>\n\
+         #include <xen/io/console.h>\n#include <xen/version.h>\n#include <xen/domctl.h>\n\
+         #include <xen/sysctl.h>\n#include <xen/errno.h>\n",
+    ));
+
+    use event_channel as ev;
+    use grant_table as gt;
+    use hypercall as hc;
+    use memory as mm;
+
+    for (name, v) in [
+        ("__HYPERVISOR_set_timer_op", hc::SET_TIMER_OP),
+        ("__HYPERVISOR_memory_op", hc::MEMORY_OP),
+        ("__HYPERVISOR_xen_version", hc::XEN_VERSION),
+        ("__HYPERVISOR_console_io", hc::CONSOLE_IO),
+        ("__HYPERVISOR_grant_table_op", hc::GRANT_TABLE_OP),
+        ("__HYPERVISOR_vcpu_op", hc::VCPU_OP),
+        ("__HYPERVISOR_sched_op", hc::SCHED_OP),
+        ("__HYPERVISOR_event_channel_op", hc::EVENT_CHANNEL_OP),
+        ("__HYPERVISOR_hvm_op", hc::HVM_OP),
+        ("__HYPERVISOR_sysctl", hc::SYSCTL),
+        ("__HYPERVISOR_domctl", hc::DOMCTL),
+        ("XENVER_version", version::XENVER_VERSION),
+        ("XENVER_extraversion", version::XENVER_EXTRAVERSION),
+        ("XENVER_get_features", version::XENVER_GET_FEATURES),
+        ("SCHEDOP_yield", sched::SCHEDOP_YIELD),
+        ("SCHEDOP_block", sched::SCHEDOP_BLOCK),
+        ("SCHEDOP_shutdown", sched::SCHEDOP_SHUTDOWN),
+        ("SCHEDOP_poll", sched::SCHEDOP_POLL),
+        ("SHUTDOWN_poweroff", sched::SHUTDOWN_POWEROFF),
+        ("SHUTDOWN_reboot", sched::SHUTDOWN_REBOOT),
+        ("SHUTDOWN_suspend", sched::SHUTDOWN_SUSPEND),
+        ("SHUTDOWN_crash", sched::SHUTDOWN_CRASH),
+        ("EVTCHNOP_bind_interdomain", ev::EVTCHNOP_BIND_INTERDOMAIN),
+        ("EVTCHNOP_bind_virq", ev::EVTCHNOP_BIND_VIRQ),
+        ("EVTCHNOP_close", ev::EVTCHNOP_CLOSE),
+        ("EVTCHNOP_send", ev::EVTCHNOP_SEND),
+        ("EVTCHNOP_alloc_unbound", ev::EVTCHNOP_ALLOC_UNBOUND),
+        ("EVTCHNOP_unmask", ev::EVTCHNOP_UNMASK),
+        ("VIRQ_TIMER", ev::VIRQ_TIMER),
+        (
+            "XENMEM_decrease_reservation",
+            mm::XENMEM_DECREASE_RESERVATION,
+        ),
+        ("XENMEM_populate_physmap", mm::XENMEM_POPULATE_PHYSMAP),
+        ("XENMEM_add_to_physmap", mm::XENMEM_ADD_TO_PHYSMAP),
+        ("XENMEM_remove_from_physmap", mm::XENMEM_REMOVE_FROM_PHYSMAP),
+        (
+            "XENMEM_add_to_physmap_batch",
+            mm::XENMEM_ADD_TO_PHYSMAP_BATCH,
+        ),
+        ("XENMAPSPACE_shared_info", mm::XENMAPSPACE_SHARED_INFO),
+        ("XENMAPSPACE_grant_table", mm::XENMAPSPACE_GRANT_TABLE),
+        ("XENMAPSPACE_gmfn_foreign", mm::XENMAPSPACE_GMFN_FOREIGN),
+        ("GNTTABOP_map_grant_ref", gt::GNTTABOP_MAP_GRANT_REF),
+        ("GNTTABOP_unmap_grant_ref", gt::GNTTABOP_UNMAP_GRANT_REF),
+        ("GNTTABOP_query_size", gt::GNTTABOP_QUERY_SIZE),
+        ("GNTTABOP_get_version", gt::GNTTABOP_GET_VERSION),
+        ("GNTMAP_host_map", gt::GNTMAP_HOST_MAP),
+        ("GNTMAP_readonly", gt::GNTMAP_READONLY),
+        ("HVMOP_set_param", hvm::HVMOP_SET_PARAM),
+        ("HVMOP_get_param", hvm::HVMOP_GET_PARAM),
+        ("HVM_PARAM_CALLBACK_IRQ", hvm::HVM_PARAM_CALLBACK_IRQ),
+        ("HVM_PARAM_STORE_PFN", hvm::HVM_PARAM_STORE_PFN),
+        ("HVM_PARAM_STORE_EVTCHN", hvm::HVM_PARAM_STORE_EVTCHN),
+        ("HVM_PARAM_CONSOLE_PFN", hvm::HVM_PARAM_CONSOLE_PFN),
+        ("HVM_PARAM_CONSOLE_EVTCHN", hvm::HVM_PARAM_CONSOLE_EVTCHN),
+        ("XEN_HVM_START_MAGIC_VALUE", start_info::START_MAGIC),
+        ("XEN_HVM_MEMMAP_TYPE_RAM", start_info::MEMMAP_TYPE_RAM),
+        (
+            "XEN_DOMCTL_INTERFACE_VERSION",
+            domctl::DOMCTL_INTERFACE_VERSION_4_17,
+        ),
+        (
+            "XEN_SYSCTL_INTERFACE_VERSION",
+            domctl::SYSCTL_INTERFACE_VERSION_4_17,
+        ),
+    ] {
+        c.constant(name, v);
+    }
+    for (name, v) in [
+        ("GTF_invalid", gt::GTF_INVALID),
+        ("GTF_permit_access", gt::GTF_PERMIT_ACCESS),
+        ("GTF_type_mask", gt::GTF_TYPE_MASK),
+        ("GTF_readonly", gt::GTF_READONLY),
+        ("GTF_reading", gt::GTF_READING),
+        ("GTF_writing", gt::GTF_WRITING),
+    ] {
+        c.constant(name, v);
+    }
+    c.constant("GNTST_okay", gt::GNTST_OKAY);
+    c.constant(
+        "HVM_PARAM_CALLBACK_TYPE_VECTOR",
+        hvm::HVM_PARAM_CALLBACK_TYPE_VECTOR,
+    );
+    c.constant("DOMID_SELF", DOMID_SELF);
+    c.constant("DOMID_FIRST_RESERVED", DOMID_FIRST_RESERVED);
+    c.constant("XEN_LEGACY_MAX_VCPUS", shared_info::LEGACY_MAX_VCPUS);
+    c.constant(
+        "sizeof(xen_extraversion_t)",
+        size_of::<version::ExtraVersion>(),
+    );
+    c.constant(
+        "sizeof(((struct shared_info *)0)->evtchn_pending) * 8",
+        ev::EVTCHN_2L_NR_PORTS,
+    );
+    for (name, e) in [
+        ("XEN_EPERM", errno::EPERM),
+        ("XEN_ENOENT", errno::ENOENT),
+        ("XEN_EAGAIN", errno::EAGAIN),
+        ("XEN_ENOMEM", errno::ENOMEM),
+        ("XEN_EACCES", errno::EACCES),
+        ("XEN_EFAULT", errno::EFAULT),
+        ("XEN_EBUSY", errno::EBUSY),
+        ("XEN_EEXIST", errno::EEXIST),
+        ("XEN_EINVAL", errno::EINVAL),
+        ("XEN_ENOSPC", errno::ENOSPC),
+        ("XEN_ENOSYS", errno::ENOSYS),
+        ("XEN_ETIMEDOUT", errno::ETIMEDOUT),
+        ("XEN_EOPNOTSUPP", errno::EOPNOTSUPP),
+    ] {
+        c.constant(name, e.0);
+    }
+
+    layout!(c, "struct sched_shutdown", sched::SchedShutdown { reason => "reason" });
+    layout!(c, "struct sched_poll", sched::SchedPoll {
+        ports => "ports", nr_ports => "nr_ports", timeout => "timeout" });
+    layout!(c, "struct evtchn_alloc_unbound", ev::AllocUnbound {
+        dom => "dom", remote_dom => "remote_dom", port => "port" });
+    layout!(c, "struct evtchn_bind_interdomain", ev::BindInterdomain {
+        remote_dom => "remote_dom", remote_port => "remote_port", local_port => "local_port" });
+    layout!(c, "struct evtchn_bind_virq", ev::BindVirq { virq => "virq", vcpu => "vcpu", port => "port" });
+    layout!(c, "struct evtchn_send", ev::PortOp { port => "port" });
+    layout!(c, "struct evtchn_close", ev::PortOp { port => "port" });
+    layout!(c, "struct evtchn_unmask", ev::PortOp { port => "port" });
+    layout!(c, "struct xen_add_to_physmap", mm::AddToPhysmap {
+        domid => "domid", size => "size", space => "space", idx => "idx", gpfn => "gpfn" });
+    layout!(c, "struct xen_remove_from_physmap", mm::RemoveFromPhysmap { domid => "domid", gpfn => "gpfn" });
+    layout!(c, "struct xen_memory_reservation", mm::MemoryReservation {
+        extent_start => "extent_start", nr_extents => "nr_extents", extent_order => "extent_order",
+        mem_flags => "mem_flags", domid => "domid" });
+    layout!(c, "struct xen_add_to_physmap_batch", mm::AddToPhysmapBatch {
+        domid => "domid", space => "space", size => "size", foreign_domid => "u.foreign_domid",
+        idxs => "idxs", gpfns => "gpfns", errs => "errs" });
+    layout!(c, "struct grant_entry_v1", gt::GrantEntryV1 { flags => "flags", domid => "domid", frame => "frame" });
+    layout!(c, "struct gnttab_map_grant_ref", gt::MapGrantRef {
+        host_addr => "host_addr", flags => "flags", gref => "ref", dom => "dom", status => "status",
+        handle => "handle", dev_bus_addr => "dev_bus_addr" });
+    layout!(c, "struct gnttab_unmap_grant_ref", gt::UnmapGrantRef {
+        host_addr => "host_addr", dev_bus_addr => "dev_bus_addr", handle => "handle", status => "status" });
+    layout!(c, "struct gnttab_query_size", gt::QuerySize {
+        dom => "dom", nr_frames => "nr_frames", max_nr_frames => "max_nr_frames", status => "status" });
+    layout!(c, "struct gnttab_get_version", gt::GetVersion { dom => "dom", version => "version" });
+    layout!(c, "struct xen_hvm_param", hvm::HvmParam { domid => "domid", index => "index", value => "value" });
+    layout!(c, "struct hvm_start_info", start_info::StartInfo {
+        magic => "magic", version => "version", flags => "flags", nr_modules => "nr_modules",
+        modlist_paddr => "modlist_paddr", cmdline_paddr => "cmdline_paddr", rsdp_paddr => "rsdp_paddr",
+        memmap_paddr => "memmap_paddr", memmap_entries => "memmap_entries", reserved => "reserved" });
+    layout!(c, "struct hvm_memmap_table_entry", start_info::MemmapEntry {
+        addr => "addr", size => "size", kind => "type", reserved => "reserved" });
+    layout!(c, "struct vcpu_time_info", shared_info::VcpuTimeInfo {
+        version => "version", tsc_timestamp => "tsc_timestamp", system_time => "system_time",
+        tsc_to_system_mul => "tsc_to_system_mul", tsc_shift => "tsc_shift", flags => "flags" });
+    layout!(c, "struct vcpu_info", shared_info::VcpuInfo {
+        evtchn_upcall_pending => "evtchn_upcall_pending", evtchn_upcall_mask => "evtchn_upcall_mask",
+        evtchn_pending_sel => "evtchn_pending_sel", arch => "arch", time => "time" });
+    layout!(c, "struct shared_info", shared_info::SharedInfo {
+        vcpu_info => "vcpu_info", evtchn_pending => "evtchn_pending", evtchn_mask => "evtchn_mask",
+        wc_version => "wc_version", wc_sec => "wc_sec", wc_nsec => "wc_nsec",
+        wc_sec_hi => "wc_sec_hi", arch => "arch" });
+    layout!(c, "struct xencons_interface", console::ConsoleInterface {
+        input => "in", output => "out", in_cons => "in_cons", in_prod => "in_prod",
+        out_cons => "out_cons", out_prod => "out_prod" });
+    layout!(c, "xen_feature_info_t", version::FeatureInfo { submap_idx => "submap_idx", submap => "submap" });
+
+    compile(&c.0);
+}
+
+/// Compiles `source` (syntax and static assertions only) with the system C
+/// compiler, failing the test with the compiler's messages.
+pub fn compile(source: &str) {
+    let dir = std::env::temp_dir().join(format!("xen-abi-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("check.c");
+    std::fs::write(&file, source).unwrap();
+    let out = Command::new("cc")
+        .args(["-std=gnu11", "-fsyntax-only", "-Werror"])
+        .arg(&file)
+        .output()
+        .expect("running cc");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "C header cross-check failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
