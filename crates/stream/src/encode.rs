@@ -1,0 +1,316 @@
+//! Encoder of the libxc stream. It checks every record against the same
+//! order rules the decoder enforces, so depmig never writes a stream it
+//! would refuse.
+//!
+//! Output goes to a [`ByteSink`]; `Vec<u8>` is one. For zero-copy sending,
+//! [`Encoder::page_data_header`] writes a PAGE_DATA record's header and pfn
+//! array only, and the caller then writes the pages itself, straight from
+//! mapped guest memory.
+
+use alloc::vec::Vec;
+
+use crate::order::{OrderChecker, OrderError};
+use crate::wire::*;
+
+/// Where encoded bytes go.
+pub trait ByteSink {
+    /// Appends `bytes`; fails when the sink cannot take them.
+    fn put(&mut self, bytes: &[u8]) -> Result<(), SinkFull>;
+}
+
+/// A sink refused bytes (e.g. a fixed buffer is full).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SinkFull;
+
+impl ByteSink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), SinkFull> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Why a record could not be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The record would break the stream's order rules.
+    Order(OrderError),
+    /// The image and domain headers were already written, or not yet.
+    HeaderState,
+    /// A pfn does not fit in 52 bits.
+    PfnTooLarge(u64),
+    /// PAGE_DATA with no entries.
+    EmptyPageData,
+    /// PAGE_DATA with more entries than `MAX_BATCH`.
+    BatchTooLarge(usize),
+    /// The number of pages given differs from the entries that carry data.
+    PageCountMismatch,
+    /// A page is not exactly `PAGE_SIZE` bytes.
+    PageSize,
+    /// A body does not fit the record's length rules.
+    BadBody,
+    /// An optional record type without bit 31.
+    NotOptional(u32),
+    /// The sink refused the bytes.
+    Sink,
+}
+
+impl From<OrderError> for EncodeError {
+    fn from(e: OrderError) -> Self {
+        EncodeError::Order(e)
+    }
+}
+
+impl From<SinkFull> for EncodeError {
+    fn from(_: SinkFull) -> Self {
+        EncodeError::Sink
+    }
+}
+
+const ZEROS: [u8; REC_ALIGN] = [0; REC_ALIGN];
+
+/// Writes a libxc stream record by record.
+#[derive(Clone, Debug, Default)]
+pub struct Encoder {
+    order: OrderChecker,
+    headers_done: bool,
+}
+
+impl Encoder {
+    /// A fresh encoder; the first call must be [`Encoder::headers`].
+    pub fn new() -> Self {
+        Encoder {
+            order: OrderChecker::new(),
+            headers_done: false,
+        }
+    }
+
+    /// Writes the image header (v3, little-endian) and `dom`.
+    pub fn headers<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        dom: &DomainHeader,
+    ) -> Result<(), EncodeError> {
+        if self.headers_done {
+            return Err(EncodeError::HeaderState);
+        }
+        out.put(&ImageHeader::CURRENT.to_bytes())?;
+        out.put(&dom.to_bytes())?;
+        self.headers_done = true;
+        Ok(())
+    }
+
+    fn begin<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        rtype: u32,
+        len: usize,
+    ) -> Result<(), EncodeError> {
+        if !self.headers_done {
+            return Err(EncodeError::HeaderState);
+        }
+        let len = u32::try_from(len).map_err(|_| EncodeError::BadBody)?;
+        self.order.accept(rtype)?;
+        let mut h = [0u8; RHDR_LEN];
+        h[0..4].copy_from_slice(&rtype.to_le_bytes());
+        h[4..8].copy_from_slice(&len.to_le_bytes());
+        out.put(&h)?;
+        Ok(())
+    }
+
+    fn record<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        rtype: u32,
+        parts: &[&[u8]],
+    ) -> Result<(), EncodeError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.begin(out, rtype, len)?;
+        for p in parts {
+            out.put(p)?;
+        }
+        out.put(ZEROS.get(..padding(len)).unwrap_or(&[]))?;
+        Ok(())
+    }
+
+    /// X86_CPUID_POLICY from leaves (at least one).
+    pub fn cpuid_policy<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        leaves: &[CpuidLeaf],
+    ) -> Result<(), EncodeError> {
+        if leaves.is_empty() {
+            return Err(EncodeError::BadBody);
+        }
+        let body: Vec<u8> = leaves.iter().flat_map(|l| l.to_bytes()).collect();
+        self.record(out, rec::X86_CPUID_POLICY, &[&body])
+    }
+
+    /// X86_MSR_POLICY from entries (at least one).
+    pub fn msr_policy<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        msrs: &[MsrEntry],
+    ) -> Result<(), EncodeError> {
+        if msrs.is_empty() {
+            return Err(EncodeError::BadBody);
+        }
+        let body: Vec<u8> = msrs.iter().flat_map(|m| m.to_bytes()).collect();
+        self.record(out, rec::X86_MSR_POLICY, &[&body])
+    }
+
+    /// STATIC_DATA_END.
+    pub fn static_data_end<S: ByteSink>(&mut self, out: &mut S) -> Result<(), EncodeError> {
+        self.record(out, rec::STATIC_DATA_END, &[])
+    }
+
+    /// Writes the header and pfn array of a PAGE_DATA record and returns how
+    /// many pages of data the caller must write next, in entry order.
+    pub fn page_data_header<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        entries: &[PfnEntry],
+    ) -> Result<usize, EncodeError> {
+        if entries.is_empty() {
+            return Err(EncodeError::EmptyPageData);
+        }
+        if entries.len() > MAX_BATCH as usize {
+            return Err(EncodeError::BatchTooLarge(entries.len()));
+        }
+        let mut with_data = 0usize;
+        for e in entries {
+            e.to_u64().ok_or(EncodeError::PfnTooLarge(e.pfn))?;
+            if e.kind.has_data() {
+                with_data += 1;
+            }
+        }
+        let len = 8 + entries.len() * 8 + with_data * PAGE_SIZE;
+        self.begin(out, rec::PAGE_DATA, len)?;
+        let mut h = [0u8; 8];
+        h[0..4].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+        out.put(&h)?;
+        for e in entries {
+            out.put(&e.to_u64().unwrap_or(0).to_le_bytes())?;
+        }
+        Ok(with_data)
+    }
+
+    /// A whole PAGE_DATA record: `pages` holds one page per entry whose type
+    /// carries data, in order.
+    pub fn page_data<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        entries: &[PfnEntry],
+        pages: &[&[u8]],
+    ) -> Result<(), EncodeError> {
+        let with_data = entries.iter().filter(|e| e.kind.has_data()).count();
+        if with_data != pages.len() {
+            return Err(EncodeError::PageCountMismatch);
+        }
+        if pages.iter().any(|p| p.len() != PAGE_SIZE) {
+            return Err(EncodeError::PageSize);
+        }
+        self.page_data_header(out, entries)?;
+        for p in pages {
+            out.put(p)?;
+        }
+        Ok(())
+    }
+
+    /// X86_TSC_INFO.
+    pub fn tsc_info<S: ByteSink>(&mut self, out: &mut S, tsc: &TscInfo) -> Result<(), EncodeError> {
+        self.record(out, rec::X86_TSC_INFO, &[&tsc.to_bytes()])
+    }
+
+    /// HVM_PARAMS.
+    pub fn hvm_params<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        params: &[HvmParam],
+    ) -> Result<(), EncodeError> {
+        let count = u32::try_from(params.len()).map_err(|_| EncodeError::BadBody)?;
+        let mut body = Vec::with_capacity(8 + params.len() * HVM_PARAM_LEN);
+        body.extend_from_slice(&count.to_le_bytes());
+        body.extend_from_slice(&[0; 4]);
+        for p in params {
+            body.extend_from_slice(&p.index.to_le_bytes());
+            body.extend_from_slice(&p.value.to_le_bytes());
+        }
+        self.record(out, rec::HVM_PARAMS, &[&body])
+    }
+
+    /// HVM_CONTEXT (non-empty blob from `XEN_DOMCTL_gethvmcontext`).
+    pub fn hvm_context<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        blob: &[u8],
+    ) -> Result<(), EncodeError> {
+        if blob.is_empty() {
+            return Err(EncodeError::BadBody);
+        }
+        self.record(out, rec::HVM_CONTEXT, &[blob])
+    }
+
+    /// VERIFY.
+    pub fn verify<S: ByteSink>(&mut self, out: &mut S) -> Result<(), EncodeError> {
+        self.record(out, rec::VERIFY, &[])
+    }
+
+    /// CHECKPOINT.
+    pub fn checkpoint<S: ByteSink>(&mut self, out: &mut S) -> Result<(), EncodeError> {
+        self.record(out, rec::CHECKPOINT, &[])
+    }
+
+    /// An optional record (type with bit 31 set).
+    pub fn optional<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        rtype: u32,
+        body: &[u8],
+    ) -> Result<(), EncodeError> {
+        if rtype & rec::OPTIONAL == 0 {
+            return Err(EncodeError::NotOptional(rtype));
+        }
+        self.record(out, rtype, &[body])
+    }
+
+    /// END.
+    pub fn end<S: ByteSink>(&mut self, out: &mut S) -> Result<(), EncodeError> {
+        self.record(out, rec::END, &[])
+    }
+
+    /// Whether END was written.
+    pub fn ended(&self) -> bool {
+        self.order.ended()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_and_order_enforced() {
+        let mut out = Vec::new();
+        let mut e = Encoder::new();
+        assert_eq!(e.static_data_end(&mut out), Err(EncodeError::HeaderState));
+        let d = DomainHeader {
+            domain_type: DomainType::X86Pvh,
+            page_shift: 12,
+            xen_major: 4,
+            xen_minor: 17,
+        };
+        e.headers(&mut out, &d).unwrap();
+        assert_eq!(
+            e.page_data(&mut out, &[PfnEntry::normal(1)], &[&[0u8; PAGE_SIZE]]),
+            Err(EncodeError::Order(OrderError::Misplaced(rec::PAGE_DATA)))
+        );
+        e.static_data_end(&mut out).unwrap();
+        let before = out.len();
+        e.hvm_context(&mut out, &[1, 2, 3]).unwrap();
+        assert_eq!(out.len() - before, 8 + 8);
+        assert_eq!(&out[before..before + 8], &[9, 0, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(&out[before + 8..], &[1, 2, 3, 0, 0, 0, 0, 0]);
+        assert_eq!(e.end(&mut out), Ok(()));
+        assert!(e.ended());
+    }
+}

@@ -1,0 +1,311 @@
+//! depmig's handshake framing around the libxc stream: a hello from each
+//! end (magic, version, role, nonce), then the stream, then a trailer with
+//! an HMAC-SHA256 tag over the whole transcript under a key both appliances
+//! were given.
+//!
+//! ```text
+//! source -> destination : Hello(Source, nonce_s)              32 bytes
+//! destination -> source : Hello(Destination, nonce_d)         32 bytes
+//! source -> destination : libxc stream ... END
+//! source -> destination : Trailer(stream length, tag)         48 bytes
+//! tag = HMAC-SHA256(key, "depmig transcript v1\0" || hello_s || hello_d
+//!                        || stream || stream length)
+//! ```
+//!
+//! The destination's fresh nonce makes a replayed stream fail. The tag is
+//! checked before the destination copy may run: bytes are applied to the
+//! paused shell domain as they come, and a bad or missing tag means the
+//! shell is destroyed, never unpaused.
+//!
+//! Hello layout: magic "DEPMIGHS" (8), version u16 LE, role u8, flags u8
+//! (zero), reserved u32 (zero), nonce (16).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Magic of a hello message.
+pub const HELLO_MAGIC: [u8; 8] = *b"DEPMIGHS";
+/// Handshake version this crate speaks.
+pub const HANDSHAKE_VERSION: u16 = 1;
+/// Size of a hello on the wire.
+pub const HELLO_LEN: usize = 32;
+/// Magic of the trailer.
+pub const TRAILER_MAGIC: [u8; 8] = *b"DEPMIGTG";
+/// Size of the trailer on the wire.
+pub const TRAILER_LEN: usize = 48;
+/// Shortest key accepted.
+pub const MIN_KEY_LEN: usize = 16;
+
+const DOMAIN_SEPARATOR: &[u8] = b"depmig transcript v1\0";
+
+/// Which end of a migration a peer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Sends the guest.
+    Source,
+    /// Receives the guest.
+    Destination,
+}
+
+impl Role {
+    fn to_u8(self) -> u8 {
+        match self {
+            Role::Source => 1,
+            Role::Destination => 2,
+        }
+    }
+}
+
+/// Why a handshake or trailer was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// Fewer bytes than a hello or trailer.
+    Truncated,
+    /// The hello magic is wrong: not a depmig peer.
+    BadMagic,
+    /// The peer speaks another handshake version.
+    UnsupportedVersion(u16),
+    /// The role byte is unknown.
+    BadRole(u8),
+    /// Flags or reserved bytes are not zero.
+    ReservedBits,
+    /// The peer claims the wrong role for this direction.
+    UnexpectedRole,
+    /// Both hellos carry the same nonce (reflection).
+    ReflectedNonce,
+    /// The shared key is shorter than [`MIN_KEY_LEN`].
+    ShortKey,
+    /// The trailer magic is wrong.
+    BadTrailerMagic,
+    /// The trailer's stream length differs from the bytes received.
+    LengthMismatch,
+    /// The authentication tag does not match: the stream is not trusted.
+    BadTag,
+}
+
+/// One end's hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// Sender's role.
+    pub role: Role,
+    /// Fresh random nonce.
+    pub nonce: [u8; 16],
+}
+
+impl Hello {
+    /// Serialises the hello.
+    pub fn to_bytes(&self) -> [u8; HELLO_LEN] {
+        let mut b = [0u8; HELLO_LEN];
+        b[0..8].copy_from_slice(&HELLO_MAGIC);
+        b[8..10].copy_from_slice(&HANDSHAKE_VERSION.to_le_bytes());
+        b[10] = self.role.to_u8();
+        b[16..32].copy_from_slice(&self.nonce);
+        b
+    }
+
+    /// Parses and checks a hello.
+    pub fn parse(b: &[u8]) -> Result<Hello, HandshakeError> {
+        let b: &[u8; HELLO_LEN] = b
+            .get(..HELLO_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(HandshakeError::Truncated)?;
+        if b[0..8] != HELLO_MAGIC {
+            return Err(HandshakeError::BadMagic);
+        }
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if version != HANDSHAKE_VERSION {
+            return Err(HandshakeError::UnsupportedVersion(version));
+        }
+        let role = match b[10] {
+            1 => Role::Source,
+            2 => Role::Destination,
+            r => return Err(HandshakeError::BadRole(r)),
+        };
+        if b[11..16].iter().any(|&x| x != 0) {
+            return Err(HandshakeError::ReservedBits);
+        }
+        let mut nonce = [0u8; 16];
+        nonce.copy_from_slice(&b[16..32]);
+        Ok(Hello { role, nonce })
+    }
+}
+
+/// Running HMAC over the transcript, kept by both ends.
+#[derive(Clone)]
+pub struct TranscriptMac {
+    mac: Hmac<Sha256>,
+    len: u64,
+}
+
+impl core::fmt::Debug for TranscriptMac {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TranscriptMac")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TranscriptMac {
+    /// Starts the transcript after both hellos were exchanged.
+    pub fn new(key: &[u8], source: &Hello, destination: &Hello) -> Result<Self, HandshakeError> {
+        if key.len() < MIN_KEY_LEN {
+            return Err(HandshakeError::ShortKey);
+        }
+        if source.role != Role::Source || destination.role != Role::Destination {
+            return Err(HandshakeError::UnexpectedRole);
+        }
+        if source.nonce == destination.nonce {
+            return Err(HandshakeError::ReflectedNonce);
+        }
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| HandshakeError::ShortKey)?;
+        mac.update(DOMAIN_SEPARATOR);
+        mac.update(&source.to_bytes());
+        mac.update(&destination.to_bytes());
+        Ok(TranscriptMac { mac, len: 0 })
+    }
+
+    /// Adds stream bytes, in order, exactly as sent or received.
+    pub fn update(&mut self, stream: &[u8]) {
+        self.mac.update(stream);
+        self.len = self.len.wrapping_add(stream.len() as u64);
+    }
+
+    /// Stream bytes covered so far.
+    pub fn stream_len(&self) -> u64 {
+        self.len
+    }
+
+    /// The source's trailer.
+    pub fn trailer(mut self) -> [u8; TRAILER_LEN] {
+        self.mac.update(&self.len.to_le_bytes());
+        let tag = self.mac.finalize().into_bytes();
+        let mut t = [0u8; TRAILER_LEN];
+        t[0..8].copy_from_slice(&TRAILER_MAGIC);
+        t[8..16].copy_from_slice(&self.len.to_le_bytes());
+        t[16..48].copy_from_slice(&tag);
+        t
+    }
+
+    /// The destination's check of the trailer (constant-time tag compare).
+    pub fn verify_trailer(mut self, trailer: &[u8]) -> Result<(), HandshakeError> {
+        let t: &[u8; TRAILER_LEN] = trailer
+            .get(..TRAILER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(HandshakeError::Truncated)?;
+        if t[0..8] != TRAILER_MAGIC {
+            return Err(HandshakeError::BadTrailerMagic);
+        }
+        let mut l = [0u8; 8];
+        l.copy_from_slice(&t[8..16]);
+        if u64::from_le_bytes(l) != self.len {
+            return Err(HandshakeError::LengthMismatch);
+        }
+        self.mac.update(&self.len.to_le_bytes());
+        self.mac
+            .verify_slice(&t[16..48])
+            .map_err(|_| HandshakeError::BadTag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn hellos() -> (Hello, Hello) {
+        (
+            Hello {
+                role: Role::Source,
+                nonce: [1; 16],
+            },
+            Hello {
+                role: Role::Destination,
+                nonce: [2; 16],
+            },
+        )
+    }
+
+    #[test]
+    fn hello_round_trip_and_checks() {
+        let (s, _) = hellos();
+        let b = s.to_bytes();
+        assert_eq!(Hello::parse(&b), Ok(s));
+        let mut bad = b;
+        bad[0] ^= 1;
+        assert_eq!(Hello::parse(&bad), Err(HandshakeError::BadMagic));
+        let mut bad = b;
+        bad[8] = 9;
+        assert_eq!(
+            Hello::parse(&bad),
+            Err(HandshakeError::UnsupportedVersion(9))
+        );
+        let mut bad = b;
+        bad[10] = 7;
+        assert_eq!(Hello::parse(&bad), Err(HandshakeError::BadRole(7)));
+        let mut bad = b;
+        bad[12] = 1;
+        assert_eq!(Hello::parse(&bad), Err(HandshakeError::ReservedBits));
+        assert_eq!(Hello::parse(&b[..31]), Err(HandshakeError::Truncated));
+    }
+
+    #[test]
+    fn trailer_verifies_and_detects_tampering() {
+        let (s, d) = hellos();
+        let mut tx = TranscriptMac::new(KEY, &s, &d).unwrap();
+        let mut rx = tx.clone();
+        tx.update(b"stream bytes");
+        let trailer = tx.trailer();
+        let mut rx_bad = rx.clone();
+        rx.update(b"stream ");
+        rx.update(b"bytes");
+        assert_eq!(rx.clone().verify_trailer(&trailer), Ok(()));
+        rx_bad.update(b"stream bytez");
+        assert_eq!(rx_bad.verify_trailer(&trailer), Err(HandshakeError::BadTag));
+        let mut t2 = trailer;
+        t2[47] ^= 1;
+        assert_eq!(rx.clone().verify_trailer(&t2), Err(HandshakeError::BadTag));
+        let mut t3 = trailer;
+        t3[8] ^= 1;
+        assert_eq!(rx.verify_trailer(&t3), Err(HandshakeError::LengthMismatch));
+    }
+
+    #[test]
+    fn wrong_key_or_nonce_fails() {
+        let (s, d) = hellos();
+        let mut tx = TranscriptMac::new(KEY, &s, &d).unwrap();
+        tx.update(b"x");
+        let trailer = tx.trailer();
+        let mut other = TranscriptMac::new(b"another key of 16+ bytes", &s, &d).unwrap();
+        other.update(b"x");
+        assert_eq!(other.verify_trailer(&trailer), Err(HandshakeError::BadTag));
+        let d2 = Hello {
+            nonce: [3; 16],
+            ..d
+        };
+        let mut replay = TranscriptMac::new(KEY, &s, &d2).unwrap();
+        replay.update(b"x");
+        assert_eq!(replay.verify_trailer(&trailer), Err(HandshakeError::BadTag));
+        assert_eq!(
+            TranscriptMac::new(b"short", &s, &d).unwrap_err(),
+            HandshakeError::ShortKey
+        );
+        assert_eq!(
+            TranscriptMac::new(KEY, &d, &s).unwrap_err(),
+            HandshakeError::UnexpectedRole
+        );
+        assert_eq!(
+            TranscriptMac::new(
+                KEY,
+                &s,
+                &Hello {
+                    nonce: s.nonce,
+                    ..d
+                }
+            )
+            .unwrap_err(),
+            HandshakeError::ReflectedNonce
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! Xen's migration stream v2 (libxc layer) for depmig: wire types, an encoder,
+//! a strict incremental decoder, the libxl framing around it, and depmig's
+//! authenticated handshake.
+//!
+//! Layouts and constants are those of Xen's `libxc-migration-stream` and
+//! `libxl-migration-stream` specifications and the public headers. Every
+//! multi-byte field after the image header is little-endian: depmig speaks
+//! the format as x86 hosts write it and refuses big-endian images.
+//!
+//! The decoder ([`Decoder`]) is push/pull: feed it whatever bytes arrived
+//! (a TCP segment, a pipe read) and pull [`Event`]s until it asks for more.
+//! It allocates its buffers once, sized by [`Limits`], and never again,
+//! whatever the input claims.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod decode;
+pub mod encode;
+pub mod handshake;
+pub mod libxl;
+pub mod order;
+pub mod wire;
+
+pub use decode::{DecodeError, Decoder, Event, Limits, Record};
+pub use encode::{ByteSink, EncodeError, Encoder, SinkFull};
+pub use handshake::{HandshakeError, Hello, Role, TranscriptMac};
+pub use libxl::{LibxlError, RoundCounter, RoundTally, XlEvent, XlStreamScanner};
+pub use order::{OrderChecker, OrderError};
+pub use wire::*;

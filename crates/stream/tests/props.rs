@@ -1,0 +1,270 @@
+//! Property tests: encode→decode is the identity under any split of the
+//! byte stream, and no input (random, or a valid stream mutated) makes the
+//! decoder or the xl scanner panic.
+
+use depmig_stream::*;
+use proptest::prelude::*;
+
+#[derive(Clone, Debug, PartialEq)]
+struct Model {
+    dom: DomainHeader,
+    cpuid: Vec<CpuidLeaf>,
+    msrs: Vec<MsrEntry>,
+    batches: Vec<Vec<(u64, u8, u8)>>, // (pfn, type nibble, data seed)
+    tsc: Option<TscInfo>,
+    params: Vec<(u64, u64)>,
+    context: Vec<u8>,
+    optional: Option<(u32, Vec<u8>)>,
+}
+
+fn page_for(seed: u8, pfn: u64) -> Vec<u8> {
+    (0..PAGE_SIZE)
+        .map(|i| seed ^ (i as u8) ^ (pfn as u8))
+        .collect()
+}
+
+fn model() -> impl Strategy<Value = Model> {
+    let types = prop_oneof![
+        Just(0u8),
+        Just(0xF),
+        Just(0xE),
+        Just(0xD),
+        1u8..=4,
+        9u8..=0xC
+    ];
+    let entry = (0u64..(1 << 52), types, any::<u8>());
+    (
+        prop_oneof![Just(DomainType::X86Hvm), Just(DomainType::X86Pvh)],
+        any::<(u32, u32)>(),
+        prop::collection::vec(any::<(u32, u32, u32, u32, u32, u32)>(), 0..4),
+        prop::collection::vec(any::<(u32, u32, u64)>(), 0..4),
+        prop::collection::vec(prop::collection::vec(entry, 1..6), 0..4),
+        prop::option::of(any::<(u32, u32, u64, u32)>()),
+        prop::collection::vec(any::<(u64, u64)>(), 0..5),
+        prop::collection::vec(any::<u8>(), 1..40),
+        prop::option::of((
+            0x8000_0000u32..=u32::MAX,
+            prop::collection::vec(any::<u8>(), 0..20),
+        )),
+    )
+        .prop_map(
+            |(dt, (maj, min), cpuid, msrs, batches, tsc, params, context, optional)| Model {
+                dom: DomainHeader {
+                    domain_type: dt,
+                    page_shift: 12,
+                    xen_major: maj,
+                    xen_minor: min,
+                },
+                cpuid: cpuid
+                    .into_iter()
+                    .map(|(leaf, subleaf, a, b, c, d)| CpuidLeaf {
+                        leaf,
+                        subleaf,
+                        a,
+                        b,
+                        c,
+                        d,
+                    })
+                    .collect(),
+                msrs: msrs
+                    .into_iter()
+                    .map(|(idx, flags, val)| MsrEntry { idx, flags, val })
+                    .collect(),
+                batches,
+                tsc: tsc.map(|(mode, khz, nsec, incarnation)| TscInfo {
+                    mode,
+                    khz,
+                    nsec,
+                    incarnation,
+                }),
+                params,
+                context,
+                optional,
+            },
+        )
+}
+
+fn encode(m: &Model) -> Vec<u8> {
+    let mut o = Vec::new();
+    let mut e = Encoder::new();
+    e.headers(&mut o, &m.dom).unwrap();
+    if !m.cpuid.is_empty() {
+        e.cpuid_policy(&mut o, &m.cpuid).unwrap();
+    }
+    if !m.msrs.is_empty() {
+        e.msr_policy(&mut o, &m.msrs).unwrap();
+    }
+    e.static_data_end(&mut o).unwrap();
+    for b in &m.batches {
+        let entries: Vec<PfnEntry> = b
+            .iter()
+            .map(|&(pfn, t, _)| PfnEntry {
+                pfn,
+                kind: PageType::from_nibble(t).unwrap(),
+            })
+            .collect();
+        let pages: Vec<Vec<u8>> = b
+            .iter()
+            .filter(|&&(_, t, _)| PageType::from_nibble(t).unwrap().has_data())
+            .map(|&(pfn, _, s)| page_for(s, pfn))
+            .collect();
+        let refs: Vec<&[u8]> = pages.iter().map(|p| p.as_slice()).collect();
+        e.page_data(&mut o, &entries, &refs).unwrap();
+    }
+    if let Some((t, body)) = &m.optional {
+        e.optional(&mut o, *t, body).unwrap();
+    }
+    if let Some(t) = &m.tsc {
+        e.tsc_info(&mut o, t).unwrap();
+    }
+    let params: Vec<HvmParam> = m
+        .params
+        .iter()
+        .map(|&(index, value)| HvmParam { index, value })
+        .collect();
+    e.hvm_params(&mut o, &params).unwrap();
+    e.hvm_context(&mut o, &m.context).unwrap();
+    e.end(&mut o).unwrap();
+    o
+}
+
+/// Decodes `bytes` fed in pieces of `chunk` bytes back into a model.
+fn decode(bytes: &[u8], chunk: usize) -> Result<Model, DecodeError> {
+    let mut dec = Decoder::new(Limits::default());
+    let mut m = Model {
+        dom: DomainHeader {
+            domain_type: DomainType::Arm,
+            page_shift: 0,
+            xen_major: 0,
+            xen_minor: 0,
+        },
+        cpuid: vec![],
+        msrs: vec![],
+        batches: vec![],
+        tsc: None,
+        params: vec![],
+        context: vec![],
+        optional: None,
+    };
+    for piece in bytes.chunks(chunk.max(1)) {
+        let mut input = piece;
+        while let Some(ev) = dec.next(&mut input)? {
+            match ev {
+                Event::ImageHeader(h) => assert_eq!(h, ImageHeader::CURRENT),
+                Event::DomainHeader(d) => m.dom = d,
+                Event::PageData { .. } => m.batches.push(vec![]),
+                Event::Page { entry, data } => {
+                    let seed = match data {
+                        Some(d) => {
+                            assert_eq!(d.len(), PAGE_SIZE);
+                            let s = d[0] ^ (entry.pfn as u8);
+                            assert_eq!(d, page_for(s, entry.pfn).as_slice());
+                            s
+                        }
+                        None => 0,
+                    };
+                    m.batches
+                        .last_mut()
+                        .unwrap()
+                        .push((entry.pfn, entry.kind.to_nibble(), seed));
+                }
+                Event::Record(r) => match r {
+                    Record::CpuidPolicy(p) => m.cpuid = p.iter().collect(),
+                    Record::MsrPolicy(p) => m.msrs = p.iter().collect(),
+                    Record::TscInfo(t) => m.tsc = Some(t),
+                    Record::HvmParams(p) => {
+                        m.params = p.iter().map(|p| (p.index, p.value)).collect()
+                    }
+                    Record::HvmContext(c) => m.context = c.to_vec(),
+                    Record::Optional { rtype, body } => m.optional = Some((rtype, body.to_vec())),
+                    _ => {}
+                },
+            }
+        }
+        assert!(input.is_empty() || dec.is_done());
+    }
+    assert!(dec.is_done());
+    Ok(m)
+}
+
+/// Zeroes the seeds of pages that carry no data, as the decoder reports them.
+fn normalise(mut m: Model) -> Model {
+    for b in &mut m.batches {
+        for e in b.iter_mut() {
+            if !PageType::from_nibble(e.1).unwrap().has_data() {
+                e.2 = 0;
+            }
+        }
+    }
+    m
+}
+
+fn drain(bytes: &[u8], chunk: usize) {
+    let mut dec = Decoder::new(Limits {
+        max_record_body: 4096,
+        max_batch: 64,
+        max_pfn: 1 << 30,
+    });
+    let cap = dec.buffer_capacity();
+    for piece in bytes.chunks(chunk.max(1)) {
+        let mut input = piece;
+        loop {
+            match dec.next(&mut input) {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if dec.is_done() {
+            break;
+        }
+    }
+    assert_eq!(dec.buffer_capacity(), cap);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn encode_decode_identity(m in model(), chunk in prop_oneof![Just(1usize), 2usize..64, Just(4096), Just(1 << 20)]) {
+        let bytes = encode(&m);
+        let back = decode(&bytes, chunk).unwrap();
+        prop_assert_eq!(back, normalise(m));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048), chunk in 1usize..300) {
+        drain(&bytes, chunk);
+        let mut sc = XlStreamScanner::new(1 << 16, Limits::default());
+        for piece in bytes.chunks(chunk) {
+            if sc.push(piece, &mut |_| {}).is_err() {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn valid_head_then_garbage_never_panics(m in model(), tail in prop::collection::vec(any::<u8>(), 0..600), keep in 0usize..200) {
+        let bytes = encode(&m);
+        let keep = (40 + keep).min(bytes.len());
+        let mut s = bytes[..keep].to_vec();
+        s.extend_from_slice(&tail);
+        drain(&s, 7);
+    }
+
+    #[test]
+    fn mutated_valid_stream_never_panics(m in model(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), chunk in 1usize..5000) {
+        let mut bytes = encode(&m);
+        for (i, x) in flips {
+            let at = i.index(bytes.len());
+            bytes[at] ^= x | 1;
+        }
+        drain(&bytes, chunk);
+        let mut counter = RoundCounter::new();
+        let mut sc = XlStreamScanner::new(64, Limits::default());
+        let mut wrapped = 0x4c69_6278_6c46_6d74u64.to_be_bytes().to_vec();
+        wrapped.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        wrapped.extend_from_slice(&bytes);
+        let _ = sc.push(&wrapped, &mut |ev| if let XlEvent::Libxc(e) = ev { counter.observe(&e) });
+        let _ = counter.finish();
+    }
+}
