@@ -76,3 +76,48 @@ debian_kernel_pkg() {
     apt-cache depends linux-image-amd64 2>/dev/null \
         | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
 }
+
+# need_deb_src: make sure apt knows the bookworm main source packages, with the
+# same mirror and key as the binary entry in debian.sources.
+need_deb_src() {
+    local f=/etc/apt/sources.list.d/depmig-src.sources main=/etc/apt/sources.list.d/debian.sources
+    [ -f "$f" ] && return 0
+    grep -qs '^Types:.*deb-src' "$main" && return 0
+    local uri key
+    uri=$(awk '/^URIs:/ { u = $2 } /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") { print u; exit } }' "$main")
+    key=$(awk '/^Signed-By:/ { print $2; exit }' "$main")
+    [ -n "$uri" ] || die "no bookworm entry in $main"
+    log "adding a deb-src entry for bookworm main ($f)"
+    printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\n%s\n' \
+        "$uri" "${key:+Signed-By: $key}" > "$f"
+    _DEPMIG_APT_UPDATED=
+}
+
+# fetch_source PKG[=VERSION]: download and unpack a Debian source package (its
+# patches applied) under $DEPMIG_CACHE/src and print the unpacked directory.
+fetch_source() {
+    local spec=$1 name=${1%%=*} ver dir
+    ver=${spec#*=}
+    if [ "$ver" = "$spec" ]; then
+        # Without a version, a package unpacked earlier is good enough (warm runs
+        # stay off the network).
+        dir=$(ls -1d "$DEPMIG_CACHE/src/$name"-*/.depmig-version 2>/dev/null | sort -V | tail -n 1)
+        [ -n "$dir" ] && { dirname "$dir"; return 0; }
+    fi
+    need_pkgs dpkg-dev
+    need_deb_src
+    apt_update_once
+    [ "$ver" = "$spec" ] && ver=$(apt-cache showsrc "$name" | awk '/^Version:/ { print $2 }' | sort -V | tail -n 1)
+    [ -n "$ver" ] || die "no source package $name"
+    dir="$DEPMIG_CACHE/src/$name-$ver"
+    if [ ! -f "$dir/.depmig-version" ]; then
+        mkdir -p "$DEPMIG_CACHE/src/dl-$name"
+        (cd "$DEPMIG_CACHE/src/dl-$name" && apt-get source --download-only -q "$name=$ver" >&2) \
+            || die "apt-get source $name=$ver failed"
+        rm -rf "$dir"
+        dpkg-source -x "$DEPMIG_CACHE/src/dl-$name/${name}_${ver#*:}.dsc" "$dir" >&2 \
+            || die "dpkg-source -x $name $ver failed"
+        printf '%s\n' "$ver" > "$dir/.depmig-version"
+    fi
+    printf '%s\n' "$dir"
+}

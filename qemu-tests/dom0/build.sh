@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Builds the rig's dom0: Debian's kernel and an initramfs with busybox, the
+# bookworm Xen 4.17 toolstack (xl, xenstored, xenconsoled, flask tools, hotplug
+# scripts) and the Xen kernel modules; no systemd. Prints two lines: the path
+# of the kernel and the path of the gzipped initramfs. Cached by a hash of the
+# package versions and of this directory's files.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../../scripts/lib.sh"
+. "$here/../lib.sh"
+
+need_pkgs busybox-static cpio gzip xz-utils bash util-linux kmod file
+
+# Kernel modules the toolstack and guest networking need (RIG-NOTES), in load order.
+modules=(xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-netback bridge)
+xen_pkgs=(xen-utils-4.17 xen-utils-common xenstore-utils libxencall1 libxenevtchn1
+          libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4 libxentoollog1
+          libxenhypfs1 libxendevicemodel1 libxentoolcore1 libyajl2)
+
+kpkg=$(debian_kernel_pkg)
+[ -n "$kpkg" ] || die "cannot resolve the Debian kernel package"
+apt_update_once
+versions=$(for p in "$kpkg" "${xen_pkgs[@]}"; do
+               printf '%s=%s\n' "$p" "$(apt-cache policy "$p" | awk '/Candidate:/ { print $2 }')"
+           done)
+key=$( { echo "$versions"; cat "$here"/build.sh "$here"/init "$here"/rig-lib.sh; } | sha256sum | cut -c1-16)
+out="$DEPMIG_RIG_CACHE/dom0-$key"
+if [ -f "$out/initrd.gz" ] && [ -f "$out/vmlinuz" ]; then
+    printf '%s\n%s\n' "$out/vmlinuz" "$out/initrd.gz"
+    exit 0
+fi
+
+log "building dom0 ($kpkg, $(grep '^xen-utils-4.17=' <<<"$versions"))"
+t0=$(date +%s.%N)
+work=$(mktemp -d "$DEPMIG_RIG_CACHE/dom0-work.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+pkgs="$work/pkgs" root="$work/root"
+mkdir -p "$pkgs" "$root"
+while IFS= read -r spec; do
+    extract_deb "$spec" "$pkgs" >/dev/null
+done <<<"$versions"
+
+kver=${kpkg#linux-image-}
+mkdir -p "$out.tmp"
+cp "$pkgs/boot/vmlinuz-$kver" "$out.tmp/vmlinuz"
+
+# Layout: busybox for everything basic; bash and flock for Xen's hotplug scripts.
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,run,tmp,var/lib/xen,var/log/xen,rig}
+ln -s ../run "$root/var/run"
+cp /bin/busybox "$root/bin/busybox"
+for a in $(/bin/busybox --list); do
+    [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
+done
+cp -L /bin/bash "$root/bin/bash"
+rm -f "$root/bin/flock" && cp -L "$(command -v flock)" "$root/bin/flock"
+
+# The toolstack: binaries under /usr/lib/xen-4.17/bin (on PATH), libraries, scripts.
+xl_dir=usr/lib/xen-4.17
+mkdir -p "$root/$xl_dir" "$root/usr/lib/x86_64-linux-gnu"
+cp -a "$pkgs/$xl_dir/bin" "$root/$xl_dir/"
+rm -f "$root/$xl_dir/bin/pygrub" "$root/$xl_dir/bin/xenpvnetboot"
+cp -a "$pkgs"/usr/lib/x86_64-linux-gnu/lib{xen,yajl,xl}*.so* "$root/usr/lib/x86_64-linux-gnu/"
+cp -a "$pkgs"/usr/bin/xenstore* "$root/usr/bin/"
+cp -a "$pkgs/etc/xen" "$root/etc/"
+# libxl looks for its helpers under the versioned libexec directory.
+mkdir -p "$root/usr/lib/xen-4.17/boot"
+
+# Shared libraries of every ELF file, from the unpacked packages or the host.
+copy_libs() {
+    local f lib
+    for f in "$@"; do
+        file -b "$f" | grep -q '^ELF.*dynamic' || continue
+        LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" ldd "$f" 2>/dev/null \
+            | awk '/=> not found/ { print "MISSING " $1 } /=> \// { print $3 } /^\t\/lib64/ { print $1 }'
+    done | sort -u | while read -r lib; do
+        case $lib in
+            MISSING*) die "library ${lib#MISSING } not found for the dom0 toolstack" ;;
+            "$root"/*) ;;
+            *) mkdir -p "$root$(dirname "$lib")"; [ -e "$root$lib" ] || cp -L "$lib" "$root$lib" ;;
+        esac
+    done
+}
+copy_libs "$root/bin/bash" "$root/bin/flock" "$root/$xl_dir"/bin/* "$root"/usr/bin/xenstore* \
+    "$root"/usr/lib/x86_64-linux-gnu/*.so*
+
+# Kernel modules with their dependencies, decompressed, in load order.
+mdir="$pkgs/lib/modules/$kver"
+[ -d "$mdir" ] || mdir="$pkgs/usr/lib/modules/$kver"
+# The package ships no modules.dep (depmod runs at install time): make one.
+depmod -b "${mdir%/lib/modules/$kver}" "$kver" || die "depmod for $kver failed"
+[ -f "$mdir/modules.dep" ] || die "no modules.dep for $kpkg"
+mkdir -p "$root/lib/modules"
+: > "$root/etc/modules.order"
+declare -A seen=()
+add_module() {
+    local name=$1 path deps d
+    [ -n "${seen[$name]:-}" ] && return 0
+    seen[$name]=1
+    path=$(awk -F: -v n="$name" '{ f = $1; sub(/.*\//, "", f); sub(/\.ko(\.[a-z]+)?$/, "", f);
+                                   gsub(/-/, "_", f); m = n; gsub(/-/, "_", m); if (f == m) { print $1; exit } }' "$mdir/modules.dep")
+    if [ -z "$path" ]; then
+        grep -q "/${name//-/[-_]}\.ko" "$mdir/modules.builtin" 2>/dev/null && return 0
+        die "kernel module $name is neither in modules.dep nor built in"
+    fi
+    deps=$(awk -F': *' -v p="$path" '$1 == p { print $2; exit }' "$mdir/modules.dep")
+    for d in $deps; do
+        d=${d##*/}; add_module "${d%%.ko*}"
+    done
+    local base=${path##*/}
+    case $base in
+        *.ko.xz) xz -dc "$mdir/$path" > "$root/lib/modules/${base%.xz}" ;;
+        *.ko) cp "$mdir/$path" "$root/lib/modules/$base" ;;
+        *) die "unknown module format $base" ;;
+    esac
+    echo "${base%.xz}" >> "$root/etc/modules.order"
+}
+for m in "${modules[@]}"; do add_module "$m"; done
+
+cp "$here/init" "$root/init"
+chmod +x "$root/init"
+cp "$here/rig-lib.sh" "$root/rig/lib.sh"
+echo "$kver" > "$root/etc/dom0-kernel"
+
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -6 > "$out.tmp/initrd.gz"
+rm -rf "$out" && mv "$out.tmp" "$out"
+t1=$(date +%s.%N)
+log "dom0 built in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s: initramfs $(du -h "$out/initrd.gz" | cut -f1)"
+printf '%s\n%s\n' "$out/vmlinuz" "$out/initrd.gz"

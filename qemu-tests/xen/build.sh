@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds the rig's Xen hypervisor from Debian bookworm's source package:
+# Debian's hypervisor config plus config.fragment, with patches/*.patch applied.
+# Prints the path of the uncompressed `xen` binary (what QEMU's -kernel takes).
+# Cached under $DEPMIG_CACHE/xen/build-<hash of inputs>; a warm run is instant.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../../scripts/lib.sh"
+. "$here/../lib.sh"
+
+need_pkgs build-essential flex bison checkpolicy python3 dpkg-dev xz-utils
+
+src=$(xen_source_dir)
+ver=$(cat "$src/.depmig-version")
+key=$( { echo "$ver"; cat "$here/config.fragment" "$here/build.sh"; cat "$here"/patches/*.patch; } \
+       | sha256sum | cut -c1-16)
+out="$DEPMIG_CACHE/xen/build-$key"
+if [ -f "$out/xen" ]; then
+    printf '%s\n' "$out/xen"
+    exit 0
+fi
+
+log "building Xen $ver hypervisor (inputs $key)"
+t0=$(date +%s)
+work="$DEPMIG_CACHE/xen/work-$key"
+rm -rf "$work"; mkdir -p "$(dirname "$work")"
+cp -a "$src" "$work"
+for p in "$here"/patches/*.patch; do
+    log "applying $(basename "$p")"
+    patch -d "$work" -p1 --forward --quiet < "$p" || die "patch $(basename "$p") does not apply"
+done
+cp "$work/debian/xen-kconfig" "$work/xen/.config"
+grep -v '^#' "$here/config.fragment" >> "$work/xen/.config"
+make -C "$work/xen" olddefconfig XEN_TARGET_ARCH=x86_64 >"$work/build.log" 2>&1 \
+    || { tail -n 30 "$work/build.log" >&2; die "Xen olddefconfig failed"; }
+# Every option of the fragment must have survived olddefconfig.
+while IFS= read -r opt; do
+    grep -qx "$opt" "$work/xen/.config" || die "Xen config lost '$opt' (see $work/xen/.config)"
+done < <(grep '^CONFIG_' "$here/config.fragment")
+make -C "$work/xen" -j"$(nproc)" XEN_TARGET_ARCH=x86_64 >>"$work/build.log" 2>&1 \
+    || { tail -n 40 "$work/build.log" >&2; die "Xen build failed (log: $work/build.log)"; }
+[ -f "$work/xen/xen" ] || die "Xen build produced no xen/xen"
+
+mkdir -p "$out.tmp"
+cp "$work/xen/xen" "$work/xen/xen-syms" "$work/xen/.config" "$out.tmp/"
+t1=$(date +%s)
+echo "$((t1 - t0))" > "$out.tmp/build-seconds"
+rm -rf "$out" && mv "$out.tmp" "$out"
+rm -rf "$work"
+log "Xen hypervisor built in $((t1 - t0)) s: $out/xen"
+printf '%s\n' "$out/xen"
