@@ -1,0 +1,257 @@
+//! The engine against small in-memory fakes: round structure, policies,
+//! free-page skipping, freezing, and the literal rule's inconsistency.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use depmig_precopy::*;
+
+/// A toy guest: page contents are numbers; a "dirtier" rewrites the pages
+/// in `hot` on every sent batch unless frozen; `free` pages read as zero.
+struct World {
+    pages: Vec<u64>,
+    dest: Vec<u64>,
+    dirty: DirtyBitmap,
+    hot: Vec<u64>,
+    tainted: Vec<u64>,
+    free: Vec<u64>,
+    frozen: bool,
+    suspended: bool,
+    now: u64,
+    tick: u64,
+    batches: Vec<Vec<u64>>,
+}
+
+impl World {
+    fn new(n: usize, hot: Vec<u64>) -> Rc<RefCell<World>> {
+        Rc::new(RefCell::new(World {
+            pages: (0..n as u64).map(|i| i + 1).collect(),
+            dest: vec![0; n],
+            dirty: DirtyBitmap::new(n as u64),
+            hot,
+            tainted: vec![],
+            free: vec![],
+            frozen: false,
+            suspended: false,
+            now: 0,
+            tick: 0,
+            batches: vec![],
+        }))
+    }
+    fn run(&mut self) {
+        self.now += 1000;
+        if self.suspended || self.frozen {
+            return;
+        }
+        self.tick += 1;
+        for &p in &self.hot.clone() {
+            self.pages[p as usize] = 1_000_000 + self.tick;
+            self.dirty.set(p);
+        }
+    }
+}
+
+struct P(Rc<RefCell<World>>);
+
+impl GuestMemory for P {
+    fn nr_pfns(&self) -> u64 {
+        self.0.borrow().pages.len() as u64
+    }
+    fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        out.set_all();
+        Ok(())
+    }
+}
+impl DirtyLog for P {
+    fn enable(&mut self) -> Result<(), PortError> {
+        Ok(())
+    }
+    fn collect(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        let mut w = self.0.borrow_mut();
+        out.or_with(&w.dirty);
+        w.dirty.clear_all();
+        Ok(())
+    }
+    fn suspend(&mut self) -> Result<(), PortError> {
+        let mut w = self.0.borrow_mut();
+        w.suspended = true;
+        // The guest freed (and zeroed) these pages on its way down.
+        for p in w.free.clone() {
+            w.pages[p as usize] = 0;
+            w.dirty.set(p);
+        }
+        Ok(())
+    }
+}
+impl PageSink for P {
+    fn send_pages(&mut self, pfns: &[u64]) -> Result<u64, PortError> {
+        let mut w = self.0.borrow_mut();
+        for &p in pfns {
+            w.dest[p as usize] = w.pages[p as usize];
+        }
+        w.batches.push(pfns.to_vec());
+        w.run();
+        Ok(pfns.len() as u64 * 4104)
+    }
+    fn zero_pages(&mut self, pfns: &[u64]) -> Result<u64, PortError> {
+        let mut w = self.0.borrow_mut();
+        for &p in pfns {
+            w.dest[p as usize] = 0;
+        }
+        Ok(pfns.len() as u64 * 8)
+    }
+}
+impl Clock for P {
+    fn now_ns(&self) -> u64 {
+        self.0.borrow().now
+    }
+}
+impl DependencyOracle for P {
+    fn freeze_quiet_groups(&mut self) -> Result<u32, PortError> {
+        self.0.borrow_mut().frozen = true;
+        Ok(1)
+    }
+    fn tainted_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        for &p in &self.0.borrow().tainted {
+            out.set(p);
+        }
+        Ok(())
+    }
+    fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        for &p in &self.0.borrow().free {
+            out.set(p);
+        }
+        Ok(())
+    }
+}
+
+fn go(w: &Rc<RefCell<World>>, mode: Mode, policy: &mut dyn Policy) -> Summary {
+    let (mut a, mut b, mut c, d, mut e) = (
+        P(w.clone()),
+        P(w.clone()),
+        P(w.clone()),
+        P(w.clone()),
+        P(w.clone()),
+    );
+    let mut seen = vec![];
+    let s = migrate(
+        Ports {
+            memory: &mut a,
+            log: &mut b,
+            sink: &mut c,
+            clock: &d,
+            oracle: &mut e,
+        },
+        mode,
+        policy,
+        &mut |r| seen.push(*r),
+    )
+    .unwrap();
+    assert_eq!(seen, s.rounds);
+    s
+}
+
+#[test]
+fn baseline_runs_to_the_round_cap_and_ends_consistent() {
+    let w = World::new(3000, (100..200).collect());
+    let s = go(&w, Mode::Baseline, &mut Xen33::default());
+    assert_eq!(s.rounds.len(), 30);
+    assert_eq!(s.rounds[0].sent, 3000);
+    assert!(
+        s.rounds[1..].iter().all(|r| r.sent == 100),
+        "{:?}",
+        s.rounds
+    );
+    assert!(s.rounds.last().unwrap().last);
+    let w = w.borrow();
+    assert_eq!(w.pages, w.dest);
+    for b in &w.batches {
+        assert!(b.len() <= BATCH && b.windows(2).all(|x| x[0] < x[1]));
+    }
+}
+
+#[test]
+fn xen4x_stops_after_five_live_rounds() {
+    let w = World::new(3000, (100..200).collect());
+    let s = go(&w, Mode::Baseline, &mut Xen4x::default());
+    assert_eq!(s.rounds.len(), 6);
+    let w = w.borrow();
+    assert_eq!(w.pages, w.dest);
+}
+
+#[test]
+fn dependency_aware_freezes_and_skips_free_pages() {
+    let w = World::new(3000, (100..200).collect());
+    // Pages 10..20 are freed (and zeroed) as the guest suspends.
+    w.borrow_mut().free = (10..20).collect();
+    let s = go(&w, Mode::DependencyAware, &mut Xen33::default());
+    assert_eq!(s.frozen_groups, 1);
+    // Xen 3.3 stops after a round that sent < 50 pages: round 2 sent none.
+    assert_eq!(s.rounds.len(), 3);
+    assert_eq!(
+        s.rounds[1].dirty, 0,
+        "frozen dirtier: nothing dirty after round 1"
+    );
+    assert_eq!(
+        (
+            s.rounds[2].dirty,
+            s.rounds[2].sent,
+            s.rounds[2].skipped_free
+        ),
+        (10, 0, 10)
+    );
+    assert_eq!(w.borrow().dest[12], 0);
+    let w = w.borrow();
+    assert_eq!(w.pages, w.dest);
+}
+
+#[test]
+fn paper_analysis_counts_tainted_and_literal_rule_breaks() {
+    let w = World::new(3000, (100..200).collect());
+    w.borrow_mut().tainted = (150..160).collect();
+    let s = go(&w, Mode::PaperAnalysis, &mut Xen4x::default());
+    assert!(s.rounds[1..]
+        .iter()
+        .all(|r| r.dirty == 100 && r.dirty_tainted == 10));
+    assert_eq!(w.borrow().pages, w.borrow().dest);
+
+    let w = World::new(3000, (100..200).collect());
+    w.borrow_mut().tainted = (150..160).collect();
+    let s = go(&w, Mode::PaperLiteralUnsound, &mut Xen4x::default());
+    assert!(s.rounds[1..]
+        .iter()
+        .all(|r| r.sent == 10 && r.skipped_untainted == 90));
+    let w = w.borrow();
+    // Untainted hot pages hold values from round 1; tainted ones are fresh.
+    assert_ne!(w.pages, w.dest);
+    assert_eq!(w.pages[155], w.dest[155]);
+    assert_ne!(w.pages[105], w.dest[105]);
+}
+
+#[test]
+fn sink_failure_is_reported() {
+    struct Bad;
+    impl PageSink for Bad {
+        fn send_pages(&mut self, _: &[u64]) -> Result<u64, PortError> {
+            Err(PortError { code: -5 })
+        }
+        fn zero_pages(&mut self, _: &[u64]) -> Result<u64, PortError> {
+            Ok(0)
+        }
+    }
+    let w = World::new(10, vec![]);
+    let (mut a, mut b, d) = (P(w.clone()), P(w.clone()), P(w.clone()));
+    let r = migrate(
+        Ports {
+            memory: &mut a,
+            log: &mut b,
+            sink: &mut Bad,
+            clock: &d,
+            oracle: &mut NoOracle,
+        },
+        Mode::Baseline,
+        &mut Xen4x::default(),
+        &mut |_| {},
+    );
+    assert_eq!(r, Err(EngineError::Sink(PortError { code: -5 })));
+}
