@@ -1,0 +1,137 @@
+//! migpipe: the rate-limited link that carries stock `xl migrate`'s stream.
+//!
+//! Forwards stdin to stdout unchanged at `--rate` bytes/s while observing
+//! the stream (xl header, libxl records, libxc's v2 stream inline) to count
+//! pages per pre-copy round. At end of input it writes the migration report
+//! (`--report`), merging the suspend/resume times a state poller wrote to
+//! `--events`. Put it in front of the receiver in xl's command:
+//! `xl migrate -s "" guest "migpipe --rate 4M --report r.json | xl migrate-receive"`.
+
+use depmig_workloads::args::Args;
+use depmig_workloads::rate::{parse_rate, Bucket};
+use depmig_workloads::report::{build, parse_events, Meta};
+use depmig_workloads::unix_ms;
+use depmig_workloads::xlstream::StreamObserver;
+use std::io::{ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
+
+const CHUNK: usize = 16 * 1024;
+
+fn main() {
+    let known = [
+        "rate",
+        "burst",
+        "report",
+        "events",
+        "events-wait-s",
+        "scenario",
+        "workload",
+    ];
+    let args = Args::parse(std::env::args().skip(1), &known).unwrap_or_else(|e| {
+        eprintln!("migpipe: {e}\nusage: migpipe --rate BYTES[K|M|G] [--report FILE] [--events FILE] [--scenario S] [--workload W]");
+        std::process::exit(2)
+    });
+    let Some(rate) = args.get("rate").and_then(parse_rate) else {
+        eprintln!("migpipe: --rate is required (bytes/s, K/M/G suffixes, 0 = unlimited)");
+        std::process::exit(2)
+    };
+    let burst = args.get("burst").and_then(parse_rate).unwrap_or(64 << 10);
+    let wait_s = args.num("events-wait-s", 60u64).unwrap_or(60);
+    let mut meta = Meta {
+        migrator: "xl-migrate".into(),
+        scenario: args.get("scenario").unwrap_or("").into(),
+        workload: args.get("workload").unwrap_or("").into(),
+        link_rate: rate,
+        ..Meta::default()
+    };
+    let t0 = Instant::now();
+    let ns = || t0.elapsed().as_nanos() as u64;
+    let mut bucket = Bucket::new(rate, burst, ns());
+    let mut obs = StreamObserver::new();
+    let mut input = std::io::stdin().lock();
+    let mut output = std::io::stdout().lock();
+    let mut buf = vec![0u8; CHUNK];
+    let mut failed = None;
+    let mut reported_error = false;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                failed = Some(format!("read: {e}"));
+                break;
+            }
+        };
+        let wait = bucket.take(n as u64, ns());
+        if wait > 0 {
+            std::thread::sleep(Duration::from_nanos(wait));
+        }
+        let now = unix_ms();
+        meta.first_byte_ms.get_or_insert(now);
+        let data = buf.get(..n).unwrap_or(&[]);
+        let before = obs.rounds.len();
+        obs.feed(data, now);
+        if obs.rounds.len() != before {
+            let prev = before
+                .checked_sub(1)
+                .and_then(|i| obs.rounds.get(i))
+                .map_or(0, |r| r.pages);
+            eprintln!(
+                "migpipe: round {} begins at +{} ms (previous round: {prev} pages)",
+                obs.rounds.len(),
+                now.saturating_sub(meta.first_byte_ms.unwrap_or(now))
+            );
+        }
+        if let (Some(e), false) = (obs.error(), reported_error) {
+            eprintln!(
+                "migpipe: stream not understood ({}); forwarding without counting",
+                e.as_str()
+            );
+            reported_error = true;
+        }
+        if let Err(e) = output.write_all(data).and_then(|_| output.flush()) {
+            failed = Some(format!("write: {e}"));
+            break;
+        }
+    }
+    meta.last_byte_ms = Some(unix_ms());
+    drop(output);
+    // Give the poller time to see the destination running.
+    if let Some(path) = args.get("events") {
+        let deadline = Instant::now() + Duration::from_secs(wait_s);
+        loop {
+            let ev = parse_events(&std::fs::read_to_string(path).unwrap_or_default());
+            meta.suspended_ms = ev.suspended_ms;
+            meta.resumed_ms = ev.resumed_ms;
+            meta.poll_interval_ms = ev.poll_interval_ms;
+            if ev.resumed_ms.is_some() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let pages: Vec<String> = obs.rounds.iter().map(|r| r.pages.to_string()).collect();
+    eprintln!(
+        "migpipe: {} bytes, rounds={} pages=[{}]{}",
+        obs.total_bytes,
+        obs.rounds.len(),
+        pages.join(","),
+        failed
+            .as_deref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default()
+    );
+    if let Some(path) = args.get("report") {
+        let tmp = format!("{path}.tmp");
+        let r = std::fs::write(&tmp, build(&obs, &meta).pretty())
+            .and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = r {
+            eprintln!("migpipe: cannot write {path}: {e}");
+            std::process::exit(1);
+        }
+    }
+    if failed.is_some() {
+        std::process::exit(1);
+    }
+}
