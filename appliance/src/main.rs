@@ -1,35 +1,116 @@
 //! depmig appliance: a freestanding PVH image that boots under Xen or QEMU.
+//!
+//! Boot order: traps, console, boot info, heap, Xen (if present), then the
+//! mode named by the first word of the command line. Every run ends with one
+//! result line and a shutdown (see `fail`).
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 mod arch;
+mod boot_info;
+mod clock;
+mod console;
+mod fail;
+mod heap;
 mod rt;
+mod selftest;
+mod xen;
 
-use arch::io::outb;
+use console::println;
+use fail::End;
 
-/// Port of the debug console sink (Xen's and QEMU's `0xE9` hack).
-const DEBUGCON: u16 = 0xE9;
-
-fn put(s: &str) {
-    for b in s.bytes() {
-        // SAFETY: 0xE9 is a write-only debug sink.
-        unsafe { outb(DEBUGCON, b) }
-    }
-}
+/// Most heap the image takes from the memory map.
+const HEAP_MAX: u64 = 256 << 20;
 
 /// First Rust code to run, on the boot stack, with the physical address of
 /// the PVH `hvm_start_info` block.
 #[unsafe(no_mangle)]
-pub extern "C" fn boot_main(_start_info: u64) -> ! {
-    put("depmig: boot\n");
-    put("depmig-selftest: PASS\n");
-    // SAFETY: isa-debug-exit at 0xf4 ends QEMU; elsewhere the write is ignored.
-    unsafe { arch::io::outl(0xf4, 0x10) }
-    arch::cpu::halt_forever()
+pub extern "C" fn boot_main(start_info: u64) -> ! {
+    arch::trap::init();
+    let tsc_known = clock::init();
+    let xen_base = xen::detect();
+    if xen_base.is_none() {
+        console::enable_serial();
+    }
+    console::init_log();
+    println!("depmig appliance {} booting", env!("CARGO_PKG_VERSION"));
+
+    let info = match boot_info::read(start_info) {
+        Ok(i) => i,
+        Err(e) => {
+            println!("depmig-selftest: FAIL boot info: {e:?}");
+            fail::shutdown(End::Fail)
+        }
+    };
+    log::info!("command line: {:?}", info.cmdline.as_str());
+    init_heap(&info);
+    if !tsc_known {
+        log::info!("TSC frequency not reported by CPUID; timestamps assume 1 GHz");
+    }
+
+    let xen = match xen_base.map(xen::init) {
+        None => {
+            log::info!("no Xen (CPUID): plain machine, Xen checks will be skipped");
+            None
+        }
+        Some(Ok(x)) => {
+            // SAFETY: the console page and port Xen named in its HVM params.
+            let pv = unsafe { xen::console::PvConsole::new(x.console.0, x.console.1) };
+            console::attach_pv(pv);
+            log::info!(
+                "Xen {}.{}{} (domctl interface {:#x}), entry {:?}",
+                x.version.major,
+                x.version.minor,
+                x.extra,
+                x.domctl_version,
+                x.entry
+            );
+            Some(x)
+        }
+        Some(Err(e)) => {
+            println!("depmig: refusing to run: {e}");
+            println!("depmig-selftest: FAIL xen init: {e}");
+            fail::shutdown(End::Fail)
+        }
+    };
+
+    match info.mode() {
+        "selftest" => {
+            let end = selftest::run(&info, xen);
+            fail::shutdown(end)
+        }
+        other => {
+            println!("depmig: unknown mode {other:?} (known: selftest)");
+            println!("depmig-selftest: FAIL unknown mode");
+            fail::shutdown(End::Fail)
+        }
+    }
 }
 
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    put("depmig-selftest: FAIL panic\n");
-    arch::cpu::halt_forever()
+/// Gives the heap the largest RAM region above the image.
+fn init_heap(info: &boot_info::BootInfo) {
+    let image_end = arch::symbol_addr!("__image_end");
+    let best = info
+        .ram
+        .iter()
+        .map(|r| (r.start.max(image_end), r.end))
+        .filter(|(s, e)| s < e)
+        .max_by_key(|(s, e)| e - s);
+    match best {
+        Some((start, end)) => {
+            let end = end.min(start + HEAP_MAX).min(arch::boot::IDENTITY_MAPPED);
+            // SAFETY: RAM above the image that the memory map reports free;
+            // the start info was copied out before this point; once only.
+            unsafe { heap::init(start, end) };
+            log::info!(
+                "heap: {:#x}..{:#x} ({} KiB)",
+                start,
+                end,
+                (end - start) / 1024
+            );
+        }
+        None => log::warn!("no RAM region for the heap in the memory map"),
+    }
 }

@@ -89,3 +89,10 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// Referenced by the precompiled `core`; never called with `panic = "abort"`.
 #[unsafe(no_mangle)]
 pub extern "C" fn rust_eh_personality() {}
+
+/// Referenced by the precompiled `alloc` on its unwind paths; with
+/// `panic = "abort"` nothing unwinds, so reaching it is a bug.
+#[unsafe(no_mangle)]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    crate::arch::cpu::halt_forever()
+}

@@ -1,0 +1,39 @@
+//! A monotonic clock: Xen's pvclock when available, else the TSC.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::arch::cpu;
+
+static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+static TSC_HZ: AtomicU64 = AtomicU64::new(1_000_000_000);
+
+/// Records the boot TSC and the TSC frequency CPUID reports (leaf 0x15 or
+/// 0x16; 1 GHz assumed when neither says). Returns whether it was reported.
+pub fn init() -> bool {
+    TSC_AT_BOOT.store(cpu::rdtsc(), Ordering::Relaxed);
+    let max = cpu::cpuid(0, 0).eax;
+    let mut hz = 0u64;
+    if max >= 0x15 {
+        let r = cpu::cpuid(0x15, 0);
+        if r.eax != 0 && r.ebx != 0 && r.ecx != 0 {
+            hz = u64::from(r.ecx) * u64::from(r.ebx) / u64::from(r.eax);
+        }
+    }
+    if hz == 0 && max >= 0x16 {
+        hz = u64::from(cpu::cpuid(0x16, 0).eax & 0xFFFF) * 1_000_000;
+    }
+    if hz != 0 {
+        TSC_HZ.store(hz, Ordering::Relaxed);
+    }
+    hz != 0
+}
+
+/// Nanoseconds: Xen system time under Xen, else TSC time since boot.
+pub fn now_ns() -> u64 {
+    if let Some(si) = crate::xen::try_shared_info() {
+        return si.time().system_time_at(cpu::rdtsc());
+    }
+    let ticks = cpu::rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
+    let hz = TSC_HZ.load(Ordering::Relaxed).max(1);
+    ((u128::from(ticks) * 1_000_000_000) / u128::from(hz)) as u64
+}
