@@ -81,8 +81,19 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
             let end = selftest::run(&info, xen);
             fail::shutdown(end)
         }
+        // Deliberate failures, so the runner can check the fatal paths end
+        // the run with an epitaph and a FAIL line.
+        "crashtest" => {
+            log::info!("crashtest: reading unmapped memory");
+            // SAFETY: deliberately faults (the address is above the identity
+            // map); the exception handler ends the run.
+            let v = unsafe { core::ptr::read_volatile(0x40_0000_0000 as *const u64) };
+            println!("depmig-selftest: FAIL crashtest did not fault ({v})");
+            fail::shutdown(End::Fail)
+        }
+        "panictest" => panic!("deliberate panic (panictest)"),
         other => {
-            println!("depmig: unknown mode {other:?} (known: selftest)");
+            println!("depmig: unknown mode {other:?} (known: selftest, crashtest, panictest)");
             println!("depmig-selftest: FAIL unknown mode");
             fail::shutdown(End::Fail)
         }
