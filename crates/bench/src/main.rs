@@ -1,0 +1,227 @@
+//! `depmig-bench`: prints throughput figures, each as a ratio to a plain
+//! memcpy of the same number of bytes measured in the same run (best of
+//! several repetitions, so a busy machine shows less noise).
+//!
+//! ```text
+//! cargo run --release -p depmig-bench               # 1 Mi pages, 128 MiB stream
+//! cargo run --release -p depmig-bench -- --quick    # tiny sizes (smoke)
+//! ```
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use depmig_precopy::DirtyBitmap;
+use depmig_stream::{
+    Decoder, DomainHeader, DomainType, Encoder, Event, Limits, PfnEntry, PAGE_SIZE,
+};
+
+fn best<F: FnMut()>(reps: u32, mut f: F) -> Duration {
+    let mut best = Duration::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed());
+    }
+    best
+}
+
+fn memcpy_time(bytes: usize, reps: u32) -> Duration {
+    let src: Vec<u8> = (0..bytes).map(|i| i as u8).collect();
+    let mut dst = vec![0u8; bytes];
+    best(reps, || {
+        dst.copy_from_slice(black_box(&src));
+        black_box(&mut dst);
+    })
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn report(name: &str, t: Duration, base: Duration, bytes: usize, extra: &str) {
+    let gbs = bytes as f64 / t.as_secs_f64() / 1e9;
+    println!(
+        "{name:<46} {:>10.1} us  {gbs:>7.2} GB/s  {:>6.2}x memcpy time  {extra}",
+        t.as_secs_f64() * 1e6,
+        t.as_secs_f64() / base.as_secs_f64()
+    );
+}
+
+fn bitmaps(pages: u64, reps: u32) {
+    let bytes = (pages / 8) as usize;
+    println!(
+        "== dirty bitmap over {pages} pages ({} KiB bitmap) ==",
+        bytes / 1024
+    );
+    let base = memcpy_time(bytes, reps * 4);
+    report(
+        "memcpy of the bitmap's bytes",
+        base,
+        base,
+        bytes,
+        "(baseline)",
+    );
+    let mut rng = Rng(0x1234_5678);
+    for density_pct in [1u64, 10, 50] {
+        let mut dirty = DirtyBitmap::new(pages);
+        let mut free = DirtyBitmap::new(pages);
+        for p in 0..pages {
+            if rng.next() % 100 < density_pct {
+                dirty.set(p);
+            }
+            if rng.next() % 100 < 30 {
+                free.set(p);
+            }
+        }
+        let expect = dirty.count();
+        let mut n = 0u64;
+        let t = best(reps, || {
+            let mut s = 0u64;
+            n = 0;
+            for p in black_box(&dirty).iter_ones() {
+                s = s.wrapping_add(p);
+                n += 1;
+            }
+            black_box(s);
+        });
+        assert_eq!(n, expect, "scan found every set bit");
+        report(
+            &format!("scan {density_pct}% dirty ({expect} set)"),
+            t,
+            base,
+            bytes,
+            &format!(
+                "{:.2} ns/set bit",
+                t.as_nanos() as f64 / expect.max(1) as f64
+            ),
+        );
+        // Page selection as the engine does it at the copy round: drop free
+        // pages, then walk what is left into batches of 1024.
+        let mut due = dirty.clone();
+        let mut batch: Vec<u64> = Vec::with_capacity(1024);
+        let mut sent = 0u64;
+        let t = best(reps, || {
+            due.copy_from(black_box(&dirty));
+            due.and_not_with(black_box(&free));
+            sent = 0;
+            batch.clear();
+            for p in due.iter_ones() {
+                batch.push(p);
+                if batch.len() == 1024 {
+                    sent += black_box(&batch).len() as u64;
+                    batch.clear();
+                }
+            }
+            sent += batch.len() as u64;
+        });
+        let mut check = dirty.clone();
+        check.and_not_with(&free);
+        assert_eq!(sent, check.count());
+        report(
+            &format!("select {density_pct}% dirty minus free, batch"),
+            t,
+            base,
+            bytes,
+            &format!("{sent} selected"),
+        );
+    }
+}
+
+fn stream(mib: usize, reps: u32) {
+    let pages = mib * 1024 * 1024 / PAGE_SIZE;
+    let data_bytes = pages * PAGE_SIZE;
+    println!("== PAGE_DATA over {mib} MiB ({pages} pages, batches of 1024) ==");
+    let guest: Vec<u8> = (0..data_bytes)
+        .map(|i| (i as u8) ^ ((i >> 12) as u8))
+        .collect();
+    let base = memcpy_time(data_bytes, reps);
+    report(
+        "memcpy of the page bytes",
+        base,
+        base,
+        data_bytes,
+        "(baseline)",
+    );
+    let dom = DomainHeader {
+        domain_type: DomainType::X86Hvm,
+        page_shift: 12,
+        xen_major: 4,
+        xen_minor: 17,
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(data_bytes + data_bytes / 256 + 4096);
+    let encode = |out: &mut Vec<u8>| {
+        out.clear();
+        let mut e = Encoder::new();
+        e.headers(out, &dom).expect("headers");
+        e.static_data_end(out).expect("static end");
+        let mut entries = Vec::with_capacity(1024);
+        let mut refs: Vec<&[u8]> = Vec::with_capacity(1024);
+        for (b, chunk) in guest.chunks(1024 * PAGE_SIZE).enumerate() {
+            entries.clear();
+            refs.clear();
+            for (i, pg) in chunk.chunks(PAGE_SIZE).enumerate() {
+                entries.push(PfnEntry::normal((b * 1024 + i) as u64));
+                refs.push(pg);
+            }
+            e.page_data(out, &entries, &refs).expect("page data");
+        }
+        e.hvm_context(out, &[0; 64]).expect("context");
+        e.end(out).expect("end");
+    };
+    let t = best(reps, || encode(&mut out));
+    report(
+        "encode PAGE_DATA into a Vec",
+        t,
+        base,
+        data_bytes,
+        &format!("{} bytes out", out.len()),
+    );
+
+    let mut dest = vec![0u8; data_bytes];
+    let t = best(reps, || {
+        let mut dec = Decoder::new(Limits::default());
+        for seg in out.chunks(64 * 1024) {
+            let mut input = seg;
+            while let Some(ev) = dec.next(&mut input).expect("valid stream") {
+                if let Event::Page {
+                    entry,
+                    data: Some(d),
+                } = ev
+                {
+                    let at = entry.pfn as usize * PAGE_SIZE;
+                    dest[at..at + PAGE_SIZE].copy_from_slice(d);
+                }
+            }
+        }
+        assert!(dec.is_done());
+    });
+    assert!(dest == guest, "decoded pages equal the guest's");
+    report(
+        "decode (64 KiB segments) + copy to guest",
+        t,
+        base,
+        data_bytes,
+        "",
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (pages, mib, reps) = if quick {
+        (1 << 14, 4, 2)
+    } else {
+        (1 << 20, 128, 7)
+    };
+    println!(
+        "depmig-bench ({}): best of {reps}",
+        if quick { "quick" } else { "full" }
+    );
+    bitmaps(pages, reps * 3);
+    stream(mib, reps);
+}
