@@ -7,6 +7,11 @@ cd "$(dirname "$0")"
 . scripts/lib.sh
 
 need_pkgs build-essential
+# Xen's public headers: the ABI crates' tests check their layouts against them.
+need_pkgs libxen-dev
 
 log "host tests: cargo test --workspace"
 cargo test --workspace --locked
+
+log "image: boots under plain QEMU (qemu-tests/image/run.sh)"
+qemu-tests/image/run.sh

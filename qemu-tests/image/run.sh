@@ -13,40 +13,36 @@ OUT=out/image
 mkdir -p "$OUT"
 log "image: cargo build --release -p depmig-appliance"
 cargo build --release --locked -p depmig-appliance
-IMG=target/release/depmig-appliance
+IMG=${CARGO_TARGET_DIR:-target}/release/depmig-appliance
+[ -f "$IMG" ] || die "image: $IMG was not built"
 TIMEOUT=${DEPMIG_IMAGE_TIMEOUT:-120}
 
 failures=()
 notes=()
 
 # boot NAME MACHINE CMDLINE: runs QEMU with a hard timeout; sets RC and
-# FIRST_MS (ms from QEMU start to the first complete serial line).
+# FIRST_MS (ms from QEMU's start to its first complete serial line, taken
+# from $EPOCHREALTIME stamps on each line as it arrives).
 boot() {
-    local name=$1 machine=$2 cmdline=$3 serial="$OUT/$1.serial.log" t0 t1 pid
+    local name=$1 machine=$2 cmdline=$3 serial="$OUT/$1.serial.log" t0 first
     rm -f "$serial" "$OUT/$name.debugcon.log"
-    : > "$serial"
-    t0=$(date +%s%N)
-    timeout --kill-after=5 "$TIMEOUT" qemu-system-x86_64 \
-        -M "$machine" -cpu qemu64 -m 128 -smp 1 -nographic -nodefaults -no-reboot \
-        -kernel "$IMG" -append "$cmdline" \
-        -serial "file:$serial" -debugcon "file:$OUT/$name.debugcon.log" \
-        -device isa-debug-exit,iobase=0xf4,iosize=4 </dev/null &
-    pid=$!
-    FIRST_MS=none
-    while kill -0 "$pid" 2>/dev/null; do
-        if grep -q '' "$serial" 2>/dev/null && [ "$(head -c 4096 "$serial" | tr -cd '\n' | wc -c)" -gt 0 ]; then
-            t1=$(date +%s%N)
-            FIRST_MS=$(( (t1 - t0) / 1000000 ))
-            break
-        fi
-        sleep 0.002
-    done
+    t0=$EPOCHREALTIME
     set +e
-    wait "$pid"
-    RC=$?
+    timeout --kill-after=5 "$TIMEOUT" qemu-system-x86_64 \
+        -M "$machine" -cpu qemu64 -m 128 -smp 1 -display none -nodefaults -no-reboot \
+        -kernel "$IMG" -append "$cmdline" \
+        -serial stdio -debugcon "file:$OUT/$name.debugcon.log" \
+        -device isa-debug-exit,iobase=0xf4,iosize=4 </dev/null \
+        | while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done \
+        > "$serial.stamped"
+    RC=${PIPESTATUS[0]}
     set -e
-    if [ "$FIRST_MS" = none ] && [ -s "$serial" ]; then
-        FIRST_MS="<$(( ($(date +%s%N) - t0) / 1000000 ))"
+    cut -d' ' -f2- "$serial.stamped" > "$serial"
+    first=$(head -n 1 "$serial.stamped" | cut -d' ' -f1)
+    if [ -n "$first" ]; then
+        FIRST_MS=$(awk -v a="$t0" -v b="$first" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
+    else
+        FIRST_MS=none
     fi
 }
 
@@ -81,8 +77,8 @@ expect panictest microvm panictest 37 '^depmig-selftest: FAIL crash: panic at ' 
     '^depmig: EPITAPH: panic at .*deliberate panic'
 expect badmode microvm 'nonsense' 35 '^depmig-selftest: FAIL unknown mode$'
 
-size=$(stat -c %s "$IMG")
-stripped=$(strip -o /dev/stdout "$IMG" 2>/dev/null | wc -c)
+size=$(stat -c %s "$IMG" 2>/dev/null || echo "?")
+stripped=$(strip -o "$OUT/depmig-appliance.stripped" "$IMG" 2>/dev/null && stat -c %s "$OUT/depmig-appliance.stripped" || echo "?")
 if [ ${#failures[@]} -eq 0 ]; then
     echo "image: PASS (${#notes[@]} boots: ${notes[*]}; image ${size} bytes, ${stripped} stripped)"
 else
