@@ -133,6 +133,22 @@ impl DirtyBitmap {
         }
     }
 
+    /// Calls `f` with each set bit in ascending order; the fast path for
+    /// scans (a tight loop over words, `trailing_zeros` within a word).
+    pub fn for_each_one<F: FnMut(u64)>(&self, mut f: F) {
+        for (i, &w) in self.words.iter().enumerate() {
+            let mut w = w;
+            let base = (i as u64) << 6;
+            while w != 0 {
+                let pfn = base | u64::from(w.trailing_zeros());
+                w &= w - 1;
+                if pfn < self.bits {
+                    f(pfn);
+                }
+            }
+        }
+    }
+
     /// Set bits in ascending order.
     pub fn iter_ones(&self) -> Ones<'_> {
         Ones {
@@ -200,6 +216,9 @@ mod tests {
             for &p in &a { x.set(p); }
             for &p in &b { y.set(p); }
             prop_assert_eq!(x.iter_ones().collect::<Vec<_>>(), a.iter().copied().collect::<Vec<_>>());
+            let mut seen = Vec::new();
+            x.for_each_one(|p| seen.push(p));
+            prop_assert_eq!(seen, a.iter().copied().collect::<Vec<_>>());
             prop_assert_eq!(x.count_and(&y), a.intersection(&b).count() as u64);
             let mut d = x.clone();
             d.and_not_with(&y);

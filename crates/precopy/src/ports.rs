@@ -38,6 +38,12 @@ pub trait PageSink {
     fn send_pages(&mut self, pfns: &[u64]) -> Result<u64, PortError>;
     /// Tells the destination that `pfns` are free in the guest: it holds
     /// zero there. Returns the bytes put on the wire.
+    ///
+    /// On the wire depmig sends these as PAGE_DATA entries of type XALLOC
+    /// (no data) in the copy round; depmig's destination clears such
+    /// frames. A stock receiver only populates them and may keep an older
+    /// copy, which is harmless to Linux (a free page's content is never
+    /// read before it is written) but is not a byte-exact image.
     fn zero_pages(&mut self, pfns: &[u64]) -> Result<u64, PortError>;
 }
 

@@ -19,6 +19,9 @@
 //!
 //! Hello layout: magic "DEPMIGHS" (8), version u16 LE, role u8, flags u8
 //! (zero), reserved u32 (zero), nonce (16).
+//!
+//! PANICS: indexing here is into fixed-size arrays (`[u8; 32]`, `[u8; 48]`)
+//! with constant indices and ranges inside their length.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -24,6 +24,9 @@
 //! with no dirty page leaves no trace, and a round whose every pfn lies
 //! above the last pfn of the round before merges with it (rare once the
 //! first round has ended at the top of the p2m).
+//!
+//! PANICS: `small` is a `[u8; 16]` indexed with constants below 16; every
+//! other access is checked.
 
 use alloc::vec::Vec;
 
