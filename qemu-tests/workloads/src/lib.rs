@@ -12,6 +12,8 @@ pub mod pattern;
 pub mod rate;
 pub mod report;
 pub mod stats;
+pub mod synth;
+pub mod xllist;
 pub mod xlstream;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).

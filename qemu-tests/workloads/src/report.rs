@@ -32,7 +32,7 @@ pub struct Meta {
 }
 
 fn sub(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    Some(a?.checked_sub(b?)?.max(0))
+    a?.checked_sub(b?)
 }
 
 /// Builds the report from the stream observer (fed with Unix-ms times) and `meta`.

@@ -491,76 +491,7 @@ impl StreamObserver {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-
-    /// Builds synthetic streams shaped like 4.17's.
-    pub struct Builder {
-        pub out: Vec<u8>,
-    }
-
-    impl Builder {
-        pub fn xl() -> Self {
-            let mut out = Vec::new();
-            out.extend_from_slice(XL_MAGIC);
-            let cfg = b"name = \"guest\"\n";
-            for v in [0x0102_0304u32, 1, 0, cfg.len() as u32] {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-            out.extend_from_slice(cfg);
-            out.extend_from_slice(&LIBXL_IDENT.to_be_bytes());
-            out.extend_from_slice(&2u32.to_be_bytes());
-            out.extend_from_slice(&0u32.to_be_bytes());
-            Self { out }
-        }
-        pub fn rec(&mut self, ty: u32, body: &[u8]) {
-            self.out.extend_from_slice(&ty.to_le_bytes());
-            self.out
-                .extend_from_slice(&(body.len() as u32).to_le_bytes());
-            self.out.extend_from_slice(body);
-            let pad = (8 - body.len() % 8) % 8;
-            self.out.extend(std::iter::repeat_n(0u8, pad));
-        }
-        pub fn libxc_start(&mut self) {
-            self.rec(LIBXL_LIBXC_CONTEXT, &[]);
-            self.out.extend_from_slice(&LIBXC_MARKER.to_be_bytes());
-            self.out.extend_from_slice(&LIBXC_ID.to_be_bytes());
-            self.out.extend_from_slice(&3u32.to_be_bytes());
-            self.out.extend_from_slice(&[0u8; 8]);
-            self.out.extend_from_slice(&2u32.to_le_bytes());
-            self.out.extend_from_slice(&12u16.to_le_bytes());
-            self.out.extend_from_slice(&[0u8; 2]);
-            self.out.extend_from_slice(&4u32.to_le_bytes());
-            self.out.extend_from_slice(&17u32.to_le_bytes());
-            self.rec(0x8000_0011, &[1, 2, 3]);
-            self.rec(0x10, &[]);
-        }
-        /// One round over `pfns`, batched like send_dirty_pages; pfns whose
-        /// value is a multiple of 7 are holes (XTAB) without data.
-        pub fn round(&mut self, pfns: &[u64]) {
-            for batch in pfns.chunks(MAX_BATCH_PFNS as usize) {
-                let mut body = Vec::new();
-                body.extend_from_slice(&(batch.len() as u32).to_le_bytes());
-                body.extend_from_slice(&0u32.to_le_bytes());
-                let mut pages = 0;
-                for &p in batch {
-                    let ty: u64 = if p % 7 == 0 { 0xf } else { 0 };
-                    body.extend_from_slice(&((ty << 60) | p).to_le_bytes());
-                    pages += usize::from(ty == 0);
-                }
-                for i in 0..pages {
-                    body.extend(std::iter::repeat_n(i as u8, 4096));
-                }
-                self.rec(LIBXC_PAGE_DATA, &body);
-            }
-        }
-        pub fn finish(&mut self) {
-            self.rec(8, &[0u8; 24]);
-            self.rec(9, &[5u8; 100]);
-            self.rec(LIBXC_END, &[]);
-            self.rec(LIBXL_END, &[]);
-            self.out
-                .extend_from_slice(b"domain is yours, you are cleared to unpause");
-        }
-    }
+    pub use crate::synth::Builder;
 
     fn feed_in_chunks(bytes: &[u8], chunk: usize) -> StreamObserver {
         let mut o = StreamObserver::new();

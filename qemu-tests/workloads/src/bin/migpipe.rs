@@ -6,18 +6,83 @@
 //! (`--report`), merging the suspend/resume times a state poller wrote to
 //! `--events`. Put it in front of the receiver in xl's command:
 //! `xl migrate -s "" guest "migpipe --rate 4M --report r.json | xl migrate-receive"`.
+//!
+//! `migpipe watch --domain NAME --events FILE` is that poller: it runs
+//! `xl list` every `--interval-ms` and appends `suspended_unix_ms=` (source
+//! seen shut down) and `resumed_unix_ms=` (destination seen running under
+//! NAME) to FILE, then exits.
 
 use depmig_workloads::args::Args;
 use depmig_workloads::rate::{parse_rate, Bucket};
 use depmig_workloads::report::{build, parse_events, Meta};
 use depmig_workloads::unix_ms;
+use depmig_workloads::xllist::{self, Watch};
 use depmig_workloads::xlstream::StreamObserver;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 const CHUNK: usize = 16 * 1024;
 
+fn watch() -> ! {
+    let args = Args::parse(
+        std::env::args().skip(2),
+        &["domain", "events", "interval-ms", "timeout-s"],
+    )
+    .unwrap_or_else(|e| {
+        eprintln!("migpipe watch: {e}");
+        std::process::exit(2)
+    });
+    let (Some(name), Some(events)) = (args.get("domain"), args.get("events")) else {
+        eprintln!("usage: migpipe watch --domain NAME --events FILE [--interval-ms 200] [--timeout-s 1800]");
+        std::process::exit(2)
+    };
+    let interval = args.num("interval-ms", 200u64).unwrap_or(200).max(10);
+    let deadline =
+        Instant::now() + Duration::from_secs(args.num("timeout-s", 1800u64).unwrap_or(1800));
+    let append = |line: String| {
+        let r = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(events)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = r {
+            eprintln!("migpipe watch: {events}: {e}");
+        }
+    };
+    append(format!("poll_interval_ms={interval}"));
+    let mut w = Watch::default();
+    while Instant::now() < deadline {
+        let t0 = unix_ms();
+        let out = std::process::Command::new("xl").arg("list").output();
+        // The state was sampled somewhere during the call: take its midpoint.
+        let now = t0 + unix_ms().saturating_sub(t0) / 2;
+        if let Ok(o) = out {
+            let before = w;
+            w.observe(
+                &xllist::parse(&String::from_utf8_lossy(&o.stdout)),
+                name,
+                now,
+            );
+            if before.suspended_ms.is_none() {
+                if let Some(t) = w.suspended_ms {
+                    append(format!("suspended_unix_ms={t}"));
+                }
+            }
+            if let Some(t) = w.resumed_ms {
+                append(format!("resumed_unix_ms={t}"));
+                std::process::exit(0);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(interval));
+    }
+    eprintln!("migpipe watch: timed out before {name} was seen running again");
+    std::process::exit(1)
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("watch") {
+        watch();
+    }
     let known = [
         "rate",
         "burst",
