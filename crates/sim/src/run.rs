@@ -25,7 +25,8 @@ pub struct World {
 }
 
 impl World {
-    fn transfer(&mut self, bytes: u64) {
+    /// Lets the guest run for as long as `bytes` take on the link.
+    pub fn transfer(&mut self, bytes: u64) {
         let ns = (bytes as f64 / self.bytes_per_s * 1e9) as u64;
         self.guest.run(ns.max(1));
     }
