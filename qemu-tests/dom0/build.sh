@@ -80,6 +80,10 @@ copy_libs() {
         esac
     done
 }
+# glibc loads libgcc_s at run time for pthread_cancel (xl uses it): ldd cannot see that.
+gcc_s=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ { print $NF; exit }')
+[ -n "$gcc_s" ] || die "libgcc_s.so.1 not found on the build host"
+mkdir -p "$root$(dirname "$gcc_s")" && cp -L "$gcc_s" "$root$gcc_s"
 copy_libs "$root/bin/bash" "$root/bin/flock" "$root/$xl_dir"/bin/* "$root"/usr/bin/xenstore* \
     "$root"/usr/lib/x86_64-linux-gnu/*.so*
 

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# The rig's scenario runner: builds (or takes from the cache) Xen, the FLASK
+# policy and dom0, then boots Xen + dom0 under QEMU once per scenario with the
+# scenario appended to dom0's initramfs, and prints one verdict line per
+# scenario:  scenario <name>: PASS|FAIL <reason>
+# Serial logs, records and files land in out/rig/<scenario>/.
+#
+#   qemu-tests/run.sh [--rate RATE] [--timeout S] [--list] [SCENARIO...]
+#
+# Without scenario names it runs those listed in scenarios/default.list.
+# See qemu-tests/README.md for how scenarios are written.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+. "$root/scripts/lib.sh"
+. "$here/lib.sh"
+
+usage() { sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 2; }
+
+rate_opt= timeout_opt= list=0 names=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --rate) rate_opt=${2:?}; shift 2 ;;
+        --timeout) timeout_opt=${2:?}; shift 2 ;;
+        --list) list=1; shift ;;
+        -h|--help) usage ;;
+        -*) die "unknown option $1" ;;
+        *) names+=("$1"); shift ;;
+    esac
+done
+
+# scenario_path NAME: the scenario script, from scenarios/ or any <part>/scenarios/.
+scenario_path() {
+    local f
+    for f in "$here/scenarios/$1.sh" "$here"/*/scenarios/"$1.sh"; do
+        [ -f "$f" ] && { printf '%s\n' "$f"; return 0; }
+    done
+    return 1
+}
+
+if [ "$list" = 1 ]; then
+    for f in "$here"/scenarios/*.sh "$here"/*/scenarios/*.sh; do
+        [ -f "$f" ] && basename "$f" .sh
+    done | sort -u
+    exit 0
+fi
+if [ ${#names[@]} -eq 0 ]; then
+    mapfile -t names < <(grep -v '^[[:space:]]*\(#\|$\)' "$here/scenarios/default.list")
+fi
+for n in "${names[@]}"; do
+    case $n in *[!A-Za-z0-9_-]*) die "bad scenario name '$n'" ;; esac
+    scenario_path "$n" >/dev/null || die "no scenario '$n' (try --list)"
+done
+
+need_pkgs qemu-system-x86 cpio gzip
+
+# rate_bytes RATE: bytes per second of an xl vif rate (e.g. 16Mb/s, 2MB/s).
+rate_bytes() {
+    local n unit
+    [[ $1 =~ ^([0-9]+)([GMK]?)([bB])/s$ ]] || return 1
+    n=${BASH_REMATCH[1]}
+    case ${BASH_REMATCH[2]} in G) n=$((n * 1000000000)) ;; M) n=$((n * 1000000)) ;; K) n=$((n * 1000)) ;; esac
+    [ "${BASH_REMATCH[3]}" = b ] && n=$((n / 8))
+    echo "$n"
+}
+
+log "building the rig"
+t_build=$(date +%s)
+xen=$("$here/xen/build.sh")
+policy=$("$here/flask/build.sh")
+{ read -r vmlinuz; read -r dom0_initrd; } < <("$here/dom0/build.sh")
+[ -f "$xen" ] && [ -f "$policy" ] && [ -f "$vmlinuz" ] && [ -f "$dom0_initrd" ] || die "rig build incomplete"
+log "rig ready in $(( $(date +%s) - t_build )) s"
+
+qemu_pid=
+cleanup() {
+    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+        kill "$qemu_pid" 2>/dev/null; sleep 1; kill -9 "$qemu_pid" 2>/dev/null || true
+    fi
+    [ -n "${stage:-}" ] && rm -rf "$stage"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+failures=0
+# verdict NAME PASS|FAIL REASON: the one line per scenario, also kept in its out dir.
+verdict() {
+    local line="scenario $1: $2${3:+ $3}"
+    printf '%s\n' "$line"
+    printf '%s\n' "$line" > "$out/verdict"
+    [ "$2" = PASS ] || failures=$((failures + 1))
+}
+
+for name in "${names[@]}"; do
+    script=$(scenario_path "$name")
+    sdir=$(dirname "$script")
+    out="$root/out/rig/$name"
+    rm -rf "$out"; mkdir -p "$out/files"
+
+    # Per-scenario settings (host side): TIMEOUT, QEMU_MEM, DOM0_MEM, LINK_RATE.
+    TIMEOUT=900 QEMU_MEM=4096 DOM0_MEM=1024 LINK_RATE=20Mb/s
+    [ -f "$sdir/$name.conf" ] && . "$sdir/$name.conf"
+    [ -n "$timeout_opt" ] && TIMEOUT=$timeout_opt
+    rate=${rate_opt:-${DEPMIG_LINK_RATE:-$LINK_RATE}}
+    rate_bps=$(rate_bytes "$rate") || { verdict "$name" FAIL "bad link rate '$rate'"; continue; }
+
+    stage=$(mktemp -d "${TMPDIR:-/tmp}/depmig-scenario.XXXXXX")
+    mkdir -p "$stage/scenario"
+    cp "$script" "$stage/scenario/run.sh"; chmod +x "$stage/scenario/run.sh"
+    {
+        printf 'DEPMIG_SCENARIO=%q\n' "$name"
+        printf 'DEPMIG_LINK_RATE=%q\n' "$rate"
+        printf 'DEPMIG_LINK_BYTES_PER_SEC=%q\n' "$rate_bps"
+    } > "$stage/scenario/env"
+    if [ -x "$sdir/$name.prep" ]; then
+        if ! DEPMIG_ROOT=$root DEPMIG_SCENARIO=$name DEPMIG_LINK_RATE=$rate DEPMIG_OUT=$out \
+                DEPMIG_LINK_BYTES_PER_SEC=$rate_bps DEPMIG_DOM0_KERNEL=$vmlinuz \
+                timeout 3000 "$sdir/$name.prep" "$stage/scenario" \
+                >"$out/prep.log" 2>&1; then
+            verdict "$name" FAIL "prep hook failed: $(tail -n 1 "$out/prep.log")"
+            rm -rf "$stage"; stage=; continue
+        fi
+    fi
+    # dom0's initramfs, zero-padded to 4 bytes, then the scenario as a plain
+    # cpio: Linux unpacks concatenated archives, skipping the padding.
+    cp "$dom0_initrd" "$stage/initrd"
+    pad=$(( (4 - $(stat -c %s "$stage/initrd") % 4) % 4 ))
+    head -c "$pad" /dev/zero >> "$stage/initrd"
+    (cd "$stage" && find scenario | LC_ALL=C sort | cpio -o -H newc --quiet) >> "$stage/initrd"
+
+    serial="$out/serial.log"
+    xen_cmdline="console=com1 com1=115200,8n1 console_timestamps=boot dom0_mem=${DOM0_MEM}M,max:${DOM0_MEM}M flask=enforcing loglvl=all guest_loglvl=all"
+    log "scenario $name: booting (timeout ${TIMEOUT} s, link $rate)"
+    t0=$(date +%s.%N)
+    qemu-system-x86_64 -M q35 -cpu qemu64,+svm,+npt -smp 2 -m "$QEMU_MEM" \
+        -accel tcg,thread=multi -nographic -no-reboot -monitor none \
+        -kernel "$xen" -append "$xen_cmdline" \
+        -initrd "$vmlinuz console=hvc0 loglevel=4,$stage/initrd,$policy" \
+        </dev/null >"$serial" 2>&1 &
+    qemu_pid=$!
+
+    status=timeout t_ready= t_end=
+    while :; do
+        now=$(date +%s.%N)
+        if [ -z "$t_ready" ] && grep -q '^DEPMIG-LOG dom0 ready' "$serial"; then t_ready=$now; fi
+        if grep -q '^DEPMIG-END' "$serial"; then status=end; t_end=$now; break; fi
+        if ! kill -0 "$qemu_pid" 2>/dev/null; then status=exited; break; fi
+        if awk -v a="$t0" -v b="$now" -v t="$TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then break; fi
+        sleep 1
+    done
+    # Give dom0 a moment to power off, then make sure QEMU is gone.
+    for _ in 1 2 3 4 5; do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
+    cleanup; qemu_pid=
+    wait 2>/dev/null || true
+    t1=$(date +%s.%N)
+
+    # Extract the tagged lines (hvc lines end in \r\n).
+    tr -d '\r' < "$serial" > "$out/serial.clean"
+    grep '^DEPMIG-RESULT ' "$out/serial.clean" | cut -d' ' -f2- > "$out/result" || true
+    awk -v d="$out" '$1 == "DEPMIG-JSON" && $2 ~ /^[A-Za-z0-9_.-]+$/ {
+            n = $2; sub(/^DEPMIG-JSON [^ ]+ /, ""); print > (d "/" n ".jsonl") }' "$out/serial.clean"
+    exports_ok=1
+    for fname in $(awk '$1 == "DEPMIG-FILE-END" { print $2 }' "$out/serial.clean"); do
+        awk -v n="$fname" '$1 == "DEPMIG-FILE" && $2 == n { print $3 }' "$out/serial.clean" \
+            | base64 -d > "$out/files/$fname" 2>/dev/null || exports_ok=0
+        want=$(awk -v n="$fname" '$1 == "DEPMIG-FILE-END" && $2 == n { print $3 }' "$out/serial.clean" | tail -n 1)
+        [ "$(sha256sum < "$out/files/$fname" | cut -d' ' -f1)" = "$want" ] || exports_ok=0
+    done
+    rm -f "$out/serial.clean"
+    awk -v a="$t0" -v r="${t_ready:-}" -v e="${t_end:-}" -v z="$t1" -v s="$status" -v rate="$rate" 'BEGIN {
+        printf "{\"status\":\"%s\",\"link_rate\":\"%s\",\"dom0_ready_s\":%s,\"scenario_end_s\":%s,\"total_s\":%.1f}\n",
+            s, rate, r == "" ? "null" : sprintf("%.1f", r - a), e == "" ? "null" : sprintf("%.1f", e - a), z - a }' \
+        > "$out/timing.json"
+    rm -rf "$stage"; stage=
+
+    nres=$(wc -l < "$out/result")
+    if [ "$status" = timeout ]; then
+        verdict "$name" FAIL "timeout after ${TIMEOUT} s (last: $(grep -a 'DEPMIG-LOG' "$serial" | tail -n 1 | tr -d '\r' | cut -c12-100))"
+    elif [ "$status" != end ]; then
+        verdict "$name" FAIL "machine stopped before the scenario ended (crash? see $out/serial.log)"
+    elif [ "$nres" -ne 1 ]; then
+        verdict "$name" FAIL "expected one DEPMIG-RESULT line, got $nres"
+    elif [ "$exports_ok" != 1 ]; then
+        verdict "$name" FAIL "an exported file arrived damaged"
+    elif ! grep -q '^PASS' "$out/result"; then
+        verdict "$name" FAIL "$(sed 's/^[A-Z]* \{0,1\}//' "$out/result")"
+    elif [ -x "$sdir/$name.check" ] && ! "$sdir/$name.check" "$out" >"$out/check.log" 2>&1; then
+        verdict "$name" FAIL "check hook: $(tail -n 1 "$out/check.log")"
+    else
+        verdict "$name" PASS "$(sed 's/^[A-Z]* \{0,1\}//' "$out/result") ($(printf '%.0f' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')") s)"
+    fi
+done
+
+exit $(( failures > 0 ))
