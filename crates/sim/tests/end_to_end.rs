@@ -21,7 +21,7 @@ const KEY: &[u8] = b"a shared key for this migration only";
 struct StreamSink {
     world: Rc<RefCell<World>>,
     enc: Encoder,
-    out: Vec<u8>,
+    out: Authenticated<Vec<u8>>,
 }
 
 impl PageSink for StreamSink {
@@ -37,11 +37,11 @@ impl PageSink for StreamSink {
             })
             .collect();
         let refs: Vec<&[u8]> = pages.iter().map(|p| p.as_slice()).collect();
-        let before = self.out.len();
+        let before = self.out.inner_mut().len();
         self.enc
             .page_data(&mut self.out, &entries, &refs)
             .map_err(|_| PortError { code: -1 })?;
-        let bytes = (self.out.len() - before) as u64;
+        let bytes = (self.out.inner_mut().len() - before) as u64;
         w.transfer(bytes);
         Ok(bytes)
     }
@@ -54,11 +54,11 @@ impl PageSink for StreamSink {
                 kind: PageType::XAlloc,
             })
             .collect();
-        let before = self.out.len();
+        let before = self.out.inner_mut().len();
         self.enc
             .page_data(&mut self.out, &entries, &[])
             .map_err(|_| PortError { code: -1 })?;
-        let bytes = (self.out.len() - before) as u64;
+        let bytes = (self.out.inner_mut().len() - before) as u64;
         w.transfer(bytes);
         Ok(bytes)
     }
@@ -78,27 +78,28 @@ fn run(mode: Mode, segment: usize) -> (bool, usize) {
         role: Role::Source,
         nonce: [0x11; 16],
     };
-    let dst_hello = Hello::parse(
-        &Hello {
-            role: Role::Destination,
-            nonce: [0x22; 16],
-        }
-        .to_bytes(),
-    )
-    .unwrap();
-    let mut tx = TranscriptMac::new(KEY, &src_hello, &dst_hello).unwrap();
-    let mut rx = TranscriptMac::new(
+    let dst_hello = Hello {
+        role: Role::Destination,
+        nonce: [0x22; 16],
+    };
+    let mut receiver = Receiver::new(
         KEY,
-        &Hello::parse(&src_hello.to_bytes()).unwrap(),
-        &dst_hello,
+        dst_hello,
+        Limits {
+            max_pfn: n as u64 - 1,
+            ..Limits::default()
+        },
     )
     .unwrap();
+    // The destination's hello reaches the source, which starts its MAC.
+    let peer = Hello::parse(&dst_hello.to_bytes()).unwrap();
+    let tx = TranscriptMac::new(KEY, &src_hello, &peer).unwrap();
 
     // Source: static data, memory, tail.
     let mut sink = StreamSink {
         world: world.clone(),
         enc: Encoder::new(),
-        out: Vec::new(),
+        out: Authenticated::new(src_hello.to_bytes().to_vec(), tx),
     };
     let dom = DomainHeader {
         domain_type: DomainType::X86Pvh,
@@ -163,24 +164,19 @@ fn run(mode: Mode, segment: usize) -> (bool, usize) {
         .hvm_params(&mut sink.out, &[HvmParam { index: 1, value: 2 }])
         .unwrap();
     sink.enc.end(&mut sink.out).unwrap();
-    tx.update(&sink.out);
-    let mut wire = sink.out.clone();
-    wire.extend_from_slice(&tx.trailer());
+    let (wire, trailer) = sink.out.finish();
+    let mut wire = wire;
+    wire.extend_from_slice(&trailer);
 
-    // Destination: arbitrary segments, strict decoder, image apply.
+    // Destination: arbitrary segments through the receiver, image apply.
     let mut image = vec![0u64; n];
-    let mut dec = Decoder::new(Limits {
-        max_pfn: n as u64 - 1,
-        ..Limits::default()
-    });
-    let mut trailer = Vec::new();
     let mut zeroed = 0;
+    let mut authentic = false;
     for seg in wire.chunks(segment) {
         let mut input = seg;
-        if !dec.is_done() {
-            let start = input;
-            while let Some(ev) = dec.next(&mut input).unwrap() {
-                if let Event::Page { entry, data } = ev {
+        while let Some(ev) = receiver.push(&mut input).unwrap() {
+            match ev {
+                RxEvent::Stream(Event::Page { entry, data }) => {
                     image[entry.pfn as usize] = match data {
                         Some(d) => u64::from_le_bytes(d[..8].try_into().unwrap()),
                         None => {
@@ -189,13 +185,12 @@ fn run(mode: Mode, segment: usize) -> (bool, usize) {
                         }
                     };
                 }
+                RxEvent::Authenticated => authentic = true,
+                _ => {}
             }
-            rx.update(&start[..start.len() - input.len()]);
         }
-        trailer.extend_from_slice(input);
     }
-    assert!(dec.is_done());
-    rx.verify_trailer(&trailer).unwrap();
+    assert!(authentic && receiver.is_authenticated());
     let w = world.borrow();
     (check(&w.guest, &image).equals_suspend_state, zeroed)
 }

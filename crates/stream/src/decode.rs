@@ -336,6 +336,7 @@ impl Decoder {
             return true;
         }
         let take = (need - have).min(input.len());
+        // PANICS: `take <= input.len()` by the `min` above.
         let (head, tail) = input.split_at(take);
         // Never grows past the capacity reserved in `new`: every `need` was
         // checked against the limits that sized it.
@@ -506,6 +507,7 @@ impl Decoder {
                     if !self.fill(input, len as usize + pad) {
                         return Ok(None);
                     }
+                    // PANICS: `fill` returned true, so `buf.len() == len + pad`.
                     let (body, tail) = self.buf.split_at(len as usize);
                     if tail.iter().any(|&b| b != 0) {
                         return Err(DecodeError::NonZeroPadding);

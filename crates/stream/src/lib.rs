@@ -21,6 +21,7 @@ pub mod encode;
 pub mod handshake;
 pub mod libxl;
 pub mod order;
+pub mod session;
 pub mod wire;
 
 pub use decode::{DecodeError, Decoder, Event, Limits, Record};
@@ -28,4 +29,5 @@ pub use encode::{ByteSink, EncodeError, Encoder, SinkFull};
 pub use handshake::{HandshakeError, Hello, Role, TranscriptMac};
 pub use libxl::{LibxlError, RoundCounter, RoundTally, XlEvent, XlStreamScanner};
 pub use order::{OrderChecker, OrderError};
+pub use session::{Authenticated, Receiver, RxError, RxEvent};
 pub use wire::*;

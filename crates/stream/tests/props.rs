@@ -208,12 +208,7 @@ fn drain(bytes: &[u8], chunk: usize) {
     let cap = dec.buffer_capacity();
     for piece in bytes.chunks(chunk.max(1)) {
         let mut input = piece;
-        loop {
-            match dec.next(&mut input) {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break,
-            }
-        }
+        while let Ok(Some(_)) = dec.next(&mut input) {}
         if dec.is_done() {
             break;
         }
@@ -240,6 +235,16 @@ proptest! {
                 break;
             }
         }
+        let mine = handshake::Hello { role: handshake::Role::Destination, nonce: [1; 16] };
+        let mut rx = Receiver::new(b"0123456789abcdef", mine, Limits::default()).unwrap();
+        // A valid source hello first, so the garbage reaches the stream.
+        let mut hello = handshake::Hello { role: handshake::Role::Source, nonce: [2; 16] }.to_bytes().to_vec();
+        hello.extend_from_slice(&bytes);
+        for piece in hello.chunks(chunk) {
+            let mut input = piece;
+            while let Ok(Some(_)) = rx.push(&mut input) {}
+        }
+        prop_assert!(!rx.is_authenticated());
     }
 
     #[test]
