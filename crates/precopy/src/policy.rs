@@ -79,32 +79,35 @@ impl Policy for Xen33 {
     }
 }
 
-/// Xen 4.x libxenguest's simple pre-copy policy: stop once the dirty count
-/// is below `min_dirty` or after `max_live_rounds` live rounds.
+/// Xen 4.x libxenguest's simple pre-copy policy as its save loop applies
+/// it: at most `max_live_rounds` live rounds; once a collected dirty count
+/// falls below `min_dirty`, those pages still go in one more live round and
+/// the copy round follows (libxenguest sends the batch the policy was
+/// shown before it acts on "stop").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Xen4x {
     /// Live rounds before the copy round (5).
     pub max_live_rounds: u32,
     /// Dirty count below which pre-copy ends (50).
     pub min_dirty: u64,
+    stop_after_next: bool,
 }
 
 impl Default for Xen4x {
     fn default() -> Self {
-        Xen4x {
-            max_live_rounds: 5,
-            min_dirty: 50,
-        }
+        Xen4x { max_live_rounds: 5, min_dirty: 50, stop_after_next: false }
     }
 }
 
 impl Policy for Xen4x {
     fn decide(&mut self, i: &PolicyInput) -> Decision {
-        if i.dirty < self.min_dirty || i.round >= self.max_live_rounds {
-            Decision::StopAndCopy
-        } else {
-            Decision::Continue
+        if self.stop_after_next || i.round >= self.max_live_rounds {
+            return Decision::StopAndCopy;
         }
+        if i.dirty < self.min_dirty {
+            self.stop_after_next = true;
+        }
+        Decision::Continue
     }
     fn name(&self) -> &'static str {
         "xen-4.x"
@@ -218,7 +221,10 @@ mod tests {
         let mut p = Xen4x::default();
         assert_eq!(p.decide(&input(4, 5000, 5000)), Decision::Continue);
         assert_eq!(p.decide(&input(5, 5000, 5000)), Decision::StopAndCopy);
-        assert_eq!(p.decide(&input(2, 5000, 49)), Decision::StopAndCopy);
+        // Below 50: one more live round sends them, then the copy round.
+        let mut p = Xen4x::default();
+        assert_eq!(p.decide(&input(2, 5000, 49)), Decision::Continue);
+        assert_eq!(p.decide(&input(3, 49, 60)), Decision::StopAndCopy);
     }
 
     #[test]
