@@ -95,7 +95,11 @@ pub struct Xen4x {
 
 impl Default for Xen4x {
     fn default() -> Self {
-        Xen4x { max_live_rounds: 5, min_dirty: 50, stop_after_next: false }
+        Xen4x {
+            max_live_rounds: 5,
+            min_dirty: 50,
+            stop_after_next: false,
+        }
     }
 }
 

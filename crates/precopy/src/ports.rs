@@ -62,6 +62,10 @@ pub trait DependencyOracle {
     /// group for the rest of the migration (dependency-aware mode only).
     /// Returns the number of groups frozen.
     fn freeze_quiet_groups(&mut self) -> Result<u32, PortError>;
+    /// Thaws every group frozen for the migration. The engine never calls
+    /// it: the caller does when a migration is abandoned and the source
+    /// guest resumes (on success the destination's agent thaws them).
+    fn thaw_all(&mut self) -> Result<(), PortError>;
     /// Marks frames owned by tainted processes or the kernel.
     fn tainted_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError>;
     /// Marks frames free in the guest's page allocator. Only asked while
@@ -77,6 +81,9 @@ pub struct NoOracle;
 impl DependencyOracle for NoOracle {
     fn freeze_quiet_groups(&mut self) -> Result<u32, PortError> {
         Ok(0)
+    }
+    fn thaw_all(&mut self) -> Result<(), PortError> {
+        Ok(())
     }
     fn tainted_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
         out.set_all();

@@ -111,6 +111,10 @@ impl DependencyOracle for P {
         self.0.borrow_mut().frozen = true;
         Ok(1)
     }
+    fn thaw_all(&mut self) -> Result<(), PortError> {
+        self.0.borrow_mut().frozen = false;
+        Ok(())
+    }
     fn tainted_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
         for &p in &self.0.borrow().tainted {
             out.set(p);

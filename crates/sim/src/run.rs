@@ -102,6 +102,12 @@ impl DependencyOracle for Handle {
     fn freeze_quiet_groups(&mut self) -> Result<u32, PortError> {
         Ok(self.0.borrow_mut().guest.freeze_quiet())
     }
+    fn thaw_all(&mut self) -> Result<(), PortError> {
+        for p in &mut self.0.borrow_mut().guest.procs {
+            p.frozen = false;
+        }
+        Ok(())
+    }
     fn tainted_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
         self.0.borrow_mut().guest.tainted_frames(out);
         Ok(())
