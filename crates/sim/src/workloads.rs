@@ -55,7 +55,7 @@ impl Workload {
         // Kernel image, slab and page cache: static, 15 % of memory.
         g.alloc(sc(PAPER_FRAMES as f64 * 0.15), Owner::Kernel);
         g.kernel_hot = g.alloc(256, Owner::Kernel);
-        g.kernel_rate = 150.0;
+        g.kernel_rate = 80.0;
         // Idle daemons: init (untainted, quiet) and sshd (listening socket).
         for (name, external) in [("init", false), ("sshd", true)] {
             let mut p = Proc::new(name);
