@@ -1,0 +1,34 @@
+# dom0-side helper for the stock baseline (installed as /scenario/baseline.sh;
+# source after /rig/lib.sh and /scenario/rig-guest.sh).
+#
+# baseline_migrate NAME SCENARIO WORKLOAD REPORT: live-migrate NAME to
+# localhost with stock `xl migrate`, its stream carried by migpipe at
+# $DEPMIG_LINK_BYTES_PER_SEC; with `-s ""` xl runs the host argument as a
+# shell command whose stdin/stdout are the stream's two directions, so the
+# pipe stage sits on the sender-to-receiver direction only. A `migpipe watch`
+# poller times the suspend and the resume (xl list). The report
+# (qemu-tests/baseline/README.md) lands in REPORT; xl's output in
+# /tmp/NAME.migrate.log. Returns xl migrate's status; MIGRATE_SECONDS is set.
+baseline_migrate() {
+    local name=$1 scen=$2 wl=$3 report=$4 ev="/tmp/$1.events" t0 rc i wpid
+    rm -f "$ev" "$report"
+    /scenario/bin/migpipe watch --domain "$name" --events "$ev" --interval-ms 200 --timeout-s 3000 \
+        >"/tmp/$name.watch.log" 2>&1 &
+    wpid=$!
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    xl migrate -s "" "$name" \
+        "/scenario/bin/migpipe --rate ${DEPMIG_LINK_BYTES_PER_SEC:-0} --report $report --events $ev --scenario $scen --workload $wl | xl migrate-receive" \
+        >"/tmp/$name.migrate.log" 2>&1
+    rc=$?
+    MIGRATE_SECONDS=$(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }')
+    # migpipe writes the report once its input ends and the poller saw the resume.
+    i=0
+    while [ ! -f "$report" ] && [ "$i" -lt 120 ]; do sleep 1; i=$((i + 1)); done
+    kill "$wpid" 2>/dev/null
+    return "$rc"
+}
+
+# baseline_summary REPORT: one line with the report's headline figures.
+baseline_summary() {
+    echo "rounds=$(jnum "$1" rounds) pages=[$(jlist "$1" per_round_pages)] total_pages=$(jnum "$1" total_pages) downtime_ms=$(jnum "$1" downtime_ms) total_time_ms=$(jnum "$1" total_time_ms)"
+}
