@@ -7,7 +7,8 @@
 #
 #   qemu-tests/run.sh [--rate RATE] [--timeout S] [--list] [SCENARIO...]
 #
-# Without scenario names it runs those listed in scenarios/default.list.
+# Without scenario names it runs those listed in scenarios/default.list and
+# <part>/scenarios/default.list.
 # See qemu-tests/README.md for how scenarios are written.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,7 +46,9 @@ if [ "$list" = 1 ]; then
     exit 0
 fi
 if [ ${#names[@]} -eq 0 ]; then
-    mapfile -t names < <(grep -v '^[[:space:]]*\(#\|$\)' "$here/scenarios/default.list")
+    # scenarios/default.list first, then each part's <part>/scenarios/default.list.
+    mapfile -t names < <(cat "$here/scenarios/default.list" "$here"/*/scenarios/default.list 2>/dev/null \
+                         | grep -v '^[[:space:]]*\(#\|$\)' | awk '!seen[$1]++ { print $1 }')
 fi
 for n in "${names[@]}"; do
     case $n in *[!A-Za-z0-9_-]*) die "bad scenario name '$n'" ;; esac

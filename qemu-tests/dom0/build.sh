@@ -20,9 +20,10 @@ xen_pkgs=(xen-utils-4.17 xen-utils-common xenstore-utils libxencall1 libxenevtch
 kpkg=$(debian_kernel_pkg)
 [ -n "$kpkg" ] || die "cannot resolve the Debian kernel package"
 apt_update_once
-versions=$(for p in "$kpkg" "${xen_pkgs[@]}"; do
-               printf '%s=%s\n' "$p" "$(apt-cache policy "$p" | awk '/Candidate:/ { print $2 }')"
-           done)
+# One apt-cache call for all candidates (each call costs seconds on a busy host).
+versions=$(apt-cache policy "$kpkg" "${xen_pkgs[@]}" \
+           | awk '/^[^ ].*:$/ { p = substr($1, 1, length($1) - 1) } /Candidate:/ { print p "=" $2 }')
+[ "$(wc -l <<<"$versions")" -eq $(( ${#xen_pkgs[@]} + 1 )) ] || die "cannot resolve dom0 package versions"
 key=$( { echo "$versions"; cat "$here"/build.sh "$here"/init "$here"/rig-lib.sh; } | sha256sum | cut -c1-16)
 out="$DEPMIG_RIG_CACHE/dom0-$key"
 if [ -f "$out/initrd.gz" ] && [ -f "$out/vmlinuz" ]; then
