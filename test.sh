@@ -13,5 +13,9 @@ need_pkgs libxen-dev
 log "host tests: cargo test --workspace"
 cargo test --workspace --locked
 
+log "stream: Xen's own verify-stream-v2 reads depmig's stream fixtures"
+need_pkgs python3
+crates/stream/scripts/xen-verify.sh "$(fetch_source xen)"
+
 log "image: boots under plain QEMU (qemu-tests/image/run.sh)"
 qemu-tests/image/run.sh

@@ -11,7 +11,7 @@ use depmig_precopy::{migrate, Mode, PageSink, PortError, Ports, Xen33};
 use depmig_sim::check::check;
 use depmig_sim::run::{Handle, World};
 use depmig_sim::workloads::{Workload, LINK_BYTES_PER_S};
-use depmig_stream::handshake::{Hello, Role, TranscriptMac};
+use depmig_stream::handshake::{Hello, Role, TranscriptMac, HELLO_LEN};
 use depmig_stream::*;
 
 const KEY: &[u8] = b"a shared key for this migration only";
@@ -102,7 +102,7 @@ fn run(mode: Mode, segment: usize) -> (bool, usize) {
         out: Authenticated::new(src_hello.to_bytes().to_vec(), tx),
     };
     let dom = DomainHeader {
-        domain_type: DomainType::X86Pvh,
+        domain_type: DomainType::X86Hvm,
         page_shift: 12,
         xen_major: 4,
         xen_minor: 17,
@@ -165,6 +165,11 @@ fn run(mode: Mode, segment: usize) -> (bool, usize) {
         .unwrap();
     sink.enc.end(&mut sink.out).unwrap();
     let (wire, trailer) = sink.out.finish();
+    // DEPMIG_DUMP_STREAM=FILE keeps the bare libxc stream (no hello, no
+    // trailer) of the dependency-aware run, e.g. for Xen's verify-stream-v2.
+    if let (Some(p), Mode::DependencyAware) = (std::env::var_os("DEPMIG_DUMP_STREAM"), mode) {
+        std::fs::write(p, &wire[HELLO_LEN..]).unwrap();
+    }
     let mut wire = wire;
     wire.extend_from_slice(&trailer);
 

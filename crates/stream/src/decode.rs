@@ -77,7 +77,7 @@ pub enum DecodeError {
     BigEndian,
     /// Reserved option bits or reserved image header fields are not zero.
     ReservedHeaderBits,
-    /// The domain type is unknown or not x86 HVM/PVH.
+    /// The domain type is not x86 HVM (which libxc uses for PVH guests too).
     UnsupportedDomainType(u32),
     /// The page shift is not 12.
     UnsupportedPageShift(u16),
@@ -579,7 +579,9 @@ fn parse_image_header(b: &[u8]) -> Result<ImageHeader, DecodeError> {
 fn parse_domain_header(b: &[u8]) -> Result<DomainHeader, DecodeError> {
     let t = le32(b, 0).unwrap_or(0);
     let domain_type = match DomainType::from_u32(t) {
-        Some(d @ (DomainType::X86Hvm | DomainType::X86Pvh)) => d,
+        // libxc writes x86 HVM for HVM and PVH guests alike, and Xen's
+        // restorer refuses any other type, so depmig does too.
+        Some(d @ DomainType::X86Hvm) => d,
         _ => return Err(DecodeError::UnsupportedDomainType(t)),
     };
     let page_shift = le16(b, 4).unwrap_or(0);

@@ -36,6 +36,9 @@ pub enum EncodeError {
     Order(OrderError),
     /// The image and domain headers were already written, or not yet.
     HeaderState,
+    /// The domain type is not x86 HVM: libxc writes HVM for PVH guests
+    /// too, and Xen's restorer refuses anything else.
+    DomainType,
     /// A pfn does not fit in 52 bits.
     PfnTooLarge(u64),
     /// PAGE_DATA with no entries.
@@ -92,6 +95,9 @@ impl Encoder {
     ) -> Result<(), EncodeError> {
         if self.headers_done {
             return Err(EncodeError::HeaderState);
+        }
+        if dom.domain_type != DomainType::X86Hvm {
+            return Err(EncodeError::DomainType);
         }
         out.put(&ImageHeader::CURRENT.to_bytes())?;
         out.put(&dom.to_bytes())?;
@@ -294,7 +300,7 @@ mod tests {
         let mut e = Encoder::new();
         assert_eq!(e.static_data_end(&mut out), Err(EncodeError::HeaderState));
         let d = DomainHeader {
-            domain_type: DomainType::X86Pvh,
+            domain_type: DomainType::X86Hvm,
             page_shift: 12,
             xen_major: 4,
             xen_minor: 17,

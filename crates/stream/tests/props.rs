@@ -34,7 +34,7 @@ fn model() -> impl Strategy<Value = Model> {
     ];
     let entry = (0u64..(1 << 52), types, any::<u8>());
     (
-        prop_oneof![Just(DomainType::X86Hvm), Just(DomainType::X86Pvh)],
+        Just(DomainType::X86Hvm),
         any::<(u32, u32)>(),
         prop::collection::vec(any::<(u32, u32, u32, u32, u32, u32)>(), 0..4),
         prop::collection::vec(any::<(u32, u32, u64)>(), 0..4),
