@@ -29,6 +29,8 @@ pub struct Meta {
     pub resumed_ms: Option<u64>,
     /// Period of that polling.
     pub poll_interval_ms: Option<u64>,
+    /// Further top-level entries appended as they are (e.g. a cross-check).
+    pub extra: Vec<(String, Json)>,
 }
 
 fn sub(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -124,6 +126,9 @@ pub fn build(obs: &StreamObserver, meta: &Meta) -> Json {
         .set("poll_interval_ms", Json::opt_u(meta.poll_interval_ms))
         .set("events", events)
         .set("stream", stream);
+    for (k, v) in &meta.extra {
+        o.set(k, v.clone());
+    }
     o
 }
 

@@ -12,7 +12,9 @@
 //! seen shut down) and `resumed_unix_ms=` (destination seen running under
 //! NAME) to FILE, then exits.
 
+use depmig_stream::{Limits, RoundCounter, XlEvent, XlStreamScanner};
 use depmig_workloads::args::Args;
+use depmig_workloads::json::Json;
 use depmig_workloads::rate::{parse_rate, Bucket};
 use depmig_workloads::report::{build, parse_events, Meta};
 use depmig_workloads::unix_ms;
@@ -22,6 +24,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 const CHUNK: usize = 16 * 1024;
+/// Most bytes of xl's preamble (header and domain config) before libxl's header.
+const XL_PREAMBLE_MAX: u64 = 16 << 20;
 
 fn watch() -> ! {
     let args = Args::parse(
@@ -113,6 +117,10 @@ fn main() {
     let ns = || t0.elapsed().as_nanos() as u64;
     let mut bucket = Bucket::new(rate, burst, ns());
     let mut obs = StreamObserver::new();
+    // The strict decoder follows the same bytes; its verdict goes in the report.
+    let mut strict = XlStreamScanner::new(XL_PREAMBLE_MAX, Limits::default());
+    let mut strict_rounds = RoundCounter::new();
+    let mut strict_error: Option<String> = None;
     let mut input = std::io::stdin().lock();
     let mut output = std::io::stdout().lock();
     let mut buf = vec![0u8; CHUNK];
@@ -137,6 +145,16 @@ fn main() {
         let data = buf.get(..n).unwrap_or(&[]);
         let before = obs.rounds.len();
         obs.feed(data, now);
+        if strict_error.is_none() {
+            let r = strict.push(data, &mut |ev| {
+                if let XlEvent::Libxc(e) = ev {
+                    strict_rounds.observe(&e);
+                }
+            });
+            if let Err(e) = r {
+                strict_error = Some(format!("{e:?}"));
+            }
+        }
         if obs.rounds.len() != before {
             let prev = before
                 .checked_sub(1)
@@ -176,6 +194,16 @@ fn main() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    let mut cross = Json::obj();
+    cross.set("decoder", Json::S("depmig-stream".into()));
+    cross.set("complete", Json::Bool(strict.is_done()));
+    cross.set("error", strict_error.map_or(Json::Null, Json::S));
+    let tallies = strict_rounds.finish();
+    cross.set(
+        "per_round_pages",
+        Json::A(tallies.iter().map(|t| Json::U(t.pages)).collect()),
+    );
+    meta.extra.push(("strict_decoder".into(), cross));
     let pages: Vec<String> = obs.rounds.iter().map(|r| r.pages.to_string()).collect();
     eprintln!(
         "migpipe: {} bytes, rounds={} pages=[{}]{}",
