@@ -252,7 +252,13 @@ static __always_inline int dm_touch(struct dm_table *t, __u32 g, __u64 key)
 {
 	__u32 *og = bpf_map_lookup_elem(&dm_objects, &key);
 	if (og) {
-		merge(t, g, *og);
+		/* Fast path: g and the object's group share an ancestor, so
+		 * they already are one group (the common repeated-use case). */
+		__u32 o = *og;
+		__u32 pg = gread(t, g) & DM_PARENT_MASK, po = gread(t, o) & DM_PARENT_MASK;
+		if (o == g || pg == o || po == g || pg == po)
+			return 0;
+		merge(t, g, o);
 		return 0;
 	}
 	__u32 v = g;

@@ -3,8 +3,10 @@
 //! untainted groups on request.
 
 use aya::maps::Map;
+use aya::programs::lsm::LsmLinkId;
+use aya::programs::tp_btf::BtfTracePointLinkId;
 use aya::programs::{BtfTracePoint, Lsm, Program};
-use aya::{Btf as AyaBtf, EbpfLoader, Endianness};
+use aya::{Btf as AyaBtf, Ebpf, EbpfLoader, Endianness};
 use depmig_lsm_agent::btf::Btf;
 use depmig_lsm_agent::freezer::{pids, Freezer};
 use depmig_lsm_agent::profile::{self, Values};
@@ -210,6 +212,51 @@ impl Publisher {
     }
 }
 
+/// Attachments of the loaded programs (detachable for the overhead benchmark).
+#[derive(Default)]
+struct Links {
+    lsm: Vec<(&'static str, LsmLinkId)>,
+    tp: Vec<(&'static str, BtfTracePointLinkId)>,
+}
+
+impl Links {
+    fn attach(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
+        if !self.lsm.is_empty() {
+            return Ok(());
+        }
+        for (name, _) in LSM_PROGS {
+            if let Some(Program::Lsm(p)) = ebpf.program_mut(name) {
+                let id = p
+                    .attach()
+                    .map_err(|e| AgentError::Bpf(format!("attach {name}: {e}")))?;
+                self.lsm.push((name, id));
+            }
+        }
+        for (name, _) in TP_PROGS {
+            if let Some(Program::BtfTracePoint(p)) = ebpf.program_mut(name) {
+                let id = p
+                    .attach()
+                    .map_err(|e| AgentError::Bpf(format!("attach {name}: {e}")))?;
+                self.tp.push((name, id));
+            }
+        }
+        Ok(())
+    }
+
+    fn detach(&mut self, ebpf: &mut Ebpf) {
+        for (name, id) in self.lsm.drain(..) {
+            if let Some(Program::Lsm(p)) = ebpf.program_mut(name) {
+                let _ = p.detach(id);
+            }
+        }
+        for (name, id) in self.tp.drain(..) {
+            if let Some(Program::BtfTracePoint(p)) = ebpf.program_mut(name) {
+                let _ = p.detach(id);
+            }
+        }
+    }
+}
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -380,7 +427,7 @@ fn run(args: Args) -> Result<(), AgentError> {
     map.pin(&pin)
         .map_err(|e| AgentError::Bpf(format!("pin {}: {e}", pin.display())))?;
 
-    // 4. Attach every program.
+    // 4. Load and attach every program.
     for (name, hook) in LSM_PROGS {
         let p: &mut Lsm = match ebpf.program_mut(name) {
             Some(Program::Lsm(p)) => p,
@@ -392,8 +439,6 @@ fn run(args: Args) -> Result<(), AgentError> {
         };
         p.load(hook, &aya_btf)
             .map_err(|e| AgentError::Bpf(format!("load {name}: {e:?}")))?;
-        p.attach()
-            .map_err(|e| AgentError::Bpf(format!("attach {name}: {e}")))?;
     }
     for (name, tp) in TP_PROGS {
         let p: &mut BtfTracePoint = match ebpf.program_mut(name) {
@@ -406,9 +451,9 @@ fn run(args: Args) -> Result<(), AgentError> {
         };
         p.load(tp, &aya_btf)
             .map_err(|e| AgentError::Bpf(format!("load {name}: {e:?}")))?;
-        p.attach()
-            .map_err(|e| AgentError::Bpf(format!("attach {name}: {e}")))?;
     }
+    let mut links = Links::default();
+    links.attach(&mut ebpf)?;
 
     // 5. Kernel profile: BTF offsets, kallsyms addresses, probed values.
     let ks = fs::read_to_string("/proc/kallsyms")
@@ -500,7 +545,7 @@ fn run(args: Args) -> Result<(), AgentError> {
             if let Some((seq, cmd)) = req.split_once(' ') {
                 if seq != last_seq {
                     last_seq = seq.to_string();
-                    let result = handle(cmd, &t, &mut freezer, &frames);
+                    let result = handle(cmd, &t, &mut freezer, &frames, &mut ebpf, &mut links);
                     let status = format!("{seq} {result}");
                     match &mut publisher {
                         Publisher::Xs(_) => publisher.put("status", &status)?,
@@ -539,8 +584,19 @@ fn handle(
     t: &Table<'_>,
     freezer: &mut Result<Freezer, depmig_lsm_agent::freezer::FreezeError>,
     frames: &[u64],
+    ebpf: &mut Ebpf,
+    links: &mut Links,
 ) -> String {
     match (cmd, freezer) {
+        // Benchmark only: tracking is off while detached.
+        ("bench-detach", _) => {
+            links.detach(ebpf);
+            "detached".into()
+        }
+        ("bench-attach", _) => match links.attach(ebpf) {
+            Ok(()) => "attached".into(),
+            Err(e) => format!("error {e}"),
+        },
         ("freeze", Ok(fz)) => match fz.freeze_quiet(t) {
             Ok((g, p)) => format!("frozen {g} {p}"),
             Err(e) => format!("error {e}"),

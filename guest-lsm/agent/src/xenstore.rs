@@ -1,21 +1,10 @@
-//! Minimal xenstore client over the Linux xenbus device (`/dev/xen/xenbus`):
-//! the 16-byte wire header (type, req_id, tx_id, len) and READ/WRITE/MKDIR.
-//! (crates/xenstore-wire is the appliance's no_std codec; it was a stub when
-//! this was written, so the agent carries this small one.)
+//! xenstore client over the Linux xenbus device (`/dev/xen/xenbus`), using
+//! the project's `xenstore-wire` codec for framing and reply checking.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-
-/// `XS_READ` from xs_wire.h.
-pub const XS_READ: u32 = 2;
-/// `XS_WRITE`.
-pub const XS_WRITE: u32 = 11;
-/// `XS_MKDIR`.
-pub const XS_MKDIR: u32 = 12;
-/// `XS_ERROR`.
-pub const XS_ERROR: u32 = 16;
-/// `XENSTORE_PAYLOAD_MAX`.
-pub const PAYLOAD_MAX: usize = 4096;
+use xenstore_wire::message::Message;
+use xenstore_wire::{parse_reply, Header, MsgType, Reply, Request, WireError, HEADER_LEN};
 
 /// Errors talking to xenstore.
 #[derive(Debug)]
@@ -24,12 +13,10 @@ pub enum XsError {
     Unreachable(String),
     /// Reading or writing the device failed.
     Io(std::io::Error),
-    /// The request or reply is larger than the protocol allows.
-    TooLong,
     /// The reply does not answer our request.
     BadReply,
-    /// xenstored answered with an error (e.g. "ENOENT").
-    Remote(String),
+    /// The codec rejected a request or reply.
+    Wire(WireError),
 }
 
 impl std::fmt::Display for XsError {
@@ -37,34 +24,10 @@ impl std::fmt::Display for XsError {
         match self {
             XsError::Unreachable(s) => write!(f, "xenstore unreachable: {s}"),
             XsError::Io(e) => write!(f, "xenstore I/O error: {e}"),
-            XsError::TooLong => f.write_str("xenstore message too long"),
             XsError::BadReply => f.write_str("xenstore reply does not match the request"),
-            XsError::Remote(e) => write!(f, "xenstore error {e}"),
+            XsError::Wire(e) => write!(f, "xenstore protocol error: {e:?}"),
         }
     }
-}
-
-/// Encodes one request.
-pub fn encode(ty: u32, req_id: u32, payload: &[u8]) -> Result<Vec<u8>, XsError> {
-    if payload.len() > PAYLOAD_MAX {
-        return Err(XsError::TooLong);
-    }
-    let mut m = Vec::with_capacity(16 + payload.len());
-    for v in [ty, req_id, 0, payload.len() as u32] {
-        m.extend_from_slice(&v.to_le_bytes());
-    }
-    m.extend_from_slice(payload);
-    Ok(m)
-}
-
-/// Decodes a reply header: (type, req_id, payload length), length capped.
-pub fn decode_header(h: &[u8; 16]) -> Result<(u32, u32, usize), XsError> {
-    let w = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    let len = w(12) as usize;
-    if len > PAYLOAD_MAX {
-        return Err(XsError::TooLong);
-    }
-    Ok((w(0), w(4), len))
 }
 
 /// A connection to xenstore through the kernel's xenbus device.
@@ -86,52 +49,61 @@ impl Xenstore {
         Err(XsError::Unreachable(why.join("; ")))
     }
 
-    fn call(&mut self, ty: u32, payload: &[u8]) -> Result<Vec<u8>, XsError> {
-        let req = self.next_req;
+    /// Sends `req` and returns the checked reply's value bytes (empty for "OK").
+    fn call(&mut self, req: Request<'_>) -> Result<Vec<u8>, XsError> {
+        let id = self.next_req;
         self.next_req = self.next_req.wrapping_add(1);
+        let mut out = vec![0u8; HEADER_LEN + xenstore_wire::PAYLOAD_MAX];
+        let n = req.encode(id, &mut out).map_err(XsError::Wire)?;
         self.dev
-            .write_all(&encode(ty, req, payload)?)
+            .write_all(out.get(..n).ok_or(XsError::BadReply)?)
             .map_err(XsError::Io)?;
-        let mut h = [0u8; 16];
+        let mut h = [0u8; HEADER_LEN];
         self.dev.read_exact(&mut h).map_err(XsError::Io)?;
-        let (rty, rreq, len) = decode_header(&h)?;
-        let mut body = vec![0u8; len];
-        self.dev.read_exact(&mut body).map_err(XsError::Io)?;
-        if rty == XS_ERROR {
-            let e = body.split(|c| *c == 0).next().unwrap_or(&[]);
-            return Err(XsError::Remote(String::from_utf8_lossy(e).into_owned()));
-        }
-        if rty != ty || rreq != req {
+        let header = Header::decode(&h).map_err(XsError::Wire)?;
+        let mut payload = vec![0u8; header.len as usize];
+        self.dev.read_exact(&mut payload).map_err(XsError::Io)?;
+        if header.req_id != id {
             return Err(XsError::BadReply);
         }
-        Ok(body)
+        match parse_reply(
+            req.ty(),
+            &Message {
+                header,
+                payload: &payload,
+            },
+        ) {
+            Ok(Reply::Value(v)) => Ok(v.to_vec()),
+            Ok(Reply::Ok) => Ok(Vec::new()),
+            Ok(_) => Err(XsError::BadReply),
+            Err(e) => Err(XsError::Wire(e)),
+        }
     }
 
     /// Writes `value` at `path` (relative paths are under the domain's home).
     pub fn write(&mut self, path: &str, value: &str) -> Result<(), XsError> {
-        let mut p = path.as_bytes().to_vec();
-        p.push(0);
-        p.extend_from_slice(value.as_bytes());
-        self.call(XS_WRITE, &p).map(|_| ())
+        self.call(Request::write(0, path.as_bytes(), value.as_bytes()))
+            .map(|_| ())
     }
 
     /// Creates directory `path`.
     pub fn mkdir(&mut self, path: &str) -> Result<(), XsError> {
-        let mut p = path.as_bytes().to_vec();
-        p.push(0);
-        self.call(XS_MKDIR, &p).map(|_| ())
+        self.call(Request::mkdir(0, path.as_bytes())).map(|_| ())
     }
 
     /// Reads `path`; `None` when it does not exist.
     pub fn read(&mut self, path: &str) -> Result<Option<String>, XsError> {
-        let mut p = path.as_bytes().to_vec();
-        p.push(0);
-        match self.call(XS_READ, &p) {
+        match self.call(Request::read(0, path.as_bytes())) {
             Ok(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
-            Err(XsError::Remote(e)) if e == "ENOENT" => Ok(None),
+            Err(XsError::Wire(WireError::Xs(xenstore_wire::XsError::NoEnt))) => Ok(None),
             Err(e) => Err(e),
         }
     }
+}
+
+/// The request type a `Request` was built for (re-exported for tests).
+pub fn request_type(r: &Request<'_>) -> MsgType {
+    r.ty()
 }
 
 #[cfg(test)]
@@ -139,17 +111,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_round_trip_and_caps() {
-        let m = encode(XS_WRITE, 9, b"data/x\0v").unwrap();
-        assert_eq!(m.len(), 16 + 8);
-        let h: [u8; 16] = m[..16].try_into().unwrap();
-        assert_eq!(decode_header(&h).unwrap(), (XS_WRITE, 9, 8));
-        let mut big = h;
-        big[12..16].copy_from_slice(&(PAYLOAD_MAX as u32 + 1).to_le_bytes());
-        assert!(matches!(decode_header(&big), Err(XsError::TooLong)));
-        assert!(matches!(
-            encode(XS_READ, 1, &[0; PAYLOAD_MAX + 1]),
-            Err(XsError::TooLong)
-        ));
+    fn requests_frame_as_xs_wire_h_says() {
+        let r = Request::write(0, b"data/depmig/state", b"tracking");
+        assert_eq!(request_type(&r), MsgType::Write);
+        let mut out = [0u8; 64];
+        let n = r.encode(7, &mut out).unwrap();
+        let h = Header::decode(out[..16].try_into().unwrap()).unwrap();
+        assert_eq!((h.ty, h.req_id, h.tx_id), (MsgType::Write as u32, 7, 0));
+        assert_eq!(&out[16..n], b"data/depmig/state\0tracking");
+    }
+
+    #[test]
+    fn unreachable_without_xenbus() {
+        if std::path::Path::new("/dev/xen/xenbus").exists() {
+            return;
+        }
+        assert!(matches!(Xenstore::open(), Err(XsError::Unreachable(_))));
     }
 }

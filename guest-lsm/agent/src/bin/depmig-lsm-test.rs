@@ -501,18 +501,16 @@ fn suite() -> ExitCode {
     }
 }
 
-/// Best of three runs of `f`, in nanoseconds per operation.
-fn best(n: u32, mut f: impl FnMut(u32)) -> f64 {
-    (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            f(n);
-            t.elapsed().as_nanos() as f64 / f64::from(n)
-        })
-        .fold(f64::INFINITY, f64::min)
+/// Nanoseconds per operation of one run of `f(n)`.
+fn per_op(n: u32, f: impl FnOnce(u32)) -> f64 {
+    let t = Instant::now();
+    f(n);
+    t.elapsed().as_nanos() as f64 / f64::from(n)
 }
 
-fn bench(label: &str) -> ExitCode {
+/// One round of the three microbenchmarks: (pipe round trip, 64-byte
+/// pread of a tmpfs file, fork+exit+wait), nanoseconds per operation.
+fn bench_round(scale: u32) -> [f64; 3] {
     let mut a = [0i32; 2];
     let mut b = [0i32; 2];
     // SAFETY: pipe(2) into 2-int arrays.
@@ -540,7 +538,7 @@ fn bench(label: &str) -> ExitCode {
         libc::close(a[0]);
         libc::close(b[1]);
     }
-    let pipe_ns = best(3000, |n| {
+    let pipe = per_op(100 * scale, |n| {
         let mut c = [0u8; 1];
         for _ in 0..n {
             // SAFETY: one-byte writes and reads on our pipe ends.
@@ -550,13 +548,16 @@ fn bench(label: &str) -> ExitCode {
             }
         }
     });
-    // SAFETY: closing our write end ends the echo child.
-    unsafe { libc::close(a[1]) };
+    // SAFETY: closing our ends ends the echo child.
+    unsafe {
+        libc::close(a[1]);
+        libc::close(b[0]);
+    }
     reap(&[echo]);
     let path = "/run/dmt-bench.dat";
     let _ = fs::write(path, vec![7u8; 4096]);
-    let read_ns = match fs::File::open(path) {
-        Ok(f) => best(20000, |n| {
+    let read = match fs::File::open(path) {
+        Ok(f) => per_op(1000 * scale, |n| {
             use std::os::unix::fs::FileExt;
             let mut buf = [0u8; 64];
             for _ in 0..n {
@@ -565,7 +566,7 @@ fn bench(label: &str) -> ExitCode {
         }),
         Err(_) => f64::NAN,
     };
-    let fork_ns = best(300, |n| {
+    let fork = per_op(10 * scale, |n| {
         for _ in 0..n {
             // SAFETY: the child exits at once.
             let p = unsafe { libc::fork() };
@@ -576,36 +577,77 @@ fn bench(label: &str) -> ExitCode {
             reap(&[p]);
         }
     });
-    println!("BENCH {label} pipe_rt_ns={pipe_ns:.0} read_ns={read_ns:.0} fork_ns={fork_ns:.0}");
-    ExitCode::SUCCESS
+    [pipe, read, fork]
 }
 
-fn ratio(file: &str) -> ExitCode {
-    let text = fs::read_to_string(file).unwrap_or_default();
-    let get = |label: &str| -> Option<Vec<f64>> {
-        let l = text
-            .lines()
-            .find(|l| l.starts_with(&format!("BENCH {label} ")))?;
-        l.split(' ')
-            .skip(2)
-            .map(|kv| kv.split_once('=')?.1.parse().ok())
-            .collect()
-    };
-    match (get("base"), get("lsm")) {
-        (Some(b), Some(l)) if b.len() == 3 && l.len() == 3 => {
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Alternates rounds with the programs attached and detached (the agent
+/// does it on request) so that drifting host load hits both alike; prints
+/// the medians and the median of the per-round ratios.
+fn bench_ab(rounds: u32) -> ExitCode {
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    for r in 0..rounds {
+        for attached in [true, false] {
+            let seq = 100 + 2 * r + u32::from(!attached);
+            let cmd = if attached {
+                "bench-attach"
+            } else {
+                "bench-detach"
+            };
+            let want = if attached { "attached" } else { "detached" };
+            match request(&format!("{seq} {cmd}")) {
+                Some(s) if s.trim_end().ends_with(want) => {}
+                other => {
+                    println!("BENCH-RATIO failed: agent answered {other:?} to {cmd}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            let m = bench_round(10);
             println!(
-                "BENCH-RATIO (with/without programs) pipe_roundtrip={:.2} small_read={:.2} fork={:.2}",
-                l[0] / b[0],
-                l[1] / b[1],
-                l[2] / b[2]
+                "BENCH {} pipe_rt_ns={:.0} read_ns={:.0} fork_ns={:.0}",
+                if attached { "lsm" } else { "base" },
+                m[0],
+                m[1],
+                m[2]
             );
-            ExitCode::SUCCESS
-        }
-        _ => {
-            println!("BENCH-RATIO missing base or lsm figures in {file}");
-            ExitCode::FAILURE
+            if attached {
+                with.push(m)
+            } else {
+                without.push(m)
+            }
         }
     }
+    // leave tracking on
+    let _ = request(&format!("{} bench-attach", 100 + 2 * rounds));
+    let mut out = [0f64; 3];
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut ratios: Vec<f64> = with
+            .iter()
+            .zip(&without)
+            .map(|(w, b)| w[k] / b[k])
+            .collect();
+        *o = median(&mut ratios);
+    }
+    let med = |v: &Vec<[f64; 3]>, k: usize| median(&mut v.iter().map(|m| m[k]).collect::<Vec<_>>());
+    println!(
+        "BENCH-MEDIANS ns/op attached: pipe_rt={:.0} read={:.0} fork={:.0}; detached: pipe_rt={:.0} read={:.0} fork={:.0}",
+        med(&with, 0),
+        med(&with, 1),
+        med(&with, 2),
+        med(&without, 0),
+        med(&without, 1),
+        med(&without, 2)
+    );
+    println!(
+        "BENCH-RATIO (attached/detached, median of {rounds} alternating rounds) pipe_roundtrip={:.2} small_read={:.2} fork={:.2}",
+        out[0], out[1], out[2]
+    );
+    ExitCode::SUCCESS
 }
 
 /// Host side: waits for the agent's dump window on the serial log, pauses
@@ -745,11 +787,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("suite") => suite(),
-        Some("bench") => bench(args.get(2).map(String::as_str).unwrap_or("run")),
-        Some("ratio") => ratio(args.get(2).map(String::as_str).unwrap_or("")),
+        Some("bench-ab") => bench_ab(args.get(2).and_then(|r| r.parse().ok()).unwrap_or(8)),
         Some("host-dump") => host_dump(&args[2..]),
         _ => {
-            eprintln!("usage: depmig-lsm-test suite | bench LABEL | ratio FILE | host-dump ...");
+            eprintln!("usage: depmig-lsm-test suite | bench-ab ROUNDS | host-dump ...");
             ExitCode::FAILURE
         }
     }
