@@ -11,13 +11,16 @@
 # /tmp/NAME.migrate.log. Returns xl migrate's status; MIGRATE_SECONDS is set.
 baseline_migrate() {
     local name=$1 scen=$2 wl=$3 report=$4 ev="/tmp/$1.events" t0 rc i wpid
+    case ${DEPMIG_LINK_BYTES_PER_SEC:-} in
+        ''|*[!0-9]*) rig_fail "no link rate (DEPMIG_LINK_BYTES_PER_SEC='${DEPMIG_LINK_BYTES_PER_SEC:-}')" ;;
+    esac
     rm -f "$ev" "$report"
     /scenario/bin/migpipe watch --domain "$name" --events "$ev" --interval-ms 200 --timeout-s 3000 \
         >"/tmp/$name.watch.log" 2>&1 &
     wpid=$!
     t0=$(cut -d' ' -f1 /proc/uptime)
     xl migrate -s "" "$name" \
-        "/scenario/bin/migpipe --rate ${DEPMIG_LINK_BYTES_PER_SEC:-0} --report $report --events $ev --scenario $scen --workload $wl | xl migrate-receive" \
+        "/scenario/bin/migpipe --rate $DEPMIG_LINK_BYTES_PER_SEC --report $report --events $ev --scenario $scen --workload $wl | xl migrate-receive" \
         >"/tmp/$name.migrate.log" 2>&1
     rc=$?
     MIGRATE_SECONDS=$(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }')

@@ -1,6 +1,9 @@
 # dom0-side helpers for scenarios that run the rig's guest (installed as
 # /scenario/rig-guest.sh by qemu-tests/guest/prep.sh; source after /rig/lib.sh).
 
+# The runner's settings (DEPMIG_LINK_BYTES_PER_SEC is not exported by init).
+[ -f /scenario/env ] && . /scenario/env
+
 GUEST_KERNEL=/scenario/guest/vmlinuz
 GUEST_INITRD=/scenario/guest/initrd.gz
 # Debian's CONFIG_LSM already ends in bpf; the list is given explicitly so the
