@@ -10,7 +10,7 @@ root=$(cd "$here/../.." && pwd)
 . "$root/scripts/lib.sh"
 
 timeout_s=${GUEST_QEMU_TIMEOUT:-300}
-need_pkgs qemu-system-x86
+need_pkgs qemu-system-x86 python3
 { read -r kernel; read -r initrd; } < <("$here/build.sh")
 wl="$DEPMIG_CACHE/workloads-target/static"
 out="$root/out/guest-qemu"
