@@ -12,7 +12,7 @@ need_pkgs build-essential binutils
 tdir="$DEPMIG_CACHE/workloads-target"
 # An explicit --target keeps RUSTFLAGS away from build scripts and proc-macros.
 (cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build -q --release --locked --target x86_64-unknown-linux-gnu \
+    cargo build -q --release --target x86_64-unknown-linux-gnu \
     -p depmig-workloads --target-dir "$tdir") >&2 || die "building the workloads failed"
 out="$tdir/static"
 mkdir -p "$out"
