@@ -6,10 +6,12 @@
 #   DEST/guest/{vmlinuz,initrd.gz}   the PVH guest
 #   DEST/bin/{wlhttp,migpipe,...}    static tools for dom0
 #   DEST/rig-guest.sh, DEST/baseline.sh  helpers the scenario scripts source
+# Arguments after DEST go to build.sh (e.g. --extra SRC=/DEST for an agent).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-dest=${1:?usage: prep.sh DEST}
-{ read -r kernel; read -r initrd; } < <("$here/build.sh")
+dest=${1:?usage: prep.sh DEST [--extra SRC=/DEST]...}
+shift
+{ read -r kernel; read -r initrd; } < <("$here/build.sh" "$@")
 wl="${DEPMIG_CACHE:-/var/cache/depmig}/workloads-target/static"
 mkdir -p "$dest/guest" "$dest/bin"
 cp "$kernel" "$dest/guest/vmlinuz"
