@@ -1,0 +1,424 @@
+//! The walker over well-formed synthetic guests: exact attribution, free
+//! frames, translation, profile and taint-table decoding.
+
+mod common;
+
+use common::*;
+use depmig_precopy::{DependencyOracle, DirtyBitmap};
+use depmig_walker::synth::{GuestBuilder, PageSize};
+use depmig_walker::{
+    classify, scan_free, Class, Kernel, KernelProfile, Limits, LinuxOracle, PhysMem, ProfileError,
+    TaintTable, TaskState, WalkError,
+};
+
+fn check_scenario(levels: u32) {
+    let s = scenario(levels);
+    let frames = s.b.table_frames.clone();
+    let (mem, profile) = s.b.build();
+    let k = Kernel::new(&mem, &profile).unwrap();
+    let table = TaintTable::read(&mem, s.table_gfn).unwrap();
+    let c = classify(&k, Some(&table), &Limits::for_guest(NR)).unwrap();
+
+    assert_eq!(c.stats.tasks, 6);
+    assert_eq!(c.stats.kernel_threads, 1);
+    assert_eq!(c.stats.mms, 4);
+    assert_eq!(c.stats.failed_mms, 0);
+
+    let mut alpha_frames = vec![5000];
+    alpha_frames.extend(range(5120, 5632));
+    let gamma_frames = vec![6001, 6002, 6003];
+    let mut untainted = alpha_frames.clone();
+    untainted.extend(&gamma_frames);
+    assert_eq!(ones(&c.untainted), sorted(untainted.clone()));
+    assert_eq!(ones(&c.frozen), alpha_frames);
+    let mut mapped = untainted.clone();
+    mapped.extend([5001, 6000, 6100]);
+    assert_eq!(ones(&c.mapped), sorted(mapped));
+    // tainted is exactly the complement of untainted.
+    assert_eq!(c.tainted.count(), NR - untainted.len() as u64);
+    assert!(c.tainted.test(5001) && c.tainted.test(6100) && !c.tainted.test(5000));
+
+    let by_tgid = |t: i32| c.processes.iter().find(|p| p.tgid == t).unwrap();
+    let a = by_tgid(100);
+    assert_eq!(
+        (a.class, a.tasks, a.pages, a.error),
+        (Class::Frozen, 2, 514, None)
+    );
+    assert_eq!(&a.comm[..6], b"alpha\0");
+    assert_eq!(by_tgid(200).class, Class::Tainted);
+    assert_eq!(by_tgid(300).class, Class::Untainted);
+    assert_eq!(by_tgid(400).class, Class::Tainted);
+    // Page tables: each process has its PGD pair plus lower tables; none
+    // of them is untainted, and none overlaps the data frames.
+    assert!(c.page_tables.count() >= 4 * (2 + levels as u64 - 1));
+    let mut pt = c.page_tables.clone();
+    pt.and_with(&c.mapped);
+    assert_eq!(pt.count(), 0);
+
+    let free = scan_free(&k);
+    let mut expect = range(7000, 7008);
+    expect.push(6000);
+    expect.extend(range(7168, 8192));
+    assert_eq!(ones(&free.free), sorted(expect));
+    assert_eq!((free.blocks, free.rejected, free.unreadable), (3, 0, 0));
+
+    // Through the oracle: 6000 is mapped, so it is not reported free.
+    let mut oracle = LinuxOracle::new(&mem, Freezer::default(), s.table_gfn);
+    let mut out = DirtyBitmap::new(NR);
+    oracle.free_frames(&mut out).unwrap();
+    let mut expect = range(7000, 7008);
+    expect.extend(range(7168, 8192));
+    assert_eq!(ones(&out), expect);
+    for f in &frames {
+        assert!(!out.test(*f));
+    }
+    oracle.tainted_frames(&mut out).unwrap();
+    assert_eq!(out, c.tainted);
+    assert_eq!(oracle.freeze_quiet_groups().unwrap(), 2);
+    oracle.thaw_all().unwrap();
+    assert_eq!(oracle.last_error(), None);
+    assert!(oracle.last_classification().is_some());
+}
+
+#[test]
+fn attribution_and_free_frames_4_level() {
+    check_scenario(4);
+}
+
+#[test]
+fn attribution_and_free_frames_5_level() {
+    check_scenario(5);
+}
+
+#[test]
+fn without_taint_table_everything_is_tainted() {
+    let (mem, profile) = scenario(4).b.build();
+    let k = Kernel::new(&mem, &profile).unwrap();
+    let c = classify(&k, None, &Limits::for_guest(NR)).unwrap();
+    assert_eq!(c.untainted.count(), 0);
+    assert_eq!(c.tainted.count(), NR);
+    assert!(c.processes.iter().all(|p| p.class == Class::Tainted));
+}
+
+#[test]
+fn one_gib_leaf_is_clipped_to_ram() {
+    let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+    let p = b.add_process(10, b"huge").unwrap();
+    b.map(p, 0x40_0000_0000, 0, PageSize::G1).unwrap();
+    let (mem, profile) = b.build();
+    let k = Kernel::new(&mem, &profile).unwrap();
+    let c = classify(&k, None, &Limits::for_guest(NR)).unwrap();
+    assert_eq!(c.mapped.count(), NR);
+    assert_eq!(c.processes[0].pages, NR);
+    assert_eq!(c.stats.outside_ram, 512 * 512 - NR);
+    // PGD + P4D-less 4-level: PGD, PUD table.
+    assert_eq!(c.stats.tables, 2);
+}
+
+#[test]
+fn prot_none_leaf_maps_its_inverted_frame() {
+    let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+    let p = b.add_process(10, b"protnone").unwrap();
+    b.map(p, 0x1000, 5000, PageSize::K4).unwrap();
+    let (mut mem, profile) = b.build();
+    // Find the PTE for 5000 and rewrite it as a PROT_NONE entry for 5002:
+    // present clear, _PAGE_PROTNONE set, address bits inverted.
+    let pte_pa = (0..NR * 512)
+        .map(|i| i * 8)
+        .find(|&a| {
+            let mut x = [0u8; 8];
+            mem.read(a, &mut x).unwrap();
+            u64::from_le_bytes(x) == (5000 << 12) | 7
+        })
+        .unwrap();
+    let prot = ((!(5002u64 << 12)) & 0x000f_ffff_ffff_f000) | 0x100;
+    mem.write_u64(pte_pa, prot);
+    let k = Kernel::new(&mem, &profile).unwrap();
+    let c = classify(&k, None, &Limits::for_guest(NR)).unwrap();
+    assert_eq!(ones(&c.mapped), vec![5002]);
+    // A swap entry (present and PROTNONE clear) maps nothing.
+    mem.write_u64(pte_pa, 0xdead_0000_0200);
+    let k = Kernel::new(&mem, &profile).unwrap();
+    let c = classify(&k, None, &Limits::for_guest(NR)).unwrap();
+    assert_eq!(c.mapped.count(), 0);
+    assert_eq!(c.processes[0].error, None);
+}
+
+#[test]
+fn kernel_addresses_translate_through_init_top_pgt() {
+    for levels in [4, 5] {
+        let mut b = GuestBuilder::new(NR, levels, DATA).unwrap();
+        let vmalloc = b.profile.vmalloc_base;
+        b.map_kernel(vmalloc + 0x20_0000, 4096, PageSize::M2)
+            .unwrap();
+        b.map_kernel(vmalloc + 0x5000, 4500, PageSize::K4).unwrap();
+        b.map_kernel(vmalloc + 0x4000_0000, 0, PageSize::G1)
+            .unwrap();
+        b.mem.write_u64(4096 * 4096 + 0x1238, 0x1122_3344_5566_7788);
+        b.mem.write_u64(4500 * 4096 + 0x10, 42);
+        b.mem.write_u64(3 * 4096, 7);
+        let desc = b.desc_pa(1234).unwrap();
+        b.mem.write_u64(desc + 40, 99);
+        let (mem, profile) = b.build();
+        let k = Kernel::new(&mem, &profile).unwrap();
+        assert_eq!(
+            k.read_u64(vmalloc + 0x20_1238).unwrap(),
+            0x1122_3344_5566_7788
+        );
+        assert_eq!(k.read_u64(vmalloc + 0x5010).unwrap(), 42);
+        assert_eq!(k.read_u64(vmalloc + 0x4000_3000).unwrap(), 7);
+        assert_eq!(
+            k.read_u64(profile.vmemmap_base + 1234 * 64 + 40).unwrap(),
+            99
+        );
+        assert_eq!(
+            k.virt_to_phys(profile.page_offset_base + 0x1234).unwrap(),
+            0x1234
+        );
+        assert!(matches!(
+            k.virt_to_phys(vmalloc + 0x9000),
+            Err(WalkError::NotMapped(_))
+        ));
+        // A 1 GiB kernel leaf past RAM's end fails.
+        assert!(k.virt_to_phys(vmalloc + 0x4000_0000 + NR * 4096).is_err());
+        assert!(matches!(
+            k.virt_to_phys(0x0000_9000_0000_0000 | (1 << 62)),
+            Err(WalkError::NotCanonical(_))
+        ));
+    }
+}
+
+#[test]
+fn free_blocks_are_proven_or_rejected() {
+    let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+    b.free_block(5000, 3).unwrap(); // good
+    b.free_block(5009, 1).unwrap(); // misaligned head
+    b.free_block(5120, 11).unwrap(); // order beyond 6.1's MAX_ORDER - 1
+    b.free_block(5200, 4).unwrap(); // good head ...
+    b.free_block(5204, 2).unwrap(); // ... with a nested head
+    b.free_block(5248, 6).unwrap(); // good head ...
+    let tail = b.desc_pa(5250).unwrap();
+    b.mem.write_u32(tail + 48, 0xffff_fffe); // ... with a mapped tail
+    b.free_block(5376, 7).unwrap(); // good head, one tail unreadable
+    let hole = b.desc_pa(5440).unwrap() / 4096;
+    b.free_block(8184, 4).unwrap(); // crosses the end of RAM
+    b.free_block(6000, 0).unwrap(); // good
+    b.free_block(6100, 0).unwrap();
+    let head = b.desc_pa(6100).unwrap();
+    b.mem.write_u32(head + 48, 0xf000_0080); // PG_buddy bit set: not buddy
+    let (mut mem, profile) = b.build();
+    mem.punch_hole(hole);
+    let k = Kernel::new(&mem, &profile).unwrap();
+    let f = scan_free(&k);
+    let mut expect = range(5000, 5008);
+    expect.push(6000);
+    assert_eq!(ones(&f.free), expect);
+    assert_eq!(f.blocks, 2);
+    // misaligned, order, nested (the outer block; the inner head only
+    // spoils it), bad tail, hole, end.
+    assert_eq!(f.rejected, 6);
+    assert_eq!(f.unreadable, 64);
+}
+
+#[test]
+fn profile_round_trip_and_rejections() {
+    let b = GuestBuilder::new(NR, 4, DATA).unwrap();
+    let p = b.profile;
+    let enc = p.encode();
+    assert_eq!(KernelProfile::parse(&enc).unwrap(), p);
+    assert_eq!(p.release_str(), "6.1.0-synthetic");
+    let mutate = |f: &dyn Fn(&mut [u8; 4096])| {
+        let mut e = enc;
+        f(&mut e);
+        KernelProfile::parse(&e)
+    };
+    let put32 =
+        |e: &mut [u8; 4096], o: usize, v: u32| e[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 =
+        |e: &mut [u8; 4096], o: usize, v: u64| e[o..o + 8].copy_from_slice(&v.to_le_bytes());
+    assert_eq!(
+        KernelProfile::parse(&enc[..100]),
+        Err(ProfileError::Truncated)
+    );
+    assert_eq!(mutate(&|e| e[0] = b'X'), Err(ProfileError::BadMagic));
+    assert_eq!(mutate(&|e| put32(e, 8, 2)), Err(ProfileError::BadVersion));
+    assert_eq!(mutate(&|e| put32(e, 0x48, 3)), Err(ProfileError::BadLevels));
+    assert_eq!(
+        mutate(&|e| put64(e, 0x28, 0x0000_7000_0000_0000)),
+        Err(ProfileError::BadAddress)
+    );
+    assert_eq!(
+        mutate(&|e| put64(e, 0x28, 0xffff_8880_0000_1000)),
+        Err(ProfileError::BadAddress)
+    );
+    assert_eq!(
+        mutate(&|e| put64(e, 0x10, 0x20_0000)),
+        Err(ProfileError::TextMismatch)
+    );
+    assert_eq!(
+        mutate(&|e| put64(e, 0x20, 0xffff_ffff_c000_0000)),
+        Err(ProfileError::OutsideImage)
+    );
+    assert_eq!(
+        mutate(&|e| put32(e, 0x54, 0x1fe)),
+        Err(ProfileError::BadTaskLayout)
+    );
+    assert_eq!(
+        mutate(&|e| put32(e, 0x58, 0x140)),
+        Err(ProfileError::BadTaskLayout)
+    );
+    assert_eq!(
+        mutate(&|e| put32(e, 0x84, 100)),
+        Err(ProfileError::BadTaskLayout)
+    );
+    assert_eq!(
+        mutate(&|e| put32(e, 0x68, 0x10_0000)),
+        Err(ProfileError::BadMmLayout)
+    );
+    assert_eq!(
+        mutate(&|e| put32(e, 0x74, 62)),
+        Err(ProfileError::BadPageLayout)
+    );
+    assert_eq!(
+        mutate(&|e| put32(e, 0x7c, 0xf000_0000)),
+        Err(ProfileError::UnknownBuddyEncoding)
+    );
+}
+
+#[test]
+fn init_task_must_be_swapper() {
+    let b = GuestBuilder::new(NR, 4, DATA).unwrap();
+    let (mem, profile) = b.build();
+    let init_pa = 16 * 4096 + 2048;
+    for (off, bytes) in [
+        (0x140u64, &1u32.to_le_bytes()[..]),
+        (0x144, &1u32.to_le_bytes()[..]),
+        (0x1a0, &b"swapper/1"[..]),
+        (0x1a0, &b"swapper/0x"[..]),
+    ] {
+        let mut m = mem.clone();
+        m.write(init_pa + off, bytes);
+        assert_eq!(
+            Kernel::new(&m, &profile).err(),
+            Some(WalkError::NotSwapper),
+            "offset {off:#x}"
+        );
+    }
+    assert!(Kernel::new(&mem, &profile).is_ok());
+    // A phys_base that puts the image outside RAM.
+    let mut p = profile;
+    p.phys_base = p.phys_base.wrapping_add(1 << 40);
+    assert!(Kernel::new(&mem, &p).is_err());
+}
+
+#[test]
+fn taint_entries_are_checked() {
+    let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+    let gfn = b.add_taint_table().unwrap();
+    b.set_group(3, 3, 0).unwrap();
+    b.set_task_entry(10, 10, 3).unwrap(); // good
+    b.set_task_entry(11, 99, 3).unwrap(); // stale: other tgid
+    b.set_task_entry(12, 12, 0).unwrap(); // group 0
+                                          // A chain 100 -> 101 -> ... -> 140 (root): 40 steps, beyond 32.
+    for g in 100..140 {
+        b.set_group(g, g + 1, 0).unwrap();
+    }
+    b.set_group(140, 140, 0).unwrap();
+    b.set_task_entry(13, 13, 100).unwrap();
+    b.set_task_entry(14, 14, 110).unwrap(); // 30 steps: fine
+    b.set_group(200, 201, 0).unwrap(); // a parent cycle
+    b.set_group(201, 200, 0).unwrap();
+    b.set_task_entry(15, 15, 200).unwrap();
+    b.set_group(
+        300,
+        300,
+        depmig_walker::taint::F_FROZEN | depmig_walker::taint::F_THAW_REQ,
+    )
+    .unwrap();
+    b.set_task_entry(16, 16, 300).unwrap();
+    b.set_task_entry(17, 17, 262_144 + 5).unwrap(); // group id beyond slots
+    let (mut mem, _) = b.build();
+    let t = TaintTable::read(&mem, gfn).unwrap();
+    let st = |p: i32| t.task_state(&mem, p, p);
+    assert_eq!(
+        st(10),
+        TaskState::Untainted {
+            group: 3,
+            frozen: false
+        }
+    );
+    assert_eq!(st(11), TaskState::Tainted);
+    assert_eq!(st(12), TaskState::Tainted);
+    assert_eq!(st(13), TaskState::Tainted);
+    assert_eq!(
+        st(14),
+        TaskState::Untainted {
+            group: 140,
+            frozen: false
+        }
+    );
+    assert_eq!(st(15), TaskState::Tainted);
+    assert_eq!(st(16), TaskState::Tainted);
+    assert_eq!(st(17), TaskState::Tainted);
+    assert_eq!(st(18), TaskState::Tainted); // no entry
+    assert_eq!(st(40000), TaskState::Tainted); // beyond slots
+    assert_eq!(t.task_state(&mem, -1, 10), TaskState::Tainted);
+    // Not tracking yet: everything tainted.
+    let h = gfn * 4096;
+    mem.write_u32(h + 0x2c, 0);
+    let t = TaintTable::read(&mem, gfn).unwrap();
+    assert_eq!(t.task_state(&mem, 10, 10), TaskState::Tainted);
+    // Header rejections.
+    use depmig_walker::TaintError;
+    let bad = |f: &dyn Fn(&mut depmig_walker::ImageMem)| {
+        let mut m = mem.clone();
+        f(&mut m);
+        TaintTable::read(&m, gfn).err()
+    };
+    assert_eq!(
+        bad(&|m| {
+            m.write(h, b"XXXXXXXX");
+        }),
+        Some(TaintError::BadMagic)
+    );
+    assert_eq!(
+        bad(&|m| {
+            m.write_u32(h + 8, 2);
+        }),
+        Some(TaintError::BadVersion)
+    );
+    assert_eq!(
+        bad(&|m| {
+            m.write_u32(h + 0x10, 1000);
+        }),
+        Some(TaintError::BadGeometry)
+    );
+    assert_eq!(
+        bad(&|m| {
+            m.write_u32(h + 0x24, 1 << 30);
+        }),
+        Some(TaintError::BadGeometry)
+    );
+    assert_eq!(
+        bad(&|m| {
+            m.write_u32(h + 0x20, 3);
+        }),
+        Some(TaintError::BadGeometry)
+    );
+    assert_eq!(
+        bad(&|m| {
+            m.write_u64(h + 0x48, NR);
+        }),
+        Some(TaintError::BadFrame)
+    );
+    assert_eq!(
+        bad(&|m| {
+            m.write_u64(h + 0x40, 5);
+        }),
+        Some(TaintError::BadFrame)
+    );
+    assert_eq!(
+        TaintTable::read(&mem, NR + 1).err(),
+        Some(TaintError::BadFrame)
+    );
+}
