@@ -13,15 +13,21 @@ use crate::xen::console::PvConsole;
 const DEBUGCON: u16 = 0xE9;
 const COM1: u16 = 0x3F8;
 
+/// Bytes of early output kept for the PV console, which comes up later.
+const EARLY_MAX: usize = 4096;
+
 /// Where console output goes.
 pub struct Console {
     serial: bool,
     pv: Option<PvConsole>,
+    /// Output written before the PV console was attached (replayed to it).
+    early: heapless::Vec<u8, EARLY_MAX>,
 }
 
 static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console {
     serial: false,
     pv: None,
+    early: heapless::Vec::new(),
 });
 
 impl Console {
@@ -33,8 +39,15 @@ impl Console {
                 serial_put(b);
             }
         }
-        if let Some(pv) = self.pv.as_mut() {
-            pv.write(bytes);
+        match self.pv.as_mut() {
+            Some(pv) => pv.write(bytes),
+            None => {
+                let room = EARLY_MAX - self.early.len();
+                // PANICS: `room` is at most the remaining capacity.
+                let _ = self
+                    .early
+                    .extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
         }
     }
 }
@@ -70,9 +83,17 @@ pub fn enable_serial() {
     CONSOLE.lock().serial = true;
 }
 
-/// Adds the PV console ring as a sink.
-pub fn attach_pv(pv: PvConsole) {
-    CONSOLE.lock().pv = Some(pv);
+/// Adds the PV console ring as a sink, replaying the early output to it.
+pub fn attach_pv(mut pv: PvConsole) {
+    let mut c = CONSOLE.lock();
+    pv.write(&c.early);
+    c.early.clear();
+    c.pv = Some(pv);
+}
+
+/// Sets how much the `log` backend prints.
+pub fn set_log_level(level: log::LevelFilter) {
+    log::set_max_level(level);
 }
 
 /// Waits (bounded) until the PV console backend has read everything.

@@ -78,6 +78,8 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
 
     match info.mode() {
         "selftest" => {
+            // The self-test is a diagnostic run: show per-request detail.
+            console::set_log_level(log::LevelFilter::Debug);
             let end = selftest::run(&info, xen);
             fail::shutdown(end)
         }

@@ -54,6 +54,7 @@ pvh_start32:
     cli
     cld
     mov esi, ebx                    // start_info, carried into Rust
+    mov esp, offset boot_stack_top  // PVH gives no stack; the far return needs one
 
     // PD entries: 2048 x 2 MiB pages, present | writable | large.
     mov edi, offset boot_pd

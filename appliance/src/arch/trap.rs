@@ -1,7 +1,7 @@
 //! GDT with a TSS, IDT with IST stacks, exception entry and the event upcall.
 //!
-//! The image runs with interrupts off except inside `xen::evtchn::block`,
-//! which opens them for exactly one hypercall. Every gate uses an IST stack
+//! The image runs with interrupts off except around the block hypercall
+//! (`xen::hypercall::block_with_events`). Every gate uses an IST stack
 //! so a trap never lands in the red zone of the code it interrupted (the
 //! precompiled `core` uses the red zone). Exceptions are fatal: the handler
 //! prints an epitaph and ends the run. The upcall vector only clears
@@ -204,7 +204,9 @@ isr_common:
     ud2
 
     // Clears vcpu_info[0].evtchn_upcall_pending so Xen stops injecting the
-    // vector; the code that blocked rescans the pending bitmap itself.
+    // vector; the code that blocked rescans the pending bitmap itself. An
+    // upcall that lands on a block hypercall not yet executed skips it (see
+    // xen::hypercall), so the wake-up it carries is not slept through.
     .global upcall_entry
 upcall_entry:
     push rax
@@ -212,7 +214,17 @@ upcall_entry:
     test rax, rax
     jz 2f
     mov byte ptr [rax], 0
-2:  pop rax
+2:  lea rax, [rip + xen_block_vmcall_insn]
+    cmp [rsp + 8], rax
+    jne 3f
+    lea rax, [rip + xen_block_vmcall_resume]
+    mov [rsp + 8], rax
+3:  lea rax, [rip + xen_block_vmmcall_insn]
+    cmp [rsp + 8], rax
+    jne 4f
+    lea rax, [rip + xen_block_vmmcall_resume]
+    mov [rsp + 8], rax
+4:  pop rax
     iretq
     .popsection
 

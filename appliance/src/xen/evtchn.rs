@@ -77,6 +77,12 @@ pub fn mask(si: &SharedInfo, port: u32) {
     si.mask(w).fetch_or(bit, Ordering::SeqCst);
 }
 
+/// Whether `port` is masked.
+pub fn is_masked(si: &SharedInfo, port: u32) -> bool {
+    let (w, bit) = split(port);
+    si.mask(w).load(Ordering::SeqCst) & bit != 0
+}
+
 /// Whether `port` is pending.
 pub fn is_pending(si: &SharedInfo, port: u32) -> bool {
     let (w, bit) = split(port);

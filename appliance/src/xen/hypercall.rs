@@ -174,27 +174,72 @@ pub fn entry_instruction() -> Option<Entry> {
     }
 }
 
-/// `SCHEDOP_block` with interrupts enabled for exactly this hypercall.
-///
-/// `sti` delays interrupts by one instruction, and that instruction is the
-/// hypercall itself, so an event that arrives after the caller's last check
-/// cannot be taken (and its upcall flag cleared) before Xen looks at it:
-/// Xen sees it pending and returns at once. Afterwards the upcall vector
-/// may run, then interrupts are off again.
+// SCHEDOP_block with interrupts enabled around the hypercall instruction.
+//
+// Xen decides whether to block by asking whether an upcall could be
+// delivered now, and an instruction in the one-instruction `sti` shadow
+// counts as "interrupts blocked": a `sti; vmcall` pair would sleep through
+// an event that is already pending (and, its upcall flag being set, never
+// be kicked again). So a `nop` ends the shadow first. An upcall taken at the
+// hypercall instruction itself (the only place one can land before the
+// block starts) must not be followed by the block, or its wake-up is lost:
+// the upcall stub (`arch::trap`) moves a return address of
+// `xen_block_vmcall_insn`/`xen_block_vmmcall_insn` on to the matching
+// `_resume` label, so the block is skipped and the caller rechecks.
+global_asm!(
+    r#"
+    .pushsection .text.xen_block, "ax"
+    .global xen_block_vmcall
+    .global xen_block_vmcall_insn
+    .global xen_block_vmcall_resume
+xen_block_vmcall:
+    mov eax, {sched_op}
+    mov edi, {block}
+    sti
+    nop
+xen_block_vmcall_insn:
+    vmcall
+xen_block_vmcall_resume:
+    cli
+    ret
+
+    .global xen_block_vmmcall
+    .global xen_block_vmmcall_insn
+    .global xen_block_vmmcall_resume
+xen_block_vmmcall:
+    mov eax, {sched_op}
+    mov edi, {block}
+    sti
+    nop
+xen_block_vmmcall_insn:
+    vmmcall
+xen_block_vmmcall_resume:
+    cli
+    ret
+    .popsection
+"#,
+    sched_op = const nr::SCHED_OP,
+    block = const xen_abi::sched::SCHEDOP_BLOCK,
+);
+
+unsafe extern "C" {
+    fn xen_block_vmcall();
+    fn xen_block_vmmcall();
+}
+
+/// `SCHEDOP_block`: sleeps until an event is pending, interrupts open only
+/// around the hypercall (see the assembly above for why it is race-free).
 ///
 /// # Safety
 /// 1. The IDT's upcall gate is installed and the callback vector is set.
+/// 2. `entry` is the instruction this hypervisor's hypercall page uses.
 pub unsafe fn block_with_events(entry: Entry) {
-    let cmd = u64::from(xen_abi::sched::SCHEDOP_BLOCK);
-    // SAFETY: precondition 1; SCHEDOP_block takes no pointer.
+    // SAFETY: preconditions 1 and 2; the routines follow the C ABI and
+    // clobber only caller-saved registers.
     unsafe {
         match entry {
-            Entry::Vmcall => asm!("sti", "vmcall", "cli",
-                inout("rax") u64::from(nr::SCHED_OP) => _, inout("rdi") cmd => _,
-                out("rsi") _, out("rdx") _, out("r10") _, out("r8") _, out("rcx") _, out("r11") _),
-            Entry::Vmmcall => asm!("sti", "vmmcall", "cli",
-                inout("rax") u64::from(nr::SCHED_OP) => _, inout("rdi") cmd => _,
-                out("rsi") _, out("rdx") _, out("r10") _, out("r8") _, out("rcx") _, out("r11") _),
+            Entry::Vmcall => xen_block_vmcall(),
+            Entry::Vmmcall => xen_block_vmmcall(),
         }
     }
 }

@@ -81,7 +81,14 @@ impl Xenstore {
     pub fn new(xen: &'static Xen) -> Result<Self, XsClientError> {
         let (ring, port) = xen.store;
         // The toolstack bound the port; make sure it is unmasked.
-        let _ = evtchn::unmask(port);
+        if let Err(e) = evtchn::unmask(port) {
+            log::warn!("xenstore: unmasking port {port} failed: {e}");
+        }
+        log::info!(
+            "xenstore: ring at {ring:#x}, port {port} (masked: {}, pending: {})",
+            evtchn::is_masked(&xen.shared, port),
+            evtchn::is_pending(&xen.shared, port)
+        );
         Ok(Xenstore {
             xen,
             ring,
@@ -185,7 +192,17 @@ impl Xenstore {
 
     /// Sends `req` and returns its reply's header and payload.
     fn call(&mut self, req: Request<'_>) -> Result<OwnedReply, XsClientError> {
-        let deadline = self.xen.now_ns() + REQUEST_TIMEOUT_NS;
+        let start = self.xen.now_ns();
+        let ty = req.ty();
+        let r = self.call_inner(req, start + REQUEST_TIMEOUT_NS);
+        log::debug!(
+            "xenstore: {ty:?} took {} us",
+            (self.xen.now_ns() - start) / 1000
+        );
+        r
+    }
+
+    fn call_inner(&mut self, req: Request<'_>, deadline: u64) -> Result<OwnedReply, XsClientError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let mut buf = alloc::vec![0u8; MESSAGE_MAX];
