@@ -47,11 +47,16 @@ pub enum Entry {
 pub fn decode(e: u64, level: u32) -> Result<Entry, WalkError> {
     let present = e & PTE_PRESENT != 0;
     let protnone = !present && e & PTE_PROTNONE != 0;
-    if !present && !protnone {
+    // A huge PMD being split is invalidated (`pmdp_invalidate`: present
+    // and PROTNONE cleared, PSE kept, so `pmd_present()` still holds); it
+    // still maps its frames. Migration entries have PSE clear.
+    let invalidated = level == 2 && !present && !protnone && e & PTE_PSE != 0;
+    if !present && !protnone && !invalidated {
         return Ok(Entry::None);
     }
-    // L1TF inversion of the address bits for PROT_NONE entries.
-    let bits = if protnone { !e } else { e };
+    // Non-present mappings store their frame bits inverted, and only
+    // those bits (`flip_protnone_guard` with the level's pfn mask).
+    let bits = if present { e } else { !e };
     let huge = (level == 2 || level == 3) && e & PTE_PSE != 0;
     if level == 1 {
         return Ok(Entry::Leaf(bits & PTE_ADDR));
@@ -62,12 +67,12 @@ pub fn decode(e: u64, level: u32) -> Result<Entry, WalkError> {
         } else {
             (PUD_HUGE_ADDR, PTE_ADDR & !PUD_HUGE_ADDR & !HUGE_PAT)
         };
-        if bits & reserved != 0 {
+        if e & reserved != 0 {
             return Err(WalkError::BadEntry(level));
         }
         return Ok(Entry::Leaf(bits & mask));
     }
-    if protnone || e & PTE_PSE != 0 {
+    if !present || e & PTE_PSE != 0 {
         return Err(WalkError::BadEntry(level));
     }
     Ok(Entry::Table(e & PTE_ADDR))
@@ -75,12 +80,12 @@ pub fn decode(e: u64, level: u32) -> Result<Entry, WalkError> {
 
 /// Bytes one entry covers at `level`.
 pub fn level_span(level: u32) -> u64 {
-    1u64 << (12 + 9 * (level - 1).min(4))
+    1u64 << (12 + 9 * level.saturating_sub(1).min(4))
 }
 
 /// The index into the table at `level` for `va`.
 pub fn level_index(va: u64, level: u32) -> u64 {
-    (va >> (12 + 9 * (level - 1).min(4))) & 511
+    (va >> (12 + 9 * level.saturating_sub(1).min(4))) & 511
 }
 
 /// A checked view of the guest kernel: its profile, validated against
@@ -93,9 +98,11 @@ pub struct Kernel<'a, M: PhysMem + ?Sized> {
 }
 
 impl<'a, M: PhysMem + ?Sized> Kernel<'a, M> {
-    /// Checks `profile` and validates it against the guest: the kernel's
-    /// top page table lies in RAM, and `init_task` is pid 0, tgid 0, named
-    /// `swapper/0`.
+    /// Checks `profile` and validates it against the guest: the direct map
+    /// fits below the kernel image, the kernel's top page table lies in
+    /// RAM, `init_task` is pid 0, tgid 0, named `swapper/0`, without an
+    /// `mm`, and when its `active_mm` is `init_mm`, that mm's pgd is
+    /// `init_top_pgt`.
     pub fn new(mem: &'a M, profile: &KernelProfile) -> Result<Self, WalkError> {
         profile.check()?;
         let ram_end = mem.nr_pfns().saturating_mul(PAGE_SIZE);
@@ -128,8 +135,20 @@ impl<'a, M: PhysMem + ?Sized> Kernel<'a, M> {
         let name = b"swapper/0";
         let named = comm.get(..name.len()) == Some(&name[..])
             && comm.get(name.len()).is_none_or(|&c| c == 0);
-        if pid != 0 || tgid != 0 || !named {
+        let mm = k.read_u64(profile.init_task + u64::from(t.mm))?;
+        if pid != 0 || tgid != 0 || !named || mm != 0 {
             return Err(WalkError::NotSwapper);
+        }
+        // The idle task borrows the last user mm it ran after (lazy TLB),
+        // so `active_mm` may be any mm; but if it is in the kernel image it
+        // is `init_mm`, whose pgd is `swapper_pg_dir` = `init_top_pgt`.
+        // That checks the `mm_struct.pgd` offset and `init_top_pgt` at once.
+        let active = k.read_u64(profile.init_task + u64::from(t.active_mm))?;
+        if (START_KERNEL_MAP..START_KERNEL_MAP + KERNEL_IMAGE_SIZE).contains(&active) {
+            let pgd = k.read_u64(active.saturating_add(u64::from(profile.mm_pgd)))?;
+            if pgd != profile.init_top_pgt {
+                return Err(WalkError::BadMm(active));
+            }
         }
         Ok(k)
     }
@@ -248,5 +267,64 @@ impl<'a, M: PhysMem + ?Sized> Kernel<'a, M> {
         let mut b = [0u8; 4];
         self.read_virt(va, &mut b)?;
         Ok(u32::from_le_bytes(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADDR: u64 = 0x1234_5000;
+
+    #[test]
+    fn entries_decode_as_linux_writes_them() {
+        // Present 4 KiB leaf, NX and high software bits ignored.
+        assert_eq!(decode(ADDR | 0x67 | 1 << 63, 1), Ok(Entry::Leaf(ADDR)));
+        // PTE bit 7 is PAT, not a size.
+        assert_eq!(decode(ADDR | 0x87, 1), Ok(Entry::Leaf(ADDR)));
+        // PROT_NONE leaf: address inverted.
+        let prot = (!ADDR & PTE_ADDR) | PTE_PROTNONE;
+        assert_eq!(decode(prot, 1), Ok(Entry::Leaf(ADDR)));
+        // Swap entry (type from bit 9, offset inverted): nothing.
+        assert_eq!(decode((!ADDR & PTE_ADDR) | 0x600, 1), Ok(Entry::None));
+        assert_eq!(decode(0, 3), Ok(Entry::None));
+        // Tables at every non-leaf level.
+        for l in 2..=5 {
+            assert_eq!(decode(ADDR | 0x67, l), Ok(Entry::Table(ADDR)));
+        }
+        // 2 MiB and 1 GiB leaves, with the PAT bit (12) set.
+        assert_eq!(
+            decode(0x4020_0000 | HUGE_PAT | 0x87, 2),
+            Ok(Entry::Leaf(0x4020_0000))
+        );
+        assert_eq!(
+            decode(0x8000_0000 | HUGE_PAT | 0x87, 3),
+            Ok(Entry::Leaf(0x8000_0000))
+        );
+        // Reserved bits in huge leaves.
+        assert_eq!(decode(0x4020_2000 | 0x87, 2), Err(WalkError::BadEntry(2)));
+        assert_eq!(decode(0x4010_0000 | 0x87, 3), Err(WalkError::BadEntry(3)));
+        // PSE above the PUD.
+        assert_eq!(decode(ADDR | 0x87, 4), Err(WalkError::BadEntry(4)));
+        assert_eq!(decode(ADDR | 0x87, 5), Err(WalkError::BadEntry(5)));
+        // PROT_NONE 2 MiB leaf: only the frame bits inverted.
+        let prot2 = (!0x4020_0000u64 & PMD_HUGE_ADDR) | PTE_PSE | PTE_PROTNONE;
+        assert_eq!(decode(prot2, 2), Ok(Entry::Leaf(0x4020_0000)));
+        // PROT_NONE on a non-leaf entry.
+        assert_eq!(decode(prot, 3), Err(WalkError::BadEntry(3)));
+        // A huge PMD invalidated for a split: still maps its frames.
+        let inv = (!0x4020_0000u64 & PMD_HUGE_ADDR) | PTE_PSE | 0x60;
+        assert_eq!(decode(inv, 2), Ok(Entry::Leaf(0x4020_0000)));
+        assert_eq!(decode(inv, 1), Ok(Entry::None));
+    }
+
+    #[test]
+    fn indices_and_spans() {
+        let va = 0x0000_7f12_3456_7000u64;
+        assert_eq!(level_index(va, 1), (va >> 12) & 511);
+        assert_eq!(level_index(va, 4), (va >> 39) & 511);
+        assert_eq!(level_index(0x00ff_0000_0000_0000, 5), 0xff);
+        assert_eq!(level_span(2), 2 << 20);
+        assert_eq!(level_span(3), 1 << 30);
     }
 }

@@ -104,7 +104,7 @@ impl<M: PhysMem + ?Sized> Ctx<'_, '_, M> {
             match decode(e, level)? {
                 Entry::None => {}
                 Entry::Leaf(base) => {
-                    let count = 1u64 << (9 * (level - 1));
+                    let count = 1u64 << (9 * level.saturating_sub(1).min(2));
                     self.out.add(base / PAGE_SIZE, count, self.nr_pfns);
                 }
                 Entry::Table(pa) => {
@@ -112,7 +112,7 @@ impl<M: PhysMem + ?Sized> Ctx<'_, '_, M> {
                         return Err(WalkError::BadEntry(level));
                     };
                     self.load(pa, next)?;
-                    self.walk(level - 1, 512, rest)?;
+                    self.walk(level.saturating_sub(1), 512, rest)?;
                 }
             }
         }

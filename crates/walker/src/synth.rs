@@ -174,6 +174,15 @@ impl GuestBuilder {
         };
         let init = image_pa + PAGE_SIZE / 2;
         b.write_task(init, 0, 0, b"swapper/0", 0);
+        // init_mm at image offset 3 KiB, its pgd init_top_pgt; it is
+        // init_task's active_mm.
+        let init_mm_pa = image_pa + 3 * PAGE_SIZE / 4;
+        b.mem
+            .write_u64(init_mm_pa + u64::from(MM_PGD), b.profile.init_top_pgt);
+        b.mem.write_u64(
+            init + u64::from(TASK.active_mm),
+            LINK_TEXT + 3 * PAGE_SIZE / 4,
+        );
         // vmemmap: one descriptor per frame, `_mapcount` -1 everywhere.
         let desc_pages = (nr_pfns * u64::from(PAGE.size)).div_ceil(PAGE_SIZE);
         let first = b.alloc(desc_pages, 1)?;

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use depmig_precopy::{DependencyOracle, DirtyBitmap};
+use depmig_walker::profile::LINK_TEXT;
 use depmig_walker::synth::{GuestBuilder, PageSize};
 use depmig_walker::{
     classify, scan_free, Class, Kernel, KernelProfile, Limits, LinuxOracle, PhysMem, ProfileError,
@@ -305,6 +306,21 @@ fn init_task_must_be_swapper() {
         );
     }
     assert!(Kernel::new(&mem, &profile).is_ok());
+    // init_task with an mm.
+    let mut m = mem.clone();
+    m.write_u64(init_pa + 0xe8, profile.page_offset_base + 0x5000);
+    assert_eq!(Kernel::new(&m, &profile).err(), Some(WalkError::NotSwapper));
+    // init_mm's pgd is not init_top_pgt (wrong mm_struct.pgd offset).
+    let mut p = profile;
+    p.mm_pgd = 0x50;
+    assert_eq!(
+        Kernel::new(&mem, &p).err(),
+        Some(WalkError::BadMm(LINK_TEXT + 3072))
+    );
+    // A borrowed user mm as active_mm is fine (lazy TLB).
+    let mut m = mem.clone();
+    m.write_u64(init_pa + 0xf0, profile.page_offset_base + 0x5000);
+    assert!(Kernel::new(&m, &profile).is_ok());
     // A phys_base that puts the image outside RAM.
     let mut p = profile;
     p.phys_base = p.phys_base.wrapping_add(1 << 40);

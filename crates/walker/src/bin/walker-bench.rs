@@ -58,7 +58,7 @@ fn main() -> Result<(), String> {
             b.map(p, va, pfn, PageSize::K4)
                 .map_err(|e| format!("{e:?}"))?;
         }
-        let huge = (DATA + span).next_multiple_of(512) / 512 * 512 + (i as u64 % 2) * 512;
+        let huge = (DATA + span).next_multiple_of(512) + (i as u64 % 2) * 512;
         b.map(p, 0x7f00_0000_0000, huge, PageSize::M2)
             .map_err(|e| format!("{e:?}"))?;
         let group = 10 + i as u32;
