@@ -10,6 +10,7 @@
 //! free, a process untainted only if its whole walk succeeded.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 extern crate alloc;
 

@@ -130,7 +130,7 @@ pub fn walk_mm<M: PhysMem + ?Sized>(
     out: &mut MmFrames,
 ) -> Result<(), WalkError> {
     let p = *k.profile();
-    let pgd = k.read_u64(mm + u64::from(p.mm_pgd))?;
+    let pgd = k.read_u64(mm.wrapping_add(u64::from(p.mm_pgd)))?;
     if !kernel_half(pgd, p.levels) || !pgd.is_multiple_of(PAGE_SIZE) {
         return Err(WalkError::BadMm(pgd));
     }

@@ -42,7 +42,7 @@ pub fn walk_tasks<M: PhysMem + ?Sized>(
 ) -> Result<Vec<TaskInfo>, WalkError> {
     let p = *k.profile();
     let lay = p.task;
-    let head = p.init_task + u64::from(lay.tasks);
+    let head = p.init_task.wrapping_add(u64::from(lay.tasks));
     let mut seen: BTreeSet<u64> = BTreeSet::new();
     let mut out = Vec::new();
     let mut prev = head;
@@ -52,7 +52,7 @@ pub fn walk_tasks<M: PhysMem + ?Sized>(
         if !kernel_half(node, p.levels) || !node.is_multiple_of(8) {
             return Err(WalkError::BadTaskPointer(node));
         }
-        let back = k.read_u64(node + 8)?;
+        let back = k.read_u64(node.wrapping_add(8))?;
         if back != prev {
             return Err(WalkError::TaskListBroken(node));
         }
@@ -78,8 +78,8 @@ pub fn walk_tasks<M: PhysMem + ?Sized>(
 fn read_task<M: PhysMem + ?Sized>(k: &Kernel<'_, M>, task: u64) -> Result<TaskInfo, WalkError> {
     let p = *k.profile();
     let lay = p.task;
-    let pid = k.read_i32(task + u64::from(lay.pid))?;
-    let tgid = k.read_i32(task + u64::from(lay.tgid))?;
+    let pid = k.read_i32(task.wrapping_add(u64::from(lay.pid)))?;
+    let tgid = k.read_i32(task.wrapping_add(u64::from(lay.tgid)))?;
     for v in [pid, tgid] {
         if v <= 0 || v > PID_MAX_LIMIT {
             return Err(WalkError::BadPid(v));
@@ -88,9 +88,9 @@ fn read_task<M: PhysMem + ?Sized>(k: &Kernel<'_, M>, task: u64) -> Result<TaskIn
     let mut comm = [0u8; 16];
     let n = (lay.comm_len as usize).min(16);
     if let Some(c) = comm.get_mut(..n) {
-        k.read_virt(task + u64::from(lay.comm), c)?;
+        k.read_virt(task.wrapping_add(u64::from(lay.comm)), c)?;
     }
-    let mm = k.read_u64(task + u64::from(lay.mm))?;
+    let mm = k.read_u64(task.wrapping_add(u64::from(lay.mm)))?;
     if mm != 0 && (!kernel_half(mm, p.levels) || !mm.is_multiple_of(8)) {
         return Err(WalkError::BadMm(mm));
     }

@@ -112,6 +112,17 @@ fn task_pointers_outside_ram_or_user_space_are_errors() {
         walk(&m, &profile, Limits::for_guest(NR)).unwrap_err(),
         WalkError::BadMm(0x7000)
     );
+    // An mm at the very top of the address space (its pgd field wraps).
+    let mut m = mem.clone();
+    m.write_u64(
+        nodes[0] - u64::from(TASK.tasks) + u64::from(TASK.mm),
+        0xffff_ffff_ffff_fff8,
+    );
+    let c = walk(&m, &profile, Limits::for_guest(NR)).unwrap();
+    assert!(c
+        .processes
+        .iter()
+        .any(|p| p.error.is_some() && p.class == Class::Tainted));
     // A pid out of range.
     let mut m = mem.clone();
     m.write_u32(
@@ -305,7 +316,7 @@ proptest! {
     #[test]
     fn mutated_guests_never_panic(
         levels in prop_oneof![Just(4u32), Just(5u32)],
-        writes in proptest::collection::vec((any::<u64>(), any::<u64>(), 0u8..4), 1..24),
+        writes in proptest::collection::vec((any::<u64>(), any::<u64>(), 0u8..5), 1..24),
     ) {
         let s = scenario(levels);
         let lo = 16 * 4096u64;
@@ -320,7 +331,8 @@ proptest! {
                 0 => v,
                 1 => pob + (v % (NR * 4096)) / 8 * 8,
                 2 => ((v % NR) << 12) | 7,
-                _ => v & 0xffff_ffff,
+                3 => v & 0xffff_ffff,
+                _ => !(v % 4096) & !7, // near the top of the address space
             };
             mem.write_u64(at, v);
         }
