@@ -30,8 +30,11 @@ if [ ! -s "$gen/vmlinux.h" ]; then
         || die "kernel $kver is not xz-compressed; teach build.sh its format"
     off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$kdir/boot/vmlinuz-$kver" | head -n 1 | cut -d: -f1)
     [ -n "$off" ] || die "no xz stream in vmlinuz-$kver"
-    tail -c +$((off + 1)) "$kdir/boot/vmlinuz-$kver" | xz -dc --single-stream > "$gen/vmlinux" \
+    # (a file, not a pipe: xz stops after the stream, which would kill tail)
+    tail -c +$((off + 1)) "$kdir/boot/vmlinuz-$kver" > "$gen/payload.xz"
+    xz -dc --single-stream "$gen/payload.xz" > "$gen/vmlinux" \
         || die "cannot decompress vmlinuz-$kver"
+    rm -f "$gen/payload.xz"
     bpftool btf dump file "$gen/vmlinux" format c > "$gen/vmlinux.h.tmp" \
         || die "no BTF in the guest kernel"
     mv "$gen/vmlinux.h.tmp" "$gen/vmlinux.h"

@@ -64,7 +64,7 @@ echo "9 dump-window" > /run/depmig/control
 read -t 10 _ < /dev/console || true
 
 # Overhead: rounds alternating between programs attached and detached.
-depmig-lsm-test bench-ab 8
+depmig-lsm-test bench-ab 12
 kill $agent
 wait $agent
 echo GUEST-LSM-DONE

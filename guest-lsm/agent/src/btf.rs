@@ -49,8 +49,12 @@ pub struct Btf {
 }
 
 fn u32_at(b: &[u8], off: usize) -> Result<u32, BtfError> {
-    let s = b.get(off..off + 4).ok_or(BtfError::Malformed)?;
-    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    let s = b
+        .get(off..off.checked_add(4).ok_or(BtfError::Malformed)?)
+        .ok_or(BtfError::Malformed)?;
+    let mut w = [0u8; 4];
+    w.copy_from_slice(s);
+    Ok(u32::from_le_bytes(w))
 }
 
 impl Btf {
@@ -115,7 +119,7 @@ impl Btf {
     fn name(&self, off: u32) -> &[u8] {
         let rest = self.strings.get(off as usize..).unwrap_or(&[]);
         let end = rest.iter().position(|c| *c == 0).unwrap_or(rest.len());
-        &rest[..end]
+        rest.get(..end).unwrap_or(&[])
     }
 
     fn ty(&self, id: u32) -> Option<&Type> {
@@ -194,6 +198,29 @@ mod tests {
             Btf::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0]).err(),
             Some(BtfError::Malformed)
         );
+    }
+
+    #[test]
+    fn hostile_blobs_never_panic() {
+        // A header claiming types, then pseudo-random type records.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..400usize {
+            let mut b = vec![0x9f, 0xeb, 1, 0, 24, 0, 0, 0];
+            let types = len as u32;
+            for v in [0u32, types, types, 16] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            for _ in 0..len + 16 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.push(x as u8);
+            }
+            if let Ok(btf) = Btf::parse(&b) {
+                let _ = btf.member_offset("task_struct", "pid");
+                let _ = btf.struct_size("page");
+            }
+        }
     }
 
     #[test]

@@ -272,6 +272,7 @@ pub fn build(
 
 /// Human-readable rendering of a profile page (for logs and the publish file).
 pub fn render(p: &[u8; 4096]) -> String {
+    // PANICS: callers pass offsets from `off`, all below off::END <= 4096 - 8.
     let g32 = |o: usize| u32::from_le_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]]);
     let g64 = |o: usize| u64::from(g32(o)) | (u64::from(g32(o + 4)) << 32);
     format!(

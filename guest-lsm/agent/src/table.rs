@@ -155,7 +155,7 @@ impl<'a> Table<'a> {
     }
 
     fn word(&self, off: usize) -> Result<&AtomicU64, TableError> {
-        if off % 8 != 0 {
+        if !off.is_multiple_of(8) {
             return Err(TableError::BadOffset);
         }
         self.words.get(off / 8).ok_or(TableError::BadOffset)
@@ -173,7 +173,7 @@ impl<'a> Table<'a> {
     }
 
     fn half(&self, off: usize) -> Result<&AtomicU32, TableError> {
-        if off % 4 != 0 {
+        if !off.is_multiple_of(4) {
             return Err(TableError::BadOffset);
         }
         let w = self.word(off & !7)?;

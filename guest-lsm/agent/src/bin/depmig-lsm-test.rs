@@ -168,7 +168,7 @@ impl Suite {
     fn compute(&mut self) {
         let s = spawn("rel-compute", || compute_until("rel-compute"));
         std::thread::sleep(Duration::from_millis(400));
-        let ok = untainted(s as i32);
+        let ok = untainted(s);
         let d = describe(s);
         mark("rel-compute");
         reap(&[s]);
