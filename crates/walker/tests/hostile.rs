@@ -309,7 +309,11 @@ fn descriptor(mem: &ImageMem, b_desc: &[u64], pfn: u64) -> (u32, u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // 48 cases by default; PROPTEST_CASES=n for a longer hunt.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        ..ProptestConfig::default()
+    })]
 
     /// Random 8-byte writes anywhere in the kernel's objects (task structs,
     /// mm_structs, page tables, descriptors, the taint table).
