@@ -327,9 +327,17 @@ proptest! {
         let hi = s.b.pool_next() * 4096;
         let pob = s.b.profile.page_offset_base;
         let frames = s.b.table_frames.clone();
+        // Half the writes go to the processes' own objects (tasks, mms,
+        // page tables), which lie between the first PGD and the table.
+        let plo = s.b.procs[0].pgd_pa.min(s.b.procs[0].task_pa);
+        let phi = frames.iter().min().unwrap() * 4096;
         let (mut mem, profile) = s.b.build();
         for (at, v, kind) in writes {
-            let at = lo + (at % (hi - lo)) / 8 * 8;
+            let at = if at & 1 == 0 {
+                lo + (at % (hi - lo)) / 8 * 8
+            } else {
+                plo + (at % (phi - plo)) / 8 * 8
+            };
             // Plausible values reach deeper than random ones.
             let v = match kind {
                 0 => v,
