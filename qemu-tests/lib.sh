@@ -18,3 +18,19 @@ xen_source_dir() {
 hash_inputs() {
     cat "$@" | sha256sum | cut -c1-16
 }
+
+# rig_domu_initrd OUT FILE...: an initramfs for a test domU: dom0's initramfs
+# (whose init runs /scenario/SCRIPT when the domU's command line says
+# rig.domu=SCRIPT) plus FILEs under /scenario. For .prep hooks, which get
+# dom0's initramfs as $DEPMIG_DOM0_INITRD.
+rig_domu_initrd() {
+    local out=$1 tmp pad f; shift
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/scenario"
+    for f in "$@"; do cp "$f" "$tmp/scenario/"; done
+    cp "${DEPMIG_DOM0_INITRD:?}" "$out"
+    pad=$(( (4 - $(stat -c %s "$out") % 4) % 4 ))
+    head -c "$pad" /dev/zero >> "$out"
+    (cd "$tmp" && find scenario | LC_ALL=C sort | cpio -o -H newc --quiet) >> "$out"
+    rm -rf "$tmp"
+}

@@ -98,6 +98,14 @@ for name in "${names[@]}"; do
     script=$(scenario_path "$name")
     sdir=$(dirname "$script")
     out="$root/out/rig/$name"
+    # One run per scenario at a time: a second one would clobber the out dir.
+    mkdir -p "$root/out/rig"
+    [ -n "${lockfd:-}" ] && exec {lockfd}>&-
+    exec {lockfd}>"$root/out/rig/.$name.lock"
+    if ! flock -n "$lockfd"; then
+        printf 'scenario %s: FAIL another run of this scenario holds %s\n' "$name" "out/rig/.$name.lock"
+        failures=$((failures + 1)); continue
+    fi
     rm -rf "$out"; mkdir -p "$out/files"
 
     # Per-scenario settings (host side): TIMEOUT, QEMU_MEM, DOM0_MEM, LINK_RATE.
@@ -117,7 +125,7 @@ for name in "${names[@]}"; do
     } > "$stage/scenario/env"
     if [ -x "$sdir/$name.prep" ]; then
         if ! DEPMIG_ROOT=$root DEPMIG_SCENARIO=$name DEPMIG_LINK_RATE=$rate DEPMIG_OUT=$out \
-                DEPMIG_LINK_BYTES_PER_SEC=$rate_bps DEPMIG_DOM0_KERNEL=$vmlinuz \
+                DEPMIG_LINK_BYTES_PER_SEC=$rate_bps DEPMIG_DOM0_KERNEL=$vmlinuz DEPMIG_DOM0_INITRD=$dom0_initrd \
                 timeout 3000 "$sdir/$name.prep" "$stage/scenario" \
                 >"$out/prep.log" 2>&1; then
             verdict "$name" FAIL "prep hook failed: $(tail -n 1 "$out/prep.log")"

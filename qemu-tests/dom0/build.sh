@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib.sh"
 . "$here/../lib.sh"
 
-need_pkgs busybox-static cpio gzip xz-utils bash util-linux kmod file
+need_pkgs busybox-static cpio gzip xz-utils bash util-linux kmod file build-essential
 
 # Kernel modules the toolstack and guest networking need (RIG-NOTES), in load order.
 modules=(xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-netback bridge)
@@ -24,7 +24,7 @@ apt_update_once
 versions=$(apt-cache policy "$kpkg" "${xen_pkgs[@]}" \
            | awk '/^[^ ].*:$/ { p = substr($1, 1, length($1) - 1) } /Candidate:/ { print p "=" $2 }')
 [ "$(wc -l <<<"$versions")" -eq $(( ${#xen_pkgs[@]} + 1 )) ] || die "cannot resolve dom0 package versions"
-key=$( { echo "$versions"; cat "$here"/build.sh "$here"/init "$here"/rig-lib.sh; } | sha256sum | cut -c1-16)
+key=$( { echo "$versions"; cat "$here"/build.sh "$here"/init "$here"/rig-lib.sh "$here"/../tools/*.c; } | sha256sum | cut -c1-16)
 out="$DEPMIG_RIG_CACHE/dom0-$key"
 if [ -f "$out/initrd.gz" ] && [ -f "$out/vmlinuz" ]; then
     printf '%s\n%s\n' "$out/vmlinuz" "$out/initrd.gz"
@@ -121,6 +121,10 @@ add_module() {
 }
 for m in "${modules[@]}"; do add_module "$m"; done
 
+# The rig's own small test tools.
+mkdir -p "$root/rig/bin"
+gcc -O2 -Wall -Wextra -Werror -static -o "$root/rig/bin/foreignmap" "$here/../tools/foreignmap.c" \
+    || die "building foreignmap failed"
 cp "$here/init" "$root/init"
 chmod +x "$root/init"
 cp "$here/rig-lib.sh" "$root/rig/lib.sh"

@@ -11,6 +11,7 @@ RIG_DOM0_IP=10.77.0.1
 RIG_NET_PREFIX=10.77.0
 RIG_BRIDGE=xenbr0
 RIG_CONSOLE_DIR=/var/log/xen/console
+export PATH=/rig/bin:$PATH
 
 # rig_say TEXT: a progress line on the console.
 rig_say() { echo "DEPMIG-LOG $*"; }
