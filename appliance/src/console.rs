@@ -103,6 +103,12 @@ pub fn flush() {
     }
 }
 
+/// Whether a PV console is attached and its backend has read everything;
+/// `None` without a PV console.
+pub fn pv_drained() -> Option<bool> {
+    CONSOLE.lock().pv.as_ref().map(|pv| pv.drained())
+}
+
 /// Prints formatted text to every sink.
 pub fn print(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);

@@ -114,7 +114,9 @@ fn check_heap() -> Check {
     )?;
     let page = alloc::boxed::Box::new(Aligned([7u8; 4096]));
     let addr = &*page as *const Aligned as usize;
-    ensure(addr % 4096 == 0, || format!("4 KiB alignment: {addr:#x}"))?;
+    ensure(addr.is_multiple_of(4096), || {
+        format!("4 KiB alignment: {addr:#x}")
+    })?;
     let big = alloc::vec![0xA5u8; 1 << 20];
     ensure(big.iter().all(|&b| b == 0xA5), || "1 MiB buffer".into())?;
     drop((v, page, big));
@@ -204,7 +206,11 @@ fn run_xen(r: &mut Report, x: &'static Xen) {
 fn check_console() -> Check {
     println!("depmig: PV console check line");
     crate::console::flush();
-    Ok("line written and consumed by the backend (or the bounded wait expired)".into())
+    match crate::console::pv_drained() {
+        Some(true) => Ok("a line written to the ring was consumed by the backend".into()),
+        Some(false) => Err("the console backend did not consume the ring within 2 s".into()),
+        None => Err("no PV console attached".into()),
+    }
 }
 
 fn check_shared_info(x: &Xen) -> Check {

@@ -77,6 +77,11 @@ impl PvConsole {
         let _ = super::evtchn::send(self.port);
     }
 
+    /// Whether the backend has consumed everything queued so far.
+    pub fn drained(&self) -> bool {
+        !self.broken && self.queued() == Some(0)
+    }
+
     /// Waits (bounded) until the backend consumed everything.
     pub fn flush(&mut self) {
         let deadline = crate::clock::now_ns() + WAIT_NS;

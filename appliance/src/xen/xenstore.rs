@@ -209,9 +209,11 @@ impl Xenstore {
         let n = req.encode(id, &mut buf)?;
         // PANICS: encode returned n <= buf.len().
         self.send_bytes(&buf[..n], deadline)?;
-        // Bounded: each loop iteration consumes one message, and the deadline
-        // bounds the waiting.
+        // Bounded by the deadline even if the peer floods us with messages.
         loop {
+            if self.xen.now_ns() > deadline {
+                return Err(XsClientError::Timeout);
+            }
             let r = self.receive(deadline)?;
             if r.header.ty == MsgType::WatchEvent as u32 {
                 self.queue_event(&r);
@@ -317,6 +319,9 @@ impl Xenstore {
         loop {
             if let Some(ev) = self.events.pop_front() {
                 return Ok(ev);
+            }
+            if self.xen.now_ns() > deadline_ns {
+                return Err(XsClientError::Timeout);
             }
             let r = self.receive(deadline_ns)?;
             if r.header.ty == MsgType::WatchEvent as u32 {
