@@ -21,14 +21,20 @@ need_pkgs() {
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing Debian packages: ${missing[*]}"
     apt_update_once
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends \
         "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
 }
 
 # apt_update_once: refresh the package lists at most once per script run.
 apt_update_once() {
     [ -n "${_DEPMIG_APT_UPDATED:-}" ] && return 0
-    apt-get update -q >&2 || die "apt-get update failed"
+    # Another apt run (e.g. a parallel build) may hold the lists lock: wait.
+    local try
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        apt-get -o DPkg::Lock::Timeout=300 update -q >&2 && break
+        [ "$try" = 10 ] && die "apt-get update failed"
+        log "apt-get update failed (try $try), retrying in 15 s"; sleep 15
+    done
     _DEPMIG_APT_UPDATED=1
 }
 
