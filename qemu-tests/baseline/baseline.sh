@@ -10,7 +10,7 @@
 # (qemu-tests/baseline/README.md) lands in REPORT; xl's output in
 # /tmp/NAME.migrate.log. Returns xl migrate's status; MIGRATE_SECONDS is set.
 baseline_migrate() {
-    local name=$1 scen=$2 wl=$3 report=$4 ev="/tmp/$1.events" t0 rc i wpid
+    local name=$1 scen=$2 wl=$3 report=$4 ev="/tmp/$1.events" t0 rc i wpid mpid shown n
     case ${DEPMIG_LINK_BYTES_PER_SEC:-} in
         ''|*[!0-9]*) rig_fail "no link rate (DEPMIG_LINK_BYTES_PER_SEC='${DEPMIG_LINK_BYTES_PER_SEC:-}')" ;;
     esac
@@ -21,7 +21,24 @@ baseline_migrate() {
     t0=$(cut -d' ' -f1 /proc/uptime)
     xl migrate -s "" "$name" \
         "/scenario/bin/migpipe --rate $DEPMIG_LINK_BYTES_PER_SEC --report $report --events $ev --scenario $scen --workload $wl | xl migrate-receive" \
-        >"/tmp/$name.migrate.log" 2>&1
+        >"/tmp/$name.migrate.log" 2>&1 &
+    mpid=$!
+    # Progress on the console: migpipe's round lines as they come.
+    shown=0
+    i=0
+    while kill -0 "$mpid" 2>/dev/null; do
+        sleep 5
+        i=$((i + 1))
+        if [ $((i % 6)) = 0 ]; then
+            rig_say "after $((i * 5)) s: $(xl list | awk 'NR > 1 { printf "%s(%s) %s  ", $1, $2, $5 }')$(tail -n 1 /tmp/$name.migrate.log | cut -c1-100)"
+        fi
+        n=$(grep -c '^migpipe: round' "/tmp/$name.migrate.log" 2>/dev/null)
+        if [ "${n:-0}" -gt "$shown" ]; then
+            grep '^migpipe: round' "/tmp/$name.migrate.log" | tail -n $((n - shown)) | while IFS= read -r l; do rig_say "$l"; done
+            shown=$n
+        fi
+    done
+    wait "$mpid"
     rc=$?
     MIGRATE_SECONDS=$(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }')
     # migpipe writes the report once its input ends and the poller saw the resume.
