@@ -67,6 +67,7 @@ expected="compute-only-untainted tcp-connect-taints child-of-tainted-tainted chi
 ab-pipe-then-a-net ab-pipe-then-b-net ab-a-net-then-pipe ab-pipe-only-untainted signal-merges
 signal-from-tainted-taints persistent-write-taints tmpfs-write-untainted unix-socket-merges
 freeze-untainted interaction-thaws-and-taints thaw-request published-frames-hold-table
+profile-walks-task-list profile-finds-free-pages
 refuse-without-xenstore refuse-without-btf refuse-without-bpf-lsm"
 pass=0 fail=0
 for t in $expected; do

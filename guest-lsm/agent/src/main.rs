@@ -314,15 +314,40 @@ fn scan_existing(t: &Table<'_>, agent: u32) -> usize {
                 external |= fd_is_external(pid, &e.file_name().to_string_lossy(), &e.path());
             }
         }
-        if external {
-            if let Ok(g) = t.ensure_process_group(pid) {
-                if t.set_flags(g, F_TAINTED).is_ok() {
-                    n += 1;
-                }
+        if is_kthread(pid) {
+            continue;
+        }
+        // Shared writable memory with others cannot be traced back to the
+        // peers from here: be conservative.
+        external |= fs::read_to_string(format!("/proc/{pid}/maps"))
+            .map(|m| {
+                m.lines()
+                    .any(|l| l.split_ascii_whitespace().nth(1) == Some("rw-s"))
+            })
+            .unwrap_or(false);
+        // Every process gets an entry now, so idle ones are freezable;
+        // earlier interactions among them are unknown, but one that
+        // reaches a frozen group later thaws and taints it.
+        if let Ok(g) = t.ensure_process_group(pid) {
+            if external && t.set_flags(g, F_TAINTED).is_ok() {
+                n += 1;
             }
         }
     }
     n
+}
+
+/// Whether `pid` is a kernel thread (PF_KTHREAD in /proc/pid/stat).
+fn is_kthread(pid: u32) -> bool {
+    let Ok(s) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let flags = s
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.split_ascii_whitespace().nth(6))
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0x0020_0000);
+    flags & 0x0020_0000 != 0
 }
 
 fn fd_is_external(pid: u32, fd: &str, path: &std::path::Path) -> bool {
@@ -619,8 +644,16 @@ fn handle(
             // Lets a reader outside check the published frames: digests of
             // every page, a quiet window, the digests again.
             let f: Vec<String> = frames.iter().map(|f| format!("{f:x}")).collect();
+            let memfree = fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|m| {
+                    m.lines()
+                        .find_map(|l| l.strip_prefix("MemFree:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                })
+                .unwrap_or(0);
             println!(
-                "DEPMIG-DUMP-BEGIN frames={} digests={}",
+                "DEPMIG-DUMP-BEGIN memfree_kb={memfree} frames={} digests={}",
                 f.join(","),
                 digests(t)
             );

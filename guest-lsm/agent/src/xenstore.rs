@@ -30,13 +30,14 @@ impl std::fmt::Display for XsError {
     }
 }
 
-/// A connection to xenstore through the kernel's xenbus device.
-pub struct Xenstore {
-    dev: File,
+/// A connection to xenstore through the kernel's xenbus device (or, in
+/// tests, any byte stream speaking the same protocol).
+pub struct Xenstore<T: Read + Write = File> {
+    dev: T,
     next_req: u32,
 }
 
-impl Xenstore {
+impl Xenstore<File> {
     /// Opens `/dev/xen/xenbus` (or the older `/proc/xen/xenbus`).
     pub fn open() -> Result<Self, XsError> {
         let mut why = Vec::new();
@@ -47,6 +48,13 @@ impl Xenstore {
             }
         }
         Err(XsError::Unreachable(why.join("; ")))
+    }
+}
+
+impl<T: Read + Write> Xenstore<T> {
+    /// A client over an already open transport.
+    pub fn over(dev: T) -> Self {
+        Xenstore { dev, next_req: 1 }
     }
 
     /// Sends `req` and returns the checked reply's value bytes (empty for "OK").
@@ -119,6 +127,94 @@ mod tests {
         let h = Header::decode(out[..16].try_into().unwrap()).unwrap();
         assert_eq!((h.ty, h.req_id, h.tx_id), (MsgType::Write as u32, 7, 0));
         assert_eq!(&out[16..n], b"data/depmig/state\0tracking");
+    }
+
+    /// Plays xenstored on the other end of a socket: answers each request
+    /// with `reply(type, req_id, payload)` -> (type, req_id, payload).
+    fn fake(
+        mut s: std::os::unix::net::UnixStream,
+        reply: impl Fn(u32, u32, &[u8]) -> (u32, u32, Vec<u8>) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || loop {
+            let mut h = [0u8; 16];
+            if s.read_exact(&mut h).is_err() {
+                return;
+            }
+            let hd = Header::decode(&h).unwrap();
+            let mut p = vec![0u8; hd.len as usize];
+            s.read_exact(&mut p).unwrap();
+            let (ty, id, body) = reply(hd.ty, hd.req_id, &p);
+            let out = Header {
+                ty,
+                req_id: id,
+                tx_id: 0,
+                len: body.len() as u32,
+            };
+            let mut m = out.encode().to_vec();
+            m.extend_from_slice(&body);
+            s.write_all(&m).unwrap();
+        })
+    }
+
+    #[test]
+    fn write_read_and_missing_keys() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let srv = fake(b, |ty, id, p| {
+            if ty == MsgType::Read as u32 && p == b"data/depmig/none\0" {
+                (MsgType::Error as u32, id, b"ENOENT\0".to_vec())
+            } else if ty == MsgType::Read as u32 {
+                (ty, id, b"1 freeze".to_vec())
+            } else {
+                (ty, id, b"OK\0".to_vec())
+            }
+        });
+        let mut xs = Xenstore::over(a);
+        xs.mkdir("data/depmig").unwrap();
+        xs.write("data/depmig/state", "tracking").unwrap();
+        assert_eq!(
+            xs.read("data/depmig/request").unwrap().as_deref(),
+            Some("1 freeze")
+        );
+        assert_eq!(xs.read("data/depmig/none").unwrap(), None);
+        drop(xs);
+        srv.join().unwrap();
+    }
+
+    #[test]
+    fn hostile_replies_are_errors() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let srv = fake(b, |ty, id, _| (ty, id.wrapping_add(1), b"OK\0".to_vec()));
+        let mut xs = Xenstore::over(a);
+        assert!(matches!(xs.write("k", "v"), Err(XsError::BadReply)));
+        drop(xs);
+        srv.join().unwrap();
+
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let srv = fake(b, |_, id, _| (MsgType::Directory as u32, id, Vec::new()));
+        let mut xs = Xenstore::over(a);
+        assert!(matches!(xs.write("k", "v"), Err(XsError::Wire(_))));
+        drop(xs);
+        srv.join().unwrap();
+
+        // A header announcing more than the protocol allows.
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let srv = std::thread::spawn(move || {
+            let mut h = [0u8; 64];
+            let _ = b.read(&mut h);
+            let bad = Header {
+                ty: MsgType::Read as u32,
+                req_id: 1,
+                tx_id: 0,
+                len: 70_000,
+            };
+            b.write_all(&bad.encode()).unwrap();
+        });
+        let mut xs = Xenstore::over(a);
+        assert!(matches!(
+            xs.read("k"),
+            Err(XsError::Wire(WireError::TooLong { .. }))
+        ));
+        srv.join().unwrap();
     }
 
     #[test]

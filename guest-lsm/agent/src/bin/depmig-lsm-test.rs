@@ -750,10 +750,196 @@ fn host_dump(args: &[String]) -> ExitCode {
         if ok { "PASS" } else { "FAIL" },
         frames.len()
     );
-    if ok {
+    let walk = frames
+        .first()
+        .zip(frames.get(1))
+        .map(|(h, p)| walk_tasks(&mem, *h, *p));
+    let walk_ok = matches!(walk, Some(Ok(_)));
+    println!(
+        "VERDICT profile-walks-task-list {} {}",
+        if walk_ok { "PASS" } else { "FAIL" },
+        match walk {
+            Some(Ok(d)) | Some(Err(d)) => d,
+            None => "no frames".into(),
+        }
+    );
+    let memfree_kb: u64 = field(&begin, "memfree_kb=")
+        .first()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let free = frames.get(1).map(|p| free_pages(&mem, *p, memfree_kb));
+    let free_ok = matches!(free, Some(Ok(_)));
+    println!(
+        "VERDICT profile-finds-free-pages {} {}",
+        if free_ok { "PASS" } else { "FAIL" },
+        match free {
+            Some(Ok(d)) | Some(Err(d)) => d,
+            None => "no frames".into(),
+        }
+    );
+    if ok && walk_ok && free_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Checks the kernel profile from outside: follows `init_task.tasks`
+/// through the RAM dump with the published offsets and addresses, and
+/// expects swapper, init (pid 1) and the agent (the table's agent tgid).
+fn walk_tasks(mem: &[u8], hdr_frame: u64, prof_frame: u64) -> Result<String, String> {
+    use depmig_lsm_agent::profile::off;
+    let rd = |pa: u64, n: usize| -> Option<&[u8]> {
+        let a = usize::try_from(pa).ok()?;
+        mem.get(a..a.checked_add(n)?)
+    };
+    let u64_at = |pa: u64| {
+        rd(pa, 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    };
+    let u32_at = |pa: u64| rd(pa, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let prof = prof_frame * PAGE_SIZE as u64;
+    if rd(prof, 8) != Some(b"DMPROF01") {
+        return Err("no profile magic at the profile frame".into());
+    }
+    let g64 = |o: usize| u64_at(prof + o as u64).unwrap_or(0);
+    let g32 = |o: usize| u64::from(u32_at(prof + o as u64).unwrap_or(0));
+    let (init_task, pob, phys_base) = (
+        g64(off::INIT_TASK),
+        g64(off::PAGE_OFFSET_BASE),
+        g64(off::PHYS_BASE),
+    );
+    let (tasks, pid, tgid, comm) = (
+        g32(off::TASK_TASKS),
+        g32(off::TASK_PID),
+        g32(off::TASK_TGID),
+        g32(off::TASK_COMM),
+    );
+    let agent = u32_at(hdr_frame * PAGE_SIZE as u64 + 0x28).unwrap_or(0);
+    // kernel image addresses map through phys_base, the rest through the direct map
+    let pa = |va: u64| -> u64 {
+        if va >= 0xffff_ffff_8000_0000 {
+            va.wrapping_sub(0xffff_ffff_8000_0000)
+                .wrapping_add(phys_base)
+        } else {
+            va.wrapping_sub(pob)
+        }
+    };
+    let name = |task: u64| -> String {
+        rd(pa(task) + comm, 16)
+            .map(|b| {
+                String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or(&[])).into_owned()
+            })
+            .unwrap_or_default()
+    };
+    let swapper = name(init_task);
+    let mut seen = Vec::new();
+    let mut cur = init_task;
+    for _ in 0..4096 {
+        let next = u64_at(pa(cur) + tasks).ok_or("tasks.next outside RAM")?;
+        let task = next.wrapping_sub(tasks);
+        if task == init_task {
+            break;
+        }
+        let p = u32_at(pa(task) + pid).ok_or("pid outside RAM")?;
+        let t = u32_at(pa(task) + tgid).ok_or("tgid outside RAM")?;
+        seen.push((p, t, name(task)));
+        cur = task;
+    }
+    let init_ok = seen.iter().any(|(p, _, n)| *p == 1 && n == "init");
+    let agent_ok = seen
+        .iter()
+        .any(|(p, t, n)| *p == agent && *t == agent && n.starts_with("depmig-lsm-age"));
+    let d = format!(
+        "init_task comm {swapper:?}, {} tasks walked, pid 1 init: {init_ok}, agent pid {agent} found: {agent_ok}",
+        seen.len()
+    );
+    if swapper.starts_with("swapper") && init_ok && agent_ok {
+        Ok(d)
+    } else {
+        Err(d)
+    }
+}
+
+/// Checks the free-page rule from outside: walks the kernel page tables
+/// (from `init_top_pgt`) to the `struct page` array at `vmemmap_base`,
+/// counts the pages in free buddy blocks (`page_type & mask == value`,
+/// order in `private`) and compares with the guest's MemFree, which also
+/// counts per-CPU free lists: the buddy count must be at most MemFree and
+/// at least 80% of it.
+fn free_pages(mem: &[u8], prof_frame: u64, memfree_kb: u64) -> Result<String, String> {
+    use depmig_lsm_agent::profile::off;
+    let u64_at = |pa: u64| -> Option<u64> {
+        let a = usize::try_from(pa).ok()?;
+        let b = mem.get(a..a.checked_add(8)?)?;
+        let mut w = [0u8; 8];
+        w.copy_from_slice(b);
+        Some(u64::from_le_bytes(w))
+    };
+    let prof = prof_frame * PAGE_SIZE as u64;
+    let g64 = |o: usize| u64_at(prof + o as u64).unwrap_or(0);
+    let g32 = |o: usize| g64(o) & 0xffff_ffff;
+    if g32(off::PGTABLE_LEVELS) != 4 {
+        return Err("only 4-level paging is handled by this check".into());
+    }
+    let phys_base = g64(off::PHYS_BASE);
+    let pml4 = g64(off::INIT_TOP_PGT)
+        .wrapping_sub(0xffff_ffff_8000_0000)
+        .wrapping_add(phys_base);
+    let (vmemmap, psize) = (g64(off::VMEMMAP_BASE), g32(off::PAGE_SIZE));
+    let (ptype, private) = (g32(off::PAGE_TYPE), g32(off::PAGE_PRIVATE));
+    let (mask, value) = (g32(off::BUDDY_MASK), g32(off::BUDDY_VALUE));
+    const ADDR: u64 = 0x000f_ffff_ffff_f000;
+    // 4-level walk with 1 GiB and 2 MiB leaves
+    let translate = |va: u64| -> Option<u64> {
+        let e4 = u64_at((pml4 & ADDR) + ((va >> 39) & 511) * 8)?;
+        if e4 & 1 == 0 {
+            return None;
+        }
+        let e3 = u64_at((e4 & ADDR) + ((va >> 30) & 511) * 8)?;
+        if e3 & 1 == 0 {
+            return None;
+        }
+        if e3 & 0x80 != 0 {
+            return Some((e3 & ADDR & !0x3fff_ffff) + (va & 0x3fff_ffff));
+        }
+        let e2 = u64_at((e3 & ADDR) + ((va >> 21) & 511) * 8)?;
+        if e2 & 1 == 0 {
+            return None;
+        }
+        if e2 & 0x80 != 0 {
+            return Some((e2 & ADDR & !0x1f_ffff) + (va & 0x1f_ffff));
+        }
+        let e1 = u64_at((e2 & ADDR) + ((va >> 12) & 511) * 8)?;
+        (e1 & 1 != 0).then_some((e1 & ADDR) + (va & 0xfff))
+    };
+    let nr_pfn = (mem.len() / PAGE_SIZE) as u64;
+    let (mut free, mut blocks, mut pfn) = (0u64, 0u64, 0u64);
+    while pfn < nr_pfn {
+        let Some(pa) = translate(vmemmap.wrapping_add(pfn * psize)) else {
+            pfn += 1;
+            continue;
+        };
+        let pt = u64_at(pa + ptype).unwrap_or(0) & 0xffff_ffff;
+        if pt & mask == value {
+            let order = u64_at(pa + private).unwrap_or(0);
+            if order > 10 {
+                return Err(format!("pfn {pfn:#x}: buddy order {order} out of range"));
+            }
+            free += 1 << order;
+            blocks += 1;
+            pfn += 1 << order;
+        } else {
+            pfn += 1;
+        }
+    }
+    let free_kb = free * 4;
+    let d = format!(
+        "{blocks} free blocks, {free_kb} KiB free by the buddy rule; guest MemFree {memfree_kb} KiB"
+    );
+    if memfree_kb > 0 && free_kb <= memfree_kb && free_kb * 10 >= memfree_kb * 8 {
+        Ok(d)
+    } else {
+        Err(d)
     }
 }
 
