@@ -22,3 +22,6 @@ qemu-tests/image/run.sh
 
 log "guest-lsm: taint tracker in a booted guest (guest-lsm/tests/run.sh)"
 guest-lsm/tests/run.sh
+
+log "walker: the Linux walker over a real guest's RAM (crates/walker/scripts/real-guest.sh)"
+crates/walker/scripts/real-guest.sh
