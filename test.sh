@@ -20,6 +20,9 @@ crates/stream/scripts/xen-verify.sh "$(fetch_source xen)"
 log "image: boots under plain QEMU (qemu-tests/image/run.sh)"
 qemu-tests/image/run.sh
 
+log "guest: the rig's guest kernel, initramfs and workloads under plain QEMU"
+qemu-tests/guest/test-qemu.sh
+
 log "guest-lsm: taint tracker in a booted guest (guest-lsm/tests/run.sh)"
 guest-lsm/tests/run.sh
 
