@@ -46,3 +46,217 @@ mod tests {
         assert_eq!(interfaces_for(v(5, 17)), None);
     }
 }
+
+// The structures below are those of domctl interface 0x15 (Xen 4.17); a
+// domctl must carry [`DOMCTL_INTERFACE_VERSION_4_17`] in its header.
+
+/// `XEN_DOMCTL_pausedomain`.
+pub const XEN_DOMCTL_PAUSEDOMAIN: u32 = 3;
+/// `XEN_DOMCTL_unpausedomain`.
+pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
+/// `XEN_DOMCTL_getdomaininfo`.
+pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
+/// `XEN_DOMCTL_shadow_op`: log-dirty control.
+pub const XEN_DOMCTL_SHADOW_OP: u32 = 10;
+/// `XEN_DOMCTL_gethvmcontext`.
+pub const XEN_DOMCTL_GETHVMCONTEXT: u32 = 33;
+/// `XEN_DOMCTL_sethvmcontext`.
+pub const XEN_DOMCTL_SETHVMCONTEXT: u32 = 34;
+
+/// Shadow op: turn log-dirty (and shadow modes) off.
+pub const SHADOW_OP_OFF: u32 = 0;
+/// Shadow op: read and clear the dirty bitmap.
+pub const SHADOW_OP_CLEAN: u32 = 11;
+/// Shadow op: read the dirty bitmap without clearing it.
+pub const SHADOW_OP_PEEK: u32 = 12;
+/// Shadow op: enable a mode (`mode` = `SHADOW_ENABLE_*`).
+pub const SHADOW_OP_ENABLE: u32 = 32;
+/// Mode bit for `SHADOW_OP_ENABLE`: log-dirty.
+pub const SHADOW_ENABLE_LOG_DIRTY: u32 = 1 << 2;
+/// Flag for CLEAN/PEEK: this is the final pass (the guest is paused).
+pub const SHADOW_LOGDIRTY_FINAL: u32 = 1 << 0;
+
+/// `XEN_DOMINF_shutdown`: the domain has shut down (reason in bits 16..24).
+pub const DOMINF_SHUTDOWN: u32 = 1 << 2;
+/// `XEN_DOMINF_paused`.
+pub const DOMINF_PAUSED: u32 = 1 << 3;
+/// `XEN_DOMINF_hvm_guest` (set for PVH too).
+pub const DOMINF_HVM_GUEST: u32 = 1 << 1;
+
+/// Bytes of the payload union of `struct xen_domctl`.
+pub const DOMCTL_PAYLOAD: usize = 128;
+
+/// `struct xen_domctl`: header plus the payload union as raw bytes.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct Domctl {
+    /// `XEN_DOMCTL_*`.
+    pub cmd: u32,
+    /// Must be the running release's domctl interface version.
+    pub interface_version: u32,
+    /// Target domain.
+    pub domain: crate::DomId,
+    /// Padding.
+    pub _pad: [u16; 3],
+    /// The command's argument struct, at its start.
+    pub payload: [u8; DOMCTL_PAYLOAD],
+}
+crate::assert_layout!(
+    Domctl,
+    size = 144,
+    cmd = 0,
+    interface_version = 4,
+    domain = 8,
+    payload = 16
+);
+
+impl Default for Domctl {
+    fn default() -> Self {
+        Domctl {
+            cmd: 0,
+            interface_version: 0,
+            domain: 0,
+            _pad: [0; 3],
+            payload: [0; DOMCTL_PAYLOAD],
+        }
+    }
+}
+
+/// `xen_domctl_getdomaininfo` (interface 0x15).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct GetDomainInfo {
+    /// Domain id.
+    pub domain: crate::DomId,
+    /// Padding.
+    pub pad1: u16,
+    /// `XEN_DOMINF_*`.
+    pub flags: u32,
+    /// Pages allocated.
+    pub tot_pages: u64,
+    /// Page limit.
+    pub max_pages: u64,
+    /// Outstanding claim.
+    pub outstanding_pages: u64,
+    /// Shared pages.
+    pub shr_pages: u64,
+    /// Paged-out pages.
+    pub paged_pages: u64,
+    /// Frame of the domain's shared_info.
+    pub shared_info_frame: u64,
+    /// CPU time used (ns).
+    pub cpu_time: u64,
+    /// Online vCPUs.
+    pub nr_online_vcpus: u32,
+    /// Highest vCPU id.
+    pub max_vcpu_id: u32,
+    /// FLASK security id.
+    pub ssidref: u32,
+    /// Toolstack handle (UUID).
+    pub handle: [u8; 16],
+    /// CPU pool.
+    pub cpupool: u32,
+    /// Guest physical address width.
+    pub gpaddr_bits: u8,
+    /// Padding.
+    pub pad2: [u8; 7],
+    /// `xen_arch_domainconfig.emulation_flags`.
+    pub emulation_flags: u32,
+    /// `xen_arch_domainconfig.misc_flags`.
+    pub misc_flags: u32,
+}
+crate::assert_layout!(
+    GetDomainInfo,
+    size = 112,
+    flags = 4,
+    tot_pages = 8,
+    shared_info_frame = 48,
+    cpu_time = 56,
+    nr_online_vcpus = 64,
+    ssidref = 72,
+    handle = 76,
+    cpupool = 92,
+    gpaddr_bits = 96,
+    emulation_flags = 104
+);
+
+/// `xen_domctl_shadow_op`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct ShadowOp {
+    /// `SHADOW_OP_*`.
+    pub op: u32,
+    /// ENABLE: `SHADOW_ENABLE_*`; CLEAN/PEEK: `SHADOW_LOGDIRTY_*`.
+    pub mode: u32,
+    /// Shadow memory in MiB (GET/SET_ALLOCATION).
+    pub mb: u32,
+    /// Padding.
+    pub _pad: u32,
+    /// Guest address of the dirty bitmap (CLEAN/PEEK).
+    pub dirty_bitmap: u64,
+    /// Bitmap size in pages (bits); updated by Xen.
+    pub pages: u64,
+    /// Out: faults since the last CLEAN.
+    pub fault_count: u32,
+    /// Out: pages dirtied since the last CLEAN.
+    pub dirty_count: u32,
+}
+crate::assert_layout!(
+    ShadowOp,
+    size = 40,
+    op = 0,
+    mode = 4,
+    mb = 8,
+    dirty_bitmap = 16,
+    pages = 24,
+    fault_count = 32,
+    dirty_count = 36
+);
+
+/// `xen_domctl_hvmcontext`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct HvmContext {
+    /// In: buffer size; out: bytes filled (or needed, with a null buffer).
+    pub size: u32,
+    /// Padding.
+    pub _pad: u32,
+    /// Guest address of the buffer, or 0 to ask for the size.
+    pub buffer: u64,
+}
+crate::assert_layout!(HvmContext, size = 16, size = 0, buffer = 8);

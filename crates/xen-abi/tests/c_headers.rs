@@ -228,6 +228,48 @@ fn layouts_and_constants_match_xen_public_headers() {
         input => "in", output => "out", in_cons => "in_cons", in_prod => "in_prod",
         out_cons => "out_cons", out_prod => "out_prod" });
     layout!(c, "xen_feature_info_t", version::FeatureInfo { submap_idx => "submap_idx", submap => "submap" });
+    layout!(c, "struct xen_domctl", domctl::Domctl {
+        cmd => "cmd", interface_version => "interface_version", domain => "domain", payload => "u" });
+    c.constant(
+        "sizeof(((struct xen_domctl *)0)->u)",
+        domctl::DOMCTL_PAYLOAD,
+    );
+    layout!(c, "struct xen_domctl_getdomaininfo", domctl::GetDomainInfo {
+        domain => "domain", flags => "flags", tot_pages => "tot_pages", max_pages => "max_pages",
+        outstanding_pages => "outstanding_pages", shr_pages => "shr_pages", paged_pages => "paged_pages",
+        shared_info_frame => "shared_info_frame", cpu_time => "cpu_time",
+        nr_online_vcpus => "nr_online_vcpus", max_vcpu_id => "max_vcpu_id", ssidref => "ssidref",
+        handle => "handle", cpupool => "cpupool", gpaddr_bits => "gpaddr_bits",
+        emulation_flags => "arch_config.emulation_flags", misc_flags => "arch_config.misc_flags" });
+    layout!(c, "struct xen_domctl_shadow_op", domctl::ShadowOp {
+        op => "op", mode => "mode", mb => "mb", dirty_bitmap => "dirty_bitmap", pages => "pages",
+        fault_count => "stats.fault_count", dirty_count => "stats.dirty_count" });
+    layout!(c, "struct xen_domctl_hvmcontext", domctl::HvmContext { size => "size", buffer => "buffer" });
+    for (name, v) in [
+        ("XEN_DOMCTL_pausedomain", domctl::XEN_DOMCTL_PAUSEDOMAIN),
+        ("XEN_DOMCTL_unpausedomain", domctl::XEN_DOMCTL_UNPAUSEDOMAIN),
+        ("XEN_DOMCTL_getdomaininfo", domctl::XEN_DOMCTL_GETDOMAININFO),
+        ("XEN_DOMCTL_shadow_op", domctl::XEN_DOMCTL_SHADOW_OP),
+        ("XEN_DOMCTL_gethvmcontext", domctl::XEN_DOMCTL_GETHVMCONTEXT),
+        ("XEN_DOMCTL_sethvmcontext", domctl::XEN_DOMCTL_SETHVMCONTEXT),
+        ("XEN_DOMCTL_SHADOW_OP_OFF", domctl::SHADOW_OP_OFF),
+        ("XEN_DOMCTL_SHADOW_OP_CLEAN", domctl::SHADOW_OP_CLEAN),
+        ("XEN_DOMCTL_SHADOW_OP_PEEK", domctl::SHADOW_OP_PEEK),
+        ("XEN_DOMCTL_SHADOW_OP_ENABLE", domctl::SHADOW_OP_ENABLE),
+        (
+            "XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY",
+            domctl::SHADOW_ENABLE_LOG_DIRTY,
+        ),
+        (
+            "XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL",
+            domctl::SHADOW_LOGDIRTY_FINAL,
+        ),
+        ("XEN_DOMINF_shutdown", domctl::DOMINF_SHUTDOWN),
+        ("XEN_DOMINF_paused", domctl::DOMINF_PAUSED),
+        ("XEN_DOMINF_hvm_guest", domctl::DOMINF_HVM_GUEST),
+    ] {
+        c.constant(name, v);
+    }
 
     compile(&c.0);
 }
