@@ -14,6 +14,7 @@ mod clock;
 mod console;
 mod fail;
 mod heap;
+mod net;
 mod rt;
 mod selftest;
 mod xen;
@@ -94,8 +95,18 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
             fail::shutdown(End::Fail)
         }
         "panictest" => panic!("deliberate panic (panictest)"),
+        // Two appliances on dom0's bridge: TCP throughput and fault handling.
+        "nettest" => match xen {
+            Some(x) => fail::shutdown(net::run_nettest(x)),
+            None => {
+                println!("depmig-nettest: FAIL nettest needs Xen (a vif)");
+                fail::shutdown(End::Fail)
+            }
+        },
         other => {
-            println!("depmig: unknown mode {other:?} (known: selftest, crashtest, panictest)");
+            println!(
+                "depmig: unknown mode {other:?} (known: selftest, nettest, crashtest, panictest)"
+            );
             println!("depmig-selftest: FAIL unknown mode");
             fail::shutdown(End::Fail)
         }
