@@ -4,8 +4,18 @@
 # freezes, one holding the console: tainted), dumps guest RAM through the
 # QEMU monitor, runs walker-dump over it and checks the result against what
 # the guest reported (each worker's VmRSS, its class, free memory). Prints
-# VERDICT lines; exits non-zero when a check fails.
+# VERDICT lines; exits non-zero when a check fails. Without an argument it
+# runs twice: CPU model qemu64 (4-level paging) and qemu64,+la57 (the
+# kernel turns on 5-level paging); an argument names one CPU model.
 set -euo pipefail
+if [ $# -eq 0 ]; then
+    rc=0
+    "$0" qemu64 || rc=1
+    "$0" qemu64,+la57 || rc=1
+    exit $rc
+fi
+cpu=$1
+case $cpu in *la57*) mode=5level ;; *) mode=4level ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../../.." && pwd)
 . "$top/scripts/lib.sh"
@@ -23,7 +33,7 @@ cp "$agent" "$bpf" "$work/root/depmig/"
 dump_bin="$top/target/release/walker-dump"
 
 ram_mb=256
-log "booting the guest (serial log $work/serial.log)"
+log "booting the guest, CPU $cpu (serial log $work/serial.log)"
 python3 - "$work/serial.log" "$work/mon" "$work/mem.dump" $((ram_mb << 20)) > "$work/dumper.out" 2>&1 <<'PY' &
 import socket, sys, time
 log, mon, out, ram = sys.argv[1:5]
@@ -52,7 +62,7 @@ cmd("cont")
 print("dumped")
 PY
 dumper=$!
-timeout --kill-after=10 400 qemu-system-x86_64 -M pc -cpu qemu64 -smp 1 -m "$ram_mb" \
+timeout --kill-after=10 400 qemu-system-x86_64 -M pc -cpu "$cpu" -smp 1 -m "$ram_mb" \
     -accel tcg -display none -no-reboot \
     -kernel "$kernel" -initrd "$work/initramfs.gz" \
     -append "console=ttyS0 loglevel=4 panic=-1 rdinit=/init" \
@@ -65,8 +75,9 @@ gfn=$(tr -d '\r' < "$work/serial.log" | sed -n 's/^WALKER publish data\/depmig\/
 "$dump_bin" "$work/mem.dump" "$gfn" | tee "$work/walker.out" >&2 || die "walker-dump failed"
 rm -f "$work/mem.dump"
 
-python3 - "$work/serial.log" "$work/walker.out" <<'PY'
+python3 - "$work/serial.log" "$work/walker.out" "$mode" <<'PY'
 import re, sys
+mode = sys.argv[3]
 serial = open(sys.argv[1], "rb").read().decode(errors="replace").replace("\r", "")
 out = open(sys.argv[2]).read()
 roles = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"^WALKER role (\w+) pid (\d+) rss_kb (\d+)$", serial, re.M)}
@@ -75,33 +86,35 @@ ok = True
 def verdict(name, cond, detail):
     global ok
     ok &= bool(cond)
-    print("VERDICT %s %s %s" % (name, "PASS" if cond else "FAIL", detail))
+    print("VERDICT walker-%s-%s %s %s" % (mode, name, "PASS" if cond else "FAIL", detail))
+levels = re.search(r"levels (\d)", out)
+verdict("paging-levels", levels and levels[1] == mode[0], "profile says %s levels" % (levels[1] if levels else "?"))
 want = {"q1": "Frozen", "q2": "Frozen", "t1": "Tainted", "agent": "Tainted"}
 for role, cls in want.items():
     pid, rss = roles.get(role, (0, 0))
     pages, got = procs.get(pid, (-1, "missing"))
-    verdict("walker-class-" + role, got == cls, "pid %d: %s (expected %s)" % (pid, got, cls))
+    verdict("class-" + role, got == cls, "pid %d: %s (expected %s)" % (pid, got, cls))
     if role != "agent":
         # VmRSS counts resident pages; the walker also counts PFN-mapped
         # pages such as vvar, which RSS leaves out.
-        verdict("walker-pages-" + role, 0 <= pages - rss // 4 <= 8,
+        verdict("pages-" + role, 0 <= pages - rss // 4 <= 8,
                 "pid %d: walker %d pages, VmRSS %d kB = %d pages" % (pid, pages, rss, rss // 4))
 failed = re.search(r"address spaces (\d+) \(failed (\d+)\)", out)
-verdict("walker-all-walks-complete", failed and int(failed[2]) == 0 and int(failed[1]) >= 5,
+verdict("all-walks-complete", failed and int(failed[2]) == 0 and int(failed[1]) >= 5,
         failed[0] if failed else "no summary")
 frozen = re.search(r"frozen (\d+)\)", out)
 # The two frozen workers hold 3 MB and 2 MB strings of their own.
-verdict("walker-frozen-frames", frozen and int(frozen[1]) >= 5000000 // 4096,
+verdict("frozen-frames", frozen and int(frozen[1]) >= 5000000 // 4096,
         "frozen-only frames %s" % (frozen[1] if frozen else "?"))
 scan = re.search(r"struct page scan: (\d+) free frames", out)
 buddy = re.search(r"^WALKER buddy_frames (\d+)$", serial, re.M)
 # /proc/buddyinfo was read just before the dump; the reading itself
 # allocates and frees a little.
-verdict("walker-free-matches-buddyinfo",
+verdict("free-matches-buddyinfo",
         scan and buddy and abs(int(scan[1]) - int(buddy[1])) <= int(buddy[1]) // 50,
         "walker %s, /proc/buddyinfo %s" % (scan[1] if scan else "?", buddy[1] if buddy else "?"))
 free = re.search(r"oracle free frames: (\d+)", out)
-verdict("walker-free-frames", free and int(free[1]) >= 65536 // 10 and "fell back" not in out,
+verdict("free-frames", free and int(free[1]) >= 65536 // 10 and "fell back" not in out,
         "%s of 65536 frames free" % (free[1] if free else "?"))
 sys.exit(0 if ok else 1)
 PY
