@@ -6,6 +6,11 @@
 //! `tests/c_headers.rs` compiles the same facts against the installed headers
 //! so a drift in either direction fails the build of the tests.
 //!
+//! The `xen-sys` crate is deliberately not used: its published version
+//! carries Xen 4.15's headers (so its domctl layouts are not 4.17's) and its
+//! hypercall wrappers are wrong; checking its bindgen types would cost as
+//! much as writing these, which are checked against the installed headers.
+//!
 //! Structs derive `zerocopy` traits so the image can view them as bytes
 //! without `unsafe`; padding that C leaves implicit is spelled out as `_pad`
 //! fields.
