@@ -28,3 +28,6 @@ guest-lsm/tests/run.sh
 
 log "walker: the Linux walker over a real guest's RAM (crates/walker/scripts/real-guest.sh)"
 crates/walker/scripts/real-guest.sh
+
+log "rig: Xen 4.17 + FLASK nested in QEMU, default scenarios (qemu-tests/run.sh)"
+qemu-tests/run.sh
