@@ -202,4 +202,5 @@ for name in "${names[@]}"; do
     fi
 done
 
+printf 'rig: %d passed, %d failed\n' $(( ${#names[@]} - failures )) "$failures"
 exit $(( failures > 0 ))
