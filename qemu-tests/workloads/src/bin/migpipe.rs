@@ -24,6 +24,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 const CHUNK: usize = 16 * 1024;
+/// Period of the progress lines on stderr.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Most bytes of xl's preamble (header and domain config) before libxl's header.
 const XL_PREAMBLE_MAX: u64 = 16 << 20;
 
@@ -126,6 +128,7 @@ fn main() {
     let mut buf = vec![0u8; CHUNK];
     let mut failed = None;
     let mut reported_error = false;
+    let mut last_progress = Instant::now();
     loop {
         let n = match input.read(&mut buf) {
             Ok(0) => break,
@@ -164,6 +167,16 @@ fn main() {
                 "migpipe: round {} begins at +{} ms (previous round: {prev} pages)",
                 obs.rounds.len(),
                 now.saturating_sub(meta.first_byte_ms.unwrap_or(now))
+            );
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            let secs = now.saturating_sub(meta.first_byte_ms.unwrap_or(now)) as f64 / 1000.0;
+            eprintln!(
+                "migpipe: progress +{secs:.0} s, {} bytes, {:.0} KiB/s on average, round {}",
+                obs.total_bytes,
+                obs.total_bytes as f64 / 1024.0 / secs.max(0.001),
+                obs.rounds.len()
             );
         }
         if let (Some(e), false) = (obs.error(), reported_error) {
