@@ -47,6 +47,13 @@ struct {
 	__type(value, __u32);
 } dm_objects SEC(".maps");
 
+/* ids of groups whose only member exited without sharing them */
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK);
+	__uint(max_entries, DM_GROUP_SLOTS);
+	__type(value, __u32);
+} dm_free_groups SEC(".maps");
+
 #define AF_UNIX_ 1
 #define MAY_WRITE_ 0x2
 #define MAY_APPEND_ 0x8
@@ -88,6 +95,24 @@ static __always_inline struct dm_table *table(void)
 static __always_inline __u32 gread(struct dm_table *t, __u32 g)
 {
 	return *(volatile __u32 *)&t->groups[gidx(g)];
+}
+
+/* Marks g as referenced from somewhere else (a merge, an object, a joining
+ * task) so that it is never recycled; fails (1) when g was already freed. */
+__noinline int dm_acquire(struct dm_table *t, __u32 g)
+{
+	if (!t)
+		return 1;
+	for (int i = 0; i < 4; i++) {
+		__u32 w = gread(t, g);
+		if (w & DM_F_FREED)
+			return 1;
+		if (w & DM_F_REF)
+			return 0;
+		if (__sync_val_compare_and_swap(&t->groups[gidx(g)], w, w | DM_F_REF) == w)
+			return 0;
+	}
+	return 1;
 }
 
 /* Root of g, halving the path on the way; 0 (the permanently tainted
@@ -156,6 +181,8 @@ __noinline int dm_merge(struct dm_table *t, __u32 a, __u32 b)
 			ra = rb;
 			rb = tmp;
 		}
+		if (dm_acquire(t, ra) || dm_acquire(t, rb))
+			break; /* a freed id: be conservative below */
 		__u32 wb = gread(t, rb);
 		if ((wb & DM_PARENT_MASK) != rb)
 			continue;
@@ -186,7 +213,12 @@ static __always_inline void merge(struct dm_table *t, __u32 a, __u32 b)
 
 static __always_inline __u32 alloc_group(struct dm_table *t, __u32 flags)
 {
-	__u32 id = __sync_fetch_and_add(&t->h.next_group, 1);
+	__u32 id = 0;
+	if (bpf_map_pop_elem(&dm_free_groups, &id) == 0 && id != 0 && id < DM_GROUP_SLOTS) {
+		t->groups[gidx(id)] = flags | id;
+		return id;
+	}
+	id = __sync_fetch_and_add(&t->h.next_group, 1);
 	if (id == 0 || id >= DM_GROUP_SLOTS) {
 		__sync_fetch_and_or(&t->h.flags, DM_G_GROUPS_EXHAUSTED);
 		return 0;
@@ -223,11 +255,19 @@ __noinline __u32 dm_group_of(struct dm_table *t, __u32 pid, __u32 tgid)
 		g = alloc_group(t, 0);
 		__u64 old = __sync_val_compare_and_swap(&t->tasks[tidx(tgid)], le,
 							task_entry(g, tgid));
-		if (old != le && (old >> 32) == want_tag)
-			g = (__u32)old; /* someone else created it first */
+		if (old != le && (old >> 32) == want_tag) {
+			/* someone else created it first: give ours back */
+			if (g != 0 && __sync_val_compare_and_swap(&t->groups[gidx(g)], g,
+								  DM_F_FREED | g) == g)
+				bpf_map_push_elem(&dm_free_groups, &g, 0);
+			g = (__u32)old;
+		}
 	}
-	if (pid != tgid)
+	if (pid != tgid) {
+		if (dm_acquire(t, g))
+			g = 0;
 		t->tasks[tidx(pid)] = task_entry(g, tgid);
+	}
 	return g;
 }
 
@@ -259,6 +299,10 @@ static __always_inline int dm_touch(struct dm_table *t, __u32 g, __u64 key)
 		if (o == g || pg == o || po == g || pg == po)
 			return 0;
 		merge(t, g, o);
+		return 0;
+	}
+	if (dm_acquire(t, g)) {
+		taint(t, g);
 		return 0;
 	}
 	__u32 v = g;
@@ -645,7 +689,7 @@ int BPF_PROG(dm_fork, struct task_struct *parent, struct task_struct *child)
 		__u32 rw = gread(t, root);
 		if (ctgid == ptgid || child->mm == parent->mm ||
 		    (rw & (DM_F_TAINTED | DM_F_SHARED_MEM)) || root == 0)
-			g = pg;
+			g = dm_acquire(t, pg) ? 0 : pg;
 		else
 			g = alloc_group(t, 0);
 	}
@@ -666,7 +710,16 @@ int BPF_PROG(dm_exit, struct task_struct *p)
 	if (pid == tgid && p->signal->live.counter != 0)
 		return 0;
 	__u64 e = *(volatile __u64 *)&t->tasks[tidx(pid)];
-	if ((e >> 32) == (DM_TASK_VALID | tgid))
-		__sync_val_compare_and_swap(&t->tasks[tidx(pid)], e, 0);
+	if ((e >> 32) != (DM_TASK_VALID | tgid) ||
+	    __sync_val_compare_and_swap(&t->tasks[tidx(pid)], e, 0) != e)
+		return 0;
+	/* A group nothing else ever referred to dies with its only member:
+	 * recycle its id (the compare-and-swap loses against any concurrent
+	 * dm_acquire, which then sees FREED and falls back to tainting). */
+	__u32 g = (__u32)e;
+	__u32 w = gread(t, g);
+	if (g != 0 && (w & DM_PARENT_MASK) == g && !(w & (DM_F_REF | DM_F_FROZEN | DM_F_FREED)) &&
+	    __sync_val_compare_and_swap(&t->groups[gidx(g)], w, DM_F_FREED | g) == w)
+		bpf_map_push_elem(&dm_free_groups, &g, 0);
 	return 0;
 }

@@ -19,6 +19,8 @@
 #define DM_F_SHARED_MEM (1u << 25)
 #define DM_F_FROZEN (1u << 26)
 #define DM_F_THAW_REQ (1u << 27)
+#define DM_F_REF (1u << 28)      /* something besides its founder refers to it */
+#define DM_F_FREED (1u << 29)    /* on the free list, to be reused */
 #define DM_FLAGS_MASK 0xff000000u
 
 /* Task entry: low 32 bits group id, high 32 bits DM_TASK_VALID | tgid. */

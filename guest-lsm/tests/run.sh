@@ -9,9 +9,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib.sh"
 
 need_pkgs qemu-system-x86 busybox-static cpio kmod e2fsprogs
-log "guest-lsm host tests"
-(cd "$here/.." && cargo test --locked --quiet >&2)
 built=$("$here/../build.sh")
+log "guest-lsm host tests"
+# Same target, flags and directory as build.sh: the dependencies build once.
+(cd "$here/.." && RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo test --release --locked --quiet --target x86_64-unknown-linux-gnu \
+    --target-dir "$DEPMIG_CACHE/guest-lsm/target" >&2)
 eval "$built"
 
 work="$DEPMIG_CACHE/guest-lsm/run"
@@ -66,6 +69,7 @@ grep -a -E '^(BENCH|depmig-lsm: profile)' "$work/suite.log" | tr -d '\r' || true
 expected="compute-only-untainted tcp-connect-taints child-of-tainted-tainted child-of-untainted-own-group
 ab-pipe-then-a-net ab-pipe-then-b-net ab-a-net-then-pipe ab-pipe-only-untainted signal-merges
 signal-from-tainted-taints persistent-write-taints tmpfs-write-untainted unix-socket-merges
+group-ids-recycled
 freeze-untainted interaction-thaws-and-taints thaw-request published-frames-hold-table
 profile-walks-task-list profile-finds-free-pages
 refuse-without-xenstore refuse-without-btf refuse-without-bpf-lsm"

@@ -42,6 +42,10 @@ pub const F_SHARED_MEM: u32 = 1 << 25;
 pub const F_FROZEN: u32 = 1 << 26;
 /// Group flag: an interaction reached the frozen group; the agent must thaw it.
 pub const F_THAW_REQ: u32 = 1 << 27;
+/// Group flag: referred to by more than its founding task (never recycled).
+pub const F_REF: u32 = 1 << 28;
+/// Group flag: the id is on the free list (no valid entry refers to it).
+pub const F_FREED: u32 = 1 << 29;
 /// Task entry high word: valid bit, ORed with the tgid.
 pub const TASK_VALID: u32 = 0x8000_0000;
 

@@ -360,6 +360,35 @@ impl Suite {
         self.verdict("unix-socket-merges", ok, d);
     }
 
+    /// Short-lived children that share nothing give their group ids back.
+    fn recycling(&mut self) {
+        let next = || {
+            Snap::take().ok().and_then(|s| {
+                Table::new(&s.0)
+                    .ok()?
+                    .u32_at(depmig_lsm_agent::table::hdr::NEXT_GROUP)
+                    .ok()
+            })
+        };
+        let before = next();
+        for _ in 0..300 {
+            // SAFETY: single-threaded fork; the child exits at once.
+            let p = unsafe { libc::fork() };
+            if p == 0 {
+                // SAFETY: immediate exit without running any Rust code.
+                unsafe { libc::_exit(0) };
+            }
+            reap(&[p]);
+        }
+        let after = next();
+        let ok = matches!((before, after), (Some(b), Some(a)) if a >= b && a - b < 30);
+        self.verdict(
+            "group-ids-recycled",
+            ok,
+            format!("300 forks moved next_group from {before:?} to {after:?}"),
+        );
+    }
+
     fn freeze(&mut self) {
         let s = spawn("rel-frz", || compute_until("rel-frz"));
         let s2 = spawn("rel-frz", || compute_until("rel-frz"));
@@ -492,6 +521,7 @@ fn suite() -> ExitCode {
     s.signal();
     s.persist();
     s.unix();
+    s.recycling();
     s.freeze();
     println!("SUITE-DONE {} passed, {} failed", s.pass, s.fail);
     if s.fail == 0 {
