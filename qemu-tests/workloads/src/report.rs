@@ -63,16 +63,24 @@ pub fn build(obs: &StreamObserver, meta: &Meta) -> Json {
     let total_pfns: u64 = obs.rounds.iter().map(|r| r.pfns).sum();
     let xl_list = sub(meta.resumed_ms, meta.suspended_ms);
     let from_final = sub(meta.resumed_ms, final_start);
-    let (downtime, method) = match (xl_list, from_final) {
-        (Some(d), _) => (
+    // The pipe's own view needs no polling: the stop-and-copy round starts
+    // right after the suspend, and the receiver unpauses right after xl's
+    // "go" message, which follows libxl's END.
+    let pipe = sub(obs.trailer_ms, final_start);
+    let (downtime, method) = match (pipe, xl_list, from_final) {
+        (Some(d), _, _) => (
+            Some(d),
+            "pipe: stop-and-copy round start -> xl's go message",
+        ),
+        (None, Some(d), _) => (
             Some(d),
             "xl-list: source seen suspended -> destination seen running",
         ),
-        (None, Some(d)) => (
+        (None, None, Some(d)) => (
             Some(d),
-            "pipe: final round start -> destination seen running",
+            "pipe + xl-list: final round start -> destination seen running",
         ),
-        (None, None) => (None, "unknown"),
+        (None, None, None) => (None, "unknown"),
     };
     let end = meta.resumed_ms.or(meta.last_byte_ms);
 
@@ -122,6 +130,7 @@ pub fn build(obs: &StreamObserver, meta: &Meta) -> Json {
         .set("total_time_ms", Json::opt_u(sub(end, start)))
         .set("downtime_ms", Json::opt_u(downtime))
         .set("downtime_method", Json::S(method.into()))
+        .set("downtime_xl_list_ms", Json::opt_u(xl_list))
         .set("downtime_final_round_ms", Json::opt_u(from_final))
         .set("poll_interval_ms", Json::opt_u(meta.poll_interval_ms))
         .set("events", events)
@@ -166,7 +175,14 @@ mod tests {
             text.contains(&format!("\"per_round_pages\": [{p1}, {p2}]")),
             "{text}"
         );
-        assert!(text.contains("\"downtime_ms\": 500,"), "{text}");
+        // The pipe's view: stop-and-copy round start -> go message.
+        let go = obs.trailer_ms.unwrap();
+        let fin = obs.rounds[1].start_ms;
+        assert!(
+            text.contains(&format!("\"downtime_ms\": {},", go - fin)),
+            "{text}"
+        );
+        assert!(text.contains("\"downtime_xl_list_ms\": 500,"), "{text}");
         assert!(text.contains("\"total_time_ms\": 1000,"), "{text}");
         assert!(text.contains("\"parse_error\": null"), "{text}");
     }
