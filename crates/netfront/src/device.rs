@@ -82,10 +82,11 @@ impl<M: SharedMem, B: Buffers, N: Notify> phy::Device for NetDevice<M, B, N> {
 
     fn receive(&mut self, _now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let nf = self.front.get_mut();
-        if !nf.rx_pending() {
-            // A protocol error here is sticky and reported through `front()`.
-            let _ = nf.poll();
-        }
+        // Reap both rings every time (two index reads when idle): completed
+        // transmit slots must come back even while receive traffic keeps
+        // the stack busy. A protocol error is sticky and reported through
+        // `front()`.
+        let _ = nf.poll();
         let mut tok = RxToken {
             frame: [0; MAX_FRAME],
             len: 0,
