@@ -5,7 +5,8 @@
 //! so a trap never lands in the red zone of the code it interrupted (the
 //! precompiled `core` uses the red zone). Exceptions are fatal: the handler
 //! prints an epitaph and ends the run. The upcall vector only clears
-//! `evtchn_upcall_pending`, in assembly, so it needs no register saving.
+//! `evtchn_upcall_pending` and `evtchn_pending_sel` (and skips a block not
+//! yet started), in assembly, saving the two registers it uses.
 
 use core::arch::{asm, global_asm};
 use core::ptr::addr_of_mut;
@@ -207,24 +208,39 @@ isr_common:
     // vector; the code that blocked rescans the pending bitmap itself. An
     // upcall that lands on a block hypercall not yet executed skips it (see
     // xen::hypercall), so the wake-up it carries is not slept through.
+    //
+    // It also clears evtchn_pending_sel: Xen only raises an upcall (and wakes
+    // a blocked vCPU) when it sets a selector bit that was clear, so a stale
+    // bit would let a later event, even the timer's, go unnoticed.
     .global upcall_entry
 upcall_entry:
     push rax
+    push rcx
     mov rax, [rip + {pending}]
     test rax, rax
     jz 2f
     mov byte ptr [rax], 0
-2:  lea rax, [rip + xen_block_vmcall_insn]
-    cmp [rsp + 8], rax
-    jne 3f
+    xor ecx, ecx
+    xchg [rax + 8], rcx
+2:  mov rcx, [rsp + 16]
+    lea rax, [rip + xen_block_vmcall_nop]
+    cmp rcx, rax
+    jb 3f
+    lea rax, [rip + xen_block_vmcall_insn]
+    cmp rcx, rax
+    ja 3f
     lea rax, [rip + xen_block_vmcall_resume]
-    mov [rsp + 8], rax
-3:  lea rax, [rip + xen_block_vmmcall_insn]
-    cmp [rsp + 8], rax
-    jne 4f
+    mov [rsp + 16], rax
+3:  lea rax, [rip + xen_block_vmmcall_nop]
+    cmp rcx, rax
+    jb 4f
+    lea rax, [rip + xen_block_vmmcall_insn]
+    cmp rcx, rax
+    ja 4f
     lea rax, [rip + xen_block_vmmcall_resume]
-    mov [rsp + 8], rax
-4:  pop rax
+    mov [rsp + 16], rax
+4:  pop rcx
+    pop rax
     iretq
     .popsection
 

@@ -181,21 +181,23 @@ pub fn entry_instruction() -> Option<Entry> {
 // counts as "interrupts blocked": a `sti; vmcall` pair would sleep through
 // an event that is already pending (and, its upcall flag being set, never
 // be kicked again). So a `nop` ends the shadow first. An upcall taken at the
-// hypercall instruction itself (the only place one can land before the
-// block starts) must not be followed by the block, or its wake-up is lost:
-// the upcall stub (`arch::trap`) moves a return address of
-// `xen_block_vmcall_insn`/`xen_block_vmmcall_insn` on to the matching
-// `_resume` label, so the block is skipped and the caller rechecks.
+// hypercall instruction itself (or at the `nop`, should a nested
+// hypervisor lose the shadow) must not be followed by the block, or its
+// wake-up is lost: the upcall stub (`arch::trap`) moves a return address in
+// `xen_block_*_nop..=xen_block_*_insn` on to the matching `_resume` label,
+// so the block is skipped and the caller rechecks.
 global_asm!(
     r#"
     .pushsection .text.xen_block, "ax"
     .global xen_block_vmcall
+    .global xen_block_vmcall_nop
     .global xen_block_vmcall_insn
     .global xen_block_vmcall_resume
 xen_block_vmcall:
     mov eax, {sched_op}
     mov edi, {block}
     sti
+xen_block_vmcall_nop:
     nop
 xen_block_vmcall_insn:
     vmcall
@@ -204,12 +206,14 @@ xen_block_vmcall_resume:
     ret
 
     .global xen_block_vmmcall
+    .global xen_block_vmmcall_nop
     .global xen_block_vmmcall_insn
     .global xen_block_vmmcall_resume
 xen_block_vmmcall:
     mov eax, {sched_op}
     mov edi, {block}
     sti
+xen_block_vmmcall_nop:
     nop
 xen_block_vmmcall_insn:
     vmmcall
