@@ -570,7 +570,7 @@ fn run(args: Args) -> Result<(), AgentError> {
         }
         let req = match &mut publisher {
             // xenstored is shared by every guest: ask it every 100 ms only.
-            Publisher::Xs(_) if tick % 5 != 0 => None,
+            Publisher::Xs(_) if !tick.is_multiple_of(5) => None,
             Publisher::Xs(xs) => xs.read(&format!("{XS_DIR}/request")).ok().flatten(),
             Publisher::File { .. } => fs::read_to_string(&args.control).ok(),
         };
