@@ -23,7 +23,7 @@ use depmig_workloads::xlstream::StreamObserver;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
-const CHUNK: usize = 16 * 1024;
+const CHUNK: usize = 64 * 1024;
 /// Period of the progress lines on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Most bytes of xl's preamble (header and domain config) before libxl's header.
@@ -106,7 +106,9 @@ fn main() {
         eprintln!("migpipe: --rate is required (bytes/s, K/M/G suffixes, 0 = unlimited)");
         std::process::exit(2)
     };
-    let burst = args.get("burst").and_then(parse_rate).unwrap_or(64 << 10);
+    // The burst must cover a late wake-up (emulated dom0s oversleep by tens of
+    // ms): 256 KiB keeps 5 MB/s through 50 ms sleeps.
+    let burst = args.get("burst").and_then(parse_rate).unwrap_or(256 << 10);
     let wait_s = args.num("events-wait-s", 60u64).unwrap_or(60);
     let mut meta = Meta {
         migrator: "xl-migrate".into(),
