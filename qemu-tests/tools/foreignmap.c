@@ -6,8 +6,10 @@
  * in XENMEM_add_to_physmap_range(XENMAPSPACE_gmfn_foreign), i.e. in
  * p2m_add_foreign() and xsm_map_gmfn_foreign().
  *
- *   foreignmap DOMID GFN...
+ *   foreignmap [--hold] DOMID GFN...
  *
+ * --hold keeps the mapping and waits forever after printing "holding" (to
+ * test what Xen does when a mapper is destroyed with mappings in place).
  * Prints "gfn <n>: ok <first 8 bytes in hex>" or "gfn <n>: error <errno name>"
  * per frame, then "unmapped" once the mapping is gone again (4.17 does not
  * drop foreign mappings at teardown, so a mapper must unmap). Exit status: 0
@@ -73,6 +75,13 @@ int main(int argc, char **argv)
     struct mmapbatch_v2 batch;
     unsigned char *va;
 
+    int hold = 0;
+
+    if (argc > 1 && strcmp(argv[1], "--hold") == 0) {
+        hold = 1;
+        argv++;
+        argc--;
+    }
     if (argc < 3 || (unsigned int)(argc - 2) > MAX_FRAMES ||
         parse_u64(argv[1], 0x7fef, &dom)) {
         fprintf(stderr, "usage: foreignmap DOMID GFN... (at most %u frames)\n", MAX_FRAMES);
@@ -123,6 +132,12 @@ int main(int argc, char **argv)
         }
     }
 
+    if (hold) {
+        printf("holding\n");
+        fflush(stdout);
+        for (;;)
+            pause();
+    }
     if (munmap(va, (size_t)n * PAGE)) {
         fprintf(stderr, "foreignmap: munmap: %s\n", strerror(errno));
         return 2;
