@@ -42,8 +42,11 @@ while IFS= read -r spec; do
 done <<<"$versions"
 
 kver=${kpkg#linux-image-}
-mkdir -p "$out.tmp"
-cp "$pkgs/boot/vmlinuz-$kver" "$out.tmp/vmlinuz"
+# Parallel builds of the same key each fill their own directory; the first to
+# finish publishes it.
+tmpout="$work/out"
+mkdir -p "$tmpout"
+cp "$pkgs/boot/vmlinuz-$kver" "$tmpout/vmlinuz"
 
 # Layout: busybox for everything basic; bash and flock for Xen's hotplug scripts.
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,run,tmp,var/lib/xen,var/log/xen,rig}
@@ -130,8 +133,8 @@ chmod +x "$root/init"
 cp "$here/rig-lib.sh" "$root/rig/lib.sh"
 echo "$kver" > "$root/etc/dom0-kernel"
 
-(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -6 > "$out.tmp/initrd.gz"
-rm -rf "$out" && mv "$out.tmp" "$out"
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -6 > "$tmpout/initrd.gz"
+mv -T "$tmpout" "$out" 2>/dev/null || [ -f "$out/initrd.gz" ] || die "cannot publish $out"
 t1=$(date +%s.%N)
 log "dom0 built in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s: initramfs $(du -h "$out/initrd.gz" | cut -f1)"
 printf '%s\n%s\n' "$out/vmlinuz" "$out/initrd.gz"

@@ -31,8 +31,8 @@ mkdir -p "$work/build"
 make -s -C "$pol" -f Makefile.common FLASK_BUILD_DIR="$work/build" \
     POLICY_FILENAME="$work/build/policy.bin" >"$work/build.log" 2>&1 \
     || { cat "$work/build.log" >&2; die "FLASK policy build failed"; }
-mkdir -p "$out.tmp"
-cp "$work/build/policy.bin" "$work/build/policy.conf" "$out.tmp/"
-rm -rf "$out" && mv "$out.tmp" "$out"
+mkdir -p "$work/out"
+cp "$work/build/policy.bin" "$work/build/policy.conf" "$work/out/"
+mv -T "$work/out" "$out" 2>/dev/null || [ -f "$out/policy.bin" ] || die "cannot publish $out"
 log "FLASK policy built: $out/policy.bin"
 printf '%s\n' "$out/policy.bin"

@@ -12,7 +12,8 @@ need_pkgs build-essential flex bison checkpolicy python3 dpkg-dev xz-utils
 
 src=$(xen_source_dir)
 ver=$(cat "$src/.depmig-version")
-key=$( { echo "$ver"; cat "$here/config.fragment" "$here/build.sh"; cat "$here"/patches/*.patch; } \
+# The key covers what decides the binary: source version, fragment, patches.
+key=$( { echo "$ver"; cat "$here/config.fragment"; cat "$here"/patches/*.patch; } \
        | sha256sum | cut -c1-16)
 out="$DEPMIG_CACHE/xen/build-$key"
 if [ -f "$out/xen" ]; then
@@ -22,9 +23,10 @@ fi
 
 log "building Xen $ver hypervisor (inputs $key)"
 t0=$(date +%s)
-work="$DEPMIG_CACHE/xen/work-$key"
-rm -rf "$work"; mkdir -p "$(dirname "$work")"
-cp -a "$src" "$work"
+mkdir -p "$DEPMIG_CACHE/xen"
+work=$(mktemp -d "$DEPMIG_CACHE/xen/work-$key.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+rmdir "$work" && cp -a "$src" "$work"
 for p in "$here"/patches/*.patch; do
     log "applying $(basename "$p")"
     patch -d "$work" -p1 --forward --quiet < "$p" || die "patch $(basename "$p") does not apply"
@@ -38,14 +40,15 @@ while IFS= read -r opt; do
     grep -qx "$opt" "$work/xen/.config" || die "Xen config lost '$opt' (see $work/xen/.config)"
 done < <(grep '^CONFIG_' "$here/config.fragment")
 make -C "$work/xen" -j"$(nproc)" XEN_TARGET_ARCH=x86_64 >>"$work/build.log" 2>&1 \
-    || { tail -n 40 "$work/build.log" >&2; die "Xen build failed (log: $work/build.log)"; }
+    || { tail -n 40 "$work/build.log" >&2; die "Xen build failed"; }
 [ -f "$work/xen/xen" ] || die "Xen build produced no xen/xen"
 
-mkdir -p "$out.tmp"
-cp "$work/xen/xen" "$work/xen/xen-syms" "$work/xen/.config" "$out.tmp/"
+# Parallel builds of the same inputs each use their own directory; the first
+# to finish publishes its result.
+mkdir -p "$work/out"
+cp "$work/xen/xen" "$work/xen/xen-syms" "$work/xen/.config" "$work/out/"
 t1=$(date +%s)
-echo "$((t1 - t0))" > "$out.tmp/build-seconds"
-rm -rf "$out" && mv "$out.tmp" "$out"
-rm -rf "$work"
+echo "$((t1 - t0))" > "$work/out/build-seconds"
+mv -T "$work/out" "$out" 2>/dev/null || [ -f "$out/xen" ] || die "cannot publish $out"
 log "Xen hypervisor built in $((t1 - t0)) s: $out/xen"
 printf '%s\n' "$out/xen"
