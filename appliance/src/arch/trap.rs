@@ -1,12 +1,12 @@
 //! GDT with a TSS, IDT with IST stacks, exception entry and the event upcall.
 //!
-//! The image runs with interrupts off except around the block hypercall
-//! (`xen::hypercall::block_with_events`). Every gate uses an IST stack
+//! The image runs with interrupts off (it sleeps with SCHEDOP_poll, see
+//! `xen::Xen::wait`). Every gate uses an IST stack
 //! so a trap never lands in the red zone of the code it interrupted (the
 //! precompiled `core` uses the red zone). Exceptions are fatal: the handler
 //! prints an epitaph and ends the run. The upcall vector only clears
-//! `evtchn_upcall_pending` and `evtchn_pending_sel` (and skips a block not
-//! yet started), in assembly, saving the two registers it uses.
+//! `evtchn_upcall_pending` and `evtchn_pending_sel`, in assembly, saving
+//! the two registers it uses.
 
 use core::arch::{asm, global_asm};
 use core::ptr::addr_of_mut;
@@ -204,14 +204,10 @@ isr_common:
     call {handler}
     ud2
 
-    // Clears vcpu_info[0].evtchn_upcall_pending so Xen stops injecting the
-    // vector; the code that blocked rescans the pending bitmap itself. An
-    // upcall that lands on a block hypercall not yet executed skips it (see
-    // xen::hypercall), so the wake-up it carries is not slept through.
-    //
-    // It also clears evtchn_pending_sel: Xen only raises an upcall (and wakes
-    // a blocked vCPU) when it sets a selector bit that was clear, so a stale
-    // bit would let a later event, even the timer's, go unnoticed.
+    // Clears vcpu_info[0].evtchn_upcall_pending and evtchn_pending_sel. The
+    // image waits with SCHEDOP_poll and never opens interrupts, so this only
+    // runs if an event is injected at a moment nothing expects it; the
+    // waiting code rescans the pending bitmap itself.
     .global upcall_entry
 upcall_entry:
     push rax
@@ -222,24 +218,7 @@ upcall_entry:
     mov byte ptr [rax], 0
     xor ecx, ecx
     xchg [rax + 8], rcx
-2:  mov rcx, [rsp + 16]
-    lea rax, [rip + xen_block_vmcall_nop]
-    cmp rcx, rax
-    jb 3f
-    lea rax, [rip + xen_block_vmcall_insn]
-    cmp rcx, rax
-    ja 3f
-    lea rax, [rip + xen_block_vmcall_resume]
-    mov [rsp + 16], rax
-3:  lea rax, [rip + xen_block_vmmcall_nop]
-    cmp rcx, rax
-    jb 4f
-    lea rax, [rip + xen_block_vmmcall_insn]
-    cmp rcx, rax
-    ja 4f
-    lea rax, [rip + xen_block_vmmcall_resume]
-    mov [rsp + 16], rax
-4:  pop rcx
+2:  pop rcx
     pop rax
     iretq
     .popsection

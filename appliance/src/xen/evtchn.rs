@@ -41,17 +41,6 @@ pub fn bind_interdomain(remote: DomId, remote_port: u32) -> Result<u32, XenErrno
     Ok(a.local_port)
 }
 
-/// Binds virtual IRQ `virq` on vCPU `vcpu` to a new port.
-pub fn bind_virq(virq: u32, vcpu: u32) -> Result<u32, XenErrno> {
-    let mut a = BindVirq {
-        virq,
-        vcpu,
-        port: 0,
-    };
-    evtchn_op(EVTCHNOP_BIND_VIRQ, &mut a)?;
-    Ok(a.port)
-}
-
 /// Notifies the other end of `port`.
 pub fn send(port: u32) -> Result<(), XenErrno> {
     evtchn_op(EVTCHNOP_SEND, &mut PortOp { port })

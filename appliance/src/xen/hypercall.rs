@@ -143,12 +143,6 @@ pub fn poll(ports: &[u32], timeout_ns: u64) -> Result<(), XenErrno> {
     unsafe { op(nr::SCHED_OP, xen_abi::sched::SCHEDOP_POLL, &mut arg) }.map(|_| ())
 }
 
-/// `set_timer_op`: a one-shot VIRQ_TIMER at absolute system time `deadline_ns`.
-pub fn set_timer(deadline_ns: u64) -> Result<(), XenErrno> {
-    // SAFETY: set_timer_op takes a value, no pointer.
-    XenErrno::check(unsafe { raw(nr::SET_TIMER_OP, deadline_ns, 0, 0, 0, 0) }).map(|_| ())
-}
-
 /// The instruction Xen's stubs use to enter the hypervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entry {
@@ -171,79 +165,5 @@ pub fn entry_instruction() -> Option<Entry> {
         [0xb8, 29, 0, 0, 0, 0x0f, 0x01, 0xc1] => Some(Entry::Vmcall),
         [0xb8, 29, 0, 0, 0, 0x0f, 0x01, 0xd9] => Some(Entry::Vmmcall),
         _ => None,
-    }
-}
-
-// SCHEDOP_block with interrupts enabled around the hypercall instruction.
-//
-// Xen decides whether to block by asking whether an upcall could be
-// delivered now, and an instruction in the one-instruction `sti` shadow
-// counts as "interrupts blocked": a `sti; vmcall` pair would sleep through
-// an event that is already pending (and, its upcall flag being set, never
-// be kicked again). So a `nop` ends the shadow first. An upcall taken at the
-// hypercall instruction itself (or at the `nop`, should a nested
-// hypervisor lose the shadow) must not be followed by the block, or its
-// wake-up is lost: the upcall stub (`arch::trap`) moves a return address in
-// `xen_block_*_nop..=xen_block_*_insn` on to the matching `_resume` label,
-// so the block is skipped and the caller rechecks.
-global_asm!(
-    r#"
-    .pushsection .text.xen_block, "ax"
-    .global xen_block_vmcall
-    .global xen_block_vmcall_nop
-    .global xen_block_vmcall_insn
-    .global xen_block_vmcall_resume
-xen_block_vmcall:
-    mov eax, {sched_op}
-    mov edi, {block}
-    sti
-xen_block_vmcall_nop:
-    nop
-xen_block_vmcall_insn:
-    vmcall
-xen_block_vmcall_resume:
-    cli
-    ret
-
-    .global xen_block_vmmcall
-    .global xen_block_vmmcall_nop
-    .global xen_block_vmmcall_insn
-    .global xen_block_vmmcall_resume
-xen_block_vmmcall:
-    mov eax, {sched_op}
-    mov edi, {block}
-    sti
-xen_block_vmmcall_nop:
-    nop
-xen_block_vmmcall_insn:
-    vmmcall
-xen_block_vmmcall_resume:
-    cli
-    ret
-    .popsection
-"#,
-    sched_op = const nr::SCHED_OP,
-    block = const xen_abi::sched::SCHEDOP_BLOCK,
-);
-
-unsafe extern "C" {
-    fn xen_block_vmcall();
-    fn xen_block_vmmcall();
-}
-
-/// `SCHEDOP_block`: sleeps until an event is pending, interrupts open only
-/// around the hypercall (see the assembly above for why it is race-free).
-///
-/// # Safety
-/// 1. The IDT's upcall gate is installed and the callback vector is set.
-/// 2. `entry` is the instruction this hypervisor's hypercall page uses.
-pub unsafe fn block_with_events(entry: Entry) {
-    // SAFETY: preconditions 1 and 2; the routines follow the C ABI and
-    // clobber only caller-saved registers.
-    unsafe {
-        match entry {
-            Entry::Vmcall => xen_block_vmcall(),
-            Entry::Vmmcall => xen_block_vmmcall(),
-        }
     }
 }

@@ -100,8 +100,6 @@ pub struct Xen {
     pub shared: SharedInfo,
     /// Instruction used by the hypercall page (for blocking).
     pub entry: Option<hypercall::Entry>,
-    /// Port bound to VIRQ_TIMER.
-    pub timer_port: u32,
     /// xenstore ring page and port.
     pub store: (u64, u32),
     /// PV console ring page and port.
@@ -262,9 +260,6 @@ pub fn init(base: u32) -> Result<&'static Xen, InitError> {
     let used = 1 + GRANT_FRAMES as usize;
     let window_free = if used >= 64 { 0 } else { !0u64 << used };
 
-    let timer_port = evtchn::bind_virq(xen_abi::event_channel::VIRQ_TIMER, 0)
-        .map_err(h("binding VIRQ_TIMER"))?;
-    evtchn::unmask(timer_port).map_err(h("unmasking the timer port"))?;
     let store = (
         hvm_param(HVM_PARAM_STORE_PFN).map_err(h("reading HVM_PARAM_STORE_PFN"))? << PAGE_SHIFT,
         hvm_param(HVM_PARAM_STORE_EVTCHN).map_err(h("reading HVM_PARAM_STORE_EVTCHN"))? as u32,
@@ -280,7 +275,6 @@ pub fn init(base: u32) -> Result<&'static Xen, InitError> {
         domctl_version: interfaces.domctl,
         shared,
         entry,
-        timer_port,
         store,
         console,
         grants: spin::Mutex::new(grants),
@@ -303,34 +297,34 @@ impl Xen {
         self.shared.time().system_time_at(cpu::rdtsc())
     }
 
-    /// Blocks (SCHEDOP_block) until one of `ports` is pending or the
-    /// absolute system time `deadline_ns` passes. The ports must be
-    /// unmasked; spurious wake-ups are absorbed here.
+    /// Sleeps until one of `ports` is pending or the absolute system time
+    /// `deadline_ns` passes; with no ports, until any event or the deadline.
+    /// A pending port's bit is cleared before it is reported.
+    ///
+    /// This uses SCHEDOP_poll with interrupts left off: Xen marks the vCPU
+    /// blocked, then checks the listed ports' pending bits itself, so an
+    /// event arriving between our check and the hypercall is never slept
+    /// through, and no upcall can race with the call. (An earlier version
+    /// opened interrupts around SCHEDOP_block; an upcall landing in that
+    /// window could divert execution, which crashed a networked appliance
+    /// under load.) Masked and unmasked ports both work.
     pub fn wait(&self, ports: &[u32], deadline_ns: u64) -> Wake {
         let si = &self.shared;
         loop {
-            // Re-arm the upcall before looking, so an event from now on
-            // makes Xen return from the block at once.
+            // Keep Xen from counting stale upcalls as work to deliver.
             si.upcall_pending().store(0, Ordering::SeqCst);
-            si.pending_sel().swap(0, Ordering::SeqCst);
             for &p in ports {
                 if evtchn::take_pending(si, p) {
                     return Wake::Port(p);
                 }
             }
-            evtchn::take_pending(si, self.timer_port);
             if self.now_ns() >= deadline_ns {
                 return Wake::TimedOut;
             }
-            match self.entry {
-                Some(entry) if hypercall::set_timer(deadline_ns).is_ok() => {
-                    // SAFETY: init installed the upcall gate and vector.
-                    unsafe { hypercall::block_with_events(entry) }
-                }
-                // Without a usable block, poll with the deadline instead.
-                _ => {
-                    let _ = hypercall::poll(ports, deadline_ns);
-                }
+            if let Err(e) = hypercall::poll(ports, deadline_ns) {
+                // Cannot sleep: report the deadline rather than spin.
+                log::warn!("SCHEDOP_poll failed: {e}");
+                return Wake::TimedOut;
             }
         }
     }

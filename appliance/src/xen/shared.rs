@@ -41,11 +41,6 @@ impl SharedInfo {
         self.atomic_u64(offset_of!(Layout, evtchn_mask) + 8 * (w % 64))
     }
 
-    /// vCPU 0's `evtchn_pending_sel`.
-    pub fn pending_sel(&self) -> &AtomicU64 {
-        self.atomic_u64(offset_of!(VcpuInfo, evtchn_pending_sel))
-    }
-
     /// Address of vCPU 0's `evtchn_upcall_pending` byte.
     pub fn upcall_pending_addr(&self) -> u64 {
         self.base + offset_of!(VcpuInfo, evtchn_upcall_pending) as u64
