@@ -54,6 +54,11 @@ result() {
         [ -n "$line" ] && { echo "$line"; return 0; }
         sleep 1; i=$((i + 1))
     done
+    # Leave evidence of where it hangs: state and registers of every vCPU.
+    xl list "$1" 2>&1 | sed "s/^/DEPMIG-LOG hang| /" >&2
+    xl debug-keys 0 >/dev/null 2>&1
+    sleep 2
+    xl dmesg 2>/dev/null | tail -n 120 | sed "s/^/DEPMIG-LOG hang| /" >&2
     echo "no result within $2 s: $(tr -d '\r' < "$con" 2>/dev/null | tail -n 1)"
 }
 
@@ -74,7 +79,7 @@ configure net-recv ip=10.77.0.21 prefix=24 role=recv port=$PORT bytes=$BYTES
 configure net-send ip=10.77.0.22 prefix=24 role=send port=$PORT bytes=$BYTES peer=10.77.0.21
 xl unpause net-recv
 xl unpause net-send
-r_recv=$(result net-recv 900)
+r_recv=$(result net-recv 400)
 r_send=$(result net-send 60)
 keep_console net-recv
 keep_console net-send
@@ -103,8 +108,12 @@ xl create /tmp/net-sink.cfg > /tmp/create.out 2>&1 \
     || { cat /tmp/create.out; rig_fail "xl create net-sink: $(tail -n 1 /tmp/create.out)"; }
 rig_wait_console net-sink 'sink: listening' 300 || { keep_console net-sink; rig_fail "reference domU did not come up"; }
 t0=$(up)
-dd if=/dev/zero bs=65536 count=$((BYTES / 65536)) 2>/dev/null | nc 10.77.0.23 5001 \
-    || rig_fail "nc to the reference domU failed"
+# The listener may need a moment after its banner: retry refused connects.
+i=0
+until dd if=/dev/zero bs=65536 count=$((BYTES / 65536)) 2>/dev/null | nc 10.77.0.23 5001; do
+    i=$((i + 1)); [ "$i" -lt 20 ] || { keep_console net-sink; rig_fail "nc to the reference domU failed"; }
+    sleep 1; t0=$(up)
+done
 rig_wait_console net-sink 'sink: received' 120 || { keep_console net-sink; rig_fail "reference domU reported nothing"; }
 t1=$(up)
 got=$(tr -d '\r' < "$(rig_console_log net-sink)" | sed -n 's/^sink: received \([0-9]*\) bytes/\1/p' | tail -n 1)
@@ -117,13 +126,16 @@ rig_say "appliance->appliance $app MiB/s, dom0->domU $ref MiB/s, ratio $ratio"
 rig_json throughput "{\"bytes\":$BYTES,\"appliance_mib_s\":$app,\"dom0_domu_mib_s\":$ref,\"ratio\":$ratio}"
 
 # 3. Faults: the sender vanishes mid-transfer; a garbage peer resets.
+# A transfer far longer than the test: the sender is destroyed once the
+# receiver has logged its first 16 MiB.
+BIG=$((64 * BYTES))
 appliance net-recv 21
 appliance net-send 22
-configure net-recv ip=10.77.0.21 prefix=24 role=recv port=$PORT bytes=$BYTES
-configure net-send ip=10.77.0.22 prefix=24 role=send port=$PORT bytes=$BYTES peer=10.77.0.21
+configure net-recv ip=10.77.0.21 prefix=24 role=recv port=$PORT bytes=$BIG
+configure net-send ip=10.77.0.22 prefix=24 role=send port=$PORT bytes=$BIG peer=10.77.0.21
 xl unpause net-recv
 xl unpause net-send
-sleep 20
+rig_wait_console net-recv 'net: 16 MiB' 600 || rig_fail "fault run: the receiver never reached 16 MiB"
 xl destroy net-send
 r_vanish=$(result net-recv 180)
 keep_console net-recv
