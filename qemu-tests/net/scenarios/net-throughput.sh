@@ -62,10 +62,12 @@ result() {
     echo "no result within $2 s: $(tr -d '\r' < "$con" 2>/dev/null | tail -n 1)"
 }
 
+# keep_console NAME: the domain's console into the serial log, line by line.
+# (Not as an exported file: appliances print to Xen's console too, and those
+# lines can interleave with a long base64 export on the same serial port.)
 keep_console() {
     tr -d '\r' < "$(rig_console_log "$1")" > "/tmp/$1.log" 2>/dev/null
     sed "s/^/DEPMIG-LOG $1| /" "/tmp/$1.log"
-    rig_export "/tmp/$1.log" "$1-console.log"
 }
 
 gone() { xl destroy "$1" 2>/dev/null; rig_wait_gone "$1" 60 || rig_fail "$1 is still there"; }
