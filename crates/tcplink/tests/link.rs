@@ -213,6 +213,20 @@ fn spawn_server(
     })
 }
 
+/// The connecting side, which every test expects to connect.
+fn client(a: Side) -> Link<ChanDev, HostEnv> {
+    Link::open(
+        a.dev,
+        a.env,
+        cfg(IP_A, 1),
+        Role::Connect {
+            peer: IP_B,
+            port: PORT,
+        },
+    )
+    .unwrap()
+}
+
 fn recv_pattern(link: &mut Link<ChanDev, HostEnv>) -> Result<usize, LinkError> {
     let mut got = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
@@ -246,16 +260,7 @@ fn bulk_transfer_and_clean_close() {
         let n = recv_pattern(link)?;
         Ok(n)
     });
-    let mut link = Link::open(
-        a.dev,
-        a.env,
-        cfg(IP_A, 1),
-        Role::Connect {
-            peer: IP_B,
-            port: PORT,
-        },
-    )
-    .unwrap();
+    let mut link = client(a);
     const TOTAL: usize = 8 << 20;
     send_pattern(&mut link, TOTAL).unwrap();
     // close() flushes, sends FIN and returns once the server closed too.
@@ -268,16 +273,7 @@ fn bulk_transfer_and_clean_close() {
 fn garbage_frames_do_not_break_the_stream() {
     let (a, b, stop) = wire(Fault::Garbage);
     let server = spawn_server(b, cfg(IP_B, 2), recv_pattern);
-    let mut link = Link::open(
-        a.dev,
-        a.env,
-        cfg(IP_A, 1),
-        Role::Connect {
-            peer: IP_B,
-            port: PORT,
-        },
-    )
-    .unwrap();
+    let mut link = client(a);
     send_pattern(&mut link, 1 << 20).unwrap();
     assert_eq!(link.close(), Ok(()));
     assert_eq!(server.join().unwrap(), Ok(1 << 20));
@@ -288,16 +284,7 @@ fn garbage_frames_do_not_break_the_stream() {
 fn vanished_peer_stalls_both_ends() {
     let (a, b, stop) = wire(Fault::VanishAfter(40));
     let server = spawn_server(b, cfg(IP_B, 2), recv_pattern);
-    let mut link = Link::open(
-        a.dev,
-        a.env,
-        cfg(IP_A, 1),
-        Role::Connect {
-            peer: IP_B,
-            port: PORT,
-        },
-    )
-    .unwrap();
+    let mut link = client(a);
     let sent = send_pattern(&mut link, 64 << 20).and_then(|()| link.flush());
     assert_eq!(sent, Err(LinkError::Stalled));
     assert_eq!(server.join().unwrap(), Err(LinkError::Stalled));
@@ -314,16 +301,7 @@ fn peer_reset_is_an_error() {
         link.abort();
         Ok::<(), LinkError>(())
     });
-    let mut link = Link::open(
-        a.dev,
-        a.env,
-        cfg(IP_A, 1),
-        Role::Connect {
-            peer: IP_B,
-            port: PORT,
-        },
-    )
-    .unwrap();
+    let mut link = client(a);
     let r = send_pattern(&mut link, 64 << 20).and_then(|()| link.flush());
     assert_eq!(server.join().unwrap(), Ok(()));
     assert_eq!(r, Err(LinkError::Reset));
@@ -337,16 +315,7 @@ fn early_eof_is_reported() {
         let mut buf = vec![0u8; 10_000];
         link.recv_exact(&mut buf).map(|()| 0)
     });
-    let mut link = Link::open(
-        a.dev,
-        a.env,
-        cfg(IP_A, 1),
-        Role::Connect {
-            peer: IP_B,
-            port: PORT,
-        },
-    )
-    .unwrap();
+    let mut link = client(a);
     link.send(&[7u8; 100]).unwrap();
     // The server fails and never sends its FIN, so this close cannot finish cleanly.
     assert_eq!(link.close(), Err(LinkError::Stalled));
@@ -397,16 +366,7 @@ fn dead_device_fails_fast() {
     let (a, b, stop) = wire(Fault::None);
     let broken = a.dev.broken.clone();
     let server = spawn_server(b, cfg(IP_B, 2), recv_pattern);
-    let mut link = Link::open(
-        a.dev,
-        a.env,
-        cfg(IP_A, 1),
-        Role::Connect {
-            peer: IP_B,
-            port: PORT,
-        },
-    )
-    .unwrap();
+    let mut link = client(a);
     link.send(&[1u8; 1000]).unwrap();
     broken.store(true, Ordering::SeqCst);
     assert_eq!(link.send(&[1u8; 1000]), Err(LinkError::DeviceFailed));
