@@ -45,6 +45,19 @@ mod tests {
         assert_eq!(interfaces_for(v(4, 19)), None);
         assert_eq!(interfaces_for(v(5, 17)), None);
     }
+
+    #[test]
+    fn shutdown_reason_only_when_shut_down() {
+        assert_eq!(dominf_shutdown_reason(0x0002_0000), None);
+        assert_eq!(
+            dominf_shutdown_reason(DOMINF_SHUTDOWN | (2 << DOMINF_SHUTDOWN_SHIFT)),
+            Some(2)
+        );
+        assert_eq!(
+            dominf_shutdown_reason(DOMINF_SHUTDOWN | DOMINF_PAUSED | (0x1ff << 16)),
+            Some(0xff)
+        );
+    }
 }
 
 // The structures below are those of domctl interface 0x15 (Xen 4.17); a
@@ -62,6 +75,12 @@ pub const XEN_DOMCTL_SHADOW_OP: u32 = 10;
 pub const XEN_DOMCTL_GETHVMCONTEXT: u32 = 33;
 /// `XEN_DOMCTL_sethvmcontext`.
 pub const XEN_DOMCTL_SETHVMCONTEXT: u32 = 34;
+/// `XEN_DOMCTL_resumedomain`: end a suspend (clear the shutdown state).
+pub const XEN_DOMCTL_RESUMEDOMAIN: u32 = 27;
+/// `XEN_DOMCTL_gettscinfo`.
+pub const XEN_DOMCTL_GETTSCINFO: u32 = 59;
+/// `XEN_DOMCTL_settscinfo`.
+pub const XEN_DOMCTL_SETTSCINFO: u32 = 60;
 
 /// Shadow op: turn log-dirty (and shadow modes) off.
 pub const SHADOW_OP_OFF: u32 = 0;
@@ -82,6 +101,26 @@ pub const DOMINF_SHUTDOWN: u32 = 1 << 2;
 pub const DOMINF_PAUSED: u32 = 1 << 3;
 /// `XEN_DOMINF_hvm_guest` (set for PVH too).
 pub const DOMINF_HVM_GUEST: u32 = 1 << 1;
+/// `XEN_DOMINF_dying`: the domain is being destroyed.
+pub const DOMINF_DYING: u32 = 1 << 0;
+/// `XEN_DOMINF_blocked`: every vCPU is blocked.
+pub const DOMINF_BLOCKED: u32 = 1 << 4;
+/// `XEN_DOMINF_running`: a vCPU is running.
+pub const DOMINF_RUNNING: u32 = 1 << 5;
+/// `XEN_DOMINF_shutdownshift`: where the shutdown reason sits in the flags.
+pub const DOMINF_SHUTDOWN_SHIFT: u32 = 16;
+/// `XEN_DOMINF_shutdownmask`: the shutdown reason's mask (after shifting).
+pub const DOMINF_SHUTDOWN_MASK: u32 = 255;
+
+/// The `SHUTDOWN_*` reason in getdomaininfo `flags`, if the domain has shut
+/// down (`XEN_DOMINF_shutdown`).
+pub const fn dominf_shutdown_reason(flags: u32) -> Option<u32> {
+    if flags & DOMINF_SHUTDOWN == 0 {
+        None
+    } else {
+        Some((flags >> DOMINF_SHUTDOWN_SHIFT) & DOMINF_SHUTDOWN_MASK)
+    }
+}
 
 /// Bytes of the payload union of `struct xen_domctl`.
 pub const DOMCTL_PAYLOAD: usize = 128;
@@ -260,3 +299,39 @@ pub struct HvmContext {
     pub buffer: u64,
 }
 crate::assert_layout!(HvmContext, size = 16, size = 0, buffer = 8);
+
+/// `xen_domctl_tsc_info` (gettscinfo / settscinfo).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct TscInfo {
+    /// `XEN_CPUID_TSC_MODE_*` (0 default, 1 always emulate, 2 never emulate).
+    pub tsc_mode: u32,
+    /// Guest TSC frequency in kHz.
+    pub gtsc_khz: u32,
+    /// Incremented on each restore (guests may watch it).
+    pub incarnation: u32,
+    /// Padding.
+    pub pad: u32,
+    /// Elapsed guest time in ns (emulated TSC modes).
+    pub elapsed_nsec: u64,
+}
+crate::assert_layout!(
+    TscInfo,
+    size = 24,
+    tsc_mode = 0,
+    gtsc_khz = 4,
+    incarnation = 8,
+    pad = 12,
+    elapsed_nsec = 16
+);

@@ -18,6 +18,31 @@ pub const HVM_PARAM_CONSOLE_PFN: u32 = 17;
 /// Event channel of the PV console ring.
 pub const HVM_PARAM_CONSOLE_EVTCHN: u32 = 18;
 
+/// Virtual platform timer mode.
+pub const HVM_PARAM_TIMER_MODE: u32 = 10;
+/// Identity-map page table for real mode (VMX).
+pub const HVM_PARAM_IDENT_PT: u32 = 12;
+/// Where the ACPI PM ports sit (0 legacy, 1 new).
+pub const HVM_PARAM_ACPI_IOPORTS_LOCATION: u32 = 19;
+/// Ring page of the paging vm_event ring.
+pub const HVM_PARAM_PAGING_RING_PFN: u32 = 27;
+/// Ring page of the monitor vm_event ring.
+pub const HVM_PARAM_MONITOR_RING_PFN: u32 = 28;
+/// Ring page of the sharing vm_event ring.
+pub const HVM_PARAM_SHARING_RING_PFN: u32 = 29;
+/// First ioreq server page.
+pub const HVM_PARAM_IOREQ_SERVER_PFN: u32 = 32;
+/// Number of ioreq server pages.
+pub const HVM_PARAM_NR_IOREQ_SERVER_PAGES: u32 = 33;
+/// Guest address of the VM generation id.
+pub const HVM_PARAM_VM_GENERATION_ID_ADDR: u32 = 34;
+/// Width of the x87 FIP/FDP registers saved (0, 4 or 8 bytes).
+pub const HVM_PARAM_X87_FIP_WIDTH: u32 = 36;
+/// VM86 TSS location and size.
+pub const HVM_PARAM_VM86_TSS_SIZED: u32 = 37;
+/// Machine-check capabilities.
+pub const HVM_PARAM_MCA_CAP: u32 = 38;
+
 /// Callback type in bits 63:56 of `HVM_PARAM_CALLBACK_IRQ`: an IDT vector.
 pub const HVM_PARAM_CALLBACK_TYPE_VECTOR: u64 = 2;
 

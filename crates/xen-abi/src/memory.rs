@@ -10,6 +10,9 @@ pub const XENMEM_POPULATE_PHYSMAP: u32 = 6;
 pub const XENMEM_ADD_TO_PHYSMAP: u32 = 7;
 /// Remove a frame from the physmap.
 pub const XENMEM_REMOVE_FROM_PHYSMAP: u32 = 15;
+/// Highest guest frame number a domain has populated (result of the call;
+/// the argument is a pointer to a `domid_t`).
+pub const XENMEM_MAXIMUM_GPFN: u32 = 14;
 /// Batched add-to-physmap (foreign frames).
 pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u32 = 23;
 

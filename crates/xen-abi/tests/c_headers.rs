@@ -56,7 +56,7 @@ fn layouts_and_constants_match_xen_public_headers() {
          #include <xen/memory.h>\n#include <xen/grant_table.h>\n#include <xen/hvm/hvm_op.h>\n\
          #include <xen/hvm/params.h>\n#include <xen/arch-x86/hvm/start_info.h>\n\
          #include <xen/io/console.h>\n#include <xen/version.h>\n#include <xen/domctl.h>\n\
-         #include <xen/sysctl.h>\n#include <xen/errno.h>\n",
+         #include <xen/sysctl.h>\n#include <xen/errno.h>\n#include <xen/hvm/save.h>\n",
     ));
 
     use event_channel as ev;
@@ -267,6 +267,86 @@ fn layouts_and_constants_match_xen_public_headers() {
         ("XEN_DOMINF_shutdown", domctl::DOMINF_SHUTDOWN),
         ("XEN_DOMINF_paused", domctl::DOMINF_PAUSED),
         ("XEN_DOMINF_hvm_guest", domctl::DOMINF_HVM_GUEST),
+        ("XEN_DOMCTL_resumedomain", domctl::XEN_DOMCTL_RESUMEDOMAIN),
+        ("XEN_DOMCTL_gettscinfo", domctl::XEN_DOMCTL_GETTSCINFO),
+        ("XEN_DOMCTL_settscinfo", domctl::XEN_DOMCTL_SETTSCINFO),
+        ("XEN_DOMINF_dying", domctl::DOMINF_DYING),
+        ("XEN_DOMINF_blocked", domctl::DOMINF_BLOCKED),
+        ("XEN_DOMINF_running", domctl::DOMINF_RUNNING),
+        ("XEN_DOMINF_shutdownshift", domctl::DOMINF_SHUTDOWN_SHIFT),
+        ("XEN_DOMINF_shutdownmask", domctl::DOMINF_SHUTDOWN_MASK),
+        ("XENMEM_maximum_gpfn", memory::XENMEM_MAXIMUM_GPFN),
+        ("HVM_PARAM_TIMER_MODE", hvm::HVM_PARAM_TIMER_MODE),
+        ("HVM_PARAM_IDENT_PT", hvm::HVM_PARAM_IDENT_PT),
+        (
+            "HVM_PARAM_ACPI_IOPORTS_LOCATION",
+            hvm::HVM_PARAM_ACPI_IOPORTS_LOCATION,
+        ),
+        ("HVM_PARAM_PAGING_RING_PFN", hvm::HVM_PARAM_PAGING_RING_PFN),
+        (
+            "HVM_PARAM_MONITOR_RING_PFN",
+            hvm::HVM_PARAM_MONITOR_RING_PFN,
+        ),
+        (
+            "HVM_PARAM_SHARING_RING_PFN",
+            hvm::HVM_PARAM_SHARING_RING_PFN,
+        ),
+        (
+            "HVM_PARAM_IOREQ_SERVER_PFN",
+            hvm::HVM_PARAM_IOREQ_SERVER_PFN,
+        ),
+        (
+            "HVM_PARAM_NR_IOREQ_SERVER_PAGES",
+            hvm::HVM_PARAM_NR_IOREQ_SERVER_PAGES,
+        ),
+        (
+            "HVM_PARAM_VM_GENERATION_ID_ADDR",
+            hvm::HVM_PARAM_VM_GENERATION_ID_ADDR,
+        ),
+        ("HVM_PARAM_X87_FIP_WIDTH", hvm::HVM_PARAM_X87_FIP_WIDTH),
+        ("HVM_PARAM_VM86_TSS_SIZED", hvm::HVM_PARAM_VM86_TSS_SIZED),
+        ("HVM_PARAM_MCA_CAP", hvm::HVM_PARAM_MCA_CAP),
+        ("HVM_FILE_MAGIC", hvm_save::HVM_FILE_MAGIC),
+        ("HVM_FILE_VERSION", hvm_save::HVM_FILE_VERSION),
+    ] {
+        c.constant(name, v);
+    }
+    layout!(c, "struct xen_domctl_tsc_info", domctl::TscInfo {
+        tsc_mode => "tsc_mode", gtsc_khz => "gtsc_khz", incarnation => "incarnation", pad => "pad",
+        elapsed_nsec => "elapsed_nsec" });
+    layout!(c, "struct hvm_save_descriptor", hvm_save::SaveDescriptor {
+        typecode => "typecode", instance => "instance", length => "length" });
+    layout!(c, "struct hvm_save_header", hvm_save::SaveHeader {
+        magic => "magic", version => "version", changeset => "changeset", cpuid => "cpuid",
+        gtsc_khz => "gtsc_khz" });
+    for (name, v) in [
+        ("HVM_SAVE_CODE(END)", hvm_save::CODE_END),
+        ("HVM_SAVE_CODE(HEADER)", hvm_save::CODE_HEADER),
+        ("HVM_SAVE_CODE(CPU)", hvm_save::CODE_CPU),
+        ("HVM_SAVE_CODE(LAPIC)", hvm_save::CODE_LAPIC),
+        ("HVM_SAVE_CODE(LAPIC_REGS)", hvm_save::CODE_LAPIC_REGS),
+        ("HVM_SAVE_CODE(MTRR)", hvm_save::CODE_MTRR),
+        ("HVM_SAVE_CODE_MAX", hvm_save::CODE_MAX),
+    ] {
+        c.constant(name, v);
+    }
+    for (name, v) in [
+        ("sizeof(struct hvm_hw_cpu)", hvm_save::HW_CPU_SIZE),
+        (
+            "sizeof(struct hvm_hw_cpu_compat)",
+            hvm_save::HW_CPU_COMPAT_SIZE,
+        ),
+        ("offsetof(struct hvm_hw_cpu, rax)", hvm_save::HW_CPU_RAX),
+        (
+            "offsetof(struct hvm_hw_cpu_compat, rax)",
+            hvm_save::HW_CPU_RAX,
+        ),
+        ("offsetof(struct hvm_hw_cpu, rip)", hvm_save::HW_CPU_RIP),
+        (
+            "offsetof(struct hvm_hw_cpu, rflags)",
+            hvm_save::HW_CPU_RFLAGS,
+        ),
+        ("offsetof(struct hvm_hw_cpu, cr3)", hvm_save::HW_CPU_CR3),
     ] {
         c.constant(name, v);
     }
