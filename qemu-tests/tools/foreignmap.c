@@ -7,6 +7,7 @@
  * p2m_add_foreign() and xsm_map_gmfn_foreign().
  *
  *   foreignmap [--hold] DOMID GFN...
+ *   foreignmap --fnv [--save FILE] DOMID GFN...
  *
  * --hold keeps the mapping and waits forever after printing "holding" (to
  * test what Xen does when a mapper is destroyed with mappings in place).
@@ -14,6 +15,12 @@
  * per frame, then "unmapped" once the mapping is gone again (4.17 does not
  * drop foreign mappings at teardown, so a mapper must unmap). Exit status: 0
  * all frames mapped, 1 any frame refused, 2 usage or set-up error.
+ *
+ * --fnv (for reading a guest's published pages from dom0) appends to every
+ * mapped frame's line " fnv <64-bit FNV-1a of the 4096 bytes, lower-case hex
+ * without leading zeros> text <first 8 bytes, '.' for non-printable>";
+ * --save FILE also writes the frames' contents, in argument order, to FILE
+ * (a refused frame as 4096 zero bytes).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +33,7 @@
 #include <unistd.h>
 
 #define PAGE 4096u
-#define MAX_FRAMES 64u
+#define MAX_FRAMES 1024u
 
 /* Linux's struct privcmd_mmapbatch_v2 (include/uapi/xen/privcmd.h). */
 struct mmapbatch_v2 {
@@ -53,6 +60,19 @@ static const char *errname(int e)
     }
 }
 
+/* 64-bit FNV-1a over one page (offset basis 0xcbf29ce484222325, prime 0x100000001b3). */
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
 static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
     char *end;
@@ -68,29 +88,51 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 
 int main(int argc, char **argv)
 {
-    uint64_t dom, gfns[MAX_FRAMES];
-    int errs[MAX_FRAMES];
+    static uint64_t gfns[MAX_FRAMES];
+    static int errs[MAX_FRAMES];
+    static const unsigned char zero[PAGE];
+    uint64_t dom;
+    const char *save = NULL;
+    FILE *out = NULL;
     unsigned int n, i;
     int fd, rc, refused = 0;
     struct mmapbatch_v2 batch;
     unsigned char *va;
 
-    int hold = 0;
+    int hold = 0, fnv = 0, save_failed = 0;
 
     if (argc > 1 && strcmp(argv[1], "--hold") == 0) {
         hold = 1;
         argv++;
         argc--;
+    } else if (argc > 1 && strcmp(argv[1], "--fnv") == 0) {
+        fnv = 1;
+        argv++;
+        argc--;
+        if (argc > 2 && strcmp(argv[1], "--save") == 0) {
+            save = argv[2];
+            argv += 2;
+            argc -= 2;
+        }
     }
     if (argc < 3 || (unsigned int)(argc - 2) > MAX_FRAMES ||
         parse_u64(argv[1], 0x7fef, &dom)) {
-        fprintf(stderr, "usage: foreignmap DOMID GFN... (at most %u frames)\n", MAX_FRAMES);
+        fprintf(stderr, "usage: foreignmap [--hold | --fnv [--save FILE]] DOMID GFN... "
+                "(at most %u frames)\n", MAX_FRAMES);
         return 2;
     }
     n = (unsigned int)(argc - 2);
     for (i = 0; i < n; i++) {
         if (parse_u64(argv[i + 2], UINT64_MAX >> 12, &gfns[i])) {
             fprintf(stderr, "foreignmap: bad frame number '%s'\n", argv[i + 2]);
+            return 2;
+        }
+    }
+
+    if (save) {
+        out = fopen(save, "wb");
+        if (!out) {
+            fprintf(stderr, "foreignmap: open %s: %s\n", save, strerror(errno));
             return 2;
         }
     }
@@ -124,13 +166,32 @@ int main(int argc, char **argv)
     for (i = 0; i < n; i++) {
         if (errs[i] == 0) {
             uint64_t first;
-            memcpy(&first, va + (size_t)i * PAGE, sizeof(first));
-            printf("gfn %" PRIu64 ": ok %016" PRIx64 "\n", gfns[i], first);
+            const unsigned char *pg = va + (size_t)i * PAGE;
+
+            memcpy(&first, pg, sizeof(first));
+            if (fnv) {
+                char text[9];
+                unsigned int k;
+
+                for (k = 0; k < 8; k++)
+                    text[k] = (pg[k] >= 0x21 && pg[k] <= 0x7e) ? (char)pg[k] : '.';
+                text[8] = 0;
+                printf("gfn %" PRIu64 ": ok %016" PRIx64 " fnv %" PRIx64 " text %s\n",
+                       gfns[i], first, fnv1a(pg, PAGE), text);
+            } else {
+                printf("gfn %" PRIu64 ": ok %016" PRIx64 "\n", gfns[i], first);
+            }
+            if (out && fwrite(pg, PAGE, 1, out) != 1)
+                save_failed = 1;
         } else {
             printf("gfn %" PRIu64 ": error %s (%d)\n", gfns[i], errname(-errs[i]), errs[i]);
             refused = 1;
+            if (out && fwrite(zero, PAGE, 1, out) != 1)
+                save_failed = 1;
         }
     }
+    if (out && fclose(out) != 0)
+        save_failed = 1;
 
     if (hold) {
         printf("holding\n");
@@ -144,5 +205,9 @@ int main(int argc, char **argv)
     }
     close(fd);
     printf("unmapped\n");
+    if (save_failed) {
+        fprintf(stderr, "foreignmap: writing %s failed\n", save);
+        return 2;
+    }
     return refused;
 }
