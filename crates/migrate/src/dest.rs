@@ -1,0 +1,525 @@
+//! The destination role: answers the source's hello, decodes the stream
+//! strictly (`depmig-stream`'s [`Receiver`]: caps, order, pfn range),
+//! writes pages into the paused shell as they arrive, and only once the
+//! trailer's tag matched applies the TSC, the HVM parameters and the HVM
+//! context; then it acknowledges. Any failure after its hello is answered
+//! with a NAK carrying a code ([`NakCode`]).
+//!
+//! Pages reach the shell before the stream is authenticated: that is safe
+//! because the shell stays paused and dom0 destroys it unless the source
+//! reports success, which needs this side's ACK.
+//!
+//! What is taken from the stream and what is kept from the shell: see
+//! [`crate::params`]. In short, every parameter Xen's saver sends is
+//! applied except the xenstore and console ones: their event channels are
+//! the shell's, their frames must equal the shell's, and those two ring
+//! frames are cleared, as Xen's restorer clears them.
+//!
+//! Page types: normal pages are written; XALLOC entries (free in the guest
+//! at the copy round, depmig's dependency-aware mode) are populated and
+//! zeroed; XTAB entries (holes) are skipped. BROKEN and the PV page-table
+//! types are refused, as are VERIFY and CHECKPOINT records. CPUID and MSR
+//! policy records are accepted and not applied: the shell was built from
+//! the guest's own configuration on the same host.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use depmig_precopy::{DirtyBitmap, PortError};
+use depmig_stream::handshake::MIN_KEY_LEN;
+use depmig_stream::{
+    rec, DecodeError, Event, HandshakeError, Hello, HvmParam, Limits, PageType, PfnEntry, Receiver,
+    Record, Role, RxError, RxEvent, TscInfo, MAX_BATCH, PAGE_SIZE,
+};
+use xen_abi::hvm::{HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_PFN};
+
+use crate::params::{disposition, Disposition};
+use crate::ports::{DestDomain, Progress, State, Transport, TransportError};
+use crate::reply::{nak, NakCode, ACK};
+
+/// How the destination runs.
+#[derive(Clone, Copy, Debug)]
+pub struct DestConfig<'a> {
+    /// The shared HMAC key (at least 16 bytes).
+    pub key: &'a [u8],
+    /// A fresh random nonce for this migration's hello.
+    pub nonce: [u8; 16],
+    /// Largest body of a record other than PAGE_DATA (the HVM context is
+    /// the big one); the stream's decoder allocates this once.
+    pub max_record_body: u32,
+    /// Pages handed to [`DestDomain::write_pages`] at most at once.
+    pub write_batch: usize,
+    /// Size of the receive buffer.
+    pub recv_buffer: usize,
+}
+
+impl<'a> DestConfig<'a> {
+    /// Defaults: 1 MiB records, 256-page write batches, 64 KiB reads.
+    pub fn new(key: &'a [u8], nonce: [u8; 16]) -> Self {
+        DestConfig {
+            key,
+            nonce,
+            max_record_body: 1 << 20,
+            write_batch: 256,
+            recv_buffer: 64 << 10,
+        }
+    }
+}
+
+/// A shell operation, named in errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestOp {
+    /// `populated`.
+    Populated,
+    /// `populate`.
+    Populate,
+    /// `write_pages`.
+    WritePages,
+    /// `zero_frames`.
+    ZeroFrames,
+    /// `hvm_param`.
+    HvmParam,
+    /// `set_hvm_param`.
+    SetHvmParam,
+    /// `set_tsc_info`.
+    SetTscInfo,
+    /// `set_hvm_context`.
+    SetHvmContext,
+}
+
+/// Why the destination gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestError {
+    /// The key is shorter than 16 bytes.
+    ShortKey,
+    /// The shell reports no frames.
+    EmptyShell,
+    /// The transport failed.
+    Transport(TransportError),
+    /// The source closed the connection before the trailer.
+    PeerClosed,
+    /// The hello, the stream or the trailer was refused.
+    Stream(RxError),
+    /// A page type the destination does not take (BROKEN, PV page tables).
+    UnsupportedPageType(u8),
+    /// A record type the destination does not take (VERIFY, CHECKPOINT).
+    UnsupportedRecord(u32),
+    /// A pfn at or beyond the shell's address space.
+    PfnOutOfRange(u64),
+    /// A record the destination needs (TSC info, HVM params, HVM context)
+    /// never came.
+    Missing(u32),
+    /// Bytes followed the trailer.
+    TrailingBytes,
+    /// An HVM parameter no migration stream carries.
+    Param(u64),
+    /// The guest's xenstore or console frame differs from the shell's.
+    RingMismatch {
+        /// `HVM_PARAM_STORE_PFN` or `HVM_PARAM_CONSOLE_PFN`.
+        index: u32,
+        /// The guest's frame.
+        stream: u64,
+        /// The shell's frame.
+        shell: u64,
+    },
+    /// A shell operation failed.
+    Domain(DestOp, PortError),
+}
+
+impl DestError {
+    /// The code sent to the source in the NAK.
+    pub fn nak_code(&self) -> NakCode {
+        match self {
+            DestError::Stream(RxError::Handshake(h)) => match h {
+                HandshakeError::BadTag
+                | HandshakeError::LengthMismatch
+                | HandshakeError::BadTrailerMagic
+                | HandshakeError::Truncated => NakCode::Auth,
+                _ => NakCode::Hello,
+            },
+            DestError::Stream(RxError::Decode(DecodeError::PfnOutOfRange(_)))
+            | DestError::PfnOutOfRange(_) => NakCode::Pfn,
+            DestError::Stream(RxError::Decode(_)) | DestError::TrailingBytes => NakCode::Decode,
+            DestError::UnsupportedPageType(_) | DestError::UnsupportedRecord(_) => {
+                NakCode::Unsupported
+            }
+            DestError::Missing(_) => NakCode::Missing,
+            DestError::Param(_) | DestError::RingMismatch { .. } => NakCode::Param,
+            DestError::Domain(
+                DestOp::Populated | DestOp::Populate | DestOp::WritePages | DestOp::ZeroFrames,
+                _,
+            ) => NakCode::Memory,
+            DestError::Domain(_, _) => NakCode::Apply,
+            DestError::ShortKey
+            | DestError::EmptyShell
+            | DestError::Transport(_)
+            | DestError::PeerClosed => NakCode::Internal,
+        }
+    }
+}
+
+/// What the destination did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DestStats {
+    /// Frames in the shell's address space.
+    pub nr_pfns: u64,
+    /// Bytes received (hello, stream, trailer).
+    pub bytes_received: u64,
+    /// PAGE_DATA records.
+    pub page_records: u64,
+    /// Pages written (a page sent in several rounds counts each time).
+    pub pages_written: u64,
+    /// XALLOC entries zeroed.
+    pub pages_zeroed: u64,
+    /// XTAB entries (holes) skipped.
+    pub holes: u64,
+    /// Frames the shell lacked and was given.
+    pub frames_populated: u64,
+    /// Parameters set from the stream.
+    pub params_applied: u32,
+    /// Parameters in the stream the shell kept its own value of.
+    pub params_kept: u32,
+    /// CPUID/MSR policy and optional records accepted and not applied.
+    pub records_ignored: u32,
+}
+
+/// Applies stream events to the shell.
+struct Applier<'a, D> {
+    dom: &'a mut D,
+    nr: u64,
+    batch: usize,
+    have: DirtyBitmap,
+    write_pfns: Vec<u64>,
+    write_data: Vec<u8>,
+    zero_pfns: Vec<u64>,
+    missing: Vec<u64>,
+    tsc: Option<TscInfo>,
+    params: Option<Vec<HvmParam>>,
+    context: Option<Vec<u8>>,
+    stats: DestStats,
+}
+
+impl<D: DestDomain> Applier<'_, D> {
+    /// Gives the shell the frames of `pfns` it lacks.
+    fn ensure(&mut self, which: Which) -> Result<(), DestError> {
+        self.missing.clear();
+        let pfns = match which {
+            Which::Write => &self.write_pfns,
+            Which::Zero => &self.zero_pfns,
+        };
+        for &p in pfns {
+            if !self.have.test(p) {
+                self.missing.push(p);
+            }
+        }
+        if self.missing.is_empty() {
+            return Ok(());
+        }
+        self.missing.sort_unstable();
+        self.missing.dedup();
+        self.dom
+            .populate(&self.missing)
+            .map_err(|e| DestError::Domain(DestOp::Populate, e))?;
+        for &p in &self.missing {
+            self.have.set(p);
+        }
+        self.stats.frames_populated += self.missing.len() as u64;
+        Ok(())
+    }
+
+    fn flush_writes(&mut self) -> Result<(), DestError> {
+        if self.write_pfns.is_empty() {
+            return Ok(());
+        }
+        self.ensure(Which::Write)?;
+        self.dom
+            .write_pages(&self.write_pfns, &self.write_data)
+            .map_err(|e| DestError::Domain(DestOp::WritePages, e))?;
+        self.stats.pages_written += self.write_pfns.len() as u64;
+        self.write_pfns.clear();
+        self.write_data.clear();
+        Ok(())
+    }
+
+    fn flush_zeros(&mut self) -> Result<(), DestError> {
+        if self.zero_pfns.is_empty() {
+            return Ok(());
+        }
+        self.ensure(Which::Zero)?;
+        self.dom
+            .zero_frames(&self.zero_pfns)
+            .map_err(|e| DestError::Domain(DestOp::ZeroFrames, e))?;
+        self.stats.pages_zeroed += self.zero_pfns.len() as u64;
+        self.zero_pfns.clear();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DestError> {
+        self.flush_writes()?;
+        self.flush_zeros()
+    }
+
+    fn page(&mut self, entry: PfnEntry, data: Option<&[u8]>) -> Result<(), DestError> {
+        if entry.pfn >= self.nr {
+            return Err(DestError::PfnOutOfRange(entry.pfn));
+        }
+        match entry.kind {
+            PageType::Normal => {
+                // The decoder hands a page with every entry whose type has data.
+                let data = data
+                    .filter(|d| d.len() == PAGE_SIZE)
+                    .ok_or(DestError::Stream(RxError::Decode(
+                        DecodeError::PageDataLength {
+                            expected: PAGE_SIZE as u64,
+                            got: 0,
+                        },
+                    )))?;
+                // Writes and zeros keep their stream order.
+                self.flush_zeros()?;
+                self.write_pfns.push(entry.pfn);
+                self.write_data.extend_from_slice(data);
+                if self.write_pfns.len() >= self.batch {
+                    self.flush_writes()?;
+                }
+            }
+            PageType::XAlloc => {
+                self.flush_writes()?;
+                self.zero_pfns.push(entry.pfn);
+                if self.zero_pfns.len() >= self.batch {
+                    self.flush_zeros()?;
+                }
+            }
+            PageType::XTab => self.stats.holes += 1,
+            k @ (PageType::Broken | PageType::Table(_) | PageType::PinnedTable(_)) => {
+                return Err(DestError::UnsupportedPageType(k.to_nibble()));
+            }
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, ev: Event<'_>) -> Result<(), DestError> {
+        match ev {
+            Event::ImageHeader(_) | Event::DomainHeader(_) => {}
+            Event::PageData { .. } => self.stats.page_records += 1,
+            Event::Page { entry, data } => self.page(entry, data)?,
+            Event::Record(r) => match r {
+                Record::End => self.flush()?,
+                Record::StaticDataEnd => {}
+                Record::CpuidPolicy(_) | Record::MsrPolicy(_) | Record::Optional { .. } => {
+                    self.stats.records_ignored += 1;
+                }
+                Record::Verify => return Err(DestError::UnsupportedRecord(rec::VERIFY)),
+                Record::Checkpoint => return Err(DestError::UnsupportedRecord(rec::CHECKPOINT)),
+                Record::TscInfo(t) => self.tsc = Some(t),
+                Record::HvmParams(p) => {
+                    let mut v = Vec::with_capacity(p.len());
+                    for param in p.iter() {
+                        if disposition(param.index) == Disposition::Refuse {
+                            return Err(DestError::Param(param.index));
+                        }
+                        v.push(param);
+                    }
+                    self.params = Some(v);
+                }
+                Record::HvmContext(b) => self.context = Some(b.to_vec()),
+            },
+        }
+        Ok(())
+    }
+
+    /// Applies the CPU state once the stream is authentic.
+    fn apply(&mut self) -> Result<(), DestError> {
+        self.flush()?;
+        let tsc = self.tsc.ok_or(DestError::Missing(rec::X86_TSC_INFO))?;
+        let params = self
+            .params
+            .take()
+            .ok_or(DestError::Missing(rec::HVM_PARAMS))?;
+        let context = self
+            .context
+            .take()
+            .ok_or(DestError::Missing(rec::HVM_CONTEXT))?;
+        let get = |dom: &mut D, index| {
+            dom.hvm_param(index)
+                .map_err(|e| DestError::Domain(DestOp::HvmParam, e))
+        };
+        let store = get(self.dom, HVM_PARAM_STORE_PFN)?;
+        let console = get(self.dom, HVM_PARAM_CONSOLE_PFN)?;
+        let mut apply = Vec::with_capacity(params.len());
+        for p in &params {
+            match disposition(p.index) {
+                Disposition::Apply => apply.push(*p),
+                Disposition::Keep => self.stats.params_kept += 1,
+                Disposition::KeepMustMatch => {
+                    let (index, shell) = if p.index == u64::from(HVM_PARAM_STORE_PFN) {
+                        (HVM_PARAM_STORE_PFN, store)
+                    } else {
+                        (HVM_PARAM_CONSOLE_PFN, console)
+                    };
+                    if p.value != shell {
+                        return Err(DestError::RingMismatch {
+                            index,
+                            stream: p.value,
+                            shell,
+                        });
+                    }
+                    self.stats.params_kept += 1;
+                }
+                Disposition::Refuse => return Err(DestError::Param(p.index)),
+            }
+        }
+        // The rings start empty, as after Xen's own restore.
+        for ring in [store, console] {
+            if ring != 0 && ring < self.nr && !self.zero_pfns.contains(&ring) {
+                self.zero_pfns.push(ring);
+            }
+        }
+        self.flush_zeros()?;
+        self.dom
+            .set_tsc_info(&tsc)
+            .map_err(|e| DestError::Domain(DestOp::SetTscInfo, e))?;
+        for p in &apply {
+            // PANICS: none; `disposition` applies only indices below 2^32.
+            let index = u32::try_from(p.index).map_err(|_| DestError::Param(p.index))?;
+            self.dom
+                .set_hvm_param(index, p.value)
+                .map_err(|e| DestError::Domain(DestOp::SetHvmParam, e))?;
+            self.stats.params_applied += 1;
+        }
+        self.dom
+            .set_hvm_context(&context)
+            .map_err(|e| DestError::Domain(DestOp::SetHvmContext, e))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Write,
+    Zero,
+}
+
+/// Runs the destination role on an accepted connection into the paused
+/// shell `domain`. Returns once everything was applied and the ACK sent,
+/// or with the first error (a NAK was sent if the handshake got that far).
+/// The shell is never unpaused here.
+pub fn run<D: DestDomain, T: Transport>(
+    domain: &mut D,
+    transport: &mut T,
+    progress: &mut dyn Progress,
+    cfg: &DestConfig<'_>,
+) -> Result<DestStats, DestError> {
+    let mut hello_sent = false;
+    let r = receive(domain, transport, progress, cfg, &mut hello_sent);
+    match r {
+        Ok(stats) => {
+            let sent = transport.send(&ACK).and_then(|()| transport.flush());
+            match sent {
+                Ok(()) => {
+                    progress.state(State::Applied);
+                    Ok(stats)
+                }
+                Err(e) => {
+                    progress.state(State::Failed);
+                    Err(DestError::Transport(e))
+                }
+            }
+        }
+        Err(e) => {
+            if hello_sent {
+                // Best effort: the source may be gone already.
+                let _ = transport
+                    .send(&nak(e.nak_code()))
+                    .and_then(|()| transport.flush());
+            }
+            progress.state(State::Failed);
+            Err(e)
+        }
+    }
+}
+
+fn receive<D: DestDomain, T: Transport>(
+    domain: &mut D,
+    transport: &mut T,
+    progress: &mut dyn Progress,
+    cfg: &DestConfig<'_>,
+    hello_sent: &mut bool,
+) -> Result<DestStats, DestError> {
+    if cfg.key.len() < MIN_KEY_LEN {
+        return Err(DestError::ShortKey);
+    }
+    let nr = domain.nr_pfns();
+    if nr == 0 {
+        return Err(DestError::EmptyShell);
+    }
+    let mine = Hello {
+        role: Role::Destination,
+        nonce: cfg.nonce,
+    };
+    let limits = Limits {
+        max_record_body: cfg.max_record_body,
+        max_batch: MAX_BATCH,
+        max_pfn: nr - 1,
+    };
+    let mut rx = Receiver::new(cfg.key, mine, limits)
+        .map_err(|e| DestError::Stream(RxError::Handshake(e)))?;
+    let mut have = DirtyBitmap::new(nr);
+    domain
+        .populated(&mut have)
+        .map_err(|e| DestError::Domain(DestOp::Populated, e))?;
+    let batch = cfg.write_batch.clamp(1, MAX_BATCH as usize);
+    let mut ap = Applier {
+        dom: domain,
+        nr,
+        batch,
+        have,
+        write_pfns: Vec::with_capacity(batch),
+        write_data: Vec::with_capacity(batch * PAGE_SIZE),
+        zero_pfns: Vec::with_capacity(batch),
+        missing: Vec::with_capacity(batch),
+        tsc: None,
+        params: None,
+        context: None,
+        stats: DestStats {
+            nr_pfns: nr,
+            ..DestStats::default()
+        },
+    };
+    let mut buf = vec![0u8; cfg.recv_buffer.max(64)];
+    loop {
+        let n = transport.recv(&mut buf).map_err(DestError::Transport)?;
+        if n == 0 {
+            return Err(DestError::PeerClosed);
+        }
+        ap.stats.bytes_received += n as u64;
+        let mut input = buf.get(..n).unwrap_or(&[]);
+        let mut authentic = false;
+        loop {
+            let ev = match rx.push(&mut input) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => return Err(DestError::Stream(e)),
+            };
+            match ev {
+                RxEvent::PeerHello(_) => {
+                    transport
+                        .send(&mine.to_bytes())
+                        .and_then(|()| transport.flush())
+                        .map_err(DestError::Transport)?;
+                    *hello_sent = true;
+                    progress.state(State::Receiving);
+                }
+                RxEvent::Stream(ev) => ap.event(ev)?,
+                RxEvent::Authenticated => authentic = true,
+            }
+        }
+        if authentic {
+            if !input.is_empty() {
+                return Err(DestError::TrailingBytes);
+            }
+            break;
+        }
+    }
+    progress.state(State::Applying);
+    ap.apply()?;
+    Ok(ap.stats)
+}

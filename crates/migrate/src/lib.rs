@@ -1,0 +1,36 @@
+//! depmig's migration protocol, independent of Xen: the source role
+//! ([`source::run`]) and the destination role ([`dest::run`]) over traits
+//! the appliance implements with hypercalls ([`SourceDomain`],
+//! [`DestDomain`]) and its TCP link ([`Transport`]), plus the per-migration
+//! JSON report ([`report`]).
+//!
+//! The wire is `depmig-stream`'s: hellos, Xen's libxc stream v2, the
+//! HMAC trailer; then the destination's 8-byte reply ([`reply`]). Memory
+//! moves through `depmig-precopy`'s engine, policies and modes.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod config;
+pub mod dest;
+pub mod hvmctx;
+pub mod params;
+pub mod ports;
+pub mod reply;
+pub mod report;
+pub mod source;
+
+#[cfg(feature = "tcplink")]
+pub mod link;
+
+pub use config::{parse_key, parse_mode, parse_policy, AnyPolicy, ConfigError, PolicyKind};
+pub use dest::{DestConfig, DestError, DestOp, DestStats};
+pub use ports::{DestDomain, NoProgress, Progress, SourceDomain, State, Transport, TransportError};
+pub use reply::{NakCode, Reply};
+pub use source::{SourceConfig, SourceError, SourceFailure, SourceOp, SourceOutcome, SourceStats};
+
+pub use depmig_precopy::{
+    Clock, DependencyOracle, DirtyBitmap, Mode, NoOracle, Policy, PortError, RoundStats,
+};
+pub use depmig_stream::{HvmParam, TscInfo};

@@ -1,0 +1,130 @@
+//! The destination's 8-byte answer after the trailer: `DMACK\0\0\0` when
+//! everything was applied, `DMNAK` and a 3-byte ASCII code otherwise.
+
+/// Size of a reply on the wire.
+pub const REPLY_LEN: usize = 8;
+/// The acknowledgement: the shell holds the complete, authentic guest.
+pub const ACK: [u8; REPLY_LEN] = *b"DMACK\0\0\0";
+/// Prefix of a refusal; a 3-byte code follows.
+pub const NAK_PREFIX: [u8; 5] = *b"DMNAK";
+
+/// Why the destination refused, as carried in a NAK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NakCode {
+    /// `HEL`: the hello was refused (not a depmig source, wrong version or role).
+    Hello,
+    /// `AUT`: the trailer's tag or length did not match (wrong key, tampering).
+    Auth,
+    /// `DEC`: the stream was malformed, out of order or over a cap.
+    Decode,
+    /// `PFN`: a pfn beyond the shell's address space.
+    Pfn,
+    /// `UNS`: a record or page type depmig's destination does not take.
+    Unsupported,
+    /// `MIS`: TSC info or HVM parameters missing.
+    Missing,
+    /// `PAR`: an HVM parameter that may not be set, or the shell's ring
+    /// frames differ from the guest's.
+    Param,
+    /// `MEM`: populating or writing the shell's memory failed.
+    Memory,
+    /// `APL`: applying the TSC, parameters or context failed.
+    Apply,
+    /// `INT`: the destination's own failure (configuration, transport).
+    Internal,
+    /// A code this version does not know.
+    Other([u8; 3]),
+}
+
+impl NakCode {
+    /// The wire code.
+    pub fn to_bytes(self) -> [u8; 3] {
+        match self {
+            NakCode::Hello => *b"HEL",
+            NakCode::Auth => *b"AUT",
+            NakCode::Decode => *b"DEC",
+            NakCode::Pfn => *b"PFN",
+            NakCode::Unsupported => *b"UNS",
+            NakCode::Missing => *b"MIS",
+            NakCode::Param => *b"PAR",
+            NakCode::Memory => *b"MEM",
+            NakCode::Apply => *b"APL",
+            NakCode::Internal => *b"INT",
+            NakCode::Other(b) => b,
+        }
+    }
+
+    /// Parses a wire code; unknown codes are kept as [`NakCode::Other`].
+    pub fn from_bytes(b: [u8; 3]) -> Self {
+        match &b {
+            b"HEL" => NakCode::Hello,
+            b"AUT" => NakCode::Auth,
+            b"DEC" => NakCode::Decode,
+            b"PFN" => NakCode::Pfn,
+            b"UNS" => NakCode::Unsupported,
+            b"MIS" => NakCode::Missing,
+            b"PAR" => NakCode::Param,
+            b"MEM" => NakCode::Memory,
+            b"APL" => NakCode::Apply,
+            b"INT" => NakCode::Internal,
+            _ => NakCode::Other(b),
+        }
+    }
+}
+
+/// A NAK on the wire.
+pub fn nak(code: NakCode) -> [u8; REPLY_LEN] {
+    let c = code.to_bytes();
+    let p = NAK_PREFIX;
+    [p[0], p[1], p[2], p[3], p[4], c[0], c[1], c[2]]
+}
+
+/// A parsed reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// `DMACK\0\0\0`.
+    Ack,
+    /// `DMNAK` + code.
+    Nak(NakCode),
+    /// Anything else.
+    Garbage([u8; REPLY_LEN]),
+}
+
+/// Parses the destination's reply.
+pub fn parse(b: [u8; REPLY_LEN]) -> Reply {
+    if b == ACK {
+        return Reply::Ack;
+    }
+    let [a0, a1, a2, a3, a4, c0, c1, c2] = b;
+    if [a0, a1, a2, a3, a4] == NAK_PREFIX {
+        return Reply::Nak(NakCode::from_bytes([c0, c1, c2]));
+    }
+    Reply::Garbage(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_round_trip() {
+        assert_eq!(parse(ACK), Reply::Ack);
+        for c in [
+            NakCode::Hello,
+            NakCode::Auth,
+            NakCode::Decode,
+            NakCode::Pfn,
+            NakCode::Unsupported,
+            NakCode::Missing,
+            NakCode::Param,
+            NakCode::Memory,
+            NakCode::Apply,
+            NakCode::Internal,
+            NakCode::Other(*b"xyz"),
+        ] {
+            assert_eq!(parse(nak(c)), Reply::Nak(c));
+        }
+        assert_eq!(&nak(NakCode::Auth), b"DMNAKAUT");
+        assert_eq!(parse(*b"DMACK\0\0\x01"), Reply::Garbage(*b"DMACK\0\0\x01"));
+    }
+}

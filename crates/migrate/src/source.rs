@@ -1,0 +1,711 @@
+//! The source role: handshake, pre-copy rounds through the engine, the
+//! suspension, the CPU state, END, the authenticated trailer, then the
+//! destination's ACK.
+//!
+//! ```text
+//! -> Hello(Source)            <- Hello(Destination)
+//! -> image header, domain header, STATIC_DATA_END
+//! -> PAGE_DATA...             (rounds; the guest runs, log-dirty on)
+//!    suspend the guest
+//! -> PAGE_DATA...             (copy round)
+//! -> X86_TSC_INFO, HVM_PARAMS, HVM_CONTEXT, END
+//! -> trailer (HMAC over everything after the hellos)
+//! <- DMACK\0\0\0 | DMNAK+code
+//! ```
+//!
+//! Whatever fails after the suspension was asked for, the guest is resumed
+//! with its suspend cancelled; log-dirty mode is turned off on every exit.
+//! On success the guest stays suspended: dom0 destroys it once the
+//! destination reported `applied`.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use depmig_precopy::{
+    migrate, Clock, DependencyOracle, DirtyBitmap, DirtyLog, EngineError, GuestMemory, Mode,
+    PageSink, Policy, PortError, Ports, RoundStats, BATCH,
+};
+use depmig_stream::handshake::{HELLO_LEN, MIN_KEY_LEN};
+use depmig_stream::{
+    Authenticated, ByteSink, DomainHeader, DomainType, EncodeError, Encoder, HandshakeError, Hello,
+    HvmParam, PageType, PfnEntry, Role, SinkFull, TranscriptMac, PAGE_SIZE,
+};
+
+use crate::params;
+use crate::ports::{Progress, SourceDomain, State, Transport, TransportError};
+use crate::reply::{self, NakCode, Reply, REPLY_LEN};
+
+/// How the source runs.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceConfig<'a> {
+    /// The shared HMAC key (at least 16 bytes; `migrate/key` gives 32).
+    pub key: &'a [u8],
+    /// A fresh random nonce for this migration's hello.
+    pub nonce: [u8; 16],
+    /// What the engine sends (`Baseline`, `DependencyAware`, `PaperAnalysis`).
+    pub mode: Mode,
+    /// Xen version of this host, written into the domain header.
+    pub xen_major: u32,
+    /// Xen minor version.
+    pub xen_minor: u32,
+}
+
+/// A domain operation, named in errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceOp {
+    /// `populated`.
+    Populated,
+    /// `read_pages`.
+    ReadPages,
+    /// `log_dirty_enable`.
+    LogDirtyEnable,
+    /// `log_dirty_collect`.
+    LogDirtyCollect,
+    /// `suspend`.
+    Suspend,
+    /// `tsc_info`.
+    TscInfo,
+    /// `hvm_param`.
+    HvmParam,
+    /// `hvm_context`.
+    HvmContext,
+}
+
+/// Why the source gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceError {
+    /// The key is shorter than 16 bytes.
+    ShortKey,
+    /// The mode may leave the destination inconsistent; an appliance never runs it.
+    UnsoundMode,
+    /// The guest reports no frames.
+    EmptyGuest,
+    /// The transport failed.
+    Transport(TransportError),
+    /// The destination's hello was refused.
+    Handshake(HandshakeError),
+    /// A domain operation failed.
+    Domain(SourceOp, PortError),
+    /// The dependency oracle failed.
+    Oracle(PortError),
+    /// The stream could not be encoded (a bug, or a pfn beyond 52 bits).
+    Encode(EncodeError),
+    /// The destination refused the migration.
+    Nak(NakCode),
+    /// The destination answered neither ACK nor NAK.
+    BadReply([u8; REPLY_LEN]),
+}
+
+/// Figures of one migration, complete on success and partial on failure.
+/// Times are the caller's [`Clock`] readings in ns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// The mode that ran.
+    pub mode: Option<Mode>,
+    /// The policy's name.
+    pub policy: &'static str,
+    /// Frames in the guest's address space.
+    pub nr_pfns: u64,
+    /// Every round so far; the last one is the copy round on success.
+    pub rounds: Vec<RoundStats>,
+    /// Start of each round.
+    pub round_start_ns: Vec<u64>,
+    /// PAGE_DATA records of each round.
+    pub round_records: Vec<u64>,
+    /// Entries of each round sent as holes (frames gone since round 1).
+    pub round_holes: Vec<u64>,
+    /// Groups the oracle froze (dependency-aware mode).
+    pub frozen_groups: u32,
+    /// Every byte sent: our hello, the stream, the trailer.
+    pub stream_bytes: u64,
+    /// libxc records written.
+    pub records: u64,
+    /// First byte sent (the hello).
+    pub start_ns: u64,
+    /// The suspension was asked for.
+    pub suspend_request_ns: Option<u64>,
+    /// The guest was seen suspended.
+    pub suspended_ns: Option<u64>,
+    /// END was written.
+    pub end_ns: Option<u64>,
+    /// The trailer (the last byte) was sent and flushed.
+    pub trailer_ns: Option<u64>,
+    /// The ACK arrived.
+    pub ack_ns: Option<u64>,
+}
+
+impl SourceStats {
+    /// Pages with contents sent (holes and freed pages excluded).
+    pub fn pages_sent(&self) -> u64 {
+        self.rounds.iter().map(|r| r.sent).sum::<u64>() - self.round_holes.iter().sum::<u64>()
+    }
+
+    /// Bytes of PAGE_DATA records.
+    pub fn page_record_bytes(&self) -> u64 {
+        self.rounds.iter().map(|r| r.bytes).sum()
+    }
+
+    /// Guest suspended -> ACK received.
+    pub fn downtime_ns(&self) -> Option<u64> {
+        self.ack_ns?.checked_sub(self.suspended_ns?)
+    }
+
+    /// First byte -> ACK received.
+    pub fn total_ns(&self) -> Option<u64> {
+        self.ack_ns?.checked_sub(self.start_ns)
+    }
+}
+
+/// A failed migration: the error, what was measured, and how the guest was
+/// put back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFailure {
+    /// The first error.
+    pub error: SourceError,
+    /// Figures up to the failure.
+    pub stats: SourceStats,
+    /// Whether `resume_cancelled` was called (the suspension had been asked for).
+    pub resumed: bool,
+    /// The error of `resume_cancelled`, if it failed: the guest may still
+    /// be suspended and dom0 must resume it.
+    pub resume_error: Option<PortError>,
+    /// The error of `log_dirty_disable`, if it failed.
+    pub log_dirty_error: Option<PortError>,
+    /// The error of the oracle's `thaw_all`, if it failed.
+    pub thaw_error: Option<PortError>,
+}
+
+/// A successful migration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceOutcome {
+    /// The figures.
+    pub stats: SourceStats,
+    /// The error of `log_dirty_disable`, if it failed (the migration stands).
+    pub log_dirty_error: Option<PortError>,
+}
+
+/// The progress line for a round, as published under `migrate/round`.
+pub fn round_line(st: &RoundStats) -> alloc::string::String {
+    format!(
+        "round={} dirty={} sent={} skipped_free={} bytes={} ms={}",
+        st.round,
+        st.dirty,
+        st.sent,
+        st.skipped_free,
+        st.bytes,
+        st.time_ns / 1_000_000
+    )
+}
+
+/// Bytes buffered before they are handed to the transport: the encoder
+/// writes pfn entries 8 bytes at a time.
+const WIRE_BUFFER: usize = 64 << 10;
+
+/// The transport as a [`ByteSink`], with a buffer, a byte count, and the
+/// transport's error kept (the sink interface only says "full").
+struct Wire<'t, T> {
+    t: &'t mut T,
+    buf: Vec<u8>,
+    sent: u64,
+    err: Option<TransportError>,
+}
+
+impl<T: Transport> Wire<'_, T> {
+    fn push(&mut self) -> Result<(), SinkFull> {
+        if self.err.is_some() {
+            return Err(SinkFull);
+        }
+        if !self.buf.is_empty() {
+            if let Err(e) = self.t.send(&self.buf) {
+                self.err = Some(e);
+                return Err(SinkFull);
+            }
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl<T: Transport> ByteSink for Wire<'_, T> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), SinkFull> {
+        if self.err.is_some() {
+            return Err(SinkFull);
+        }
+        if self.buf.len() + bytes.len() > WIRE_BUFFER {
+            self.push()?;
+        }
+        if bytes.len() >= WIRE_BUFFER {
+            if let Err(e) = self.t.send(bytes) {
+                self.err = Some(e);
+                return Err(SinkFull);
+            }
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+        self.sent += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Everything the engine's ports share.
+struct Shared<'a, D, T> {
+    dom: &'a mut D,
+    out: Authenticated<Wire<'a, T>>,
+    enc: Encoder,
+    pages: Vec<u8>,
+    holes: Vec<bool>,
+    entries: Vec<PfnEntry>,
+    progress: &'a mut dyn Progress,
+    clock: &'a dyn Clock,
+    log_on: bool,
+    suspend_called: bool,
+    stats: SourceStats,
+    round_records: u64,
+    round_holes: u64,
+    err: Option<SourceError>,
+}
+
+impl<D, T: Transport> Shared<'_, D, T> {
+    /// Keeps the first error; the engine only sees a [`PortError`].
+    fn fail(&mut self, e: SourceError) -> PortError {
+        if self.err.is_none() {
+            self.err = Some(e);
+        }
+        PortError { code: -1 }
+    }
+
+    fn encode_error(&mut self, e: EncodeError) -> PortError {
+        let err = match (e, self.out.inner_mut().err) {
+            (EncodeError::Sink, Some(t)) => SourceError::Transport(t),
+            _ => SourceError::Encode(e),
+        };
+        self.fail(err)
+    }
+}
+
+/// The three engine ports over one [`Shared`].
+struct Port<'s, 'a, D, T> {
+    cell: &'s RefCell<Shared<'a, D, T>>,
+    nr: u64,
+}
+
+/// The code a port returns when the shared state is busy (never expected:
+/// the engine does not nest port calls).
+const BUSY: PortError = PortError { code: -2 };
+
+impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
+    fn page_data(&mut self, pfns: &[u64], kind: PageType) -> Result<u64, PortError> {
+        let mut guard = self.cell.try_borrow_mut().map_err(|_| BUSY)?;
+        let sh = &mut *guard;
+        let n = pfns.len();
+        sh.entries.clear();
+        let mut holes = 0u64;
+        if kind == PageType::Normal {
+            sh.pages.resize(n * PAGE_SIZE, 0);
+            sh.holes.clear();
+            sh.holes.resize(n, false);
+            if let Err(e) = sh.dom.read_pages(pfns, &mut sh.pages, &mut sh.holes) {
+                return Err(sh.fail(SourceError::Domain(SourceOp::ReadPages, e)));
+            }
+            for (&pfn, &hole) in pfns.iter().zip(&sh.holes) {
+                let kind = if hole {
+                    holes += 1;
+                    PageType::XTab
+                } else {
+                    PageType::Normal
+                };
+                sh.entries.push(PfnEntry { pfn, kind });
+            }
+        } else {
+            sh.entries
+                .extend(pfns.iter().map(|&pfn| PfnEntry { pfn, kind }));
+        }
+        let before = sh.out.inner_mut().sent;
+        if let Err(e) = sh.enc.page_data_header(&mut sh.out, &sh.entries) {
+            return Err(sh.encode_error(e));
+        }
+        if kind == PageType::Normal {
+            // Runs of pages without holes go out in one piece.
+            let mut i = 0;
+            while i < n {
+                if sh.holes.get(i).copied().unwrap_or(true) {
+                    i += 1;
+                    continue;
+                }
+                let mut j = i;
+                while j < n && !sh.holes.get(j).copied().unwrap_or(true) {
+                    j += 1;
+                }
+                let run = sh.pages.get(i * PAGE_SIZE..j * PAGE_SIZE).unwrap_or(&[]);
+                if sh.out.put(run).is_err() {
+                    return Err(sh.encode_error(EncodeError::Sink));
+                }
+                i = j;
+            }
+        }
+        sh.round_records += 1;
+        sh.round_holes += holes;
+        sh.stats.records += 1;
+        Ok(sh.out.inner_mut().sent - before)
+    }
+}
+
+impl<D: SourceDomain, T: Transport> GuestMemory for Port<'_, '_, D, T> {
+    fn nr_pfns(&self) -> u64 {
+        self.nr
+    }
+    fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        let mut sh = self.cell.try_borrow_mut().map_err(|_| BUSY)?;
+        match sh.dom.populated(out) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(sh.fail(SourceError::Domain(SourceOp::Populated, e))),
+        }
+    }
+}
+
+impl<D: SourceDomain, T: Transport> DirtyLog for Port<'_, '_, D, T> {
+    fn enable(&mut self) -> Result<(), PortError> {
+        let mut sh = self.cell.try_borrow_mut().map_err(|_| BUSY)?;
+        // Set first: a failed enable may have half-happened; disabling is harmless.
+        sh.log_on = true;
+        match sh.dom.log_dirty_enable() {
+            Ok(()) => Ok(()),
+            Err(e) => Err(sh.fail(SourceError::Domain(SourceOp::LogDirtyEnable, e))),
+        }
+    }
+    fn collect(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        let mut sh = self.cell.try_borrow_mut().map_err(|_| BUSY)?;
+        match sh.dom.log_dirty_collect(out) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(sh.fail(SourceError::Domain(SourceOp::LogDirtyCollect, e))),
+        }
+    }
+    fn suspend(&mut self) -> Result<(), PortError> {
+        let mut guard = self.cell.try_borrow_mut().map_err(|_| BUSY)?;
+        let sh = &mut *guard;
+        // Everything of the live rounds leaves before the guest stops.
+        if sh.out.inner_mut().push().is_err() {
+            return Err(sh.encode_error(EncodeError::Sink));
+        }
+        sh.progress.state(State::Suspending);
+        sh.suspend_called = true;
+        sh.stats.suspend_request_ns = Some(sh.clock.now_ns());
+        if let Err(e) = sh.dom.suspend() {
+            return Err(sh.fail(SourceError::Domain(SourceOp::Suspend, e)));
+        }
+        sh.stats.suspended_ns = Some(sh.clock.now_ns());
+        sh.progress.state(State::Final);
+        Ok(())
+    }
+}
+
+impl<D: SourceDomain, T: Transport> PageSink for Port<'_, '_, D, T> {
+    fn send_pages(&mut self, pfns: &[u64]) -> Result<u64, PortError> {
+        self.page_data(pfns, PageType::Normal)
+    }
+    fn zero_pages(&mut self, pfns: &[u64]) -> Result<u64, PortError> {
+        self.page_data(pfns, PageType::XAlloc)
+    }
+}
+
+/// Runs the source role over `transport` to a destination already
+/// listening. `clock` times rounds and the downtime; `oracle` answers the
+/// engine's questions about the guest (pass [`depmig_precopy::NoOracle`]
+/// for the baseline); `policy` decides when to stop pre-copy.
+///
+/// On success the guest is suspended and the destination holds it; on
+/// failure the guest was resumed (see [`SourceFailure`]).
+#[allow(clippy::too_many_arguments)] // reason: each port is a separate platform object
+pub fn run<D: SourceDomain, T: Transport>(
+    domain: &mut D,
+    transport: &mut T,
+    clock: &dyn Clock,
+    oracle: &mut dyn DependencyOracle,
+    policy: &mut dyn Policy,
+    progress: &mut dyn Progress,
+    cfg: &SourceConfig<'_>,
+) -> Result<SourceOutcome, Box<SourceFailure>> {
+    let mut stats = SourceStats {
+        mode: Some(cfg.mode),
+        policy: policy.name(),
+        start_ns: clock.now_ns(),
+        ..SourceStats::default()
+    };
+    let early = |error, stats: SourceStats| {
+        Box::new(SourceFailure {
+            error,
+            stats,
+            resumed: false,
+            resume_error: None,
+            log_dirty_error: None,
+            thaw_error: None,
+        })
+    };
+    if cfg.key.len() < MIN_KEY_LEN {
+        return Err(early(SourceError::ShortKey, stats));
+    }
+    if !cfg.mode.is_sound() {
+        return Err(early(SourceError::UnsoundMode, stats));
+    }
+    let nr = domain.nr_pfns();
+    stats.nr_pfns = nr;
+    if nr == 0 {
+        return Err(early(SourceError::EmptyGuest, stats));
+    }
+
+    progress.state(State::Connecting);
+    let mac = match handshake(transport, cfg) {
+        Ok(m) => m,
+        Err(e) => {
+            progress.state(State::Failed);
+            return Err(early(e, stats));
+        }
+    };
+    stats.stream_bytes = HELLO_LEN as u64;
+    progress.state(State::Streaming);
+
+    let wire = Wire {
+        t: transport,
+        buf: Vec::with_capacity(WIRE_BUFFER),
+        sent: 0,
+        err: None,
+    };
+    let cell = RefCell::new(Shared {
+        dom: domain,
+        out: Authenticated::new(wire, mac),
+        enc: Encoder::new(),
+        pages: vec![0; BATCH * PAGE_SIZE],
+        holes: Vec::with_capacity(BATCH),
+        entries: Vec::with_capacity(BATCH),
+        progress,
+        clock,
+        log_on: false,
+        suspend_called: false,
+        stats,
+        round_records: 0,
+        round_holes: 0,
+        err: None,
+    });
+
+    // Headers and the (empty) static data: the shell was built from the
+    // guest's own configuration on this host, so no CPU policy travels.
+    {
+        let mut guard = cell.borrow_mut();
+        let sh = &mut *guard;
+        let dom_hdr = DomainHeader {
+            domain_type: DomainType::X86Hvm,
+            page_shift: 12,
+            xen_major: cfg.xen_major,
+            xen_minor: cfg.xen_minor,
+        };
+        let r = sh
+            .enc
+            .headers(&mut sh.out, &dom_hdr)
+            .and_then(|()| sh.enc.static_data_end(&mut sh.out));
+        if let Err(e) = r {
+            sh.encode_error(e);
+        } else {
+            sh.stats.records += 1;
+        }
+    }
+
+    let mut frozen_tried = false;
+    let engine = if cell.borrow().err.is_some() {
+        Err(EngineError::Sink(PortError { code: -1 }))
+    } else {
+        frozen_tried = cfg.mode == Mode::DependencyAware;
+        let mut memory = Port { cell: &cell, nr };
+        let mut log = Port { cell: &cell, nr };
+        let mut sink = Port { cell: &cell, nr };
+        let ports = Ports {
+            memory: &mut memory,
+            log: &mut log,
+            sink: &mut sink,
+            clock,
+            oracle: &mut *oracle,
+        };
+        migrate(ports, cfg.mode, policy, &mut |st: &RoundStats| {
+            if let Ok(mut guard) = cell.try_borrow_mut() {
+                let sh = &mut *guard;
+                let now = sh.clock.now_ns();
+                sh.stats.round_start_ns.push(now.saturating_sub(st.time_ns));
+                sh.stats.round_records.push(sh.round_records);
+                sh.stats.round_holes.push(sh.round_holes);
+                sh.round_records = 0;
+                sh.round_holes = 0;
+                sh.stats.rounds.push(*st);
+                // Hand the round's tail to the transport; an error shows up
+                // on the next write.
+                let _ = sh.out.inner_mut().push();
+                sh.progress.round(st, &round_line(st));
+            }
+        })
+    };
+
+    let Shared {
+        dom,
+        mut out,
+        mut enc,
+        progress,
+        log_on,
+        suspend_called,
+        mut stats,
+        err,
+        ..
+    } = cell.into_inner();
+    let result = match engine {
+        Ok(summary) => {
+            stats.frozen_groups = summary.frozen_groups;
+            finish(dom, out, &mut enc, &mut stats, clock)
+        }
+        Err(e) => {
+            stats.stream_bytes += out.inner_mut().sent;
+            Err(match (err, e) {
+                (Some(first), _) => first,
+                (None, EngineError::Oracle(p)) => SourceError::Oracle(p),
+                (None, EngineError::EmptyGuest) => SourceError::EmptyGuest,
+                // Every other port records its own error first; keep the
+                // engine's view should one not.
+                (None, other) => SourceError::Domain(SourceOp::Populated, port_of(other)),
+            })
+        }
+    };
+
+    let log_dirty_error = if log_on {
+        dom.log_dirty_disable().err()
+    } else {
+        None
+    };
+    match result {
+        Ok(()) => {
+            progress.state(State::Committed);
+            Ok(SourceOutcome {
+                stats,
+                log_dirty_error,
+            })
+        }
+        Err(error) => {
+            let resume_error = if suspend_called {
+                dom.resume_cancelled().err()
+            } else {
+                None
+            };
+            let thaw_error = if frozen_tried {
+                oracle.thaw_all().err()
+            } else {
+                None
+            };
+            progress.state(State::Failed);
+            Err(Box::new(SourceFailure {
+                error,
+                stats,
+                resumed: suspend_called,
+                resume_error,
+                log_dirty_error,
+                thaw_error,
+            }))
+        }
+    }
+}
+
+fn port_of(e: EngineError) -> PortError {
+    match e {
+        EngineError::Memory(p)
+        | EngineError::DirtyLog(p)
+        | EngineError::Sink(p)
+        | EngineError::Oracle(p) => p,
+        EngineError::EmptyGuest => PortError { code: 0 },
+    }
+}
+
+/// Sends our hello, reads and checks the destination's, starts the MAC.
+fn handshake<T: Transport>(
+    t: &mut T,
+    cfg: &SourceConfig<'_>,
+) -> Result<TranscriptMac, SourceError> {
+    let mine = Hello {
+        role: Role::Source,
+        nonce: cfg.nonce,
+    };
+    t.send(&mine.to_bytes()).map_err(SourceError::Transport)?;
+    t.flush().map_err(SourceError::Transport)?;
+    let mut b = [0u8; HELLO_LEN];
+    t.recv_exact(&mut b).map_err(SourceError::Transport)?;
+    let peer = Hello::parse(&b).map_err(SourceError::Handshake)?;
+    if peer.role != Role::Destination {
+        return Err(SourceError::Handshake(HandshakeError::UnexpectedRole));
+    }
+    TranscriptMac::new(cfg.key, &mine, &peer).map_err(SourceError::Handshake)
+}
+
+/// After the copy round: CPU state, END, trailer, and the reply.
+fn finish<D: SourceDomain, T: Transport>(
+    dom: &mut D,
+    mut out: Authenticated<Wire<'_, T>>,
+    enc: &mut Encoder,
+    stats: &mut SourceStats,
+    clock: &dyn Clock,
+) -> Result<(), SourceError> {
+    let sink_error =
+        |out: &mut Authenticated<Wire<'_, T>>, e: EncodeError| match (e, out.inner_mut().err) {
+            (EncodeError::Sink, Some(t)) => SourceError::Transport(t),
+            _ => SourceError::Encode(e),
+        };
+    let tail = (|| {
+        let tsc = dom
+            .tsc_info()
+            .map_err(|e| SourceError::Domain(SourceOp::TscInfo, e))?;
+        let mut list: Vec<HvmParam> = Vec::with_capacity(params::SAVED.len());
+        for index in params::SAVED {
+            let value = dom
+                .hvm_param(index)
+                .map_err(|e| SourceError::Domain(SourceOp::HvmParam, e))?;
+            if value != 0 {
+                list.push(HvmParam {
+                    index: u64::from(index),
+                    value,
+                });
+            }
+        }
+        let mut ctx = Vec::new();
+        dom.hvm_context(&mut ctx)
+            .map_err(|e| SourceError::Domain(SourceOp::HvmContext, e))?;
+        enc.tsc_info(&mut out, &tsc)
+            .and_then(|()| enc.hvm_params(&mut out, &list))
+            .and_then(|()| enc.hvm_context(&mut out, &ctx))
+            .and_then(|()| enc.end(&mut out))
+            .map_err(|e| sink_error(&mut out, e))
+    })();
+    if let Err(e) = tail {
+        stats.stream_bytes += out.inner_mut().sent;
+        return Err(e);
+    }
+    stats.records += 4;
+    stats.end_ns = Some(clock.now_ns());
+
+    // The trailer covers the stream; it is not part of it.
+    let (mut wire, trailer) = out.finish();
+    let sent = wire.put(&trailer).and_then(|()| wire.push());
+    stats.stream_bytes += wire.sent;
+    if sent.is_err() {
+        return Err(SourceError::Transport(
+            wire.err.unwrap_or(TransportError::Failed(-1)),
+        ));
+    }
+    wire.t.flush().map_err(SourceError::Transport)?;
+    stats.trailer_ns = Some(clock.now_ns());
+
+    let mut b = [0u8; REPLY_LEN];
+    wire.t.recv_exact(&mut b).map_err(SourceError::Transport)?;
+    match reply::parse(b) {
+        Reply::Ack => {
+            stats.ack_ns = Some(clock.now_ns());
+            Ok(())
+        }
+        Reply::Nak(code) => Err(SourceError::Nak(code)),
+        Reply::Garbage(b) => Err(SourceError::BadReply(b)),
+    }
+}

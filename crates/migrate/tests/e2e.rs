@@ -1,0 +1,532 @@
+//! Both roles over an in-memory connection, each on its own thread: a
+//! guest that keeps writing while it is copied, a shell that receives it,
+//! and the faults of issue 6 (wrong key, corrupted byte, either end
+//! vanishing mid-stream, a guest that will not suspend).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use depmig_migrate::report::{self, ReportMeta};
+use depmig_migrate::*;
+
+const NR: u64 = 4096;
+
+struct Run {
+    src: Result<SourceOutcome, Box<SourceFailure>>,
+    dst: Result<DestStats, DestError>,
+    guest: Arc<Mutex<Guest>>,
+    shell: Shell,
+    src_states: Vec<State>,
+    src_lines: Vec<String>,
+    dst_states: Vec<State>,
+    thaws: u32,
+    elapsed: Duration,
+}
+
+struct Setup {
+    guest: Guest,
+    src_key: &'static [u8],
+    dst_key: &'static [u8],
+    mode: Mode,
+    policy: PolicyKind,
+    src_wrap: Box<dyn FnOnce(End) -> Boxed + Send>,
+    dst_wrap: Box<dyn FnOnce(End) -> Boxed + Send>,
+}
+
+impl Setup {
+    fn new(seed: u64) -> Self {
+        let mut guest = Guest::new(NR, seed);
+        guest.balloon_out = Some(777);
+        Setup {
+            guest,
+            src_key: KEY,
+            dst_key: KEY,
+            mode: Mode::Baseline,
+            policy: PolicyKind::Xen4,
+            src_wrap: Box::new(|e| Boxed(Box::new(e))),
+            dst_wrap: Box::new(|e| Boxed(Box::new(e))),
+        }
+    }
+
+    fn run(self) -> Run {
+        let (a, b) = duplex(256 << 10, Duration::from_secs(5));
+        let guest = Arc::new(Mutex::new(self.guest));
+        let g = G(guest.clone());
+        let t0 = Instant::now();
+        let (src, src_rec, thaws, dst, shell, dst_rec) = std::thread::scope(|s| {
+            let src_key = self.src_key;
+            let dst_key = self.dst_key;
+            let mode = self.mode;
+            let policy = self.policy;
+            let src_wrap = self.src_wrap;
+            let dst_wrap = self.dst_wrap;
+            let src = s.spawn(move || {
+                let mut t = src_wrap(a);
+                let mut dom = g.clone();
+                let mut oracle = Oracle { g, thaws: 0 };
+                let mut rec = Recorder::default();
+                let mut pol = AnyPolicy::new(policy);
+                let clock = TestClock(Instant::now());
+                let cfg = SourceConfig {
+                    key: src_key,
+                    nonce: [1; 16],
+                    mode,
+                    xen_major: 4,
+                    xen_minor: 17,
+                };
+                let r = source::run(
+                    &mut dom,
+                    &mut t,
+                    &clock,
+                    &mut oracle,
+                    &mut pol,
+                    &mut rec,
+                    &cfg,
+                );
+                (r, rec, oracle.thaws)
+            });
+            let dst = s.spawn(move || {
+                let mut t = dst_wrap(b);
+                let mut shell = Shell::new(NR);
+                let mut rec = Recorder::default();
+                let cfg = DestConfig::new(dst_key, [2; 16]);
+                let r = dest::run(&mut shell, &mut t, &mut rec, &cfg);
+                (r, shell, rec)
+            });
+            let (src, src_rec, thaws) = src.join().unwrap();
+            let (dst, shell, dst_rec) = dst.join().unwrap();
+            (src, src_rec, thaws, dst, shell, dst_rec)
+        });
+        Run {
+            src,
+            dst,
+            guest,
+            shell,
+            src_states: src_rec.states,
+            src_lines: src_rec.lines,
+            dst_states: dst_rec.states,
+            thaws,
+            elapsed: t0.elapsed(),
+        }
+    }
+}
+
+/// The shell holds the guest as it was when suspended (ring frames zeroed).
+fn assert_memory_matches(r: &Run) {
+    let g = r.guest.lock().unwrap();
+    let snap = g.snapshot.as_ref().expect("guest was suspended");
+    let mut checked = 0;
+    for p in 0..NR {
+        if !g.populated[p as usize] {
+            continue;
+        }
+        let want: &[u8] = &snap[p as usize * PAGE..(p as usize + 1) * PAGE];
+        let got = r.shell.page(p);
+        if p == NR - 2 || p == NR - 1 {
+            assert!(got.iter().all(|&b| b == 0), "ring frame {p} cleared");
+        } else {
+            assert!(got == want, "pfn {p} differs");
+            checked += 1;
+        }
+    }
+    assert!(checked > NR - 40, "{checked}");
+}
+
+fn assert_cpu_state_applied(r: &Run) {
+    let g = r.guest.lock().unwrap();
+    assert_eq!(r.shell.tsc, Some(g.tsc));
+    assert_eq!(r.shell.context.as_deref(), Some(&g.context[..]));
+    // Non-zero saved parameters except the rings, in the saver's order.
+    assert_eq!(
+        r.shell.set_params,
+        vec![(37, 0xfeff_c000 | (128 << 32)), (12, 0xfeff_d000), (36, 1)]
+    );
+    // The shell's own event channels and ring frames stay.
+    assert_eq!(r.shell.params[&2], 99);
+    assert_eq!(r.shell.params[&18], 98);
+    assert_eq!(r.shell.params[&1], NR - 2);
+    // The CPU state comes after every page, the context last.
+    let first_cpu = r.shell.log.iter().position(|&s| s == "tsc").unwrap();
+    assert!(!r.shell.log[first_cpu..].contains(&"pages"));
+    assert_eq!(r.shell.log.last(), Some(&"context"));
+}
+
+#[test]
+fn baseline_migration_copies_the_guest_and_reports() {
+    let r = Setup::new(7).run();
+    let out = r.src.as_ref().expect("source succeeded");
+    let dst = r.dst.as_ref().expect("destination succeeded");
+    let st = &out.stats;
+    {
+        let g = r.guest.lock().unwrap();
+        assert!(g.suspended, "the guest stays suspended for dom0 to destroy");
+        assert_eq!(g.resume_calls, 0);
+        assert_eq!((g.log_enables, g.log_disables, g.log_on), (1, 1, false));
+    }
+    assert_memory_matches(&r);
+    assert_cpu_state_applied(&r);
+    assert_eq!(r.shell.repopulated, 0);
+    assert_eq!(
+        r.shell.populate_calls.concat(),
+        (500..520).collect::<Vec<u64>>(),
+        "only the frames the shell lacked, once each"
+    );
+    assert!(dst.holes >= 1, "the ballooned-out frame went as a hole");
+
+    assert_eq!(
+        r.src_states,
+        [
+            State::Connecting,
+            State::Streaming,
+            State::Suspending,
+            State::Final,
+            State::Committed
+        ]
+    );
+    assert_eq!(
+        r.dst_states,
+        [State::Receiving, State::Applying, State::Applied]
+    );
+    assert_eq!(r.src_lines.len(), st.rounds.len());
+    assert!(
+        r.src_lines[0].starts_with("round=1 dirty="),
+        "{}",
+        r.src_lines[0]
+    );
+
+    // Figures agree across the two ends.
+    assert!(st.rounds.len() >= 3, "{:?}", st.rounds);
+    assert!(st.rounds.last().unwrap().last);
+    assert_eq!(st.rounds[0].sent, NR - 10, "round 1: every populated frame");
+    assert_eq!(st.pages_sent(), dst.pages_written);
+    assert_eq!(st.pages_sent(), r.shell.pages_written);
+    assert_eq!(st.stream_bytes, dst.bytes_received);
+    let downtime = st.downtime_ns().unwrap();
+    let total = st.total_ns().unwrap();
+    assert!(downtime > 0 && downtime <= total && total <= r.elapsed.as_nanos() as u64);
+
+    let text = report::build(
+        st,
+        &ReportMeta {
+            migrator: "depmig",
+            scenario: "unit \"e2e\"",
+            workload: "dirtier",
+            link_rate: 0,
+            unix_offset_ns: Some(1_700_000_000_000_000_000),
+            result: "committed",
+        },
+    );
+    assert!(text.len() < 4096, "fits one xenstore write: {}", text.len());
+    let j = parse_json(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(
+        j.get("schema"),
+        Some(&Json::Str("depmig-migration-report/1".into()))
+    );
+    assert_eq!(j.get("scenario"), Some(&Json::Str("unit \"e2e\"".into())));
+    let rounds = st.rounds.len() as u64;
+    assert_eq!(j.u("rounds"), rounds);
+    assert_eq!(j.u("final_round"), rounds);
+    assert_eq!(j.u("page_size"), 4096);
+    let per_round_pages: Vec<u64> = j
+        .get("per_round_pages")
+        .unwrap()
+        .arr()
+        .iter()
+        .map(|v| v.num().unwrap() as u64)
+        .collect();
+    assert_eq!(per_round_pages.len() as u64, rounds);
+    assert_eq!(per_round_pages.iter().sum::<u64>(), j.u("total_pages"));
+    assert_eq!(j.u("total_pages"), dst.pages_written);
+    assert_eq!(j.u("page_bytes"), dst.pages_written * 4096);
+    assert_eq!(j.u("stream_bytes"), dst.bytes_received);
+    let per_round = j.get("per_round").unwrap().arr();
+    let mut last_start = 0;
+    for (i, pr) in per_round.iter().enumerate() {
+        assert_eq!(pr.u("round"), i as u64 + 1);
+        assert_eq!(pr.u("pages"), per_round_pages[i]);
+        assert!(pr.u("pfns") >= pr.u("pages"));
+        assert!(pr.u("bytes") >= pr.u("pages") * 4096);
+        assert!(pr.u("records") >= 1);
+        assert!(pr.u("start_ms") >= last_start);
+        last_start = pr.u("start_ms");
+        let _ = pr.u("duration_ms");
+    }
+    assert!(j.u("downtime_ms") <= j.u("total_time_ms"));
+    assert_eq!(j.get("downtime_xl_list_ms"), Some(&Json::Null));
+    let ev = j.get("events").unwrap();
+    assert!(ev.u("first_byte_unix_ms") >= 1_700_000_000_000);
+    assert!(ev.u("go_unix_ms") >= ev.u("suspended_unix_ms"));
+    assert!(ev.u("suspended_unix_ms") >= ev.u("first_byte_unix_ms"));
+    assert_eq!(ev.get("resumed_unix_ms"), Some(&Json::Null));
+    let s = j.get("stream").unwrap();
+    assert_eq!(s.get("complete"), Some(&Json::Bool(true)));
+    assert_eq!(s.u("libxc_version"), 3);
+    assert_eq!(s.u("trailer_bytes"), 48);
+    let d = j.get("depmig").unwrap();
+    assert_eq!(d.get("mode"), Some(&Json::Str("baseline".into())));
+    assert_eq!(d.get("policy"), Some(&Json::Str("xen-4.x".into())));
+    let holes: u64 = d
+        .get("per_round_holes")
+        .unwrap()
+        .arr()
+        .iter()
+        .map(|v| v.num().unwrap() as u64)
+        .sum();
+    assert_eq!(holes, dst.holes);
+}
+
+#[test]
+fn every_policy_converges_and_copies_exactly() {
+    for (policy, seed) in [(PolicyKind::Xen33, 11), (PolicyKind::Adaptive, 12)] {
+        let mut s = Setup::new(seed);
+        s.policy = policy;
+        let r = s.run();
+        let out = r.src.as_ref().expect("source succeeded");
+        r.dst.as_ref().expect("destination succeeded");
+        assert_memory_matches(&r);
+        assert_cpu_state_applied(&r);
+        assert!(out.stats.rounds.last().unwrap().last, "{policy:?}");
+    }
+}
+
+#[test]
+fn dependency_aware_freezes_and_skips_free_pages() {
+    let mut s = Setup::new(21);
+    s.mode = Mode::DependencyAware;
+    let free: Vec<u64> = (1000..1100).collect();
+    s.guest.free_on_suspend = free.clone();
+    // Half the hot set belongs to frozen groups.
+    let hot = s.guest.hot.clone();
+    s.guest.frozen = hot[..hot.len() / 2].to_vec();
+    let r = s.run();
+    let out = r.src.as_ref().expect("source succeeded");
+    let dst = r.dst.as_ref().expect("destination succeeded");
+    assert_memory_matches(&r);
+    assert_cpu_state_applied(&r);
+    let copy = out.stats.rounds.last().unwrap();
+    assert!(copy.last);
+    assert_eq!(copy.skipped_free, free.len() as u64);
+    assert!(dst.pages_zeroed >= free.len() as u64);
+    for p in &free {
+        assert!(r.shell.zeroed.contains(p), "free pfn {p} zeroed");
+    }
+    assert_eq!(out.stats.frozen_groups, 2);
+    assert_eq!(r.thaws, 0, "on success the destination's agent thaws");
+    let text = report::build(&out.stats, &ReportMeta::default());
+    let j = parse_json(&text).unwrap();
+    let d = j.get("depmig").unwrap();
+    assert_eq!(d.get("mode"), Some(&Json::Str("dependency-aware".into())));
+    assert_eq!(
+        d.get("per_round_skipped_free").unwrap().arr().last(),
+        Some(&Json::Num(free.len() as f64))
+    );
+    assert_eq!(
+        j.get("events").unwrap().get("go_unix_ms"),
+        Some(&Json::Null)
+    );
+}
+
+/// A failed migration leaves the guest running with log-dirty off.
+fn assert_guest_back(r: &Run, suspended_before: bool) {
+    let f = r.src.as_ref().expect_err("source failed");
+    let g = r.guest.lock().unwrap();
+    assert!(!g.suspended, "guest runs again");
+    assert!(!g.log_on, "log-dirty off");
+    assert_eq!(g.log_disables, 1);
+    assert_eq!(f.resumed, suspended_before, "{:?}", f.error);
+    assert_eq!(g.resume_calls, u32::from(suspended_before));
+    assert_eq!(*r.src_states.last().unwrap(), State::Failed);
+}
+
+#[test]
+fn wrong_key_fails_both_ends_and_resumes_the_guest() {
+    let mut s = Setup::new(31);
+    s.dst_key = b"another key, at least sixteen bytes";
+    let r = s.run();
+    assert_eq!(
+        r.dst.as_ref().unwrap_err(),
+        &DestError::Stream(depmig_stream::RxError::Handshake(
+            depmig_stream::HandshakeError::BadTag
+        ))
+    );
+    let f = r.src.as_ref().unwrap_err();
+    assert_eq!(f.error, SourceError::Nak(NakCode::Auth));
+    assert_guest_back(&r, true);
+    assert!(
+        r.shell.cpu_state_untouched(),
+        "only pages reached the shell"
+    );
+    assert!(r.shell.zeroed.is_empty());
+    assert_eq!(*r.dst_states.last().unwrap(), State::Failed);
+    assert!(!r.dst_states.contains(&State::Applying));
+}
+
+#[test]
+fn corrupted_page_byte_is_caught_by_the_tag() {
+    let mut s = Setup::new(41);
+    s.src_wrap = Box::new(|e| {
+        Boxed(Box::new(Corrupt {
+            inner: e,
+            at: 3_000_000,
+            pos: 0,
+        }))
+    });
+    let r = s.run();
+    assert_eq!(
+        r.src.as_ref().unwrap_err().error,
+        SourceError::Nak(NakCode::Auth)
+    );
+    assert_guest_back(&r, true);
+    assert!(r.shell.cpu_state_untouched());
+}
+
+/// Length of the clean migration's byte stream with `seed` (deterministic:
+/// the guest writes per read, not per unit of time).
+fn clean_length(seed: u64) -> u64 {
+    let r = Setup::new(seed).run();
+    r.src.unwrap().stats.stream_bytes
+}
+
+#[test]
+fn corrupted_record_header_is_refused_by_the_decoder() {
+    let len = clean_length(51);
+    let mut s = Setup::new(51);
+    // The END record's type field: 48 trailer bytes, then the END header.
+    let at = len - 48 - 8;
+    s.src_wrap = Box::new(move |e| {
+        Boxed(Box::new(Corrupt {
+            inner: e,
+            at,
+            pos: 0,
+        }))
+    });
+    let r = s.run();
+    match r.dst.as_ref().unwrap_err() {
+        DestError::Stream(depmig_stream::RxError::Decode(depmig_stream::DecodeError::Order(
+            depmig_stream::OrderError::UnsupportedMandatory(0x40),
+        ))) => {}
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(
+        r.src.as_ref().unwrap_err().error,
+        SourceError::Nak(NakCode::Decode)
+    );
+    assert_guest_back(&r, true);
+    assert!(r.shell.cpu_state_untouched());
+}
+
+#[test]
+fn destination_vanishing_early_fails_the_source_without_suspending() {
+    let mut s = Setup::new(61);
+    s.dst_wrap = Box::new(|e| Boxed(Box::new(Vanish::new(e, 2 << 20, false))));
+    let r = s.run();
+    assert_eq!(
+        r.dst.as_ref().unwrap_err(),
+        &DestError::Transport(TransportError::Reset)
+    );
+    let f = r.src.as_ref().unwrap_err();
+    assert!(
+        matches!(f.error, SourceError::Transport(_)),
+        "{:?}",
+        f.error
+    );
+    assert_guest_back(&r, false);
+    assert_eq!(r.guest.lock().unwrap().suspend_calls, 0);
+    assert!(
+        r.elapsed < Duration::from_secs(4),
+        "no hang: {:?}",
+        r.elapsed
+    );
+}
+
+#[test]
+fn destination_vanishing_in_the_copy_round_resumes_the_guest() {
+    let len = clean_length(71);
+    let mut s = Setup::new(71);
+    // Dies while the CPU state is on its way: the guest is suspended.
+    s.dst_wrap = Box::new(move |e| Boxed(Box::new(Vanish::new(e, len - 1000, false))));
+    let r = s.run();
+    assert!(r.dst.is_err());
+    let f = r.src.as_ref().unwrap_err();
+    assert!(
+        matches!(f.error, SourceError::Transport(_)),
+        "{:?}",
+        f.error
+    );
+    assert_guest_back(&r, true);
+    assert!(r.shell.cpu_state_untouched());
+}
+
+#[test]
+fn source_vanishing_fails_the_destination() {
+    let mut s = Setup::new(81);
+    s.src_wrap = Box::new(|e| Boxed(Box::new(Vanish::new(e, 5 << 20, true))));
+    let r = s.run();
+    assert_eq!(r.dst.as_ref().unwrap_err(), &DestError::PeerClosed);
+    assert!(r.src.is_err());
+    assert!(r.shell.cpu_state_untouched());
+    assert_eq!(*r.dst_states.last().unwrap(), State::Failed);
+}
+
+#[test]
+fn a_guest_that_will_not_suspend_is_resumed() {
+    let mut s = Setup::new(91);
+    s.guest.fail_suspend = true;
+    let r = s.run();
+    let f = r.src.as_ref().unwrap_err();
+    assert_eq!(
+        f.error,
+        SourceError::Domain(source::SourceOp::Suspend, PortError { code: -110 })
+    );
+    assert_guest_back(&r, true);
+    // The destination sees the connection close before the trailer.
+    assert_eq!(r.dst.as_ref().unwrap_err(), &DestError::PeerClosed);
+    assert!(r.shell.cpu_state_untouched());
+}
+
+#[test]
+fn failure_after_freezing_thaws_the_groups() {
+    let mut s = Setup::new(95);
+    s.mode = Mode::DependencyAware;
+    s.dst_key = b"another key, at least sixteen bytes";
+    let r = s.run();
+    assert!(r.src.is_err());
+    assert_eq!(r.thaws, 1);
+    assert!(!r.guest.lock().unwrap().frozen_active);
+}
+
+#[test]
+fn bad_configuration_is_refused_before_touching_anything() {
+    let mut g = G(Arc::new(Mutex::new(Guest::new(64, 1))));
+    let (mut a, _b) = duplex(1024, Duration::from_millis(100));
+    let clock = TestClock(Instant::now());
+    let mut pol = AnyPolicy::new(PolicyKind::Xen4);
+    for (key, mode, want) in [
+        (&b"short"[..], Mode::Baseline, SourceError::ShortKey),
+        (KEY, Mode::PaperLiteralUnsound, SourceError::UnsoundMode),
+    ] {
+        let cfg = SourceConfig {
+            key,
+            nonce: [1; 16],
+            mode,
+            xen_major: 4,
+            xen_minor: 17,
+        };
+        let f = source::run(
+            &mut g,
+            &mut a,
+            &clock,
+            &mut NoOracle,
+            &mut pol,
+            &mut NoProgress,
+            &cfg,
+        )
+        .unwrap_err();
+        assert_eq!(f.error, want);
+    }
+    assert_eq!(a.sent, 0);
+    assert_eq!(g.0.lock().unwrap().log_enables, 0);
+}
