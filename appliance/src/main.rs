@@ -13,6 +13,7 @@ mod boot_info;
 mod clock;
 mod console;
 mod fail;
+mod guestctl;
 mod heap;
 mod net;
 mod rt;
@@ -103,9 +104,18 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
                 fail::shutdown(End::Fail)
             }
         },
+        // Domctls, foreign mapping, log-dirty and suspend/resume against a
+        // running guest and a paused shell (rig scenario appliance-guestctl).
+        "guestctl" => match xen {
+            Some(x) => fail::shutdown(guestctl::run(x)),
+            None => {
+                println!("depmig-guestctl: FAIL guestctl needs Xen");
+                fail::shutdown(End::Fail)
+            }
+        },
         other => {
             println!(
-                "depmig: unknown mode {other:?} (known: selftest, nettest, crashtest, panictest)"
+                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, crashtest, panictest)"
             );
             println!("depmig-selftest: FAIL unknown mode");
             fail::shutdown(End::Fail)

@@ -5,7 +5,9 @@
 //! versions whose domctl interface this code does not know.
 
 pub mod console;
+pub mod domctl;
 pub mod evtchn;
+pub mod foreign;
 pub mod grant;
 pub mod hypercall;
 pub mod shared;
