@@ -171,6 +171,8 @@ pub struct DestStats {
     pub pages_written: u64,
     /// XALLOC entries zeroed.
     pub pages_zeroed: u64,
+    /// The shell's xenstore and console ring frames cleared.
+    pub rings_cleared: u64,
     /// XTAB entries (holes) skipped.
     pub holes: u64,
     /// Frames the shell lacked and was given.
@@ -374,12 +376,15 @@ impl<D: DestDomain> Applier<'_, D> {
                 self.zero_pfns.push(ring);
             }
         }
+        let zeroed = self.stats.pages_zeroed;
         self.flush_zeros()?;
+        self.stats.rings_cleared = self.stats.pages_zeroed - zeroed;
+        self.stats.pages_zeroed = zeroed;
         self.dom
             .set_tsc_info(&tsc)
             .map_err(|e| DestError::Domain(DestOp::SetTscInfo, e))?;
         for p in &apply {
-            // PANICS: none; `disposition` applies only indices below 2^32.
+            // `disposition` applies only indices below 2^32; this cannot fail.
             let index = u32::try_from(p.index).map_err(|_| DestError::Param(p.index))?;
             self.dom
                 .set_hvm_param(index, p.value)

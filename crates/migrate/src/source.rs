@@ -140,7 +140,8 @@ pub struct SourceStats {
 impl SourceStats {
     /// Pages with contents sent (holes and freed pages excluded).
     pub fn pages_sent(&self) -> u64 {
-        self.rounds.iter().map(|r| r.sent).sum::<u64>() - self.round_holes.iter().sum::<u64>()
+        let sent: u64 = self.rounds.iter().map(|r| r.sent).sum();
+        sent.saturating_sub(self.round_holes.iter().sum::<u64>())
     }
 
     /// Bytes of PAGE_DATA records.

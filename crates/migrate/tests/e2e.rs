@@ -219,6 +219,7 @@ fn baseline_migration_copies_the_guest_and_reports() {
             result: "committed",
         },
     );
+    println!("{text}");
     assert!(text.len() < 4096, "fits one xenstore write: {}", text.len());
     let j = parse_json(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(
@@ -529,4 +530,69 @@ fn bad_configuration_is_refused_before_touching_anything() {
     }
     assert_eq!(a.sent, 0);
     assert_eq!(g.0.lock().unwrap().log_enables, 0);
+}
+
+fn source_against(reply: Vec<u8>) -> (Box<SourceFailure>, Arc<Mutex<Guest>>, Vec<u8>) {
+    let guest = Arc::new(Mutex::new(Guest::new(256, 5)));
+    let mut g = G(guest.clone());
+    let mut t = Script::new(reply, 4096);
+    let clock = TestClock(Instant::now());
+    let mut pol = AnyPolicy::new(PolicyKind::Xen4);
+    let cfg = SourceConfig {
+        key: KEY,
+        nonce: [1; 16],
+        mode: Mode::Baseline,
+        xen_major: 4,
+        xen_minor: 17,
+    };
+    let f = source::run(
+        &mut g,
+        &mut t,
+        &clock,
+        &mut NoOracle,
+        &mut pol,
+        &mut NoProgress,
+        &cfg,
+    )
+    .unwrap_err();
+    (f, guest, t.out)
+}
+
+#[test]
+fn a_foreign_destination_is_refused_before_log_dirty() {
+    let (f, guest, sent) = source_against(b"HTTP/1.1 400 Bad Request\r\n\r\n....".to_vec());
+    assert_eq!(
+        f.error,
+        SourceError::Handshake(depmig_stream::HandshakeError::BadMagic)
+    );
+    assert_eq!(sent.len(), 32, "only our hello");
+    let g = guest.lock().unwrap();
+    assert_eq!((g.log_enables, g.suspend_calls), (0, 0));
+}
+
+#[test]
+fn a_garbage_reply_fails_and_resumes() {
+    let dst = depmig_stream::Hello {
+        role: depmig_stream::Role::Destination,
+        nonce: [2; 16],
+    };
+    let mut reply = dst.to_bytes().to_vec();
+    reply.extend_from_slice(b"DMACK\0\0\x01");
+    let (f, guest, _) = source_against(reply);
+    assert_eq!(f.error, SourceError::BadReply(*b"DMACK\0\0\x01"));
+    assert!(f.resumed);
+    let g = guest.lock().unwrap();
+    assert_eq!((g.resume_calls, g.log_disables, g.suspended), (1, 1, false));
+}
+
+#[test]
+fn a_silent_destination_is_a_closed_peer() {
+    let dst = depmig_stream::Hello {
+        role: depmig_stream::Role::Destination,
+        nonce: [2; 16],
+    };
+    let (f, guest, _) = source_against(dst.to_bytes().to_vec());
+    assert_eq!(f.error, SourceError::Transport(TransportError::Closed));
+    assert!(f.resumed);
+    assert!(!guest.lock().unwrap().suspended);
 }
