@@ -76,6 +76,7 @@ impl NakCode {
 pub fn nak(code: NakCode) -> [u8; REPLY_LEN] {
     let c = code.to_bytes();
     let p = NAK_PREFIX;
+    // PANICS: constant indices into fixed-size arrays, checked at compile time.
     [p[0], p[1], p[2], p[3], p[4], c[0], c[1], c[2]]
 }
 
