@@ -1,0 +1,785 @@
+//! Command-line parsing and the help texts of `depmig`.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// How the source appliance chooses pages (written to `migrate/mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Classic pre-copy: every dirty page, every round.
+    Baseline,
+    /// Quiet untainted process groups frozen for the migration.
+    DependencyAware,
+}
+
+impl Mode {
+    /// The value written to xenstore.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Baseline => "baseline",
+            Mode::DependencyAware => "dependency-aware",
+        }
+    }
+}
+
+/// When pre-copy stops (written to `migrate/policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Xen 3.3: 30 rounds, 3x memory, 50 pages.
+    Xen33,
+    /// Xen 4.x: 5 rounds, 50 pages.
+    Xen4,
+    /// Driven by measured bandwidth and a downtime target.
+    Adaptive,
+}
+
+impl Policy {
+    /// The value written to xenstore.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Xen33 => "xen-3.3",
+            Policy::Xen4 => "xen-4",
+            Policy::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// Everything `depmig migrate` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateOptions {
+    /// The running guest's domain name.
+    pub guest: String,
+    /// The guest's xl config (the shell is created from it).
+    pub config: PathBuf,
+    /// Page selection mode.
+    pub mode: Mode,
+    /// Pre-copy stop policy.
+    pub policy: Policy,
+    /// The appliance image (PVH ELF).
+    pub appliance: PathBuf,
+    /// Where to write the JSON report.
+    pub report: Option<PathBuf>,
+    /// Where to write the SVG plot.
+    pub svg: Option<PathBuf>,
+    /// A stock `xl migrate` report to overlay on the plot.
+    pub baseline_report: Option<PathBuf>,
+    /// Seconds from the start signal to a decision.
+    pub timeout_s: u64,
+    /// A file holding the shared key (64 hex digits) instead of a fresh one.
+    pub key_file: Option<PathBuf>,
+    /// The source appliance's address.
+    pub source_ip: Ipv4Addr,
+    /// The destination appliance's address.
+    pub destination_ip: Ipv4Addr,
+    /// Prefix length of both addresses.
+    pub prefix: u8,
+    /// TCP port the destination listens on.
+    pub port: u16,
+    /// Bridge the appliances' vifs join.
+    pub bridge: String,
+    /// xl vif rate limit for the appliances (e.g. `40Mb/s`).
+    pub link_rate: Option<String>,
+    /// Memory of each appliance, MiB.
+    pub appliance_memory_mib: u32,
+    /// Name of the shell while it is filled (default `<guest>--incoming`).
+    pub shell_name: Option<String>,
+    /// Directory for the generated appliance configs.
+    pub work_dir: PathBuf,
+    /// Value for the report's `scenario` field.
+    pub scenario: Option<String>,
+    /// Value for the report's `workload` field.
+    pub workload: Option<String>,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Print this text and exit 0.
+    Help(&'static str),
+    /// Migrate a guest.
+    Migrate(Box<MigrateOptions>),
+}
+
+/// A command line that cannot be obeyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageError {
+    /// No command given.
+    NoCommand,
+    /// An unknown command.
+    UnknownCommand(String),
+    /// An unknown option.
+    UnknownOption(String),
+    /// An option that needs a value came last.
+    MissingValue(String),
+    /// An option's value is not acceptable.
+    BadValue {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// What is acceptable.
+        expected: &'static str,
+    },
+    /// The guest name is missing.
+    MissingGuest,
+    /// More than one guest name.
+    ExtraArgument(String),
+    /// `--config` is missing.
+    MissingConfig,
+    /// An option was given twice.
+    Repeated(&'static str),
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::NoCommand => write!(f, "no command given (try `depmig --help`)"),
+            UsageError::UnknownCommand(c) => {
+                write!(f, "unknown command `{c}` (try `depmig --help`)")
+            }
+            UsageError::UnknownOption(o) => {
+                write!(f, "unknown option `{o}` (try `depmig migrate --help`)")
+            }
+            UsageError::MissingValue(o) => write!(f, "option `{o}` needs a value"),
+            UsageError::BadValue {
+                option,
+                value,
+                expected,
+            } => {
+                write!(f, "bad value `{value}` for {option}: expected {expected}")
+            }
+            UsageError::MissingGuest => write!(
+                f,
+                "which guest? `depmig migrate <guest> --config <guest.cfg>`"
+            ),
+            UsageError::ExtraArgument(a) => {
+                write!(f, "unexpected argument `{a}` (one guest per migration)")
+            }
+            UsageError::MissingConfig => write!(
+                f,
+                "--config <guest.cfg> is required (the shell is created from it)"
+            ),
+            UsageError::Repeated(o) => write!(f, "option {o} given twice"),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `depmig --help`.
+pub const MAIN_HELP: &str = "\
+depmig: live migration of a Xen guest by two depmig appliances
+
+Usage:
+  depmig migrate <guest> --config <guest.cfg> [options]
+  depmig --help | depmig migrate --help
+
+Commands:
+  migrate   move a running guest into a new domain on this host through a
+            source and a destination appliance; the guest keeps running
+            and at no time do two copies of it run
+
+Run `depmig migrate --help` for every option, what the command does step
+by step, and its exit codes.
+";
+
+/// `depmig migrate --help`.
+pub const MIGRATE_HELP: &str = "\
+depmig migrate: live-migrate a guest through two depmig appliances
+
+Usage:
+  depmig migrate <guest> --config <guest.cfg> [options]
+
+Arguments:
+  <guest>                  name of the running guest domain (letters, digits, . _ -)
+  --config FILE            the guest's xl config; the paused shell that receives
+                           the guest is created from it (`xl create -p`) under
+                           another name (required)
+
+Migration:
+  --mode MODE              baseline | dependency-aware          [baseline]
+                           baseline sends every dirty page every round;
+                           dependency-aware lets the guest freeze quiet,
+                           untainted process groups so their pages go once
+  --policy POLICY          xen-3.3 | xen-4 | adaptive           [xen-4]
+                           when pre-copy stops: Xen 3.3 (30 rounds, 3x memory,
+                           50 pages), Xen 4.x (5 rounds, 50 pages), or adaptive
+                           (measured bandwidth and a downtime target)
+  --timeout S              seconds from the start signal until the source must
+                           have reported a result and the destination applied
+                           the guest; then the migration is abandoned  [1800]
+  --key-file FILE          shared HMAC key for the appliances: 64 hex digits
+                           (white space around them ignored). Default: 32
+                           fresh bytes from /dev/urandom
+
+Appliances:
+  --appliance IMAGE        the depmig appliance image (PVH ELF)
+                           [/usr/lib/depmig/depmig-appliance]
+  --appliance-memory MIB   memory of each appliance                     [64]
+  --source-ip IP           source appliance's address           [10.77.0.21]
+  --destination-ip IP      destination appliance's address      [10.77.0.22]
+  --prefix N               prefix length of both addresses              [24]
+  --port N                 TCP port the destination listens on        [7100]
+  --bridge NAME            bridge both appliances' vifs join        [xenbr0]
+  --link-rate RATE         xl vif rate limit of the appliances' vifs, e.g.
+  --rate RATE              40Mb/s (the migration link)          [no limit]
+  --shell-name NAME        name of the shell while it is filled
+                           [<guest>--incoming]
+  --work-dir DIR           where the generated xl configs go   [/tmp/depmig]
+
+Output:
+  --report FILE            the per-round JSON report (schema
+                           depmig-migration-report/1, from the source
+                           appliance), with the command's own figures under
+                           \"cli\"
+  --svg FILE               an SVG plot of pages sent per round
+  --baseline-report FILE   a stock `xl migrate` report (same schema) drawn
+                           next to this migration in the plot
+  --scenario NAME          value of the report's \"scenario\" field
+  --workload NAME          value of the report's \"workload\" field
+  -h, --help               this text
+
+What it does:
+  1. finds the guest (`xl domid`) and checks it is running;
+  2. creates the shell: `xl create -p <guest.cfg> name=\"<shell>\"` (paused);
+  3. creates the destination and the source appliance (`xl create -p` of a
+     generated config: type pvh, cmdline `migrate`, label depmig_appliance_t,
+     one vif on the bridge, on_crash preserve), writes their control keys
+     under /local/domain/<appliance>/depmig/, lets the source appliance write
+     the guest's control/shutdown, unpauses them and writes migrate/go last;
+  4. prints a progress line per pre-copy round;
+  5. on source PASS and destination `applied`: destroys the source guest,
+     waits until it is gone, renames the shell to the guest's name and
+     unpauses it;
+  6. on failure or timeout: destroys the shell first, lets the source
+     appliance finish (it resumes the guest itself), and makes sure the guest
+     runs: a guest left suspended is resumed by a resume-only appliance, a
+     guest left paused is unpaused; then removes every appliance.
+
+Exit status:
+  0  migrated: the guest runs in the former shell, under its own name
+  1  not migrated: the migration failed or timed out, the guest runs at the
+     source, the shell and the appliances are gone
+  2  usage error or a problem found before anything was created
+  3  migrated, but a finishing step failed (rename, report or plot); see the
+     messages
+  4  needs an operator: the guest could not be confirmed running, or a domain
+     could not be cleaned up; the messages say which and what to do
+";
+
+fn value<'a>(opt: &str, it: &mut impl Iterator<Item = &'a str>) -> Result<&'a str, UsageError> {
+    it.next()
+        .ok_or_else(|| UsageError::MissingValue(opt.to_string()))
+}
+
+fn set<T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), UsageError> {
+    if slot.is_some() {
+        return Err(UsageError::Repeated(name));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+/// Whether `s` is a safe domain name: 1 to 64 of letters, digits, `.`, `_`, `-`.
+pub fn valid_domain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+fn number<T: std::str::FromStr>(
+    option: &'static str,
+    v: &str,
+    expected: &'static str,
+) -> Result<T, UsageError> {
+    v.parse().map_err(|_| UsageError::BadValue {
+        option,
+        value: v.to_string(),
+        expected,
+    })
+}
+
+/// Parses the arguments after the program name.
+pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
+    let mut it = args.iter().map(AsRef::as_ref);
+    match it.next() {
+        None => Err(UsageError::NoCommand),
+        Some("-h" | "--help" | "help") => Ok(Command::Help(MAIN_HELP)),
+        Some("migrate") => parse_migrate(it),
+        Some(other) if other.starts_with('-') => Err(UsageError::UnknownOption(other.to_string())),
+        Some(other) => Err(UsageError::UnknownCommand(other.to_string())),
+    }
+}
+
+fn parse_migrate<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
+    let mut guest = None;
+    let mut config = None;
+    let mut mode = None;
+    let mut policy = None;
+    let mut appliance = None;
+    let mut report = None;
+    let mut svg = None;
+    let mut baseline_report = None;
+    let mut timeout_s = None;
+    let mut key_file = None;
+    let mut source_ip = None;
+    let mut destination_ip = None;
+    let mut prefix = None;
+    let mut port = None;
+    let mut bridge = None;
+    let mut link_rate = None;
+    let mut appliance_memory_mib = None;
+    let mut shell_name = None;
+    let mut work_dir = None;
+    let mut scenario = None;
+    let mut workload = None;
+
+    while let Some(arg) = it.next() {
+        // Accept both `--opt value` and `--opt=value`.
+        let (opt, inline) = match arg.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o, Some(v)),
+            _ => (arg, None),
+        };
+        let mut val = |name: &str| -> Result<&'a str, UsageError> {
+            match inline {
+                Some(v) => Ok(v),
+                None => value(name, &mut it),
+            }
+        };
+        match opt {
+            "-h" | "--help" => return Ok(Command::Help(MIGRATE_HELP)),
+            "--config" => set(&mut config, PathBuf::from(val(opt)?), "--config")?,
+            "--mode" => {
+                let v = val(opt)?;
+                let m = match v {
+                    "baseline" => Mode::Baseline,
+                    "dependency-aware" => Mode::DependencyAware,
+                    _ => {
+                        return Err(UsageError::BadValue {
+                            option: "--mode",
+                            value: v.into(),
+                            expected: "baseline or dependency-aware",
+                        })
+                    }
+                };
+                set(&mut mode, m, "--mode")?;
+            }
+            "--policy" => {
+                let v = val(opt)?;
+                let p = match v {
+                    "xen-3.3" => Policy::Xen33,
+                    "xen-4" => Policy::Xen4,
+                    "adaptive" => Policy::Adaptive,
+                    _ => {
+                        return Err(UsageError::BadValue {
+                            option: "--policy",
+                            value: v.into(),
+                            expected: "xen-3.3, xen-4 or adaptive",
+                        })
+                    }
+                };
+                set(&mut policy, p, "--policy")?;
+            }
+            "--appliance" => set(&mut appliance, PathBuf::from(val(opt)?), "--appliance")?,
+            "--report" => set(&mut report, PathBuf::from(val(opt)?), "--report")?,
+            "--svg" => set(&mut svg, PathBuf::from(val(opt)?), "--svg")?,
+            "--baseline-report" => set(
+                &mut baseline_report,
+                PathBuf::from(val(opt)?),
+                "--baseline-report",
+            )?,
+            "--timeout" => {
+                let v = val(opt)?;
+                let t: u64 = number("--timeout", v, "whole seconds, 1 to 86400")?;
+                if !(1..=86_400).contains(&t) {
+                    return Err(UsageError::BadValue {
+                        option: "--timeout",
+                        value: v.into(),
+                        expected: "whole seconds, 1 to 86400",
+                    });
+                }
+                set(&mut timeout_s, t, "--timeout")?;
+            }
+            "--key-file" => set(&mut key_file, PathBuf::from(val(opt)?), "--key-file")?,
+            "--source-ip" => set(
+                &mut source_ip,
+                number("--source-ip", val(opt)?, "an IPv4 address")?,
+                "--source-ip",
+            )?,
+            "--destination-ip" => set(
+                &mut destination_ip,
+                number("--destination-ip", val(opt)?, "an IPv4 address")?,
+                "--destination-ip",
+            )?,
+            "--prefix" => {
+                let v = val(opt)?;
+                let p: u8 = number("--prefix", v, "a prefix length, 1 to 30")?;
+                if !(1..=30).contains(&p) {
+                    return Err(UsageError::BadValue {
+                        option: "--prefix",
+                        value: v.into(),
+                        expected: "a prefix length, 1 to 30",
+                    });
+                }
+                set(&mut prefix, p, "--prefix")?;
+            }
+            "--port" => {
+                let v = val(opt)?;
+                let p: u16 = number("--port", v, "a TCP port, 1 to 65535")?;
+                if p == 0 {
+                    return Err(UsageError::BadValue {
+                        option: "--port",
+                        value: v.into(),
+                        expected: "a TCP port, 1 to 65535",
+                    });
+                }
+                set(&mut port, p, "--port")?;
+            }
+            "--bridge" => {
+                let v = val(opt)?;
+                if !valid_domain_name(v) || v.len() > 15 {
+                    return Err(UsageError::BadValue {
+                        option: "--bridge",
+                        value: v.into(),
+                        expected: "an interface name (letters, digits, . _ -; at most 15)",
+                    });
+                }
+                set(&mut bridge, v.to_string(), "--bridge")?;
+            }
+            "--link-rate" | "--rate" => {
+                let v = val(opt)?;
+                // xl's rate syntax: digits, a unit, optional "/s" and "@interval".
+                let ok = !v.is_empty()
+                    && v.len() <= 32
+                    && v.starts_with(|c: char| c.is_ascii_digit())
+                    && v.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'@' | b'.'));
+                if !ok {
+                    return Err(UsageError::BadValue {
+                        option: "--link-rate",
+                        value: v.into(),
+                        expected: "an xl vif rate such as 40Mb/s or 5MB/s@20ms",
+                    });
+                }
+                set(&mut link_rate, v.to_string(), "--link-rate/--rate")?;
+            }
+            "--appliance-memory" => {
+                let v = val(opt)?;
+                let m: u32 = number("--appliance-memory", v, "MiB, 16 to 4096")?;
+                if !(16..=4096).contains(&m) {
+                    return Err(UsageError::BadValue {
+                        option: "--appliance-memory",
+                        value: v.into(),
+                        expected: "MiB, 16 to 4096",
+                    });
+                }
+                set(&mut appliance_memory_mib, m, "--appliance-memory")?;
+            }
+            "--shell-name" => {
+                let v = val(opt)?;
+                if !valid_domain_name(v) {
+                    return Err(UsageError::BadValue {
+                        option: "--shell-name",
+                        value: v.into(),
+                        expected: "a domain name (1 to 64 of letters, digits, . _ -)",
+                    });
+                }
+                set(&mut shell_name, v.to_string(), "--shell-name")?;
+            }
+            "--work-dir" => set(&mut work_dir, PathBuf::from(val(opt)?), "--work-dir")?,
+            "--scenario" => set(&mut scenario, val(opt)?.to_string(), "--scenario")?,
+            "--workload" => set(&mut workload, val(opt)?.to_string(), "--workload")?,
+            s if s.starts_with('-') && s.len() > 1 => {
+                return Err(UsageError::UnknownOption(s.to_string()))
+            }
+            name => {
+                if guest.is_some() {
+                    return Err(UsageError::ExtraArgument(name.to_string()));
+                }
+                if !valid_domain_name(name) {
+                    return Err(UsageError::BadValue {
+                        option: "<guest>",
+                        value: name.into(),
+                        expected: "a domain name (1 to 64 of letters, digits, . _ -)",
+                    });
+                }
+                guest = Some(name.to_string());
+            }
+        }
+    }
+
+    let guest = guest.ok_or(UsageError::MissingGuest)?;
+    let config = config.ok_or(UsageError::MissingConfig)?;
+    Ok(Command::Migrate(Box::new(MigrateOptions {
+        guest,
+        config,
+        mode: mode.unwrap_or(Mode::Baseline),
+        policy: policy.unwrap_or(Policy::Xen4),
+        appliance: appliance.unwrap_or_else(|| PathBuf::from("/usr/lib/depmig/depmig-appliance")),
+        report,
+        svg,
+        baseline_report,
+        timeout_s: timeout_s.unwrap_or(1800),
+        key_file,
+        source_ip: source_ip.unwrap_or(Ipv4Addr::new(10, 77, 0, 21)),
+        destination_ip: destination_ip.unwrap_or(Ipv4Addr::new(10, 77, 0, 22)),
+        prefix: prefix.unwrap_or(24),
+        port: port.unwrap_or(7100),
+        bridge: bridge.unwrap_or_else(|| "xenbr0".to_string()),
+        link_rate,
+        appliance_memory_mib: appliance_memory_mib.unwrap_or(64),
+        shell_name,
+        work_dir: work_dir.unwrap_or_else(|| PathBuf::from("/tmp/depmig")),
+        scenario,
+        workload,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrate(args: &[&str]) -> MigrateOptions {
+        match parse_args(args) {
+            Ok(Command::Migrate(o)) => *o,
+            other => panic!("expected migrate options, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let o = migrate(&["migrate", "guest1", "--config", "/scenario/guest.cfg"]);
+        assert_eq!(o.guest, "guest1");
+        assert_eq!(o.config, PathBuf::from("/scenario/guest.cfg"));
+        assert_eq!(o.mode, Mode::Baseline);
+        assert_eq!(o.policy, Policy::Xen4);
+        assert_eq!(o.timeout_s, 1800);
+        assert_eq!(o.source_ip, Ipv4Addr::new(10, 77, 0, 21));
+        assert_eq!(o.destination_ip, Ipv4Addr::new(10, 77, 0, 22));
+        assert_eq!((o.prefix, o.port, o.bridge.as_str()), (24, 7100, "xenbr0"));
+        assert_eq!(o.link_rate, None);
+        assert_eq!(o.key_file, None);
+        assert_eq!(o.report, None);
+    }
+
+    #[test]
+    fn every_option() {
+        let o = migrate(&[
+            "migrate",
+            "--mode=dependency-aware",
+            "--policy",
+            "xen-3.3",
+            "g",
+            "--config",
+            "g.cfg",
+            "--appliance",
+            "/a.elf",
+            "--report",
+            "r.json",
+            "--svg",
+            "p.svg",
+            "--baseline-report",
+            "b.json",
+            "--timeout",
+            "60",
+            "--key-file",
+            "k",
+            "--source-ip",
+            "10.0.0.5",
+            "--destination-ip=10.0.0.6",
+            "--prefix",
+            "16",
+            "--port",
+            "9000",
+            "--bridge",
+            "br1",
+            "--link-rate",
+            "40Mb/s",
+            "--appliance-memory",
+            "96",
+            "--shell-name",
+            "g-new",
+            "--work-dir",
+            "/w",
+            "--scenario",
+            "s1",
+            "--workload",
+            "mmuncher",
+        ]);
+        assert_eq!(o.mode, Mode::DependencyAware);
+        assert_eq!(o.policy, Policy::Xen33);
+        assert_eq!(o.appliance, PathBuf::from("/a.elf"));
+        assert_eq!(o.report, Some(PathBuf::from("r.json")));
+        assert_eq!(o.svg, Some(PathBuf::from("p.svg")));
+        assert_eq!(o.baseline_report, Some(PathBuf::from("b.json")));
+        assert_eq!(o.timeout_s, 60);
+        assert_eq!(o.key_file, Some(PathBuf::from("k")));
+        assert_eq!(o.source_ip, Ipv4Addr::new(10, 0, 0, 5));
+        assert_eq!(o.destination_ip, Ipv4Addr::new(10, 0, 0, 6));
+        assert_eq!((o.prefix, o.port), (16, 9000));
+        assert_eq!(o.bridge, "br1");
+        assert_eq!(o.link_rate.as_deref(), Some("40Mb/s"));
+        assert_eq!(o.appliance_memory_mib, 96);
+        assert_eq!(o.shell_name.as_deref(), Some("g-new"));
+        assert_eq!(o.work_dir, PathBuf::from("/w"));
+        assert_eq!(o.scenario.as_deref(), Some("s1"));
+        assert_eq!(o.workload.as_deref(), Some("mmuncher"));
+    }
+
+    #[test]
+    fn help_texts() {
+        assert_eq!(parse_args(&["--help"]), Ok(Command::Help(MAIN_HELP)));
+        assert_eq!(parse_args(&["-h"]), Ok(Command::Help(MAIN_HELP)));
+        assert_eq!(
+            parse_args(&["migrate", "--help"]),
+            Ok(Command::Help(MIGRATE_HELP))
+        );
+        // Help wins even when the rest is incomplete.
+        assert_eq!(
+            parse_args(&["migrate", "g", "-h"]),
+            Ok(Command::Help(MIGRATE_HELP))
+        );
+        // Every option the parser knows is explained in the help.
+        for opt in [
+            "--config",
+            "--mode",
+            "--policy",
+            "--appliance",
+            "--report",
+            "--svg",
+            "--baseline-report",
+            "--timeout",
+            "--key-file",
+            "--source-ip",
+            "--destination-ip",
+            "--prefix",
+            "--port",
+            "--bridge",
+            "--link-rate",
+            "--rate",
+            "--appliance-memory",
+            "--shell-name",
+            "--work-dir",
+            "--scenario",
+            "--workload",
+            "--help",
+        ] {
+            assert!(
+                MIGRATE_HELP.contains(&format!(" {opt} ")),
+                "{opt} not in help"
+            );
+            // And each of them is really parsed (not an unknown option).
+            let r = parse_args(&["migrate", opt]);
+            assert!(
+                !matches!(r, Err(UsageError::UnknownOption(_))),
+                "{opt} unknown to the parser"
+            );
+        }
+        for v in [
+            "baseline",
+            "dependency-aware",
+            "xen-3.3",
+            "xen-4",
+            "adaptive",
+        ] {
+            assert!(MIGRATE_HELP.contains(v));
+        }
+        for code in ["  0  ", "  1  ", "  2  ", "  3  ", "  4  "] {
+            assert!(MIGRATE_HELP.contains(code), "exit code {code} undocumented");
+        }
+    }
+
+    #[test]
+    fn usage_errors() {
+        let cfg = ["--config", "g.cfg"];
+        let with = |extra: &[&str]| {
+            let mut v = vec!["migrate", "g"];
+            v.extend_from_slice(&cfg);
+            v.extend_from_slice(extra);
+            parse_args(&v)
+        };
+        assert_eq!(parse_args::<&str>(&[]), Err(UsageError::NoCommand));
+        assert_eq!(
+            parse_args(&["frobnicate"]),
+            Err(UsageError::UnknownCommand("frobnicate".into()))
+        );
+        assert_eq!(
+            parse_args(&["--bogus"]),
+            Err(UsageError::UnknownOption("--bogus".into()))
+        );
+        assert_eq!(
+            parse_args(&["migrate", "--config", "g.cfg"]),
+            Err(UsageError::MissingGuest)
+        );
+        assert_eq!(
+            parse_args(&["migrate", "g"]),
+            Err(UsageError::MissingConfig)
+        );
+        assert_eq!(with(&["h"]), Err(UsageError::ExtraArgument("h".into())));
+        assert_eq!(
+            with(&["--timeout"]),
+            Err(UsageError::MissingValue("--timeout".into()))
+        );
+        assert_eq!(
+            with(&["--frob", "1"]),
+            Err(UsageError::UnknownOption("--frob".into()))
+        );
+        assert_eq!(
+            with(&["--config", "x"]),
+            Err(UsageError::Repeated("--config"))
+        );
+        let bad = |extra: &[&str], opt: &str| match with(extra) {
+            Err(UsageError::BadValue { option, .. }) => assert_eq!(option, opt, "{extra:?}"),
+            other => panic!("{extra:?}: expected a bad value, got {other:?}"),
+        };
+        bad(&["--mode", "fast"], "--mode");
+        bad(&["--policy", "xen-5"], "--policy");
+        bad(&["--timeout", "0"], "--timeout");
+        bad(&["--timeout", "-3"], "--timeout");
+        bad(&["--timeout", "ten"], "--timeout");
+        bad(&["--source-ip", "10.77.0"], "--source-ip");
+        bad(&["--destination-ip", "::1"], "--destination-ip");
+        bad(&["--prefix", "33"], "--prefix");
+        bad(&["--port", "0"], "--port");
+        bad(&["--port", "70000"], "--port");
+        bad(&["--bridge", "br\"0"], "--bridge");
+        bad(&["--link-rate", "40Mb/s,script=x"], "--link-rate");
+        bad(&["--link-rate", "fast"], "--link-rate");
+        bad(&["--rate", "1Mb/s\""], "--link-rate");
+        assert_eq!(
+            with(&["--rate", "8Mb/s"]).map(
+                |c| matches!(c, Command::Migrate(o) if o.link_rate.as_deref() == Some("8Mb/s"))
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            with(&["--rate", "8Mb/s", "--link-rate", "9Mb/s"]),
+            Err(UsageError::Repeated("--link-rate/--rate"))
+        );
+        bad(&["--appliance-memory", "8"], "--appliance-memory");
+        bad(&["--shell-name", "a b"], "--shell-name");
+        match parse_args(&["migrate", "g\"x", "--config", "c"]) {
+            Err(UsageError::BadValue {
+                option: "<guest>", ..
+            }) => {}
+            other => panic!("quote in a guest name accepted: {other:?}"),
+        }
+        // Messages say what is wrong.
+        let msg = with(&["--mode", "fast"]).unwrap_err().to_string();
+        assert!(
+            msg.contains("fast") && msg.contains("dependency-aware"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn domain_names() {
+        assert!(valid_domain_name("guest-1.a_b"));
+        assert!(!valid_domain_name(""));
+        assert!(!valid_domain_name("a/b"));
+        assert!(!valid_domain_name("a\"b"));
+        assert!(!valid_domain_name(&"x".repeat(65)));
+    }
+}

@@ -1,0 +1,16 @@
+//! depmig's dom0 command as a library: argument parsing, the toolstack
+//! boundary, the migration orchestration, reports and plots.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod json;
+pub mod key;
+pub mod migrate;
+pub mod progress;
+pub mod report;
+pub mod svg;
+pub mod toolstack;
+pub mod xlcfg;
+
+#[cfg(test)]
+pub(crate) mod fake;

@@ -1,0 +1,957 @@
+//! Orchestration tests against the scripted toolstack.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use super::*;
+use crate::cli::{parse_args, Command};
+use crate::fake::{Fake, GUEST_CFG, IMAGE};
+use crate::json;
+use crate::report::tests::sample;
+use crate::svg::tests::check_xml;
+
+const SRC: &str = "guest--depmig-src";
+const DST: &str = "guest--depmig-dst";
+const RESUME: &str = "guest--depmig-resume";
+
+/// How the fake appliances behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// `rounds` pre-copy rounds, suspend, PASS, applied.
+    Happy { rounds: u64 },
+    /// Two rounds, then the source fails (the guest never suspended).
+    SourceFails,
+    /// The source suspends the guest, then crashes.
+    CrashAfterSuspend,
+    /// Streams forever; with `answers`, fails once its peer is gone.
+    Stuck { answers: bool },
+    /// The source says PASS with the guest suspended, the destination failed.
+    DestFailsAfterPass,
+    /// The source pauses the guest (instead of suspending) and crashes.
+    PausesThenCrashes,
+}
+
+/// Knobs of a scripted run.
+#[derive(Clone)]
+struct Script {
+    plan: Plan,
+    resume_works: bool,
+    report: Option<String>,
+    report_parts: bool,
+}
+
+impl Script {
+    fn new(plan: Plan) -> Script {
+        Script {
+            plan,
+            resume_works: true,
+            report: Some(sample("depmig", &[131088, 500, 60, 20])),
+            report_parts: false,
+        }
+    }
+}
+
+/// What the fake appliances saw of their configuration.
+#[derive(Debug, Default)]
+struct Seen {
+    src_keys: BTreeMap<String, String>,
+    dst_keys: BTreeMap<String, String>,
+    resume_keys: BTreeMap<String, String>,
+}
+
+use std::collections::BTreeMap;
+
+fn read_all(f: &mut Fake, id: u32, keys: &[&str]) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for k in keys {
+        if let Some(v) = f.control(id, k) {
+            m.insert((*k).to_string(), v);
+        }
+    }
+    m
+}
+
+fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
+    let mut k: u64 = 0;
+    let mut resumed = false;
+    Box::new(move |f: &mut Fake| {
+        if let Some(r) = f.started(RESUME) {
+            if !resumed {
+                resumed = true;
+                seen.borrow_mut().resume_keys =
+                    read_all(f, r, &["migrate/role", "migrate/guest", "migrate/go"]);
+                if s.resume_works && f.dom(f.guest).is_some_and(|d| d.shutdown == Some('s')) {
+                    f.resume_guest();
+                    f.set(r, "state", "resumed");
+                    f.set(r, "result", "PASS resumed");
+                } else {
+                    f.set(r, "result", "FAIL resumedomain: -13");
+                }
+                f.poweroff(r);
+            }
+        }
+        let src = f.started(SRC);
+        let dst = f.started(DST);
+        let src_keys = [
+            "net/ip",
+            "net/prefix",
+            "migrate/role",
+            "migrate/guest",
+            "migrate/peer",
+            "migrate/key",
+            "migrate/mode",
+            "migrate/policy",
+        ];
+        let dst_keys = [
+            "net/ip",
+            "net/prefix",
+            "migrate/role",
+            "migrate/guest",
+            "migrate/port",
+            "migrate/key",
+            "migrate/mode",
+            "migrate/policy",
+        ];
+        if let Plan::Stuck { answers } = s.plan {
+            if let Some(a) = src {
+                if k == 0 {
+                    seen.borrow_mut().src_keys = read_all(f, a, &src_keys);
+                    f.set(a, "state", "streaming");
+                    f.set(
+                        a,
+                        "round",
+                        "round=1 dirty=131072 sent=131072 skipped_free=0 bytes=537395200 ms=90000",
+                    );
+                }
+                k += 1;
+                if answers && f.by_name(DST).is_none() {
+                    f.set(a, "state", "failed");
+                    f.set(a, "result", "FAIL peer closed the connection");
+                    f.poweroff(a);
+                }
+            }
+            return;
+        }
+        let (Some(a), Some(d)) = (src, dst) else {
+            return;
+        };
+        k += 1;
+        if k == 1 {
+            let sk = read_all(f, a, &src_keys);
+            let dk = read_all(f, d, &dst_keys);
+            let mut seen = seen.borrow_mut();
+            seen.src_keys = sk;
+            seen.dst_keys = dk;
+            f.set(a, "state", "connecting");
+            f.set(d, "state", "receiving");
+            return;
+        }
+        let rounds = match s.plan {
+            Plan::Happy { rounds } => rounds,
+            _ => 2,
+        };
+        if k <= rounds + 1 {
+            let r = k - 1;
+            f.set(a, "state", "streaming");
+            let sent = if r == 1 { 131088 } else { 500 / r };
+            f.set(
+                a,
+                "round",
+                &format!(
+                    "round={r} dirty={sent} sent={sent} skipped_free=0 bytes={} ms=1000",
+                    sent * 4100
+                ),
+            );
+            return;
+        }
+        if k == rounds + 2 {
+            match s.plan {
+                Plan::SourceFails => {
+                    f.set(a, "state", "failed");
+                    f.set(
+                        a,
+                        "result",
+                        "FAIL destination refused: key mismatch (NAK 002)",
+                    );
+                    f.poweroff(a);
+                    f.set(d, "state", "failed");
+                    f.poweroff(d);
+                }
+                Plan::PausesThenCrashes => {
+                    let g = f.guest;
+                    if let Some(gd) = f.dom_mut(g) {
+                        gd.paused = true;
+                    }
+                    f.crash(a);
+                }
+                _ => {
+                    f.set(a, "state", "suspending");
+                    if !f.suspend_guest(a) {
+                        f.set(a, "state", "failed");
+                        f.set(a, "result", "FAIL could not write control/shutdown");
+                        f.poweroff(a);
+                        return;
+                    }
+                    f.set(a, "state", "final");
+                    if s.plan == Plan::CrashAfterSuspend {
+                        f.crash(a);
+                    }
+                }
+            }
+            return;
+        }
+        if k == rounds + 3 {
+            f.set(d, "state", "applying");
+            if s.plan == Plan::DestFailsAfterPass {
+                f.set(d, "state", "failed");
+            } else {
+                f.set(d, "state", "applied");
+            }
+            if let Some(rep) = &s.report {
+                if s.report_parts {
+                    let chunks: Vec<String> = rep
+                        .as_bytes()
+                        .chunks(700)
+                        .map(|c| String::from_utf8_lossy(c).into_owned())
+                        .collect();
+                    f.set(a, "report-parts", &chunks.len().to_string());
+                    // The appliance makes its own directory for the parts.
+                    f.set(a, "report-part", "");
+                    for (i, c) in chunks.iter().enumerate() {
+                        f.set(a, &format!("report-part/{i}"), c);
+                    }
+                } else {
+                    f.set(a, "report", rep);
+                }
+            }
+            f.set(a, "state", "committed");
+            f.set(a, "result", "PASS 4 rounds, 131668 pages");
+            f.poweroff(a);
+            f.poweroff(d);
+        }
+    })
+}
+
+fn options(extra: &[&str]) -> MigrateOptions {
+    let mut args = vec![
+        "migrate",
+        "guest",
+        "--config",
+        GUEST_CFG,
+        "--appliance",
+        IMAGE,
+    ];
+    args.extend_from_slice(extra);
+    match parse_args(&args) {
+        Ok(Command::Migrate(o)) => *o,
+        other => panic!("{other:?}"),
+    }
+}
+
+struct Ran {
+    f: Fake,
+    outcome: Outcome,
+    seen: Rc<RefCell<Seen>>,
+    text: String,
+}
+
+fn run_with(script: Script, extra: &[&str], setup: impl FnOnce(&mut Fake)) -> Ran {
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let mut f = Fake::new(behaviour(script, seen.clone()));
+    setup(&mut f);
+    let o = options(extra);
+    let mut out: Vec<u8> = Vec::new();
+    let outcome = migrate(&mut f, &o, &Timings::default(), &mut out);
+    Ran {
+        f,
+        outcome,
+        seen,
+        text: String::from_utf8_lossy(&out).into_owned(),
+    }
+}
+
+fn run(plan: Plan) -> Ran {
+    run_with(Script::new(plan), &[], |_| {})
+}
+
+/// The appliance the guest's control/shutdown was opened to.
+fn src_id_in_chmod(f: &Fake) -> String {
+    let g = f.guest;
+    f.log
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "xs chmod /local/domain/{g}/control/shutdown n{g} b"
+            ))
+        })
+        .expect("control/shutdown opened to the source")
+        .to_string()
+}
+
+/// Only dom0's own domains are left and the guest runs under its name.
+fn assert_clean(f: &Fake, guest_id: u32) {
+    let names: Vec<&str> = f.doms.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["guest"], "domains left: {:?}", f.doms);
+    let g = f.by_name("guest").unwrap();
+    assert_eq!(g.id, guest_id);
+    assert!(g.running(), "guest not running: {g:?}");
+    assert!(f.violations.is_empty(), "violations: {:?}", f.violations);
+}
+
+#[test]
+fn xl_list_lines_are_read() {
+    let out = "Name                                        ID   Mem VCPUs\tState\tTime(s)\n\
+               guest                                        5   512     1     -b----       4.2\n";
+    assert_eq!(
+        parse_xl_list(out),
+        Some(DomState {
+            domid: 5,
+            paused: false,
+            shutdown: None,
+            dying: false
+        })
+    );
+    let s = parse_xl_list("h\nguest 5 512 1 ---ss- 4.2\n").unwrap();
+    assert!(s.suspended() && !s.alive());
+    let s = parse_xl_list("h\n(null) 7 0 1 --p--d 4.2\n").unwrap();
+    assert!(s.dying && s.paused && !s.alive());
+    let s = parse_xl_list("h\nx 8 64 1 ---sc- 0.1\n").unwrap();
+    assert_eq!(s.shutdown, Some('c'));
+    assert_eq!(parse_xl_list("h\n"), None);
+    assert_eq!(parse_xl_list("h\nx 8 64 1 -b- 0.1\n"), None);
+    assert_eq!(parse_xl_list("h\nx y 64 1 -b---- 0.1\n"), None);
+}
+
+#[test]
+fn happy_path_destroys_the_source_before_the_shell_runs() {
+    let r = run_with(
+        Script::new(Plan::Happy { rounds: 3 }),
+        &[
+            "--report",
+            "/out/r.json",
+            "--svg",
+            "/out/p.svg",
+            "--scenario",
+            "migrate-test",
+        ],
+        |_| {},
+    );
+    assert_eq!(
+        r.outcome,
+        Outcome::Migrated { warnings: vec![] },
+        "{}",
+        r.text
+    );
+    assert_eq!(r.outcome.exit_code(), 0);
+    let f = &r.f;
+    let (g, shell) = (f.guest, f.shell.unwrap());
+    // The order that matters: source destroyed, then rename, then unpause.
+    let destroy = f.pos(&format!("xl destroy {g}")).expect("source destroyed");
+    let rename = f
+        .pos(&format!("xl rename {shell} guest"))
+        .expect("shell renamed");
+    let unpause = f
+        .pos(&format!("xl unpause {shell}"))
+        .expect("shell unpaused");
+    assert!(destroy < rename && rename < unpause, "{:#?}", f.log);
+    assert_eq!(
+        f.log
+            .iter()
+            .filter(|l| **l == format!("xl unpause {shell}"))
+            .count(),
+        1
+    );
+    // The shell came from the guest's config under its own name, paused.
+    assert!(
+        f.log.contains(&format!(
+            "xl create -p {GUEST_CFG} name=\"guest--incoming\""
+        )),
+        "{:#?}",
+        f.log
+    );
+    // Afterwards only the migrated guest is left, under the guest's name.
+    let names: Vec<&str> = f.doms.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["guest"]);
+    let now = f.by_name("guest").unwrap();
+    assert_eq!(now.id, shell);
+    assert!(now.running());
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+    // A progress line per round.
+    for n in 1..=3 {
+        assert!(
+            r.text.contains(&format!("depmig: round   {n} [")),
+            "no progress for round {n}:\n{}",
+            r.text
+        );
+    }
+    // The report: the appliance's, valid, with the command's figures.
+    let text = String::from_utf8(f.files[&PathBuf::from("/out/r.json")].clone()).unwrap();
+    let v = json::parse(&text).unwrap();
+    report::validate(&v).unwrap();
+    assert_eq!(
+        v.get("scenario").and_then(Value::as_str),
+        Some("migrate-test")
+    );
+    let cli = v.get("cli").unwrap();
+    assert_eq!(cli.get("outcome").and_then(Value::as_str), Some("migrated"));
+    assert_eq!(
+        cli.get("source_domid").and_then(Value::as_u64),
+        Some(u64::from(g))
+    );
+    assert_eq!(
+        cli.get("shell_domid").and_then(Value::as_u64),
+        Some(u64::from(shell))
+    );
+    let total = cli.get("total_time_ms").and_then(Value::as_u64).unwrap();
+    let down = cli.get("downtime_ms").and_then(Value::as_u64).unwrap();
+    assert!(down > 0 && down < total, "downtime {down} total {total}");
+    // The plot: one bar per round of the report.
+    let svg = String::from_utf8(f.files[&PathBuf::from("/out/p.svg")].clone()).unwrap();
+    let els = check_xml(&svg).unwrap();
+    let bars = els
+        .iter()
+        .filter(|(n, a)| n == "rect" && a.iter().any(|(k, v)| k == "class" && v == "bar s0"))
+        .count();
+    assert_eq!(bars, 4);
+}
+
+#[test]
+fn appliances_get_the_agreed_keys_and_no_more_rights() {
+    let r = run(Plan::Happy { rounds: 2 });
+    assert_eq!(r.outcome.exit_code(), 0, "{:?}\n{}", r.outcome, r.text);
+    let f = &r.f;
+    let seen = r.seen.borrow();
+    let g = f.guest.to_string();
+    let shell = f.shell.unwrap().to_string();
+    let key = key::to_hex(&std::array::from_fn(|i| {
+        (i as u8).wrapping_mul(7).wrapping_add(1)
+    }));
+    let want_src: BTreeMap<String, String> = [
+        ("net/ip", "10.77.0.21"),
+        ("net/prefix", "24"),
+        ("migrate/role", "source"),
+        ("migrate/guest", g.as_str()),
+        ("migrate/peer", "10.77.0.22:7100"),
+        ("migrate/key", key.as_str()),
+        ("migrate/mode", "baseline"),
+        ("migrate/policy", "xen-4"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(seen.src_keys, want_src);
+    let want_dst: BTreeMap<String, String> = [
+        ("net/ip", "10.77.0.22"),
+        ("net/prefix", "24"),
+        ("migrate/role", "destination"),
+        ("migrate/guest", shell.as_str()),
+        ("migrate/port", "7100"),
+        ("migrate/key", key.as_str()),
+        ("migrate/mode", "baseline"),
+        ("migrate/policy", "xen-4"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(seen.dst_keys, want_dst);
+    // The control keys were readable but not writable by the appliances,
+    // and everything the appliances wrote was allowed (the fake checks both).
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+    // The source may write the guest's control/shutdown; the guest stays owner.
+    // go comes last, after every other key and permission and after the
+    // appliances were unpaused (the fake numbers domains in creation order).
+    let shell_id = f.shell.unwrap();
+    let (dst_id, src_id) = (shell_id + 1, shell_id + 2);
+    assert_eq!(src_id.to_string(), src_id_in_chmod(f));
+    let go_writes: Vec<usize> = f
+        .log
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("/depmig/migrate/go=1"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(go_writes.len(), 2);
+    assert!(
+        f.log[go_writes[0]].starts_with(&format!("xs write /local/domain/{dst_id}/")),
+        "destination first"
+    );
+    assert!(f.log[go_writes[1]].starts_with(&format!("xs write /local/domain/{src_id}/")));
+    for (i, l) in f.log.iter().enumerate() {
+        if (l.starts_with("xs write") || l.starts_with("xs chmod")) && !l.contains("/migrate/go") {
+            assert!(i < go_writes[0], "{l} after go: {:#?}", f.log);
+        }
+    }
+    for id in [dst_id, src_id] {
+        let u = f
+            .pos(&format!("xl unpause {id}"))
+            .expect("appliance unpaused");
+        assert!(u < go_writes[0]);
+    }
+    // The generated appliance configs.
+    let cfg = String::from_utf8(f.files[&PathBuf::from(format!("/tmp/depmig/{SRC}.cfg"))].clone())
+        .unwrap();
+    for want in [
+        "type = \"pvh\"",
+        "kernel = \"/scenario/depmig-appliance\"",
+        "cmdline = \"migrate\"",
+        "seclabel = \"system_u:system_r:depmig_appliance_t\"",
+        "vif = [ \"bridge=xenbr0,mac=00:16:3e:4d:00:15\" ]",
+        "on_crash = \"preserve\"",
+    ] {
+        assert!(cfg.contains(want), "{want} missing:\n{cfg}");
+    }
+}
+
+#[test]
+fn options_reach_the_appliances() {
+    let r = run_with(
+        Script::new(Plan::Happy { rounds: 1 }),
+        &[
+            "--mode",
+            "dependency-aware",
+            "--policy",
+            "adaptive",
+            "--port",
+            "9999",
+            "--link-rate",
+            "40Mb/s",
+        ],
+        |f| {
+            f.files.insert(
+                PathBuf::from("/k"),
+                format!("{}\n", "ab".repeat(32)).into_bytes(),
+            );
+        },
+    );
+    assert_eq!(r.outcome.exit_code(), 0, "{:?}", r.outcome);
+    let _ = &r;
+    let r2 = run_with(
+        Script::new(Plan::Happy { rounds: 1 }),
+        &[
+            "--mode",
+            "dependency-aware",
+            "--policy",
+            "adaptive",
+            "--port",
+            "9999",
+            "--key-file",
+            "/k",
+        ],
+        |f| {
+            f.files.insert(
+                PathBuf::from("/k"),
+                format!("{}\n", "ab".repeat(32)).into_bytes(),
+            );
+        },
+    );
+    assert_eq!(r2.outcome.exit_code(), 0, "{:?}", r2.outcome);
+    let seen = r2.seen.borrow();
+    assert_eq!(seen.src_keys["migrate/key"], "ab".repeat(32));
+    assert_eq!(seen.dst_keys["migrate/key"], "ab".repeat(32));
+    assert_eq!(seen.src_keys["migrate/mode"], "dependency-aware");
+    assert_eq!(seen.dst_keys["migrate/policy"], "adaptive");
+    assert_eq!(seen.src_keys["migrate/peer"], "10.77.0.22:9999");
+    assert_eq!(seen.dst_keys["migrate/port"], "9999");
+    let cfg =
+        String::from_utf8(r.f.files[&PathBuf::from(format!("/tmp/depmig/{DST}.cfg"))].clone())
+            .unwrap();
+    assert!(cfg.contains("mac=00:16:3e:4d:00:16,rate=40Mb/s"), "{cfg}");
+}
+
+#[test]
+fn source_failure_destroys_the_shell_and_the_guest_keeps_running() {
+    let r = run(Plan::SourceFails);
+    match &r.outcome {
+        Outcome::RolledBack { reason, warnings } => {
+            assert!(reason.contains("key mismatch"), "{reason}");
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    assert_eq!(r.outcome.exit_code(), 1);
+    let f = &r.f;
+    let shell = f.shell.unwrap();
+    assert!(f.pos(&format!("xl destroy {shell}")).is_some());
+    assert!(
+        f.pos(&format!("xl unpause {shell}")).is_none(),
+        "shell unpaused: {:#?}",
+        f.log
+    );
+    assert!(f.pos(&format!("xl destroy {}", f.guest)).is_none());
+    // The guest's control node is the guest's alone again.
+    let g = f.guest;
+    assert_eq!(
+        f.xs[&format!("/local/domain/{g}/control/shutdown")].1,
+        vec![Perm::None(g)]
+    );
+    assert!(
+        f.by_name(RESUME).is_none()
+            && f.pos(&format!("xl create -p /tmp/depmig/{RESUME}"))
+                .is_none()
+    );
+    assert_clean(f, g);
+}
+
+#[test]
+fn a_crashed_source_appliance_leaves_a_suspended_guest_that_is_resumed() {
+    let r = run(Plan::CrashAfterSuspend);
+    match &r.outcome {
+        Outcome::RolledBack { reason, .. } => assert!(reason.contains("crashed"), "{reason}"),
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    let f = &r.f;
+    let g = f.guest.to_string();
+    // The shell went before the resume appliance came.
+    let shell_gone = f.pos(&format!("xl destroy {}", f.shell.unwrap())).unwrap();
+    let resume = f
+        .pos(&format!("xl create -p /tmp/depmig/{RESUME}.cfg"))
+        .expect("a resume appliance");
+    assert!(shell_gone < resume);
+    let seen = r.seen.borrow();
+    assert_eq!(
+        seen.resume_keys.get("migrate/role").map(String::as_str),
+        Some("resume")
+    );
+    assert_eq!(seen.resume_keys.get("migrate/guest"), Some(&g));
+    let cfg =
+        String::from_utf8(f.files[&PathBuf::from(format!("/tmp/depmig/{RESUME}.cfg"))].clone())
+            .unwrap();
+    assert!(!cfg.contains("vif"), "{cfg}");
+    assert_clean(f, f.guest);
+}
+
+#[test]
+fn a_guest_that_cannot_be_resumed_needs_an_operator() {
+    let mut s = Script::new(Plan::CrashAfterSuspend);
+    s.resume_works = false;
+    let r = run_with(s, &[], |_| {});
+    match &r.outcome {
+        Outcome::NeedsOperator { reason } => {
+            assert!(
+                reason.contains("suspended and could not be resumed"),
+                "{reason}"
+            );
+            assert!(reason.contains("FAIL resumedomain"), "{reason}");
+        }
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    assert_eq!(r.outcome.exit_code(), 4);
+    // Still: the shell is gone and was never unpaused; no appliance is left.
+    let f = &r.f;
+    assert!(f.dom(f.shell.unwrap()).is_none());
+    assert!(f.pos(&format!("xl unpause {}", f.shell.unwrap())).is_none());
+    assert_eq!(f.doms.len(), 1);
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+}
+
+#[test]
+fn a_guest_left_paused_by_a_dead_appliance_is_unpaused() {
+    let r = run(Plan::PausesThenCrashes);
+    assert_eq!(r.outcome.exit_code(), 1, "{:?}\n{}", r.outcome, r.text);
+    let f = &r.f;
+    let shell_gone = f.pos(&format!("xl destroy {}", f.shell.unwrap())).unwrap();
+    let unpause = f
+        .pos(&format!("xl unpause {}", f.guest))
+        .expect("guest unpaused");
+    assert!(shell_gone < unpause);
+    assert_clean(f, f.guest);
+}
+
+#[test]
+fn timeout_abandons_the_migration_and_the_source_resumes() {
+    let r = run_with(
+        Script::new(Plan::Stuck { answers: true }),
+        &["--timeout", "30"],
+        |_| {},
+    );
+    match &r.outcome {
+        Outcome::RolledBack { reason, .. } => {
+            assert!(reason.contains("timed out after 30 s"), "{reason}");
+            assert!(reason.contains("last round 1"), "{reason}");
+        }
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    let f = &r.f;
+    // Decided at the deadline, not before, and not long after.
+    let t = Timings::default();
+    assert!(f.now >= 30_000, "gave up at {} ms", f.now);
+    assert!(
+        f.now < 30_000 + duration_ms(t.grace),
+        "took until {} ms",
+        f.now
+    );
+    // The source answered once its peer was gone and was then removed.
+    assert!(
+        r.text.contains("source result: FAIL peer closed"),
+        "{}",
+        r.text
+    );
+    assert_clean(f, f.guest);
+}
+
+#[test]
+fn a_silent_source_is_destroyed_after_the_grace_period() {
+    let r = run_with(
+        Script::new(Plan::Stuck { answers: false }),
+        &["--timeout", "20"],
+        |_| {},
+    );
+    assert_eq!(r.outcome.exit_code(), 1, "{:?}", r.outcome);
+    let f = &r.f;
+    let t = Timings::default();
+    assert!(
+        f.now >= 20_000 + duration_ms(t.grace),
+        "destroyed the source after {} ms",
+        f.now
+    );
+    assert!(
+        r.text.contains("reported nothing: destroying it"),
+        "{}",
+        r.text
+    );
+    assert_clean(f, f.guest);
+}
+
+#[test]
+fn destination_failure_after_source_pass_resumes_the_guest() {
+    let r = run(Plan::DestFailsAfterPass);
+    match &r.outcome {
+        Outcome::RolledBack { reason, .. } => {
+            assert!(reason.contains("destination failed"), "{reason}")
+        }
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    let f = &r.f;
+    assert!(f.pos(&format!("xl unpause {}", f.shell.unwrap())).is_none());
+    assert!(f.pos(&format!("xl destroy {}", f.guest)).is_none());
+    assert!(f
+        .pos(&format!("xl create -p /tmp/depmig/{RESUME}.cfg"))
+        .is_some());
+    assert_clean(f, f.guest);
+}
+
+#[test]
+fn refusals_create_nothing() {
+    let no_create = |r: &Ran| {
+        assert!(r.f.pos("xl create").is_none(), "{:#?}", r.f.log);
+        assert_eq!(r.outcome.exit_code(), 2, "{:?}", r.outcome);
+    };
+    // No such guest.
+    let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+        f.doms.clear();
+    });
+    no_create(&r);
+    assert!(
+        matches!(&r.outcome, Outcome::Refused { reason } if reason.contains("no domain named `guest`"))
+    );
+    // A config of another guest.
+    let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+        f.files.insert(
+            PathBuf::from(GUEST_CFG),
+            b"name = \"other\"\nmemory = 64\n".to_vec(),
+        );
+    });
+    no_create(&r);
+    // No config, no image, a bad key file, a bad baseline report.
+    let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+        f.files.remove(&PathBuf::from(GUEST_CFG));
+    });
+    no_create(&r);
+    let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+        f.files.remove(&PathBuf::from(IMAGE));
+    });
+    no_create(&r);
+    assert!(matches!(&r.outcome, Outcome::Refused { reason } if reason.contains("--appliance")));
+    let r = run_with(
+        Script::new(Plan::Happy { rounds: 1 }),
+        &["--key-file", "/k"],
+        |f| {
+            f.files.insert(PathBuf::from("/k"), b"short".to_vec());
+        },
+    );
+    no_create(&r);
+    let r = run_with(
+        Script::new(Plan::Happy { rounds: 1 }),
+        &["--baseline-report", "/b.json"],
+        |f| {
+            f.files
+                .insert(PathBuf::from("/b.json"), b"{\"schema\":\"other\"}".to_vec());
+        },
+    );
+    no_create(&r);
+    // A leftover domain with one of depmig's names.
+    let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+        f.doms.push(crate::fake::Dom {
+            id: 99,
+            name: SRC.into(),
+            paused: true,
+            shutdown: None,
+            dying: false,
+        });
+    });
+    no_create(&r);
+    assert!(matches!(&r.outcome, Outcome::Refused { reason } if reason.contains("already exists")));
+    // A guest that is not running.
+    let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+        let g = f.guest;
+        f.dom_mut(g).unwrap().shutdown = Some('s');
+    });
+    no_create(&r);
+}
+
+#[test]
+fn creation_failures_clean_up_what_was_made() {
+    // The shell cannot be created: nothing else happens.
+    let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+        f.fail_create.push("guest--incoming".into())
+    });
+    assert_eq!(r.outcome.exit_code(), 1, "{:?}", r.outcome);
+    assert!(
+        matches!(&r.outcome, Outcome::RolledBack { reason, .. } if reason.contains("xl create guest--incoming"))
+    );
+    assert!(r.f.pos("xs chmod").is_none());
+    assert_clean(&r.f, r.f.guest);
+    // The source appliance cannot be created: shell and destination go.
+    let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+        f.fail_create.push(SRC.into())
+    });
+    assert_eq!(r.outcome.exit_code(), 1, "{:?}", r.outcome);
+    assert!(r
+        .f
+        .pos(&format!("xl destroy {}", r.f.shell.unwrap()))
+        .is_some());
+    assert!(
+        r.f.pos("xs write").is_none(),
+        "armed without a source: {:#?}",
+        r.f.log
+    );
+    assert_clean(&r.f, r.f.guest);
+}
+
+#[test]
+fn an_indestructible_source_keeps_the_shell_paused() {
+    let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+        let g = f.guest;
+        f.undestroyable.push(g);
+    });
+    match &r.outcome {
+        Outcome::NeedsOperator { reason } => assert!(reason.contains("still exists"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let f = &r.f;
+    assert!(
+        f.pos(&format!("xl unpause {}", f.shell.unwrap())).is_none(),
+        "{:#?}",
+        f.log
+    );
+    assert!(f.dom(f.shell.unwrap()).is_some_and(|d| d.paused));
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+}
+
+#[test]
+fn a_dying_source_counts_as_gone_with_a_warning() {
+    let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+        let g = f.guest;
+        f.sticky_dying.push(g);
+    });
+    match &r.outcome {
+        Outcome::Migrated { warnings } => {
+            assert!(warnings.iter().any(|w| w.contains("dying")), "{warnings:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.outcome.exit_code(), 3);
+    assert!(r.f.violations.is_empty(), "{:?}", r.f.violations);
+}
+
+#[test]
+fn unpause_shell_refuses_a_proof_for_the_shell_itself() {
+    let mut f = Fake::new(Box::new(|_| {}));
+    let proof = SourceGone {
+        domid: 9,
+        dying: false,
+    };
+    assert!(unpause_shell(&mut f, 9, &proof).is_err());
+    assert!(f.pos("xl unpause").is_none());
+}
+
+#[test]
+fn destroy_source_only_proves_what_it_saw() {
+    let mut f = Fake::new(Box::new(|_| {}));
+    let g = f.guest;
+    f.undestroyable.push(g);
+    assert!(destroy_source(&mut f, g, Duration::from_secs(5)).is_err());
+    f.undestroyable.clear();
+    let proof = destroy_source(&mut f, g, Duration::from_secs(5)).unwrap();
+    assert_eq!((proof.domid, proof.dying), (g, false));
+    assert!(f.dom(g).is_none());
+}
+
+#[test]
+fn reports_in_parts_are_put_together() {
+    let mut s = Script::new(Plan::Happy { rounds: 2 });
+    s.report_parts = true;
+    let r = run_with(s, &["--report", "/r.json"], |_| {});
+    assert_eq!(
+        r.outcome,
+        Outcome::Migrated { warnings: vec![] },
+        "{}",
+        r.text
+    );
+    let v =
+        json::parse(std::str::from_utf8(&r.f.files[&PathBuf::from("/r.json")]).unwrap()).unwrap();
+    assert_eq!(
+        report::validate(&v).unwrap().per_round_pages,
+        vec![131088, 500, 60, 20]
+    );
+}
+
+#[test]
+fn a_bad_report_is_a_warning_not_a_failed_migration() {
+    let mut s = Script::new(Plan::Happy { rounds: 2 });
+    s.report = Some("{\"schema\":\"depmig-migration-report/1\",\"rounds\":2}".into());
+    let r = run_with(s, &["--report", "/r.json", "--svg", "/p.svg"], |_| {});
+    match &r.outcome {
+        Outcome::Migrated { warnings } => assert!(
+            warnings.iter().any(|w| w.contains("not valid")),
+            "{warnings:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.outcome.exit_code(), 3);
+    assert!(!r.f.files.contains_key(&PathBuf::from("/r.json")));
+    assert!(!r.f.files.contains_key(&PathBuf::from("/p.svg")));
+    let mut s = Script::new(Plan::Happy { rounds: 2 });
+    s.report = None;
+    let r = run_with(s, &["--report", "/r.json"], |_| {});
+    assert_eq!(r.outcome.exit_code(), 3, "{:?}", r.outcome);
+    // Without --report or --svg a missing report does not matter.
+    let mut s = Script::new(Plan::Happy { rounds: 2 });
+    s.report = None;
+    assert_eq!(run_with(s, &[], |_| {}).outcome.exit_code(), 0);
+}
+
+#[test]
+fn the_plot_overlays_the_baseline() {
+    let r = run_with(
+        Script::new(Plan::Happy { rounds: 2 }),
+        &["--svg", "/p.svg", "--baseline-report", "/b.json"],
+        |f| {
+            f.files.insert(
+                PathBuf::from("/b.json"),
+                sample("xl-migrate", &[131088, 25751, 25719, 25696, 25698, 25965]).into_bytes(),
+            );
+        },
+    );
+    assert_eq!(r.outcome.exit_code(), 0, "{:?}", r.outcome);
+    let svg = String::from_utf8(r.f.files[&PathBuf::from("/p.svg")].clone()).unwrap();
+    let els = check_xml(&svg).unwrap();
+    let count = |class: &str| {
+        els.iter()
+            .filter(|(n, a)| n == "rect" && a.iter().any(|(k, v)| k == "class" && v == class))
+            .count()
+    };
+    assert_eq!((count("bar s0"), count("bar s1")), (4, 6));
+    assert!(svg.contains("xl-migrate (baseline)"));
+}

@@ -1,0 +1,514 @@
+//! Migration reports (schema `depmig-migration-report/1`, described in
+//! `qemu-tests/baseline/README.md`): validation of a report that came from an
+//! appliance or a baseline run, and the figures `depmig` adds itself.
+
+use std::fmt;
+
+use crate::json::{self, JsonError, Value};
+
+/// The schema name every report carries.
+pub const SCHEMA: &str = "depmig-migration-report/1";
+
+/// More rounds than any policy runs (Xen 3.3's limit is 30).
+pub const MAX_ROUNDS: u64 = 10_000;
+
+/// Why a report is not acceptable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReportError {
+    /// The text is not JSON.
+    Json(JsonError),
+    /// The top level is not an object.
+    NotObject,
+    /// `schema` is missing or names another schema.
+    Schema(Option<String>),
+    /// A required field is missing.
+    Missing(&'static str),
+    /// A field has the wrong type or an impossible value.
+    Invalid(String),
+}
+
+impl fmt::Display for ReportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReportError::Json(e) => write!(f, "not JSON: {e}"),
+            ReportError::NotObject => write!(f, "not a JSON object"),
+            ReportError::Schema(None) => write!(f, "no \"schema\" field"),
+            ReportError::Schema(Some(s)) => write!(f, "schema \"{s}\", expected \"{SCHEMA}\""),
+            ReportError::Missing(k) => write!(f, "required field \"{k}\" missing"),
+            ReportError::Invalid(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for ReportError {}
+
+/// The figures of a valid report that `depmig` uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Who migrated (`xl-migrate`, `depmig`, ...).
+    pub migrator: String,
+    /// Pages with contents sent per round.
+    pub per_round_pages: Vec<u64>,
+    /// Their sum.
+    pub total_pages: u64,
+    /// 1-based index of the stop-and-copy round, if identified.
+    pub final_round: Option<u64>,
+}
+
+/// Numeric fields that are optional but, when present, are a number or null.
+const OPTIONAL_NUMBERS: [&str; 9] = [
+    "link_rate_bytes_per_s",
+    "total_pfns",
+    "page_bytes",
+    "stream_bytes",
+    "total_time_ms",
+    "downtime_ms",
+    "downtime_xl_list_ms",
+    "downtime_final_round_ms",
+    "poll_interval_ms",
+];
+
+fn uint(v: &Value, key: &'static str) -> Result<u64, ReportError> {
+    let f = v.get(key).ok_or(ReportError::Missing(key))?;
+    f.as_u64().ok_or_else(|| {
+        ReportError::Invalid(format!("\"{key}\" is not a non-negative integer: {f}"))
+    })
+}
+
+/// Parses and validates a report's text.
+pub fn parse_report(text: &str) -> Result<(Value, Summary), ReportError> {
+    let v = json::parse(text).map_err(ReportError::Json)?;
+    let s = validate(&v)?;
+    Ok((v, s))
+}
+
+/// Checks a parsed report: the schema, the required fields and their types,
+/// and that the per-round figures agree with each other.
+pub fn validate(v: &Value) -> Result<Summary, ReportError> {
+    if !matches!(v, Value::Obj(_)) {
+        return Err(ReportError::NotObject);
+    }
+    match v.get("schema") {
+        None => return Err(ReportError::Schema(None)),
+        Some(Value::Str(s)) if s == SCHEMA => {}
+        Some(other) => {
+            return Err(ReportError::Schema(Some(
+                other
+                    .as_str()
+                    .map_or_else(|| other.to_string(), String::from),
+            )))
+        }
+    }
+    let migrator = v
+        .get("migrator")
+        .ok_or(ReportError::Missing("migrator"))?
+        .as_str()
+        .ok_or_else(|| ReportError::Invalid("\"migrator\" is not a string".into()))?
+        .to_string();
+    for key in ["scenario", "workload", "downtime_method"] {
+        if let Some(f) = v.get(key) {
+            if !matches!(f, Value::Str(_) | Value::Null) {
+                return Err(ReportError::Invalid(format!(
+                    "\"{key}\" is neither a string nor null"
+                )));
+            }
+        }
+    }
+    let page_size = uint(v, "page_size")?;
+    if page_size == 0 || !page_size.is_power_of_two() {
+        return Err(ReportError::Invalid(format!(
+            "\"page_size\" {page_size} is not a power of two"
+        )));
+    }
+    let rounds = uint(v, "rounds")?;
+    if rounds == 0 || rounds > MAX_ROUNDS {
+        return Err(ReportError::Invalid(format!(
+            "\"rounds\" {rounds} is not in 1..={MAX_ROUNDS}"
+        )));
+    }
+    let final_round = match v.get("final_round") {
+        None => return Err(ReportError::Missing("final_round")),
+        Some(Value::Null) => None,
+        Some(f) => {
+            let n = f.as_u64().filter(|n| (1..=rounds).contains(n));
+            Some(n.ok_or_else(|| {
+                ReportError::Invalid(format!(
+                    "\"final_round\" {f} is not a round of 1..={rounds}"
+                ))
+            })?)
+        }
+    };
+    let prp = v
+        .get("per_round_pages")
+        .ok_or(ReportError::Missing("per_round_pages"))?
+        .as_array()
+        .ok_or_else(|| ReportError::Invalid("\"per_round_pages\" is not an array".into()))?;
+    let mut per_round_pages = Vec::with_capacity(prp.len());
+    for (i, p) in prp.iter().enumerate() {
+        per_round_pages.push(p.as_u64().ok_or_else(|| {
+            ReportError::Invalid(format!(
+                "\"per_round_pages\"[{i}] is not a non-negative integer"
+            ))
+        })?);
+    }
+    if per_round_pages.len() as u64 != rounds {
+        return Err(ReportError::Invalid(format!(
+            "\"per_round_pages\" has {} entries for {rounds} rounds",
+            per_round_pages.len()
+        )));
+    }
+    let per_round = v
+        .get("per_round")
+        .ok_or(ReportError::Missing("per_round"))?
+        .as_array()
+        .ok_or_else(|| ReportError::Invalid("\"per_round\" is not an array".into()))?;
+    if per_round.len() != per_round_pages.len() {
+        return Err(ReportError::Invalid(format!(
+            "\"per_round\" has {} entries for {rounds} rounds",
+            per_round.len()
+        )));
+    }
+    for (i, (r, pages)) in per_round.iter().zip(&per_round_pages).enumerate() {
+        if !matches!(r, Value::Obj(_)) {
+            return Err(ReportError::Invalid(format!(
+                "\"per_round\"[{i}] is not an object"
+            )));
+        }
+        let n = uint(r, "round")?;
+        if n != i as u64 + 1 {
+            return Err(ReportError::Invalid(format!(
+                "\"per_round\"[{i}] is round {n}, expected {}",
+                i + 1
+            )));
+        }
+        let p = uint(r, "pages")?;
+        if p != *pages {
+            return Err(ReportError::Invalid(format!(
+                "round {n}: {p} pages in \"per_round\", {pages} in \"per_round_pages\""
+            )));
+        }
+        for key in ["pfns", "bytes", "records", "start_ms", "duration_ms"] {
+            if let Some(f) = r.get(key) {
+                if !matches!(f, Value::Null) && f.as_u64().is_none() {
+                    return Err(ReportError::Invalid(format!(
+                        "round {n}: \"{key}\" is not a non-negative integer or null"
+                    )));
+                }
+            }
+        }
+    }
+    let total_pages = uint(v, "total_pages")?;
+    let sum = per_round_pages
+        .iter()
+        .try_fold(0u64, |a, p| a.checked_add(*p));
+    if sum != Some(total_pages) {
+        return Err(ReportError::Invalid(format!(
+            "\"total_pages\" {total_pages} is not the sum of \"per_round_pages\""
+        )));
+    }
+    for key in OPTIONAL_NUMBERS {
+        if let Some(f) = v.get(key) {
+            if !matches!(f, Value::Null) && f.as_f64().is_none_or(|x| x < 0.0) {
+                return Err(ReportError::Invalid(format!(
+                    "\"{key}\" is neither a non-negative number nor null"
+                )));
+            }
+        }
+    }
+    Ok(Summary {
+        migrator,
+        per_round_pages,
+        total_pages,
+        final_round,
+    })
+}
+
+/// What the command saw of a migration, added to the report under `"cli"`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CliFigures {
+    /// The guest's name.
+    pub guest: String,
+    /// Its domain id at the source.
+    pub source_domid: u32,
+    /// The shell's domain id (the guest's after the migration).
+    pub shell_domid: u32,
+    /// `baseline` or `dependency-aware`.
+    pub mode: String,
+    /// The stop policy.
+    pub policy: String,
+    /// `migrated` or `rolled-back`.
+    pub outcome: String,
+    /// The source appliance's result line.
+    pub source_result: String,
+    /// Polling period of the command, ms.
+    pub poll_interval_ms: u64,
+    /// `migrate/go` written to the source (wall clock, ms).
+    pub go_unix_ms: u64,
+    /// The source first seen in state `final` (the guest suspended).
+    pub final_seen_unix_ms: Option<u64>,
+    /// The source's result first seen.
+    pub result_seen_unix_ms: Option<u64>,
+    /// The source guest seen gone after `xl destroy`.
+    pub source_destroyed_unix_ms: Option<u64>,
+    /// `xl unpause` of the shell returned.
+    pub shell_unpaused_unix_ms: Option<u64>,
+}
+
+fn diff(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => b.checked_sub(a),
+        _ => None,
+    }
+}
+
+impl CliFigures {
+    /// The JSON object written under `"cli"`.
+    pub fn to_json(&self) -> Value {
+        Value::Obj(vec![
+            ("guest".into(), Value::str(&self.guest)),
+            (
+                "source_domid".into(),
+                Value::uint(u64::from(self.source_domid)),
+            ),
+            (
+                "shell_domid".into(),
+                Value::uint(u64::from(self.shell_domid)),
+            ),
+            ("mode".into(), Value::str(&self.mode)),
+            ("policy".into(), Value::str(&self.policy)),
+            ("outcome".into(), Value::str(&self.outcome)),
+            ("source_result".into(), Value::str(&self.source_result)),
+            (
+                "poll_interval_ms".into(),
+                Value::uint(self.poll_interval_ms),
+            ),
+            ("go_unix_ms".into(), Value::uint(self.go_unix_ms)),
+            (
+                "final_seen_unix_ms".into(),
+                Value::opt_uint(self.final_seen_unix_ms),
+            ),
+            (
+                "result_seen_unix_ms".into(),
+                Value::opt_uint(self.result_seen_unix_ms),
+            ),
+            (
+                "source_destroyed_unix_ms".into(),
+                Value::opt_uint(self.source_destroyed_unix_ms),
+            ),
+            (
+                "shell_unpaused_unix_ms".into(),
+                Value::opt_uint(self.shell_unpaused_unix_ms),
+            ),
+            // go -> the shell running: the whole migration as the operator sees it.
+            (
+                "total_time_ms".into(),
+                Value::opt_uint(diff(Some(self.go_unix_ms), self.shell_unpaused_unix_ms)),
+            ),
+            // The guest seen suspended -> the shell unpaused (an upper bound of
+            // the downtime, coarsened by the polling period).
+            (
+                "downtime_ms".into(),
+                Value::opt_uint(diff(self.final_seen_unix_ms, self.shell_unpaused_unix_ms)),
+            ),
+            // The source's PASS seen -> the shell unpaused: dom0's own share.
+            (
+                "switchover_ms".into(),
+                Value::opt_uint(diff(self.result_seen_unix_ms, self.shell_unpaused_unix_ms)),
+            ),
+        ])
+    }
+}
+
+/// The report `depmig` writes: the appliance's report with the command's
+/// figures under `"cli"`, and `scenario`/`workload` filled in when given.
+pub fn finish_report(
+    mut report: Value,
+    cli: &CliFigures,
+    scenario: Option<&str>,
+    workload: Option<&str>,
+) -> Value {
+    if let Some(s) = scenario {
+        report.set("scenario", Value::str(s));
+    }
+    if let Some(w) = workload {
+        report.set("workload", Value::str(w));
+    }
+    report.set("cli", cli.to_json());
+    report
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A valid report with these pages per round.
+    pub(crate) fn sample(migrator: &str, pages: &[u64]) -> String {
+        let per_round: Vec<String> = pages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                format!(
+                    "{{\"round\":{},\"pages\":{p},\"pfns\":{p},\"bytes\":{},\"records\":1,\"start_ms\":{},\"duration_ms\":10}}",
+                    i + 1,
+                    p * 4096,
+                    i * 10
+                )
+            })
+            .collect();
+        let list: Vec<String> = pages.iter().map(u64::to_string).collect();
+        format!(
+            "{{\"schema\":\"{SCHEMA}\",\"migrator\":\"{migrator}\",\"scenario\":null,\"workload\":null,\
+             \"link_rate_bytes_per_s\":5000000,\"page_size\":4096,\"rounds\":{},\"final_round\":{},\
+             \"per_round_pages\":[{}],\"per_round\":[{}],\"total_pages\":{},\"total_time_ms\":1234,\
+             \"downtime_ms\":56,\"downtime_method\":\"appliance\"}}",
+            pages.len(),
+            pages.len(),
+            list.join(","),
+            per_round.join(","),
+            pages.iter().sum::<u64>()
+        )
+    }
+
+    #[test]
+    fn accepts_a_valid_report() {
+        let (_, s) = parse_report(&sample("depmig", &[131088, 1505, 40])).unwrap();
+        assert_eq!(s.migrator, "depmig");
+        assert_eq!(s.per_round_pages, vec![131088, 1505, 40]);
+        assert_eq!(s.total_pages, 132633);
+        assert_eq!(s.final_round, Some(3));
+    }
+
+    #[test]
+    fn accepts_the_rigs_baseline_report_if_present() {
+        // The stock baseline's own output, when a rig run left one behind.
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../out/rig/baseline-http/files/baseline-http.json"
+        );
+        if let Ok(text) = std::fs::read_to_string(p) {
+            let (_, s) = parse_report(&text).unwrap();
+            assert_eq!(s.migrator, "xl-migrate");
+            assert!(!s.per_round_pages.is_empty());
+        }
+    }
+
+    fn reject(text: &str) -> ReportError {
+        match parse_report(text) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted: {text}"),
+        }
+    }
+
+    #[test]
+    fn rejects_reports_that_do_not_hold_together() {
+        let good = sample("depmig", &[100, 20, 5]);
+        let edit = |from: &str, to: &str| {
+            assert!(good.contains(from), "{from} not in the sample");
+            good.replacen(from, to, 1)
+        };
+        assert!(matches!(reject("{"), ReportError::Json(_)));
+        assert_eq!(reject("[1]"), ReportError::NotObject);
+        assert_eq!(reject("{}"), ReportError::Schema(None));
+        assert_eq!(
+            reject(&edit(SCHEMA, "depmig-migration-report/2")),
+            ReportError::Schema(Some("depmig-migration-report/2".into()))
+        );
+        assert_eq!(
+            reject(&edit("\"migrator\":\"depmig\",", "")),
+            ReportError::Missing("migrator")
+        );
+        assert!(matches!(
+            reject(&edit("\"migrator\":\"depmig\"", "\"migrator\":7")),
+            ReportError::Invalid(_)
+        ));
+        assert!(matches!(
+            reject(&edit("\"rounds\":3", "\"rounds\":4")),
+            ReportError::Invalid(_)
+        ));
+        assert!(matches!(
+            reject(&edit("\"rounds\":3", "\"rounds\":0")),
+            ReportError::Invalid(_)
+        ));
+        assert!(matches!(
+            reject(&edit("\"total_pages\":125", "\"total_pages\":126")),
+            ReportError::Invalid(_)
+        ));
+        assert!(matches!(
+            reject(&edit("\"final_round\":3", "\"final_round\":9")),
+            ReportError::Invalid(_)
+        ));
+        assert!(matches!(
+            reject(&edit("[100,20,5]", "[100,20,-5]")),
+            ReportError::Invalid(_)
+        ));
+        assert!(matches!(
+            reject(&edit("{\"round\":2,", "{\"round\":7,")),
+            ReportError::Invalid(_)
+        ));
+        assert!(matches!(
+            reject(&edit(
+                "{\"round\":2,\"pages\":20",
+                "{\"round\":2,\"pages\":21"
+            )),
+            ReportError::Invalid(_)
+        ));
+        assert!(matches!(
+            reject(&edit("\"page_size\":4096", "\"page_size\":4095")),
+            ReportError::Invalid(_)
+        ));
+        assert!(matches!(
+            reject(&edit("\"downtime_ms\":56", "\"downtime_ms\":\"56\"")),
+            ReportError::Invalid(_)
+        ));
+        assert!(matches!(
+            reject(&edit("\"downtime_ms\":56", "\"downtime_ms\":-1")),
+            ReportError::Invalid(_)
+        ));
+        assert_eq!(
+            reject(&edit("\"final_round\":3,", "")),
+            ReportError::Missing("final_round")
+        );
+        // Null where the schema allows it.
+        assert!(parse_report(&edit("\"final_round\":3", "\"final_round\":null")).is_ok());
+        assert!(parse_report(&edit("\"downtime_ms\":56", "\"downtime_ms\":null")).is_ok());
+    }
+
+    #[test]
+    fn adds_the_commands_figures() {
+        let (v, _) = parse_report(&sample("depmig", &[10])).unwrap();
+        let cli = CliFigures {
+            guest: "g".into(),
+            source_domid: 3,
+            shell_domid: 4,
+            mode: "baseline".into(),
+            policy: "xen-4".into(),
+            outcome: "migrated".into(),
+            source_result: "PASS done".into(),
+            poll_interval_ms: 500,
+            go_unix_ms: 1000,
+            final_seen_unix_ms: Some(5000),
+            result_seen_unix_ms: Some(6000),
+            source_destroyed_unix_ms: Some(6500),
+            shell_unpaused_unix_ms: Some(7000),
+        };
+        let out = finish_report(v, &cli, Some("migrate-mmuncher"), None);
+        // Still a valid report after the additions.
+        let again = json::parse(&out.to_string()).unwrap();
+        validate(&again).unwrap();
+        assert_eq!(
+            again.get("scenario").and_then(Value::as_str),
+            Some("migrate-mmuncher")
+        );
+        assert_eq!(again.get("workload"), Some(&Value::Null));
+        let c = again.get("cli").unwrap();
+        assert_eq!(c.get("total_time_ms").and_then(Value::as_u64), Some(6000));
+        assert_eq!(c.get("downtime_ms").and_then(Value::as_u64), Some(2000));
+        assert_eq!(c.get("switchover_ms").and_then(Value::as_u64), Some(1000));
+        assert_eq!(c.get("shell_domid").and_then(Value::as_u64), Some(4));
+        let none = CliFigures {
+            shell_unpaused_unix_ms: None,
+            ..cli
+        };
+        assert_eq!(none.to_json().get("total_time_ms"), Some(&Value::Null));
+    }
+}

@@ -1,0 +1,408 @@
+//! A hand-written SVG plot of pages sent per round, one bar group per round,
+//! one bar per migration (depmig, and the stock baseline when given), on a
+//! logarithmic axis: round 1 carries the whole guest while later rounds carry
+//! only what was dirtied, so a linear axis would hide them.
+
+use std::fmt::Write;
+
+/// One migration's pages per round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    /// Legend text.
+    pub label: String,
+    /// Pages sent in each round, round 1 first.
+    pub pages: Vec<u64>,
+}
+
+const W: f64 = 860.0;
+const H: f64 = 440.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 56.0;
+const BOTTOM: f64 = 60.0;
+const COLORS: [&str; 4] = ["#1f6fb4", "#c05a11", "#2b8a3e", "#7b3fa0"];
+
+/// Escapes text for XML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Characters XML 1.0 does not allow.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn decade_label(exp: u32) -> String {
+    match exp {
+        0 => "1".into(),
+        1 => "10".into(),
+        2 => "100".into(),
+        3 => "1k".into(),
+        4 => "10k".into(),
+        5 => "100k".into(),
+        6 => "1M".into(),
+        7 => "10M".into(),
+        8 => "100M".into(),
+        e => format!("1e{e}"),
+    }
+}
+
+/// Height of a bar for `v` pages when the axis tops out at 10^`decades`.
+fn bar_height(v: u64, decades: u32, plot_h: f64) -> f64 {
+    if v == 0 {
+        return 0.0;
+    }
+    // log10(1) = 0: one page is the axis's floor, drawn as a hairline so
+    // it still shows.
+    let h = (v as f64).log10() / f64::from(decades) * plot_h;
+    h.clamp(1.0, plot_h)
+}
+
+/// The plot as a complete SVG document.
+pub fn pages_per_round(title: &str, series: &[Series]) -> String {
+    let rounds = series
+        .iter()
+        .map(|s| s.pages.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let max = series
+        .iter()
+        .flat_map(|s| s.pages.iter().copied())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    // Smallest power of ten at or above the largest value (at least 10).
+    let mut decades: u32 = 1;
+    while decades < 19 && 10u64.pow(decades) < max {
+        decades += 1;
+    }
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let base = TOP + plot_h;
+    let group_w = plot_w / rounds as f64;
+    let nser = series.len().max(1);
+    let bar_w = group_w * 0.8 / nser as f64;
+
+    let mut s = String::new();
+    // Writing to a String cannot fail; the results are ignored on purpose.
+    let _ = writeln!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">"
+    );
+    let _ = writeln!(s, "<title>{}</title>", escape(title));
+    let _ = writeln!(
+        s,
+        "<rect x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\" fill=\"#ffffff\"/>"
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>",
+        W / 2.0,
+        escape(title)
+    );
+    // Decade grid and axis labels.
+    for e in 0..=decades {
+        let y = base - f64::from(e) / f64::from(decades) * plot_h;
+        let _ = writeln!(
+            s,
+            "<line class=\"grid\" x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>",
+            LEFT + plot_w
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            LEFT - 6.0,
+            y + 4.0,
+            decade_label(e)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#000000\"/>"
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{:.1}\" y2=\"{base}\" stroke=\"#000000\"/>",
+        LEFT + plot_w
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"18\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {:.1})\">pages sent (log scale)</text>",
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">round</text>",
+        LEFT + plot_w / 2.0,
+        H - 16.0
+    );
+    // Round labels: every round while they fit, else every fifth.
+    let step = if rounds <= 40 { 1 } else { 5 };
+    for r in (0..rounds).filter(|r| (r + 1) % step == 0 || *r == 0) {
+        let x = LEFT + (r as f64 + 0.5) * group_w;
+        let _ = writeln!(
+            s,
+            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            base + 16.0,
+            r + 1
+        );
+    }
+    // Bars.
+    for (k, ser) in series.iter().enumerate() {
+        let color = COLORS.get(k % COLORS.len()).copied().unwrap_or("#000000");
+        for (r, &v) in ser.pages.iter().enumerate() {
+            let h = bar_height(v, decades, plot_h);
+            let x = LEFT + r as f64 * group_w + group_w * 0.1 + k as f64 * bar_w;
+            let _ = writeln!(
+                s,
+                "<rect class=\"bar s{k}\" x=\"{x:.2}\" y=\"{:.2}\" width=\"{bar_w:.2}\" height=\"{h:.2}\" fill=\"{color}\"><title>{}: round {} {} pages</title></rect>",
+                base - h,
+                escape(&ser.label),
+                r + 1,
+                v
+            );
+        }
+    }
+    // Legend.
+    for (k, ser) in series.iter().enumerate() {
+        let color = COLORS.get(k % COLORS.len()).copied().unwrap_or("#000000");
+        let y = TOP - 22.0 + k as f64 * 16.0;
+        let x = W - RIGHT - 260.0;
+        let _ = writeln!(
+            s,
+            "<rect x=\"{x}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{color}\"/>",
+            y - 10.0
+        );
+        let total: u64 = ser.pages.iter().fold(0u64, |a, p| a.saturating_add(*p));
+        let _ = writeln!(
+            s,
+            "<text class=\"legend\" x=\"{}\" y=\"{y:.1}\">{} ({} rounds, {} pages)</text>",
+            x + 18.0,
+            escape(&ser.label),
+            ser.pages.len(),
+            total
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small XML well-formedness check: one root element, every tag
+    /// closed in order, attributes quoted and unique, entities known, no
+    /// stray `<` or `&` in text.
+    /// An element's name and its attributes.
+    pub(crate) type Element = (String, Vec<(String, String)>);
+
+    /// A small XML well-formedness check (see the module's tests).
+    pub(crate) fn check_xml(doc: &str) -> Result<Vec<Element>, String> {
+        let mut stack: Vec<String> = Vec::new();
+        let mut elements = Vec::new();
+        let mut roots = 0;
+        let mut rest = doc.trim();
+        let check_text = |t: &str| -> Result<(), String> {
+            let mut r = t;
+            while let Some(i) = r.find('&') {
+                let after = r.get(i + 1..).unwrap_or("");
+                let end = after
+                    .find(';')
+                    .ok_or_else(|| format!("unterminated entity in {t:?}"))?;
+                let name = after.get(..end).unwrap_or("");
+                if !["amp", "lt", "gt", "quot", "apos"].contains(&name) {
+                    return Err(format!("unknown entity &{name};"));
+                }
+                r = after.get(end + 1..).unwrap_or("");
+            }
+            Ok(())
+        };
+        while !rest.is_empty() {
+            let lt = rest.find('<').ok_or("text after the root")?;
+            let text = rest.get(..lt).unwrap_or("");
+            if stack.is_empty() && !text.trim().is_empty() {
+                return Err(format!("text outside the root: {text:?}"));
+            }
+            check_text(text)?;
+            let gt = rest.find('>').ok_or("unterminated tag")?;
+            let tag = rest.get(lt + 1..gt).ok_or("bad tag")?;
+            if tag.contains('<') {
+                return Err(format!("'<' inside tag {tag:?}"));
+            }
+            rest = rest.get(gt + 1..).unwrap_or("");
+            if let Some(name) = tag.strip_prefix('/') {
+                let open = stack
+                    .pop()
+                    .ok_or_else(|| format!("</{name}> closes nothing"))?;
+                if open != name.trim() {
+                    return Err(format!("</{name}> closes <{open}>"));
+                }
+                continue;
+            }
+            let self_closing = tag.ends_with('/');
+            let body = tag.trim_end_matches('/');
+            let name_end = body.find(char::is_whitespace).unwrap_or(body.len());
+            let name = body.get(..name_end).unwrap_or("").to_string();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':')
+            {
+                return Err(format!("bad element name in <{tag}>"));
+            }
+            // Attributes: name="value" pairs.
+            let mut attrs: Vec<(String, String)> = Vec::new();
+            let mut a = body.get(name_end..).unwrap_or("").trim();
+            while !a.is_empty() {
+                let eq = a
+                    .find('=')
+                    .ok_or_else(|| format!("attribute without value in <{tag}>"))?;
+                let an = a.get(..eq).unwrap_or("").trim().to_string();
+                let after = a.get(eq + 1..).unwrap_or("");
+                let q = after.chars().next().ok_or("missing quote")?;
+                if q != '"' && q != '\'' {
+                    return Err(format!("unquoted attribute {an} in <{tag}>"));
+                }
+                let close = after
+                    .get(1..)
+                    .and_then(|x| x.find(q))
+                    .ok_or("unterminated attribute")?;
+                let val = after.get(1..close + 1).unwrap_or("").to_string();
+                check_text(&val)?;
+                if attrs.iter().any(|(n, _)| *n == an) {
+                    return Err(format!("duplicate attribute {an}"));
+                }
+                attrs.push((an, val));
+                a = after.get(close + 2..).unwrap_or("").trim();
+            }
+            if stack.is_empty() {
+                roots += 1;
+            }
+            elements.push((name.clone(), attrs));
+            if !self_closing {
+                stack.push(name);
+            }
+        }
+        if !stack.is_empty() {
+            return Err(format!("unclosed <{}>", stack.join("> <")));
+        }
+        if roots != 1 {
+            return Err(format!("{roots} root elements"));
+        }
+        Ok(elements)
+    }
+
+    #[test]
+    fn the_checker_catches_malformed_documents() {
+        assert!(check_xml("<a><b/></a>").is_ok());
+        assert!(check_xml("<a><b></a>").is_err());
+        assert!(check_xml("<a></a><a></a>").is_err());
+        assert!(check_xml("<a x=1/>").is_err());
+        assert!(check_xml("<a x=\"1\" x=\"2\"/>").is_err());
+        assert!(check_xml("<a>1 & 2</a>").is_err());
+        assert!(check_xml("<a>1 &amp; 2</a>").is_ok());
+        assert!(check_xml("<a>").is_err());
+    }
+
+    fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> &'a str {
+        attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn bars(doc: &str, class: &str) -> Vec<(f64, f64)> {
+        check_xml(doc)
+            .unwrap()
+            .into_iter()
+            .filter(|(n, a)| n == "rect" && a.iter().any(|(k, v)| k == "class" && v == class))
+            .map(|(_, a)| {
+                (
+                    attr(&a, "x").parse().unwrap(),
+                    attr(&a, "height").parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plots_one_bar_per_round_and_series_scaled_by_value() {
+        let depmig = Series {
+            label: "depmig <dependency-aware> & co".into(),
+            pages: vec![131088, 259, 0, 12],
+        };
+        let base = Series {
+            label: "xl migrate".into(),
+            pages: vec![131088, 25751, 25719, 25696, 25698, 25965],
+        };
+        let doc = pages_per_round("pages per round: \"guest\"", &[depmig.clone(), base]);
+        assert!(doc.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        let d = bars(&doc, "bar s0");
+        let b = bars(&doc, "bar s1");
+        assert_eq!((d.len(), b.len()), (4, 6));
+        // Bigger values get taller bars; zero gets none; equal values equal bars.
+        assert!(d[0].1 > d[1].1 && d[1].1 > d[3].1 && d[3].1 > d[2].1);
+        assert_eq!(d[2].1, 0.0);
+        assert_eq!(d[0].1, b[0].1);
+        assert!(b[1].1 > d[1].1);
+        // Bars advance left to right by round; a round's bars sit side by side.
+        assert!(d.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(d[0].0 < b[0].0 && b[0].0 < d[1].0);
+        // Every bar stays inside the plot.
+        assert!(d
+            .iter()
+            .chain(&b)
+            .all(|(_, h)| *h <= H - TOP - BOTTOM + 0.01));
+        // The labels are escaped, and the legend names both series.
+        assert!(doc.contains("depmig &lt;dependency-aware&gt; &amp; co (4 rounds, 131359 pages)"));
+        assert!(doc.contains("xl migrate (6 rounds, 259917 pages)"));
+        // Round labels 1..=6.
+        for r in 1..=6 {
+            assert!(
+                doc.contains(&format!("text-anchor=\"middle\">{r}</text>")),
+                "round {r} unlabelled"
+            );
+        }
+    }
+
+    #[test]
+    fn degenerate_inputs_still_make_a_valid_document() {
+        for series in [
+            vec![],
+            vec![Series {
+                label: String::new(),
+                pages: vec![],
+            }],
+            vec![Series {
+                label: "x".into(),
+                pages: vec![0, 0],
+            }],
+        ] {
+            let doc = pages_per_round("t", &series);
+            check_xml(&doc).unwrap();
+        }
+        let many = Series {
+            label: "x".into(),
+            pages: (1..=100).collect(),
+        };
+        let doc = pages_per_round("t", &[many]);
+        assert_eq!(bars(&doc, "bar s0").len(), 100);
+        let huge = Series {
+            label: "x".into(),
+            pages: vec![u64::MAX, 1],
+        };
+        check_xml(&pages_per_round("t", &[huge])).unwrap();
+    }
+}
