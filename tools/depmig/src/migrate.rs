@@ -24,10 +24,13 @@ use crate::xlcfg::{self, Vif};
 /// Waiting periods; the defaults suit the rig (TCG emulation, loaded host).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timings {
-    /// Period of xenstore polling.
+    /// Period of xenstore polling while pre-copy runs.
     pub poll: Duration,
-    /// Domain states (`xl list`) are checked every this many polls.
-    pub list_every: u32,
+    /// Period of xenstore polling once the source suspends the guest (the
+    /// switchover adds to the guest's downtime).
+    pub poll_fast: Duration,
+    /// Period of the appliances' domain state checks (`xl list`).
+    pub list_period: Duration,
     /// After one side finished or died, how long the other gets to report.
     pub grace: Duration,
     /// How long a destroyed domain may take to disappear.
@@ -37,17 +40,22 @@ pub struct Timings {
     pub settle: Duration,
     /// How long the resume appliance gets (boot included).
     pub resume: Duration,
+    /// How long the destination appliance may take to stop by itself after
+    /// `applied` before it is destroyed.
+    pub dst_stop: Duration,
 }
 
 impl Default for Timings {
     fn default() -> Timings {
         Timings {
-            poll: Duration::from_millis(500),
-            list_every: 4,
+            poll: Duration::from_millis(1000),
+            poll_fast: Duration::from_millis(200),
+            list_period: Duration::from_secs(3),
             grace: Duration::from_secs(90),
             gone: Duration::from_secs(60),
             settle: Duration::from_secs(5),
             resume: Duration::from_secs(240),
+            dst_stop: Duration::from_secs(10),
         }
     }
 }
@@ -508,7 +516,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         let mut src_pass_at: Option<u64> = None;
         let mut dst_down_at: Option<u64> = None;
         let mut errors = 0u32;
-        let mut n: u32 = 0;
+        let mut last_list: Option<u64> = None;
         loop {
             let polled = (|| -> Result<_, Fail> {
                 Ok((
@@ -590,16 +598,14 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                     }
                 }
             }
-            if n.is_multiple_of(self.t.list_every.max(1)) {
+            let now = self.ts.now_ms();
+            if last_list.is_none_or(|t| now.saturating_sub(t) >= duration_ms(self.t.list_period)) {
+                last_list = Some(now);
                 match domain_state(self.ts, &src.to_string()) {
                     Ok(Some(s)) if s.alive() => {}
                     Ok(state) => match self.read_key(src, "migrate/result") {
-                        // Written just before it stopped: the next poll reads it.
-                        Ok(Some(_)) if self.src_result.is_none() => {
-                            n = n.wrapping_add(1);
-                            continue;
-                        }
-                        // It stops after its result, as it should.
+                        // It stops after its result, as it should (a result
+                        // written just before is read by the next poll).
                         Ok(Some(_)) => {}
                         _ => {
                             return Watch::Failure(match state {
@@ -650,8 +656,14 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                     self.o.timeout_s
                 ));
             }
-            n = n.wrapping_add(1);
-            self.ts.sleep(self.t.poll);
+            let switching = matches!(src_state.as_str(), "suspending" | "final" | "committed")
+                || self.src_result.is_some()
+                || matches!(dst_state.as_str(), "applying" | "applied");
+            self.ts.sleep(if switching {
+                self.t.poll_fast
+            } else {
+                self.t.poll
+            });
         }
     }
 
@@ -771,6 +783,17 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 proof.domid
             ));
         }
+        // No appliance may still be able to write into the shell when it
+        // runs: the destination normally powers off right after `applied`.
+        if let Err(e) = self.stop_destination(dst) {
+            return Outcome::NeedsOperator {
+                reason: format!(
+                    "{e}. The source is gone; the migrated copy waits paused in domain {shell} ({}): \
+                     destroy domain {dst}, then `xl unpause {shell}`",
+                    self.shell_name
+                ),
+            };
+        }
         let rename = self.ts.xl(&["rename", &shell.to_string(), &self.o.guest]);
         match rename {
             Ok(out) if out.ok => {}
@@ -813,6 +836,26 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         }
         warnings.extend(self.write_outputs(report));
         Outcome::Migrated { warnings }
+    }
+
+    /// Waits briefly for the destination appliance to stop by itself, and
+    /// destroys it if it does not.
+    fn stop_destination(&mut self, dst: u32) -> Result<(), Fail> {
+        let start = self.ts.now_ms();
+        loop {
+            match domain_state(self.ts, &dst.to_string())? {
+                Some(s) if s.alive() => {}
+                _ => return Ok(()),
+            }
+            if self.ts.now_ms().saturating_sub(start) >= duration_ms(self.t.dst_stop) {
+                break;
+            }
+            self.ts.sleep(self.t.poll_fast);
+        }
+        self.say("the destination appliance is still running: destroying it before the shell runs");
+        self.destroy_and_wait(dst).map_err(|e| {
+            format!("the destination appliance (domain {dst}) could not be destroyed: {e}")
+        })
     }
 
     /// The failure path: the shell goes first, then the appliances; then the

@@ -39,6 +39,8 @@ struct Script {
     resume_works: bool,
     report: Option<String>,
     report_parts: bool,
+    /// The destination keeps running after `applied`.
+    dst_lingers: bool,
 }
 
 impl Script {
@@ -48,6 +50,7 @@ impl Script {
             resume_works: true,
             report: Some(sample("depmig", &[131088, 500, 60, 20])),
             report_parts: false,
+            dst_lingers: false,
         }
     }
 }
@@ -228,7 +231,9 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             f.set(a, "state", "committed");
             f.set(a, "result", "PASS 4 rounds, 131668 pages");
             f.poweroff(a);
-            f.poweroff(d);
+            if !s.dst_lingers {
+                f.poweroff(d);
+            }
         }
     })
 }
@@ -954,4 +959,35 @@ fn the_plot_overlays_the_baseline() {
     };
     assert_eq!((count("bar s0"), count("bar s1")), (4, 6));
     assert!(svg.contains("xl-migrate (baseline)"));
+}
+
+#[test]
+fn a_lingering_destination_is_destroyed_before_the_shell_runs() {
+    let mut s = Script::new(Plan::Happy { rounds: 2 });
+    s.dst_lingers = true;
+    let r = run_with(s, &[], |_| {});
+    assert_eq!(
+        r.outcome,
+        Outcome::Migrated { warnings: vec![] },
+        "{}",
+        r.text
+    );
+    let f = &r.f;
+    let shell = f.shell.unwrap();
+    let dst = shell + 1;
+    let gone = f
+        .pos(&format!("xl destroy {dst}"))
+        .expect("destination destroyed");
+    let unpause = f.pos(&format!("xl unpause {shell}")).unwrap();
+    assert!(
+        f.pos(&format!("xl destroy {}", f.guest)).unwrap() < gone && gone < unpause,
+        "{:#?}",
+        f.log
+    );
+    assert!(
+        r.text.contains("still running: destroying it"),
+        "{}",
+        r.text
+    );
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
 }
