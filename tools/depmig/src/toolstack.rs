@@ -132,6 +132,7 @@ pub trait Toolstack {
 pub struct System {
     start: Instant,
     dir: PathBuf,
+    bin: Option<PathBuf>,
 }
 
 impl System {
@@ -140,11 +141,25 @@ impl System {
         System {
             start: Instant::now(),
             dir,
+            bin: None,
         }
     }
 
-    fn run(program: &str, args: &[&str]) -> Result<CmdOutput, ToolError> {
-        let out = Command::new(program)
+    /// The same, with `xl` and `xenstore-*` taken from `bin` instead of `PATH`.
+    pub fn with_bin_dir(dir: PathBuf, bin: PathBuf) -> System {
+        System {
+            bin: Some(bin),
+            ..System::new(dir)
+        }
+    }
+
+    fn run(&self, name: &str, args: &[&str]) -> Result<CmdOutput, ToolError> {
+        let program = match &self.bin {
+            Some(b) => b.join(name),
+            None => PathBuf::from(name),
+        };
+        let program = program.display().to_string();
+        let out = Command::new(&program)
             .args(args)
             .output()
             .map_err(|e| ToolError::Spawn {
@@ -161,12 +176,12 @@ impl System {
 
 impl Toolstack for System {
     fn xl(&mut self, args: &[&str]) -> Result<CmdOutput, ToolError> {
-        System::run("xl", args)
+        self.run("xl", args)
     }
 
     fn xs_read(&mut self, path: &str) -> Result<Option<String>, ToolError> {
         // -R: the value's bytes as they are (no escaping, no newline added).
-        let out = System::run("xenstore-read", &["-R", path])?;
+        let out = self.run("xenstore-read", &["-R", path])?;
         if out.ok {
             return Ok(Some(out.stdout));
         }
@@ -183,7 +198,7 @@ impl Toolstack for System {
     }
 
     fn xs_write(&mut self, path: &str, value: &str) -> Result<(), ToolError> {
-        let out = System::run("xenstore-write", &["-R", path, value])?;
+        let out = self.run("xenstore-write", &["-R", path, value])?;
         if out.ok {
             Ok(())
         } else {
@@ -198,7 +213,7 @@ impl Toolstack for System {
         let specs: Vec<String> = perms.iter().map(Perm::to_string).collect();
         let mut args: Vec<&str> = vec![path];
         args.extend(specs.iter().map(String::as_str));
-        let out = System::run("xenstore-chmod", &args)?;
+        let out = self.run("xenstore-chmod", &args)?;
         if out.ok {
             Ok(())
         } else {
