@@ -113,6 +113,10 @@ pub struct LinkConfig {
     pub stall_timeout: Duration,
     /// Size of each socket buffer; above 64 KiB smoltcp scales the window.
     pub buffer_size: usize,
+    /// Connecting side: when the peer refuses (nobody listens yet), try
+    /// again after this pause until `connect_timeout`; `None` fails at once
+    /// with [`LinkError::Refused`].
+    pub retry_refused: Option<Duration>,
 }
 
 impl LinkConfig {
@@ -125,6 +129,7 @@ impl LinkConfig {
             connect_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(10),
             buffer_size: 1 << 20,
+            retry_refused: None,
         }
     }
 }
@@ -233,11 +238,35 @@ impl<D: LinkDevice, E: Env> Link<D, E> {
                 // A SYN answered by a reset puts the socket back to Closed
                 // (or Listen for the accepting side, which just keeps waiting).
                 _ => {
-                    return Err(if matches!(role, Role::Connect { .. }) && was_syn {
+                    let err = if matches!(role, Role::Connect { .. }) && was_syn {
                         LinkError::Refused
                     } else {
                         LinkError::Reset
-                    })
+                    };
+                    match (err, role, self.cfg.retry_refused) {
+                        (LinkError::Refused, Role::Connect { peer, port }, Some(pause))
+                            if now + pause < deadline =>
+                        {
+                            // Nobody listens yet: wait, then knock again.
+                            let until = now + pause;
+                            loop {
+                                let t = self.pump()?;
+                                if t >= until {
+                                    break;
+                                }
+                                self.sleep(t, until);
+                            }
+                            was_syn = false;
+                            let remote = (IpAddress::Ipv4(Ipv4Address::from_octets(peer)), port);
+                            let cx = self.iface.context();
+                            self.sockets
+                                .get_mut::<tcp::Socket>(self.handle)
+                                .connect(cx, remote, LOCAL_PORT)
+                                .map_err(|_| LinkError::BadConfig)?;
+                            continue;
+                        }
+                        _ => return Err(err),
+                    }
                 }
             }
             if now >= deadline {

@@ -362,6 +362,59 @@ fn nobody_listening_is_refused_and_nobody_there_times_out() {
 }
 
 #[test]
+fn a_connect_with_retry_waits_for_a_late_listener() {
+    // Nobody ever listens: the retries end at the connect deadline. Then a
+    // listener that comes up 1.2 s after the first SYN was refused.
+    let (a, b, stop) = wire(Fault::None);
+    let server = thread::spawn(move || {
+        // Answer SYNs with RST meanwhile: a link listening on another port.
+        let refuser = Link::open(b.dev, b.env, cfg(IP_B, 2), Role::Accept { port: PORT + 1 });
+        refuser.err()
+    });
+    let mut c = cfg(IP_A, 1);
+    c.connect_timeout = Duration::from_millis(900);
+    c.retry_refused = Some(Duration::from_millis(200));
+    let r = Link::open(
+        a.dev,
+        a.env,
+        c,
+        Role::Connect {
+            peer: IP_B,
+            port: PORT,
+        },
+    );
+    // Still refused when no time is left for another try.
+    assert_eq!(r.err(), Some(LinkError::Refused));
+    stop.store(true, Ordering::SeqCst);
+    let _ = server.join();
+
+    let (a, b, stop) = wire(Fault::None);
+    let server = thread::spawn(move || {
+        thread::sleep(std::time::Duration::from_millis(1200));
+        let mut link = Link::open(b.dev, b.env, cfg(IP_B, 2), Role::Accept { port: PORT })?;
+        let n = recv_pattern(&mut link)?;
+        link.close()?;
+        Ok::<usize, LinkError>(n)
+    });
+    let mut c = cfg(IP_A, 1);
+    c.retry_refused = Some(Duration::from_millis(200));
+    let mut link = Link::open(
+        a.dev,
+        a.env,
+        c,
+        Role::Connect {
+            peer: IP_B,
+            port: PORT,
+        },
+    )
+    .expect("the retrying client connects once the listener is up");
+    send_pattern(&mut link, 300_000).unwrap();
+    link.close().unwrap();
+    assert_eq!(server.join().unwrap(), Ok(300_000));
+    stop.store(true, Ordering::SeqCst);
+}
+
+#[test]
 fn dead_device_fails_fast() {
     let (a, b, stop) = wire(Fault::None);
     let broken = a.dev.broken.clone();
