@@ -813,8 +813,19 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 reason: format!("{e}. The source is gone; the only copy of the guest is the paused domain {shell}: run `xl unpause {shell}`"),
             };
         }
-        self.cli.shell_unpaused_unix_ms = Some(self.ts.unix_ms());
-        self.say(&format!("the guest runs as domain {shell}"));
+        let now = self.ts.unix_ms();
+        self.cli.shell_unpaused_unix_ms = Some(now);
+        let secs = |from: Option<u64>| {
+            from.map_or_else(
+                || "?".to_string(),
+                |t| format!("{:.1} s", now.saturating_sub(t) as f64 / 1000.0),
+            )
+        };
+        self.say(&format!(
+            "the guest runs as domain {shell}: {} after go, {} after it was seen suspended",
+            secs(Some(self.cli.go_unix_ms)),
+            secs(self.cli.final_seen_unix_ms)
+        ));
         match domain_state(self.ts, &shell.to_string()) {
             Ok(Some(s)) if s.alive() && !s.paused => {}
             Ok(s) => warnings.push(format!("after unpause the shell looks like {s:?}")),

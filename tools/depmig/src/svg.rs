@@ -18,7 +18,8 @@ const W: f64 = 860.0;
 const H: f64 = 440.0;
 const LEFT: f64 = 80.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 56.0;
+/// Space above the plot for the title; the legend adds a line per series.
+const TITLE: f64 = 44.0;
 const BOTTOM: f64 = 60.0;
 const COLORS: [&str; 4] = ["#1f6fb4", "#c05a11", "#2b8a3e", "#7b3fa0"];
 
@@ -86,8 +87,9 @@ pub fn pages_per_round(title: &str, series: &[Series]) -> String {
         decades += 1;
     }
     let plot_w = W - LEFT - RIGHT;
-    let plot_h = H - TOP - BOTTOM;
-    let base = TOP + plot_h;
+    let top = TITLE + 16.0 * series.len() as f64 + 10.0;
+    let plot_h = H - top - BOTTOM;
+    let base = top + plot_h;
     let group_w = plot_w / rounds as f64;
     let nser = series.len().max(1);
     let bar_w = group_w * 0.8 / nser as f64;
@@ -127,7 +129,7 @@ pub fn pages_per_round(title: &str, series: &[Series]) -> String {
     }
     let _ = writeln!(
         s,
-        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#000000\"/>"
+        "<line x1=\"{LEFT}\" y1=\"{top}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#000000\"/>"
     );
     let _ = writeln!(
         s,
@@ -137,8 +139,8 @@ pub fn pages_per_round(title: &str, series: &[Series]) -> String {
     let _ = writeln!(
         s,
         "<text x=\"18\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {:.1})\">pages sent (log scale)</text>",
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0
+        top + plot_h / 2.0,
+        top + plot_h / 2.0
     );
     let _ = writeln!(
         s,
@@ -171,13 +173,22 @@ pub fn pages_per_round(title: &str, series: &[Series]) -> String {
                 r + 1,
                 v
             );
+            // The figure itself above the bar while there is room for it.
+            if rounds * nser <= 24 {
+                let _ = writeln!(
+                    s,
+                    "<text class=\"value\" x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\" font-size=\"10\">{v}</text>",
+                    x + bar_w / 2.0,
+                    base - h - 3.0
+                );
+            }
         }
     }
     // Legend.
     for (k, ser) in series.iter().enumerate() {
         let color = COLORS.get(k % COLORS.len()).copied().unwrap_or("#000000");
-        let y = TOP - 22.0 + k as f64 * 16.0;
-        let x = W - RIGHT - 260.0;
+        let y = TITLE + 12.0 + k as f64 * 16.0;
+        let x = LEFT;
         let _ = writeln!(
             s,
             "<rect x=\"{x}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{color}\"/>",
@@ -364,7 +375,7 @@ pub(crate) mod tests {
         assert!(d
             .iter()
             .chain(&b)
-            .all(|(_, h)| *h <= H - TOP - BOTTOM + 0.01));
+            .all(|(_, h)| *h <= H - BOTTOM - TITLE + 0.01));
         // The labels are escaped, and the legend names both series.
         assert!(doc.contains("depmig &lt;dependency-aware&gt; &amp; co (4 rounds, 131359 pages)"));
         assert!(doc.contains("xl migrate (6 rounds, 259917 pages)"));
