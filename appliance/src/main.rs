@@ -15,6 +15,7 @@ mod console;
 mod fail;
 mod guestctl;
 mod heap;
+mod migrate;
 mod net;
 mod rt;
 mod selftest;
@@ -113,9 +114,17 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
                 fail::shutdown(End::Fail)
             }
         },
+        // One side of a live migration, armed by dom0 (`depmig migrate`).
+        "migrate" => match xen {
+            Some(x) => fail::shutdown(migrate::run(x)),
+            None => {
+                println!("depmig-migrate: FAIL migrate needs Xen");
+                fail::shutdown(End::Fail)
+            }
+        },
         other => {
             println!(
-                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, crashtest, panictest)"
+                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, migrate, crashtest, panictest)"
             );
             println!("depmig-selftest: FAIL unknown mode");
             fail::shutdown(End::Fail)

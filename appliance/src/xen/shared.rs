@@ -70,4 +70,26 @@ impl SharedInfo {
         }
         t
     }
+
+    /// Unix time in ns at system time 0 (Xen's wall clock fields, read
+    /// under their version counter); `None` if they never settled.
+    pub fn boot_wallclock_ns(&self) -> Option<u64> {
+        let u32_at = |off: usize| {
+            // SAFETY: a 4-aligned u32 inside the page, which lives for the run.
+            unsafe { &*((self.base + off as u64) as *const AtomicU32) }
+        };
+        let version = u32_at(offset_of!(Layout, wc_version));
+        for _ in 0..1000 {
+            let v1 = version.load(Ordering::Acquire);
+            let sec = u32_at(offset_of!(Layout, wc_sec)).load(Ordering::Relaxed) as u64;
+            let hi = u32_at(offset_of!(Layout, wc_sec_hi)).load(Ordering::Relaxed) as u64;
+            let nsec = u32_at(offset_of!(Layout, wc_nsec)).load(Ordering::Relaxed) as u64;
+            fence(Ordering::Acquire);
+            if v1 & 1 == 0 && version.load(Ordering::Relaxed) == v1 {
+                let secs = hi << 32 | sec;
+                return secs.checked_mul(1_000_000_000)?.checked_add(nsec);
+            }
+        }
+        None
+    }
 }

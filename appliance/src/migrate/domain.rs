@@ -1,0 +1,412 @@
+//! The migration protocol's ports on real hypercalls: the guest being
+//! migrated away ([`XenSource`]), the paused shell that receives it
+//! ([`XenShell`]) and the clock.
+//!
+//! Errors become `PortError { code }` with Xen's errno when there is one
+//! (negative: our own conditions); each is logged with its full text here,
+//! because the protocol only carries the code.
+
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use depmig_migrate::{DestDomain, DirtyBitmap, PortError, SourceDomain, TscInfo};
+use xen_abi::DomId;
+
+use crate::xen::domctl::{self, DomctlError};
+use crate::xen::foreign::{Access, ForeignError, ForeignWindow};
+use crate::xen::xenstore::Xenstore;
+use crate::xen::Xen;
+
+const PAGE: usize = 4096;
+/// How long the guest may take to suspend after the request.
+const SUSPEND_TIMEOUT_NS: u64 = 30_000_000_000;
+/// Frames probed per hypercall when finding a domain's populated frames.
+const PROBE_BATCH: usize = 1024;
+/// Most frames a domain may have for us (64 GiB): bounds every loop and
+/// allocation sized by a domain's `maximum_gpfn`.
+pub const MAX_PFNS: u64 = 1 << 24;
+
+fn code_of(e: &DomctlError) -> i32 {
+    match e {
+        DomctlError::Xen(x) => x.0 as i32,
+        DomctlError::NoSuchDomain(_) => -1,
+        DomctlError::BufferSize { .. } => -2,
+        DomctlError::Context(_) => -3,
+        DomctlError::NotSuspended { .. } => -4,
+        DomctlError::ShutDownOtherwise(_) => -5,
+        DomctlError::Timeout => -6,
+        DomctlError::Xenstore(_) => -7,
+    }
+}
+
+fn dom_err(what: &str, e: DomctlError) -> PortError {
+    log::error!("migrate: {what}: {e}");
+    PortError { code: code_of(&e) }
+}
+
+fn map_err(what: &str, e: ForeignError) -> PortError {
+    log::error!("migrate: {what}: {e}");
+    let code = match e {
+        ForeignError::Map(x) | ForeignError::Release(x) => x.0 as i32,
+        ForeignError::Entry { err, .. } => err.0 as i32,
+        _ => -20,
+    };
+    PortError { code }
+}
+
+/// Frames in `dom`'s address space (`maximum_gpfn + 1`), refused above
+/// [`MAX_PFNS`].
+pub fn nr_pfns_of(dom: DomId) -> Result<u64, PortError> {
+    let max = domctl::maximum_gpfn(dom).map_err(|e| dom_err("maximum_gpfn", e))?;
+    let n = max.saturating_add(1);
+    if n > MAX_PFNS {
+        log::error!("migrate: domain {dom} claims {n} frames, more than we handle ({MAX_PFNS})");
+        return Err(PortError { code: -21 });
+    }
+    Ok(n)
+}
+
+/// Whether a per-entry mapping error means "no frame there" (a hole) rather
+/// than a refusal that must fail the migration.
+fn is_hole(e: &ForeignError) -> bool {
+    // Xen answers a gfn without a page with EINVAL or ENOENT (p2m lookup);
+    // EPERM/EACCES (policy) and anything else are real failures.
+    matches!(e, ForeignError::Entry { err, .. }
+        if *err == xen_abi::errno::EINVAL || *err == xen_abi::errno::ENOENT)
+}
+
+/// Marks in `out` the frames of `dom` that Xen maps (populated), by trying
+/// them all in batches. Used once per migration and side.
+fn probe_populated(
+    win: &mut ForeignWindow,
+    dom: DomId,
+    nr: u64,
+    out: &mut DirtyBitmap,
+) -> Result<u64, PortError> {
+    let batch = win.capacity().clamp(1, PROBE_BATCH);
+    let mut gfns: Vec<u64> = Vec::with_capacity(batch);
+    let mut found = 0u64;
+    let mut start = 0u64;
+    while start < nr {
+        let end = start.saturating_add(batch as u64).min(nr);
+        gfns.clear();
+        gfns.extend(start..end);
+        let b = win
+            .map(dom, &gfns, Access::Read)
+            .map_err(|e| map_err("probing frames", e))?;
+        for (i, &g) in gfns.iter().enumerate() {
+            match b.entry(i) {
+                Ok(()) => {
+                    out.set(g);
+                    found += 1;
+                }
+                Err(e) if is_hole(&e) => {}
+                Err(e) => return Err(map_err("probing frames", e)),
+            }
+        }
+        drop(b);
+        start = end;
+    }
+    Ok(found)
+}
+
+/// The guest being migrated away.
+pub struct XenSource<'x> {
+    xen: &'static Xen,
+    xs: &'x RefCell<Xenstore>,
+    dom: DomId,
+    nr: u64,
+    win: ForeignWindow,
+    words: Vec<u64>,
+    suspend_asked: bool,
+    /// Frames found populated at the start.
+    pub populated: u64,
+}
+
+impl<'x> XenSource<'x> {
+    /// Sets up for guest `dom`: its size and a mapping window of `window`
+    /// pages.
+    pub fn new(
+        xen: &'static Xen,
+        xs: &'x RefCell<Xenstore>,
+        dom: DomId,
+        window: usize,
+    ) -> Result<Self, PortError> {
+        let nr = nr_pfns_of(dom)?;
+        let win = ForeignWindow::new(xen, window).map_err(|e| map_err("mapping window", e))?;
+        let mut words = Vec::new();
+        words
+            .try_reserve_exact(nr.div_ceil(64) as usize)
+            .map_err(|_| PortError { code: -22 })?;
+        words.resize(nr.div_ceil(64) as usize, 0);
+        Ok(XenSource {
+            xen,
+            xs,
+            dom,
+            nr,
+            win,
+            words,
+            suspend_asked: false,
+            populated: 0,
+        })
+    }
+
+    /// The mapping window's counters.
+    pub fn map_stats(&self) -> crate::xen::foreign::MapStats {
+        self.win.stats()
+    }
+}
+
+impl SourceDomain for XenSource<'_> {
+    fn nr_pfns(&self) -> u64 {
+        self.nr
+    }
+
+    fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        let t0 = self.xen.now_ns();
+        self.populated = probe_populated(&mut self.win, self.dom, self.nr, out)?;
+        log::info!(
+            "migrate: guest {} has {} of {} frames populated (probed in {} ms)",
+            self.dom,
+            self.populated,
+            self.nr,
+            self.xen.now_ns().saturating_sub(t0) / 1_000_000
+        );
+        Ok(())
+    }
+
+    fn read_pages(
+        &mut self,
+        pfns: &[u64],
+        buf: &mut [u8],
+        holes: &mut [bool],
+    ) -> Result<(), PortError> {
+        if buf.len() != pfns.len() * PAGE || holes.len() != pfns.len() {
+            return Err(PortError { code: -23 });
+        }
+        let cap = self.win.capacity().max(1);
+        for (k, chunk) in pfns.chunks(cap).enumerate() {
+            let b = self
+                .win
+                .map(self.dom, chunk, Access::Read)
+                .map_err(|e| map_err("mapping guest frames", e))?;
+            for (i, _) in chunk.iter().enumerate() {
+                let at = k * cap + i;
+                match b.entry(i) {
+                    Ok(()) => {
+                        let page = buf
+                            .get_mut(at * PAGE..(at + 1) * PAGE)
+                            .ok_or(PortError { code: -23 })?;
+                        b.read(i, 0, page)
+                            .map_err(|e| map_err("reading a guest frame", e))?;
+                    }
+                    Err(e) if is_hole(&e) => {
+                        if let Some(h) = holes.get_mut(at) {
+                            *h = true;
+                        }
+                    }
+                    Err(e) => return Err(map_err("mapping a guest frame", e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn log_dirty_enable(&mut self) -> Result<(), PortError> {
+        domctl::logdirty_enable(self.xen, self.dom).map_err(|e| dom_err("log-dirty enable", e))
+    }
+
+    fn log_dirty_collect(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        self.words.iter_mut().for_each(|w| *w = 0);
+        let final_pass = self.suspend_asked;
+        domctl::logdirty_clean(
+            self.xen,
+            self.dom,
+            Some(&mut self.words),
+            self.nr,
+            final_pass,
+        )
+        .map_err(|e| dom_err("log-dirty clean", e))?;
+        for (wi, &w) in self.words.iter().enumerate() {
+            let mut w = w;
+            while w != 0 {
+                let b = w.trailing_zeros() as u64;
+                let pfn = wi as u64 * 64 + b;
+                if pfn < self.nr {
+                    out.set(pfn);
+                }
+                w &= w - 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn log_dirty_disable(&mut self) -> Result<(), PortError> {
+        domctl::logdirty_off(self.xen, self.dom).map_err(|e| dom_err("log-dirty off", e))
+    }
+
+    fn suspend(&mut self) -> Result<(), PortError> {
+        self.suspend_asked = true;
+        domctl::suspend(
+            self.xen,
+            &mut self.xs.borrow_mut(),
+            self.dom,
+            SUSPEND_TIMEOUT_NS,
+        )
+        .map(|_| ())
+        .map_err(|e| dom_err("suspending the guest", e))
+    }
+
+    fn resume_cancelled(&mut self) -> Result<(), PortError> {
+        // Withdraw a request the guest may not have seen yet.
+        let node = alloc::format!("/local/domain/{}/control/shutdown", self.dom);
+        if let Err(e) = self.xs.borrow_mut().write(&node, b"") {
+            log::warn!("migrate: clearing {node}: {e:?}");
+        }
+        let info = domctl::getdomaininfo(self.xen, self.dom)
+            .map_err(|e| dom_err("domain info before resuming", e))?;
+        if !info.is_suspended() {
+            log::info!(
+                "migrate: guest {} is not suspended; nothing to resume",
+                self.dom
+            );
+            return Ok(());
+        }
+        domctl::resume_cancelled(self.xen, self.dom)
+            .map_err(|e| dom_err("resuming the guest", e))?;
+        log::info!("migrate: guest {} resumed (suspend cancelled)", self.dom);
+        Ok(())
+    }
+
+    fn tsc_info(&mut self) -> Result<TscInfo, PortError> {
+        let t = domctl::get_tsc_info(self.xen, self.dom).map_err(|e| dom_err("get TSC info", e))?;
+        Ok(TscInfo {
+            mode: t.tsc_mode,
+            khz: t.gtsc_khz,
+            nsec: t.elapsed_nsec,
+            incarnation: t.incarnation,
+        })
+    }
+
+    fn hvm_param(&mut self, index: u32) -> Result<u64, PortError> {
+        domctl::hvm_param_get(self.dom, index).map_err(|e| dom_err("get HVM param", e))
+    }
+
+    fn hvm_context(&mut self, out: &mut Vec<u8>) -> Result<(), PortError> {
+        domctl::get_hvm_context(self.xen, self.dom, out)
+            .map(|_| ())
+            .map_err(|e| dom_err("get HVM context", e))
+    }
+}
+
+/// The paused shell dom0 built from the guest's configuration.
+pub struct XenShell {
+    xen: &'static Xen,
+    dom: DomId,
+    nr: u64,
+    win: ForeignWindow,
+    /// Frames the shell had at the start.
+    pub populated: u64,
+}
+
+impl XenShell {
+    /// Sets up for shell `dom` with a mapping window of `window` pages.
+    pub fn new(xen: &'static Xen, dom: DomId, window: usize) -> Result<Self, PortError> {
+        let nr = nr_pfns_of(dom)?;
+        let win = ForeignWindow::new(xen, window).map_err(|e| map_err("mapping window", e))?;
+        Ok(XenShell {
+            xen,
+            dom,
+            nr,
+            win,
+            populated: 0,
+        })
+    }
+
+    fn write_each(&mut self, pfns: &[u64], data: Option<&[u8]>) -> Result<(), PortError> {
+        let cap = self.win.capacity().max(1);
+        let zero = [0u8; PAGE];
+        for (k, chunk) in pfns.chunks(cap).enumerate() {
+            let mut b = self
+                .win
+                .map(self.dom, chunk, Access::Write)
+                .map_err(|e| map_err("mapping shell frames", e))?;
+            for i in 0..chunk.len() {
+                let at = k * cap + i;
+                let src: &[u8] = match data {
+                    Some(d) => d
+                        .get(at * PAGE..(at + 1) * PAGE)
+                        .ok_or(PortError { code: -23 })?,
+                    None => &zero,
+                };
+                b.write(i, 0, src)
+                    .map_err(|e| map_err("writing a shell frame", e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DestDomain for XenShell {
+    fn nr_pfns(&self) -> u64 {
+        self.nr
+    }
+
+    fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        let t0 = self.xen.now_ns();
+        self.populated = probe_populated(&mut self.win, self.dom, self.nr, out)?;
+        log::info!(
+            "migrate: shell {} has {} of {} frames populated (probed in {} ms)",
+            self.dom,
+            self.populated,
+            self.nr,
+            self.xen.now_ns().saturating_sub(t0) / 1_000_000
+        );
+        Ok(())
+    }
+
+    fn populate(&mut self, pfns: &[u64]) -> Result<(), PortError> {
+        let mut list: Vec<u64> = pfns.to_vec();
+        let done =
+            domctl::populate_physmap(self.dom, &mut list).map_err(|e| dom_err("populate", e))?;
+        if done != pfns.len() {
+            log::error!("migrate: populate gave {done} of {} frames", pfns.len());
+            return Err(PortError { code: -24 });
+        }
+        Ok(())
+    }
+
+    fn write_pages(&mut self, pfns: &[u64], data: &[u8]) -> Result<(), PortError> {
+        if data.len() != pfns.len() * PAGE {
+            return Err(PortError { code: -23 });
+        }
+        self.write_each(pfns, Some(data))
+    }
+
+    fn zero_frames(&mut self, pfns: &[u64]) -> Result<(), PortError> {
+        self.write_each(pfns, None)
+    }
+
+    fn hvm_param(&mut self, index: u32) -> Result<u64, PortError> {
+        domctl::hvm_param_get(self.dom, index).map_err(|e| dom_err("get shell HVM param", e))
+    }
+
+    fn set_hvm_param(&mut self, index: u32, value: u64) -> Result<(), PortError> {
+        domctl::hvm_param_set(self.dom, index, value).map_err(|e| dom_err("set HVM param", e))
+    }
+
+    fn set_tsc_info(&mut self, tsc: &TscInfo) -> Result<(), PortError> {
+        let t = xen_abi::domctl::TscInfo {
+            tsc_mode: tsc.mode,
+            gtsc_khz: tsc.khz,
+            incarnation: tsc.incarnation,
+            elapsed_nsec: tsc.nsec,
+            ..Default::default()
+        };
+        domctl::set_tsc_info(self.xen, self.dom, &t).map_err(|e| dom_err("set TSC info", e))
+    }
+
+    fn set_hvm_context(&mut self, blob: &[u8]) -> Result<(), PortError> {
+        domctl::set_hvm_context(self.xen, self.dom, blob).map_err(|e| dom_err("set HVM context", e))
+    }
+}

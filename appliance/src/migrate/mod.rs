@@ -1,0 +1,396 @@
+//! The `migrate` mode: one side of a live migration, armed by dom0 through
+//! our xenstore control directory (see `control`).
+//!
+//! - `source`: maps the guest, runs the pre-copy engine of
+//!   `depmig-migrate` over our TCP link, suspends the guest for the copy
+//!   round, and commits only on the destination's ACK; on any failure the
+//!   guest is resumed with its suspend cancelled.
+//! - `destination`: accepts the stream and fills the paused shell; applies
+//!   the CPU state only once the stream is authenticated.
+//! - `resume`: resumes a guest a dead source left suspended.
+//!
+//! Every run ends with `depmig-migrate: PASS …` or `depmig-migrate: FAIL …`
+//! on the console and in `migrate/result`, then powers the appliance off.
+
+mod control;
+mod domain;
+
+use alloc::format;
+use alloc::string::String;
+use core::cell::RefCell;
+
+use depmig_migrate::{
+    dest, report, source, AnyPolicy, Clock, DestConfig, Mode, NoOracle, Progress, RoundStats,
+    SourceConfig, State,
+};
+use depmig_tcplink::{Link, LinkConfig, Role};
+use smoltcp::time::Duration;
+
+use crate::console::println;
+use crate::fail::End;
+use crate::net::{self, XenEnv};
+use crate::xen::xenstore::Xenstore;
+use crate::xen::{domctl, Xen};
+
+use control::{publish, Armed, RoleKind};
+use domain::{XenShell, XenSource};
+
+/// Pages of the foreign-mapping window (4 MiB).
+const WINDOW_PAGES: usize = 1024;
+/// How long the source may take to bring its link up (the destination may
+/// still be starting); refused connects are retried meanwhile.
+const CONNECT_SECS: u64 = 180;
+/// Longest time the stream may make no progress.
+const STALL_SECS: u64 = 30;
+/// Largest value we write in one node: xenstored refuses nodes of 2048
+/// bytes or more from a domain (`quota_max_entry_size`), so longer reports
+/// are split.
+const XS_VALUE_MAX: usize = 2000;
+
+struct XenClock(&'static Xen);
+
+impl Clock for XenClock {
+    fn now_ns(&self) -> u64 {
+        self.0.now_ns()
+    }
+}
+
+/// Publishes states and rounds to xenstore and the console.
+struct Publisher<'x> {
+    xs: &'x RefCell<Xenstore>,
+}
+
+impl Progress for Publisher<'_> {
+    fn state(&mut self, state: State) {
+        println!("depmig-migrate: state {}", state.as_str());
+        publish(&mut self.xs.borrow_mut(), "state", state.as_str());
+    }
+    fn round(&mut self, _stats: &RoundStats, line: &str) {
+        println!("depmig-migrate: {line}");
+        publish(&mut self.xs.borrow_mut(), "round", line);
+    }
+}
+
+/// A nonce unique to this run: our boot-relative clock, the TSC, the
+/// wall clock and the role, mixed (it needs to be fresh, not secret).
+fn nonce(xen: &Xen, role: u8) -> [u8; 16] {
+    let mut s = xen.now_ns()
+        ^ crate::arch::cpu::rdtsc().rotate_left(17)
+        ^ xen.shared.boot_wallclock_ns().unwrap_or(0).rotate_left(41)
+        ^ u64::from(role) << 56;
+    let mut out = [0u8; 16];
+    for chunk in out.chunks_exact_mut(8) {
+        // splitmix64
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out
+}
+
+fn finish(xs: Option<&RefCell<Xenstore>>, pass: bool, text: &str) -> End {
+    let line = format!("{} {text}", if pass { "PASS" } else { "FAIL" });
+    if let Some(xs) = xs {
+        let mut xs = xs.borrow_mut();
+        if !pass {
+            publish(&mut xs, "state", State::Failed.as_str());
+        }
+        publish(&mut xs, "result", &line);
+    }
+    println!("depmig-migrate: {line}");
+    if pass {
+        End::Pass
+    } else {
+        End::Fail
+    }
+}
+
+/// Writes the report as `migrate/report` or, when longer than xenstored
+/// takes, as `migrate/report-part/0..N` with `migrate/report-parts = N`.
+fn publish_report(xs: &RefCell<Xenstore>, json: &str) {
+    let mut xs = xs.borrow_mut();
+    if json.len() <= XS_VALUE_MAX {
+        publish(&mut xs, "report", json);
+        return;
+    }
+    let mut parts = 0usize;
+    let mut rest = json;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(XS_VALUE_MAX);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        publish(&mut xs, &format!("report-part/{parts}"), head);
+        parts += 1;
+        rest = tail;
+    }
+    publish(&mut xs, "report-parts", &format!("{parts}"));
+}
+
+/// Runs the `migrate` mode.
+pub fn run(xen: &'static Xen) -> End {
+    let xs = match Xenstore::new(xen) {
+        Ok(x) => RefCell::new(x),
+        Err(e) => return finish(None, false, &format!("xenstore: {e:?}")),
+    };
+    publish(&mut xs.borrow_mut(), "state", State::Waiting.as_str());
+    let armed = match control::wait_armed(xen, &mut xs.borrow_mut()) {
+        Ok(a) => a,
+        Err(e) => return finish(Some(&xs), false, &format!("configuration: {e}")),
+    };
+    log::info!(
+        "migrate: armed as {:?} for domain {} (mode {:?}, policy {:?})",
+        armed.role,
+        armed.guest,
+        armed.mode,
+        armed.policy
+    );
+    match armed.role {
+        RoleKind::Source => run_source(xen, &xs, &armed),
+        RoleKind::Destination => run_destination(xen, &xs, &armed),
+        RoleKind::Resume => run_resume(xen, &xs, &armed),
+    }
+}
+
+fn link_config(armed: &Armed, mac: [u8; 6]) -> LinkConfig {
+    let mut cfg = LinkConfig::new(mac, armed.ip, armed.prefix);
+    cfg.connect_timeout = Duration::from_secs(CONNECT_SECS);
+    cfg.stall_timeout = Duration::from_secs(STALL_SECS);
+    cfg.retry_refused = Some(Duration::from_millis(500));
+    cfg
+}
+
+fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
+    if armed.mode != Mode::Baseline {
+        // The dependency oracle over the guest's own structures is not
+        // wired into the appliance yet: refuse rather than run a mode
+        // that would silently fall back to the baseline.
+        return finish(
+            Some(xs),
+            false,
+            &format!(
+                "mode {:?} is not available in the appliance yet",
+                armed.mode
+            ),
+        );
+    }
+    // Check the guest before touching the network.
+    match domctl::getdomaininfo(xen, armed.guest) {
+        Ok(i) if i.shutdown_reason().is_some() => {
+            return finish(
+                Some(xs),
+                false,
+                &format!("guest {} is shut down", armed.guest),
+            )
+        }
+        Ok(_) => {}
+        Err(e) => return finish(Some(xs), false, &format!("guest {}: {e}", armed.guest)),
+    }
+    let mut progress = Publisher { xs };
+    progress.state(State::Connecting);
+    let vif = match net::connect(xen, &mut xs.borrow_mut()) {
+        Ok(v) => v,
+        Err(e) => return finish(Some(xs), false, &format!("vif: {e}")),
+    };
+    let env = XenEnv::new(xen, vif.port);
+    let role = Role::Connect {
+        peer: armed.peer,
+        port: armed.port,
+    };
+    let mut link = match Link::open(vif.dev, env, link_config(armed, vif.mac), role) {
+        Ok(l) => l,
+        Err(e) => {
+            return finish(
+                Some(xs),
+                false,
+                &format!("connecting to the destination: {e}"),
+            )
+        }
+    };
+    let mut dom = match XenSource::new(xen, xs, armed.guest, WINDOW_PAGES) {
+        Ok(d) => d,
+        Err(e) => {
+            link.abort();
+            return finish(
+                Some(xs),
+                false,
+                &format!("guest {}: setup failed ({e:?})", armed.guest),
+            );
+        }
+    };
+    let clock = XenClock(xen);
+    let mut oracle = NoOracle;
+    let mut policy = AnyPolicy::new(armed.policy);
+    let cfg = SourceConfig {
+        key: &armed.key,
+        nonce: nonce(xen, 1),
+        mode: armed.mode,
+        xen_major: u32::from(xen.version.major),
+        xen_minor: u32::from(xen.version.minor),
+    };
+    let r = source::run(
+        &mut dom,
+        &mut link,
+        &clock,
+        &mut oracle,
+        &mut policy,
+        &mut progress,
+        &cfg,
+    );
+    let m = dom.map_stats();
+    log::info!(
+        "migrate: mapped {} frames in {} batches ({} refused), map {} ms, unmap {} ms",
+        m.mapped,
+        m.batches,
+        m.failed,
+        m.map_ns / 1_000_000,
+        m.unmap_ns / 1_000_000
+    );
+    drop(dom);
+    let workload = control::read_opt(xs, "workload");
+    let scenario = control::read_opt(xs, "scenario");
+    let link_rate = control::read_opt(xs, "link-rate")
+        .parse::<u64>()
+        .unwrap_or(0);
+    let meta = |result: &'static str| report::ReportMeta {
+        migrator: "depmig",
+        scenario: scenario.as_str(),
+        workload: workload.as_str(),
+        link_rate,
+        unix_offset_ns: xen.shared.boot_wallclock_ns(),
+        result,
+    };
+    match r {
+        Ok(out) => {
+            if let Err(e) = link.close() {
+                log::warn!("migrate: closing the link: {e}");
+            }
+            let s = &out.stats;
+            publish_report(xs, &report::build(s, &meta("committed")));
+            let pages: u64 = s.rounds.iter().map(|r| r.sent).sum();
+            let summary = format!(
+                "committed rounds={} pages={} bytes={} downtime_ms={} total_ms={}",
+                s.rounds.len(),
+                pages,
+                s.stream_bytes,
+                s.downtime_ns().unwrap_or(0) / 1_000_000,
+                s.total_ns().unwrap_or(0) / 1_000_000
+            );
+            finish(Some(xs), true, &summary)
+        }
+        Err(f) => {
+            link.abort();
+            publish_report(xs, &report::build(&f.stats, &meta("failed")));
+            let guest = match (f.resumed, f.resume_error) {
+                (false, _) => String::from("guest never suspended"),
+                (true, None) => String::from("guest resumed"),
+                (true, Some(e)) => format!("guest NOT resumed (code {})", e.code),
+            };
+            finish(Some(xs), false, &format!("{:?}; {guest}", f.error))
+        }
+    }
+}
+
+fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
+    // The shell must be a paused, live domain.
+    match domctl::getdomaininfo(xen, armed.guest) {
+        Ok(i) if !i.is_paused() || i.is_dying() => {
+            return finish(
+                Some(xs),
+                false,
+                &format!("shell {} is not paused", armed.guest),
+            )
+        }
+        Ok(_) => {}
+        Err(e) => return finish(Some(xs), false, &format!("shell {}: {e}", armed.guest)),
+    }
+    let mut shell = match XenShell::new(xen, armed.guest, WINDOW_PAGES) {
+        Ok(d) => d,
+        Err(e) => {
+            return finish(
+                Some(xs),
+                false,
+                &format!("shell {}: setup failed ({e:?})", armed.guest),
+            )
+        }
+    };
+    let vif = match net::connect(xen, &mut xs.borrow_mut()) {
+        Ok(v) => v,
+        Err(e) => return finish(Some(xs), false, &format!("vif: {e}")),
+    };
+    let env = XenEnv::new(xen, vif.port);
+    publish(
+        &mut xs.borrow_mut(),
+        "listening",
+        &format!("{}", armed.port),
+    );
+    println!("depmig-migrate: listening on port {}", armed.port);
+    let mut link = match Link::open(
+        vif.dev,
+        env,
+        link_config(armed, vif.mac),
+        Role::Accept { port: armed.port },
+    ) {
+        Ok(l) => l,
+        Err(e) => return finish(Some(xs), false, &format!("waiting for the source: {e}")),
+    };
+    let mut progress = Publisher { xs };
+    let cfg = DestConfig::new(&armed.key, nonce(xen, 2));
+    match dest::run(&mut shell, &mut link, &mut progress, &cfg) {
+        Ok(s) => {
+            if let Err(e) = link.close() {
+                log::warn!("migrate: closing the link: {e}");
+            }
+            finish(
+                Some(xs),
+                true,
+                &format!(
+                    "applied pages={} zeroed={} holes={} populated={} params={} kept={} bytes={}",
+                    s.pages_written,
+                    s.pages_zeroed,
+                    s.holes,
+                    s.frames_populated,
+                    s.params_applied,
+                    s.params_kept,
+                    s.bytes_received
+                ),
+            )
+        }
+        Err(e) => {
+            // The NAK is flushed already; a close would wait on a source
+            // that may still be sending.
+            link.abort();
+            finish(Some(xs), false, &format!("{e:?}"))
+        }
+    }
+}
+
+fn run_resume(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
+    let info = match domctl::getdomaininfo(xen, armed.guest) {
+        Ok(i) => i,
+        Err(e) => return finish(Some(xs), false, &format!("guest {}: {e}", armed.guest)),
+    };
+    if !info.is_suspended() {
+        return finish(
+            Some(xs),
+            false,
+            &format!(
+                "guest {} is not suspended (flags {:#x})",
+                armed.guest, info.flags
+            ),
+        );
+    }
+    // Log-dirty may still be on if the source died mid-migration.
+    let _ = domctl::logdirty_off(xen, armed.guest);
+    match domctl::resume_cancelled(xen, armed.guest) {
+        Ok(()) => finish(Some(xs), true, &format!("guest {} resumed", armed.guest)),
+        Err(e) => finish(
+            Some(xs),
+            false,
+            &format!("resuming guest {}: {e}", armed.guest),
+        ),
+    }
+}
