@@ -106,16 +106,18 @@ await_reply() {
     return 1
 }
 
+clog=$(rig_console_log $G)
 attempt=0 dump_ok=
-while [ "$attempt" -lt 3 ] && [ -z "$dump_ok" ]; do
+while [ "$attempt" -lt 5 ] && [ -z "$dump_ok" ]; do
     attempt=$((attempt + 1))
-    nb=$(guest_grep $G 'DEPMIG-DUMP-BEGIN' | wc -l)
+    nb=$(grep -ac DEPMIG-DUMP-BEGIN "$clog")
     ne=$(guest_grep $G 'DEPMIG-DUMP-END' | wc -l)
     request dump-window
+    # One cheap grep per poll: the window is 4 s and dom0 forks slowly.
     i=0
-    while [ "$(guest_grep $G 'DEPMIG-DUMP-BEGIN' | wc -l)" -le "$nb" ]; do
-        [ "$i" -ge 300 ] && die "no DEPMIG-DUMP-BEGIN within 60 s of the dump request"
-        sleep 0.2; i=$((i + 1))
+    while [ "$(grep -ac DEPMIG-DUMP-BEGIN "$clog")" -le "$nb" ]; do
+        [ "$i" -ge 600 ] && die "no DEPMIG-DUMP-BEGIN within 60 s of the dump request"
+        sleep 0.1; i=$((i + 1))
     done
     # Pause the guest inside its 4 s window, map, resume.
     xl pause $G || die "xl pause failed"
@@ -153,7 +155,10 @@ while [ "$attempt" -lt 3 ] && [ -z "$dump_ok" ]; do
     set -- $cmpline
     pages=$1 same=$2 moved=$3 mismatched=$4
     rig_say "dump attempt $attempt: pages=$pages equal=$same changed_in_window=$moved mismatched=$mismatched paused_in_window=$in_window"
-    [ "$mismatched" -eq 0 ] || die "$mismatched of the mapped pages differ from the guest's digests although the page did not change in the window"
+    # Inside the window a page that stayed put must read the same from dom0;
+    # after it (paused too late) the guest may have moved on: try again.
+    [ "$in_window" = no ] || [ "$mismatched" -eq 0 ] \
+        || die "$mismatched of the mapped pages differ from the guest's digests although the page did not change in the window"
     if [ "$in_window" = yes ] && [ "$moved" -eq 0 ] && [ "$same" -eq 322 ]; then
         dump_ok=1
     fi
