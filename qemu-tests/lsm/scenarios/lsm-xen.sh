@@ -5,10 +5,10 @@
 #     xenstore data/depmig/ version 1, state=tracking, table-pages 322 and
 #     table/profile frames that lie inside the guest's memory and agree with
 #     the frame list it prints;
-#  2. dom0 asks for a dump window through xenstore, pauses the guest inside
-#     the window, maps all 322 published frames (foreignmap --fnv) and every
-#     page's FNV-1a digest equals the guest's own; page 0 starts DMTAINT1 and
-#     lists its own frames, page 1 starts DMPROF01 and its release string,
+#  2. dom0 asks for a dump window through xenstore, maps all 322 published
+#     frames inside the window (foreignmap --fnv) and every page's FNV-1a
+#     digest equals the guest's own; page 0 starts DMTAINT1 and lists its
+#     own frames, page 1 starts DMPROF01 and its release string,
 #     sizes and addresses are the guest's (init_task, found through the
 #     profile's phys_base and comm offset, is named swapper);
 #  3. freeze/thaw through xenstore: a quiet untainted process is frozen (the
@@ -112,6 +112,7 @@ while [ "$attempt" -lt 5 ] && [ -z "$dump_ok" ]; do
     attempt=$((attempt + 1))
     nb=$(grep -ac DEPMIG-DUMP-BEGIN "$clog")
     ne=$(guest_grep $G 'DEPMIG-DUMP-END' | wc -l)
+    read -r t_req _ < /proc/uptime
     request dump-window
     # One cheap grep per poll: the window is 4 s and dom0 forks slowly.
     i=0
@@ -119,15 +120,17 @@ while [ "$attempt" -lt 5 ] && [ -z "$dump_ok" ]; do
         [ "$i" -ge 600 ] && die "no DEPMIG-DUMP-BEGIN within 60 s of the dump request"
         sleep 0.1; i=$((i + 1))
     done
-    # Pause the guest inside its 4 s window, map, resume.
-    xl pause $G || die "xl pause failed"
-    st_at_pause=$(xs status)
+    read -r t_seen _ < /proc/uptime
+    # Map at once (the guest keeps running: a page that stays put during the
+    # window reads the same whenever it is read); the agent answers only
+    # after its window, so no reply yet means the mapping was inside it.
     map_table $T/table.bin; fm=$?
-    xl unpause $G || die "xl unpause failed"
+    st_after=$(xs status)
+    read -r t_mapped _ < /proc/uptime
     await_reply || die "no reply to '$seq dump-window'"
     [ "$reply" = dumped ] || die "dump-window answered '$reply'"
     [ "$fm" -eq 0 ] || { cat $T/table.bin.out; die "foreignmap failed (status $fm): $(grep -v ': ok ' $T/table.bin.out | head -n 2 | tr '\n' ' ')"; }
-    case $st_at_pause in "$seq "*) in_window=no ;; *) in_window=yes ;; esac
+    case $st_after in "$seq "*) in_window=no ;; *) in_window=yes ;; esac
     # The END line reaches the console log after the reply: wait for all of it.
     i=0
     while :; do
@@ -154,16 +157,16 @@ while [ "$attempt" -lt 5 ] && [ -z "$dump_ok" ]; do
                    $T/begin $T/end $T/mapped)
     set -- $cmpline
     pages=$1 same=$2 moved=$3 mismatched=$4
-    rig_say "dump attempt $attempt: pages=$pages equal=$same changed_in_window=$moved mismatched=$mismatched paused_in_window=$in_window"
+    rig_say "dump attempt $attempt: pages=$pages equal=$same changed_in_window=$moved mismatched=$mismatched mapped_in_window=$in_window (begin seen $(awk -v a="$t_req" -v b="$t_seen" 'BEGIN { printf "%.1f", b - a }') s after the request, mapped $(awk -v a="$t_seen" -v b="$t_mapped" 'BEGIN { printf "%.1f", b - a }') s later)"
     # Inside the window a page that stayed put must read the same from dom0;
-    # after it (paused too late) the guest may have moved on: try again.
+    # after it (mapped too late) the guest may have moved on: try again.
     [ "$in_window" = no ] || [ "$mismatched" -eq 0 ] \
         || die "$mismatched of the mapped pages differ from the guest's digests although the page did not change in the window"
     if [ "$in_window" = yes ] && [ "$moved" -eq 0 ] && [ "$same" -eq 322 ]; then
         dump_ok=1
     fi
 done
-[ -n "$dump_ok" ] || die "no quiet dump window in $attempt attempts (last: equal=$same changed=$moved paused_in_window=$in_window)"
+[ -n "$dump_ok" ] || die "no quiet dump window in $attempt attempts (last: equal=$same changed=$moved mapped_in_window=$in_window)"
 
 # The pages' content, checked from dom0's side.
 text0=$(sed -n 1p $T/table.bin.out | sed -n 's/.* text \(.*\)$/\1/p')
