@@ -9,6 +9,7 @@
 //! `DomctlError::Xen(EACCES)`.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use xen_abi::domctl::*;
 use xen_abi::errno::XenErrno;
@@ -249,6 +250,25 @@ pub fn logdirty_off(x: &Xen, dom: DomId) -> Result<(), DomctlError> {
     Ok(())
 }
 
+/// Whether Xen may copy dirty bitmaps to us (off by default).
+static BITMAP_COPY: AtomicBool = AtomicBool::new(false);
+
+/// Allows [`logdirty_clean`] and [`logdirty_peek`] to have Xen copy the
+/// dirty bitmap into our memory.
+///
+/// Off by default because stock Xen 4.17 cannot do it for a translated
+/// (PVH) caller: `paging_log_dirty_op` copies the bitmap while it holds the
+/// target's paging lock, the copy to a PVH caller walks the caller's p2m
+/// under its p2m lock, and Xen's lock-order check stops the whole host
+/// ("mm locking order violation: 64 > 16", `Xen BUG at mm-locks.h:80`, seen
+/// in the rig). While off, a CLEAN or PEEK with a bitmap fails with
+/// `DomctlError::Xen(EOPNOTSUPP)` before any hypercall. Turn it on only on a
+/// hypervisor that copies outside that lock.
+#[allow(dead_code, reason = "switched on where the hypervisor copies dirty bitmaps safely")]
+pub fn allow_bitmap_copy(on: bool) {
+    BITMAP_COPY.store(on, Ordering::SeqCst);
+}
+
 fn logdirty_read(
     x: &Xen,
     dom: DomId,
@@ -257,15 +277,20 @@ fn logdirty_read(
     pages: u64,
     final_pass: bool,
 ) -> Result<DirtyStats, DomctlError> {
-    let (addr, pages) = match bitmap {
+    let addr = match bitmap {
         Some(b) => {
+            if !BITMAP_COPY.load(Ordering::SeqCst) {
+                return Err(DomctlError::Xen(xen_abi::errno::EOPNOTSUPP));
+            }
             let have = (b.len() as u64).saturating_mul(64);
             if pages > have {
                 return Err(DomctlError::BufferSize { need: pages, have });
             }
-            (b.as_mut_ptr() as u64, pages)
+            b.as_mut_ptr() as u64
         }
-        None => (0, 0),
+        // No buffer: Xen walks (and for CLEAN clears) the first `pages`
+        // bits without copying them anywhere.
+        None => 0,
     };
     let arg = ShadowOp {
         op,
@@ -287,9 +312,13 @@ fn logdirty_read(
 
 /// Log-dirty CLEAN: copies the dirty bitmap of frames `0..pages` into
 /// `bitmap` (bit `g % 64` of word `g / 64` = frame `g`, as Xen's byte
-/// bitmap reads on x86) and clears Xen's copy. `final_pass` sets
-/// `LOGDIRTY_FINAL` (also marks frames Xen itself holds mapped for writing).
-/// `bitmap = None` only reads and resets the counters.
+/// bitmap reads on x86) and clears Xen's copy; returns the counters, which
+/// CLEAN resets. `final_pass` sets `LOGDIRTY_FINAL` (also marks frames Xen
+/// itself holds mapped for writing). With `bitmap = None` Xen clears the
+/// first `pages` bits without copying them (the only form stock Xen 4.17
+/// survives for a PVH caller, see [`allow_bitmap_copy`]); with `pages = 0`
+/// too, only the counters reset and bits already set stay set (and so are
+/// not counted again).
 pub fn logdirty_clean(
     x: &Xen,
     dom: DomId,
