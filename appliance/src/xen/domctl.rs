@@ -264,7 +264,6 @@ static BITMAP_COPY: AtomicBool = AtomicBool::new(false);
 /// in the rig). While off, a CLEAN or PEEK with a bitmap fails with
 /// `DomctlError::Xen(EOPNOTSUPP)` before any hypercall. Turn it on only on a
 /// hypervisor that copies outside that lock.
-#[allow(dead_code, reason = "switched on where the hypervisor copies dirty bitmaps safely")]
 pub fn allow_bitmap_copy(on: bool) {
     BITMAP_COPY.store(on, Ordering::SeqCst);
 }
