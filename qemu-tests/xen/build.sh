@@ -12,8 +12,12 @@ need_pkgs build-essential flex bison checkpolicy python3 dpkg-dev xz-utils
 
 src=$(xen_source_dir)
 ver=$(cat "$src/.depmig-version")
+# The hypervisor says it carries depmig's patches in its extra version
+# (4.17.5-depmig): the appliance copies log-dirty bitmaps only from such a
+# Xen (patch 0002; stock 4.17 stops the host).
+vendor=-depmig
 # The key covers what decides the binary: source version, fragment, patches.
-key=$( { echo "$ver"; cat "$here/config.fragment"; cat "$here"/patches/*.patch; } \
+key=$( { echo "$ver$vendor"; cat "$here/config.fragment"; cat "$here"/patches/*.patch; } \
        | sha256sum | cut -c1-16)
 out="$DEPMIG_CACHE/xen/build-$key"
 if [ -f "$out/xen" ]; then
@@ -33,13 +37,13 @@ for p in "$here"/patches/*.patch; do
 done
 cp "$work/debian/xen-kconfig" "$work/xen/.config"
 grep -v '^#' "$here/config.fragment" >> "$work/xen/.config"
-make -C "$work/xen" olddefconfig XEN_TARGET_ARCH=x86_64 >"$work/build.log" 2>&1 \
+make -C "$work/xen" olddefconfig XEN_TARGET_ARCH=x86_64 XEN_VENDORVERSION="$vendor" >"$work/build.log" 2>&1 \
     || { tail -n 30 "$work/build.log" >&2; die "Xen olddefconfig failed"; }
 # Every option of the fragment must have survived olddefconfig.
 while IFS= read -r opt; do
     grep -qx "$opt" "$work/xen/.config" || die "Xen config lost '$opt' (see $work/xen/.config)"
 done < <(grep '^CONFIG_' "$here/config.fragment")
-make -C "$work/xen" -j"$(nproc)" XEN_TARGET_ARCH=x86_64 >>"$work/build.log" 2>&1 \
+make -C "$work/xen" -j"$(nproc)" XEN_TARGET_ARCH=x86_64 XEN_VENDORVERSION="$vendor" >>"$work/build.log" 2>&1 \
     || { tail -n 40 "$work/build.log" >&2; die "Xen build failed"; }
 [ -f "$work/xen/xen" ] || die "Xen build produced no xen/xen"
 

@@ -119,8 +119,8 @@ pub struct XenSource<'x> {
     win: ForeignWindow,
     words: Vec<u64>,
     suspend_asked: bool,
-    /// Frames found populated at the start.
-    pub populated: u64,
+    /// The frames found populated when we were set up.
+    found: DirtyBitmap,
 }
 
 impl<'x> XenSource<'x> {
@@ -139,6 +139,16 @@ impl<'x> XenSource<'x> {
             .try_reserve_exact(nr.div_ceil(64) as usize)
             .map_err(|_| PortError { code: -22 })?;
         words.resize(nr.div_ceil(64) as usize, 0);
+        // Probe now, before the link is up: it takes a while under
+        // emulation, and the peer's stall timeout would run meanwhile.
+        let mut win = win;
+        let mut found = DirtyBitmap::new(nr);
+        let t0 = xen.now_ns();
+        let populated = probe_populated(&mut win, dom, nr, &mut found)?;
+        log::info!(
+            "migrate: guest {dom} has {populated} of {nr} frames populated (probed in {} ms)",
+            xen.now_ns().saturating_sub(t0) / 1_000_000
+        );
         Ok(XenSource {
             xen,
             xs,
@@ -147,7 +157,7 @@ impl<'x> XenSource<'x> {
             win,
             words,
             suspend_asked: false,
-            populated: 0,
+            found,
         })
     }
 
@@ -163,15 +173,9 @@ impl SourceDomain for XenSource<'_> {
     }
 
     fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
-        let t0 = self.xen.now_ns();
-        self.populated = probe_populated(&mut self.win, self.dom, self.nr, out)?;
-        log::info!(
-            "migrate: guest {} has {} of {} frames populated (probed in {} ms)",
-            self.dom,
-            self.populated,
-            self.nr,
-            self.xen.now_ns().saturating_sub(t0) / 1_000_000
-        );
+        // A frame populated after the probe is not in round 1; Linux in the
+        // rig does not balloon up, and one that goes away is sent as a hole.
+        out.or_with(&self.found);
         Ok(())
     }
 
@@ -305,21 +309,30 @@ pub struct XenShell {
     dom: DomId,
     nr: u64,
     win: ForeignWindow,
-    /// Frames the shell had at the start.
-    pub populated: u64,
+    /// The frames the shell had when we were set up.
+    found: DirtyBitmap,
 }
 
 impl XenShell {
     /// Sets up for shell `dom` with a mapping window of `window` pages.
     pub fn new(xen: &'static Xen, dom: DomId, window: usize) -> Result<Self, PortError> {
         let nr = nr_pfns_of(dom)?;
-        let win = ForeignWindow::new(xen, window).map_err(|e| map_err("mapping window", e))?;
+        let mut win = ForeignWindow::new(xen, window).map_err(|e| map_err("mapping window", e))?;
+        // Probe before listening (see XenSource::new); the shell is paused,
+        // so the answer holds until we populate frames ourselves.
+        let mut found = DirtyBitmap::new(nr);
+        let t0 = xen.now_ns();
+        let populated = probe_populated(&mut win, dom, nr, &mut found)?;
+        log::info!(
+            "migrate: shell {dom} has {populated} of {nr} frames populated (probed in {} ms)",
+            xen.now_ns().saturating_sub(t0) / 1_000_000
+        );
         Ok(XenShell {
             xen,
             dom,
             nr,
             win,
-            populated: 0,
+            found,
         })
     }
 
@@ -353,15 +366,7 @@ impl DestDomain for XenShell {
     }
 
     fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
-        let t0 = self.xen.now_ns();
-        self.populated = probe_populated(&mut self.win, self.dom, self.nr, out)?;
-        log::info!(
-            "migrate: shell {} has {} of {} frames populated (probed in {} ms)",
-            self.dom,
-            self.populated,
-            self.nr,
-            self.xen.now_ns().saturating_sub(t0) / 1_000_000
-        );
+        out.or_with(&self.found);
         Ok(())
     }
 

@@ -177,6 +177,21 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
             ),
         );
     }
+    // Stock Xen 4.17 stops the host when it copies a dirty bitmap to a PVH
+    // domain; the rig's Xen carries the fix (qemu-tests/xen/patches/0002)
+    // and says so in its extra version.
+    if !xen.extra.contains("-depmig") {
+        return finish(
+            Some(xs),
+            false,
+            &format!(
+                "Xen {}.{}{} cannot hand log-dirty bitmaps to a PVH domain safely \
+                 (needs depmig's patch 0002)",
+                xen.version.major, xen.version.minor, xen.extra
+            ),
+        );
+    }
+    domctl::allow_bitmap_copy(true);
     // Check the guest before touching the network.
     match domctl::getdomaininfo(xen, armed.guest) {
         Ok(i) if i.shutdown_reason().is_some() => {

@@ -20,7 +20,7 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 
 use xen_abi::errno::XenErrno;
-use xen_abi::hypercall::MEMORY_OP;
+use xen_abi::hypercall::{MulticallEntry, MEMORY_OP, MULTICALL};
 use xen_abi::memory::*;
 use xen_abi::{DomId, DOMID_SELF, PAGE_SHIFT, PAGE_SIZE};
 
@@ -145,6 +145,54 @@ fn release(gfns: &mut [u64]) -> Result<(), XenErrno> {
         return Err(xen_abi::errno::ENOMEM);
     }
     Ok(())
+}
+
+/// Unmaps per multicall: one guest exit removes this many frames.
+const UNMAP_PER_MULTICALL: usize = 128;
+
+/// `XENMEM_remove_from_physmap` of each of our frames `gfns` (at most
+/// [`UNMAP_PER_MULTICALL`]) in one `multicall`; `out[i]` gets frame `i`'s
+/// result. Under nested emulation a guest exit costs far more than the
+/// unmap itself, so this is what makes copying a guest affordable.
+fn remove_many(gfns: &[u64], out: &mut [Result<(), XenErrno>]) {
+    let n = gfns.len().min(UNMAP_PER_MULTICALL).min(out.len());
+    let mut args = [RemoveFromPhysmap {
+        domid: DOMID_SELF,
+        _pad: [0; 3],
+        gpfn: 0,
+    }; UNMAP_PER_MULTICALL];
+    let mut calls = [MulticallEntry::default(); UNMAP_PER_MULTICALL];
+    for i in 0..n {
+        args[i].gpfn = gfns[i];
+        calls[i] = MulticallEntry {
+            op: u64::from(MEMORY_OP),
+            result: 1,
+            args: [
+                u64::from(XENMEM_REMOVE_FROM_PHYSMAP),
+                &mut args[i] as *mut RemoveFromPhysmap as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+        };
+    }
+    // SAFETY: `multicall(calls, n)`: the entry array and every argument
+    // struct it points to live on this stack frame across the call; Xen
+    // writes only each entry's `result`.
+    let r = unsafe { hypercall::raw(MULTICALL, calls.as_mut_ptr() as u64, n as u64, 0, 0, 0) };
+    for i in 0..n {
+        out[i] = if r != 0 {
+            // The multicall itself failed: fall back to one call per frame.
+            remove(gfns[i])
+        } else {
+            match calls[i].result {
+                0 => Ok(()),
+                e if e < 0 => Err(XenErrno(e.unsigned_abs() as u32)),
+                _ => remove(gfns[i]),
+            }
+        };
+    }
 }
 
 /// `XENMEM_remove_from_physmap` of our frame `gfn`.
@@ -461,21 +509,40 @@ impl Batch<'_> {
     fn unmap_all(&mut self) -> Unmapped {
         let t0 = self.window.xen.now_ns();
         let mut u = Unmapped::default();
-        for (slot, e) in self.slots.iter().zip(self.errs.iter_mut()) {
-            if *e != 0 {
+        let mut todo: [u64; UNMAP_PER_MULTICALL] = [0; UNMAP_PER_MULTICALL];
+        let mut results = [Ok(()); UNMAP_PER_MULTICALL];
+        let mut i = 0usize;
+        while i < self.slots.len() {
+            // The next run of mapped entries, at most one multicall's worth.
+            let mut n = 0usize;
+            while i < self.slots.len() && n < UNMAP_PER_MULTICALL {
+                if let (Some(&slot), Some(e)) = (self.slots.get(i), self.errs.get_mut(i)) {
+                    if *e == 0 {
+                        todo[n] = slot;
+                        n += 1;
+                    }
+                    // Whatever happens, this entry is no longer ours to unmap.
+                    *e = if *e == 0 { NOT_DONE } else { *e };
+                }
+                i += 1;
+            }
+            if n == 0 {
                 continue;
             }
-            match remove(*slot) {
-                Ok(()) => u.ok += 1,
-                Err(err) => {
-                    u.failed += 1;
-                    log::error!("foreign: unmapping frame {slot:#x} failed: {err}; retiring it");
-                    self.window.usable.retain(|s| s != slot);
-                    self.window.poisoned.push(*slot);
+            remove_many(&todo[..n], &mut results[..n]);
+            for (slot, r) in todo[..n].iter().zip(results[..n].iter()) {
+                match r {
+                    Ok(()) => u.ok += 1,
+                    Err(err) => {
+                        u.failed += 1;
+                        log::error!(
+                            "foreign: unmapping frame {slot:#x} failed: {err}; retiring it"
+                        );
+                        self.window.usable.retain(|s| s != slot);
+                        self.window.poisoned.push(*slot);
+                    }
                 }
             }
-            // Whatever happened, this entry is no longer ours to unmap.
-            *e = NOT_DONE;
         }
         let w = &mut *self.window;
         w.stats.unmap_ns += w.xen.now_ns().saturating_sub(t0);

@@ -11,6 +11,8 @@ pub const STUB_SIZE: usize = 32;
 pub const SET_TIMER_OP: u32 = 15;
 /// `memory_op`: reservations and the physmap.
 pub const MEMORY_OP: u32 = 12;
+/// `multicall`: several hypercalls for the price of one guest exit.
+pub const MULTICALL: u32 = 13;
 /// `xen_version`: version and feature queries.
 pub const XEN_VERSION: u32 = 17;
 /// `console_io`: Xen's own console.
@@ -32,3 +34,26 @@ pub const DOMCTL: u32 = 36;
 
 /// Number of stubs a hypercall page holds.
 pub const PAGE_STUBS: usize = crate::PAGE_SIZE / STUB_SIZE;
+
+/// `struct multicall_entry` (x86-64): one hypercall of a `multicall`; Xen
+/// writes its return value into `result`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct MulticallEntry {
+    /// Hypercall number.
+    pub op: u64,
+    /// Its return value (negative errno on failure).
+    pub result: i64,
+    /// Its arguments.
+    pub args: [u64; 6],
+}
+crate::assert_layout!(MulticallEntry, size = 64, op = 0, result = 8, args = 16);

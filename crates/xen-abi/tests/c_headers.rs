@@ -67,6 +67,7 @@ fn layouts_and_constants_match_xen_public_headers() {
     for (name, v) in [
         ("__HYPERVISOR_set_timer_op", hc::SET_TIMER_OP),
         ("__HYPERVISOR_memory_op", hc::MEMORY_OP),
+        ("__HYPERVISOR_multicall", hc::MULTICALL),
         ("__HYPERVISOR_xen_version", hc::XEN_VERSION),
         ("__HYPERVISOR_console_io", hc::CONSOLE_IO),
         ("__HYPERVISOR_grant_table_op", hc::GRANT_TABLE_OP),
@@ -192,6 +193,7 @@ fn layouts_and_constants_match_xen_public_headers() {
     layout!(c, "struct xen_add_to_physmap", mm::AddToPhysmap {
         domid => "domid", size => "size", space => "space", idx => "idx", gpfn => "gpfn" });
     layout!(c, "struct xen_remove_from_physmap", mm::RemoveFromPhysmap { domid => "domid", gpfn => "gpfn" });
+    layout!(c, "struct multicall_entry", hc::MulticallEntry { op => "op", result => "result", args => "args" });
     layout!(c, "struct xen_memory_reservation", mm::MemoryReservation {
         extent_start => "extent_start", nr_extents => "nr_extents", extent_order => "extent_order",
         mem_flags => "mem_flags", domid => "domid" });
