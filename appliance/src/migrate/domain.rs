@@ -75,20 +75,20 @@ fn is_hole(e: &ForeignError) -> bool {
         if *err == xen_abi::errno::EINVAL || *err == xen_abi::errno::ENOENT)
 }
 
-/// Marks in `out` the frames of `dom` that Xen maps (populated), by trying
-/// them all in batches. Used once per migration and side.
-fn probe_populated(
+/// Marks in `out` the frames of `dom` in `range` that Xen maps
+/// (populated), by trying them in batches; returns how many.
+fn probe_range(
     win: &mut ForeignWindow,
     dom: DomId,
-    nr: u64,
+    range: core::ops::Range<u64>,
     out: &mut DirtyBitmap,
 ) -> Result<u64, PortError> {
     let batch = win.capacity().clamp(1, PROBE_BATCH);
     let mut gfns: Vec<u64> = Vec::with_capacity(batch);
     let mut found = 0u64;
-    let mut start = 0u64;
-    while start < nr {
-        let end = start.saturating_add(batch as u64).min(nr);
+    let mut start = range.start;
+    while start < range.end {
+        let end = start.saturating_add(batch as u64).min(range.end);
         gfns.clear();
         gfns.extend(start..end);
         let b = win
@@ -97,8 +97,9 @@ fn probe_populated(
         for (i, &g) in gfns.iter().enumerate() {
             match b.entry(i) {
                 Ok(()) => {
-                    out.set(g);
-                    found += 1;
+                    if out.set(g) {
+                        found += 1;
+                    }
                 }
                 Err(e) if is_hole(&e) => {}
                 Err(e) => return Err(map_err("probing frames", e)),
@@ -107,6 +108,43 @@ fn probe_populated(
         drop(b);
         start = end;
     }
+    Ok(found)
+}
+
+/// Marks in `out` the populated frames of `dom` (`nr` frames of address
+/// space). Every hole costs Xen a refused entry, and under emulation a scan
+/// of a PVH guest's whole 4 GiB physmap takes minutes, so first only the
+/// RAM (from frame 0 to a little past the domain's page count) and the
+/// special frames below its highest one are tried; if that finds fewer
+/// frames than the domain holds (RAM elsewhere, e.g. above an MMIO hole),
+/// everything is scanned.
+fn probe_populated(
+    xen: &Xen,
+    win: &mut ForeignWindow,
+    dom: DomId,
+    nr: u64,
+    out: &mut DirtyBitmap,
+) -> Result<u64, PortError> {
+    let t0 = xen.now_ns();
+    let info = domctl::getdomaininfo(xen, dom).map_err(|e| dom_err("domain info", e))?;
+    let low_end = info.tot_pages.saturating_add(0x1000).min(nr);
+    let high_start = nr.saturating_sub(0x100).max(low_end);
+    let mut found = probe_range(win, dom, 0..low_end, out)?;
+    found += probe_range(win, dom, high_start..nr, out)?;
+    // Xen's own frames (shared_info, grant table) are in the physmap but
+    // not in tot_pages, so `found` may exceed it a little; never fall short.
+    if found.saturating_add(64) < info.tot_pages {
+        log::warn!(
+            "migrate: domain {dom}: {found} frames in RAM and special ranges, {} held; scanning all {nr}",
+            info.tot_pages
+        );
+        found += probe_range(win, dom, low_end..high_start, out)?;
+    }
+    log::info!(
+        "migrate: domain {dom} has {found} populated frames ({} held, {nr} addressable; probed in {} ms)",
+        info.tot_pages,
+        xen.now_ns().saturating_sub(t0) / 1_000_000
+    );
     Ok(found)
 }
 
@@ -143,12 +181,7 @@ impl<'x> XenSource<'x> {
         // emulation, and the peer's stall timeout would run meanwhile.
         let mut win = win;
         let mut found = DirtyBitmap::new(nr);
-        let t0 = xen.now_ns();
-        let populated = probe_populated(&mut win, dom, nr, &mut found)?;
-        log::info!(
-            "migrate: guest {dom} has {populated} of {nr} frames populated (probed in {} ms)",
-            xen.now_ns().saturating_sub(t0) / 1_000_000
-        );
+        probe_populated(xen, &mut win, dom, nr, &mut found)?;
         Ok(XenSource {
             xen,
             xs,
@@ -321,12 +354,7 @@ impl XenShell {
         // Probe before listening (see XenSource::new); the shell is paused,
         // so the answer holds until we populate frames ourselves.
         let mut found = DirtyBitmap::new(nr);
-        let t0 = xen.now_ns();
-        let populated = probe_populated(&mut win, dom, nr, &mut found)?;
-        log::info!(
-            "migrate: shell {dom} has {populated} of {nr} frames populated (probed in {} ms)",
-            xen.now_ns().saturating_sub(t0) / 1_000_000
-        );
+        probe_populated(xen, &mut win, dom, nr, &mut found)?;
         Ok(XenShell {
             xen,
             dom,
