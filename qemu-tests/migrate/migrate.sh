@@ -1,0 +1,66 @@
+# dom0-side helpers of the depmig migration scenarios (installed as
+# /scenario/migrate.sh; source after /rig/lib.sh, /scenario/rig-guest.sh and
+# /scenario/baseline.sh).
+
+DEPMIG=/scenario/bin/depmig
+DEPMIG_IMAGE=/scenario/depmig-appliance
+
+# depmig_migrate NAME REPORT SVG [OPTIONS...]: live-migrate NAME with depmig's
+# appliances, their vifs limited to the scenario's link rate; the CLI's output
+# goes to /tmp/NAME.depmig.log and its progress lines to the console. Returns
+# the CLI's status; MIGRATE_SECONDS is set.
+depmig_migrate() {
+    local name=$1 report=$2 svg=$3 t0 rc pid shown n
+    shift 3
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    "$DEPMIG" migrate "$name" --config "/tmp/$name.cfg" --appliance "$DEPMIG_IMAGE" \
+        --report "$report" --svg "$svg" ${DEPMIG_LINK_RATE:+--rate "$DEPMIG_LINK_RATE"} "$@" \
+        >"/tmp/$name.depmig.log" 2>&1 &
+    pid=$!
+    shown=0
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 3
+        n=$(wc -l < "/tmp/$name.depmig.log")
+        if [ "$n" -gt "$shown" ]; then
+            sed -n "$((shown + 1)),${n}p" "/tmp/$name.depmig.log" | while IFS= read -r l; do rig_say "depmig| $l"; done
+            shown=$n
+        fi
+    done
+    wait "$pid"
+    rc=$?
+    sed -n "$((shown + 1)),\$p" "/tmp/$name.depmig.log" | while IFS= read -r l; do rig_say "depmig| $l"; done
+    MIGRATE_SECONDS=$(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }')
+    return "$rc"
+}
+
+# depmig_check_moved NAME SRC_DOMID TICKS_BEFORE: after a depmig migration,
+# exactly one domain NAME runs, it is not SRC_DOMID, SRC_DOMID is gone, no
+# shell or appliance is left, mmuncher verifies two more passes with no
+# corrupt page and the ticker advanced past TICKS_BEFORE. Fails the scenario
+# otherwise.
+depmig_check_moved() {
+    local name=$1 src=$2 ticks=$3 dst after gap left
+    dst=$(rig_domid "$name")
+    [ -n "$dst" ] && [ "$dst" != "$src" ] || rig_fail "no destination domain named $name (source was $src, now '$dst')"
+    [ "$(xl list | awk -v n="$name" 'NR > 1 && $1 == n' | wc -l)" = 1 ] || rig_fail "more than one domain named $name"
+    xl list | awk -v s="$src" 'NR > 1 && $2 == s { found = 1 } END { exit !found }' && rig_fail "source domid $src still listed"
+    left=$(rig_domains | grep -v -x "$name" | tr '\n' ' ')
+    [ -z "$left" ] || rig_fail "domains left after the migration: $left"
+    xl list "$name" | awk 'NR == 2 { exit !($5 ~ /r|b/) }' || rig_fail "$name is not running on the destination: $(xl list "$name" | tail -n 1)"
+    after=$(guest_passes "$name")
+    guest_wait_passes "$name" $((after + 2)) 400 || { guest_dump "$name"; rig_fail "mmuncher did not verify two passes after the migration (at $(guest_passes "$name"), wanted $((after + 2)))"; }
+    guest_corrupt "$name" && rig_fail "mmuncher: $(guest_grep "$name" 'CORRUPT' | head -n 1)"
+    [ "$(guest_ticks "$name")" -gt "$ticks" ] || rig_fail "the ticker did not advance after the migration"
+    gap=$(guest_grep "$name" 'ticker: .*gap_ms=' | sed 's/.*gap_ms=\([0-9]*\).*/\1/' | sort -n | tail -n 1)
+    rig_say "ticker's longest gap: ${gap:-none} ms; mmuncher at pass $(guest_passes "$name")"
+}
+
+# depmig_summary REPORT: the headline figures of a depmig report (compact
+# JSON, unlike migpipe's indented one).
+depmig_summary() {
+    local f=$1 k out=
+    for k in rounds total_pages downtime_ms total_time_ms; do
+        out="$out $k=$(grep -o "\"$k\": *[0-9.]*" "$f" | head -n 1 | sed 's/.*: *//')"
+    done
+    echo "${out# } pages=[$(grep -o '"per_round_pages": *\[[0-9, ]*\]' "$f" | head -n 1 | sed 's/.*\[//; s/\]//; s/ //g')]"
+}
