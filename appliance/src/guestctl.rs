@@ -136,11 +136,19 @@ pub fn run(x: &'static Xen) -> End {
     );
     r.record("map-throughput", check_throughput(x, &mut window, g));
     r.record("least-privilege", check_least_privilege(x, &mut window));
-    // dom0 says whether the rig's Xen copies dirty bitmaps to PVH callers
-    // safely (its hypervisor patch); stock 4.17 panics.
-    let copy_ok = xs
-        .read_string(&format!("{DIR}/bitmap-copy"))
-        .is_ok_and(|v| v.trim() == "1");
+    // Stock 4.17 panics copying a dirty bitmap to a PVH caller. The rig's
+    // patched hypervisor says so in its extra version ("-depmig"), as the
+    // migrate mode checks; dom0 may also vouch for it (bitmap-copy = 1).
+    let copy_ok = x.extra.contains("-depmig")
+        || xs
+            .read_string(&format!("{DIR}/bitmap-copy"))
+            .is_ok_and(|v| v.trim() == "1");
+    println!(
+        "guestctl: Xen 4.{}{}: dirty bitmap copy {}",
+        x.version.minor,
+        x.extra,
+        if copy_ok { "allowed" } else { "refused" }
+    );
     domctl::allow_bitmap_copy(copy_ok);
     r.record(
         "log-dirty",
