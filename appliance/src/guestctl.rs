@@ -565,6 +565,13 @@ fn check_logdirty(
         ensure(!ui.is_paused(), || {
             format!("flags {:#x} after dom0's unpause", ui.flags)
         })?;
+        sleep_ns(x, 3_000_000_000);
+        let again = domctl::logdirty_clean(x, g, None, pages, false).map_err(e("clean"))?;
+        let after = again.dirty_count;
+        println!(
+            "depmig-guestctl: dirty pages running_3s={running} paused_3s={paused_dirty} after_unpause_3s={after} peeks={},{}",
+            p1.dirty_count, p2.dirty_count
+        );
         ensure(
             own_unpause == Err(DomctlError::Xen(xen_abi::errno::EACCES)),
             || format!("our own unpause: {own_unpause:?} (the policy should refuse it)"),
@@ -572,18 +579,14 @@ fn check_logdirty(
         ensure(paused_dirty <= 64, || {
             format!("{paused_dirty} pages dirty in 3 s while paused")
         })?;
-        sleep_ns(x, 2_000_000_000);
-        let again = domctl::logdirty_clean(x, g, None, pages, false).map_err(e("clean"))?;
-        ensure(again.dirty_count >= 500, || {
-            format!("{} pages dirty in 2 s after the unpause", again.dirty_count)
+        // Running again, mmuncher dirties far more than the paused guest did
+        // (how much depends on how much CPU the emulation leaves it).
+        ensure(after >= 100 && after > 4 * paused_dirty, || {
+            format!("{after} pages dirty in 3 s after the unpause, {paused_dirty} while paused")
         })?;
-        println!(
-            "depmig-guestctl: dirty pages running_3s={running} paused_3s={paused_dirty} after_unpause_2s={} peeks={},{}",
-            again.dirty_count, p1.dirty_count, p2.dirty_count
-        );
         Ok(format!(
-            "running: {running} dirty in 3 s (PEEKs {} <= {} did not clear; {bitmap_detail}); paused: {paused_dirty} in 3 s; own unpause refused (EACCES), dom0 unpaused; then {} in 2 s",
-            p1.dirty_count, p2.dirty_count, again.dirty_count
+            "running: {running} dirty in 3 s (PEEKs {} <= {} did not clear; {bitmap_detail}); paused: {paused_dirty} in 3 s; own unpause refused (EACCES), dom0 unpaused; then {after} in 3 s",
+            p1.dirty_count, p2.dirty_count
         ))
     })();
     // Log-dirty off whatever happened.
