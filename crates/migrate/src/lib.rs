@@ -14,7 +14,6 @@ extern crate alloc;
 
 pub mod config;
 pub mod dest;
-pub mod hvmctx;
 pub mod params;
 pub mod ports;
 pub mod reply;

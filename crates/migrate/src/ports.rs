@@ -63,7 +63,7 @@ pub trait SourceDomain {
     /// Undoes a suspension after a failed migration: withdraws a pending
     /// suspend request and, if the guest is shut down for suspend, resumes
     /// it with the suspend cancelled (vCPU 0's `rax := 1` in its HVM context,
-    /// see [`crate::hvmctx::set_vcpu_rax`], then `XEN_DOMCTL_resumedomain`).
+    /// see `xen_abi::hvm_save::set_cpu_reg`, then `XEN_DOMCTL_resumedomain`).
     /// Called whenever `suspend` was called and the migration then failed,
     /// including when `suspend` itself failed, so it must be harmless on a
     /// guest that is still running.
