@@ -20,8 +20,6 @@ use crate::xen::Xen;
 const PAGE: usize = 4096;
 /// How long the guest may take to suspend after the request.
 const SUSPEND_TIMEOUT_NS: u64 = 30_000_000_000;
-/// Frames probed per hypercall when finding a domain's populated frames.
-const PROBE_BATCH: usize = 1024;
 /// Most frames a domain may have for us (64 GiB): bounds every loop and
 /// allocation sized by a domain's `maximum_gpfn`.
 pub const MAX_PFNS: u64 = 1 << 24;
@@ -75,77 +73,41 @@ fn is_hole(e: &ForeignError) -> bool {
         if *err == xen_abi::errno::EINVAL || *err == xen_abi::errno::ENOENT)
 }
 
-/// Marks in `out` the frames of `dom` in `range` that Xen maps
-/// (populated), by trying them in batches; returns how many.
-fn probe_range(
-    win: &mut ForeignWindow,
-    dom: DomId,
-    range: core::ops::Range<u64>,
-    out: &mut DirtyBitmap,
-) -> Result<u64, PortError> {
-    let batch = win.capacity().clamp(1, PROBE_BATCH);
-    let mut gfns: Vec<u64> = Vec::with_capacity(batch);
-    let mut found = 0u64;
-    let mut start = range.start;
-    while start < range.end {
-        let end = start.saturating_add(batch as u64).min(range.end);
-        gfns.clear();
-        gfns.extend(start..end);
-        let b = win
-            .map(dom, &gfns, Access::Read)
-            .map_err(|e| map_err("probing frames", e))?;
-        for (i, &g) in gfns.iter().enumerate() {
-            match b.entry(i) {
-                Ok(()) => {
-                    if out.set(g) {
-                        found += 1;
-                    }
-                }
-                Err(e) if is_hole(&e) => {}
-                Err(e) => return Err(map_err("probing frames", e)),
-            }
-        }
-        drop(b);
-        start = end;
-    }
-    Ok(found)
-}
+/// Above this many pages a PVH guest's RAM may continue above the MMIO
+/// hole below 4 GiB, and every frame is a candidate.
+const LOW_RAM_MAX: u64 = 0xE0000;
 
-/// Marks in `out` the populated frames of `dom` (`nr` frames of address
-/// space). Every hole costs Xen a refused entry, and under emulation a scan
-/// of a PVH guest's whole 4 GiB physmap takes minutes, so first only the
-/// RAM (from frame 0 to a little past the domain's page count) and the
-/// special frames below its highest one are tried; if that finds fewer
-/// frames than the domain holds (RAM elsewhere, e.g. above an MMIO hole),
-/// everything is scanned.
-fn probe_populated(
+/// Marks in `out` the frames of `dom` that may be populated: its RAM (from
+/// frame 0 to a little past its page limit) and the special frames below
+/// its highest one, or every frame for a guest too big for that layout.
+/// Frames marked but not populated cost one refused mapping each and go to
+/// the destination as holes; probing them all beforehand would double the
+/// mapping work, which is what copying costs under emulation.
+fn candidate_frames(
     xen: &Xen,
-    win: &mut ForeignWindow,
     dom: DomId,
     nr: u64,
     out: &mut DirtyBitmap,
 ) -> Result<u64, PortError> {
-    let t0 = xen.now_ns();
     let info = domctl::getdomaininfo(xen, dom).map_err(|e| dom_err("domain info", e))?;
-    let low_end = info.tot_pages.saturating_add(0x1000).min(nr);
+    let limit = info.max_pages.max(info.tot_pages);
+    let mut n = 0u64;
+    if limit > LOW_RAM_MAX {
+        out.set_all();
+        return Ok(nr);
+    }
+    let low_end = limit.saturating_add(0x1000).min(nr);
     let high_start = nr.saturating_sub(0x100).max(low_end);
-    let mut found = probe_range(win, dom, 0..low_end, out)?;
-    found += probe_range(win, dom, high_start..nr, out)?;
-    // Xen's own frames (shared_info, grant table) are in the physmap but
-    // not in tot_pages, so `found` may exceed it a little; never fall short.
-    if found.saturating_add(64) < info.tot_pages {
-        log::warn!(
-            "migrate: domain {dom}: {found} frames in RAM and special ranges, {} held; scanning all {nr}",
-            info.tot_pages
-        );
-        found += probe_range(win, dom, low_end..high_start, out)?;
+    for pfn in (0..low_end).chain(high_start..nr) {
+        if out.set(pfn) {
+            n += 1;
+        }
     }
     log::info!(
-        "migrate: domain {dom} has {found} populated frames ({} held, {nr} addressable; probed in {} ms)",
-        info.tot_pages,
-        xen.now_ns().saturating_sub(t0) / 1_000_000
+        "migrate: domain {dom}: {n} candidate frames for {} pages held ({nr} addressable)",
+        info.tot_pages
     );
-    Ok(found)
+    Ok(n)
 }
 
 /// The guest being migrated away.
@@ -157,7 +119,7 @@ pub struct XenSource<'x> {
     win: ForeignWindow,
     words: Vec<u64>,
     suspend_asked: bool,
-    /// The frames found populated when we were set up.
+    /// The frames round 1 tries.
     found: DirtyBitmap,
 }
 
@@ -177,11 +139,8 @@ impl<'x> XenSource<'x> {
             .try_reserve_exact(nr.div_ceil(64) as usize)
             .map_err(|_| PortError { code: -22 })?;
         words.resize(nr.div_ceil(64) as usize, 0);
-        // Probe now, before the link is up: it takes a while under
-        // emulation, and the peer's stall timeout would run meanwhile.
-        let mut win = win;
         let mut found = DirtyBitmap::new(nr);
-        probe_populated(xen, &mut win, dom, nr, &mut found)?;
+        candidate_frames(xen, dom, nr, &mut found)?;
         Ok(XenSource {
             xen,
             xs,
@@ -206,8 +165,7 @@ impl SourceDomain for XenSource<'_> {
     }
 
     fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
-        // A frame populated after the probe is not in round 1; Linux in the
-        // rig does not balloon up, and one that goes away is sent as a hole.
+        // Candidates that turn out empty are sent as holes.
         out.or_with(&self.found);
         Ok(())
     }
@@ -337,54 +295,94 @@ impl SourceDomain for XenSource<'_> {
 }
 
 /// The paused shell dom0 built from the guest's configuration.
+///
+/// Built from the same configuration, the shell has every frame the guest
+/// has but the few the guest maps itself (e.g. grant frames). Rather than
+/// probe a million frames up front, the shell reports all as populated and
+/// gives a frame RAM when writing it finds a hole there (a frame the
+/// mapping refuses as absent is certainly not populated, so nothing Xen
+/// holds is ever replaced).
 pub struct XenShell {
     xen: &'static Xen,
     dom: DomId,
     nr: u64,
     win: ForeignWindow,
-    /// The frames the shell had when we were set up.
-    found: DirtyBitmap,
+    /// Frames given RAM while writing.
+    pub populated_here: u64,
 }
 
 impl XenShell {
     /// Sets up for shell `dom` with a mapping window of `window` pages.
     pub fn new(xen: &'static Xen, dom: DomId, window: usize) -> Result<Self, PortError> {
         let nr = nr_pfns_of(dom)?;
-        let mut win = ForeignWindow::new(xen, window).map_err(|e| map_err("mapping window", e))?;
-        // Probe before listening (see XenSource::new); the shell is paused,
-        // so the answer holds until we populate frames ourselves.
-        let mut found = DirtyBitmap::new(nr);
-        probe_populated(xen, &mut win, dom, nr, &mut found)?;
+        let win = ForeignWindow::new(xen, window).map_err(|e| map_err("mapping window", e))?;
         Ok(XenShell {
             xen,
             dom,
             nr,
             win,
-            found,
+            populated_here: 0,
         })
     }
 
     fn write_each(&mut self, pfns: &[u64], data: Option<&[u8]>) -> Result<(), PortError> {
         let cap = self.win.capacity().max(1);
         let zero = [0u8; PAGE];
+        let mut absent: Vec<u64> = Vec::new();
         for (k, chunk) in pfns.chunks(cap).enumerate() {
-            let mut b = self
-                .win
-                .map(self.dom, chunk, Access::Write)
-                .map_err(|e| map_err("mapping shell frames", e))?;
-            for i in 0..chunk.len() {
-                let at = k * cap + i;
-                let src: &[u8] = match data {
-                    Some(d) => d
-                        .get(at * PAGE..(at + 1) * PAGE)
-                        .ok_or(PortError { code: -23 })?,
-                    None => &zero,
-                };
-                b.write(i, 0, src)
-                    .map_err(|e| map_err("writing a shell frame", e))?;
+            // Two passes at most: the second after giving absent frames RAM.
+            for pass in 0..2 {
+                absent.clear();
+                let mut b = self
+                    .win
+                    .map(self.dom, chunk, Access::Write)
+                    .map_err(|e| map_err("mapping shell frames", e))?;
+                for (i, &pfn) in chunk.iter().enumerate() {
+                    let at = k * cap + i;
+                    match b.entry(i) {
+                        Ok(()) => {}
+                        Err(e) if is_hole(&e) && pass == 0 => {
+                            absent.push(pfn);
+                            continue;
+                        }
+                        Err(e) => return Err(map_err("mapping a shell frame", e)),
+                    }
+                    let src: &[u8] = match data {
+                        Some(d) => d
+                            .get(at * PAGE..(at + 1) * PAGE)
+                            .ok_or(PortError { code: -23 })?,
+                        None => &zero,
+                    };
+                    b.write(i, 0, src)
+                        .map_err(|e| map_err("writing a shell frame", e))?;
+                }
+                drop(b);
+                if absent.is_empty() {
+                    break;
+                }
+                // A stream may repeat a pfn within a batch: populate each once.
+                absent.sort_unstable();
+                absent.dedup();
+                let mut list = absent.clone();
+                let done = domctl::populate_physmap(self.dom, &mut list)
+                    .map_err(|e| dom_err("populate", e))?;
+                if done != absent.len() {
+                    log::error!("migrate: populate gave {done} of {} frames", absent.len());
+                    return Err(PortError { code: -24 });
+                }
+                self.populated_here += done as u64;
+                // The second pass rewrites this chunk's present frames too:
+                // harmless, the same bytes.
             }
         }
         Ok(())
+    }
+}
+
+impl XenShell {
+    /// The mapping window's counters.
+    pub fn map_stats(&self) -> crate::xen::foreign::MapStats {
+        self.win.stats()
     }
 }
 
@@ -394,7 +392,8 @@ impl DestDomain for XenShell {
     }
 
     fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
-        out.or_with(&self.found);
+        // Absent frames are found and given RAM when written (see above).
+        out.set_all();
         Ok(())
     }
 

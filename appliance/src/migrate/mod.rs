@@ -354,7 +354,19 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
     };
     let mut progress = Publisher { xs };
     let cfg = DestConfig::new(&armed.key, nonce(xen, 2));
-    match dest::run(&mut shell, &mut link, &mut progress, &cfg) {
+    let r = dest::run(&mut shell, &mut link, &mut progress, &cfg);
+    let m = shell.map_stats();
+    log::info!(
+        "migrate: mapped {} shell frames in {} batches ({} refused), map {} ms, unmap {} ms; gave RAM to {} frames",
+        m.mapped,
+        m.batches,
+        m.failed,
+        m.map_ns / 1_000_000,
+        m.unmap_ns / 1_000_000,
+        shell.populated_here
+    );
+    drop(shell);
+    match r {
         Ok(s) => {
             if let Err(e) = link.close() {
                 log::warn!("migrate: closing the link: {e}");
