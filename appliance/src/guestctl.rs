@@ -320,6 +320,8 @@ fn find_banner(tail: &[u8], page: &[u8]) -> bool {
     let mut joined = [0u8; 2 * 16];
     let n = tail.len().min(16);
     let head = BANNER.len().saturating_sub(1).min(16).min(page.len());
+    // PANICS: n ≤ 16 ≤ tail.len() - (tail.len() - n), head ≤ 16 and
+    // ≤ page.len(), so every range lies inside its 32-byte or given slice.
     joined[..n].copy_from_slice(&tail[tail.len() - n..]);
     joined[n..n + head].copy_from_slice(&page[..head]);
     joined[..n + head]

@@ -104,6 +104,7 @@ fn domctl<T: IntoBytes + FromBytes + Immutable>(
     let a = arg.as_bytes();
     // Payload structs are at most DOMCTL_PAYLOAD bytes (checked below at
     // compile time for every type used here).
+    // PANICS: n ≤ both lengths, so neither range can be out of bounds.
     let n = a.len().min(DOMCTL_PAYLOAD);
     d.payload[..n].copy_from_slice(&a[..n]);
     // SAFETY: `__HYPERVISOR_domctl` takes one pointer to a `struct xen_domctl`

@@ -136,4 +136,4 @@ case $result in
     "depmig-guestctl: PASS "*) ;;
     *) rig_fail "appliance: $result" ;;
 esac
-rig_result PASS "${result#depmig-guestctl: }; guest ran on (ticker $t1 -> $t2, mmuncher pass $(guest_passes "$G")), guest and shell destroyed cleanly"
+rig_result PASS "appliance ${result#depmig-guestctl: PASS }; guest ran on (ticker $t1 -> $t2, mmuncher pass $(guest_passes "$G")), guest and shell destroyed cleanly"
