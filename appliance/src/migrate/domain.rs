@@ -121,7 +121,12 @@ pub struct XenSource<'x> {
     suspend_asked: bool,
     /// The frames round 1 tries.
     found: DirtyBitmap,
+    /// Pages read so far, for a progress line every [`PROGRESS_PAGES`].
+    read: u64,
 }
+
+/// A progress line on the console every this many pages copied.
+const PROGRESS_PAGES: u64 = 16384;
 
 impl<'x> XenSource<'x> {
     /// Sets up for guest `dom`: its size and a mapping window of `window`
@@ -150,6 +155,7 @@ impl<'x> XenSource<'x> {
             words,
             suspend_asked: false,
             found,
+            read: 0,
         })
     }
 
@@ -178,6 +184,17 @@ impl SourceDomain for XenSource<'_> {
     ) -> Result<(), PortError> {
         if buf.len() != pfns.len() * PAGE || holes.len() != pfns.len() {
             return Err(PortError { code: -23 });
+        }
+        let before = self.read;
+        self.read += pfns.len() as u64;
+        if before / PROGRESS_PAGES != self.read / PROGRESS_PAGES {
+            let m = self.win.stats();
+            log::info!(
+                "migrate: {} pages read; map {} ms, unmap {} ms",
+                self.read,
+                m.map_ns / 1_000_000,
+                m.unmap_ns / 1_000_000
+            );
         }
         let cap = self.win.capacity().max(1);
         for (k, chunk) in pfns.chunks(cap).enumerate() {
@@ -309,6 +326,8 @@ pub struct XenShell {
     win: ForeignWindow,
     /// Frames given RAM while writing.
     pub populated_here: u64,
+    /// Pages written so far, for a progress line every [`PROGRESS_PAGES`].
+    written: u64,
 }
 
 impl XenShell {
@@ -322,6 +341,7 @@ impl XenShell {
             nr,
             win,
             populated_here: 0,
+            written: 0,
         })
     }
 
@@ -411,6 +431,17 @@ impl DestDomain for XenShell {
     fn write_pages(&mut self, pfns: &[u64], data: &[u8]) -> Result<(), PortError> {
         if data.len() != pfns.len() * PAGE {
             return Err(PortError { code: -23 });
+        }
+        let before = self.written;
+        self.written += pfns.len() as u64;
+        if before / PROGRESS_PAGES != self.written / PROGRESS_PAGES {
+            let m = self.win.stats();
+            log::info!(
+                "migrate: {} pages written; map {} ms, unmap {} ms",
+                self.written,
+                m.map_ns / 1_000_000,
+                m.unmap_ns / 1_000_000
+            );
         }
         self.write_each(pfns, Some(data))
     }
