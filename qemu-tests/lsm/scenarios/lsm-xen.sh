@@ -112,9 +112,10 @@ await_reply() {
 ZERO_PAGE_FNV=b93a0c83ce3b6325
 clog=$(rig_console_log $G)
 attempt=0 dump_ok=
-# Under a loaded host the console delivers the window's start late and dom0
-# maps slowly, so several windows may pass before one is caught in time.
-while [ "$attempt" -lt 8 ] && [ -z "$dump_ok" ]; do
+# Under a loaded host the window's start reaches dom0's console log some
+# 3 s late and the mapping takes 0.4-3 s, so one 4 s window in two to five
+# is caught in time (measured); twelve give a loaded run its chance.
+while [ "$attempt" -lt 12 ] && [ -z "$dump_ok" ]; do
     attempt=$((attempt + 1))
     nb=$(grep -ac DEPMIG-DUMP-BEGIN "$clog")
     ne=$(guest_grep $G 'DEPMIG-DUMP-END' | wc -l)
