@@ -450,6 +450,17 @@ impl Batch<'_> {
     /// Copies `out.len()` bytes from `offset` of entry `i`'s page.
     pub fn read(&self, i: usize, offset: usize, out: &mut [u8]) -> Result<(), ForeignError> {
         let a = self.span(i, offset, out.len())?;
+        if a % 8 == 0 && out.len() % 8 == 0 {
+            // Whole words: an eighth of the accesses (this is the copy loop
+            // of every page a migration sends).
+            for (k, w) in out.chunks_exact_mut(8).enumerate() {
+                // SAFETY: an aligned word inside a mapped foreign page
+                // (checked by `span`), which stays mapped while `self` lives.
+                let v = unsafe { ((a + 8 * k as u64) as *const u64).read_volatile() };
+                w.copy_from_slice(&v.to_ne_bytes());
+            }
+            return Ok(());
+        }
         for (k, b) in out.iter_mut().enumerate() {
             // SAFETY: inside a mapped foreign page (checked by `span`), which
             // stays mapped while `self` lives.
@@ -476,6 +487,16 @@ impl Batch<'_> {
             return Err(ForeignError::ReadOnly);
         }
         let a = self.span(i, offset, data.len())?;
+        if a % 8 == 0 && data.len() % 8 == 0 {
+            for (k, w) in data.chunks_exact(8).enumerate() {
+                let mut v = [0u8; 8];
+                v.copy_from_slice(w);
+                // SAFETY: an aligned word inside a mapped foreign page
+                // (checked by `span`) of a batch mapped for writing.
+                unsafe { ((a + 8 * k as u64) as *mut u64).write_volatile(u64::from_ne_bytes(v)) };
+            }
+            return Ok(());
+        }
         for (k, &b) in data.iter().enumerate() {
             // SAFETY: inside a mapped foreign page (checked by `span`) of a
             // batch mapped for writing.
