@@ -80,7 +80,9 @@ cleanup() {
     if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
         kill "$qemu_pid" 2>/dev/null; sleep 1; kill -9 "$qemu_pid" 2>/dev/null || true
     fi
-    [ -n "${stage:-}" ] && rm -rf "$stage"
+    if [ -n "${stage:-}" ]; then rm -rf "$stage"; fi
+    # An EXIT trap's status becomes the script's: never fail here.
+    return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
