@@ -126,7 +126,18 @@ pub struct XenSource<'x> {
 }
 
 /// A progress line on the console every this many pages copied.
-const PROGRESS_PAGES: u64 = 16384;
+const PROGRESS_PAGES: u64 = 4096;
+
+/// The current stack pointer, for the progress lines (a stack running
+/// towards its end shows there before it overflows).
+fn stack_pointer() -> u64 {
+    let sp: u64;
+    // SAFETY: reads rsp into a register; no memory access, no flags.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    sp
+}
 
 impl<'x> XenSource<'x> {
     /// Sets up for guest `dom`: its size and a mapping window of `window`
@@ -189,11 +200,15 @@ impl SourceDomain for XenSource<'_> {
         self.read += pfns.len() as u64;
         if before / PROGRESS_PAGES != self.read / PROGRESS_PAGES {
             let m = self.win.stats();
+            let (used, total) = crate::heap::usage();
             log::info!(
-                "migrate: {} pages read; map {} ms, unmap {} ms",
+                "migrate: {} pages read; map {} ms, unmap {} ms; heap {} of {} KiB; sp {:#x}",
                 self.read,
                 m.map_ns / 1_000_000,
-                m.unmap_ns / 1_000_000
+                m.unmap_ns / 1_000_000,
+                used / 1024,
+                total / 1024,
+                stack_pointer()
             );
         }
         let cap = self.win.capacity().max(1);
@@ -436,11 +451,15 @@ impl DestDomain for XenShell {
         self.written += pfns.len() as u64;
         if before / PROGRESS_PAGES != self.written / PROGRESS_PAGES {
             let m = self.win.stats();
+            let (used, total) = crate::heap::usage();
             log::info!(
-                "migrate: {} pages written; map {} ms, unmap {} ms",
+                "migrate: {} pages written; map {} ms, unmap {} ms; heap {} of {} KiB; sp {:#x}",
                 self.written,
                 m.map_ns / 1_000_000,
-                m.unmap_ns / 1_000_000
+                m.unmap_ns / 1_000_000,
+                used / 1024,
+                total / 1024,
+                stack_pointer()
             );
         }
         self.write_each(pfns, Some(data))
