@@ -128,6 +128,27 @@ pub struct XenSource<'x> {
 /// A progress line on the console every this many pages copied.
 const PROGRESS_PAGES: u64 = 4096;
 
+/// Adds `n` to the page count `done`; logs a progress line (mapping times,
+/// heap use, stack pointer) each time it passes a multiple of
+/// [`PROGRESS_PAGES`].
+fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow) {
+    let before = *done;
+    *done += n as u64;
+    if before / PROGRESS_PAGES != *done / PROGRESS_PAGES {
+        let m = win.stats();
+        let (used, total) = crate::heap::usage();
+        log::info!(
+            "migrate: {} pages {verb}; map {} ms, unmap {} ms; heap {} of {} KiB; sp {:#x}",
+            *done,
+            m.map_ns / 1_000_000,
+            m.unmap_ns / 1_000_000,
+            used / 1024,
+            total / 1024,
+            stack_pointer()
+        );
+    }
+}
+
 /// The current stack pointer, for the progress lines (a stack running
 /// towards its end shows there before it overflows).
 fn stack_pointer() -> u64 {
@@ -196,21 +217,7 @@ impl SourceDomain for XenSource<'_> {
         if buf.len() != pfns.len() * PAGE || holes.len() != pfns.len() {
             return Err(PortError { code: -23 });
         }
-        let before = self.read;
-        self.read += pfns.len() as u64;
-        if before / PROGRESS_PAGES != self.read / PROGRESS_PAGES {
-            let m = self.win.stats();
-            let (used, total) = crate::heap::usage();
-            log::info!(
-                "migrate: {} pages read; map {} ms, unmap {} ms; heap {} of {} KiB; sp {:#x}",
-                self.read,
-                m.map_ns / 1_000_000,
-                m.unmap_ns / 1_000_000,
-                used / 1024,
-                total / 1024,
-                stack_pointer()
-            );
-        }
+        progress(&mut self.read, pfns.len(), "read", &self.win);
         let cap = self.win.capacity().max(1);
         for (k, chunk) in pfns.chunks(cap).enumerate() {
             let b = self
@@ -254,17 +261,12 @@ impl SourceDomain for XenSource<'_> {
             final_pass,
         )
         .map_err(|e| dom_err("log-dirty clean", e))?;
-        for (wi, &w) in self.words.iter().enumerate() {
-            let mut w = w;
-            while w != 0 {
-                let b = w.trailing_zeros() as u64;
-                let pfn = wi as u64 * 64 + b;
-                if pfn < self.nr {
-                    out.set(pfn);
-                }
-                w &= w - 1;
-            }
+        // Xen's bitmap has DirtyBitmap's layout (bit g % 64 of word g / 64):
+        // OR it in a word at a time; trim drops bits past the bitmap's end.
+        for (o, &w) in out.words_mut().iter_mut().zip(&self.words) {
+            *o |= w;
         }
+        out.trim();
         Ok(())
     }
 
@@ -447,21 +449,7 @@ impl DestDomain for XenShell {
         if data.len() != pfns.len() * PAGE {
             return Err(PortError { code: -23 });
         }
-        let before = self.written;
-        self.written += pfns.len() as u64;
-        if before / PROGRESS_PAGES != self.written / PROGRESS_PAGES {
-            let m = self.win.stats();
-            let (used, total) = crate::heap::usage();
-            log::info!(
-                "migrate: {} pages written; map {} ms, unmap {} ms; heap {} of {} KiB; sp {:#x}",
-                self.written,
-                m.map_ns / 1_000_000,
-                m.unmap_ns / 1_000_000,
-                used / 1024,
-                total / 1024,
-                stack_pointer()
-            );
-        }
+        progress(&mut self.written, pfns.len(), "written", &self.win);
         self.write_each(pfns, Some(data))
     }
 
