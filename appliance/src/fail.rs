@@ -79,8 +79,14 @@ pub fn exception(frame: &crate::arch::trap::Frame, cr2: u64) -> ! {
         "depmig: regs rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x} rbp={:#x}\n",
         r[0], r[1], r[2], r[3], r[4], r[5], r[6]
     ));
+    // A page fault on the guard page below the boot stack is an overflow.
+    let what = if frame.vector == 14 && crate::arch::boot::stack_guard().contains(&cr2) {
+        " (boot stack overflow)"
+    } else {
+        ""
+    };
     fatal(format_args!(
-        "CPU exception {} error {:#x} at rip {:#x} rsp {:#x} cr2 {:#x}",
+        "CPU exception {} error {:#x} at rip {:#x} rsp {:#x} cr2 {:#x}{what}",
         frame.vector, frame.error, frame.rip, frame.rsp, cr2
     ))
 }

@@ -31,6 +31,7 @@ const HEAP_MAX: u64 = 256 << 20;
 /// the PVH `hvm_start_info` block.
 #[unsafe(no_mangle)]
 pub extern "C" fn boot_main(start_info: u64) -> ! {
+    arch::boot::paint_stack();
     arch::trap::init();
     let tsc_known = clock::init();
     let xen_base = xen::detect();
@@ -97,6 +98,12 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
             fail::shutdown(End::Fail)
         }
         "panictest" => panic!("deliberate panic (panictest)"),
+        "stacktest" => {
+            log::info!("stacktest: recursing until the stack guard faults");
+            let depth = overflow_stack(0);
+            println!("depmig-selftest: FAIL stacktest did not fault ({depth})");
+            fail::shutdown(End::Fail)
+        }
         // Two appliances on dom0's bridge: TCP throughput and fault handling.
         "nettest" => match xen {
             Some(x) => fail::shutdown(net::run_nettest(x)),
@@ -124,7 +131,7 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
         },
         other => {
             println!(
-                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, migrate, crashtest, panictest)"
+                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, migrate, crashtest, panictest, stacktest)"
             );
             println!("depmig-selftest: FAIL unknown mode");
             fail::shutdown(End::Fail)
@@ -156,4 +163,18 @@ fn init_heap(info: &boot_info::BootInfo) {
         }
         None => log::warn!("no RAM region for the heap in the memory map"),
     }
+}
+
+/// Recurses with a 1 KiB frame per level until the boot stack's guard page
+/// faults (for `stacktest`); the bound only keeps the compiler from
+/// proving the recursion endless.
+#[inline(never)]
+fn overflow_stack(depth: u64) -> u64 {
+    let mut frame = [0u8; 1024];
+    frame[0] = depth as u8;
+    let frame = core::hint::black_box(frame);
+    if depth > u64::from(u32::MAX) {
+        return depth;
+    }
+    overflow_stack(depth + 1).wrapping_add(u64::from(frame[1023]))
 }

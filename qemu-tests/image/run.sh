@@ -75,6 +75,9 @@ expect crashtest microvm crashtest 37 '^depmig-selftest: FAIL crash: CPU excepti
     '^depmig: EPITAPH: CPU exception 14 '
 expect panictest microvm panictest 37 '^depmig-selftest: FAIL crash: panic at ' \
     '^depmig: EPITAPH: panic at .*deliberate panic'
+expect stacktest microvm stacktest 37 \
+    '^depmig-selftest: FAIL crash: CPU exception 14 .*\(boot stack overflow\)$' \
+    '^depmig: EPITAPH: CPU exception 14 '
 expect badmode microvm 'nonsense' 35 '^depmig-selftest: FAIL unknown mode$'
 
 size=$(stat -c %s "$IMG" 2>/dev/null || echo "?")

@@ -70,6 +70,32 @@ pvh_start32:
     cmp ecx, 2048
     jb 2b
 
+    // The 2 MiB page holding the stack guard becomes 512 small pages, the
+    // guard's own entry left not-present: a stack overflow faults there
+    // instead of running down into these tables.
+    mov ebx, offset boot_stack_guard
+    shr ebx, 21                     // index of its 2 MiB page (image < 4 GiB)
+    mov edi, offset boot_pt
+    mov eax, ebx
+    shl eax, 21
+    or eax, 0x3                     // present | writable
+    xor ecx, ecx
+7:  mov [edi + ecx * 8], eax
+    mov dword ptr [edi + ecx * 8 + 4], 0
+    add eax, 4096
+    inc ecx
+    cmp ecx, 512
+    jb 7b
+    mov eax, offset boot_stack_guard
+    shr eax, 12
+    and eax, 511
+    mov dword ptr [edi + eax * 8], 0
+    mov eax, offset boot_pt
+    or eax, 0x3
+    mov edi, offset boot_pd
+    mov [edi + ebx * 8], eax
+    mov dword ptr [edi + ebx * 8 + 4], 0
+
     // PDPT: four entries, one per PD page.
     mov edi, offset boot_pdpt
     mov eax, offset boot_pd
@@ -145,10 +171,78 @@ boot_gdt_ptr:
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
 boot_pd:    .skip 4096 * 4
+boot_pt:    .skip 4096
+    .global boot_stack_guard
+boot_stack_guard: .skip 4096
+    .global boot_stack
 boot_stack: .skip {stack_size}
+    .global boot_stack_top
 boot_stack_top:
     .popsection
 "#,
     main = sym crate::boot_main,
     stack_size = const BOOT_STACK_SIZE,
 );
+
+/// Byte written over the unused part of the boot stack at start-up, so the
+/// deepest point the stack ever reached can be read back.
+const STACK_PAINT: u64 = 0x5a5a_5a5a_5a5a_5a5a;
+
+/// The boot stack's bounds `(lowest byte, top)`.
+fn stack_bounds() -> (u64, u64) {
+    (
+        crate::arch::symbol_addr!("boot_stack"),
+        crate::arch::symbol_addr!("boot_stack_top"),
+    )
+}
+
+/// The stack guard page (not mapped: touching it faults).
+pub fn stack_guard() -> core::ops::Range<u64> {
+    let g = crate::arch::symbol_addr!("boot_stack_guard");
+    g..g + 4096
+}
+
+/// The current stack pointer.
+pub fn stack_pointer() -> u64 {
+    let sp: u64;
+    // SAFETY: reads rsp into a register; no memory access, no flags.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    sp
+}
+
+/// Paints the boot stack below the caller's frame (leaving a margin for
+/// the red zone and this function's own frame). Call once, early.
+pub fn paint_stack() {
+    let (low, top) = stack_bounds();
+    let sp = stack_pointer();
+    if sp <= low || sp > top {
+        return;
+    }
+    let end = (sp - 1024) & !7;
+    let mut p = low;
+    while p < end {
+        // SAFETY: [low, end) is boot stack below every live frame (the
+        // caller's frame and red zone lie above sp - 1024), and nothing else
+        // uses it; volatile so the stores are not elided.
+        unsafe { core::ptr::write_volatile(p as *mut u64, STACK_PAINT) };
+        p += 8;
+    }
+}
+
+/// The most boot stack ever used, in bytes (from the painted pattern; only
+/// meaningful after [`paint_stack`]).
+pub fn stack_high_water() -> u64 {
+    let (low, top) = stack_bounds();
+    let mut p = low;
+    while p < top {
+        // SAFETY: reads the boot stack, mapped and ours; volatile because
+        // the compiler cannot see the other writers (every call frame).
+        if unsafe { core::ptr::read_volatile(p as *const u64) } != STACK_PAINT {
+            break;
+        }
+        p += 8;
+    }
+    top - p
+}

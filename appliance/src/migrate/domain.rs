@@ -138,26 +138,16 @@ fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow) {
         let m = win.stats();
         let (used, total) = crate::heap::usage();
         log::info!(
-            "migrate: {} pages {verb}; map {} ms, unmap {} ms; heap {} of {} KiB; sp {:#x}",
+            "migrate: {} pages {verb}; map {} ms, unmap {} ms; heap {} of {} KiB; sp {:#x}, stack max {} KiB",
             *done,
             m.map_ns / 1_000_000,
             m.unmap_ns / 1_000_000,
             used / 1024,
             total / 1024,
-            stack_pointer()
+            crate::arch::boot::stack_pointer(),
+            crate::arch::boot::stack_high_water() / 1024
         );
     }
-}
-
-/// The current stack pointer, for the progress lines (a stack running
-/// towards its end shows there before it overflows).
-fn stack_pointer() -> u64 {
-    let sp: u64;
-    // SAFETY: reads rsp into a register; no memory access, no flags.
-    unsafe {
-        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
-    };
-    sp
 }
 
 impl<'x> XenSource<'x> {
