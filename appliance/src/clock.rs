@@ -28,10 +28,22 @@ pub fn init() -> bool {
     hz != 0
 }
 
+/// The latest time handed out, so that no reader ever sees time go back.
+static LAST_NS: AtomicU64 = AtomicU64::new(0);
+
+/// `t`, or the latest time already handed out if that is later: every
+/// deadline and timeout in the image compares against one clock that never
+/// runs backwards (a time record read on one CPU with the TSC of another can
+/// be a little behind).
+pub fn monotonic(t: u64) -> u64 {
+    let prev = LAST_NS.fetch_max(t, Ordering::Relaxed);
+    prev.max(t)
+}
+
 /// Nanoseconds: Xen system time under Xen, else TSC time since boot.
 pub fn now_ns() -> u64 {
     if let Some(si) = crate::xen::try_shared_info() {
-        return si.time().system_time_at(cpu::rdtsc());
+        return monotonic(si.system_time_ns());
     }
     let ticks = cpu::rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
     let hz = TSC_HZ.load(Ordering::Relaxed).max(1);

@@ -296,7 +296,7 @@ pub enum Wake {
 impl Xen {
     /// System time in ns (pvclock).
     pub fn now_ns(&self) -> u64 {
-        self.shared.time().system_time_at(cpu::rdtsc())
+        crate::clock::monotonic(self.shared.system_time_ns())
     }
 
     /// Sleeps until one of `ports` is pending or the absolute system time

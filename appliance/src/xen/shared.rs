@@ -71,6 +71,28 @@ impl SharedInfo {
         t
     }
 
+    /// Xen system time now, in ns: the TSC is read inside the record's
+    /// version loop, so record and TSC belong together.
+    pub fn system_time_ns(&self) -> u64 {
+        let at = self.base + offset_of!(VcpuInfo, time) as u64;
+        // SAFETY: `version` is the first u32 of the record, inside the page.
+        let version = unsafe { &*(at as *const AtomicU32) };
+        let mut t = VcpuTimeInfo::default();
+        let mut tsc = 0;
+        for _ in 0..1000 {
+            let v1 = version.load(Ordering::Acquire);
+            // SAFETY: the record is inside the page; a torn read is detected
+            // by the version check below and retried.
+            t = unsafe { core::ptr::read_volatile(at as *const VcpuTimeInfo) };
+            tsc = crate::arch::cpu::rdtsc();
+            fence(Ordering::Acquire);
+            if v1 & 1 == 0 && version.load(Ordering::Relaxed) == v1 {
+                break;
+            }
+        }
+        t.system_time_at(tsc)
+    }
+
     /// Unix time in ns at system time 0 (Xen's wall clock fields, read
     /// under their version counter); `None` if they never settled.
     pub fn boot_wallclock_ns(&self) -> Option<u64> {

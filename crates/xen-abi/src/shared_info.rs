@@ -49,9 +49,12 @@ crate::assert_layout!(
 );
 
 impl VcpuTimeInfo {
-    /// System time in ns at TSC value `tsc`, by Xen's formula.
+    /// System time in ns at TSC value `tsc`, by Xen's formula. A TSC
+    /// reading older than the record's stamp (read on another CPU, or
+    /// before the record was updated) counts as the stamp itself: without
+    /// this the unsigned delta wraps and the time leaps centuries ahead.
     pub fn system_time_at(&self, tsc: u64) -> u64 {
-        let mut delta = tsc.wrapping_sub(self.tsc_timestamp);
+        let mut delta = tsc.saturating_sub(self.tsc_timestamp);
         if self.tsc_shift >= 0 {
             delta <<= self.tsc_shift.unsigned_abs() as u32;
         } else {
@@ -159,5 +162,8 @@ mod tests {
         let t = VcpuTimeInfo { tsc_shift: -1, ..t };
         // delta 100 >> 1 = 50, * 0.5 = 25.
         assert_eq!(t.system_time_at(1100), 5_025);
+        // A TSC behind the stamp is the stamp, not a wrapped huge delta.
+        assert_eq!(t.system_time_at(999), 5_000);
+        assert_eq!(t.system_time_at(0), 5_000);
     }
 }
