@@ -89,8 +89,10 @@ gone net-recv
 gone net-send
 rig_say "recv: $r_recv"
 rig_say "send: $r_send"
-case $r_recv in "depmig-nettest: PASS recv $BYTES bytes "*) ;; *) rig_fail "receiving appliance: $r_recv" ;; esac
-case $r_send in "depmig-nettest: PASS send $BYTES bytes "*) ;; *) rig_fail "sending appliance: $r_send" ;; esac
+# Each failure names the other side's result too: a receiver that stalled
+# because its sender died says so only through the sender's line.
+case $r_recv in "depmig-nettest: PASS recv $BYTES bytes "*) ;; *) rig_fail "receiving appliance: $r_recv (sender: $r_send)" ;; esac
+case $r_send in "depmig-nettest: PASS send $BYTES bytes "*) ;; *) rig_fail "sending appliance: $r_send (receiver: $r_recv)" ;; esac
 app=$(echo "$r_recv" | awk '{ print $(NF-1) }')
 
 # 2. The reference: dom0's own path, busybox nc into a Linux domU.
