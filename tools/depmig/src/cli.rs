@@ -90,6 +90,32 @@ pub struct MigrateOptions {
     pub scenario: Option<String>,
     /// Value for the report's `workload` field.
     pub workload: Option<String>,
+    /// A deliberate failure to inject (testing the failure paths).
+    pub fault: Option<Fault>,
+}
+
+/// A deliberate failure `--fault` injects, so the rig can check that a
+/// broken migration is refused and the guest keeps running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The destination appliance is armed with a key other than the
+    /// source's: the stream's tag cannot verify.
+    WrongKey,
+    /// The source appliance flips one byte of page data on the wire once
+    /// the guest is suspended (after its transcript tag took the true
+    /// byte): only the tag check at the end can catch it.
+    CorruptFinal,
+}
+
+impl Fault {
+    /// The option's spelling (also the value the source appliance reads
+    /// from `migrate/fault`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::WrongKey => "wrong-key",
+            Fault::CorruptFinal => "corrupt-final",
+        }
+    }
 }
 
 /// What the command line asks for.
@@ -238,6 +264,14 @@ Output:
                            next to this migration in the plot
   --scenario NAME          value of the report's \"scenario\" field
   --workload NAME          value of the report's \"workload\" field
+
+Testing:
+  --fault FAULT            break this migration on purpose, to exercise the
+                           failure path: wrong-key (the destination gets
+                           another key) | corrupt-final (the source flips a
+                           byte of page data on the wire after suspending
+                           the guest). Either must end in a refused stream,
+                           the guest resumed at the source, the shell gone.
   -h, --help               this text
 
 What it does:
@@ -324,6 +358,7 @@ fn parse_migrate<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, U
     let mut baseline_report = None;
     let mut timeout_s = None;
     let mut key_file = None;
+    let mut fault = None;
     let mut source_ip = None;
     let mut destination_ip = None;
     let mut prefix = None;
@@ -403,6 +438,21 @@ fn parse_migrate<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, U
                 set(&mut timeout_s, t, "--timeout")?;
             }
             "--key-file" => set(&mut key_file, PathBuf::from(val(opt)?), "--key-file")?,
+            "--fault" => {
+                let v = val(opt)?;
+                let f = match v {
+                    "wrong-key" => Fault::WrongKey,
+                    "corrupt-final" => Fault::CorruptFinal,
+                    _ => {
+                        return Err(UsageError::BadValue {
+                            option: "--fault",
+                            value: v.into(),
+                            expected: "wrong-key or corrupt-final",
+                        })
+                    }
+                };
+                set(&mut fault, f, "--fault")?;
+            }
             "--source-ip" => set(
                 &mut source_ip,
                 number("--source-ip", val(opt)?, "an IPv4 address")?,
@@ -534,6 +584,7 @@ fn parse_migrate<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, U
         work_dir: work_dir.unwrap_or_else(|| PathBuf::from("/tmp/depmig")),
         scenario,
         workload,
+        fault,
     })))
 }
 
@@ -607,6 +658,8 @@ mod tests {
             "s1",
             "--workload",
             "mmuncher",
+            "--fault",
+            "corrupt-final",
         ]);
         assert_eq!(o.mode, Mode::DependencyAware);
         assert_eq!(o.policy, Policy::Xen33);
@@ -626,6 +679,27 @@ mod tests {
         assert_eq!(o.work_dir, PathBuf::from("/w"));
         assert_eq!(o.scenario.as_deref(), Some("s1"));
         assert_eq!(o.workload.as_deref(), Some("mmuncher"));
+        assert_eq!(o.fault, Some(Fault::CorruptFinal));
+    }
+
+    #[test]
+    fn faults() {
+        let base = ["migrate", "g", "--config", "g.cfg"];
+        assert_eq!(migrate(&base).fault, None);
+        let o = migrate(&[&base[..], &["--fault", "wrong-key"]].concat());
+        assert_eq!(o.fault, Some(Fault::WrongKey));
+        assert_eq!(o.fault.map(Fault::as_str), Some("wrong-key"));
+        assert!(matches!(
+            parse_args(&[&base[..], &["--fault", "nonsense"]].concat()),
+            Err(UsageError::BadValue {
+                option: "--fault",
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_args(&[&base[..], &["--fault", "wrong-key", "--fault", "wrong-key"]].concat()),
+            Err(UsageError::Repeated("--fault"))
+        );
     }
 
     #[test]
@@ -664,6 +738,7 @@ mod tests {
             "--work-dir",
             "--scenario",
             "--workload",
+            "--fault",
             "--help",
         ] {
             assert!(

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::MigrateOptions;
+use crate::cli::{Fault, MigrateOptions};
 use crate::json::Value;
 use crate::key::{self, KEY_BYTES};
 use crate::progress::{self, Round};
@@ -446,6 +446,17 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         self.created.src = Some(src);
 
         let prefix = o.prefix.to_string();
+        // --fault wrong-key: the destination gets the key with every bit of
+        // its first byte flipped (still 64 hex digits, just not the source's).
+        let dst_key = if o.fault == Some(Fault::WrongKey) {
+            let mut k = key_hex.as_bytes().to_vec();
+            if let Some(c) = k.first_mut() {
+                *c = if *c == b'0' { b'f' } else { b'0' };
+            }
+            String::from_utf8(k).unwrap_or_else(|_| key_hex.to_string())
+        } else {
+            key_hex.to_string()
+        };
         self.write_keys(
             dst,
             &[
@@ -454,7 +465,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 ("migrate/role", "destination".into()),
                 ("migrate/guest", shell.to_string()),
                 ("migrate/port", o.port.to_string()),
-                ("migrate/key", key_hex.to_string()),
+                ("migrate/key", dst_key),
                 ("migrate/mode", o.mode.as_str().into()),
                 ("migrate/policy", o.policy.as_str().into()),
             ],
@@ -473,6 +484,15 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 ("migrate/policy", o.policy.as_str().into()),
             ],
         )?;
+        if o.fault == Some(Fault::CorruptFinal) {
+            self.write_keys(
+                src,
+                &[("migrate/fault", Fault::CorruptFinal.as_str().into())],
+            )?;
+        }
+        if let Some(f) = o.fault {
+            self.say(&format!("test fault {} injected on purpose", f.as_str()));
+        }
         self.open_status_dir(src)?;
         // The source suspends the guest through the guest's own node; the
         // guest stays its owner.

@@ -105,6 +105,7 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             "migrate/key",
             "migrate/mode",
             "migrate/policy",
+            "migrate/fault",
         ];
         let dst_keys = [
             "net/ip",
@@ -115,6 +116,7 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             "migrate/key",
             "migrate/mode",
             "migrate/policy",
+            "migrate/fault",
         ];
         if let Plan::Stuck { answers } = s.plan {
             if let Some(a) = src {
@@ -562,6 +564,40 @@ fn options_reach_the_appliances() {
         String::from_utf8(r.f.files[&PathBuf::from(format!("/tmp/depmig/{DST}.cfg"))].clone())
             .unwrap();
     assert!(cfg.contains("mac=00:16:3e:4d:00:16,rate=40Mb/s"), "{cfg}");
+}
+
+#[test]
+fn injected_faults_arm_the_appliances_accordingly() {
+    let r = run_with(
+        Script::new(Plan::Happy { rounds: 1 }),
+        &["--key-file", "/k", "--fault", "wrong-key"],
+        |f| {
+            f.files.insert(
+                PathBuf::from("/k"),
+                format!("{}\n", "ab".repeat(32)).into_bytes(),
+            );
+        },
+    );
+    let seen = r.seen.borrow();
+    assert_eq!(seen.src_keys["migrate/key"], "ab".repeat(32));
+    let dst = &seen.dst_keys["migrate/key"];
+    assert_eq!(dst.len(), 64);
+    assert_ne!(
+        dst,
+        &"ab".repeat(32),
+        "the destination must get another key"
+    );
+    assert!(!seen.src_keys.contains_key("migrate/fault"));
+    drop(seen);
+    let r = run_with(
+        Script::new(Plan::Happy { rounds: 1 }),
+        &["--fault", "corrupt-final"],
+        |_| {},
+    );
+    let seen = r.seen.borrow();
+    assert_eq!(seen.src_keys["migrate/fault"], "corrupt-final");
+    assert_eq!(seen.src_keys["migrate/key"], seen.dst_keys["migrate/key"]);
+    assert!(!seen.dst_keys.contains_key("migrate/fault"));
 }
 
 #[test]
