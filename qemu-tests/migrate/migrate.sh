@@ -64,3 +64,28 @@ depmig_summary() {
     done
     echo "${out# } pages=[$(grep -o '"per_round_pages": *\[[0-9, ]*\]' "$f" | head -n 1 | sed 's/.*\[//; s/\]//; s/ //g')]"
 }
+
+# depmig_check_stayed NAME SRC_DOMID TICKS_BEFORE: after a depmig migration
+# that failed, NAME still runs as SRC_DOMID (not paused, not suspended), it
+# is the only domain left (no shell, no appliance, no dying zombie of
+# either), mmuncher verifies one more pass with no corrupt page and the
+# ticker advanced past TICKS_BEFORE. Fails the scenario otherwise.
+depmig_check_stayed() {
+    local name=$1 src=$2 ticks=$3 now after left i=0
+    now=$(rig_domid "$name")
+    [ "$now" = "$src" ] || rig_fail "$name is domain '$now', not the source $src"
+    [ "$(xl list | awk -v n="$name" 'NR > 1 && $1 == n' | wc -l)" = 1 ] || rig_fail "more than one domain named $name"
+    # Helper domains may still be on their way out: give them a moment.
+    while :; do
+        left=$(rig_domains | grep -v -x "$name" | tr '\n' ' ')
+        [ -z "$left" ] && break
+        i=$((i + 1))
+        [ "$i" -lt 30 ] || rig_fail "domains left after the failed migration: $left"
+        sleep 2
+    done
+    xl list "$name" | awk 'NR == 2 { exit !($5 ~ /r|b/ && $5 !~ /p|s/) }' || rig_fail "$name is not running at the source: $(xl list "$name" | tail -n 1)"
+    after=$(guest_passes "$name")
+    guest_wait_passes "$name" $((after + 1)) 400 || { guest_dump "$name"; rig_fail "mmuncher did not verify a pass after the failed migration (at $(guest_passes "$name"))"; }
+    guest_corrupt "$name" && rig_fail "mmuncher: $(guest_grep "$name" 'CORRUPT' | head -n 1)"
+    [ "$(guest_ticks "$name")" -gt "$ticks" ] || rig_fail "the ticker did not advance after the failed migration"
+}

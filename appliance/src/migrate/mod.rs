@@ -17,11 +17,12 @@ mod domain;
 
 use alloc::format;
 use alloc::string::String;
-use core::cell::RefCell;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
 
 use depmig_migrate::{
     dest, report, source, AnyPolicy, Clock, DestConfig, Mode, NoOracle, Progress, RoundStats,
-    SourceConfig, State,
+    SourceConfig, State, Transport, TransportError,
 };
 use depmig_tcplink::{Link, LinkConfig, Role};
 use smoltcp::time::Duration;
@@ -58,16 +59,63 @@ impl Clock for XenClock {
 /// Publishes states and rounds to xenstore and the console.
 struct Publisher<'x> {
     xs: &'x RefCell<Xenstore>,
+    /// Set once the source entered [`State::Final`] (the guest is suspended).
+    final_round: Option<&'x Cell<bool>>,
 }
 
 impl Progress for Publisher<'_> {
     fn state(&mut self, state: State) {
+        if let (State::Final, Some(f)) = (state, self.final_round) {
+            f.set(true);
+        }
         println!("depmig-migrate: state {}", state.as_str());
         publish(&mut self.xs.borrow_mut(), "state", state.as_str());
     }
     fn round(&mut self, _stats: &RoundStats, line: &str) {
         println!("depmig-migrate: {line}");
         publish(&mut self.xs.borrow_mut(), "round", line);
+    }
+}
+
+/// The source's transport, which for dom0's test fault `corrupt-final`
+/// (`migrate/fault`) flips one bit in the middle of the first large send
+/// after the guest was suspended. The transcript tag was computed over the
+/// true bytes, so only the destination's check of the tag at the end can
+/// catch it; the migration must then fail and the guest resume here.
+struct SourceLink<'a, T> {
+    inner: &'a mut T,
+    corrupt_final: bool,
+    final_round: &'a Cell<bool>,
+}
+
+impl<T: Transport> Transport for SourceLink<'_, T> {
+    fn send(&mut self, data: &[u8]) -> Result<(), TransportError> {
+        if self.corrupt_final && self.final_round.get() && data.len() >= 8192 {
+            self.corrupt_final = false;
+            let mut copy = Vec::new();
+            copy.try_reserve_exact(data.len())
+                .map_err(|_| TransportError::Failed(-12))?;
+            copy.extend_from_slice(data);
+            let at = data.len() / 2;
+            if let Some(b) = copy.get_mut(at) {
+                *b ^= 0x01;
+            }
+            log::warn!(
+                "migrate: test fault corrupt-final: byte {at} of a {}-byte send flipped on the wire",
+                data.len()
+            );
+            return self.inner.send(&copy);
+        }
+        self.inner.send(data)
+    }
+    fn flush(&mut self) -> Result<(), TransportError> {
+        self.inner.flush()
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
+        self.inner.recv(buf)
+    }
+    fn recv_exact(&mut self, buf: &mut [u8]) -> Result<(), TransportError> {
+        self.inner.recv_exact(buf)
     }
 }
 
@@ -204,7 +252,11 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         Ok(_) => {}
         Err(e) => return finish(Some(xs), false, &format!("guest {}: {e}", armed.guest)),
     }
-    let mut progress = Publisher { xs };
+    let final_round = Cell::new(false);
+    let mut progress = Publisher {
+        xs,
+        final_round: Some(&final_round),
+    };
     progress.state(State::Connecting);
     let vif = match net::connect(xen, &mut xs.borrow_mut()) {
         Ok(v) => v,
@@ -246,9 +298,26 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         xen_major: u32::from(xen.version.major),
         xen_minor: u32::from(xen.version.minor),
     };
+    let fault = control::read_opt(xs, "fault");
+    let corrupt_final = match fault.as_str() {
+        "" => false,
+        "corrupt-final" => {
+            log::warn!("migrate: test fault corrupt-final armed by dom0");
+            true
+        }
+        other => {
+            link.abort();
+            return finish(Some(xs), false, &format!("unknown test fault {other:?}"));
+        }
+    };
+    let mut transport = SourceLink {
+        inner: &mut link,
+        corrupt_final,
+        final_round: &final_round,
+    };
     let r = source::run(
         &mut dom,
-        &mut link,
+        &mut transport,
         &clock,
         &mut oracle,
         &mut policy,
@@ -352,7 +421,10 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
         Ok(l) => l,
         Err(e) => return finish(Some(xs), false, &format!("waiting for the source: {e}")),
     };
-    let mut progress = Publisher { xs };
+    let mut progress = Publisher {
+        xs,
+        final_round: None,
+    };
     let cfg = DestConfig::new(&armed.key, nonce(xen, 2));
     let r = dest::run(&mut shell, &mut link, &mut progress, &cfg);
     let m = shell.map_stats();
