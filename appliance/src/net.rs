@@ -336,6 +336,11 @@ impl Env for XenEnv {
     }
 }
 
+/// Seconds a transfer may make no progress before the link gives up: above
+/// the 31 s that TCP's retransmission back-off (1, 2, 4, 8, 16 s) spends on
+/// five lost segments in a row, which a loaded emulated bridge can cause.
+pub const STALL_SECS: u64 = 60;
+
 /// What `nettest` was asked to do (from `depmig/net/` in our xenstore home,
 /// written by dom0 before it unpaused us).
 struct NetTest {
@@ -497,7 +502,7 @@ pub fn run_nettest(xen: &'static Xen) -> End {
     };
     let mut cfg = LinkConfig::new(vif.mac, test.ip, test.prefix);
     cfg.connect_timeout = Duration::from_secs(120);
-    cfg.stall_timeout = Duration::from_secs(20);
+    cfg.stall_timeout = Duration::from_secs(STALL_SECS);
     let env = XenEnv::new(xen, vif.port);
     let role_name = if matches!(test.role, Role::Connect { .. }) {
         "send"

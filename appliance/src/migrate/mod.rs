@@ -41,8 +41,11 @@ const WINDOW_PAGES: usize = 1024;
 /// How long the source may take to bring its link up (the destination may
 /// still be starting); refused connects are retried meanwhile.
 const CONNECT_SECS: u64 = 180;
-/// Longest time the stream may make no progress.
-const STALL_SECS: u64 = 30;
+/// Longest time the stream may make no progress. TCP backs off its
+/// retransmissions 1, 2, 4, 8, 16 s (smoltcp's minimum RTO is 1 s): five
+/// losses in a row already take 31 s, so a shorter bound would give up on
+/// a link that TCP itself has not given up on.
+const STALL_SECS: u64 = net::STALL_SECS;
 /// Largest value we write in one node: xenstored refuses nodes of 2048
 /// bytes or more from a domain (`quota_max_entry_size`), so longer reports
 /// are split.
