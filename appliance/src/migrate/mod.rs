@@ -14,6 +14,7 @@
 
 mod control;
 mod domain;
+mod oracle;
 
 use alloc::format;
 use alloc::string::String;
@@ -21,8 +22,8 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
 use depmig_migrate::{
-    dest, report, source, AnyPolicy, Clock, DestConfig, Mode, NoOracle, Progress, RoundStats,
-    SourceConfig, State, Transport, TransportError,
+    dest, report, source, AnyPolicy, Clock, DependencyOracle, DestConfig, Mode, NoOracle, Progress,
+    RoundStats, SourceConfig, SourceDomain, State, Transport, TransportError,
 };
 use depmig_tcplink::{Link, LinkConfig, Role};
 use smoltcp::time::Duration;
@@ -215,19 +216,6 @@ fn link_config(armed: &Armed, mac: [u8; 6]) -> LinkConfig {
 }
 
 fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
-    if armed.mode != Mode::Baseline {
-        // The dependency oracle over the guest's own structures is not
-        // wired into the appliance yet: refuse rather than run a mode
-        // that would silently fall back to the baseline.
-        return finish(
-            Some(xs),
-            false,
-            &format!(
-                "mode {:?} is not available in the appliance yet",
-                armed.mode
-            ),
-        );
-    }
     // Stock Xen 4.17 stops the host when it copies a dirty bitmap to a PVH
     // domain; the rig's Xen carries the fix (qemu-tests/xen/patches/0002)
     // and says so in its extra version.
@@ -255,6 +243,17 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         Ok(_) => {}
         Err(e) => return finish(Some(xs), false, &format!("guest {}: {e}", armed.guest)),
     }
+    // Every mode but the baseline reads the guest through what its agent
+    // published; without a usable publication it FAILs here, it never
+    // runs as the baseline instead.
+    let guest_mem = if armed.mode == Mode::Baseline {
+        None
+    } else {
+        match oracle_memory(xen, xs, armed.guest) {
+            Ok(m) => Some(m),
+            Err(e) => return finish(Some(xs), false, &format!("mode {}: {e}", armed.mode.name())),
+        }
+    };
     let final_round = Cell::new(false);
     let mut progress = Publisher {
         xs,
@@ -291,8 +290,26 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
             );
         }
     };
+    if let Some((mem, _)) = &guest_mem {
+        if depmig_walker::PhysMem::nr_pfns(mem) != dom.nr_pfns() {
+            link.abort();
+            return finish(
+                Some(xs),
+                false,
+                &format!("guest {}: its size changed during setup", armed.guest),
+            );
+        }
+    }
+    let mut agent_oracle = guest_mem.as_ref().map(|(mem, publication)| {
+        let control = oracle::AgentControl::new(xen, xs, armed.guest);
+        oracle::AgentOracle::new(xen, mem, control, publication)
+    });
+    let mut no_oracle = NoOracle;
+    let oracle: &mut dyn DependencyOracle = match agent_oracle.as_mut() {
+        Some(o) => o,
+        None => &mut no_oracle,
+    };
     let clock = XenClock(xen);
-    let mut oracle = NoOracle;
     let mut policy = AnyPolicy::new(armed.policy);
     let cfg = SourceConfig {
         key: &armed.key,
@@ -322,7 +339,7 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         &mut dom,
         &mut transport,
         &clock,
-        &mut oracle,
+        oracle,
         &mut policy,
         &mut progress,
         &cfg,
@@ -337,6 +354,10 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         m.unmap_ns / 1_000_000
     );
     drop(dom);
+    if let Some(o) = &agent_oracle {
+        log::info!("migrate: oracle: {}", o.summary());
+    }
+    drop(agent_oracle);
     let workload = control::read_opt(xs, "workload");
     let scenario = control::read_opt(xs, "scenario");
     let link_rate = control::read_opt(xs, "link-rate")
@@ -379,6 +400,35 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
             finish(Some(xs), false, &format!("{:?}; {guest}", f.error))
         }
     }
+}
+
+/// The guest's memory for the oracle and the agent's checked publication,
+/// or why a mode that needs them cannot run.
+fn oracle_memory(
+    xen: &'static Xen,
+    xs: &RefCell<Xenstore>,
+    guest: u16,
+) -> Result<(oracle::GuestPhys, oracle::Publication), String> {
+    let nr = domain::nr_pfns_of(guest).map_err(|e| format!("guest size (code {})", e.code))?;
+    let mem = oracle::GuestPhys::new(xen, guest, nr)
+        .map_err(|e| format!("oracle mapping window: {e}"))?;
+    let publication =
+        oracle::Publication::read(&mut xs.borrow_mut(), guest, &mem).map_err(|e| {
+            format!(
+                "the guest agent's publication in {} is unusable: {e:?}",
+                oracle::agent_dir(guest)
+            )
+        })?;
+    log::info!(
+        "migrate: guest agent: taint table at frame {:#x}, kernel profile at frame {:#x}",
+        publication.table_gfn,
+        publication.profile_gfn
+    );
+    // One walk now, before the destination waits on us: what the guest
+    // looks like and what a walk costs.
+    let control = oracle::AgentControl::new(xen, xs, guest);
+    oracle::AgentOracle::new(xen, &mem, control, &publication).survey();
+    Ok((mem, publication))
 }
 
 fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {

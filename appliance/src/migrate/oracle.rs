@@ -1,0 +1,769 @@
+//! The dependency oracle on real hypercalls: the guest's physical memory
+//! through a small foreign-mapping window of its own ([`GuestPhys`], apart
+//! from the streaming window), the guest agent's publication in the
+//! guest's xenstore home ([`Publication`]), and the agent's freezer
+//! through `data/depmig/request` and `status` ([`AgentControl`]).
+//! [`AgentOracle`] puts them behind the walker's `LinuxOracle`.
+//!
+//! The walker reads many small pieces (list nodes, page-table entries,
+//! page descriptors). Each foreign map and unmap is a hypercall, and under
+//! nested emulation a costly one, so pages are copied into a small LRU
+//! cache on the first read and the mapping is dropped at once. The cache
+//! is emptied before every question the engine asks (the guest runs on
+//! between rounds), so one walk reads one snapshot per page.
+//!
+//! Everything the guest wrote is hostile: a frame Xen refuses is a read
+//! error, never a panic, and every loop and wait is bounded.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use depmig_migrate::{DependencyOracle, DirtyBitmap, PortError};
+use depmig_walker::{
+    GroupControl, Kernel, KernelProfile, LinuxOracle, MemError, PhysMem, TaintTable,
+};
+use xen_abi::DomId;
+
+use crate::xen::foreign::{Access, ForeignError, ForeignWindow};
+use crate::xen::xenstore::{Xenstore, XsClientError};
+use crate::xen::Xen;
+
+const PAGE: usize = 4096;
+/// Pages of the oracle's own mapping window: the most frames one read-ahead
+/// maps in one hypercall.
+pub const WINDOW_PAGES: usize = 16;
+/// Pages the cache keeps (512 KiB of heap).
+pub const CACHE_PAGES: usize = 128;
+/// How long the agent may take to answer a freeze or thaw request.
+pub const AGENT_TIMEOUT_NS: u64 = 20_000_000_000;
+/// Period of the status checks while waiting for the agent (a watch on the
+/// status node wakes us earlier).
+const AGENT_POLL_NS: u64 = 250_000_000;
+
+/// Why a guest-physical read failed (mapped to the walker's [`MemError`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhysError {
+    /// The address is beyond the guest's physical address space.
+    OutsideRam,
+    /// Xen refused to map this frame (hole, or not allowed).
+    Refused(ForeignError),
+    /// The batch hypercall failed as a whole.
+    MapFailed(ForeignError),
+    /// No heap for the cache.
+    OutOfMemory,
+    /// The memory was in use by another read (re-entrancy; a bug).
+    Busy,
+}
+
+impl From<PhysError> for MemError {
+    fn from(e: PhysError) -> Self {
+        match e {
+            PhysError::OutsideRam => MemError::OutsideRam,
+            _ => MemError::Unreadable,
+        }
+    }
+}
+
+/// Counters of the oracle's memory reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhysStats {
+    /// Reads asked for by the walker.
+    pub reads: u64,
+    /// Page lookups the cache answered.
+    pub hits: u64,
+    /// Page lookups that had to map.
+    pub misses: u64,
+    /// Map hypercalls (one per miss; a read-ahead maps several frames).
+    pub maps: u64,
+    /// Frames mapped and copied.
+    pub frames: u64,
+    /// Frames Xen refused.
+    pub refused: u64,
+    /// Times the cache was emptied (once per question of the engine).
+    pub flushes: u64,
+}
+
+/// A page copied out of the window, or why it could not be.
+type PageCopy = Result<Box<[u8; PAGE]>, PhysError>;
+
+/// One cached page: its contents, or the refusal Xen gave for it.
+struct Slot {
+    gfn: u64,
+    /// `None`: unreadable (the error is kept in `err`).
+    data: Option<Box<[u8; PAGE]>>,
+    err: Option<PhysError>,
+    last_use: u64,
+}
+
+struct PhysInner {
+    win: ForeignWindow,
+    slots: Vec<Slot>,
+    /// gfn -> index in `slots`.
+    index: BTreeMap<u64, usize>,
+    /// Spare page buffers (from evicted or flushed slots).
+    spare: Vec<Box<[u8; PAGE]>>,
+    tick: u64,
+    stats: PhysStats,
+    last_error: Option<PhysError>,
+}
+
+/// The guest's physical memory for the walker, read through a window of
+/// [`WINDOW_PAGES`] pages with a cache of [`CACHE_PAGES`] page copies.
+pub struct GuestPhys {
+    dom: DomId,
+    nr: u64,
+    inner: RefCell<PhysInner>,
+}
+
+impl GuestPhys {
+    /// Reads domain `dom`, whose physical address space has `nr_pfns`
+    /// frames (the same bound as the migration's bitmaps).
+    pub fn new(xen: &'static Xen, dom: DomId, nr_pfns: u64) -> Result<Self, ForeignError> {
+        let win = ForeignWindow::new(xen, WINDOW_PAGES)?;
+        let mut slots = Vec::new();
+        slots
+            .try_reserve_exact(CACHE_PAGES)
+            .map_err(|_| ForeignError::OutOfMemory)?;
+        let mut spare = Vec::new();
+        spare
+            .try_reserve_exact(CACHE_PAGES)
+            .map_err(|_| ForeignError::OutOfMemory)?;
+        Ok(GuestPhys {
+            dom,
+            nr: nr_pfns,
+            inner: RefCell::new(PhysInner {
+                win,
+                slots,
+                index: BTreeMap::new(),
+                spare,
+                tick: 0,
+                stats: PhysStats::default(),
+                last_error: None,
+            }),
+        })
+    }
+
+    /// Forgets every cached page (the guest may have changed them).
+    pub fn flush(&self) {
+        if let Ok(mut g) = self.inner.try_borrow_mut() {
+            let inner = &mut *g;
+            for s in inner.slots.drain(..) {
+                if let Some(d) = s.data {
+                    inner.spare.push(d);
+                }
+            }
+            inner.index.clear();
+            inner.stats.flushes += 1;
+        }
+    }
+
+    /// The counters so far, and the window's own.
+    pub fn stats(&self) -> (PhysStats, crate::xen::foreign::MapStats) {
+        match self.inner.try_borrow() {
+            Ok(g) => (g.stats, g.win.stats()),
+            Err(_) => Default::default(),
+        }
+    }
+
+    /// The last read error (for the log).
+    pub fn last_error(&self) -> Option<PhysError> {
+        self.inner.try_borrow().ok().and_then(|g| g.last_error)
+    }
+
+    /// Copies `out.len()` bytes from `offset` of frame `gfn`.
+    fn read_in_page(&self, gfn: u64, offset: usize, out: &mut [u8]) -> Result<(), PhysError> {
+        let mut g = self.inner.try_borrow_mut().map_err(|_| PhysError::Busy)?;
+        let inner = &mut *g;
+        inner.tick += 1;
+        let tick = inner.tick;
+        let i = match inner.index.get(&gfn) {
+            Some(&i) => {
+                inner.stats.hits += 1;
+                i
+            }
+            None => {
+                inner.stats.misses += 1;
+                // Read ahead only when the walker goes through memory in
+                // order (the page descriptors): a single frame otherwise.
+                let sequential = gfn > 0 && inner.index.contains_key(&(gfn - 1));
+                let n = if sequential {
+                    (WINDOW_PAGES as u64).min(self.nr - gfn)
+                } else {
+                    1
+                };
+                inner.fill(self.dom, gfn, n, tick)?;
+                *inner.index.get(&gfn).ok_or(PhysError::OutOfMemory)?
+            }
+        };
+        let slot = inner.slots.get_mut(i).ok_or(PhysError::OutOfMemory)?;
+        slot.last_use = tick;
+        match (&slot.data, slot.err) {
+            (Some(d), _) => {
+                let src = offset
+                    .checked_add(out.len())
+                    .and_then(|end| d.get(offset..end))
+                    .ok_or(PhysError::OutsideRam)?;
+                out.copy_from_slice(src);
+                Ok(())
+            }
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(PhysError::OutOfMemory),
+        }
+    }
+}
+
+impl PhysInner {
+    /// A slot for `gfn`: a free one, or the least recently used one.
+    fn slot_for(&mut self, gfn: u64, tick: u64) -> Option<usize> {
+        if self.slots.len() < CACHE_PAGES {
+            self.slots.push(Slot {
+                gfn,
+                data: None,
+                err: None,
+                last_use: tick,
+            });
+            return Some(self.slots.len() - 1);
+        }
+        let (i, _) = self
+            .slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.last_use)?;
+        let s = self.slots.get_mut(i)?;
+        self.index.remove(&s.gfn);
+        if let Some(d) = s.data.take() {
+            self.spare.push(d);
+        }
+        s.gfn = gfn;
+        s.err = None;
+        s.last_use = tick;
+        Some(i)
+    }
+
+    /// Maps frames `first..first + n` (those not cached yet) in one batch
+    /// and copies them into the cache; refused frames are cached as such.
+    fn fill(&mut self, dom: DomId, first: u64, n: u64, tick: u64) -> Result<(), PhysError> {
+        let mut gfns = [0u64; WINDOW_PAGES];
+        let mut k = 0usize;
+        for gfn in first..first.saturating_add(n) {
+            if k == WINDOW_PAGES {
+                break;
+            }
+            if gfn == first || !self.index.contains_key(&gfn) {
+                if let Some(g) = gfns.get_mut(k) {
+                    *g = gfn;
+                    k += 1;
+                }
+            }
+        }
+        let want = gfns.get(..k).unwrap_or(&[]);
+        self.stats.maps += 1;
+        let batch = match self.win.map(dom, want, Access::Read) {
+            Ok(b) => b,
+            Err(e) => {
+                self.last_error = Some(PhysError::MapFailed(e));
+                return Err(PhysError::MapFailed(e));
+            }
+        };
+        let mut copies: Vec<(u64, PageCopy)> = Vec::new();
+        copies
+            .try_reserve_exact(k)
+            .map_err(|_| PhysError::OutOfMemory)?;
+        for (i, &gfn) in want.iter().enumerate() {
+            let r = match batch.entry(i) {
+                Ok(()) => {
+                    let mut page = match self.spare.pop() {
+                        Some(p) => p,
+                        None => Box::new([0u8; PAGE]),
+                    };
+                    match batch.copy_page(i, &mut page) {
+                        Ok(()) => Ok(page),
+                        Err(e) => {
+                            self.spare.push(page);
+                            Err(PhysError::Refused(e))
+                        }
+                    }
+                }
+                Err(e) => Err(PhysError::Refused(e)),
+            };
+            copies.push((gfn, r));
+        }
+        // Unmap before anything else: the window is small and reused.
+        drop(batch);
+        for (gfn, r) in copies {
+            let Some(i) = self.slot_for(gfn, tick) else {
+                if let Ok(p) = r {
+                    self.spare.push(p);
+                }
+                continue;
+            };
+            let Some(s) = self.slots.get_mut(i) else {
+                continue;
+            };
+            match r {
+                Ok(p) => {
+                    s.data = Some(p);
+                    self.stats.frames += 1;
+                }
+                Err(e) => {
+                    s.err = Some(e);
+                    self.stats.refused += 1;
+                    self.last_error = Some(e);
+                }
+            }
+            self.index.insert(gfn, i);
+        }
+        Ok(())
+    }
+}
+
+impl PhysMem for GuestPhys {
+    fn nr_pfns(&self) -> u64 {
+        self.nr
+    }
+
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        if let Ok(mut g) = self.inner.try_borrow_mut() {
+            g.stats.reads += 1;
+        }
+        let end = gpa
+            .checked_add(buf.len() as u64)
+            .ok_or(MemError::OutsideRam)?;
+        if end > self.nr.saturating_mul(PAGE as u64) {
+            return Err(MemError::OutsideRam);
+        }
+        let mut done = 0usize;
+        // Bounded by buf.len() / PAGE + 2 iterations: each moves to the
+        // next page.
+        while done < buf.len() {
+            let at = gpa + done as u64;
+            let offset = (at % PAGE as u64) as usize;
+            let n = (PAGE - offset).min(buf.len() - done);
+            let dst = buf.get_mut(done..done + n).ok_or(MemError::Unreadable)?;
+            self.read_in_page(at / PAGE as u64, offset, dst)
+                .map_err(MemError::from)?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// What the agent published is missing or unusable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublicationError {
+    /// This key is absent: the agent is not running or not publishing.
+    Missing(&'static str),
+    /// This key could not be read (permissions, xenstore failure).
+    Unreadable(&'static str, XsClientError),
+    /// This key's value is malformed or out of range.
+    Malformed(&'static str),
+    /// `version` is not the layout read here (1).
+    WrongVersion,
+    /// `state` is not `tracking`.
+    NotTracking,
+    /// The taint table header at `table-gfn` is unusable.
+    Table(depmig_walker::TaintError),
+    /// The table's profile page is not the published `profile-gfn`.
+    ProfileMismatch,
+    /// The kernel profile is unusable, or init_task is not where it says.
+    Kernel(depmig_walker::WalkError),
+}
+
+/// Where the agent's taint table and kernel profile live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Publication {
+    /// Frame of the table's header page.
+    pub table_gfn: u64,
+    /// Frame of the kernel profile page.
+    pub profile_gfn: u64,
+}
+
+/// The guest's agent directory, absolute.
+pub fn agent_dir(guest: DomId) -> String {
+    format!("/local/domain/{guest}/data/depmig")
+}
+
+fn read_key(xs: &mut Xenstore, dir: &str, key: &'static str) -> Result<String, PublicationError> {
+    match xs.read(&format!("{dir}/{key}")) {
+        Ok(v) => {
+            let s = core::str::from_utf8(&v).map_err(|_| PublicationError::Malformed(key))?;
+            Ok(String::from(s.trim_end_matches('\0').trim()))
+        }
+        Err(XsClientError::Wire(xenstore_wire::WireError::Xs(xenstore_wire::XsError::NoEnt))) => {
+            Err(PublicationError::Missing(key))
+        }
+        Err(e) => Err(PublicationError::Unreadable(key, e)),
+    }
+}
+
+/// Parses a frame number as the agent writes it (`0x…`; plain decimal
+/// is taken too) and checks it lies inside the guest.
+fn parse_gfn(s: &str, nr_pfns: u64, key: &'static str) -> Result<u64, PublicationError> {
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) if !h.is_empty() && h.len() <= 16 => u64::from_str_radix(h, 16),
+        Some(_) => return Err(PublicationError::Malformed(key)),
+        None if !s.is_empty() && s.len() <= 20 => s.parse::<u64>(),
+        None => return Err(PublicationError::Malformed(key)),
+    }
+    .map_err(|_| PublicationError::Malformed(key))?;
+    if v >= nr_pfns {
+        return Err(PublicationError::Malformed(key));
+    }
+    Ok(v)
+}
+
+impl Publication {
+    /// Reads the agent's keys from the guest's home and checks them against
+    /// the guest's memory: the table header, the profile page it names,
+    /// and the kernel the profile describes (init_task is `swapper/0`).
+    pub fn read(
+        xs: &mut Xenstore,
+        guest: DomId,
+        mem: &GuestPhys,
+    ) -> Result<Self, PublicationError> {
+        let dir = agent_dir(guest);
+        if read_key(xs, &dir, "version")? != "1" {
+            return Err(PublicationError::WrongVersion);
+        }
+        if read_key(xs, &dir, "state")? != "tracking" {
+            return Err(PublicationError::NotTracking);
+        }
+        let nr = mem.nr_pfns();
+        let table_gfn = parse_gfn(&read_key(xs, &dir, "table-gfn")?, nr, "table-gfn")?;
+        let profile_gfn = parse_gfn(&read_key(xs, &dir, "profile-gfn")?, nr, "profile-gfn")?;
+        let table = TaintTable::read(mem, table_gfn).map_err(PublicationError::Table)?;
+        if table.profile_gfn() != Some(profile_gfn) {
+            return Err(PublicationError::ProfileMismatch);
+        }
+        let mut page = alloc::vec![0u8; PAGE];
+        mem.read(profile_gfn * PAGE as u64, &mut page)
+            .map_err(|e| {
+                PublicationError::Kernel(depmig_walker::WalkError::Mem(
+                    e,
+                    profile_gfn * PAGE as u64,
+                ))
+            })?;
+        let profile = KernelProfile::parse(&page)
+            .map_err(|e| PublicationError::Kernel(depmig_walker::WalkError::Profile(e)))?;
+        Kernel::new(mem, &profile).map_err(PublicationError::Kernel)?;
+        Ok(Publication {
+            table_gfn,
+            profile_gfn,
+        })
+    }
+}
+
+/// Codes of [`AgentControl`]'s failures in `PortError`.
+pub mod code {
+    /// The request could not be written.
+    pub const WRITE: i32 = -40;
+    /// The agent answered `error …`.
+    pub const AGENT: i32 = -41;
+    /// The agent's answer is malformed.
+    pub const MALFORMED: i32 = -42;
+    /// No answer within the timeout.
+    pub const TIMEOUT: i32 = -43;
+    /// xenstore was busy (re-entrancy; a bug).
+    pub const BUSY: i32 = -44;
+}
+
+/// The agent's freezer, through the guest's `data/depmig/request` (which
+/// dom0 lets us write) and `status` (which it lets us read).
+pub struct AgentControl<'x> {
+    xen: &'static Xen,
+    xs: &'x RefCell<Xenstore>,
+    dir: String,
+    seq: u32,
+    timeout_ns: u64,
+    /// Requests answered, for the log.
+    pub answered: u32,
+}
+
+/// The watch token of the status node.
+const TOKEN: &str = "depmig-agent-status";
+
+/// The sequence number of a request or status line.
+fn seq_of(line: &str) -> Option<u32> {
+    line.split(' ').next()?.parse().ok()
+}
+
+impl<'x> AgentControl<'x> {
+    /// Talks to guest `guest`'s agent; sequence numbers continue after
+    /// the last request found there.
+    pub fn new(xen: &'static Xen, xs: &'x RefCell<Xenstore>, guest: DomId) -> Self {
+        let dir = agent_dir(guest);
+        let last = xs
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut x| x.read_string(&format!("{dir}/request")).ok())
+            .and_then(|s| seq_of(s.trim_end_matches('\0').trim()));
+        // Without an earlier request, start somewhere no earlier controller
+        // of this guest is likely to have used (the agent acts on any seq
+        // different from the last one it served).
+        let seq = last.unwrap_or(((xen.now_ns() / 1_000_000) % 1_000_000_000) as u32 + 1000);
+        AgentControl {
+            xen,
+            xs,
+            dir,
+            seq,
+            timeout_ns: AGENT_TIMEOUT_NS,
+            answered: 0,
+        }
+    }
+
+    /// Sends `<seq> cmd` and waits for `<seq> …` in `status`; returns the
+    /// rest of the status line.
+    fn request(&mut self, cmd: &str) -> Result<String, PortError> {
+        let mut xs = self
+            .xs
+            .try_borrow_mut()
+            .map_err(|_| PortError { code: code::BUSY })?;
+        let status_path = format!("{}/status", self.dir);
+        self.seq = self.seq.wrapping_add(1);
+        // A stale status with our number would read as an answer: skip it.
+        if let Ok(s) = xs.read_string(&status_path) {
+            if seq_of(s.trim_end_matches('\0').trim()) == Some(self.seq) {
+                self.seq = self.seq.wrapping_add(1);
+            }
+        }
+        let seq = self.seq;
+        let watching = xs.watch(&status_path, TOKEN).is_ok();
+        let line = format!("{seq} {cmd}");
+        if let Err(e) = xs.write(&format!("{}/request", self.dir), line.as_bytes()) {
+            log::error!("migrate: writing {}/request: {e:?}", self.dir);
+            if watching {
+                let _ = xs.unwatch(&status_path, TOKEN);
+            }
+            return Err(PortError { code: code::WRITE });
+        }
+        log::info!("migrate: asked the guest agent `{line}`");
+        let t0 = self.xen.now_ns();
+        let deadline = t0.saturating_add(self.timeout_ns);
+        let answer = loop {
+            if let Ok(s) = xs.read_string(&status_path) {
+                let s = s.trim_end_matches('\0').trim();
+                if let Some(rest) = s
+                    .strip_prefix(&format!("{seq} ") as &str)
+                    .filter(|_| seq_of(s) == Some(seq))
+                {
+                    break Some(String::from(rest));
+                }
+            }
+            let now = self.xen.now_ns();
+            if now >= deadline {
+                break None;
+            }
+            // A watch event (or the period) brings us back to read again;
+            // a timeout here is just the period.
+            let _ = xs.next_event(now.saturating_add(AGENT_POLL_NS).min(deadline));
+        };
+        if watching {
+            let _ = xs.unwatch(&status_path, TOKEN);
+        }
+        match answer {
+            Some(a) => {
+                self.answered += 1;
+                log::info!(
+                    "migrate: the guest agent answered `{seq} {a}` after {} ms",
+                    self.xen.now_ns().saturating_sub(t0) / 1_000_000
+                );
+                Ok(a)
+            }
+            None => {
+                log::error!(
+                    "migrate: the guest agent did not answer `{line}` within {} s",
+                    self.timeout_ns / 1_000_000_000
+                );
+                Err(PortError {
+                    code: code::TIMEOUT,
+                })
+            }
+        }
+    }
+}
+
+/// Parses the agent's answer to a freeze: `frozen <groups> <procs>`.
+fn parse_frozen(a: &str) -> Result<u32, PortError> {
+    if let Some(msg) = a.strip_prefix("error") {
+        log::error!("migrate: the guest agent could not freeze:{msg}");
+        return Err(PortError { code: code::AGENT });
+    }
+    let mut f = a.split(' ');
+    match (f.next(), f.next().map(str::parse::<u32>), f.next()) {
+        (Some("frozen"), Some(Ok(groups)), Some(procs)) => {
+            log::info!("migrate: the guest agent froze {groups} group(s), {procs} process(es)");
+            Ok(groups)
+        }
+        _ => {
+            log::error!("migrate: unreadable answer to freeze: `{a}`");
+            Err(PortError {
+                code: code::MALFORMED,
+            })
+        }
+    }
+}
+
+/// Parses the agent's answer to a thaw: `thawed <n>`.
+fn parse_thawed(a: &str) -> Result<(), PortError> {
+    if let Some(msg) = a.strip_prefix("error") {
+        log::error!("migrate: the guest agent could not thaw:{msg}");
+        return Err(PortError { code: code::AGENT });
+    }
+    match a.strip_prefix("thawed ").map(str::parse::<u32>) {
+        Some(Ok(n)) => {
+            log::info!("migrate: the guest agent thawed {n} group(s)");
+            Ok(())
+        }
+        _ => {
+            log::error!("migrate: unreadable answer to thaw: `{a}`");
+            Err(PortError {
+                code: code::MALFORMED,
+            })
+        }
+    }
+}
+
+impl GroupControl for AgentControl<'_> {
+    fn freeze(&mut self) -> Result<u32, PortError> {
+        let a = self.request("freeze")?;
+        parse_frozen(&a)
+    }
+
+    fn thaw_all(&mut self) -> Result<(), PortError> {
+        let a = self.request("thaw")?;
+        parse_thawed(&a)
+    }
+}
+
+/// The engine's oracle over a Linux guest: the walker's [`LinuxOracle`]
+/// over [`GuestPhys`], with the page cache emptied before every question
+/// and each walk's cost and fallback logged.
+pub struct AgentOracle<'m, 'x> {
+    xen: &'static Xen,
+    mem: &'m GuestPhys,
+    inner: LinuxOracle<&'m GuestPhys, AgentControl<'x>>,
+    walks: u32,
+    seen_error: Option<depmig_walker::WalkError>,
+}
+
+impl<'m, 'x> AgentOracle<'m, 'x> {
+    /// The oracle for the guest whose publication `publication` was read
+    /// and checked from `mem`.
+    pub fn new(
+        xen: &'static Xen,
+        mem: &'m GuestPhys,
+        control: AgentControl<'x>,
+        publication: &Publication,
+    ) -> Self {
+        AgentOracle {
+            xen,
+            mem,
+            inner: LinuxOracle::new(mem, control, publication.table_gfn),
+            walks: 0,
+            seen_error: None,
+        }
+    }
+
+    /// Classifies the guest once now and logs what it found (tasks,
+    /// address spaces, untainted frames) and what it cost.
+    pub fn survey(&mut self) {
+        self.mem.flush();
+        let before = self.mem.stats().0;
+        let t0 = self.xen.now_ns();
+        let r = self.inner.classify_now();
+        let ms = self.xen.now_ns().saturating_sub(t0) / 1_000_000;
+        let after = self.mem.stats().0;
+        match r {
+            Ok(c) => log::info!(
+                "migrate: guest survey: {} tasks ({} kernel threads), {} address spaces ({} failed), {} untainted and {} frozen frames; {} ms, {} maps",
+                c.stats.tasks,
+                c.stats.kernel_threads,
+                c.stats.mms,
+                c.stats.failed_mms,
+                c.untainted.count(),
+                c.frozen.count(),
+                ms,
+                after.maps - before.maps
+            ),
+            Err(e) => log::warn!(
+                "migrate: guest survey failed ({e:?}) after {ms} ms; every frame counts as tainted"
+            ),
+        }
+    }
+
+    /// Walks and maps so far, for the final log line.
+    pub fn summary(&self) -> String {
+        let (s, w) = self.mem.stats();
+        format!(
+            "{} walks; {} reads, {} hits, {} misses, {} map calls, {} frames copied, {} refused; map {} ms, unmap {} ms; last walk error {:?}, last read error {:?}",
+            self.walks,
+            s.reads,
+            s.hits,
+            s.misses,
+            s.maps,
+            s.frames,
+            s.refused,
+            w.map_ns / 1_000_000,
+            w.unmap_ns / 1_000_000,
+            self.inner.last_error(),
+            self.mem.last_error()
+        )
+    }
+
+    /// Logs a walk's cost and, when its error differs from the last one
+    /// seen, why it fell back to the safe answer (the walker keeps only the
+    /// latest error).
+    fn after_walk(&mut self, what: &str, before: PhysStats, t0: u64, marked: u64) {
+        self.walks += 1;
+        let s = self.mem.stats().0;
+        let ms = self.xen.now_ns().saturating_sub(t0) / 1_000_000;
+        log::info!(
+            "migrate: oracle walk {} ({what}): {marked} frames marked; {} ms, {} maps, {} frames copied, {} refused",
+            self.walks,
+            ms,
+            s.maps - before.maps,
+            s.frames - before.frames,
+            s.refused - before.refused
+        );
+        let e = self.inner.last_error();
+        if e.is_some() && e != self.seen_error {
+            log::warn!(
+                "migrate: oracle walk {} failed ({e:?}, last read error {:?}): this and later failing walks answer all tainted / none free",
+                self.walks,
+                self.mem.last_error()
+            );
+        }
+        self.seen_error = e;
+    }
+}
+
+impl DependencyOracle for AgentOracle<'_, '_> {
+    fn freeze_quiet_groups(&mut self) -> Result<u32, PortError> {
+        self.inner.freeze_quiet_groups()
+    }
+
+    fn thaw_all(&mut self) -> Result<(), PortError> {
+        self.inner.thaw_all()
+    }
+
+    fn tainted_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        self.mem.flush();
+        let (before, t0) = (self.mem.stats().0, self.xen.now_ns());
+        let r = self.inner.tainted_frames(out);
+        let untainted = self.mem.nr_pfns().saturating_sub(out.count());
+        self.after_walk("untainted", before, t0, untainted);
+        r
+    }
+
+    fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        self.mem.flush();
+        let (before, t0) = (self.mem.stats().0, self.xen.now_ns());
+        let r = self.inner.free_frames(out);
+        self.after_walk("free", before, t0, out.count());
+        r
+    }
+}
