@@ -15,6 +15,7 @@ mod console;
 mod fail;
 mod guestctl;
 mod heap;
+mod holdmap;
 mod migrate;
 mod net;
 mod rt;
@@ -121,6 +122,15 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
                 fail::shutdown(End::Fail)
             }
         },
+        // Maps frames of a domain and holds them until destroyed (rig
+        // scenario foreign-teardown).
+        "holdmap" => match xen {
+            Some(x) => fail::shutdown(holdmap::run(x)),
+            None => {
+                println!("depmig-holdmap: FAIL holdmap needs Xen");
+                fail::shutdown(End::Fail)
+            }
+        },
         // One side of a live migration, armed by dom0 (`depmig migrate`).
         "migrate" => match xen {
             Some(x) => fail::shutdown(migrate::run(x)),
@@ -131,7 +141,7 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
         },
         other => {
             println!(
-                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, migrate, crashtest, panictest, stacktest)"
+                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, holdmap, migrate, crashtest, panictest, stacktest)"
             );
             println!("depmig-selftest: FAIL unknown mode");
             fail::shutdown(End::Fail)
