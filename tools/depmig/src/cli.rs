@@ -11,6 +11,9 @@ pub enum Mode {
     Baseline,
     /// Quiet untainted process groups frozen for the migration.
     DependencyAware,
+    /// Baseline transfer, with dirty vs dirty-and-tainted pages counted
+    /// per round (the paper's own measurement).
+    PaperAnalysis,
 }
 
 impl Mode {
@@ -19,6 +22,7 @@ impl Mode {
         match self {
             Mode::Baseline => "baseline",
             Mode::DependencyAware => "dependency-aware",
+            Mode::PaperAnalysis => "paper-analysis",
         }
     }
 }
@@ -224,10 +228,15 @@ Arguments:
                            another name (required)
 
 Migration:
-  --mode MODE              baseline | dependency-aware          [baseline]
+  --mode MODE              baseline | dependency-aware | paper-analysis
+                           [baseline]
                            baseline sends every dirty page every round;
                            dependency-aware lets the guest freeze quiet,
-                           untainted process groups so their pages go once
+                           untainted process groups so their pages go once;
+                           paper-analysis sends like baseline and counts,
+                           per round, the dirty pages of tainted processes.
+                           Both need the guest agent (guest-lsm) tracking
+                           in the guest (its data/depmig/state = tracking)
   --policy POLICY          xen-3.3 | xen-4 | adaptive           [xen-4]
                            when pre-copy stops: Xen 3.3 (30 rounds, 3x memory,
                            50 pages), Xen 4.x (5 rounds, 50 pages), or adaptive
@@ -281,15 +290,23 @@ What it does:
      generated config: type pvh, cmdline `migrate`, label depmig_appliance_t,
      one vif on the bridge, on_crash preserve), writes their control keys
      under /local/domain/<appliance>/depmig/, lets the source appliance write
-     the guest's control/shutdown, unpauses them and writes migrate/go last;
+     the guest's control/shutdown (and, for the modes that need the guest
+     agent, read the guest's data/depmig keys and write data/depmig/request;
+     the guest stays their owner), unpauses them and writes migrate/go last;
   4. prints a progress line per pre-copy round;
   5. on source PASS and destination `applied`: destroys the source guest,
      waits until it is gone, renames the shell to the guest's name and
-     unpauses it;
+     unpauses it; in dependency-aware mode it then asks the migrated guest's
+     agent to thaw the groups frozen at the source (`<seq> thaw` in
+     data/depmig/request, from dom0) and waits up to 30 s for its
+     `<seq> thawed <n>` in data/depmig/status (no answer is a warning);
   6. on failure or timeout: destroys the shell first, lets the source
      appliance finish (it resumes the guest itself), and makes sure the guest
      runs: a guest left suspended is resumed by a resume-only appliance, a
-     guest left paused is unpaused; then removes every appliance.
+     guest left paused is unpaused; then removes every appliance; in
+     dependency-aware mode it asks the guest's agent to thaw (the source
+     appliance does so itself unless it died) and gives the guest its
+     data/depmig keys back.
 
 Exit status:
   0  migrated: the guest runs in the former shell, under its own name
@@ -391,11 +408,12 @@ fn parse_migrate<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, U
                 let m = match v {
                     "baseline" => Mode::Baseline,
                     "dependency-aware" => Mode::DependencyAware,
+                    "paper-analysis" => Mode::PaperAnalysis,
                     _ => {
                         return Err(UsageError::BadValue {
                             option: "--mode",
                             value: v.into(),
-                            expected: "baseline or dependency-aware",
+                            expected: "baseline, dependency-aware or paper-analysis",
                         })
                     }
                 };
@@ -663,6 +681,16 @@ mod tests {
         ]);
         assert_eq!(o.mode, Mode::DependencyAware);
         assert_eq!(o.policy, Policy::Xen33);
+        let p = migrate(&[
+            "migrate",
+            "g",
+            "--config",
+            "g.cfg",
+            "--mode",
+            "paper-analysis",
+        ]);
+        assert_eq!(p.mode, Mode::PaperAnalysis);
+        assert_eq!(p.mode.as_str(), "paper-analysis");
         assert_eq!(o.appliance, PathBuf::from("/a.elf"));
         assert_eq!(o.report, Some(PathBuf::from("r.json")));
         assert_eq!(o.svg, Some(PathBuf::from("p.svg")));

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{Fault, MigrateOptions};
+use crate::cli::{Fault, MigrateOptions, Mode};
 use crate::json::Value;
 use crate::key::{self, KEY_BYTES};
 use crate::progress::{self, Round};
@@ -43,6 +43,8 @@ pub struct Timings {
     /// How long the destination appliance may take to stop by itself after
     /// `applied` before it is destroyed.
     pub dst_stop: Duration,
+    /// How long the guest agent may take to answer a thaw request.
+    pub thaw: Duration,
 }
 
 impl Default for Timings {
@@ -56,6 +58,7 @@ impl Default for Timings {
             settle: Duration::from_secs(5),
             resume: Duration::from_secs(240),
             dst_stop: Duration::from_secs(10),
+            thaw: Duration::from_secs(30),
         }
     }
 }
@@ -157,6 +160,32 @@ pub fn parse_xl_list(out: &str) -> Option<DomState> {
 
 /// Something that went wrong while talking to the toolstack.
 type Fail = String;
+
+/// The guest agent's (guest-lsm) directory in domain `domid`'s home.
+pub fn agent_dir(domid: u32) -> String {
+    format!("/local/domain/{domid}/data/depmig")
+}
+
+/// The agent's keys the source appliance reads (guest-lsm/README.md,
+/// "Publication and control"); `request` it also writes.
+const AGENT_KEYS: [&str; 6] = [
+    "version",
+    "table-gfn",
+    "table-pages",
+    "profile-gfn",
+    "state",
+    "status",
+];
+
+/// Whether the mode needs the guest agent's publication and freezer.
+fn needs_agent(mode: Mode) -> bool {
+    mode != Mode::Baseline
+}
+
+/// The sequence number of an agent request or status line (`<seq> …`).
+fn agent_seq(line: &str) -> Option<u64> {
+    line.split_whitespace().next()?.parse().ok()
+}
 
 fn tool(e: ToolError) -> Fail {
     e.to_string()
@@ -299,6 +328,9 @@ struct Run<'a, T: Toolstack + ?Sized> {
     src_result: Option<String>,
     /// The source appliance was given write access to the guest's control/shutdown.
     shutdown_opened: bool,
+    /// The guest's agent nodes whose permissions were opened to the source
+    /// appliance (restored on roll-back).
+    agent_opened: Vec<String>,
 }
 
 impl<T: Toolstack + ?Sized> Run<'_, T> {
@@ -504,6 +536,9 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             )
             .map_err(tool)?;
         self.shutdown_opened = true;
+        if needs_agent(o.mode) {
+            self.open_agent_keys(src)?;
+        }
 
         for (id, name) in [(dst, self.dst_name.clone()), (src, self.src_name.clone())] {
             let out = self.ts.xl(&["unpause", &id.to_string()]).map_err(tool)?;
@@ -523,6 +558,106 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             o.policy.as_str()
         ));
         Ok(())
+    }
+
+    /// Lets the source appliance read the guest agent's keys and write its
+    /// `request` (the guest stays their owner). `status` and `request` are
+    /// created empty when the agent has not made them yet (an empty request
+    /// is no request to the agent), so their permissions exist before the
+    /// appliance starts.
+    fn open_agent_keys(&mut self, src: u32) -> Result<(), Fail> {
+        let g = self.guest_id;
+        let dir = agent_dir(g);
+        for k in ["status", "request"] {
+            let path = format!("{dir}/{k}");
+            if self.ts.xs_read(&path).map_err(tool)?.is_none() {
+                self.ts.xs_write(&path, "").map_err(tool)?;
+            }
+        }
+        let mut nodes = vec![(dir.clone(), Perm::Read(src))];
+        nodes.extend(
+            AGENT_KEYS
+                .iter()
+                .map(|k| (format!("{dir}/{k}"), Perm::Read(src))),
+        );
+        nodes.push((format!("{dir}/request"), Perm::Both(src)));
+        for (path, perm) in nodes {
+            // A key the agent did not publish stays absent: the appliance
+            // names it when it refuses.
+            if self.ts.xs_read(&path).map_err(tool)?.is_none() {
+                continue;
+            }
+            self.agent_opened.push(path.clone());
+            self.ts
+                .xs_chmod(&path, &[Perm::None(g), perm])
+                .map_err(tool)?;
+        }
+        Ok(())
+    }
+
+    /// Gives the guest its agent keys back (only the guest may use them).
+    fn restore_agent_keys(&mut self, warnings: &mut Vec<String>) {
+        let g = self.guest_id;
+        for path in std::mem::take(&mut self.agent_opened) {
+            if let Err(e) = self.ts.xs_chmod(&path, &[Perm::None(g)]) {
+                warnings.push(format!("restoring the permissions of {path}: {e}"));
+            }
+        }
+    }
+
+    /// Asks the agent in domain `domid` to thaw every group it froze and
+    /// waits (bounded by `Timings::thaw`) for its answer; returns how many
+    /// groups it thawed. The request's number follows `after` (the last
+    /// request the agent served), else the one found in the node.
+    fn agent_thaw(&mut self, domid: u32, after: Option<u64>) -> Result<u64, Fail> {
+        let dir = agent_dir(domid);
+        let req = format!("{dir}/request");
+        let status_path = format!("{dir}/status");
+        let current = self.ts.xs_read(&req).map_err(tool)?;
+        if current.is_none() {
+            // A migrated guest's new home has no agent nodes yet: create the
+            // request node and hand it (and its directory) to the guest.
+            self.ts.xs_write(&req, "").map_err(tool)?;
+            self.ts.xs_chmod(&dir, &[Perm::None(domid)]).map_err(tool)?;
+            self.ts.xs_chmod(&req, &[Perm::None(domid)]).map_err(tool)?;
+        }
+        let last = after.or_else(|| current.as_deref().and_then(agent_seq));
+        let mut seq = match last {
+            Some(n) => n.saturating_add(1),
+            // No number known: one no earlier request is likely to have used
+            // (the agent acts on any number other than its last one).
+            None => self.ts.unix_ms() / 1000 % 1_000_000_000 + 1000,
+        };
+        let stale = self.ts.xs_read(&status_path).map_err(tool)?;
+        if stale.as_deref().and_then(agent_seq) == Some(seq) {
+            seq = seq.saturating_add(1);
+        }
+        self.ts
+            .xs_write(&req, &format!("{seq} thaw"))
+            .map_err(tool)?;
+        let start = self.ts.now_ms();
+        loop {
+            if let Some(s) = self.ts.xs_read(&status_path).map_err(tool)? {
+                let s = s.trim();
+                if agent_seq(s) == Some(seq) {
+                    let answer = s.split_once(' ').map_or("", |(_, a)| a.trim());
+                    if let Some(n) = answer.strip_prefix("thawed ") {
+                        return n
+                            .trim()
+                            .parse()
+                            .map_err(|_| format!("the guest agent answered `{s}`"));
+                    }
+                    return Err(format!("the guest agent answered `{s}`"));
+                }
+            }
+            if self.ts.now_ms().saturating_sub(start) >= duration_ms(self.t.thaw) {
+                return Err(format!(
+                    "the guest agent did not answer `{seq} thaw` within {} s",
+                    self.t.thaw.as_secs()
+                ));
+            }
+            self.ts.sleep(self.t.poll_fast);
+        }
     }
 
     /// Polls the appliances until the migration succeeded, failed or timed out.
@@ -780,6 +915,19 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     /// the shell, clean up.
     fn commit(&mut self, shell: u32, src: u32, dst: u32) -> Outcome {
         let mut warnings = Vec::new();
+        // The last request the source appliance made of the guest's agent
+        // (its freeze): the migrated agent has served it already, so the
+        // thaw after the unpause must carry a later number.
+        let agent_last = if self.o.mode == Mode::DependencyAware {
+            self.ts
+                .xs_read(&format!("{}/request", agent_dir(self.guest_id)))
+                .ok()
+                .flatten()
+                .as_deref()
+                .and_then(agent_seq)
+        } else {
+            None
+        };
         self.say(&format!(
             "source PASS and destination applied: destroying the source guest (domain {})",
             self.guest_id
@@ -850,6 +998,18 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             Ok(Some(s)) if s.alive() && !s.paused => {}
             Ok(s) => warnings.push(format!("after unpause the shell looks like {s:?}")),
             Err(e) => warnings.push(e),
+        }
+        // The groups the source froze are still frozen in the migrated
+        // guest: its agent thaws them on request, in its new home.
+        if self.o.mode == Mode::DependencyAware {
+            match self.agent_thaw(shell, agent_last) {
+                Ok(n) => self.say(&format!("the guest's agent thawed {n} group(s)")),
+                Err(e) => warnings.push(format!(
+                    "thawing the groups frozen for the migration: {e}; processes of the guest may stay frozen \
+                     (write `<n> thaw` to {}/request)",
+                    agent_dir(shell)
+                )),
+            }
         }
         self.cli.outcome = "migrated".into();
         self.cli.source_result = self.src_result.clone().unwrap_or_default();
@@ -954,10 +1114,26 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 ));
             }
         }
-        match self.ensure_guest_runs() {
-            Ok(()) => self.say(&format!("the guest runs at the source (domain {g})")),
-            Err(e) => operator.push(e),
+        let runs = match self.ensure_guest_runs() {
+            Ok(()) => {
+                self.say(&format!("the guest runs at the source (domain {g})"));
+                true
+            }
+            Err(e) => {
+                operator.push(e);
+                false
+            }
+        };
+        // The source appliance thaws what it froze when it fails; should it
+        // have died first, the groups would stay frozen: ask once more (a
+        // thaw with nothing frozen thaws nothing).
+        if runs && self.o.mode == Mode::DependencyAware && !self.agent_opened.is_empty() {
+            match self.agent_thaw(g, None) {
+                Ok(n) => self.say(&format!("the guest's agent thawed {n} group(s)")),
+                Err(e) => warnings.push(format!("thawing the guest's frozen groups: {e}")),
+            }
         }
+        self.restore_agent_keys(&mut warnings);
         self.cli.outcome = "rolled-back".into();
         self.cli.source_result = self.src_result.clone().unwrap_or_default();
         if report.is_some() && (self.o.report.is_some() || self.o.svg.is_some()) {
@@ -1154,6 +1330,21 @@ pub fn migrate<T: Toolstack + ?Sized>(
             "`{g}` (domain {guest_id}) is not running: {state:?}"
         ));
     }
+    // The oracle of the other modes reads what the guest's agent publishes.
+    if needs_agent(opts.mode) {
+        let path = format!("{}/state", agent_dir(guest_id));
+        match ts.xs_read(&path) {
+            Ok(Some(s)) if s.trim() == "tracking" => {}
+            Ok(s) => {
+                return refuse(format!(
+                    "mode {} needs the guest agent (guest-lsm) tracking in `{g}`, but {path} is {}",
+                    opts.mode.as_str(),
+                    s.map_or_else(|| "missing".to_string(), |v| format!("`{}`", v.trim()))
+                ))
+            }
+            Err(e) => return refuse(format!("{path}: {e}")),
+        }
+    }
     let names = [
         shell_name.clone(),
         format!("{g}--depmig-dst"),
@@ -1191,6 +1382,7 @@ pub fn migrate<T: Toolstack + ?Sized>(
         last_round: None,
         src_result: None,
         shutdown_opened: false,
+        agent_opened: Vec::new(),
         ts,
         o: opts,
         t,

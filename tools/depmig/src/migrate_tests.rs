@@ -525,13 +525,16 @@ fn options_reach_the_appliances() {
             "40Mb/s",
         ],
         |f| {
+            publish_agent(f);
             f.files.insert(
                 PathBuf::from("/k"),
                 format!("{}\n", "ab".repeat(32)).into_bytes(),
             );
         },
     );
-    assert_eq!(r.outcome.exit_code(), 0, "{:?}", r.outcome);
+    // No agent answers the thaw after the migration in this script: that
+    // is a warning (exit 3), the guest was migrated.
+    assert_eq!(r.outcome.exit_code(), 3, "{:?}", r.outcome);
     let _ = &r;
     let r2 = run_with(
         Script::new(Plan::Happy { rounds: 1 }),
@@ -546,13 +549,14 @@ fn options_reach_the_appliances() {
             "/k",
         ],
         |f| {
+            publish_agent(f);
             f.files.insert(
                 PathBuf::from("/k"),
                 format!("{}\n", "ab".repeat(32)).into_bytes(),
             );
         },
     );
-    assert_eq!(r2.outcome.exit_code(), 0, "{:?}", r2.outcome);
+    assert_eq!(r2.outcome.exit_code(), 3, "{:?}", r2.outcome);
     let seen = r2.seen.borrow();
     assert_eq!(seen.src_keys["migrate/key"], "ab".repeat(32));
     assert_eq!(seen.dst_keys["migrate/key"], "ab".repeat(32));
@@ -1026,4 +1030,371 @@ fn a_lingering_destination_is_destroyed_before_the_shell_runs() {
         r.text
     );
     assert!(f.violations.is_empty(), "{:?}", f.violations);
+}
+
+/// The guest agent (guest-lsm) as the fake plays it: it lives in the
+/// guest's home until the shell runs, then in the shell's (the migrated
+/// guest keeps its memory, so its last served request number too), and
+/// answers `<seq> freeze` / `<seq> thaw` in `data/depmig/status`, reading
+/// and writing with the guest's own rights.
+#[derive(Debug, Default)]
+struct AgentSim {
+    /// The agent stops answering once the guest was migrated.
+    silent_after_migration: bool,
+    /// The fake source appliance asks for a freeze (dependency-aware).
+    source_freezes: bool,
+    last_seq: String,
+    frozen: u64,
+    /// Requests served: (domain, request line).
+    served: Vec<(u32, String)>,
+    /// What the fake source appliance read of the agent's keys.
+    src_read: BTreeMap<String, String>,
+    src_asked: bool,
+}
+
+const AGENT_PUBLISHED: [(&str, &str); 5] = [
+    ("version", "1"),
+    ("table-gfn", "0x3f2a1"),
+    ("table-pages", "322"),
+    ("profile-gfn", "0x3f2a2"),
+    ("state", "tracking"),
+];
+
+/// The guest's agent published its keys (owned by the guest alone, as it
+/// writes them) and once served request 41.
+fn publish_agent(f: &mut Fake) {
+    let g = f.guest;
+    let dir = format!("/local/domain/{g}/data/depmig");
+    f.xs.insert(
+        format!("/local/domain/{g}/data"),
+        (String::new(), vec![Perm::None(g)]),
+    );
+    f.xs.insert(dir.clone(), (String::new(), vec![Perm::None(g)]));
+    for (k, v) in AGENT_PUBLISHED {
+        f.xs.insert(format!("{dir}/{k}"), (v.into(), vec![Perm::None(g)]));
+    }
+    f.xs.insert(
+        format!("{dir}/request"),
+        ("41 thaw".into(), vec![Perm::None(g)]),
+    );
+    f.xs.insert(
+        format!("{dir}/status"),
+        ("41 thawed 0".into(), vec![Perm::None(g)]),
+    );
+}
+
+fn agent_step(f: &mut Fake, a: &mut AgentSim) {
+    // The fake source appliance: reads the agent's keys, asks for a freeze.
+    if let Some(src) = f.started(SRC) {
+        if !a.src_asked {
+            a.src_asked = true;
+            let dir = format!("/local/domain/{}/data/depmig", f.guest);
+            for k in [
+                "version",
+                "table-gfn",
+                "table-pages",
+                "profile-gfn",
+                "state",
+                "request",
+            ] {
+                if let Some(v) = f.dom_read(src, &format!("{dir}/{k}")) {
+                    a.src_read.insert(k.to_string(), v);
+                }
+            }
+            if a.source_freezes {
+                let next = a
+                    .src_read
+                    .get("request")
+                    .and_then(|r| r.split(' ').next().and_then(|n| n.parse::<u64>().ok()));
+                let line = format!("{} freeze", next.map_or(1, |n| n + 1));
+                f.dom_write(src, &format!("{dir}/request"), &line);
+            }
+        }
+    }
+    let shell_runs = f.shell.and_then(|s| f.dom(s)).is_some_and(|d| d.running());
+    let home = if shell_runs {
+        if a.silent_after_migration {
+            return;
+        }
+        f.shell.unwrap()
+    } else if f.dom(f.guest).is_some_and(|d| d.running()) {
+        f.guest
+    } else {
+        return;
+    };
+    let dir = format!("/local/domain/{home}/data/depmig");
+    if !f.xs.contains_key(&format!("{dir}/request")) {
+        return;
+    }
+    let Some(req) = f.dom_read(home, &format!("{dir}/request")) else {
+        return;
+    };
+    let Some((seq, cmd)) = req.trim().split_once(' ') else {
+        return;
+    };
+    if seq == a.last_seq {
+        return;
+    }
+    a.last_seq = seq.to_string();
+    a.served.push((home, req.clone()));
+    let answer = match cmd {
+        "freeze" => {
+            a.frozen = 2;
+            "frozen 2 3".to_string()
+        }
+        "thaw" => format!("thawed {}", std::mem::take(&mut a.frozen)),
+        _ => "error unknown request".into(),
+    };
+    f.dom_write(home, &format!("{dir}/status"), &format!("{seq} {answer}"));
+}
+
+/// A run with the agent played in the guest (published, last request 41).
+fn run_agent(script: Script, extra: &[&str], agent: AgentSim) -> (Ran, Rc<RefCell<AgentSim>>) {
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let agent = Rc::new(RefCell::new(AgentSim {
+        last_seq: "41".into(),
+        ..agent
+    }));
+    let mut inner = behaviour(script, seen.clone());
+    let a = agent.clone();
+    let mut f = Fake::new(Box::new(move |f: &mut Fake| {
+        inner(f);
+        agent_step(f, &mut a.borrow_mut());
+    }));
+    publish_agent(&mut f);
+    let o = options(extra);
+    let mut out: Vec<u8> = Vec::new();
+    let outcome = migrate(&mut f, &o, &Timings::default(), &mut out);
+    (
+        Ran {
+            f,
+            outcome,
+            seen,
+            text: String::from_utf8_lossy(&out).into_owned(),
+        },
+        agent,
+    )
+}
+
+#[test]
+fn agent_modes_are_refused_without_a_tracking_agent() {
+    for mode in ["paper-analysis", "dependency-aware"] {
+        let r = run_with(
+            Script::new(Plan::Happy { rounds: 1 }),
+            &["--mode", mode],
+            |_| {},
+        );
+        assert!(r.f.pos("xl create").is_none(), "{:#?}", r.f.log);
+        match &r.outcome {
+            Outcome::Refused { reason } => assert!(
+                reason.contains(mode)
+                    && reason.contains("guest agent")
+                    && reason.contains("data/depmig/state is missing"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // An agent still starting (not tracking) is refused too.
+        let r = run_with(
+            Script::new(Plan::Happy { rounds: 1 }),
+            &["--mode", mode],
+            |f| {
+                publish_agent(f);
+                let g = f.guest;
+                f.xs.get_mut(&format!("/local/domain/{g}/data/depmig/state"))
+                    .unwrap()
+                    .0 = "initialising".into();
+            },
+        );
+        assert!(r.f.pos("xl create").is_none());
+        assert!(
+            matches!(&r.outcome, Outcome::Refused { reason } if reason.contains("`initialising`")),
+            "{:?}",
+            r.outcome
+        );
+    }
+    // The baseline does not look at the agent at all.
+    let r = run(Plan::Happy { rounds: 1 });
+    assert_eq!(r.outcome.exit_code(), 0);
+    assert!(
+        !r.f.log.iter().any(|l| l.contains("data/depmig")),
+        "{:#?}",
+        r.f.log
+    );
+}
+
+#[test]
+fn paper_analysis_opens_the_agent_keys_to_the_source_only() {
+    let (r, agent) = run_agent(
+        Script::new(Plan::Happy { rounds: 2 }),
+        &["--mode", "paper-analysis"],
+        AgentSim::default(),
+    );
+    assert_eq!(
+        r.outcome,
+        Outcome::Migrated { warnings: vec![] },
+        "{}",
+        r.text
+    );
+    let f = &r.f;
+    let g = f.guest;
+    let src = f.by_name("guest").map(|d| d.id).unwrap() + 2;
+    assert_eq!(r.seen.borrow().src_keys["migrate/mode"], "paper-analysis");
+    // The source appliance read every published key (the fake records a
+    // refused read as a violation).
+    let a = agent.borrow();
+    for (k, v) in AGENT_PUBLISHED {
+        assert_eq!(a.src_read.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+    // Read for the published keys and status, read and write for request,
+    // the guest first (owner) in every one, nothing for anyone else.
+    let dir = format!("/local/domain/{g}/data/depmig");
+    for k in [
+        "version",
+        "table-gfn",
+        "table-pages",
+        "profile-gfn",
+        "state",
+        "status",
+    ] {
+        assert!(
+            f.log.contains(&format!("xs chmod {dir}/{k} n{g} r{src}")),
+            "{k}: {:#?}",
+            f.log
+        );
+    }
+    assert!(f
+        .log
+        .contains(&format!("xs chmod {dir}/request n{g} b{src}")));
+    let dst = src - 1;
+    for l in f
+        .log
+        .iter()
+        .filter(|l| l.starts_with("xs chmod") && l.contains("data/depmig"))
+    {
+        assert!(
+            !l.ends_with(&format!(" r{dst}")) && !l.ends_with(&format!(" b{dst}")),
+            "the destination appliance got a right: {l}"
+        );
+    }
+    // Granted before go, like every other right.
+    let go = f
+        .pos(&format!("xs write /local/domain/{src}/depmig/migrate/go"))
+        .unwrap();
+    let grant = f.pos(&format!("xs chmod {dir}/request")).unwrap();
+    assert!(grant < go);
+    // Nothing was frozen, so nothing is thawed after the migration.
+    let shell = f.shell.unwrap();
+    assert!(f
+        .pos(&format!("xs write /local/domain/{shell}/data/depmig"))
+        .is_none());
+    assert!(a.served.is_empty(), "{:?}", a.served);
+}
+
+#[test]
+fn dependency_aware_thaws_the_migrated_guest_after_the_unpause() {
+    let (r, agent) = run_agent(
+        Script::new(Plan::Happy { rounds: 2 }),
+        &["--mode", "dependency-aware"],
+        AgentSim {
+            source_freezes: true,
+            ..AgentSim::default()
+        },
+    );
+    assert_eq!(
+        r.outcome,
+        Outcome::Migrated { warnings: vec![] },
+        "{}",
+        r.text
+    );
+    let f = &r.f;
+    let (g, shell) = (f.guest, f.shell.unwrap());
+    let a = agent.borrow();
+    // The source froze in the guest's home; the thaw went to the migrated
+    // guest's new home, numbered after the freeze the agent had served.
+    assert_eq!(
+        a.served,
+        vec![(g, "42 freeze".to_string()), (shell, "43 thaw".to_string())]
+    );
+    assert_eq!(a.frozen, 0, "groups left frozen");
+    let dir = format!("/local/domain/{shell}/data/depmig");
+    assert_eq!(f.xs[&format!("{dir}/status")].0, "43 thawed 2");
+    // The request node dom0 made there belongs to the guest.
+    assert_eq!(f.xs[&format!("{dir}/request")].1, vec![Perm::None(shell)]);
+    assert_eq!(f.xs[&dir].1, vec![Perm::None(shell)]);
+    // Only after the shell runs (the agent cannot answer before).
+    let unpause = f.pos(&format!("xl unpause {shell}")).unwrap();
+    let thaw = f.pos(&format!("xs write {dir}/request=43 thaw")).unwrap();
+    assert!(unpause < thaw, "{:#?}", f.log);
+    assert!(r.text.contains("thawed 2 group(s)"), "{}", r.text);
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+}
+
+#[test]
+fn a_silent_agent_after_migration_is_a_warning_not_a_hang() {
+    let (r, agent) = run_agent(
+        Script::new(Plan::Happy { rounds: 1 }),
+        &["--mode", "dependency-aware"],
+        AgentSim {
+            source_freezes: true,
+            silent_after_migration: true,
+            ..AgentSim::default()
+        },
+    );
+    match &r.outcome {
+        Outcome::Migrated { warnings } => {
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(
+                warnings[0].contains("did not answer `43 thaw` within 30 s"),
+                "{warnings:?}"
+            );
+        }
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    assert_eq!(r.outcome.exit_code(), 3);
+    assert_eq!(agent.borrow().frozen, 2);
+    // Bounded: the whole run, thaw wait included, stays well under 2 min
+    // of the fake's clock.
+    assert!(r.f.now < 120_000, "{}", r.f.now);
+}
+
+#[test]
+fn a_failed_dependency_aware_migration_thaws_and_gives_the_keys_back() {
+    let (r, agent) = run_agent(
+        Script::new(Plan::SourceFails),
+        &["--mode", "dependency-aware"],
+        AgentSim {
+            source_freezes: true,
+            ..AgentSim::default()
+        },
+    );
+    assert_eq!(r.outcome.exit_code(), 1, "{:?}\n{}", r.outcome, r.text);
+    let f = &r.f;
+    let g = f.guest;
+    let a = agent.borrow();
+    // The fake source appliance died without thawing: dom0 asked.
+    assert_eq!(
+        a.served,
+        vec![(g, "42 freeze".to_string()), (g, "43 thaw".to_string())]
+    );
+    assert_eq!(a.frozen, 0);
+    let dir = format!("/local/domain/{g}/data/depmig");
+    for k in [
+        "",
+        "/version",
+        "/table-gfn",
+        "/table-pages",
+        "/profile-gfn",
+        "/state",
+        "/status",
+        "/request",
+    ] {
+        assert_eq!(
+            f.xs[&format!("{dir}{k}")].1,
+            vec![Perm::None(g)],
+            "{dir}{k}"
+        );
+    }
+    assert_clean(f, g);
 }
