@@ -123,25 +123,29 @@ pub struct XenSource<'x> {
     found: DirtyBitmap,
     /// Pages read so far, for a progress line every [`PROGRESS_PAGES`].
     read: u64,
+    /// Time spent in `read_pages`, ns.
+    busy_ns: u64,
 }
 
 /// A progress line on the console every this many pages copied.
 const PROGRESS_PAGES: u64 = 4096;
 
-/// Adds `n` to the page count `done`; logs a progress line (mapping times,
-/// heap use, stack pointer) each time it passes a multiple of
-/// [`PROGRESS_PAGES`].
-fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow) {
+/// Adds `n` to the page count `done`; logs a progress line (time in the
+/// page copy `busy_ns`, of it mapping and unmapping, time in the link, heap
+/// use, stack) each time it passes a multiple of [`PROGRESS_PAGES`].
+fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow, busy_ns: u64) {
     let before = *done;
     *done += n as u64;
     if before / PROGRESS_PAGES != *done / PROGRESS_PAGES {
         let m = win.stats();
         let (used, total) = crate::heap::usage();
         log::info!(
-            "migrate: {} pages {verb}; map {} ms, unmap {} ms; heap {} of {} KiB; sp {:#x}, stack max {} KiB",
+            "migrate: {} pages {verb}; copy {} ms (map {} ms, unmap {} ms), link {} ms; heap {} of {} KiB; sp {:#x}, stack max {} KiB",
             *done,
+            busy_ns / 1_000_000,
             m.map_ns / 1_000_000,
             m.unmap_ns / 1_000_000,
+            super::LINK_NS.load(core::sync::atomic::Ordering::Relaxed) / 1_000_000,
             used / 1024,
             total / 1024,
             crate::arch::boot::stack_pointer(),
@@ -151,6 +155,42 @@ fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow) {
 }
 
 impl<'x> XenSource<'x> {
+    /// Copies `pfns` into `buf` a window at a time; absent frames are
+    /// marked in `holes`.
+    fn read_each(
+        &mut self,
+        pfns: &[u64],
+        buf: &mut [u8],
+        holes: &mut [bool],
+    ) -> Result<(), PortError> {
+        let cap = self.win.capacity().max(1);
+        for (k, chunk) in pfns.chunks(cap).enumerate() {
+            let b = self
+                .win
+                .map(self.dom, chunk, Access::Read)
+                .map_err(|e| map_err("mapping guest frames", e))?;
+            for (i, _) in chunk.iter().enumerate() {
+                let at = k * cap + i;
+                match b.entry(i) {
+                    Ok(()) => {
+                        let page = buf
+                            .get_mut(at * PAGE..(at + 1) * PAGE)
+                            .ok_or(PortError { code: -23 })?;
+                        b.read(i, 0, page)
+                            .map_err(|e| map_err("reading a guest frame", e))?;
+                    }
+                    Err(e) if is_hole(&e) => {
+                        if let Some(h) = holes.get_mut(at) {
+                            *h = true;
+                        }
+                    }
+                    Err(e) => return Err(map_err("mapping a guest frame", e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sets up for guest `dom`: its size and a mapping window of `window`
     /// pages.
     pub fn new(
@@ -178,6 +218,7 @@ impl<'x> XenSource<'x> {
             suspend_asked: false,
             found,
             read: 0,
+            busy_ns: 0,
         })
     }
 
@@ -207,33 +248,11 @@ impl SourceDomain for XenSource<'_> {
         if buf.len() != pfns.len() * PAGE || holes.len() != pfns.len() {
             return Err(PortError { code: -23 });
         }
-        progress(&mut self.read, pfns.len(), "read", &self.win);
-        let cap = self.win.capacity().max(1);
-        for (k, chunk) in pfns.chunks(cap).enumerate() {
-            let b = self
-                .win
-                .map(self.dom, chunk, Access::Read)
-                .map_err(|e| map_err("mapping guest frames", e))?;
-            for (i, _) in chunk.iter().enumerate() {
-                let at = k * cap + i;
-                match b.entry(i) {
-                    Ok(()) => {
-                        let page = buf
-                            .get_mut(at * PAGE..(at + 1) * PAGE)
-                            .ok_or(PortError { code: -23 })?;
-                        b.read(i, 0, page)
-                            .map_err(|e| map_err("reading a guest frame", e))?;
-                    }
-                    Err(e) if is_hole(&e) => {
-                        if let Some(h) = holes.get_mut(at) {
-                            *h = true;
-                        }
-                    }
-                    Err(e) => return Err(map_err("mapping a guest frame", e)),
-                }
-            }
-        }
-        Ok(())
+        progress(&mut self.read, pfns.len(), "read", &self.win, self.busy_ns);
+        let t0 = self.xen.now_ns();
+        let r = self.read_each(pfns, buf, holes);
+        self.busy_ns += self.xen.now_ns().saturating_sub(t0);
+        r
     }
 
     fn log_dirty_enable(&mut self) -> Result<(), PortError> {
@@ -335,6 +354,8 @@ pub struct XenShell {
     pub populated_here: u64,
     /// Pages written so far, for a progress line every [`PROGRESS_PAGES`].
     written: u64,
+    /// Time spent in `write_pages`, ns.
+    busy_ns: u64,
 }
 
 impl XenShell {
@@ -349,6 +370,7 @@ impl XenShell {
             win,
             populated_here: 0,
             written: 0,
+            busy_ns: 0,
         })
     }
 
@@ -439,8 +461,17 @@ impl DestDomain for XenShell {
         if data.len() != pfns.len() * PAGE {
             return Err(PortError { code: -23 });
         }
-        progress(&mut self.written, pfns.len(), "written", &self.win);
-        self.write_each(pfns, Some(data))
+        progress(
+            &mut self.written,
+            pfns.len(),
+            "written",
+            &self.win,
+            self.busy_ns,
+        );
+        let t0 = self.xen.now_ns();
+        let r = self.write_each(pfns, Some(data));
+        self.busy_ns += self.xen.now_ns().saturating_sub(t0);
+        r
     }
 
     fn zero_frames(&mut self, pfns: &[u64]) -> Result<(), PortError> {

@@ -20,6 +20,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use depmig_migrate::{
     dest, report, source, AnyPolicy, Clock, DependencyOracle, DestConfig, Mode, NoOracle, Progress,
@@ -81,18 +82,35 @@ impl Progress for Publisher<'_> {
     }
 }
 
-/// The source's transport, which for dom0's test fault `corrupt-final`
-/// (`migrate/fault`) flips one bit in the middle of the first large send
-/// after the guest was suspended. The transcript tag was computed over the
-/// true bytes, so only the destination's check of the tag at the end can
-/// catch it; the migration must then fail and the guest resume here.
-struct SourceLink<'a, T> {
+/// Time spent inside the link's send and receive calls, ns (for the
+/// progress lines: how the copy time splits between mapping, copying and
+/// the network).
+pub static LINK_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The transport of either role: counts the time spent in the link
+/// ([`LINK_NS`]) and, for dom0's test fault `corrupt-final`
+/// (`migrate/fault`, source only), flips one bit in the middle of the first
+/// large send after the guest was suspended. The transcript tag was
+/// computed over the true bytes, so only the destination's check of the
+/// tag at the end can catch it; the migration must then fail and the guest
+/// resume here.
+struct TimedLink<'a, T> {
     inner: &'a mut T,
+    xen: &'static Xen,
     corrupt_final: bool,
     final_round: &'a Cell<bool>,
 }
 
-impl<T: Transport> Transport for SourceLink<'_, T> {
+impl<T: Transport> TimedLink<'_, T> {
+    fn timed<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
+        let t0 = self.xen.now_ns();
+        let r = f(self.inner);
+        LINK_NS.fetch_add(self.xen.now_ns().saturating_sub(t0), Ordering::Relaxed);
+        r
+    }
+}
+
+impl<T: Transport> Transport for TimedLink<'_, T> {
     fn send(&mut self, data: &[u8]) -> Result<(), TransportError> {
         if self.corrupt_final && self.final_round.get() && data.len() >= 8192 {
             self.corrupt_final = false;
@@ -108,18 +126,18 @@ impl<T: Transport> Transport for SourceLink<'_, T> {
                 "migrate: test fault corrupt-final: byte {at} of a {}-byte send flipped on the wire",
                 data.len()
             );
-            return self.inner.send(&copy);
+            return self.timed(|l| l.send(&copy));
         }
-        self.inner.send(data)
+        self.timed(|l| l.send(data))
     }
     fn flush(&mut self) -> Result<(), TransportError> {
-        self.inner.flush()
+        self.timed(|l| l.flush())
     }
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
-        self.inner.recv(buf)
+        self.timed(|l| l.recv(buf))
     }
     fn recv_exact(&mut self, buf: &mut [u8]) -> Result<(), TransportError> {
-        self.inner.recv_exact(buf)
+        self.timed(|l| l.recv_exact(buf))
     }
 }
 
@@ -330,8 +348,9 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
             return finish(Some(xs), false, &format!("unknown test fault {other:?}"));
         }
     };
-    let mut transport = SourceLink {
+    let mut transport = TimedLink {
         inner: &mut link,
+        xen,
         corrupt_final,
         final_round: &final_round,
     };
@@ -479,7 +498,14 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
         final_round: None,
     };
     let cfg = DestConfig::new(&armed.key, nonce(xen, 2));
-    let r = dest::run(&mut shell, &mut link, &mut progress, &cfg);
+    let never = Cell::new(false);
+    let mut transport = TimedLink {
+        inner: &mut link,
+        xen,
+        corrupt_final: false,
+        final_round: &never,
+    };
+    let r = dest::run(&mut shell, &mut transport, &mut progress, &cfg);
     let m = shell.map_stats();
     log::info!(
         "migrate: mapped {} shell frames in {} batches ({} refused), map {} ms, unmap {} ms; gave RAM to {} frames",
