@@ -429,8 +429,8 @@ fn oracle_memory(
     guest: u16,
 ) -> Result<(oracle::GuestPhys, oracle::Publication), String> {
     let nr = domain::nr_pfns_of(guest).map_err(|e| format!("guest size (code {})", e.code))?;
-    let mem = oracle::GuestPhys::new(xen, guest, nr)
-        .map_err(|e| format!("oracle mapping window: {e}"))?;
+    let mem =
+        oracle::guest_phys(xen, guest, nr).map_err(|e| format!("oracle mapping window: {e}"))?;
     let publication =
         oracle::Publication::read(&mut xs.borrow_mut(), guest, &mem).map_err(|e| {
             format!(

@@ -8,7 +8,9 @@
 //! The walker reads many small pieces (list nodes, page-table entries,
 //! page descriptors). Each foreign map and unmap is a hypercall, and under
 //! nested emulation a costly one, so pages are copied into a small LRU
-//! cache on the first read and the mapping is dropped at once. The cache
+//! cache on the first read (the walker's host-tested `CachedMem`, which
+//! also reads ahead when the walk goes through memory in order) and the
+//! mapping is dropped at once. The cache
 //! is emptied before every question the engine asks (the guest runs on
 //! between rounds), so one walk reads one snapshot per page.
 //!
@@ -16,19 +18,19 @@
 //! error, never a panic, and every loop and wait is bounded.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use depmig_migrate::{DependencyOracle, DirtyBitmap, PortError};
+use depmig_walker::cache::Page;
 use depmig_walker::{
-    GroupControl, Kernel, KernelProfile, LinuxOracle, MemError, PhysMem, TaintTable,
+    CacheStats, CachedMem, FrameSource, GroupControl, Kernel, KernelProfile, LinuxOracle, PhysMem,
+    TaintTable,
 };
 use xen_abi::DomId;
 
-use crate::xen::foreign::{Access, ForeignError, ForeignWindow};
+use crate::xen::foreign::{Access, ForeignError, ForeignWindow, MapStats};
 use crate::xen::xenstore::{Xenstore, XsClientError};
 use crate::xen::Xen;
 
@@ -44,312 +46,51 @@ pub const AGENT_TIMEOUT_NS: u64 = 20_000_000_000;
 /// status node wakes us earlier).
 const AGENT_POLL_NS: u64 = 250_000_000;
 
-/// Why a guest-physical read failed (mapped to the walker's [`MemError`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PhysError {
-    /// The address is beyond the guest's physical address space.
-    OutsideRam,
-    /// Xen refused to map this frame (hole, or not allowed).
-    Refused(ForeignError),
-    /// The batch hypercall failed as a whole.
-    MapFailed(ForeignError),
-    /// No heap for the cache.
-    OutOfMemory,
-    /// The memory was in use by another read (re-entrancy; a bug).
-    Busy,
-}
-
-impl From<PhysError> for MemError {
-    fn from(e: PhysError) -> Self {
-        match e {
-            PhysError::OutsideRam => MemError::OutsideRam,
-            _ => MemError::Unreadable,
-        }
-    }
-}
-
-/// Counters of the oracle's memory reads.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PhysStats {
-    /// Reads asked for by the walker.
-    pub reads: u64,
-    /// Page lookups the cache answered.
-    pub hits: u64,
-    /// Page lookups that had to map.
-    pub misses: u64,
-    /// Map hypercalls (one per miss; a read-ahead maps several frames).
-    pub maps: u64,
-    /// Frames mapped and copied.
-    pub frames: u64,
-    /// Frames Xen refused.
-    pub refused: u64,
-    /// Times the cache was emptied (once per question of the engine).
-    pub flushes: u64,
-}
-
-/// A page copied out of the window, or why it could not be.
-type PageCopy = Result<Box<[u8; PAGE]>, PhysError>;
-
-/// One cached page: its contents, or the refusal Xen gave for it.
-struct Slot {
-    gfn: u64,
-    /// `None`: unreadable (the error is kept in `err`).
-    data: Option<Box<[u8; PAGE]>>,
-    err: Option<PhysError>,
-    last_use: u64,
-}
-
-struct PhysInner {
-    win: ForeignWindow,
-    slots: Vec<Slot>,
-    /// gfn -> index in `slots`.
-    index: BTreeMap<u64, usize>,
-    /// Spare page buffers (from evicted or flushed slots).
-    spare: Vec<Box<[u8; PAGE]>>,
-    tick: u64,
-    stats: PhysStats,
-    last_error: Option<PhysError>,
-}
-
-/// The guest's physical memory for the walker, read through a window of
-/// [`WINDOW_PAGES`] pages with a cache of [`CACHE_PAGES`] page copies.
-pub struct GuestPhys {
+/// The guest's frames through the oracle's own small mapping window: one
+/// `XENMEM_add_to_physmap_batch` per batch, copied out and unmapped at once
+/// (the window is reused by the next batch).
+pub struct WindowSource {
     dom: DomId,
-    nr: u64,
-    inner: RefCell<PhysInner>,
+    win: ForeignWindow,
 }
 
-impl GuestPhys {
-    /// Reads domain `dom`, whose physical address space has `nr_pfns`
-    /// frames (the same bound as the migration's bitmaps).
-    pub fn new(xen: &'static Xen, dom: DomId, nr_pfns: u64) -> Result<Self, ForeignError> {
-        let win = ForeignWindow::new(xen, WINDOW_PAGES)?;
-        let mut slots = Vec::new();
-        slots
-            .try_reserve_exact(CACHE_PAGES)
-            .map_err(|_| ForeignError::OutOfMemory)?;
-        let mut spare = Vec::new();
-        spare
-            .try_reserve_exact(CACHE_PAGES)
-            .map_err(|_| ForeignError::OutOfMemory)?;
-        Ok(GuestPhys {
-            dom,
-            nr: nr_pfns,
-            inner: RefCell::new(PhysInner {
-                win,
-                slots,
-                index: BTreeMap::new(),
-                spare,
-                tick: 0,
-                stats: PhysStats::default(),
-                last_error: None,
-            }),
-        })
-    }
+impl FrameSource for WindowSource {
+    type Error = ForeignError;
 
-    /// Forgets every cached page (the guest may have changed them).
-    pub fn flush(&self) {
-        if let Ok(mut g) = self.inner.try_borrow_mut() {
-            let inner = &mut *g;
-            for s in inner.slots.drain(..) {
-                if let Some(d) = s.data {
-                    inner.spare.push(d);
-                }
-            }
-            inner.index.clear();
-            inner.stats.flushes += 1;
-        }
-    }
-
-    /// The counters so far, and the window's own.
-    pub fn stats(&self) -> (PhysStats, crate::xen::foreign::MapStats) {
-        match self.inner.try_borrow() {
-            Ok(g) => (g.stats, g.win.stats()),
-            Err(_) => Default::default(),
-        }
-    }
-
-    /// The last read error (for the log).
-    pub fn last_error(&self) -> Option<PhysError> {
-        self.inner.try_borrow().ok().and_then(|g| g.last_error)
-    }
-
-    /// Copies `out.len()` bytes from `offset` of frame `gfn`.
-    fn read_in_page(&self, gfn: u64, offset: usize, out: &mut [u8]) -> Result<(), PhysError> {
-        let mut g = self.inner.try_borrow_mut().map_err(|_| PhysError::Busy)?;
-        let inner = &mut *g;
-        inner.tick += 1;
-        let tick = inner.tick;
-        let i = match inner.index.get(&gfn) {
-            Some(&i) => {
-                inner.stats.hits += 1;
-                i
-            }
-            None => {
-                inner.stats.misses += 1;
-                // Read ahead only when the walker goes through memory in
-                // order (the page descriptors): a single frame otherwise.
-                let sequential = gfn > 0 && inner.index.contains_key(&(gfn - 1));
-                let n = if sequential {
-                    (WINDOW_PAGES as u64).min(self.nr - gfn)
-                } else {
-                    1
-                };
-                inner.fill(self.dom, gfn, n, tick)?;
-                *inner.index.get(&gfn).ok_or(PhysError::OutOfMemory)?
-            }
-        };
-        let slot = inner.slots.get_mut(i).ok_or(PhysError::OutOfMemory)?;
-        slot.last_use = tick;
-        match (&slot.data, slot.err) {
-            (Some(d), _) => {
-                let src = offset
-                    .checked_add(out.len())
-                    .and_then(|end| d.get(offset..end))
-                    .ok_or(PhysError::OutsideRam)?;
-                out.copy_from_slice(src);
-                Ok(())
-            }
-            (None, Some(e)) => Err(e),
-            (None, None) => Err(PhysError::OutOfMemory),
-        }
-    }
-}
-
-impl PhysInner {
-    /// A slot for `gfn`: a free one, or the least recently used one.
-    fn slot_for(&mut self, gfn: u64, tick: u64) -> Option<usize> {
-        if self.slots.len() < CACHE_PAGES {
-            self.slots.push(Slot {
-                gfn,
-                data: None,
-                err: None,
-                last_use: tick,
-            });
-            return Some(self.slots.len() - 1);
-        }
-        let (i, _) = self
-            .slots
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, s)| s.last_use)?;
-        let s = self.slots.get_mut(i)?;
-        self.index.remove(&s.gfn);
-        if let Some(d) = s.data.take() {
-            self.spare.push(d);
-        }
-        s.gfn = gfn;
-        s.err = None;
-        s.last_use = tick;
-        Some(i)
-    }
-
-    /// Maps frames `first..first + n` (those not cached yet) in one batch
-    /// and copies them into the cache; refused frames are cached as such.
-    fn fill(&mut self, dom: DomId, first: u64, n: u64, tick: u64) -> Result<(), PhysError> {
-        let mut gfns = [0u64; WINDOW_PAGES];
-        let mut k = 0usize;
-        for gfn in first..first.saturating_add(n) {
-            if k == WINDOW_PAGES {
-                break;
-            }
-            if gfn == first || !self.index.contains_key(&gfn) {
-                if let Some(g) = gfns.get_mut(k) {
-                    *g = gfn;
-                    k += 1;
-                }
-            }
-        }
-        let want = gfns.get(..k).unwrap_or(&[]);
-        self.stats.maps += 1;
-        let batch = match self.win.map(dom, want, Access::Read) {
-            Ok(b) => b,
-            Err(e) => {
-                self.last_error = Some(PhysError::MapFailed(e));
-                return Err(PhysError::MapFailed(e));
-            }
-        };
-        let mut copies: Vec<(u64, PageCopy)> = Vec::new();
-        copies
-            .try_reserve_exact(k)
-            .map_err(|_| PhysError::OutOfMemory)?;
-        for (i, &gfn) in want.iter().enumerate() {
-            let r = match batch.entry(i) {
-                Ok(()) => {
-                    let mut page = match self.spare.pop() {
-                        Some(p) => p,
-                        None => Box::new([0u8; PAGE]),
-                    };
-                    match batch.copy_page(i, &mut page) {
-                        Ok(()) => Ok(page),
-                        Err(e) => {
-                            self.spare.push(page);
-                            Err(PhysError::Refused(e))
-                        }
-                    }
-                }
-                Err(e) => Err(PhysError::Refused(e)),
-            };
-            copies.push((gfn, r));
-        }
-        // Unmap before anything else: the window is small and reused.
-        drop(batch);
-        for (gfn, r) in copies {
-            let Some(i) = self.slot_for(gfn, tick) else {
-                if let Ok(p) = r {
-                    self.spare.push(p);
-                }
-                continue;
-            };
-            let Some(s) = self.slots.get_mut(i) else {
-                continue;
-            };
-            match r {
-                Ok(p) => {
-                    s.data = Some(p);
-                    self.stats.frames += 1;
-                }
-                Err(e) => {
-                    s.err = Some(e);
-                    self.stats.refused += 1;
-                    self.last_error = Some(e);
-                }
-            }
-            self.index.insert(gfn, i);
+    fn fetch(
+        &mut self,
+        gfns: &[u64],
+        pages: &mut [Box<Page>],
+        results: &mut [Result<(), ForeignError>],
+    ) -> Result<(), ForeignError> {
+        // Dropping the batch at the end of this call unmaps every frame.
+        let batch = self.win.map(self.dom, gfns, Access::Read)?;
+        for (i, (page, r)) in pages.iter_mut().zip(results.iter_mut()).enumerate() {
+            *r = batch.entry(i).and_then(|()| batch.copy_page(i, page));
         }
         Ok(())
     }
 }
 
-impl PhysMem for GuestPhys {
-    fn nr_pfns(&self) -> u64 {
-        self.nr
-    }
+/// The guest's physical memory for the walker: [`CACHE_PAGES`] page copies
+/// in front of a [`WINDOW_PAGES`]-page window.
+pub type GuestPhys = CachedMem<WindowSource>;
 
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        if let Ok(mut g) = self.inner.try_borrow_mut() {
-            g.stats.reads += 1;
-        }
-        let end = gpa
-            .checked_add(buf.len() as u64)
-            .ok_or(MemError::OutsideRam)?;
-        if end > self.nr.saturating_mul(PAGE as u64) {
-            return Err(MemError::OutsideRam);
-        }
-        let mut done = 0usize;
-        // Bounded by buf.len() / PAGE + 2 iterations: each moves to the
-        // next page.
-        while done < buf.len() {
-            let at = gpa + done as u64;
-            let offset = (at % PAGE as u64) as usize;
-            let n = (PAGE - offset).min(buf.len() - done);
-            let dst = buf.get_mut(done..done + n).ok_or(MemError::Unreadable)?;
-            self.read_in_page(at / PAGE as u64, offset, dst)
-                .map_err(MemError::from)?;
-            done += n;
-        }
-        Ok(())
-    }
+/// Reads domain `dom`, whose physical address space has `nr_pfns` frames
+/// (the same bound as the migration's bitmaps).
+pub fn guest_phys(xen: &'static Xen, dom: DomId, nr_pfns: u64) -> Result<GuestPhys, ForeignError> {
+    let win = ForeignWindow::new(xen, WINDOW_PAGES)?;
+    Ok(CachedMem::new(
+        WindowSource { dom, win },
+        nr_pfns,
+        CACHE_PAGES,
+        WINDOW_PAGES,
+    ))
+}
+
+/// The window's own counters (map calls, frames, time).
+fn window_stats(mem: &GuestPhys) -> MapStats {
+    mem.with_source(|s| s.win.stats()).unwrap_or_default()
 }
 
 /// What the agent published is missing or unusable.
@@ -672,11 +413,11 @@ impl<'m, 'x> AgentOracle<'m, 'x> {
     /// address spaces, untainted frames) and what it cost.
     pub fn survey(&mut self) {
         self.mem.flush();
-        let before = self.mem.stats().0;
+        let before = self.mem.stats();
         let t0 = self.xen.now_ns();
         let r = self.inner.classify_now();
         let ms = self.xen.now_ns().saturating_sub(t0) / 1_000_000;
-        let after = self.mem.stats().0;
+        let after = self.mem.stats();
         match r {
             Ok(c) => log::info!(
                 "migrate: guest survey: {} tasks ({} kernel threads), {} address spaces ({} failed), {} untainted and {} frozen frames; {} ms, {} maps",
@@ -687,7 +428,7 @@ impl<'m, 'x> AgentOracle<'m, 'x> {
                 c.untainted.count(),
                 c.frozen.count(),
                 ms,
-                after.maps - before.maps
+                after.fetches - before.fetches
             ),
             Err(e) => log::warn!(
                 "migrate: guest survey failed ({e:?}) after {ms} ms; every frame counts as tainted"
@@ -697,14 +438,15 @@ impl<'m, 'x> AgentOracle<'m, 'x> {
 
     /// Walks and maps so far, for the final log line.
     pub fn summary(&self) -> String {
-        let (s, w) = self.mem.stats();
+        let (s, w) = (self.mem.stats(), window_stats(self.mem));
         format!(
-            "{} walks; {} reads, {} hits, {} misses, {} map calls, {} frames copied, {} refused; map {} ms, unmap {} ms; last walk error {:?}, last read error {:?}",
+            "{} walks; {} reads, {} hits, {} misses, {} map calls ({} failed), {} frames copied, {} refused; map {} ms, unmap {} ms; last walk error {:?}, last read error {:?}",
             self.walks,
             s.reads,
             s.hits,
             s.misses,
-            s.maps,
+            s.fetches,
+            s.failed_fetches,
             s.frames,
             s.refused,
             w.map_ns / 1_000_000,
@@ -717,15 +459,15 @@ impl<'m, 'x> AgentOracle<'m, 'x> {
     /// Logs a walk's cost and, when its error differs from the last one
     /// seen, why it fell back to the safe answer (the walker keeps only the
     /// latest error).
-    fn after_walk(&mut self, what: &str, before: PhysStats, t0: u64, marked: u64) {
+    fn after_walk(&mut self, what: &str, before: CacheStats, t0: u64, marked: u64) {
         self.walks += 1;
-        let s = self.mem.stats().0;
+        let s = self.mem.stats();
         let ms = self.xen.now_ns().saturating_sub(t0) / 1_000_000;
         log::info!(
             "migrate: oracle walk {} ({what}): {marked} frames marked; {} ms, {} maps, {} frames copied, {} refused",
             self.walks,
             ms,
-            s.maps - before.maps,
+            s.fetches - before.fetches,
             s.frames - before.frames,
             s.refused - before.refused
         );
@@ -752,7 +494,7 @@ impl DependencyOracle for AgentOracle<'_, '_> {
 
     fn tainted_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
         self.mem.flush();
-        let (before, t0) = (self.mem.stats().0, self.xen.now_ns());
+        let (before, t0) = (self.mem.stats(), self.xen.now_ns());
         let r = self.inner.tainted_frames(out);
         let untainted = self.mem.nr_pfns().saturating_sub(out.count());
         self.after_walk("untainted", before, t0, untainted);
@@ -761,7 +503,7 @@ impl DependencyOracle for AgentOracle<'_, '_> {
 
     fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
         self.mem.flush();
-        let (before, t0) = (self.mem.stats().0, self.xen.now_ns());
+        let (before, t0) = (self.mem.stats(), self.xen.now_ns());
         let r = self.inner.free_frames(out);
         self.after_walk("free", before, t0, out.count());
         r

@@ -15,6 +15,7 @@
 extern crate alloc;
 
 pub mod bits;
+pub mod cache;
 pub mod classify;
 pub mod error;
 pub mod free;
@@ -27,6 +28,7 @@ pub mod synth;
 pub mod taint;
 pub mod tasks;
 
+pub use cache::{CacheError, CacheStats, CachedMem, FrameSource};
 pub use classify::{classify, Class, Classification, Limits, Process, Stats};
 pub use error::WalkError;
 pub use free::{scan_free, FreeScan};
