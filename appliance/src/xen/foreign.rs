@@ -7,9 +7,11 @@
 //! result per entry: a frame the foreign domain has not populated fails
 //! alone, the rest of the batch is mapped. The returned [`Batch`] unmaps
 //! every mapped entry (`XENMEM_remove_from_physmap`) when it is dropped, so
-//! no path (error, early return) leaves a foreign frame mapped: Xen 4.17
-//! does not drop foreign references at teardown, and a domain whose frames
-//! stay mapped here could never be fully destroyed.
+//! no path (error, early return) leaves a foreign frame mapped: stock Xen
+//! 4.17 does not drop foreign references when the mapper is torn down, so
+//! a domain whose frames stayed mapped here could never be fully destroyed
+//! (the rig's Xen carries patch 0003, which drops them; unmapping is still
+//! the rule).
 //!
 //! The foreign domain may change its pages while we look at them; every
 //! access here is a volatile copy, and callers treat what they read as a
