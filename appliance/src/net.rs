@@ -341,6 +341,18 @@ impl Env for XenEnv {
 /// five lost segments in a row, which a loaded emulated bridge can cause.
 pub const STALL_SECS: u64 = 60;
 
+/// Receive window of every appliance link: what the netfront's receive
+/// ring holds while we are busy elsewhere (a destination mapping and
+/// writing a batch of pages does not look at the ring for seconds under
+/// emulation). With a window larger than the ring, segments beyond it
+/// overflow into netback's queue and are dropped, and each drop costs the
+/// sender a retransmission timeout of a second or more (with a 1 MiB
+/// window both ends of a migration spent most of their time waiting in the
+/// link). 256 slots of one full segment each hold 256 × 1460 bytes; 70 %
+/// of that leaves room for other frames.
+pub const RECV_WINDOW: usize = 256 * 1024;
+const _: () = assert!(RECV_WINDOW <= SLOTS * 1460);
+
 /// What `nettest` was asked to do (from `depmig/net/` in our xenstore home,
 /// written by dom0 before it unpaused us).
 struct NetTest {
@@ -503,6 +515,7 @@ pub fn run_nettest(xen: &'static Xen) -> End {
     let mut cfg = LinkConfig::new(vif.mac, test.ip, test.prefix);
     cfg.connect_timeout = Duration::from_secs(120);
     cfg.stall_timeout = Duration::from_secs(STALL_SECS);
+    cfg.recv_buffer_size = RECV_WINDOW;
     let env = XenEnv::new(xen, vif.port);
     let role_name = if matches!(test.role, Role::Connect { .. }) {
         "send"

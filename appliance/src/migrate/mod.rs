@@ -230,6 +230,7 @@ fn link_config(armed: &Armed, mac: [u8; 6]) -> LinkConfig {
     cfg.connect_timeout = Duration::from_secs(CONNECT_SECS);
     cfg.stall_timeout = Duration::from_secs(STALL_SECS);
     cfg.retry_refused = Some(Duration::from_millis(500));
+    cfg.recv_buffer_size = net::RECV_WINDOW;
     cfg
 }
 

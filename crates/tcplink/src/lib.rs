@@ -111,8 +111,14 @@ pub struct LinkConfig {
     pub connect_timeout: Duration,
     /// Longest time a transfer may make no progress.
     pub stall_timeout: Duration,
-    /// Size of each socket buffer; above 64 KiB smoltcp scales the window.
+    /// Size of the send buffer.
     pub buffer_size: usize,
+    /// Size of the receive buffer, which is the most the peer may have in
+    /// flight (the advertised window; above 64 KiB smoltcp scales it). Keep
+    /// it within what the device can hold while this end is busy elsewhere
+    /// (a netfront's receive ring): a window larger than that only turns a
+    /// busy receiver into dropped segments and retransmission timeouts.
+    pub recv_buffer_size: usize,
     /// Connecting side: when the peer refuses (nobody listens yet), try
     /// again after this pause until `connect_timeout`; `None` fails at once
     /// with [`LinkError::Refused`].
@@ -129,6 +135,7 @@ impl LinkConfig {
             connect_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(10),
             buffer_size: 1 << 20,
+            recv_buffer_size: 1 << 20,
             retry_refused: None,
         }
     }
@@ -151,7 +158,8 @@ pub struct Link<D, E> {
 impl<D: LinkDevice, E: Env> Link<D, E> {
     /// Brings the interface up and establishes the connection.
     pub fn open(mut dev: D, mut env: E, cfg: LinkConfig, role: Role) -> Result<Self, LinkError> {
-        if cfg.ip == [0; 4] || cfg.prefix > 32 || cfg.buffer_size == 0 {
+        if cfg.ip == [0; 4] || cfg.prefix > 32 || cfg.buffer_size == 0 || cfg.recv_buffer_size == 0
+        {
             return Err(LinkError::BadConfig);
         }
         let hw = HardwareAddress::Ethernet(EthernetAddress(cfg.mac));
@@ -166,7 +174,7 @@ impl<D: LinkDevice, E: Env> Link<D, E> {
             return Err(LinkError::BadConfig);
         }
         let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; cfg.buffer_size]),
+            tcp::SocketBuffer::new(vec![0u8; cfg.recv_buffer_size]),
             tcp::SocketBuffer::new(vec![0u8; cfg.buffer_size]),
         );
         socket.set_nagle_enabled(false);

@@ -270,6 +270,24 @@ fn bulk_transfer_and_clean_close() {
 }
 
 #[test]
+fn a_small_receive_window_still_carries_everything() {
+    let (a, b, stop) = wire(Fault::None);
+    let mut small = cfg(IP_B, 2);
+    // A 16 KiB window: the sender may have at most that much in flight.
+    small.recv_buffer_size = 16 * 1024;
+    let server = spawn_server(b, small, |link| {
+        let n = recv_pattern(link)?;
+        Ok(n)
+    });
+    let mut link = client(a);
+    const TOTAL: usize = 2 << 20;
+    send_pattern(&mut link, TOTAL).unwrap();
+    assert_eq!(link.close(), Ok(()));
+    assert_eq!(server.join().unwrap(), Ok(TOTAL));
+    stop.store(true, Ordering::SeqCst);
+}
+
+#[test]
 fn garbage_frames_do_not_break_the_stream() {
     let (a, b, stop) = wire(Fault::Garbage);
     let server = spawn_server(b, cfg(IP_B, 2), recv_pattern);
@@ -437,5 +455,11 @@ fn bad_config_is_refused() {
         Role::Accept { port: PORT },
     );
     assert_eq!(r.err(), Some(LinkError::BadConfig));
+    let (a, _b, stop2) = wire(Fault::None);
+    let mut no_window = cfg(IP_A, 1);
+    no_window.recv_buffer_size = 0;
+    let r = Link::open(a.dev, a.env, no_window, Role::Accept { port: PORT });
+    assert_eq!(r.err(), Some(LinkError::BadConfig));
     stop.store(true, Ordering::SeqCst);
+    stop2.store(true, Ordering::SeqCst);
 }
