@@ -28,8 +28,8 @@ use alloc::vec::Vec;
 use depmig_precopy::{DirtyBitmap, PortError};
 use depmig_stream::handshake::MIN_KEY_LEN;
 use depmig_stream::{
-    rec, DecodeError, Event, HandshakeError, Hello, HvmParam, Limits, PageType, PfnEntry, Receiver,
-    Record, Role, RxError, RxEvent, TscInfo, MAX_BATCH, PAGE_SIZE,
+    key_confirmation, rec, DecodeError, Event, HandshakeError, Hello, HvmParam, Limits, PageType,
+    PfnEntry, Receiver, Record, Role, RxError, RxEvent, TscInfo, MAX_BATCH, PAGE_SIZE,
 };
 use xen_abi::hvm::{HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_PFN};
 
@@ -505,9 +505,12 @@ fn receive<D: DestDomain, T: Transport>(
                 Err(e) => return Err(DestError::Stream(e)),
             };
             match ev {
-                RxEvent::PeerHello(_) => {
+                RxEvent::PeerHello(peer) => {
+                    let confirm = key_confirmation(cfg.key, &peer, &mine)
+                        .map_err(|e| DestError::Stream(RxError::Handshake(e)))?;
                     transport
                         .send(&mine.to_bytes())
+                        .and_then(|()| transport.send(&confirm))
                         .and_then(|()| transport.flush())
                         .map_err(DestError::Transport)?;
                     *hello_sent = true;

@@ -3,7 +3,7 @@
 //! destination's ACK.
 //!
 //! ```text
-//! -> Hello(Source)            <- Hello(Destination)
+//! -> Hello(Source)            <- Hello(Destination), key confirmation
 //! -> image header, domain header, STATIC_DATA_END
 //! -> PAGE_DATA...             (rounds; the guest runs, log-dirty on)
 //!    suspend the guest
@@ -30,8 +30,9 @@ use depmig_precopy::{
 };
 use depmig_stream::handshake::{HELLO_LEN, MIN_KEY_LEN};
 use depmig_stream::{
-    Authenticated, ByteSink, DomainHeader, DomainType, EncodeError, Encoder, HandshakeError, Hello,
-    HvmParam, PageType, PfnEntry, Role, SinkFull, TranscriptMac, PAGE_SIZE,
+    verify_key_confirmation, Authenticated, ByteSink, DomainHeader, DomainType, EncodeError,
+    Encoder, HandshakeError, Hello, HvmParam, PageType, PfnEntry, Role, SinkFull, TranscriptMac,
+    CONFIRM_LEN, PAGE_SIZE,
 };
 
 use crate::params;
@@ -639,6 +640,12 @@ fn handshake<T: Transport>(
     if peer.role != Role::Destination {
         return Err(SourceError::Handshake(HandshakeError::UnexpectedRole));
     }
+    // The destination proves it holds our key before anything is sent (a
+    // wrong key would otherwise show only at the trailer, after the guest
+    // was suspended).
+    let mut c = [0u8; CONFIRM_LEN];
+    t.recv_exact(&mut c).map_err(SourceError::Transport)?;
+    verify_key_confirmation(cfg.key, &mine, &peer, &c).map_err(SourceError::Handshake)?;
     TranscriptMac::new(cfg.key, &mine, &peer).map_err(SourceError::Handshake)
 }
 

@@ -343,26 +343,27 @@ fn assert_guest_back(r: &Run, suspended_before: bool) {
 }
 
 #[test]
-fn wrong_key_fails_both_ends_and_resumes_the_guest() {
+fn wrong_key_is_refused_before_anything_is_sent() {
     let mut s = Setup::new(31);
     s.dst_key = b"another key, at least sixteen bytes";
     let r = s.run();
-    assert_eq!(
-        r.dst.as_ref().unwrap_err(),
-        &DestError::Stream(depmig_stream::RxError::Handshake(
-            depmig_stream::HandshakeError::BadTag
-        ))
-    );
+    // The destination's key confirmation does not verify: the source stops
+    // before log-dirty, before a page, before any suspension.
     let f = r.src.as_ref().unwrap_err();
-    assert_eq!(f.error, SourceError::Nak(NakCode::Auth));
-    assert_guest_back(&r, true);
-    assert!(
-        r.shell.cpu_state_untouched(),
-        "only pages reached the shell"
+    assert_eq!(
+        f.error,
+        SourceError::Handshake(depmig_stream::HandshakeError::KeyMismatch)
     );
+    assert!(!f.resumed);
+    let g = r.guest.lock().unwrap();
+    assert_eq!((g.log_enables, g.suspend_calls, g.resume_calls), (0, 0, 0));
+    assert!(!g.suspended);
+    drop(g);
+    assert!(r.dst.is_err(), "the destination saw the source go");
+    assert!(r.shell.cpu_state_untouched());
     assert!(r.shell.zeroed.is_empty());
-    assert_eq!(*r.dst_states.last().unwrap(), State::Failed);
     assert!(!r.dst_states.contains(&State::Applying));
+    assert_eq!(*r.src_states.last().unwrap(), State::Failed);
 }
 
 #[test]
@@ -489,7 +490,15 @@ fn a_guest_that_will_not_suspend_is_resumed() {
 fn failure_after_freezing_thaws_the_groups() {
     let mut s = Setup::new(95);
     s.mode = Mode::DependencyAware;
-    s.dst_key = b"another key, at least sixteen bytes";
+    // A byte corrupted on the wire: refused at the trailer, long after the
+    // groups were frozen.
+    s.src_wrap = Box::new(|e| {
+        Boxed(Box::new(Corrupt {
+            inner: e,
+            at: 3_000_000,
+            pos: 0,
+        }))
+    });
     let r = s.run();
     assert!(r.src.is_err());
     assert_eq!(r.thaws, 1);
@@ -527,6 +536,22 @@ fn bad_configuration_is_refused_before_touching_anything() {
     }
     assert_eq!(a.sent, 0);
     assert_eq!(g.0.lock().unwrap().log_enables, 0);
+}
+
+/// What a destination holding [`KEY`] answers to the source hello of
+/// [`source_against`]: its hello and its key confirmation.
+fn greeting() -> Vec<u8> {
+    let src = depmig_stream::Hello {
+        role: depmig_stream::Role::Source,
+        nonce: [1; 16],
+    };
+    let dst = depmig_stream::Hello {
+        role: depmig_stream::Role::Destination,
+        nonce: [2; 16],
+    };
+    let mut v = dst.to_bytes().to_vec();
+    v.extend_from_slice(&depmig_stream::key_confirmation(KEY, &src, &dst).unwrap());
+    v
 }
 
 fn source_against(reply: Vec<u8>) -> (Box<SourceFailure>, Arc<Mutex<Guest>>, Vec<u8>) {
@@ -569,11 +594,7 @@ fn a_foreign_destination_is_refused_before_log_dirty() {
 
 #[test]
 fn a_garbage_reply_fails_and_resumes() {
-    let dst = depmig_stream::Hello {
-        role: depmig_stream::Role::Destination,
-        nonce: [2; 16],
-    };
-    let mut reply = dst.to_bytes().to_vec();
+    let mut reply = greeting();
     reply.extend_from_slice(b"DMACK\0\0\x01");
     let (f, guest, _) = source_against(reply);
     assert_eq!(f.error, SourceError::BadReply(*b"DMACK\0\0\x01"));
@@ -584,11 +605,7 @@ fn a_garbage_reply_fails_and_resumes() {
 
 #[test]
 fn a_silent_destination_is_a_closed_peer() {
-    let dst = depmig_stream::Hello {
-        role: depmig_stream::Role::Destination,
-        nonce: [2; 16],
-    };
-    let (f, guest, _) = source_against(dst.to_bytes().to_vec());
+    let (f, guest, _) = source_against(greeting());
     assert_eq!(f.error, SourceError::Transport(TransportError::Closed));
     assert!(f.resumed);
     assert!(!guest.lock().unwrap().suspended);

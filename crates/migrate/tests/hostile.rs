@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use depmig_migrate::reply::{nak, ACK};
 use depmig_migrate::*;
-use depmig_stream::handshake::HELLO_LEN;
+use depmig_stream::handshake::{CONFIRM_LEN, HELLO_LEN};
 use depmig_stream::*;
 use proptest::prelude::*;
 
@@ -129,11 +129,15 @@ fn receive(bytes: Vec<u8>, chunk: usize) -> (Result<DestStats, DestError>, Shell
     (r, shell, t.out)
 }
 
-/// The destination answered its hello and then `reply`.
+/// The destination answered its hello and key confirmation, then `reply`.
 fn assert_replied(sent: &[u8], reply: [u8; 8]) {
-    assert_eq!(sent.len(), HELLO_LEN + 8, "{sent:?}");
-    assert_eq!(&sent[..HELLO_LEN], &hellos().1.to_bytes());
-    assert_eq!(&sent[HELLO_LEN..], &reply);
+    let (src, dst) = hellos();
+    let confirm = depmig_stream::key_confirmation(KEY, &src, &dst).unwrap();
+    let head = HELLO_LEN + CONFIRM_LEN;
+    assert_eq!(sent.len(), head + 8, "{sent:?}");
+    assert_eq!(&sent[..HELLO_LEN], &dst.to_bytes());
+    assert_eq!(&sent[HELLO_LEN..head], &confirm);
+    assert_eq!(&sent[head..], &reply);
 }
 
 #[test]

@@ -6,13 +6,20 @@
 //! ```text
 //! source -> destination : Hello(Source, nonce_s)              32 bytes
 //! destination -> source : Hello(Destination, nonce_d)         32 bytes
+//! destination -> source : confirmation                        32 bytes
 //! source -> destination : libxc stream ... END
 //! source -> destination : Trailer(stream length, tag)         48 bytes
+//! confirmation = HMAC-SHA256(key, "depmig key confirmation v2\0"
+//!                                 || hello_s || hello_d)
 //! tag = HMAC-SHA256(key, "depmig transcript v1\0" || hello_s || hello_d
 //!                        || stream || stream length)
 //! ```
 //!
-//! The destination's fresh nonce makes a replayed stream fail. The tag is
+//! The confirmation lets the source find a destination armed with another
+//! key before it sends a page or suspends the guest (the tag would only
+//! tell at the very end). It proves nothing to the destination, which
+//! still trusts nothing before the tag. The destination's fresh nonce makes
+//! a replayed stream or confirmation fail. The tag is
 //! checked before the destination copy may run: bytes are applied to the
 //! paused shell domain as they come, and a bad or missing tag means the
 //! shell is destroyed, never unpaused.
@@ -29,7 +36,7 @@ use sha2::Sha256;
 /// Magic of a hello message.
 pub const HELLO_MAGIC: [u8; 8] = *b"DEPMIGHS";
 /// Handshake version this crate speaks.
-pub const HANDSHAKE_VERSION: u16 = 1;
+pub const HANDSHAKE_VERSION: u16 = 2;
 /// Size of a hello on the wire.
 pub const HELLO_LEN: usize = 32;
 /// Magic of the trailer.
@@ -38,8 +45,11 @@ pub const TRAILER_MAGIC: [u8; 8] = *b"DEPMIGTG";
 pub const TRAILER_LEN: usize = 48;
 /// Shortest key accepted.
 pub const MIN_KEY_LEN: usize = 16;
+/// Size of the destination's key confirmation.
+pub const CONFIRM_LEN: usize = 32;
 
 const DOMAIN_SEPARATOR: &[u8] = b"depmig transcript v1\0";
+const CONFIRM_SEPARATOR: &[u8] = b"depmig key confirmation v2\0";
 
 /// Which end of a migration a peer is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +94,58 @@ pub enum HandshakeError {
     LengthMismatch,
     /// The authentication tag does not match: the stream is not trusted.
     BadTag,
+    /// The destination's key confirmation does not match: it holds
+    /// another key.
+    KeyMismatch,
+}
+
+/// Checks both hellos belong together and makes the keyed MAC for them.
+fn keyed(
+    key: &[u8],
+    label: &[u8],
+    source: &Hello,
+    destination: &Hello,
+) -> Result<Hmac<Sha256>, HandshakeError> {
+    if key.len() < MIN_KEY_LEN {
+        return Err(HandshakeError::ShortKey);
+    }
+    if source.role != Role::Source || destination.role != Role::Destination {
+        return Err(HandshakeError::UnexpectedRole);
+    }
+    if source.nonce == destination.nonce {
+        return Err(HandshakeError::ReflectedNonce);
+    }
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| HandshakeError::ShortKey)?;
+    mac.update(label);
+    mac.update(&source.to_bytes());
+    mac.update(&destination.to_bytes());
+    Ok(mac)
+}
+
+/// The destination's key confirmation for this pair of hellos.
+pub fn key_confirmation(
+    key: &[u8],
+    source: &Hello,
+    destination: &Hello,
+) -> Result<[u8; CONFIRM_LEN], HandshakeError> {
+    let mac = keyed(key, CONFIRM_SEPARATOR, source, destination)?;
+    let mut out = [0u8; CONFIRM_LEN];
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    Ok(out)
+}
+
+/// The source's check of the destination's key confirmation
+/// (constant-time compare).
+pub fn verify_key_confirmation(
+    key: &[u8],
+    source: &Hello,
+    destination: &Hello,
+    confirmation: &[u8],
+) -> Result<(), HandshakeError> {
+    keyed(key, CONFIRM_SEPARATOR, source, destination)?
+        .verify_slice(confirmation)
+        .map_err(|_| HandshakeError::KeyMismatch)
 }
 
 /// One end's hello.
@@ -151,20 +213,7 @@ impl core::fmt::Debug for TranscriptMac {
 impl TranscriptMac {
     /// Starts the transcript after both hellos were exchanged.
     pub fn new(key: &[u8], source: &Hello, destination: &Hello) -> Result<Self, HandshakeError> {
-        if key.len() < MIN_KEY_LEN {
-            return Err(HandshakeError::ShortKey);
-        }
-        if source.role != Role::Source || destination.role != Role::Destination {
-            return Err(HandshakeError::UnexpectedRole);
-        }
-        if source.nonce == destination.nonce {
-            return Err(HandshakeError::ReflectedNonce);
-        }
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| HandshakeError::ShortKey)?;
-        mac.update(DOMAIN_SEPARATOR);
-        mac.update(&source.to_bytes());
-        mac.update(&destination.to_bytes());
+        let mac = keyed(key, DOMAIN_SEPARATOR, source, destination)?;
         Ok(TranscriptMac { mac, len: 0 })
     }
 
@@ -228,6 +277,49 @@ mod tests {
                 nonce: [2; 16],
             },
         )
+    }
+
+    #[test]
+    fn key_confirmation_binds_key_and_both_hellos() {
+        let (s, d) = hellos();
+        let c = key_confirmation(KEY, &s, &d).unwrap();
+        assert_eq!(verify_key_confirmation(KEY, &s, &d, &c), Ok(()));
+        // Another key, another nonce, a truncated or altered value: refused.
+        let other = b"another key of 16+ bytes";
+        assert_eq!(
+            verify_key_confirmation(other, &s, &d, &c),
+            Err(HandshakeError::KeyMismatch)
+        );
+        let d2 = Hello {
+            nonce: [3; 16],
+            ..d
+        };
+        assert_eq!(
+            verify_key_confirmation(KEY, &s, &d2, &c),
+            Err(HandshakeError::KeyMismatch)
+        );
+        assert_eq!(
+            verify_key_confirmation(KEY, &s, &d, &c[..31]),
+            Err(HandshakeError::KeyMismatch)
+        );
+        let mut bad = c;
+        bad[7] ^= 0x40;
+        assert_eq!(
+            verify_key_confirmation(KEY, &s, &d, &bad),
+            Err(HandshakeError::KeyMismatch)
+        );
+        // It is not the transcript tag's first block under another name.
+        let mut t = TranscriptMac::new(KEY, &s, &d).unwrap();
+        t.update(&[]);
+        assert_ne!(&t.trailer()[16..48], &c[..]);
+        assert_eq!(
+            key_confirmation(b"short", &s, &d),
+            Err(HandshakeError::ShortKey)
+        );
+        assert_eq!(
+            key_confirmation(KEY, &d, &s),
+            Err(HandshakeError::UnexpectedRole)
+        );
     }
 
     #[test]

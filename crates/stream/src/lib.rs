@@ -26,7 +26,10 @@ pub mod wire;
 
 pub use decode::{DecodeError, Decoder, Event, Limits, Record};
 pub use encode::{ByteSink, EncodeError, Encoder, SinkFull};
-pub use handshake::{HandshakeError, Hello, Role, TranscriptMac};
+pub use handshake::{
+    key_confirmation, verify_key_confirmation, HandshakeError, Hello, Role, TranscriptMac,
+    CONFIRM_LEN,
+};
 pub use libxl::{LibxlError, RoundCounter, RoundTally, XlEvent, XlStreamScanner};
 pub use order::{OrderChecker, OrderError};
 pub use session::{Authenticated, Receiver, RxError, RxEvent};
