@@ -1,8 +1,10 @@
 #!/bin/sh
 # migrate-faults: depmig migrations that must fail, each on the same running
-# guest (ticker, mmuncher over 16 MiB, 256 MiB): the destination armed with
-# the wrong key; a byte of page data corrupted on the wire after the guest
-# was suspended; the destination appliance destroyed mid-stream. Each must
+# guest (ticker, mmuncher over 16 MiB, 192 MiB): the destination armed with
+# the wrong key (refused at the handshake by its key confirmation, before a
+# page moves); a byte of page data corrupted on the wire after the guest
+# was suspended (only the transcript tag at the end can catch it); the
+# destination appliance destroyed mid-stream. Each must
 # end with the CLI's "not migrated" status (1), the guest running at the
 # source under its name and domid (resumed if it was suspended), the shell
 # and every appliance gone, mmuncher verifying with no corrupt page and the
@@ -12,7 +14,7 @@
 . /scenario/baseline.sh
 . /scenario/migrate.sh
 G=guest
-guest_start $G ticker,mmuncher 256 depmig.mib=16 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
+guest_start $G ticker,mmuncher 192 depmig.mib=16 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
 guest_wait_passes $G 2 400 || { guest_dump $G; rig_fail "mmuncher did not verify 2 passes before the migrations"; }
 src=$(rig_domid $G)
 results=
@@ -30,11 +32,12 @@ expect_refused() {
     results="$results $case:${MIGRATE_SECONDS}s"
 }
 
-# 1. The wrong key: the destination cannot verify the stream's tag.
+# 1. The wrong key: the source finds it in the destination's key
+# confirmation and stops before log-dirty, pages or suspension.
 ticks=$(guest_ticks $G)
 rig_say "fault wrong-key: migrating $G (domid $src)"
 depmig_migrate $G /tmp/f1.json /tmp/f1.svg --fault wrong-key --timeout 1200
-expect_refused $? wrong-key 'source result: FAIL'
+expect_refused $? wrong-key 'source result: FAIL.*KeyMismatch.*guest never suspended'
 
 # 2. A byte of page data flipped on the wire after the guest was suspended:
 # the destination must refuse at the tag, and the source resume the guest.
