@@ -1,0 +1,60 @@
+#!/bin/sh
+# migrate-paper-da: the guest of migrate-paper (guest-lsm's agent, the
+# console mmuncher and ticker, a quiet untainted mmuncher) live-migrated in
+# depmig's dependency-aware mode. Verdicts, each can fail:
+#  1. the agent tracks and publishes in the guest's xenstore home;
+#  2. the source appliance has the agent freeze quiet untainted groups (the
+#     report's frozen_groups is at least 1: the quiet mmuncher's);
+#  3. the migration commits and the guest runs on the destination as in
+#     migrate-smoke (mmuncher verifies, ticker advances, nothing left);
+#  4. after the unpause the CLI has the migrated guest's agent thaw them:
+#     its answer in the new domain's data/depmig/status is `<seq> thawed N`
+#     with N at least 1, and the CLI ended without a warning (status 0).
+. /rig/lib.sh
+. /scenario/rig-guest.sh
+. /scenario/baseline.sh
+. /scenario/migrate.sh
+G=guest
+R=/tmp/depmig-paper-da.json
+
+# json_list FILE KEY: the numbers of a compact JSON report's array KEY.
+json_list() {
+    grep -o "\"$2\": *\[[0-9, ]*\]" "$1" | head -n 1 | sed 's/.*\[//; s/\]//; s/ //g'
+}
+
+guest_start $G ticker,mmuncher 256 depmig.mib=16 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
+src=$(rig_domid $G)
+[ -n "$src" ] || rig_fail "no domid for $G"
+home=/local/domain/$src/data/depmig
+i=0
+while [ "$(xenstore-read $home/state 2>/dev/null)" != tracking ]; do
+    err=$(guest_grep $G 'depmig-lsm-agent: error' | head -n 1)
+    [ -n "$err" ] && { guest_dump $G; rig_fail "agent refused: $err"; }
+    [ "$i" -ge 900 ] && { guest_dump $G; rig_fail "the agent did not publish state=tracking within 900 s"; }
+    sleep 2; i=$((i + 2))
+done
+rig_say "agent tracking after ${i} s more: table-gfn=$(xenstore-read $home/table-gfn)"
+guest_wait_passes $G 2 400 || { guest_dump $G; rig_fail "mmuncher did not verify 2 passes before the migration"; }
+ticks=$(guest_ticks $G)
+rig_say "depmig: migrating $G (domid $src, mmuncher at pass $(guest_passes $G), ticker at $ticks) in dependency-aware mode at $DEPMIG_LINK_RATE"
+depmig_migrate $G $R /tmp/depmig-paper-da.svg --mode dependency-aware --timeout 3000 --scenario migrate-paper-da --workload mmuncher-16MiB+quiet-mmuncher-16MiB
+rc=$?
+[ -f $R ] && rig_export $R depmig-paper-da.json
+alog=$(rig_console_log $G--depmig-src)
+grep -a 'guest survey\|oracle\|guest agent' "$alog" 2>/dev/null | tail -n 14 | while IFS= read -r l; do rig_say "source| $l"; done
+[ "$rc" = 0 ] || { guest_dump $G; xl list; rig_fail "depmig migrate ended with status $rc: $(tail -n 1 /tmp/$G.depmig.log)"; }
+[ -f $R ] || rig_fail "depmig wrote no report"
+rig_json report "$(tr -d '\n' < $R)"
+depmig_check_moved $G "$src" "$ticks"
+frozen=$(grep -o '"frozen_groups": *[0-9]*' $R | head -n 1 | sed 's/.*: *//')
+[ "${frozen:-0}" -ge 1 ] || rig_fail "the source froze no group (frozen_groups=${frozen:-missing})"
+dst=$(rig_domid $G)
+status=$(xenstore-read /local/domain/$dst/data/depmig/status 2>/dev/null)
+thawed=$(echo "$status" | sed -n 's/^[0-9]* thawed \([0-9]*\)$/\1/p')
+[ -n "$thawed" ] && [ "$thawed" -ge 1 ] || rig_fail "the migrated guest's agent status is '$status', want '<seq> thawed N' with N >= 1"
+grep -q "agent thawed $thawed group" /tmp/$G.depmig.log || rig_fail "the CLI did not report the thaw"
+dirty=$(json_list $R per_round_dirty)
+tainted=$(json_list $R per_round_dirty_tainted)
+free=$(json_list $R per_round_skipped_free)
+rig_say "per round: dirty=[$dirty] dirty_tainted=[$tainted] skipped_free=[$free]; frozen_groups=$frozen, thawed after resume: $thawed ($status)"
+rig_result PASS "depmig dependency-aware: $(depmig_summary $R) dirty=[$dirty] dirty_tainted=[$tainted] skipped_free=[$free] frozen=$frozen thawed=$thawed cli=${MIGRATE_SECONDS}s"
