@@ -299,8 +299,15 @@ impl<'x> AgentControl<'x> {
                 break None;
             }
             // A watch event (or the period) brings us back to read again;
-            // a timeout here is just the period.
-            let _ = xs.next_event(now.saturating_add(AGENT_POLL_NS).min(deadline));
+            // a timeout here is just the period. Any other failure must not
+            // turn this into a busy loop: sleep the period out.
+            let until = now.saturating_add(AGENT_POLL_NS).min(deadline);
+            match xs.next_event(until) {
+                Ok(_) | Err(XsClientError::Timeout) => {}
+                Err(_) => {
+                    let _ = self.xen.wait(&[], until);
+                }
+            }
         };
         if watching {
             let _ = xs.unwatch(&status_path, TOKEN);
