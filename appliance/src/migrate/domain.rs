@@ -140,12 +140,15 @@ fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow, busy_ns: 
         let m = win.stats();
         let (used, total) = crate::heap::usage();
         log::info!(
-            "migrate: {} pages {verb}; copy {} ms (map {} ms, unmap {} ms), link {} ms; heap {} of {} KiB; sp {:#x}, stack max {} KiB",
+            "migrate: {} pages {verb}; copy {} ms (map {} ms, unmap {} ms), link {} ms (frames out {}, in {}, lost here {}); heap {} of {} KiB; sp {:#x}, stack max {} KiB",
             *done,
             busy_ns / 1_000_000,
             m.map_ns / 1_000_000,
             m.unmap_ns / 1_000_000,
             super::LINK_NS.load(core::sync::atomic::Ordering::Relaxed) / 1_000_000,
+            super::LINK_FRAMES[0].load(core::sync::atomic::Ordering::Relaxed),
+            super::LINK_FRAMES[1].load(core::sync::atomic::Ordering::Relaxed),
+            super::LINK_FRAMES[2].load(core::sync::atomic::Ordering::Relaxed),
             used / 1024,
             total / 1024,
             crate::arch::boot::stack_pointer(),

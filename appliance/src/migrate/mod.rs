@@ -86,6 +86,9 @@ impl Progress for Publisher<'_> {
 /// progress lines: how the copy time splits between mapping, copying and
 /// the network).
 pub static LINK_NS: AtomicU64 = AtomicU64::new(0);
+/// The vif's frames sent, received, and lost on our side (transmit ring
+/// full or backend error; receive errors and drops), as of the last link call.
+pub static LINK_FRAMES: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 /// The transport of either role: counts the time spent in the link
 /// ([`LINK_NS`]) and, for dom0's test fault `corrupt-final`
@@ -101,16 +104,26 @@ struct TimedLink<'a, T> {
     final_round: &'a Cell<bool>,
 }
 
-impl<T: Transport> TimedLink<'_, T> {
-    fn timed<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
+type VifLink = Link<net::VifDevice, XenEnv>;
+
+impl TimedLink<'_, VifLink> {
+    fn timed<R>(&mut self, f: impl FnOnce(&mut VifLink) -> R) -> R {
         let t0 = self.xen.now_ns();
         let r = f(self.inner);
         LINK_NS.fetch_add(self.xen.now_ns().saturating_sub(t0), Ordering::Relaxed);
+        let st = self.inner.device().front().stats();
+        for (slot, v) in
+            LINK_FRAMES
+                .iter()
+                .zip([st.tx_packets, st.rx_packets, st.tx_errors + st.rx_dropped])
+        {
+            slot.store(v, Ordering::Relaxed);
+        }
         r
     }
 }
 
-impl<T: Transport> Transport for TimedLink<'_, T> {
+impl Transport for TimedLink<'_, VifLink> {
     fn send(&mut self, data: &[u8]) -> Result<(), TransportError> {
         if self.corrupt_final && self.final_round.get() && data.len() >= 8192 {
             self.corrupt_final = false;
@@ -126,18 +139,18 @@ impl<T: Transport> Transport for TimedLink<'_, T> {
                 "migrate: test fault corrupt-final: byte {at} of a {}-byte send flipped on the wire",
                 data.len()
             );
-            return self.timed(|l| l.send(&copy));
+            return self.timed(|l| Transport::send(l, &copy));
         }
-        self.timed(|l| l.send(data))
+        self.timed(|l| Transport::send(l, data))
     }
     fn flush(&mut self) -> Result<(), TransportError> {
-        self.timed(|l| l.flush())
+        self.timed(|l| Transport::flush(l))
     }
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
-        self.timed(|l| l.recv(buf))
+        self.timed(|l| Transport::recv(l, buf))
     }
     fn recv_exact(&mut self, buf: &mut [u8]) -> Result<(), TransportError> {
-        self.timed(|l| l.recv_exact(buf))
+        self.timed(|l| Transport::recv_exact(l, buf))
     }
 }
 
