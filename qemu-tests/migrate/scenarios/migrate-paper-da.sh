@@ -22,7 +22,7 @@ json_list() {
     grep -o "\"$2\": *\[[0-9, ]*\]" "$1" | head -n 1 | sed 's/.*\[//; s/\]//; s/ //g'
 }
 
-guest_start $G ticker,mmuncher 256 depmig.mib=16 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
+guest_start $G ticker,mmuncher 128 depmig.mib=4 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
 src=$(rig_domid $G)
 [ -n "$src" ] || rig_fail "no domid for $G"
 home=/local/domain/$src/data/depmig
@@ -37,7 +37,7 @@ rig_say "agent tracking after ${i} s more: table-gfn=$(xenstore-read $home/table
 guest_wait_passes $G 2 400 || { guest_dump $G; rig_fail "mmuncher did not verify 2 passes before the migration"; }
 ticks=$(guest_ticks $G)
 rig_say "depmig: migrating $G (domid $src, mmuncher at pass $(guest_passes $G), ticker at $ticks) in dependency-aware mode at $DEPMIG_LINK_RATE"
-depmig_migrate $G $R /tmp/depmig-paper-da.svg --mode dependency-aware --timeout 3000 --scenario migrate-paper-da --workload mmuncher-16MiB+quiet-mmuncher-16MiB
+depmig_migrate $G $R /tmp/depmig-paper-da.svg --mode dependency-aware --timeout 3000 --scenario migrate-paper-da --workload mmuncher-4MiB+quiet-mmuncher-4MiB
 rc=$?
 [ -f $R ] && rig_export $R depmig-paper-da.json
 alog=$(rig_console_log $G--depmig-src)

@@ -4,8 +4,8 @@
 # and kernel profile) while it live-migrates it in paper-analysis mode: every
 # dirty page is sent, and each round's report counts dirty and
 # dirty-and-tainted pages, the paper's own measurement. The guest runs the
-# ticker and mmuncher (16 MiB, on the console: tainted) and a second, quiet
-# mmuncher (16 MiB, /dev/null only: untainted). Verdicts, each can fail:
+# ticker and mmuncher (4 MiB, on the console: tainted) and a second, quiet
+# mmuncher (4 MiB, /dev/null only: untainted). Verdicts, each can fail:
 #  1. the agent tracks and publishes in the guest's xenstore home;
 #  2. the migration commits and the guest runs on the destination as in
 #     migrate-smoke (mmuncher verifies, ticker advances, nothing left);
@@ -26,7 +26,7 @@ json_list() {
     grep -o "\"$2\": *\[[0-9, ]*\]" "$1" | head -n 1 | sed 's/.*\[//; s/\]//; s/ //g'
 }
 
-guest_start $G ticker,mmuncher 256 depmig.mib=16 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
+guest_start $G ticker,mmuncher 128 depmig.mib=4 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
 src=$(rig_domid $G)
 [ -n "$src" ] || rig_fail "no domid for $G"
 home=/local/domain/$src/data/depmig
@@ -42,7 +42,7 @@ rig_say "agent tracking after ${i} s more: table-gfn=$(xenstore-read $home/table
 guest_wait_passes $G 2 400 || { guest_dump $G; rig_fail "mmuncher did not verify 2 passes before the migration"; }
 ticks=$(guest_ticks $G)
 rig_say "depmig: migrating $G (domid $src, mmuncher at pass $(guest_passes $G), ticker at $ticks) in paper-analysis mode at $DEPMIG_LINK_RATE"
-depmig_migrate $G $R /tmp/depmig-paper.svg --mode paper-analysis --timeout 3000 --scenario migrate-paper --workload mmuncher-16MiB+quiet-mmuncher-16MiB
+depmig_migrate $G $R /tmp/depmig-paper.svg --mode paper-analysis --timeout 3000 --scenario migrate-paper --workload mmuncher-4MiB+quiet-mmuncher-4MiB
 rc=$?
 [ -f $R ] && rig_export $R depmig-paper.json
 alog=$(rig_console_log $G--depmig-src)
