@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # depmig's main job on a fresh or warm machine: builds the nested-Xen rig and
-# runs, in it, the appliance as a Xen PVH service domain and the stock
-# `xl migrate` baseline of the 100 MiB memory-dirtier guest, printing the
-# per-round report. (depmig's own migration replaces the baseline here once
-# the appliances' migration roles land.)
+# runs, in it, the appliance's self-test as a Xen PVH service domain and then
+# the side-by-side migration of the 100 MiB memory-dirtier guest: stock
+# `xl migrate` first, then depmig's two appliances (`depmig migrate`), over
+# links held to the same rate. Prints both per-round reports; the plot of
+# both is out/rig/migrate-mmuncher/files/depmig-mmuncher.svg.
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/lib.sh
 
 need_pkgs build-essential libxen-dev
 status=0
-qemu-tests/run.sh appliance-selftest baseline-mmuncher || status=$?
-report=out/rig/baseline-mmuncher/report.jsonl
-if [ -s "$report" ]; then
-    log "stock xl migrate per-round report: $report"
-    tail -n 1 "$report"
-fi
+qemu-tests/run.sh appliance-selftest migrate-mmuncher || status=$?
+dir=out/rig/migrate-mmuncher/files
+for f in "$dir/baseline-mmuncher.json" "$dir/depmig-mmuncher.json"; do
+    if [ -s "$f" ]; then
+        log "report: $f"
+        cat "$f"
+        echo
+    fi
+done
+[ -s "$dir/depmig-mmuncher.svg" ] && log "plot: $dir/depmig-mmuncher.svg"
 exit "$status"
