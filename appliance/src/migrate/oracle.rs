@@ -23,6 +23,7 @@ use alloc::string::String;
 use core::cell::RefCell;
 
 use depmig_migrate::{DependencyOracle, DirtyBitmap, PortError};
+use depmig_walker::agent::{self, Answer};
 use depmig_walker::cache::Page;
 use depmig_walker::{
     CacheStats, CachedMem, FrameSource, GroupControl, Kernel, KernelProfile, LinuxOracle, PhysMem,
@@ -132,7 +133,7 @@ fn read_key(xs: &mut Xenstore, dir: &str, key: &'static str) -> Result<String, P
     match xs.read(&format!("{dir}/{key}")) {
         Ok(v) => {
             let s = core::str::from_utf8(&v).map_err(|_| PublicationError::Malformed(key))?;
-            Ok(String::from(s.trim_end_matches('\0').trim()))
+            Ok(String::from(agent::trim(s)))
         }
         Err(XsClientError::Wire(xenstore_wire::WireError::Xs(xenstore_wire::XsError::NoEnt))) => {
             Err(PublicationError::Missing(key))
@@ -141,20 +142,9 @@ fn read_key(xs: &mut Xenstore, dir: &str, key: &'static str) -> Result<String, P
     }
 }
 
-/// Parses a frame number as the agent writes it (`0x…`; plain decimal
-/// is taken too) and checks it lies inside the guest.
+/// A published frame number, checked to lie inside the guest.
 fn parse_gfn(s: &str, nr_pfns: u64, key: &'static str) -> Result<u64, PublicationError> {
-    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) if !h.is_empty() && h.len() <= 16 => u64::from_str_radix(h, 16),
-        Some(_) => return Err(PublicationError::Malformed(key)),
-        None if !s.is_empty() && s.len() <= 20 => s.parse::<u64>(),
-        None => return Err(PublicationError::Malformed(key)),
-    }
-    .map_err(|_| PublicationError::Malformed(key))?;
-    if v >= nr_pfns {
-        return Err(PublicationError::Malformed(key));
-    }
-    Ok(v)
+    agent::parse_gfn(s, nr_pfns).ok_or(PublicationError::Malformed(key))
 }
 
 impl Publication {
@@ -218,7 +208,8 @@ pub struct AgentControl<'x> {
     xen: &'static Xen,
     xs: &'x RefCell<Xenstore>,
     dir: String,
-    seq: u32,
+    /// Number of the next request.
+    next: u32,
     timeout_ns: u64,
     /// Requests answered, for the log.
     pub answered: u32,
@@ -226,11 +217,6 @@ pub struct AgentControl<'x> {
 
 /// The watch token of the status node.
 const TOKEN: &str = "depmig-agent-status";
-
-/// The sequence number of a request or status line.
-fn seq_of(line: &str) -> Option<u32> {
-    line.split(' ').next()?.parse().ok()
-}
 
 impl<'x> AgentControl<'x> {
     /// Talks to guest `guest`'s agent; sequence numbers continue after
@@ -240,38 +226,38 @@ impl<'x> AgentControl<'x> {
         let last = xs
             .try_borrow_mut()
             .ok()
-            .and_then(|mut x| x.read_string(&format!("{dir}/request")).ok())
-            .and_then(|s| seq_of(s.trim_end_matches('\0').trim()));
+            .and_then(|mut x| x.read_string(&format!("{dir}/request")).ok());
         // Without an earlier request, start somewhere no earlier controller
         // of this guest is likely to have used (the agent acts on any seq
         // different from the last one it served).
-        let seq = last.unwrap_or(((xen.now_ns() / 1_000_000) % 1_000_000_000) as u32 + 1000);
+        let fresh = ((xen.now_ns() / 1_000_000) % 1_000_000_000) as u32 + 1000;
+        let next = agent::next_seq(last.as_deref(), fresh);
         AgentControl {
             xen,
             xs,
             dir,
-            seq,
+            next,
             timeout_ns: AGENT_TIMEOUT_NS,
             answered: 0,
         }
     }
 
     /// Sends `<seq> cmd` and waits for `<seq> …` in `status`; returns the
-    /// rest of the status line.
-    fn request(&mut self, cmd: &str) -> Result<String, PortError> {
+    /// agent's answer.
+    fn request(&mut self, cmd: &str) -> Result<Answer, PortError> {
         let mut xs = self
             .xs
             .try_borrow_mut()
             .map_err(|_| PortError { code: code::BUSY })?;
         let status_path = format!("{}/status", self.dir);
-        self.seq = self.seq.wrapping_add(1);
+        let mut seq = self.next;
         // A stale status with our number would read as an answer: skip it.
         if let Ok(s) = xs.read_string(&status_path) {
-            if seq_of(s.trim_end_matches('\0').trim()) == Some(self.seq) {
-                self.seq = self.seq.wrapping_add(1);
+            if agent::seq_of(&s) == Some(seq) {
+                seq = seq.wrapping_add(1);
             }
         }
-        let seq = self.seq;
+        self.next = seq.wrapping_add(1);
         let watching = xs.watch(&status_path, TOKEN).is_ok();
         let line = format!("{seq} {cmd}");
         if let Err(e) = xs.write(&format!("{}/request", self.dir), line.as_bytes()) {
@@ -286,12 +272,8 @@ impl<'x> AgentControl<'x> {
         let deadline = t0.saturating_add(self.timeout_ns);
         let answer = loop {
             if let Ok(s) = xs.read_string(&status_path) {
-                let s = s.trim_end_matches('\0').trim();
-                if let Some(rest) = s
-                    .strip_prefix(&format!("{seq} ") as &str)
-                    .filter(|_| seq_of(s) == Some(seq))
-                {
-                    break Some(String::from(rest));
+                if let Some(a) = agent::answer_to(&s, seq) {
+                    break Some((a, s));
                 }
             }
             let now = self.xen.now_ns();
@@ -313,10 +295,11 @@ impl<'x> AgentControl<'x> {
             let _ = xs.unwatch(&status_path, TOKEN);
         }
         match answer {
-            Some(a) => {
+            Some((a, text)) => {
                 self.answered += 1;
                 log::info!(
-                    "migrate: the guest agent answered `{seq} {a}` after {} ms",
+                    "migrate: the guest agent answered `{}` after {} ms",
+                    agent::trim(&text),
                     self.xen.now_ns().saturating_sub(t0) / 1_000_000
                 );
                 Ok(a)
@@ -334,56 +317,31 @@ impl<'x> AgentControl<'x> {
     }
 }
 
-/// Parses the agent's answer to a freeze: `frozen <groups> <procs>`.
-fn parse_frozen(a: &str) -> Result<u32, PortError> {
-    if let Some(msg) = a.strip_prefix("error") {
-        log::error!("migrate: the guest agent could not freeze:{msg}");
-        return Err(PortError { code: code::AGENT });
-    }
-    let mut f = a.split(' ');
-    match (f.next(), f.next().map(str::parse::<u32>), f.next()) {
-        (Some("frozen"), Some(Ok(groups)), Some(procs)) => {
-            log::info!("migrate: the guest agent froze {groups} group(s), {procs} process(es)");
-            Ok(groups)
-        }
-        _ => {
-            log::error!("migrate: unreadable answer to freeze: `{a}`");
-            Err(PortError {
-                code: code::MALFORMED,
-            })
-        }
-    }
-}
-
-/// Parses the agent's answer to a thaw: `thawed <n>`.
-fn parse_thawed(a: &str) -> Result<(), PortError> {
-    if let Some(msg) = a.strip_prefix("error") {
-        log::error!("migrate: the guest agent could not thaw:{msg}");
-        return Err(PortError { code: code::AGENT });
-    }
-    match a.strip_prefix("thawed ").map(str::parse::<u32>) {
-        Some(Ok(n)) => {
-            log::info!("migrate: the guest agent thawed {n} group(s)");
-            Ok(())
-        }
-        _ => {
-            log::error!("migrate: unreadable answer to thaw: `{a}`");
-            Err(PortError {
-                code: code::MALFORMED,
-            })
-        }
-    }
-}
-
 impl GroupControl for AgentControl<'_> {
     fn freeze(&mut self) -> Result<u32, PortError> {
-        let a = self.request("freeze")?;
-        parse_frozen(&a)
+        match self.request("freeze")? {
+            Answer::Frozen { groups, procs } => {
+                log::info!("migrate: the guest agent froze {groups} group(s), {procs} process(es)");
+                Ok(groups)
+            }
+            Answer::Error => Err(PortError { code: code::AGENT }),
+            _ => Err(PortError {
+                code: code::MALFORMED,
+            }),
+        }
     }
 
     fn thaw_all(&mut self) -> Result<(), PortError> {
-        let a = self.request("thaw")?;
-        parse_thawed(&a)
+        match self.request("thaw")? {
+            Answer::Thawed(n) => {
+                log::info!("migrate: the guest agent thawed {n} group(s)");
+                Ok(())
+            }
+            Answer::Error => Err(PortError { code: code::AGENT }),
+            _ => Err(PortError {
+                code: code::MALFORMED,
+            }),
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 
 extern crate alloc;
 
+pub mod agent;
 pub mod bits;
 pub mod cache;
 pub mod classify;
