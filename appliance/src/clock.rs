@@ -37,7 +37,24 @@ static LAST_NS: AtomicU64 = AtomicU64::new(0);
 /// be a little behind).
 pub fn monotonic(t: u64) -> u64 {
     let prev = LAST_NS.fetch_max(t, Ordering::Relaxed);
+    if t < prev {
+        BACKWARD_STEPS.fetch_add(1, Ordering::Relaxed);
+        MAX_BACKWARD_NS.fetch_max(prev - t, Ordering::Relaxed);
+    }
     prev.max(t)
+}
+
+/// Readings that were behind one already handed out (and were held at it).
+static BACKWARD_STEPS: AtomicU64 = AtomicU64::new(0);
+/// The largest such step back, ns.
+static MAX_BACKWARD_NS: AtomicU64 = AtomicU64::new(0);
+
+/// `(readings held back, largest step back in ns)` so far.
+pub fn backward_steps() -> (u64, u64) {
+    (
+        BACKWARD_STEPS.load(Ordering::Relaxed),
+        MAX_BACKWARD_NS.load(Ordering::Relaxed),
+    )
 }
 
 /// Nanoseconds: Xen system time under Xen, else TSC time since boot.

@@ -49,19 +49,27 @@ crate::assert_layout!(
 );
 
 impl VcpuTimeInfo {
-    /// System time in ns at TSC value `tsc`, by Xen's formula. A TSC
-    /// reading older than the record's stamp (read on another CPU, or
-    /// before the record was updated) counts as the stamp itself: without
-    /// this the unsigned delta wraps and the time leaps centuries ahead.
+    /// System time in ns at TSC value `tsc`, by Xen's formula, extended
+    /// to a TSC reading older than the record's stamp (seen under nested
+    /// emulation: a TSC read a little behind the stamp). That reading is
+    /// extrapolated backwards from the stamp; taken as an unsigned delta it
+    /// would wrap and the time would leap centuries ahead.
     pub fn system_time_at(&self, tsc: u64) -> u64 {
-        let mut delta = tsc.saturating_sub(self.tsc_timestamp);
-        if self.tsc_shift >= 0 {
-            delta <<= self.tsc_shift.unsigned_abs() as u32;
+        let scale = |mut delta: u64| {
+            if self.tsc_shift >= 0 {
+                delta <<= self.tsc_shift.unsigned_abs() as u32;
+            } else {
+                delta >>= self.tsc_shift.unsigned_abs() as u32;
+            }
+            ((u128::from(delta) * u128::from(self.tsc_to_system_mul)) >> 32) as u64
+        };
+        if tsc >= self.tsc_timestamp {
+            self.system_time
+                .wrapping_add(scale(tsc - self.tsc_timestamp))
         } else {
-            delta >>= self.tsc_shift.unsigned_abs() as u32;
+            self.system_time
+                .saturating_sub(scale(self.tsc_timestamp - tsc))
         }
-        let scaled = ((u128::from(delta) * u128::from(self.tsc_to_system_mul)) >> 32) as u64;
-        self.system_time.wrapping_add(scaled)
     }
 }
 
@@ -162,8 +170,15 @@ mod tests {
         let t = VcpuTimeInfo { tsc_shift: -1, ..t };
         // delta 100 >> 1 = 50, * 0.5 = 25.
         assert_eq!(t.system_time_at(1100), 5_025);
-        // A TSC behind the stamp is the stamp, not a wrapped huge delta.
-        assert_eq!(t.system_time_at(999), 5_000);
-        assert_eq!(t.system_time_at(0), 5_000);
+        // A TSC behind the stamp is extrapolated backwards (delta -100 >> 1
+        // = -50, * 0.5 = -25), not a wrapped huge delta, and still advances.
+        assert_eq!(t.system_time_at(900), 4_975);
+        assert!(t.system_time_at(950) > t.system_time_at(900));
+        assert_eq!(t.system_time_at(0), 5_000 - 250);
+        let early = VcpuTimeInfo {
+            system_time: 10,
+            ..t
+        };
+        assert_eq!(early.system_time_at(0), 0, "never below zero");
     }
 }
