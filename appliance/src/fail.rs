@@ -82,6 +82,14 @@ pub fn exception(frame: &crate::arch::trap::Frame, cr2: u64) -> ! {
     // A page fault on the guard page below the boot stack is an overflow.
     let what = if frame.vector == 14 && crate::arch::boot::stack_guard().contains(&cr2) {
         " (boot stack overflow)"
+    } else if frame.vector == 8 {
+        // A fault while delivering another: its own frame is gone, but
+        // whether our descriptor tables were overwritten tells a lot.
+        if crate::arch::trap::tables_intact() {
+            " (double fault; descriptor tables intact)"
+        } else {
+            " (double fault; descriptor tables CHANGED)"
+        }
     } else {
         ""
     };

@@ -99,6 +99,15 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
             fail::shutdown(End::Fail)
         }
         "panictest" => panic!("deliberate panic (panictest)"),
+        "dftest" => {
+            log::info!("dftest: faulting with the exception stack on the guard page");
+            arch::trap::break_exception_stack();
+            // SAFETY: deliberately faults (above the identity map); its
+            // delivery faults too, and the double-fault handler ends the run.
+            let v = unsafe { core::ptr::read_volatile(0x40_0000_0000 as *const u64) };
+            println!("depmig-selftest: FAIL dftest did not fault ({v})");
+            fail::shutdown(End::Fail)
+        }
         "stacktest" => {
             log::info!("stacktest: recursing until the stack guard faults");
             let depth = overflow_stack(0);
@@ -141,7 +150,7 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
         },
         other => {
             println!(
-                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, holdmap, migrate, crashtest, panictest, stacktest)"
+                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, holdmap, migrate, crashtest, panictest, stacktest, dftest)"
             );
             println!("depmig-selftest: FAIL unknown mode");
             fail::shutdown(End::Fail)

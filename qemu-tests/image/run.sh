@@ -78,6 +78,9 @@ expect panictest microvm panictest 37 '^depmig-selftest: FAIL crash: panic at ' 
 expect stacktest microvm stacktest 37 \
     '^depmig-selftest: FAIL crash: CPU exception 14 .*\(boot stack overflow\)$' \
     '^depmig: EPITAPH: CPU exception 14 '
+expect dftest microvm dftest 37 \
+    '^depmig-selftest: FAIL crash: CPU exception 8 .*\(double fault; descriptor tables CHANGED\)$' \
+    '^depmig: EPITAPH: CPU exception 8 '
 expect badmode microvm 'nonsense' 35 '^depmig-selftest: FAIL unknown mode$'
 
 size=$(stat -c %s "$IMG" 2>/dev/null || echo "?")

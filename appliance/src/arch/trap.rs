@@ -60,6 +60,10 @@ static mut TABLES: Tables = Tables {
 struct Stack([u8; IST_SIZE]);
 static mut IST_EXCEPTION: Stack = Stack([0; IST_SIZE]);
 static mut IST_UPCALL: Stack = Stack([0; IST_SIZE]);
+/// The double fault's own stack: a fault while delivering an exception on
+/// [`IST_EXCEPTION`] (that stack or its page unusable) still gets an epitaph
+/// instead of a silent triple fault.
+static mut IST_DOUBLE_FAULT: Stack = Stack([0; IST_SIZE]);
 
 #[repr(C, packed)]
 struct Pointer {
@@ -84,6 +88,44 @@ pub struct Frame {
     ss: u64,
 }
 
+/// For the `dftest` mode: points the exception stack (IST1) at the stack
+/// guard page, so the next exception faults while it is delivered and
+/// becomes a double fault on its own stack.
+pub fn break_exception_stack() {
+    let guard_top = super::boot::stack_guard().end;
+    // SAFETY: single CPU, interrupts off; the TSS field is only read by the
+    // CPU when it delivers an exception, which is what the caller wants next.
+    unsafe {
+        let t = &mut *addr_of_mut!(TABLES);
+        let mut ist = t.tss.ist;
+        ist[0] = guard_top;
+        t.tss.ist = ist;
+    }
+}
+
+/// [`tables_digest`] right after [`init`].
+static TABLES_AT_INIT: AtomicU64 = AtomicU64::new(0);
+
+/// Whether the GDT, TSS and IDT still hold what [`init`] wrote.
+pub fn tables_intact() -> bool {
+    tables_digest() == TABLES_AT_INIT.load(Ordering::Relaxed)
+}
+
+/// FNV-1a over the GDT, TSS and IDT, to tell later whether anything wrote
+/// over them.
+fn tables_digest() -> u64 {
+    let base = addr_of_mut!(TABLES) as *const u8;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in 0..core::mem::size_of::<Tables>() {
+        // SAFETY: reads the bytes of TABLES, which exists for the whole run;
+        // after init nothing writes it but the CPU's TSS busy bit, set once
+        // by `ltr` before any digest is taken.
+        let b = unsafe { base.add(i).read_volatile() };
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// Loads the GDT (with the TSS), the IDT and the task register.
 ///
 /// Call once on the boot CPU, with interrupts off, before anything can trap.
@@ -106,7 +148,7 @@ pub fn init() {
         t.tss.ist = [
             top(addr_of_mut!(IST_EXCEPTION)),
             top(addr_of_mut!(IST_UPCALL)),
-            0,
+            top(addr_of_mut!(IST_DOUBLE_FAULT)),
             0,
             0,
             0,
@@ -115,6 +157,7 @@ pub fn init() {
         for v in 0..32 {
             t.idt[v] = gate(stubs.add(v).read(), 1);
         }
+        t.idt[8] = gate(stubs.add(8).read(), 3);
         t.idt[UPCALL_VECTOR as usize] = gate(upcall, 2);
 
         let gdtp = Pointer {
@@ -141,6 +184,7 @@ pub fn init() {
             tmp = out(reg) _,
         );
     }
+    TABLES_AT_INIT.store(tables_digest(), Ordering::Relaxed);
 }
 
 /// An interrupt gate (type 0xE, DPL 0, present) to `handler` on IST `ist`.

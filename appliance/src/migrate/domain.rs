@@ -140,7 +140,7 @@ fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow, busy_ns: 
         let m = win.stats();
         let (used, total) = crate::heap::usage();
         log::info!(
-            "migrate: {} pages {verb}; copy {} ms (map {} ms, unmap {} ms), link {} ms (frames out {}, in {}, lost here {}); heap {} of {} KiB; sp {:#x}, stack max {} KiB",
+            "migrate: {} pages {verb}; copy {} ms (map {} ms, unmap {} ms), link {} ms (frames out {}, in {}, lost here {}); heap {} of {} KiB; sp {:#x}, stack max {} KiB; trap tables {}",
             *done,
             busy_ns / 1_000_000,
             m.map_ns / 1_000_000,
@@ -152,7 +152,12 @@ fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow, busy_ns: 
             used / 1024,
             total / 1024,
             crate::arch::boot::stack_pointer(),
-            crate::arch::boot::stack_high_water() / 1024
+            crate::arch::boot::stack_high_water() / 1024,
+            if crate::arch::trap::tables_intact() {
+                "intact"
+            } else {
+                "CHANGED"
+            }
         );
     }
 }
