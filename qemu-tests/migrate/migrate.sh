@@ -62,7 +62,28 @@ depmig_summary() {
     for k in rounds total_pages downtime_ms total_time_ms; do
         out="$out $k=$(grep -o "\"$k\": *[0-9.]*" "$f" | head -n 1 | sed 's/.*: *//')"
     done
-    echo "${out# } pages=[$(grep -o '"per_round_pages": *\[[0-9, ]*\]' "$f" | head -n 1 | sed 's/.*\[//; s/\]//; s/ //g')]"
+    echo "${out# } pages=[$(json_list "$f" per_round_pages)]"
+}
+
+# json_list FILE KEY: the numbers of a compact JSON report's array KEY,
+# comma separated.
+json_list() {
+    grep -o "\"$2\": *\[[0-9, ]*\]" "$1" | head -n 1 | sed 's/.*\[//; s/\]//; s/ //g'
+}
+
+# depmig_wait_agent NAME HOME: waits (900 s at most) until guest NAME's
+# guest-lsm agent publishes state=tracking under HOME (its data/depmig);
+# fails the scenario if the agent reports an error or never gets there.
+# AGENT_WAITED is set to the seconds waited.
+depmig_wait_agent() {
+    local name=$1 home=$2 err
+    AGENT_WAITED=0
+    while [ "$(xenstore-read "$home/state" 2>/dev/null)" != tracking ]; do
+        err=$(guest_grep "$name" 'depmig-lsm-agent: error' | head -n 1)
+        [ -n "$err" ] && { guest_dump "$name"; rig_fail "agent refused: $err"; }
+        [ "$AGENT_WAITED" -ge 900 ] && { guest_dump "$name"; rig_fail "the agent did not publish state=tracking within 900 s"; }
+        sleep 2; AGENT_WAITED=$((AGENT_WAITED + 2))
+    done
 }
 
 # depmig_check_stayed NAME SRC_DOMID TICKS_BEFORE: after a depmig migration

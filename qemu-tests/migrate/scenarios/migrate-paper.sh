@@ -20,25 +20,13 @@
 G=guest
 R=/tmp/depmig-paper.json
 
-# json_list FILE KEY: the numbers of a compact JSON report's array KEY,
-# comma separated.
-json_list() {
-    grep -o "\"$2\": *\[[0-9, ]*\]" "$1" | head -n 1 | sed 's/.*\[//; s/\]//; s/ //g'
-}
-
 guest_start $G ticker,mmuncher 128 depmig.mib=4 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
 src=$(rig_domid $G)
 [ -n "$src" ] || rig_fail "no domid for $G"
 home=/local/domain/$src/data/depmig
-i=0
-while [ "$(xenstore-read $home/state 2>/dev/null)" != tracking ]; do
-    err=$(guest_grep $G 'depmig-lsm-agent: error' | head -n 1)
-    [ -n "$err" ] && { guest_dump $G; rig_fail "agent refused: $err"; }
-    [ "$i" -ge 900 ] && { guest_dump $G; rig_fail "the agent did not publish state=tracking within 900 s"; }
-    sleep 2; i=$((i + 2))
-done
+depmig_wait_agent $G $home
 quiet=$(guest_grep $G 'paper: quiet mmuncher pid ' | head -n 1 | sed 's/.*pid \([0-9]*\).*/\1/')
-rig_say "agent tracking after ${i} s more: table-gfn=$(xenstore-read $home/table-gfn) profile-gfn=$(xenstore-read $home/profile-gfn); quiet mmuncher pid ${quiet:-?}"
+rig_say "agent tracking after ${AGENT_WAITED} s more: table-gfn=$(xenstore-read $home/table-gfn) profile-gfn=$(xenstore-read $home/profile-gfn); quiet mmuncher pid ${quiet:-?}"
 guest_wait_passes $G 2 400 || { guest_dump $G; rig_fail "mmuncher did not verify 2 passes before the migration"; }
 ticks=$(guest_ticks $G)
 rig_say "depmig: migrating $G (domid $src, mmuncher at pass $(guest_passes $G), ticker at $ticks) in paper-analysis mode at $DEPMIG_LINK_RATE"
