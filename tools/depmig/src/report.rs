@@ -75,6 +75,21 @@ fn uint(v: &Value, key: &'static str) -> Result<u64, ReportError> {
     })
 }
 
+/// An array of non-negative integers; `name` (the field's path) goes into
+/// the error.
+fn uint_array(f: &Value, name: &str) -> Result<Vec<u64>, ReportError> {
+    let items = f
+        .as_array()
+        .ok_or_else(|| ReportError::Invalid(format!("\"{name}\" is not an array")))?;
+    let mut out = Vec::with_capacity(items.len());
+    for (i, p) in items.iter().enumerate() {
+        out.push(p.as_u64().ok_or_else(|| {
+            ReportError::Invalid(format!("\"{name}\"[{i}] is not a non-negative integer"))
+        })?);
+    }
+    Ok(out)
+}
+
 /// Parses and validates a report's text.
 pub fn parse_report(text: &str) -> Result<(Value, Summary), ReportError> {
     let v = json::parse(text).map_err(ReportError::Json)?;
@@ -138,19 +153,11 @@ pub fn validate(v: &Value) -> Result<Summary, ReportError> {
             })?)
         }
     };
-    let prp = v
-        .get("per_round_pages")
-        .ok_or(ReportError::Missing("per_round_pages"))?
-        .as_array()
-        .ok_or_else(|| ReportError::Invalid("\"per_round_pages\" is not an array".into()))?;
-    let mut per_round_pages = Vec::with_capacity(prp.len());
-    for (i, p) in prp.iter().enumerate() {
-        per_round_pages.push(p.as_u64().ok_or_else(|| {
-            ReportError::Invalid(format!(
-                "\"per_round_pages\"[{i}] is not a non-negative integer"
-            ))
-        })?);
-    }
+    let per_round_pages = uint_array(
+        v.get("per_round_pages")
+            .ok_or(ReportError::Missing("per_round_pages"))?,
+        "per_round_pages",
+    )?;
     if per_round_pages.len() as u64 != rounds {
         return Err(ReportError::Invalid(format!(
             "\"per_round_pages\" has {} entries for {rounds} rounds",
@@ -337,6 +344,76 @@ pub fn finish_report(
     report
 }
 
+/// The figures depmig's source appliance adds under `"depmig"` (the stock
+/// baseline's reports have none). Absent or null fields are `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DepmigFigures {
+    /// `baseline`, `dependency-aware` or `paper-analysis` (`None` when
+    /// missing or empty).
+    pub mode: Option<String>,
+    /// Process groups the guest's agent froze for the migration.
+    pub frozen_groups: Option<u64>,
+    /// Dirty pages per round.
+    pub per_round_dirty: Option<Vec<u64>>,
+    /// Dirty pages of tainted processes per round (the paper's measure).
+    pub per_round_dirty_tainted: Option<Vec<u64>>,
+    /// Pages not sent per round because they were free.
+    pub per_round_skipped_free: Option<Vec<u64>>,
+}
+
+/// Reads the `"depmig"` object of a report already [`validate`]d with
+/// `rounds` rounds: `Ok(None)` when there is none, an error naming the
+/// field when one has the wrong type or a per-round array's length is not
+/// `rounds`.
+pub fn depmig_figures(v: &Value, rounds: usize) -> Result<Option<DepmigFigures>, ReportError> {
+    let d = match v.get("depmig") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(d @ Value::Obj(_)) => d,
+        Some(_) => return Err(ReportError::Invalid("\"depmig\" is not an object".into())),
+    };
+    let mode = match d.get("mode") {
+        None | Some(Value::Null) => None,
+        Some(Value::Str(s)) if s.is_empty() => None,
+        Some(Value::Str(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(ReportError::Invalid(
+                "\"depmig.mode\" is neither a string nor null".into(),
+            ))
+        }
+    };
+    let frozen_groups = match d.get("frozen_groups") {
+        None | Some(Value::Null) => None,
+        Some(f) => Some(f.as_u64().ok_or_else(|| {
+            ReportError::Invalid(format!(
+                "\"depmig.frozen_groups\" is not a non-negative integer: {f}"
+            ))
+        })?),
+    };
+    let per_round = |key: &str| -> Result<Option<Vec<u64>>, ReportError> {
+        let name = format!("depmig.{key}");
+        match d.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(f) => {
+                let a = uint_array(f, &name)?;
+                if a.len() != rounds {
+                    return Err(ReportError::Invalid(format!(
+                        "\"{name}\" has {} entries for {rounds} rounds",
+                        a.len()
+                    )));
+                }
+                Ok(Some(a))
+            }
+        }
+    };
+    Ok(Some(DepmigFigures {
+        mode,
+        frozen_groups,
+        per_round_dirty: per_round("per_round_dirty")?,
+        per_round_dirty_tainted: per_round("per_round_dirty_tainted")?,
+        per_round_skipped_free: per_round("per_round_skipped_free")?,
+    }))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -471,6 +548,58 @@ pub(crate) mod tests {
         // Null where the schema allows it.
         assert!(parse_report(&edit("\"final_round\":3", "\"final_round\":null")).is_ok());
         assert!(parse_report(&edit("\"downtime_ms\":56", "\"downtime_ms\":null")).is_ok());
+    }
+
+    #[test]
+    fn reads_the_appliances_figures() {
+        let base = sample("depmig", &[100, 20, 5]);
+        let good = format!(
+            "{},\"depmig\":{{\"mode\":\"paper-analysis\",\"frozen_groups\":2,\
+             \"per_round_dirty\":[110,20,5],\"per_round_dirty_tainted\":[50,3,1],\
+             \"per_round_skipped_free\":null}}}}",
+            base.strip_suffix('}').unwrap()
+        );
+        let (v, s) = parse_report(&good).unwrap();
+        let d = depmig_figures(&v, s.per_round_pages.len())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.mode.as_deref(), Some("paper-analysis"));
+        assert_eq!(d.frozen_groups, Some(2));
+        assert_eq!(d.per_round_dirty, Some(vec![110, 20, 5]));
+        assert_eq!(d.per_round_dirty_tainted, Some(vec![50, 3, 1]));
+        assert_eq!(d.per_round_skipped_free, None);
+        // None at all: the stock baseline.
+        let (v, _) = parse_report(&sample("xl-migrate", &[1, 2])).unwrap();
+        assert_eq!(depmig_figures(&v, 2), Ok(None));
+        // Each malformation is named.
+        let bad = |from: &str, to: &str, field: &str| {
+            assert!(good.contains(from), "{from}");
+            let (v, s) = parse_report(&good.replacen(from, to, 1)).unwrap();
+            match depmig_figures(&v, s.per_round_pages.len()) {
+                Err(ReportError::Invalid(m)) => assert!(m.contains(field), "{m}"),
+                other => panic!("{from} -> {to}: {other:?}"),
+            }
+        };
+        bad("[110,20,5]", "[110,20]", "depmig.per_round_dirty");
+        bad("[50,3,1]", "[50,3,1,0]", "depmig.per_round_dirty_tainted");
+        bad("[50,3,1]", "[50,-3,1]", "depmig.per_round_dirty_tainted");
+        bad("[110,20,5]", "\"x\"", "depmig.per_round_dirty");
+        bad(
+            "\"per_round_skipped_free\":null",
+            "\"per_round_skipped_free\":[1,2,3.5]",
+            "depmig.per_round_skipped_free",
+        );
+        bad(
+            "\"frozen_groups\":2",
+            "\"frozen_groups\":-2",
+            "depmig.frozen_groups",
+        );
+        bad("\"mode\":\"paper-analysis\"", "\"mode\":7", "depmig.mode");
+        bad(
+            "\"depmig\":{\"mode\"",
+            "\"depmig\":[],\"x\":{\"mode\"",
+            "\"depmig\" is not an object",
+        );
     }
 
     #[test]
