@@ -1,7 +1,7 @@
-//! A hand-written SVG plot of pages sent per round, one bar group per round,
-//! one bar per migration (depmig, and the stock baseline when given), on a
-//! logarithmic axis: round 1 carries the whole guest while later rounds carry
-//! only what was dirtied, so a linear axis would hide them.
+//! Hand-written SVG plots of pages sent per round on a logarithmic axis
+//! (round 1 carries the whole guest while later rounds carry only what was
+//! dirtied, so a linear axis would hide them): bar groups per round (one
+//! bar per migration), or one line per migration as in the paper's figures.
 
 use std::fmt::Write;
 
@@ -21,7 +21,14 @@ const RIGHT: f64 = 20.0;
 /// Space above the plot for the title; the legend adds a line per series.
 const TITLE: f64 = 44.0;
 const BOTTOM: f64 = 60.0;
-const COLORS: [&str; 4] = ["#1f6fb4", "#c05a11", "#2b8a3e", "#7b3fa0"];
+/// Series colours, told apart also in grey print; beyond them the colours
+/// repeat and lines change their dash pattern.
+const COLORS: [&str; 10] = [
+    "#1f6fb4", "#c05a11", "#2b8a3e", "#7b3fa0", "#b8860b", "#0f8b8d", "#c2185b", "#5d4037",
+    "#546e7a", "#6b8e23",
+];
+/// Dash patterns of lines, one per trip round the palette.
+const DASHES: [&str; 4] = ["none", "6 3", "2 3", "8 3 2 3"];
 
 /// Escapes text for XML content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -67,144 +74,246 @@ fn bar_height(v: u64, decades: u32, plot_h: f64) -> f64 {
     h.clamp(1.0, plot_h)
 }
 
-/// The plot as a complete SVG document.
-pub fn pages_per_round(title: &str, series: &[Series]) -> String {
-    let rounds = series
-        .iter()
-        .map(|s| s.pages.len())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let max = series
-        .iter()
-        .flat_map(|s| s.pages.iter().copied())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    // Smallest power of ten at or above the largest value (at least 10).
-    let mut decades: u32 = 1;
-    while decades < 19 && 10u64.pow(decades) < max {
-        decades += 1;
-    }
-    let plot_w = W - LEFT - RIGHT;
-    let top = TITLE + 16.0 * series.len() as f64 + 10.0;
-    let plot_h = H - top - BOTTOM;
-    let base = top + plot_h;
-    let group_w = plot_w / rounds as f64;
-    let nser = series.len().max(1);
-    let bar_w = group_w * 0.8 / nser as f64;
+fn color(k: usize) -> &'static str {
+    COLORS.get(k % COLORS.len()).copied().unwrap_or("#000000")
+}
 
-    let mut s = String::new();
-    // Writing to a String cannot fail; the results are ignored on purpose.
-    let _ = writeln!(
-        s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">"
-    );
-    let _ = writeln!(s, "<title>{}</title>", escape(title));
-    let _ = writeln!(
-        s,
-        "<rect x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\" fill=\"#ffffff\"/>"
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>",
-        W / 2.0,
-        escape(title)
-    );
-    // Decade grid and axis labels.
-    for e in 0..=decades {
-        let y = base - f64::from(e) / f64::from(decades) * plot_h;
+fn dash(k: usize) -> &'static str {
+    DASHES
+        .get((k / COLORS.len()) % DASHES.len())
+        .copied()
+        .unwrap_or("none")
+}
+
+/// The geometry shared by both plots: a round's slot along x, the log axis
+/// along y.
+struct Frame {
+    rounds: usize,
+    decades: u32,
+    top: f64,
+    plot_w: f64,
+    plot_h: f64,
+    base: f64,
+    group_w: f64,
+}
+
+impl Frame {
+    fn new(series: &[Series]) -> Frame {
+        let rounds = series
+            .iter()
+            .map(|s| s.pages.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let max = series
+            .iter()
+            .flat_map(|s| s.pages.iter().copied())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        // Smallest power of ten at or above the largest value (at least 10).
+        let mut decades: u32 = 1;
+        while decades < 19 && 10u64.pow(decades) < max {
+            decades += 1;
+        }
+        let plot_w = W - LEFT - RIGHT;
+        let top = TITLE + 16.0 * series.len() as f64 + 10.0;
+        let plot_h = H - top - BOTTOM;
+        Frame {
+            rounds,
+            decades,
+            top,
+            plot_w,
+            plot_h,
+            base: top + plot_h,
+            group_w: plot_w / rounds as f64,
+        }
+    }
+
+    /// Height above the x axis of `v` pages.
+    fn height(&self, v: u64) -> f64 {
+        bar_height(v, self.decades, self.plot_h)
+    }
+
+    /// Opens the document and draws the title, grid, axes and round labels.
+    fn open(&self, s: &mut String, title: &str) {
+        // Writing to a String cannot fail; the results are ignored on purpose.
         let _ = writeln!(
             s,
-            "<line class=\"grid\" x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">"
+        );
+        let _ = writeln!(s, "<title>{}</title>", escape(title));
+        let _ = writeln!(
+            s,
+            "<rect x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\" fill=\"#ffffff\"/>"
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>",
+            W / 2.0,
+            escape(title)
+        );
+        let (top, base, plot_w, plot_h) = (self.top, self.base, self.plot_w, self.plot_h);
+        // Decade grid and axis labels.
+        for e in 0..=self.decades {
+            let y = base - f64::from(e) / f64::from(self.decades) * plot_h;
+            let _ = writeln!(
+                s,
+                "<line class=\"grid\" x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>",
+                LEFT + plot_w
+            );
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+                LEFT - 6.0,
+                y + 4.0,
+                decade_label(e)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<line x1=\"{LEFT}\" y1=\"{top}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#000000\"/>"
+        );
+        let _ = writeln!(
+            s,
+            "<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{:.1}\" y2=\"{base}\" stroke=\"#000000\"/>",
             LEFT + plot_w
         );
         let _ = writeln!(
             s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            LEFT - 6.0,
-            y + 4.0,
-            decade_label(e)
+            "<text x=\"18\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {:.1})\">pages sent (log scale)</text>",
+            top + plot_h / 2.0,
+            top + plot_h / 2.0
         );
-    }
-    let _ = writeln!(
-        s,
-        "<line x1=\"{LEFT}\" y1=\"{top}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#000000\"/>"
-    );
-    let _ = writeln!(
-        s,
-        "<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{:.1}\" y2=\"{base}\" stroke=\"#000000\"/>",
-        LEFT + plot_w
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"18\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {:.1})\">pages sent (log scale)</text>",
-        top + plot_h / 2.0,
-        top + plot_h / 2.0
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">round</text>",
-        LEFT + plot_w / 2.0,
-        H - 16.0
-    );
-    // Round labels: every round while they fit, else every fifth.
-    let step = if rounds <= 40 { 1 } else { 5 };
-    for r in (0..rounds).filter(|r| (r + 1) % step == 0 || *r == 0) {
-        let x = LEFT + (r as f64 + 0.5) * group_w;
         let _ = writeln!(
             s,
-            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            base + 16.0,
-            r + 1
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">round</text>",
+            LEFT + plot_w / 2.0,
+            H - 16.0
         );
+        // Round labels: every round while they fit, else every fifth.
+        let step = if self.rounds <= 40 { 1 } else { 5 };
+        for r in (0..self.rounds).filter(|r| (r + 1) % step == 0 || *r == 0) {
+            let x = LEFT + (r as f64 + 0.5) * self.group_w;
+            let _ = writeln!(
+                s,
+                "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                base + 16.0,
+                r + 1
+            );
+        }
     }
-    // Bars.
+
+    /// Draws the legend (a swatch per series: a square for bars, a line
+    /// for lines) and closes the document.
+    fn close(&self, s: &mut String, series: &[Series], lines: bool) {
+        for (k, ser) in series.iter().enumerate() {
+            let color = color(k);
+            let y = TITLE + 12.0 + k as f64 * 16.0;
+            let x = LEFT;
+            if lines {
+                let _ = writeln!(
+                    s,
+                    "<line x1=\"{x}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{}\"/>",
+                    y - 4.0,
+                    x + 12.0,
+                    y - 4.0,
+                    dash(k)
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "<rect x=\"{x}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{color}\"/>",
+                    y - 10.0
+                );
+            }
+            let total: u64 = ser.pages.iter().fold(0u64, |a, p| a.saturating_add(*p));
+            let _ = writeln!(
+                s,
+                "<text class=\"legend\" x=\"{}\" y=\"{y:.1}\">{} ({} rounds, {} pages)</text>",
+                x + 18.0,
+                escape(&ser.label),
+                ser.pages.len(),
+                total
+            );
+        }
+        s.push_str("</svg>\n");
+    }
+}
+
+/// The plot as a complete SVG document: per round a group of bars, one per
+/// series.
+pub fn pages_per_round(title: &str, series: &[Series]) -> String {
+    let f = Frame::new(series);
+    let nser = series.len().max(1);
+    let bar_w = f.group_w * 0.8 / nser as f64;
+    let mut s = String::new();
+    f.open(&mut s, title);
     for (k, ser) in series.iter().enumerate() {
-        let color = COLORS.get(k % COLORS.len()).copied().unwrap_or("#000000");
+        let color = color(k);
         for (r, &v) in ser.pages.iter().enumerate() {
-            let h = bar_height(v, decades, plot_h);
-            let x = LEFT + r as f64 * group_w + group_w * 0.1 + k as f64 * bar_w;
+            let h = f.height(v);
+            let x = LEFT + r as f64 * f.group_w + f.group_w * 0.1 + k as f64 * bar_w;
             let _ = writeln!(
                 s,
                 "<rect class=\"bar s{k}\" x=\"{x:.2}\" y=\"{:.2}\" width=\"{bar_w:.2}\" height=\"{h:.2}\" fill=\"{color}\"><title>{}: round {} {} pages</title></rect>",
-                base - h,
+                f.base - h,
                 escape(&ser.label),
                 r + 1,
                 v
             );
             // The figure itself above the bar while there is room for it.
-            if rounds * nser <= 24 {
+            if f.rounds * nser <= 24 {
                 let _ = writeln!(
                     s,
                     "<text class=\"value\" x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\" font-size=\"10\">{v}</text>",
                     x + bar_w / 2.0,
-                    base - h - 3.0
+                    f.base - h - 3.0
                 );
             }
         }
     }
-    // Legend.
+    f.close(&mut s, series, false);
+    s
+}
+
+/// The plot as a complete SVG document with one line per series (a
+/// `polyline` through its rounds, a marker on each round), as in the
+/// paper's figures of pages per round. Zero pages sit on the x axis.
+pub fn pages_per_round_lines(title: &str, series: &[Series]) -> String {
+    let f = Frame::new(series);
+    let mut s = String::new();
+    f.open(&mut s, title);
     for (k, ser) in series.iter().enumerate() {
-        let color = COLORS.get(k % COLORS.len()).copied().unwrap_or("#000000");
-        let y = TITLE + 12.0 + k as f64 * 16.0;
-        let x = LEFT;
+        let color = color(k);
+        let points: Vec<(f64, f64, u64)> = ser
+            .pages
+            .iter()
+            .enumerate()
+            .map(|(r, &v)| (LEFT + (r as f64 + 0.5) * f.group_w, f.base - f.height(v), v))
+            .collect();
+        let coords: Vec<String> = points
+            .iter()
+            .map(|(x, y, _)| format!("{x:.2},{y:.2}"))
+            .collect();
         let _ = writeln!(
             s,
-            "<rect x=\"{x}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{color}\"/>",
-            y - 10.0
+            "<polyline class=\"line s{k}\" points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{}\"><title>{}</title></polyline>",
+            coords.join(" "),
+            dash(k),
+            escape(&ser.label)
         );
-        let total: u64 = ser.pages.iter().fold(0u64, |a, p| a.saturating_add(*p));
-        let _ = writeln!(
-            s,
-            "<text class=\"legend\" x=\"{}\" y=\"{y:.1}\">{} ({} rounds, {} pages)</text>",
-            x + 18.0,
-            escape(&ser.label),
-            ser.pages.len(),
-            total
-        );
+        for (r, (x, y, v)) in points.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "<circle class=\"point s{k}\" cx=\"{x:.2}\" cy=\"{y:.2}\" r=\"3\" fill=\"{color}\"><title>{}: round {} {} pages</title></circle>",
+                escape(&ser.label),
+                r + 1,
+                v
+            );
+        }
     }
-    s.push_str("</svg>\n");
+    f.close(&mut s, series, true);
     s
 }
 
@@ -385,6 +494,77 @@ pub(crate) mod tests {
                 doc.contains(&format!("text-anchor=\"middle\">{r}</text>")),
                 "round {r} unlabelled"
             );
+        }
+    }
+
+    fn elements<'a>(doc: &'a [Element], name: &str, class: &str) -> Vec<&'a Element> {
+        doc.iter()
+            .filter(|(n, a)| n == name && a.iter().any(|(k, v)| k == "class" && v == class))
+            .collect()
+    }
+
+    #[test]
+    fn plots_one_line_per_series_through_its_rounds() {
+        let series: Vec<Series> = (0..12)
+            .map(|k| Series {
+                label: format!("m{k} <\"x\"> & 'y'"),
+                pages: (0..=k as u64).map(|r| 10u64.pow((r % 6) as u32)).collect(),
+            })
+            .collect();
+        let doc = pages_per_round_lines("t <&>", &series);
+        let els = check_xml(&doc).unwrap();
+        assert_eq!(els.iter().filter(|(n, _)| n == "polyline").count(), 12);
+        for (k, ser) in series.iter().enumerate() {
+            let lines = elements(&els, "polyline", &format!("line s{k}"));
+            assert_eq!(lines.len(), 1, "series {k}");
+            let pts = attr(&lines[0].1, "points");
+            let xy: Vec<(f64, f64)> = pts
+                .split(' ')
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect();
+            assert_eq!(xy.len(), ser.pages.len());
+            // Left to right by round; y falls (higher on the page) as the value grows.
+            assert!(xy.windows(2).all(|w| w[0].0 < w[1].0));
+            for (w, p) in xy.windows(2).zip(ser.pages.windows(2)) {
+                assert_eq!(w[0].1 > w[1].1, p[0] < p[1], "series {k}");
+            }
+            assert_eq!(
+                elements(&els, "circle", &format!("point s{k}")).len(),
+                ser.pages.len()
+            );
+        }
+        // Series past the palette keep a colour of it and change their dashes.
+        let style = |k: usize| {
+            let found = elements(&els, "polyline", &format!("line s{k}"));
+            let l = found[0];
+            (
+                attr(&l.1, "stroke").to_string(),
+                attr(&l.1, "stroke-dasharray").to_string(),
+            )
+        };
+        assert_eq!(style(0).0, style(COLORS.len()).0);
+        assert_ne!(style(0).1, style(COLORS.len()).1);
+        assert_ne!(style(0).0, style(1).0);
+        // Labels and title escaped.
+        assert!(doc.contains("m3 &lt;&quot;x&quot;&gt; &amp; &apos;y&apos; (4 rounds, 1111 pages)"));
+        assert!(doc.contains("<title>t &lt;&amp;&gt;</title>"));
+        assert!(!doc.contains("<\"x\">"));
+        // Degenerate inputs still make documents.
+        for series in [
+            vec![],
+            vec![Series {
+                label: String::new(),
+                pages: vec![],
+            }],
+            vec![Series {
+                label: "z".into(),
+                pages: vec![0, u64::MAX, 1],
+            }],
+        ] {
+            check_xml(&pages_per_round_lines("t", &series)).unwrap();
         }
     }
 
