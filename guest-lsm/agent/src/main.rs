@@ -9,6 +9,7 @@ use aya::programs::{BtfTracePoint, Lsm, Program};
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader, Endianness};
 use depmig_lsm_agent::btf::Btf;
 use depmig_lsm_agent::freezer::{pids, Freezer};
+use depmig_lsm_agent::home::{FileHome, Home, HomeCheck, HomeError, Publication, Session, XS_DIR};
 use depmig_lsm_agent::profile::{self, Values};
 use depmig_lsm_agent::sys::{frames_of, Mapping};
 use depmig_lsm_agent::table::{fnv1a, hdr, Table, F_TAINTED, NR_PAGES, PAGE_SIZE, TABLE_BYTES};
@@ -19,9 +20,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-/// xenstore directory (relative to the domain's home) the agent publishes in.
-const XS_DIR: &str = "data/depmig";
 
 /// Programs in the BPF object and the LSM hook or BTF tracepoint of each.
 const LSM_PROGS: &[(&str, &str)] = &[
@@ -68,6 +66,8 @@ enum AgentError {
     LsmUnknown(std::io::Error),
     /// xenstore cannot be reached for publishing.
     Xenstore(XsError),
+    /// The first publication could not be written.
+    Publish(HomeError),
     /// Loading or attaching the BPF object failed.
     Bpf(String),
     /// Building the kernel profile failed.
@@ -98,6 +98,7 @@ impl std::fmt::Display for AgentError {
                 "{e}; the agent publishes through xenstore (run in a Xen guest with xenbus), \
                  or pass --no-xenstore FILE to publish to a file"
             ),
+            AgentError::Publish(e) => write!(f, "publishing: {e}"),
             AgentError::Bpf(s) => write!(f, "BPF: {s}"),
             AgentError::Profile(s) => write!(f, "kernel profile: {s}"),
             AgentError::Io(w, e) => write!(f, "{w}: {e}"),
@@ -178,37 +179,6 @@ fn check_bpf_lsm() -> Result<(), AgentError> {
         Ok(())
     } else {
         Err(AgentError::BpfLsmInactive(l))
-    }
-}
-
-/// Where the agent publishes: xenstore, or a file of `key=value` lines.
-enum Publisher {
-    Xs(Xenstore),
-    File {
-        path: PathBuf,
-        keys: Vec<(String, String)>,
-    },
-}
-
-impl Publisher {
-    fn put(&mut self, key: &str, val: &str) -> Result<(), AgentError> {
-        match self {
-            Publisher::Xs(xs) => xs
-                .write(&format!("{XS_DIR}/{key}"), val)
-                .map_err(AgentError::Xenstore),
-            Publisher::File { path, keys } => {
-                keys.retain(|(k, _)| k != key);
-                keys.push((key.to_string(), val.to_string()));
-                let text: String = keys
-                    .iter()
-                    .map(|(k, v)| format!("{XS_DIR}/{k}={v}\n"))
-                    .collect();
-                let tmp = path.with_extension("tmp");
-                fs::write(&tmp, text)
-                    .and_then(|_| fs::rename(&tmp, &*path))
-                    .map_err(|e| AgentError::Io(format!("write {}", path.display()), e))
-            }
-        }
     }
 }
 
@@ -410,17 +380,21 @@ fn run(args: Args) -> Result<(), AgentError> {
     let btf_bytes = fs::read(&args.btf).map_err(|e| AgentError::BtfMissing(args.btf.clone(), e))?;
     let btf = Btf::parse(&btf_bytes).map_err(|e| AgentError::BtfBad(e.to_string()))?;
     check_bpf_lsm()?;
-    let mut publisher = match &args.no_xenstore {
+    let mut home: Box<dyn Home> = match &args.no_xenstore {
         None => {
             let mut xs = Xenstore::open().map_err(AgentError::Xenstore)?;
             xs.mkdir(XS_DIR).map_err(AgentError::Xenstore)?;
-            Publisher::Xs(xs)
+            Box::new(xs)
         }
-        Some(p) => Publisher::File {
-            path: p.clone(),
-            keys: Vec::new(),
-        },
+        Some(p) => Box::new(FileHome::new(
+            p.clone(),
+            args.control.clone(),
+            args.status.clone(),
+        )),
     };
+    // xenstored is shared by every guest: ask it for requests every 100 ms
+    // only; a file is cheap to read every 20 ms.
+    let request_ticks: u32 = if args.no_xenstore.is_none() { 5 } else { 1 };
 
     // 2. Load the object against the kernel's BTF.
     let aya_btf = AyaBtf::parse(&btf_bytes, Endianness::default())
@@ -530,11 +504,14 @@ fn run(args: Args) -> Result<(), AgentError> {
             "taint table has fewer than two pages".into(),
         ));
     };
-    publisher.put("version", "1")?;
-    publisher.put("table-gfn", &format!("{f0:#x}"))?;
-    publisher.put("table-pages", &NR_PAGES.to_string())?;
-    publisher.put("profile-gfn", &format!("{f1:#x}"))?;
-    publisher.put("state", "tracking")?;
+    let mut session = Session::new(Publication {
+        table_gfn: f0,
+        profile_gfn: f1,
+        table_pages: NR_PAGES,
+    });
+    session
+        .publish(home.as_mut())
+        .map_err(AgentError::Publish)?;
     println!(
         "depmig-lsm: tracking; table-gfn={f0:#x} pages={} pre-tainted={pre}",
         NR_PAGES
@@ -555,7 +532,6 @@ fn run(args: Args) -> Result<(), AgentError> {
         );
     }
     let mut freezer = Freezer::new(&args.cgroup, me);
-    let mut last_seq = String::new();
     let mut tick: u32 = 0;
     while !STOP.load(Ordering::SeqCst) {
         tick = tick.wrapping_add(1);
@@ -568,26 +544,23 @@ fn run(args: Args) -> Result<(), AgentError> {
                 }
             }
         }
-        let req = match &mut publisher {
-            // xenstored is shared by every guest: ask it every 100 ms only.
-            Publisher::Xs(_) if !tick.is_multiple_of(5) => None,
-            Publisher::Xs(xs) => xs.read(&format!("{XS_DIR}/request")).ok().flatten(),
-            Publisher::File { .. } => fs::read_to_string(&args.control).ok(),
-        };
-        if let Some(req) = req {
-            let req = req.trim();
-            if let Some((seq, cmd)) = req.split_once(' ') {
-                if seq != last_seq {
-                    last_seq = seq.to_string();
-                    let result = handle(cmd, &t, &mut freezer, &frames, &mut ebpf, &mut links);
-                    let status = format!("{seq} {result}");
-                    match &mut publisher {
-                        Publisher::Xs(_) => publisher.put("status", &status)?,
-                        Publisher::File { .. } => {
-                            let tmp = args.status.with_extension("tmp");
-                            let _ = fs::write(&tmp, &status)
-                                .and_then(|_| fs::rename(&tmp, &args.status));
-                        }
+        // After a live migration the guest is a new domain with an empty
+        // home: publish again (checked about once a second, and whenever
+        // the request text changes, before it is served).
+        if tick.is_multiple_of(HOME_CHECK_TICKS) {
+            if let Ok(c) = session.check_home(home.as_mut()) {
+                report_home(&c);
+            }
+        }
+        if tick.is_multiple_of(request_ticks) {
+            if let Ok((check, req)) = session.poll(home.as_mut()) {
+                if let Some(c) = &check {
+                    report_home(c);
+                }
+                if let Some(req) = req {
+                    let result = handle(&req.cmd, &t, &mut freezer, &frames, &mut ebpf, &mut links);
+                    if let Err(e) = session.answer(home.as_mut(), &req, &result) {
+                        println!("depmig-lsm: cannot answer request {}: {e}", req.seq);
                     }
                 }
             }
@@ -599,6 +572,21 @@ fn run(args: Args) -> Result<(), AgentError> {
     }
     println!("depmig-lsm: stopped");
     Ok(())
+}
+
+/// Serve-loop ticks (20 ms) between checks that the home still holds the
+/// publication.
+const HOME_CHECK_TICKS: u32 = 50;
+
+/// Logs what a check of the home found, when it did something.
+fn report_home(c: &HomeCheck) {
+    match c {
+        HomeCheck::Present => {}
+        HomeCheck::Republished => println!("depmig-lsm: re-published (home was empty)"),
+        HomeCheck::RepublishFailed(e) => {
+            println!("depmig-lsm: home is empty and re-publishing failed (will retry): {e}")
+        }
+    }
 }
 
 /// Page digests of the table, comma separated.
