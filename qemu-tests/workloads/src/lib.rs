@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod comm;
 pub mod http;
 pub mod json;
 pub mod pattern;
