@@ -129,6 +129,32 @@ pub enum Command {
     Help(&'static str),
     /// Migrate a guest.
     Migrate(Box<MigrateOptions>),
+    /// Put several migration reports side by side.
+    Compare(CompareOptions),
+}
+
+/// Most reports `depmig compare` takes at once.
+pub const MAX_COMPARE_REPORTS: usize = 16;
+/// Longest label of a compared report, in characters.
+pub const MAX_LABEL_CHARS: usize = 64;
+/// Longest `--title`, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// Everything `depmig compare` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompareOptions {
+    /// Title of the tables and the plot.
+    pub title: Option<String>,
+    /// Where to write the SVG plot.
+    pub svg: Option<PathBuf>,
+    /// Where to write the Markdown (also printed on standard output).
+    pub markdown: Option<PathBuf>,
+    /// Where to write the comparison as JSON.
+    pub json: Option<PathBuf>,
+    /// The guest's size in pages, for the total-pages target.
+    pub guest_pages: Option<u64>,
+    /// The reports, as (label, file), in the order given.
+    pub reports: Vec<(String, PathBuf)>,
 }
 
 /// A command line that cannot be obeyed.
@@ -159,6 +185,12 @@ pub enum UsageError {
     MissingConfig,
     /// An option was given twice.
     Repeated(&'static str),
+    /// `depmig compare` was given no report.
+    NoReports,
+    /// Two reports given to `depmig compare` carry the same label.
+    DuplicateLabel(String),
+    /// More reports than [`MAX_COMPARE_REPORTS`].
+    TooManyReports,
 }
 
 impl fmt::Display for UsageError {
@@ -169,7 +201,7 @@ impl fmt::Display for UsageError {
                 write!(f, "unknown command `{c}` (try `depmig --help`)")
             }
             UsageError::UnknownOption(o) => {
-                write!(f, "unknown option `{o}` (try `depmig migrate --help`)")
+                write!(f, "unknown option `{o}` (try `depmig <command> --help`)")
             }
             UsageError::MissingValue(o) => write!(f, "option `{o}` needs a value"),
             UsageError::BadValue {
@@ -191,6 +223,15 @@ impl fmt::Display for UsageError {
                 "--config <guest.cfg> is required (the shell is created from it)"
             ),
             UsageError::Repeated(o) => write!(f, "option {o} given twice"),
+            UsageError::NoReports => write!(
+                f,
+                "which reports? `depmig compare LABEL=REPORT.json ...` (try `depmig compare --help`)"
+            ),
+            UsageError::DuplicateLabel(l) => write!(f, "label `{l}` given to two reports"),
+            UsageError::TooManyReports => write!(
+                f,
+                "more than {MAX_COMPARE_REPORTS} reports; compare fewer at a time"
+            ),
         }
     }
 }
@@ -203,15 +244,85 @@ depmig: live migration of a Xen guest by two depmig appliances
 
 Usage:
   depmig migrate <guest> --config <guest.cfg> [options]
-  depmig --help | depmig migrate --help
+  depmig compare [options] LABEL=REPORT.json ...
+  depmig --help | depmig migrate --help | depmig compare --help
 
 Commands:
   migrate   move a running guest into a new domain on this host through a
             source and a destination appliance; the guest keeps running
             and at no time do two copies of it run
+  compare   put migration reports of the same guest side by side: pages per
+            round (table and log-scale plot), the headline figures of each,
+            and the targets of dependency-aware migration evaluated from them
 
-Run `depmig migrate --help` for every option, what the command does step
+Run `depmig <command> --help` for every option, what the command does step
 by step, and its exit codes.
+";
+
+/// `depmig compare --help`.
+pub const COMPARE_HELP: &str = "\
+depmig compare: migrations of the same guest side by side
+
+Usage:
+  depmig compare [options] LABEL=REPORT.json ...
+
+Arguments:
+  LABEL=REPORT.json        a migration report (schema
+                           depmig-migration-report/1), written by
+                           `depmig migrate --report` or by the rig's stock
+                           `xl migrate` baseline, under a label of your choice
+                           (1 to 64 characters, no control characters; each
+                           label once). 1 to 16 reports, shown in this order
+
+Options:
+  --title TEXT             title of the tables and the plot
+                           [pages sent per round]
+  --svg FILE               write a log-scale plot of the per-round table, one
+                           line per column
+  --markdown FILE          write the Markdown printed on standard output
+                           to FILE as well
+  --json FILE              write the comparison as one JSON object (schema
+                           depmig-comparison/1), the targets under \"targets\"
+  --guest-pages N          the guest's size in pages, for the total-pages
+                           target. Default: the stock report's round 1
+  -h, --help               this text
+
+What the reports are:
+  The reports' own fields decide, never the labels: a report whose
+  \"migrator\" is not \"depmig\" and that has no \"depmig\" object is stock
+  `xl migrate`; a depmig report is baseline, paper-analysis or
+  dependency-aware by its \"depmig\".\"mode\" (else by \"cli\".\"mode\").
+  Where there are several stock or depmig baseline reports, the targets
+  use the first.
+
+Output (standard output, and --markdown):
+  1. pages per round, one column per report; a paper-analysis report has two:
+     its dirty pages and its dirty pages of tainted processes per round (the
+     paper's measure; it sends like baseline);
+  2. per report: rounds, total pages, total bytes (everything on the link),
+     downtime, total time, frozen groups, pages skipped as free;
+  3. the targets, each `met`, `NOT met` or `not evaluated` (saying why),
+     with its figures:
+       da_later_rounds_le_100            dependency-aware: every round after
+                                         the first sends at most 100 pages
+       da_total_pages_le_1_05_guest      dependency-aware: total pages at most
+                                         1.05 x the guest's pages
+       da_downtime_le_0_1_stock          dependency-aware: downtime at most a
+                                         tenth of stock `xl migrate`'s
+       pa_total_pages_within_5pct_of_baseline
+       da_total_pages_within_5pct_of_baseline
+                                         paper-analysis / dependency-aware:
+                                         total pages within 5% of the depmig
+                                         baseline's
+     A second report of the same mode gets the keys with #2 appended, and so
+     on. Which targets matter depends on the workload (issue 7: the first
+     three for the mmuncher guest, the 5% ones for the HTTP download).
+
+Exit status:
+  0  the comparison was produced (whether or not the targets are met)
+  1  a report could not be read or is malformed (the message names the file
+     and the field), or an output file could not be written
+  2  usage error
 ";
 
 /// `depmig migrate --help`.
@@ -359,9 +470,98 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
         None => Err(UsageError::NoCommand),
         Some("-h" | "--help" | "help") => Ok(Command::Help(MAIN_HELP)),
         Some("migrate") => parse_migrate(it),
+        Some("compare") => parse_compare(it),
         Some(other) if other.starts_with('-') => Err(UsageError::UnknownOption(other.to_string())),
         Some(other) => Err(UsageError::UnknownCommand(other.to_string())),
     }
+}
+
+fn parse_compare<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
+    let mut title = None;
+    let mut svg = None;
+    let mut markdown = None;
+    let mut json = None;
+    let mut guest_pages = None;
+    let mut reports: Vec<(String, PathBuf)> = Vec::new();
+    let printable = |s: &str| !s.chars().any(char::is_control);
+    while let Some(arg) = it.next() {
+        let (opt, inline) = match arg.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o, Some(v)),
+            _ => (arg, None),
+        };
+        let mut val = |name: &str| -> Result<&'a str, UsageError> {
+            match inline {
+                Some(v) => Ok(v),
+                None => value(name, &mut it),
+            }
+        };
+        match opt {
+            "-h" | "--help" => return Ok(Command::Help(COMPARE_HELP)),
+            "--title" => {
+                let v = val(opt)?;
+                if v.chars().count() > MAX_TITLE_CHARS || !printable(v) {
+                    return Err(UsageError::BadValue {
+                        option: "--title",
+                        value: v.into(),
+                        expected: "at most 200 characters, no control characters",
+                    });
+                }
+                set(&mut title, v.to_string(), "--title")?;
+            }
+            "--svg" => set(&mut svg, PathBuf::from(val(opt)?), "--svg")?,
+            "--markdown" => set(&mut markdown, PathBuf::from(val(opt)?), "--markdown")?,
+            "--json" => set(&mut json, PathBuf::from(val(opt)?), "--json")?,
+            "--guest-pages" => {
+                let v = val(opt)?;
+                let expected = "a number of pages, 1 to 2^40";
+                let n: u64 = number("--guest-pages", v, expected)?;
+                if !(1..=1 << 40).contains(&n) {
+                    return Err(UsageError::BadValue {
+                        option: "--guest-pages",
+                        value: v.into(),
+                        expected,
+                    });
+                }
+                set(&mut guest_pages, n, "--guest-pages")?;
+            }
+            s if s.starts_with('-') && s.len() > 1 => {
+                return Err(UsageError::UnknownOption(s.to_string()))
+            }
+            pair => {
+                let bad = || UsageError::BadValue {
+                    option: "LABEL=REPORT",
+                    value: pair.into(),
+                    expected: "a label (1 to 64 characters, no control characters), `=`, a file",
+                };
+                let (label, file) = pair.split_once('=').ok_or_else(bad)?;
+                if label.is_empty()
+                    || label.chars().count() > MAX_LABEL_CHARS
+                    || !printable(label)
+                    || file.is_empty()
+                {
+                    return Err(bad());
+                }
+                if reports.iter().any(|(l, _)| l == label) {
+                    return Err(UsageError::DuplicateLabel(label.to_string()));
+                }
+                if reports.len() >= MAX_COMPARE_REPORTS {
+                    return Err(UsageError::TooManyReports);
+                }
+                reports.push((label.to_string(), PathBuf::from(file)));
+            }
+        }
+    }
+    if reports.is_empty() {
+        return Err(UsageError::NoReports);
+    }
+    Ok(Command::Compare(CompareOptions {
+        title,
+        svg,
+        markdown,
+        json,
+        guest_pages,
+        reports,
+    }))
 }
 
 fn parse_migrate<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
@@ -875,6 +1075,130 @@ mod tests {
             msg.contains("fast") && msg.contains("dependency-aware"),
             "{msg}"
         );
+    }
+
+    fn compare(args: &[&str]) -> Result<CompareOptions, UsageError> {
+        let mut v = vec!["compare"];
+        v.extend_from_slice(args);
+        match parse_args(&v)? {
+            Command::Compare(o) => Ok(o),
+            other => panic!("expected compare options, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn compare_arguments() {
+        let o = compare(&[
+            "stock=out/b.json",
+            "--title",
+            "mmuncher <128 MiB>",
+            "--svg=p.svg",
+            "depmig aware=d=1.json",
+            "--markdown",
+            "t.md",
+            "--json",
+            "c.json",
+            "--guest-pages",
+            "32768",
+        ])
+        .unwrap();
+        assert_eq!(o.title.as_deref(), Some("mmuncher <128 MiB>"));
+        assert_eq!(o.svg, Some(PathBuf::from("p.svg")));
+        assert_eq!(o.markdown, Some(PathBuf::from("t.md")));
+        assert_eq!(o.json, Some(PathBuf::from("c.json")));
+        assert_eq!(o.guest_pages, Some(32768));
+        // The label ends at the first `=`; the order is kept.
+        assert_eq!(
+            o.reports,
+            vec![
+                ("stock".to_string(), PathBuf::from("out/b.json")),
+                ("depmig aware".to_string(), PathBuf::from("d=1.json")),
+            ]
+        );
+        let o = compare(&["a=x"]).unwrap();
+        assert_eq!((o.title, o.svg, o.guest_pages), (None, None, None));
+
+        assert_eq!(compare(&[]), Err(UsageError::NoReports));
+        assert_eq!(compare(&["--svg", "p.svg"]), Err(UsageError::NoReports));
+        assert_eq!(
+            compare(&["a=x", "a=y"]),
+            Err(UsageError::DuplicateLabel("a".into()))
+        );
+        let many: Vec<String> = (0..=MAX_COMPARE_REPORTS)
+            .map(|i| format!("r{i}=f"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(compare(&many), Err(UsageError::TooManyReports));
+        assert!(compare(&many[..MAX_COMPARE_REPORTS]).is_ok());
+        assert_eq!(
+            compare(&["a=x", "--frob"]),
+            Err(UsageError::UnknownOption("--frob".into()))
+        );
+        assert_eq!(
+            compare(&["a=x", "--json"]),
+            Err(UsageError::MissingValue("--json".into()))
+        );
+        assert_eq!(
+            compare(&["a=x", "--svg", "a", "--svg", "b"]),
+            Err(UsageError::Repeated("--svg"))
+        );
+        let long = "l".repeat(MAX_LABEL_CHARS + 1) + "=f";
+        for bad in ["nolabel", "=f", "a=", "a\nb=f", &long] {
+            match compare(&[bad]) {
+                Err(UsageError::BadValue {
+                    option: "LABEL=REPORT",
+                    ..
+                }) => {}
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        for (opt, v) in [
+            ("--guest-pages", "0"),
+            ("--guest-pages", "-1"),
+            ("--guest-pages", "many"),
+            ("--guest-pages", "2000000000000"),
+            ("--title", "a\u{7}b"),
+        ] {
+            match compare(&["a=x", opt, v]) {
+                Err(UsageError::BadValue { option, .. }) => assert_eq!(option, opt),
+                other => panic!("{opt} {v}: {other:?}"),
+            }
+        }
+        // Help wins, and documents every option, target key and exit code.
+        assert_eq!(
+            parse_args(&["compare", "a=x", "--help"]),
+            Ok(Command::Help(COMPARE_HELP))
+        );
+        for opt in [
+            "--title",
+            "--svg",
+            "--markdown",
+            "--json",
+            "--guest-pages",
+            "--help",
+        ] {
+            assert!(
+                COMPARE_HELP.contains(&format!(" {opt} ")),
+                "{opt} not in help"
+            );
+            assert!(
+                !matches!(compare(&[opt]), Err(UsageError::UnknownOption(_))),
+                "{opt} unknown to the parser"
+            );
+        }
+        for key in [
+            "da_later_rounds_le_100",
+            "da_total_pages_le_1_05_guest",
+            "da_downtime_le_0_1_stock",
+            "pa_total_pages_within_5pct_of_baseline",
+            "da_total_pages_within_5pct_of_baseline",
+        ] {
+            assert!(COMPARE_HELP.contains(key), "{key} not in help");
+        }
+        for code in ["  0  ", "  1  ", "  2  "] {
+            assert!(COMPARE_HELP.contains(code), "exit code {code} undocumented");
+        }
+        assert!(MAIN_HELP.contains("depmig compare") && MAIN_HELP.contains("  compare  "));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use depmig_cli::cli::{parse_args, Command};
+use depmig_cli::compare;
 use depmig_cli::migrate::{migrate, Outcome, Timings};
 use depmig_cli::toolstack::System;
 
@@ -15,6 +16,16 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Migrate(o)) => o,
+        Ok(Command::Compare(o)) => {
+            let mut out = std::io::stdout();
+            return match compare::run(&o, &mut compare::RealFiles, &mut out) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("depmig compare: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Err(e) => {
             eprintln!("depmig: {e}");
             return ExitCode::from(2);

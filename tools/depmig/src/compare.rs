@@ -1,0 +1,957 @@
+//! `depmig compare`: migrations of the same guest side by side, as in the
+//! paper's figures of pages per round (a table, a log-scale plot), with the
+//! headline figures of each and the targets of dependency-aware migration
+//! evaluated from the reports.
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::Path;
+
+use crate::cli::CompareOptions;
+use crate::json::{self, Value};
+use crate::report::{self, DepmigFigures, ReportError};
+use crate::svg::{self, Series};
+
+/// The schema name of the `--json` output.
+pub const SCHEMA: &str = "depmig-comparison/1";
+
+/// Title when `--title` is not given.
+pub const DEFAULT_TITLE: &str = "pages sent per round";
+
+/// Target: every round after the first sends at most this many pages.
+pub const LATER_ROUND_LIMIT: u64 = 100;
+
+/// What a report is, from its own fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Stock `xl migrate`: `migrator` is not `depmig` and there is no
+    /// `depmig` object.
+    Stock,
+    /// depmig in baseline mode.
+    DepmigBaseline,
+    /// depmig in paper-analysis mode.
+    PaperAnalysis,
+    /// depmig in dependency-aware mode.
+    DependencyAware,
+    /// Neither: a depmig report of no known mode, or another migrator that
+    /// carries a `depmig` object. Shown, but no target uses it.
+    Unclassified,
+}
+
+impl Role {
+    /// The name used in the outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Stock => "stock",
+            Role::DepmigBaseline => "depmig-baseline",
+            Role::PaperAnalysis => "depmig-paper-analysis",
+            Role::DependencyAware => "depmig-dependency-aware",
+            Role::Unclassified => "unclassified",
+        }
+    }
+}
+
+/// A number from a report: its text (kept for the JSON output, so nothing
+/// is rounded on the way through) and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// The number as the report wrote it.
+    pub text: String,
+    /// Its value (finite, non-negative).
+    pub value: f64,
+}
+
+/// One report, read and classified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Migration {
+    /// The label it was given on the command line.
+    pub label: String,
+    /// The file it came from, for messages.
+    pub file: String,
+    /// The report's `migrator`.
+    pub migrator: String,
+    /// What it is.
+    pub role: Role,
+    /// The depmig mode (`depmig.mode`, else `cli.mode`), if any.
+    pub mode: Option<String>,
+    /// The report's `scenario`, if a string.
+    pub scenario: Option<String>,
+    /// The report's `workload`, if a string.
+    pub workload: Option<String>,
+    /// Pages with contents sent per round.
+    pub per_round_pages: Vec<u64>,
+    /// The stop-and-copy round, if identified.
+    pub final_round: Option<u64>,
+    /// Pages sent in all.
+    pub total_pages: u64,
+    /// Every byte that crossed the link.
+    pub stream_bytes: Option<Figure>,
+    /// The report's downtime.
+    pub downtime_ms: Option<Figure>,
+    /// How the downtime was measured.
+    pub downtime_method: Option<String>,
+    /// The migration's total time.
+    pub total_time_ms: Option<Figure>,
+    /// The appliance's figures (depmig reports only).
+    pub depmig: Option<DepmigFigures>,
+}
+
+impl Migration {
+    /// Pages skipped as free over all rounds, when the report counts them.
+    pub fn skipped_free(&self) -> Option<u64> {
+        let per_round = self.depmig.as_ref()?.per_round_skipped_free.as_ref()?;
+        Some(per_round.iter().fold(0u64, |a, p| a.saturating_add(*p)))
+    }
+
+    /// Groups frozen for the migration, when the report says.
+    pub fn frozen_groups(&self) -> Option<u64> {
+        self.depmig.as_ref()?.frozen_groups
+    }
+}
+
+/// Why `depmig compare` could not produce a comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompareError {
+    /// The report file could not be read.
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        why: String,
+    },
+    /// The report is malformed.
+    Report {
+        /// The file.
+        file: String,
+        /// What is wrong, naming the field.
+        error: ReportError,
+    },
+    /// An output file could not be written.
+    Write {
+        /// The file.
+        file: String,
+        /// Why.
+        why: String,
+    },
+}
+
+impl fmt::Display for CompareError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompareError::Read { file, why } => write!(f, "{file}: cannot read the report: {why}"),
+            CompareError::Report { file, error } => write!(f, "{file}: {error}"),
+            CompareError::Write { file, why } => write!(f, "{file}: cannot write: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for CompareError {}
+
+fn figure(v: &Value, key: &'static str) -> Result<Option<Figure>, ReportError> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(n @ Value::Num(text)) => {
+            let value = n
+                .as_f64()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| {
+                    ReportError::Invalid(format!(
+                        "\"{key}\" is not a finite non-negative number: {text}"
+                    ))
+                })?;
+            Ok(Some(Figure {
+                text: text.clone(),
+                value,
+            }))
+        }
+        Some(_) => Err(ReportError::Invalid(format!(
+            "\"{key}\" is neither a non-negative number nor null"
+        ))),
+    }
+}
+
+fn opt_str(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(String::from)
+}
+
+/// Reads, validates and classifies one report's text.
+pub fn load(label: &str, file: &str, text: &str) -> Result<Migration, CompareError> {
+    let err = |error| CompareError::Report {
+        file: file.to_string(),
+        error,
+    };
+    let (v, s) = report::parse_report(text).map_err(err)?;
+    let depmig = report::depmig_figures(&v, s.per_round_pages.len()).map_err(err)?;
+    let mode = depmig
+        .as_ref()
+        .and_then(|d| d.mode.clone())
+        .or_else(|| v.get("cli").and_then(|c| opt_str(c, "mode")))
+        .filter(|m| !m.is_empty());
+    let role = if s.migrator == "depmig" {
+        match mode.as_deref() {
+            Some("baseline") => Role::DepmigBaseline,
+            Some("paper-analysis") => Role::PaperAnalysis,
+            Some("dependency-aware") => Role::DependencyAware,
+            _ => Role::Unclassified,
+        }
+    } else if depmig.is_none() {
+        Role::Stock
+    } else {
+        Role::Unclassified
+    };
+    if role == Role::PaperAnalysis {
+        let d = depmig.as_ref();
+        if d.and_then(|d| d.per_round_dirty.as_ref()).is_none() {
+            return Err(err(ReportError::Missing("depmig.per_round_dirty")));
+        }
+        if d.and_then(|d| d.per_round_dirty_tainted.as_ref()).is_none() {
+            return Err(err(ReportError::Missing("depmig.per_round_dirty_tainted")));
+        }
+    }
+    Ok(Migration {
+        label: label.to_string(),
+        file: file.to_string(),
+        migrator: s.migrator,
+        role,
+        mode,
+        scenario: opt_str(&v, "scenario"),
+        workload: opt_str(&v, "workload"),
+        per_round_pages: s.per_round_pages,
+        final_round: s.final_round,
+        total_pages: s.total_pages,
+        stream_bytes: figure(&v, "stream_bytes").map_err(err)?,
+        downtime_ms: figure(&v, "downtime_ms").map_err(err)?,
+        downtime_method: opt_str(&v, "downtime_method"),
+        total_time_ms: figure(&v, "total_time_ms").map_err(err)?,
+        depmig,
+    })
+}
+
+/// Which per-round figure a column shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Pages sent.
+    Pages,
+    /// Dirty pages (paper-analysis).
+    Dirty,
+    /// Dirty pages of tainted processes (paper-analysis).
+    DirtyTainted,
+}
+
+impl Measure {
+    /// The name used in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Pages => "pages",
+            Measure::Dirty => "dirty",
+            Measure::DirtyTainted => "dirty_tainted",
+        }
+    }
+}
+
+/// One column of the per-round table (and one series of the plot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// The heading (the report's label, plus the measure for the
+    /// paper-analysis pair).
+    pub heading: String,
+    /// Index of the report in [`Comparison::migrations`].
+    pub report: usize,
+    /// What it shows.
+    pub measure: Measure,
+    /// One value per round of its report.
+    pub per_round: Vec<u64>,
+}
+
+/// A target's verdict with its figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The stable key (`#2`, `#3`... appended for further reports of the
+    /// same mode).
+    pub key: String,
+    /// The report the target is about.
+    pub subject: Option<String>,
+    /// The report it is compared with.
+    pub reference: Option<String>,
+    /// `None`: not evaluated (see `detail`).
+    pub met: Option<bool>,
+    /// The measured figure.
+    pub value: Value,
+    /// Its limit.
+    pub limit: Value,
+    /// Further figures for the JSON output.
+    pub extra: Vec<(String, Value)>,
+    /// The figures, or why it was not evaluated, in words.
+    pub detail: String,
+}
+
+/// Everything `depmig compare` prints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// The title.
+    pub title: String,
+    /// The reports, in the order given.
+    pub migrations: Vec<Migration>,
+    /// The per-round table's columns.
+    pub columns: Vec<Column>,
+    /// The guest's size in pages used by the targets, and where it came from.
+    pub guest_pages: Option<(u64, String)>,
+    /// The targets, in a fixed order.
+    pub targets: Vec<Target>,
+    /// Remarks on the set of reports.
+    pub notes: Vec<String>,
+}
+
+/// A decimal number as a JSON value (null if not finite, which the callers
+/// never pass).
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        Value::Num(format!("{x}"))
+    } else {
+        Value::Null
+    }
+}
+
+/// The first report of `role`, noting when there are several.
+fn reference(ms: &[Migration], role: Role, what: &str, notes: &mut Vec<String>) -> Option<usize> {
+    let all: Vec<usize> = (0..ms.len())
+        .filter(|&i| ms.get(i).is_some_and(|m| m.role == role))
+        .collect();
+    let first = all.first().copied()?;
+    if all.len() > 1 {
+        let label = ms.get(first).map_or("", |m| m.label.as_str());
+        notes.push(format!(
+            "{} {what} reports: the targets compare with the first, `{label}`",
+            all.len()
+        ));
+    }
+    Some(first)
+}
+
+fn keyed(key: &str, nth: usize) -> String {
+    if nth == 0 {
+        key.to_string()
+    } else {
+        format!("{key}#{}", nth + 1)
+    }
+}
+
+fn not_evaluated(key: String, subject: Option<&Migration>, why: String) -> Target {
+    Target {
+        key,
+        subject: subject.map(|m| m.label.clone()),
+        reference: None,
+        met: None,
+        value: Value::Null,
+        limit: Value::Null,
+        extra: Vec::new(),
+        detail: why,
+    }
+}
+
+fn later_rounds(key: String, m: &Migration) -> Target {
+    let largest = m
+        .per_round_pages
+        .iter()
+        .enumerate()
+        .skip(1)
+        .max_by_key(|(_, p)| **p);
+    let (met, value, detail) = match largest {
+        None => (
+            true,
+            Value::Null,
+            "a single round: no round after the first".to_string(),
+        ),
+        Some((i, &p)) => (
+            p <= LATER_ROUND_LIMIT,
+            Value::uint(p),
+            format!(
+                "largest round after the first: {p} pages (round {}), limit {LATER_ROUND_LIMIT}",
+                i + 1
+            ),
+        ),
+    };
+    Target {
+        key,
+        subject: Some(m.label.clone()),
+        reference: None,
+        met: Some(met),
+        value,
+        limit: Value::uint(LATER_ROUND_LIMIT),
+        extra: Vec::new(),
+        detail,
+    }
+}
+
+fn total_vs_guest(key: String, m: &Migration, guest: Option<&(u64, String)>) -> Target {
+    let Some((g, from)) = guest else {
+        return not_evaluated(
+            key,
+            Some(m),
+            "no guest size: no --guest-pages and no stock report to take it from".into(),
+        );
+    };
+    // total <= 1.05 g, in integers.
+    let met = u128::from(m.total_pages) * 100 <= u128::from(*g) * 105;
+    let limit = *g as f64 * 1.05;
+    Target {
+        key,
+        subject: Some(m.label.clone()),
+        reference: None,
+        met: Some(met),
+        value: Value::uint(m.total_pages),
+        limit: num(limit),
+        extra: vec![
+            ("guest_pages".into(), Value::uint(*g)),
+            ("guest_pages_from".into(), Value::str(from)),
+        ],
+        detail: format!(
+            "{} pages sent, limit 1.05 x {g} guest pages ({from}) = {limit:.1}; {:.3} x guest",
+            m.total_pages,
+            m.total_pages as f64 / *g as f64
+        ),
+    }
+}
+
+fn downtime_vs_stock(key: String, m: &Migration, stock: Option<&Migration>) -> Target {
+    let Some(s) = stock else {
+        return not_evaluated(
+            key,
+            Some(m),
+            "no stock `xl migrate` report in the set".into(),
+        );
+    };
+    let (Some(d), Some(sd)) = (&m.downtime_ms, &s.downtime_ms) else {
+        let whose = if m.downtime_ms.is_none() {
+            &m.label
+        } else {
+            &s.label
+        };
+        let mut t = not_evaluated(key, Some(m), format!("`{whose}` reports no downtime"));
+        t.reference = Some(s.label.clone());
+        return t;
+    };
+    let limit = sd.value / 10.0;
+    Target {
+        key,
+        subject: Some(m.label.clone()),
+        reference: Some(s.label.clone()),
+        met: Some(d.value * 10.0 <= sd.value),
+        value: Value::Num(d.text.clone()),
+        limit: num(limit),
+        extra: vec![("reference_downtime_ms".into(), Value::Num(sd.text.clone()))],
+        detail: format!(
+            "downtime {} ms, limit {limit:.1} ms (a tenth of `{}`'s {} ms)",
+            d.text, s.label, sd.text
+        ),
+    }
+}
+
+fn total_vs_baseline(key: String, m: &Migration, base: Option<&Migration>) -> Target {
+    let Some(b) = base else {
+        return not_evaluated(key, Some(m), "no depmig baseline report in the set".into());
+    };
+    if b.total_pages == 0 {
+        let mut t = not_evaluated(key, Some(m), format!("`{}` sent no page", b.label));
+        t.reference = Some(b.label.clone());
+        return t;
+    }
+    let diff = m.total_pages.abs_diff(b.total_pages);
+    // |t - b| <= 5% of b, in integers.
+    let met = u128::from(diff) * 20 <= u128::from(b.total_pages);
+    let rel = diff as f64 / b.total_pages as f64;
+    Target {
+        key,
+        subject: Some(m.label.clone()),
+        reference: Some(b.label.clone()),
+        met: Some(met),
+        value: num(rel),
+        limit: num(0.05),
+        extra: vec![
+            ("total_pages".into(), Value::uint(m.total_pages)),
+            ("reference_total_pages".into(), Value::uint(b.total_pages)),
+        ],
+        detail: format!(
+            "{} pages vs `{}`'s {}: {}{:.2}%, limit 5%",
+            m.total_pages,
+            b.label,
+            b.total_pages,
+            if m.total_pages >= b.total_pages {
+                "+"
+            } else {
+                "-"
+            },
+            rel * 100.0
+        ),
+    }
+}
+
+/// Puts the reports side by side and evaluates the targets.
+pub fn compare(title: &str, migrations: Vec<Migration>, guest_pages: Option<u64>) -> Comparison {
+    let mut notes = Vec::new();
+    let mut columns = Vec::new();
+    for (i, m) in migrations.iter().enumerate() {
+        let pair = match (&m.role, &m.depmig) {
+            (Role::PaperAnalysis, Some(d)) => d
+                .per_round_dirty
+                .as_ref()
+                .zip(d.per_round_dirty_tainted.as_ref()),
+            _ => None,
+        };
+        match pair {
+            Some((dirty, tainted)) => {
+                columns.push(Column {
+                    heading: format!("{} dirty", m.label),
+                    report: i,
+                    measure: Measure::Dirty,
+                    per_round: dirty.clone(),
+                });
+                columns.push(Column {
+                    heading: format!("{} dirty+tainted", m.label),
+                    report: i,
+                    measure: Measure::DirtyTainted,
+                    per_round: tainted.clone(),
+                });
+            }
+            None => columns.push(Column {
+                heading: m.label.clone(),
+                report: i,
+                measure: Measure::Pages,
+                per_round: m.per_round_pages.clone(),
+            }),
+        }
+        if m.role == Role::Unclassified {
+            notes.push(format!(
+                "`{}` (migrator `{}`, mode {}) is neither stock nor a known depmig mode: no target uses it",
+                m.label,
+                m.migrator,
+                m.mode.as_deref().unwrap_or("unknown")
+            ));
+        }
+    }
+    let mut workloads: Vec<&str> = migrations
+        .iter()
+        .filter_map(|m| m.workload.as_deref())
+        .collect();
+    workloads.sort_unstable();
+    workloads.dedup();
+    if workloads.len() > 1 {
+        notes.push(format!(
+            "the reports name different workloads ({}): not the same guest?",
+            workloads.join(", ")
+        ));
+    }
+
+    let stock =
+        reference(&migrations, Role::Stock, "stock", &mut notes).and_then(|i| migrations.get(i));
+    let base = reference(
+        &migrations,
+        Role::DepmigBaseline,
+        "depmig baseline",
+        &mut notes,
+    )
+    .and_then(|i| migrations.get(i));
+    let guest = match (guest_pages, stock) {
+        (Some(g), _) => Some((g, "--guest-pages".to_string())),
+        (None, Some(s)) => s
+            .per_round_pages
+            .first()
+            .map(|p| (*p, format!("round 1 of stock `{}`", s.label))),
+        (None, None) => None,
+    };
+
+    let of =
+        |role: Role| -> Vec<&Migration> { migrations.iter().filter(|m| m.role == role).collect() };
+    let aware = of(Role::DependencyAware);
+    let paper = of(Role::PaperAnalysis);
+    let mut targets = Vec::new();
+    if aware.is_empty() {
+        for key in [
+            "da_later_rounds_le_100",
+            "da_total_pages_le_1_05_guest",
+            "da_downtime_le_0_1_stock",
+        ] {
+            targets.push(not_evaluated(
+                key.into(),
+                None,
+                "no dependency-aware depmig report in the set".into(),
+            ));
+        }
+    }
+    for (n, m) in aware.iter().enumerate() {
+        targets.push(later_rounds(keyed("da_later_rounds_le_100", n), m));
+        targets.push(total_vs_guest(
+            keyed("da_total_pages_le_1_05_guest", n),
+            m,
+            guest.as_ref(),
+        ));
+        targets.push(downtime_vs_stock(
+            keyed("da_downtime_le_0_1_stock", n),
+            m,
+            stock,
+        ));
+    }
+    for (prefix, set, what) in [
+        ("pa", &paper, "paper-analysis"),
+        ("da", &aware, "dependency-aware"),
+    ] {
+        let key = format!("{prefix}_total_pages_within_5pct_of_baseline");
+        if set.is_empty() {
+            targets.push(not_evaluated(
+                key.clone(),
+                None,
+                format!("no {what} depmig report in the set"),
+            ));
+        }
+        for (n, m) in set.iter().enumerate() {
+            targets.push(total_vs_baseline(keyed(&key, n), m, base));
+        }
+    }
+    Comparison {
+        title: title.to_string(),
+        migrations,
+        columns,
+        guest_pages: guest,
+        targets,
+        notes,
+    }
+}
+
+/// Text for a Markdown table cell: `|` escaped, line breaks (which labels
+/// cannot hold) flattened.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn fig(f: Option<&Figure>) -> String {
+    f.map_or_else(|| "-".to_string(), |f| f.text.clone())
+}
+
+fn opt_u(n: Option<u64>) -> String {
+    n.map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "not evaluated",
+    }
+}
+
+/// The comparison as Markdown (what standard output and `--markdown` get).
+pub fn markdown(c: &Comparison) -> String {
+    let mut s = String::new();
+    // Writing to a String cannot fail; the results are ignored on purpose.
+    let _ = writeln!(s, "# {}\n", cell(&c.title));
+    let _ = writeln!(s, "## Pages per round\n");
+    let mut head = String::from("| round |");
+    let mut rule = String::from("| ---: |");
+    for col in &c.columns {
+        let _ = write!(head, " {} |", cell(&col.heading));
+        rule.push_str(" ---: |");
+    }
+    let _ = writeln!(s, "{head}\n{rule}");
+    let rounds = c
+        .columns
+        .iter()
+        .map(|col| col.per_round.len())
+        .max()
+        .unwrap_or(0);
+    for r in 0..rounds {
+        let mut row = format!("| {} |", r + 1);
+        for col in &c.columns {
+            match col.per_round.get(r) {
+                Some(v) => {
+                    let _ = write!(row, " {v} |");
+                }
+                None => row.push_str(" |"),
+            }
+        }
+        let _ = writeln!(s, "{row}");
+    }
+    s.push('\n');
+    if c.columns.iter().any(|col| col.measure != Measure::Pages) {
+        let _ = writeln!(
+            s,
+            "Pages sent, except the paper-analysis pair: its dirty pages and its dirty pages \
+             of tainted processes per round (it sends like baseline; its pages sent are in \
+             the totals below).\n"
+        );
+    } else {
+        let _ = writeln!(s, "Pages sent in each round.\n");
+    }
+
+    let _ = writeln!(s, "## Per migration\n");
+    let _ = writeln!(
+        s,
+        "| migration | migrator | mode | rounds | total pages | total bytes | downtime ms | \
+         total time ms | frozen groups | pages skipped as free |"
+    );
+    let _ = writeln!(
+        s,
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for m in &c.migrations {
+        let mode = match m.role {
+            Role::Stock => "stock".to_string(),
+            _ => m.mode.clone().unwrap_or_else(|| "?".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&m.label),
+            cell(&m.migrator),
+            cell(&mode),
+            m.per_round_pages.len(),
+            m.total_pages,
+            fig(m.stream_bytes.as_ref()),
+            fig(m.downtime_ms.as_ref()),
+            fig(m.total_time_ms.as_ref()),
+            opt_u(m.frozen_groups()),
+            opt_u(m.skipped_free()),
+        );
+    }
+    s.push('\n');
+    let _ = writeln!(
+        s,
+        "Total bytes: everything that crossed the link. Downtime as each report measured it:"
+    );
+    for m in &c.migrations {
+        let _ = writeln!(
+            s,
+            "- {}: {}",
+            cell(&m.label),
+            cell(m.downtime_method.as_deref().unwrap_or("not said"))
+        );
+    }
+    s.push('\n');
+
+    let _ = writeln!(s, "## Targets\n");
+    match &c.guest_pages {
+        Some((g, from)) => {
+            let _ = writeln!(s, "Guest pages: {g} ({from}).\n");
+        }
+        None => {
+            let _ = writeln!(s, "Guest pages: unknown.\n");
+        }
+    }
+    for t in &c.targets {
+        let who = match (&t.subject, &t.reference) {
+            (Some(a), Some(b)) => format!(" [{} vs {}]", cell(a), cell(b)),
+            (Some(a), None) => format!(" [{}]", cell(a)),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "- `{}`{who}: **{}**: {}",
+            t.key,
+            verdict(t.met),
+            cell(&t.detail)
+        );
+    }
+    if !c.notes.is_empty() {
+        let _ = writeln!(s, "\n## Notes\n");
+        for n in &c.notes {
+            let _ = writeln!(s, "- {}", cell(n));
+        }
+    }
+    s
+}
+
+fn opt_fig(f: Option<&Figure>) -> Value {
+    f.map_or(Value::Null, |f| Value::Num(f.text.clone()))
+}
+
+fn opt_string(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, Value::str)
+}
+
+fn uints(v: &[u64]) -> Value {
+    Value::Arr(v.iter().map(|n| Value::uint(*n)).collect())
+}
+
+/// The comparison as one JSON object (schema [`SCHEMA`]).
+pub fn to_json(c: &Comparison) -> Value {
+    let reports = c
+        .migrations
+        .iter()
+        .map(|m| {
+            Value::Obj(vec![
+                ("label".into(), Value::str(&m.label)),
+                ("file".into(), Value::str(&m.file)),
+                ("migrator".into(), Value::str(&m.migrator)),
+                ("role".into(), Value::str(m.role.as_str())),
+                ("mode".into(), opt_string(m.mode.as_deref())),
+                ("scenario".into(), opt_string(m.scenario.as_deref())),
+                ("workload".into(), opt_string(m.workload.as_deref())),
+                ("rounds".into(), Value::uint(m.per_round_pages.len() as u64)),
+                ("final_round".into(), Value::opt_uint(m.final_round)),
+                ("per_round_pages".into(), uints(&m.per_round_pages)),
+                ("total_pages".into(), Value::uint(m.total_pages)),
+                ("total_bytes".into(), opt_fig(m.stream_bytes.as_ref())),
+                ("downtime_ms".into(), opt_fig(m.downtime_ms.as_ref())),
+                (
+                    "downtime_method".into(),
+                    opt_string(m.downtime_method.as_deref()),
+                ),
+                ("total_time_ms".into(), opt_fig(m.total_time_ms.as_ref())),
+                ("frozen_groups".into(), Value::opt_uint(m.frozen_groups())),
+                (
+                    "skipped_free_pages".into(),
+                    Value::opt_uint(m.skipped_free()),
+                ),
+            ])
+        })
+        .collect();
+    let columns = c
+        .columns
+        .iter()
+        .map(|col| {
+            Value::Obj(vec![
+                ("heading".into(), Value::str(&col.heading)),
+                (
+                    "report".into(),
+                    Value::str(c.migrations.get(col.report).map_or("", |m| &m.label)),
+                ),
+                ("measure".into(), Value::str(col.measure.as_str())),
+                ("per_round".into(), uints(&col.per_round)),
+            ])
+        })
+        .collect();
+    let targets = c
+        .targets
+        .iter()
+        .map(|t| {
+            let mut fields = vec![
+                ("met".into(), t.met.map_or(Value::Null, Value::Bool)),
+                ("value".into(), t.value.clone()),
+                ("limit".into(), t.limit.clone()),
+                ("subject".into(), opt_string(t.subject.as_deref())),
+                ("reference".into(), opt_string(t.reference.as_deref())),
+            ];
+            fields.extend(t.extra.iter().cloned());
+            fields.push(("detail".into(), Value::str(&t.detail)));
+            (t.key.clone(), Value::Obj(fields))
+        })
+        .collect();
+    Value::Obj(vec![
+        ("schema".into(), Value::str(SCHEMA)),
+        ("title".into(), Value::str(&c.title)),
+        (
+            "guest_pages".into(),
+            Value::opt_uint(c.guest_pages.as_ref().map(|g| g.0)),
+        ),
+        (
+            "guest_pages_from".into(),
+            opt_string(c.guest_pages.as_ref().map(|g| g.1.as_str())),
+        ),
+        ("reports".into(), Value::Arr(reports)),
+        ("columns".into(), Value::Arr(columns)),
+        ("targets".into(), Value::Obj(targets)),
+        (
+            "notes".into(),
+            Value::Arr(c.notes.iter().map(|n| Value::str(n)).collect()),
+        ),
+    ])
+}
+
+/// The per-round table as a log-scale line plot, one line per column.
+pub fn plot(c: &Comparison) -> String {
+    let series: Vec<Series> = c
+        .columns
+        .iter()
+        .map(|col| Series {
+            label: col.heading.clone(),
+            pages: col.per_round.clone(),
+        })
+        .collect();
+    svg::pages_per_round_lines(&c.title, &series)
+}
+
+/// Where `depmig compare` reads reports and writes its outputs.
+pub trait Files {
+    /// The whole file, or why not.
+    fn read(&mut self, path: &Path) -> Result<Vec<u8>, String>;
+    /// Writes (replaces) the file.
+    fn write(&mut self, path: &Path, data: &[u8]) -> Result<(), String>;
+}
+
+/// The real file system; reads stop past the JSON reader's size limit.
+#[derive(Debug, Default)]
+pub struct RealFiles;
+
+impl Files for RealFiles {
+    fn read(&mut self, path: &Path) -> Result<Vec<u8>, String> {
+        let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let mut data = Vec::new();
+        // One byte past the limit is enough to know the file is too large.
+        f.take(json::MAX_INPUT as u64 + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| e.to_string())?;
+        Ok(data)
+    }
+
+    fn write(&mut self, path: &Path, data: &[u8]) -> Result<(), String> {
+        std::fs::write(path, data).map_err(|e| e.to_string())
+    }
+}
+
+/// Reads every report and builds the comparison.
+pub fn build<F: Files + ?Sized>(
+    opts: &CompareOptions,
+    files: &mut F,
+) -> Result<Comparison, CompareError> {
+    let mut migrations = Vec::with_capacity(opts.reports.len());
+    for (label, path) in &opts.reports {
+        let file = path.display().to_string();
+        let data = files.read(path).map_err(|why| CompareError::Read {
+            file: file.clone(),
+            why,
+        })?;
+        if data.len() > json::MAX_INPUT {
+            return Err(CompareError::Report {
+                file,
+                error: ReportError::Json(json::JsonError::TooLarge),
+            });
+        }
+        let text = String::from_utf8(data).map_err(|_| CompareError::Read {
+            file: file.clone(),
+            why: "not UTF-8 text".into(),
+        })?;
+        migrations.push(load(label, &file, &text)?);
+    }
+    let title = opts.title.as_deref().unwrap_or(DEFAULT_TITLE);
+    Ok(compare(title, migrations, opts.guest_pages))
+}
+
+/// Runs `depmig compare`: the Markdown goes to `out` (and `--markdown`),
+/// the JSON and the plot to their files. Returns the comparison, or the
+/// first error (exit status 1).
+pub fn run<F: Files + ?Sized>(
+    opts: &CompareOptions,
+    files: &mut F,
+    out: &mut dyn std::io::Write,
+) -> Result<Comparison, CompareError> {
+    let c = build(opts, files)?;
+    let md = markdown(&c);
+    // Standard output closed is not a reason to withhold the files.
+    let _ = out.write_all(md.as_bytes());
+    let outputs = [
+        (opts.markdown.as_deref(), md),
+        (opts.json.as_deref(), format!("{}\n", to_json(&c))),
+        (opts.svg.as_deref(), plot(&c)),
+    ];
+    for (path, text) in outputs {
+        if let Some(p) = path {
+            files
+                .write(p, text.as_bytes())
+                .map_err(|why| CompareError::Write {
+                    file: p.display().to_string(),
+                    why,
+                })?;
+        }
+    }
+    Ok(c)
+}
