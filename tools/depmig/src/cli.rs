@@ -315,8 +315,9 @@ Output (standard output, and --markdown):
                                          total pages within 5% of the depmig
                                          baseline's
      A second report of the same mode gets the keys with #2 appended, and so
-     on. Which targets matter depends on the workload (issue 7: the first
-     three for the mmuncher guest, the 5% ones for the HTTP download).
+     on. Which targets matter depends on the workload: the first three for
+     a guest whose working set is one busy process, the 5% ones for a
+     guest that is all tainted (an HTTP download).
 
 Exit status:
   0  the comparison was produced (whether or not the targets are met)
@@ -1182,7 +1183,10 @@ mod tests {
                 "{opt} not in help"
             );
             assert!(
-                !matches!(compare(&[opt]), Err(UsageError::UnknownOption(_))),
+                !matches!(
+                    parse_args(&["compare", opt]),
+                    Err(UsageError::UnknownOption(_))
+                ),
                 "{opt} unknown to the parser"
             );
         }
