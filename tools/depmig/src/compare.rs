@@ -867,7 +867,12 @@ pub fn plot(c: &Comparison) -> String {
             pages: col.per_round.clone(),
         })
         .collect();
-    svg::pages_per_round_lines(&c.title, &series)
+    let y_label = if c.columns.iter().all(|col| col.measure == Measure::Pages) {
+        "pages sent"
+    } else {
+        "pages sent, or dirty"
+    };
+    svg::pages_per_round_lines(&c.title, y_label, &series)
 }
 
 /// Where `depmig compare` reads reports and writes its outputs.

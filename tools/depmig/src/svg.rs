@@ -136,7 +136,7 @@ impl Frame {
     }
 
     /// Opens the document and draws the title, grid, axes and round labels.
-    fn open(&self, s: &mut String, title: &str) {
+    fn open(&self, s: &mut String, title: &str, y_label: &str) {
         // Writing to a String cannot fail; the results are ignored on purpose.
         let _ = writeln!(
             s,
@@ -181,9 +181,10 @@ impl Frame {
         );
         let _ = writeln!(
             s,
-            "<text x=\"18\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {:.1})\">pages sent (log scale)</text>",
+            "<text x=\"18\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {:.1})\">{} (log scale)</text>",
             top + plot_h / 2.0,
-            top + plot_h / 2.0
+            top + plot_h / 2.0,
+            escape(y_label)
         );
         let _ = writeln!(
             s,
@@ -220,6 +221,7 @@ impl Frame {
                     y - 4.0,
                     dash(k)
                 );
+                marker(s, k, x + 6.0, y - 4.0, "legend-point", "");
             } else {
                 let _ = writeln!(
                     s,
@@ -248,7 +250,7 @@ pub fn pages_per_round(title: &str, series: &[Series]) -> String {
     let nser = series.len().max(1);
     let bar_w = f.group_w * 0.8 / nser as f64;
     let mut s = String::new();
-    f.open(&mut s, title);
+    f.open(&mut s, title, "pages sent");
     for (k, ser) in series.iter().enumerate() {
         let color = color(k);
         for (r, &v) in ser.pages.iter().enumerate() {
@@ -277,13 +279,56 @@ pub fn pages_per_round(title: &str, series: &[Series]) -> String {
     s
 }
 
+/// Draws series `k`'s marker centred on (`x`, `y`): a circle, square,
+/// triangle or diamond by turns, so lines drawn over each other still show
+/// every series.
+fn marker(s: &mut String, k: usize, x: f64, y: f64, class: &str, tip: &str) {
+    let c = color(k);
+    let tip = if tip.is_empty() {
+        String::new()
+    } else {
+        format!("<title>{}</title>", escape(tip))
+    };
+    let cls = format!("{class} s{k}");
+    let _ = match k % 4 {
+        0 => writeln!(
+            s,
+            "<circle class=\"{cls}\" cx=\"{x:.2}\" cy=\"{y:.2}\" r=\"3.5\" fill=\"{c}\">{tip}</circle>"
+        ),
+        1 => writeln!(
+            s,
+            "<rect class=\"{cls}\" x=\"{:.2}\" y=\"{:.2}\" width=\"6\" height=\"6\" fill=\"{c}\">{tip}</rect>",
+            x - 3.0,
+            y - 3.0
+        ),
+        2 => writeln!(
+            s,
+            "<polygon class=\"{cls}\" points=\"{x:.2},{:.2} {:.2},{:.2} {:.2},{:.2}\" fill=\"{c}\">{tip}</polygon>",
+            y - 4.5,
+            x + 4.0,
+            y + 3.0,
+            x - 4.0,
+            y + 3.0
+        ),
+        _ => writeln!(
+            s,
+            "<polygon class=\"{cls}\" points=\"{x:.2},{:.2} {:.2},{y:.2} {x:.2},{:.2} {:.2},{y:.2}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\">{tip}</polygon>",
+            y - 4.5,
+            x + 4.5,
+            y + 4.5,
+            x - 4.5
+        ),
+    };
+}
+
 /// The plot as a complete SVG document with one line per series (a
 /// `polyline` through its rounds, a marker on each round), as in the
-/// paper's figures of pages per round. Zero pages sit on the x axis.
-pub fn pages_per_round_lines(title: &str, series: &[Series]) -> String {
+/// paper's figures of pages per round; `y_label` names what is counted.
+/// Zero pages sit on the x axis.
+pub fn pages_per_round_lines(title: &str, y_label: &str, series: &[Series]) -> String {
     let f = Frame::new(series);
     let mut s = String::new();
-    f.open(&mut s, title);
+    f.open(&mut s, title, y_label);
     for (k, ser) in series.iter().enumerate() {
         let color = color(k);
         let points: Vec<(f64, f64, u64)> = ser
@@ -304,13 +349,8 @@ pub fn pages_per_round_lines(title: &str, series: &[Series]) -> String {
             escape(&ser.label)
         );
         for (r, (x, y, v)) in points.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "<circle class=\"point s{k}\" cx=\"{x:.2}\" cy=\"{y:.2}\" r=\"3\" fill=\"{color}\"><title>{}: round {} {} pages</title></circle>",
-                escape(&ser.label),
-                r + 1,
-                v
-            );
+            let tip = format!("{}: round {} {} pages", ser.label, r + 1, v);
+            marker(&mut s, k, *x, *y, "point", &tip);
         }
     }
     f.close(&mut s, series, true);
@@ -511,7 +551,7 @@ pub(crate) mod tests {
                 pages: (0..=k as u64).map(|r| 10u64.pow((r % 6) as u32)).collect(),
             })
             .collect();
-        let doc = pages_per_round_lines("t <&>", &series);
+        let doc = pages_per_round_lines("t <&>", "pages & <more>", &series);
         let els = check_xml(&doc).unwrap();
         assert_eq!(els.iter().filter(|(n, _)| n == "polyline").count(), 12);
         for (k, ser) in series.iter().enumerate() {
@@ -532,7 +572,11 @@ pub(crate) mod tests {
                 assert_eq!(w[0].1 > w[1].1, p[0] < p[1], "series {k}");
             }
             assert_eq!(
-                elements(&els, "circle", &format!("point s{k}")).len(),
+                els.iter()
+                    .filter(|(_, a)| a
+                        .iter()
+                        .any(|(n, v)| n == "class" && *v == format!("point s{k}")))
+                    .count(),
                 ser.pages.len()
             );
         }
@@ -552,6 +596,14 @@ pub(crate) mod tests {
         assert!(doc.contains("m3 &lt;&quot;x&quot;&gt; &amp; &apos;y&apos; (4 rounds, 1111 pages)"));
         assert!(doc.contains("<title>t &lt;&amp;&gt;</title>"));
         assert!(!doc.contains("<\"x\">"));
+        assert!(doc.contains(">pages &amp; &lt;more&gt; (log scale)</text>"));
+        // Markers take four shapes by turns.
+        for (k, shape) in ["circle", "rect", "polygon", "polygon", "circle"]
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(elements(&els, shape, &format!("point s{k}")).len(), k + 1);
+        }
         // Degenerate inputs still make documents.
         for series in [
             vec![],
@@ -564,7 +616,7 @@ pub(crate) mod tests {
                 pages: vec![0, u64::MAX, 1],
             }],
         ] {
-            check_xml(&pages_per_round_lines("t", &series)).unwrap();
+            check_xml(&pages_per_round_lines("t", "p", &series)).unwrap();
         }
     }
 
