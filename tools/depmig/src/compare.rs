@@ -392,22 +392,27 @@ fn total_vs_guest(key: String, m: &Migration, guest: Option<&(u64, String)>) -> 
             "no guest size: no --guest-pages and no stock report to take it from".into(),
         );
     };
-    // total <= 1.05 g, in integers.
-    let met = u128::from(m.total_pages) * 100 <= u128::from(*g) * 105;
-    let limit = *g as f64 * 1.05;
+    // total <= 1.05 g, in integers; the limit written exactly.
+    let hundredths = u128::from(*g) * 105;
+    let met = u128::from(m.total_pages) * 100 <= hundredths;
+    let limit = format!("{}.{:02}", hundredths / 100, hundredths % 100);
+    let limit = limit
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string();
     Target {
         key,
         subject: Some(m.label.clone()),
         reference: None,
         met: Some(met),
         value: Value::uint(m.total_pages),
-        limit: num(limit),
+        limit: Value::Num(limit.clone()),
         extra: vec![
             ("guest_pages".into(), Value::uint(*g)),
             ("guest_pages_from".into(), Value::str(from)),
         ],
         detail: format!(
-            "{} pages sent, limit 1.05 x {g} guest pages ({from}) = {limit:.1}; {:.3} x guest",
+            "{} pages sent, limit 1.05 x {g} guest pages ({from}) = {limit}; {:.3} x guest",
             m.total_pages,
             m.total_pages as f64 / *g as f64
         ),
@@ -1245,7 +1250,13 @@ mod tests {
         let t = target(&c, "da_total_pages_le_1_05_guest");
         assert_eq!(t.met, Some(true));
         assert_eq!(t.value, Value::uint(GUEST + 113));
-        assert_eq!(t.limit.as_f64(), Some(GUEST as f64 * 1.05));
+        // 1.05 x 32768 = 34406.4, written exactly.
+        assert_eq!(t.limit, Value::Num("34406.4".into()));
+        let c2 = cmp(&[("d", aware())], Some(100));
+        assert_eq!(
+            target(&c2, "da_total_pages_le_1_05_guest").limit,
+            Value::Num("105".into())
+        );
         let t = target(&c, "da_downtime_le_0_1_stock");
         assert_eq!(t.met, Some(true));
         assert_eq!(
