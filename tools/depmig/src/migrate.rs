@@ -549,7 +549,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         // go last: the destination first so it listens before the source connects.
         self.write_keys(dst, &[("migrate/go", "1".into())])?;
         self.write_keys(src, &[("migrate/go", "1".into())])?;
-        self.cli.go_unix_ms = self.ts.unix_ms();
+        self.cli.go_unix_ms = Some(self.ts.unix_ms());
         self.say(&format!(
             "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}",
             o.destination_ip,
@@ -851,22 +851,40 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     }
 
     /// Writes the report and the plot; returns the problems as warnings.
-    fn write_outputs(&mut self, report_text: Option<String>) -> Vec<String> {
+    /// A migration that committed needs the source appliance's valid report;
+    /// one that did not gets a report in any case: the source's (with no
+    /// round when it failed before the first completed), or, when the source
+    /// left none or an invalid one, one without figures that says why.
+    fn write_outputs(&mut self, report_text: Option<String>, committed: bool) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.o.report.is_none() && self.o.svg.is_none() {
             return warnings;
         }
-        let Some(text) = report_text else {
-            warnings.push("the source appliance left no report: no report or plot written".into());
-            return warnings;
+        // The error: why there is no usable report, and whether one was
+        // there but invalid (a warning) rather than absent.
+        let source = match report_text {
+            None => Err(("the source appliance left no report".to_string(), false)),
+            Some(text) => report::parse_any_report(&text).map_err(|e| {
+                (
+                    format!("the source appliance's report is not valid: {e}"),
+                    true,
+                )
+            }),
         };
-        let (value, summary) = match report::parse_report(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                warnings.push(format!(
-                    "the source appliance's report is not valid: {e}; no report or plot written"
-                ));
+        let (value, migrator, pages) = match source {
+            Ok((v, s)) => (v, s.migrator, s.per_round_pages),
+            Err((why, _)) if committed => {
+                warnings.push(format!("{why}; no report or plot written"));
                 return warnings;
+            }
+            Err((why, invalid)) => {
+                if invalid {
+                    warnings.push(format!("{why}; the report has no figures"));
+                } else {
+                    self.say(&format!("{why}: the report has the command's figures only"));
+                }
+                self.cli.figures_missing = Some(why);
+                (report::without_figures(), "depmig".to_string(), Vec::new())
             }
         };
         if let Some(path) = self.o.report.clone() {
@@ -876,21 +894,29 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 self.o.scenario.as_deref(),
                 self.o.workload.as_deref(),
             );
-            let text = format!("{full}\n");
-            match self.ts.write_file(&path, text.as_bytes()) {
-                Ok(()) => self.say(&format!("report written to {}", path.display())),
-                Err(e) => warnings.push(format!("report: {e}")),
+            // Never write a report this command would refuse to read.
+            match report::validate(&full) {
+                Ok(_) => {
+                    let text = format!("{full}\n");
+                    match self.ts.write_file(&path, text.as_bytes()) {
+                        Ok(()) => self.say(&format!("report written to {}", path.display())),
+                        Err(e) => warnings.push(format!("report: {e}")),
+                    }
+                }
+                Err(e) => warnings.push(format!(
+                    "the report with the command's figures is not valid: {e}; no report written"
+                )),
             }
         }
         if let Some(path) = self.o.svg.clone() {
             let mut series = vec![Series {
                 label: format!(
                     "{} ({}, {})",
-                    summary.migrator,
+                    migrator,
                     self.o.mode.as_str(),
                     self.o.policy.as_str()
                 ),
-                pages: summary.per_round_pages.clone(),
+                pages: pages.clone(),
             }];
             if let Some(b) = self.o.baseline_report.clone() {
                 match load_report(self.ts, &b) {
@@ -901,10 +927,24 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                     Err(e) => warnings.push(format!("baseline report left out of the plot: {e}")),
                 }
             }
-            let doc =
-                svg::pages_per_round(&format!("pages sent per round: {}", self.o.guest), &series);
+            // A migration that failed before its first round still gets its
+            // plot, empty, with a note (and the baseline beside it).
+            let empty = pages.is_empty();
+            let title = if empty {
+                format!(
+                    "pages sent per round: {} (no round completed: not migrated)",
+                    self.o.guest
+                )
+            } else {
+                format!("pages sent per round: {}", self.o.guest)
+            };
+            let doc = svg::pages_per_round(&title, &series);
             match self.ts.write_file(&path, doc.as_bytes()) {
-                Ok(()) => self.say(&format!("plot written to {}", path.display())),
+                Ok(()) => self.say(&format!(
+                    "plot written to {}{}",
+                    path.display(),
+                    if empty { " (no round completed)" } else { "" }
+                )),
                 Err(e) => warnings.push(format!("plot: {e}")),
             }
         }
@@ -991,7 +1031,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         };
         self.say(&format!(
             "the guest runs as domain {shell}: {} after go, {} after it was seen suspended",
-            secs(Some(self.cli.go_unix_ms)),
+            secs(self.cli.go_unix_ms),
             secs(self.cli.final_seen_unix_ms)
         ));
         match domain_state(self.ts, &shell.to_string()) {
@@ -1013,6 +1053,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         }
         self.cli.outcome = "migrated".into();
         self.cli.source_result = self.src_result.clone().unwrap_or_default();
+        self.cli.last_round_seen = self.last_round.map(|r| r.round);
         let report = match self.read_report(src) {
             Ok(r) => r,
             Err(e) => {
@@ -1025,7 +1066,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 warnings.push(format!("appliance {name} (domain {id}): {e}"));
             }
         }
-        warnings.extend(self.write_outputs(report));
+        warnings.extend(self.write_outputs(report, true));
         Outcome::Migrated { warnings }
     }
 
@@ -1135,10 +1176,12 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         }
         self.restore_agent_keys(&mut warnings);
         self.cli.outcome = "rolled-back".into();
+        self.cli.reason = Some(reason.clone());
         self.cli.source_result = self.src_result.clone().unwrap_or_default();
-        if report.is_some() && (self.o.report.is_some() || self.o.svg.is_some()) {
-            warnings.extend(self.write_outputs(report));
-        }
+        self.cli.last_round_seen = self.last_round.map(|r| r.round);
+        // Every migration this command started leaves its report, a failed
+        // one too (with no round when it failed before the first).
+        warnings.extend(self.write_outputs(report, false));
         if operator.is_empty() {
             Outcome::RolledBack { reason, warnings }
         } else {

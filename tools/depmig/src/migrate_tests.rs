@@ -15,6 +15,28 @@ const SRC: &str = "guest--depmig-src";
 const DST: &str = "guest--depmig-dst";
 const RESUME: &str = "guest--depmig-resume";
 
+/// The source appliance's result line when the destination refuses its key.
+const KEY_MISMATCH: &str = "FAIL Handshake(KeyMismatch); guest never suspended";
+
+/// The source appliance's report of a migration that failed before its
+/// first round, as `depmig_migrate::report::build` writes it (the same text
+/// is checked against the builder in crates/migrate/src/report.rs).
+const APPLIANCE_FAILED_BEFORE_ROUND_1: &str = concat!(
+    r#"{"schema":"depmig-migration-report/1","migrator":"depmig","scenario":"migrate-fault-key","#,
+    r#""workload":"","link_rate_bytes_per_s":5000000,"page_size":4096,"rounds":0,"final_round":null,"#,
+    r#""per_round_pages":[],"per_round":[],"total_pages":0,"total_pfns":0,"page_bytes":0,"#,
+    r#""stream_bytes":0,"total_time_ms":null,"downtime_ms":null,"downtime_method":"unknown","#,
+    r#""downtime_xl_list_ms":null,"downtime_final_round_ms":null,"poll_interval_ms":null,"#,
+    r#""events":{"first_byte_unix_ms":1800000005000,"suspended_unix_ms":null,"#,
+    r#""final_round_start_unix_ms":null,"stream_end_unix_ms":null,"go_unix_ms":null,"#,
+    r#""resumed_unix_ms":null,"last_byte_unix_ms":null},"stream":{"complete":false,"#,
+    r#""libxl_records":null,"libxc_records":0,"libxc_version":3,"domain_type":2,"#,
+    r#""pfn_order_anomalies":0,"trailer_bytes":48,"parse_error":null},"depmig":{"mode":"baseline","#,
+    r#""policy":"xen-4.x","result":"failed","nr_pfns":32768,"frozen_groups":0,"#,
+    r#""suspend_wait_ms":null,"per_round_dirty":[],"per_round_dirty_tainted":[],"#,
+    r#""per_round_skipped_free":[],"per_round_holes":[]}}"#
+);
+
 /// How the fake appliances behave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plan {
@@ -30,6 +52,9 @@ enum Plan {
     DestFailsAfterPass,
     /// The source pauses the guest (instead of suspending) and crashes.
     PausesThenCrashes,
+    /// The source fails before its first round (the destination refused
+    /// its key), publishing the script's report first, if any.
+    FailsBeforeRound1,
 }
 
 /// Knobs of a scripted run.
@@ -150,6 +175,20 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             seen.dst_keys = dk;
             f.set(a, "state", "connecting");
             f.set(d, "state", "receiving");
+            return;
+        }
+        if s.plan == Plan::FailsBeforeRound1 {
+            if k == 2 {
+                f.set(d, "state", "failed");
+                f.poweroff(d);
+                // As the appliance does: the report, then the result.
+                if let Some(rep) = &s.report {
+                    f.set(a, "report", rep);
+                }
+                f.set(a, "state", "failed");
+                f.set(a, "result", KEY_MISMATCH);
+                f.poweroff(a);
+            }
             return;
         }
         let rounds = match s.plan {
@@ -400,8 +439,16 @@ fn happy_path_destroys_the_source_before_the_shell_runs() {
         v.get("scenario").and_then(Value::as_str),
         Some("migrate-test")
     );
+    assert_eq!(report::validate(&v).unwrap().committed, Some(true));
     let cli = v.get("cli").unwrap();
     assert_eq!(cli.get("outcome").and_then(Value::as_str), Some("migrated"));
+    assert_eq!(cli.get("reason"), Some(&Value::Null));
+    assert_eq!(cli.get("figures_missing"), Some(&Value::Null));
+    assert_eq!(cli.get("last_round_seen").and_then(Value::as_u64), Some(3));
+    assert_eq!(
+        cli.get("go_unix_ms").and_then(Value::as_u64),
+        Some(1_800_000_000_000)
+    );
     assert_eq!(
         cli.get("source_domid").and_then(Value::as_u64),
         Some(u64::from(g))
@@ -1397,4 +1444,251 @@ fn a_failed_dependency_aware_migration_thaws_and_gives_the_keys_back() {
         );
     }
     assert_clean(f, g);
+}
+
+/// The report file `path` the fake holds, parsed and validated.
+fn written_report(f: &Fake, path: &str) -> (Value, report::Summary) {
+    let data = f
+        .files
+        .get(&PathBuf::from(path))
+        .unwrap_or_else(|| panic!("no report at {path}: {:?}", f.files.keys()));
+    let text = std::str::from_utf8(data).unwrap();
+    assert!(text.ends_with('\n'));
+    report::parse_any_report(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn field<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(v, |v, k| {
+        v.get(k)
+            .unwrap_or_else(|| panic!("no {k} in {path:?}: {v}"))
+    })
+}
+
+#[test]
+fn a_migration_failed_before_round_1_leaves_its_report_and_plot() {
+    let mut s = Script::new(Plan::FailsBeforeRound1);
+    s.report = Some(APPLIANCE_FAILED_BEFORE_ROUND_1.into());
+    let r = run_with(
+        s,
+        &[
+            "--report",
+            "/out/r.json",
+            "--svg",
+            "/out/p.svg",
+            "--scenario",
+            "migrate-fault-key",
+        ],
+        |_| {},
+    );
+    // Still a failed migration, exit status 1, the guest running at home.
+    match &r.outcome {
+        Outcome::RolledBack { reason, warnings } => {
+            assert!(reason.contains("KeyMismatch"), "{reason}");
+            assert!(warnings.is_empty(), "{warnings:?}\n{}", r.text);
+        }
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    assert_eq!(r.outcome.exit_code(), 1);
+    assert_clean(&r.f, r.f.guest);
+    assert!(
+        r.text.contains("report written to /out/r.json"),
+        "{}",
+        r.text
+    );
+    // The report: the source's, no round, saying it failed and why.
+    let (v, sum) = written_report(&r.f, "/out/r.json");
+    assert_eq!(sum.per_round_pages, Vec::<u64>::new());
+    assert_eq!((sum.total_pages, sum.final_round), (0, None));
+    assert_eq!(sum.committed, Some(false));
+    assert_eq!(field(&v, &["rounds"]).as_u64(), Some(0));
+    assert_eq!(
+        field(&v, &["per_round"]).as_array().map(<[_]>::len),
+        Some(0)
+    );
+    assert_eq!(field(&v, &["depmig", "result"]).as_str(), Some("failed"));
+    assert_eq!(
+        field(&v, &["depmig", "per_round_dirty"])
+            .as_array()
+            .map(<[_]>::len),
+        Some(0)
+    );
+    assert_eq!(field(&v, &["stream", "complete"]), &Value::Bool(false));
+    assert_eq!(field(&v, &["cli", "outcome"]).as_str(), Some("rolled-back"));
+    assert_eq!(
+        field(&v, &["cli", "source_result"]).as_str(),
+        Some(KEY_MISMATCH)
+    );
+    let reason = field(&v, &["cli", "reason"]).as_str().unwrap();
+    assert_eq!(reason, format!("source appliance: {KEY_MISMATCH}"));
+    assert_eq!(field(&v, &["cli", "figures_missing"]), &Value::Null);
+    assert_eq!(field(&v, &["cli", "last_round_seen"]), &Value::Null);
+    assert!(field(&v, &["cli", "go_unix_ms"]).as_u64().is_some());
+    assert!(field(&v, &["cli", "result_seen_unix_ms"])
+        .as_u64()
+        .is_some());
+    assert_eq!(field(&v, &["cli", "shell_unpaused_unix_ms"]), &Value::Null);
+    assert_eq!(field(&v, &["cli", "total_time_ms"]), &Value::Null);
+    // The figures that need a round refuse it, with a message saying why.
+    let text = std::str::from_utf8(&r.f.files[&PathBuf::from("/out/r.json")]).unwrap();
+    match report::parse_report(text) {
+        Err(report::ReportError::Invalid(m)) => assert!(m.contains("no round completed"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match crate::compare::load("failed", "/out/r.json", text) {
+        Err(e) => {
+            let m = e.to_string();
+            assert!(
+                m.contains("/out/r.json") && m.contains("no round completed"),
+                "{m}"
+            );
+        }
+        Ok(m) => panic!("compare took a failed migration: {m:?}"),
+    }
+    // The plot: drawn, empty, with the note.
+    let svg = String::from_utf8(r.f.files[&PathBuf::from("/out/p.svg")].clone()).unwrap();
+    let els = check_xml(&svg).unwrap();
+    assert!(svg.contains("no round completed"), "{svg}");
+    assert!(!els
+        .iter()
+        .any(|(n, a)| n == "rect" && a.iter().any(|(k, v)| k == "class" && v == "bar s0")));
+    assert!(
+        r.text
+            .contains("plot written to /out/p.svg (no round completed)"),
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn a_failed_migration_without_the_sources_report_still_leaves_one() {
+    // The source left no report (it failed before it could make one, e.g.
+    // the peer was unreachable): the report has the command's figures only.
+    let mut s = Script::new(Plan::FailsBeforeRound1);
+    s.report = None;
+    let r = run_with(s, &["--report", "/r.json"], |_| {});
+    match &r.outcome {
+        Outcome::RolledBack { warnings, .. } => assert!(warnings.is_empty(), "{warnings:?}"),
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    assert_eq!(r.outcome.exit_code(), 1);
+    let (v, sum) = written_report(&r.f, "/r.json");
+    assert!(sum.per_round_pages.is_empty());
+    assert_eq!(sum.committed, Some(false));
+    assert_eq!(sum.migrator, "depmig");
+    assert!(v.get("depmig").is_none(), "no appliance figures: {v}");
+    assert_eq!(
+        field(&v, &["cli", "figures_missing"]).as_str(),
+        Some("the source appliance left no report")
+    );
+    assert_eq!(
+        field(&v, &["cli", "source_result"]).as_str(),
+        Some(KEY_MISMATCH)
+    );
+    assert_eq!(field(&v, &["cli", "mode"]).as_str(), Some("baseline"));
+    assert!(
+        r.text.contains("the report has the command's figures only"),
+        "{}",
+        r.text
+    );
+
+    // An invalid report: a warning, and the report without figures.
+    let mut s = Script::new(Plan::FailsBeforeRound1);
+    s.report = Some(APPLIANCE_FAILED_BEFORE_ROUND_1.replace("\"rounds\":0", "\"rounds\":1"));
+    let r = run_with(s, &["--report", "/r.json"], |_| {});
+    match &r.outcome {
+        Outcome::RolledBack { warnings, .. } => assert!(
+            warnings.len() == 1 && warnings[0].contains("report is not valid"),
+            "{warnings:?}"
+        ),
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    assert_eq!(r.outcome.exit_code(), 1);
+    let (v, _) = written_report(&r.f, "/r.json");
+    let why = field(&v, &["cli", "figures_missing"]).as_str().unwrap();
+    assert!(
+        why.contains("not valid") && why.contains("per_round_pages"),
+        "{why}"
+    );
+
+    // Failed after two rounds with no report: the rounds the command saw.
+    let r = run_with(
+        Script {
+            report: None,
+            ..Script::new(Plan::SourceFails)
+        },
+        &["--report", "/r.json"],
+        |_| {},
+    );
+    assert_eq!(r.outcome.exit_code(), 1, "{:?}", r.outcome);
+    let (v, sum) = written_report(&r.f, "/r.json");
+    assert!(sum.per_round_pages.is_empty());
+    assert_eq!(field(&v, &["cli", "last_round_seen"]).as_u64(), Some(2));
+
+    // Failed before the appliances were armed: no go, the reason.
+    let r = run_with(
+        Script::new(Plan::Happy { rounds: 1 }),
+        &["--report", "/r.json"],
+        |f| f.fail_create.push(SRC.into()),
+    );
+    assert_eq!(r.outcome.exit_code(), 1, "{:?}", r.outcome);
+    let (v, _) = written_report(&r.f, "/r.json");
+    assert_eq!(field(&v, &["cli", "go_unix_ms"]), &Value::Null);
+    assert!(field(&v, &["cli", "reason"])
+        .as_str()
+        .unwrap()
+        .contains("xl create guest--depmig-src"));
+}
+
+#[test]
+fn a_failed_migration_with_rounds_keeps_the_sources_figures() {
+    // The source failed after two rounds and published its report.
+    let mut s = Script::new(Plan::FailsBeforeRound1);
+    let failed_later = sample("depmig", &[131088, 500]).replacen(
+        "\"downtime_method\"",
+        "\"depmig\":{\"result\":\"failed\",\"per_round_dirty\":[131088,500]},\"downtime_method\"",
+        1,
+    );
+    s.report = Some(failed_later);
+    let r = run_with(s, &["--report", "/r.json"], |_| {});
+    assert_eq!(r.outcome.exit_code(), 1, "{:?}", r.outcome);
+    let (v, sum) = written_report(&r.f, "/r.json");
+    assert_eq!(sum.per_round_pages, vec![131088, 500]);
+    assert_eq!(sum.committed, Some(false));
+    assert_eq!(field(&v, &["cli", "figures_missing"]), &Value::Null);
+}
+
+#[test]
+fn a_committed_migration_still_needs_the_sources_report_with_rounds() {
+    // A source that says it committed with no round: refused, a warning.
+    let mut s = Script::new(Plan::Happy { rounds: 2 });
+    s.report = Some(
+        APPLIANCE_FAILED_BEFORE_ROUND_1
+            .replace("\"result\":\"failed\"", "\"result\":\"committed\""),
+    );
+    let r = run_with(s, &["--report", "/r.json", "--svg", "/p.svg"], |_| {});
+    match &r.outcome {
+        Outcome::Migrated { warnings } => assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("\"rounds\" 0 is only valid")),
+            "{warnings:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.outcome.exit_code(), 3);
+    assert!(!r.f.files.contains_key(&PathBuf::from("/r.json")));
+    assert!(!r.f.files.contains_key(&PathBuf::from("/p.svg")));
+    // A failed report with no round under a committed migration is refused
+    // once the command's outcome is added (never written).
+    let mut s = Script::new(Plan::Happy { rounds: 2 });
+    s.report = Some(APPLIANCE_FAILED_BEFORE_ROUND_1.into());
+    let r = run_with(s, &["--report", "/r.json"], |_| {});
+    match &r.outcome {
+        Outcome::Migrated { warnings } => assert!(
+            warnings.iter().any(|w| w.contains("not valid")),
+            "{warnings:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!r.f.files.contains_key(&PathBuf::from("/r.json")));
 }

@@ -1,6 +1,14 @@
 //! Migration reports (schema `depmig-migration-report/1`, described in
 //! `qemu-tests/baseline/README.md`): validation of a report that came from an
 //! appliance or a baseline run, and the figures `depmig` adds itself.
+//!
+//! A migration that failed before its first round completed still has a
+//! report: `rounds` 0 and empty per-round arrays. That is valid only in a
+//! report that says the migration did not commit (`cli.outcome`
+//! `rolled-back`, or the source appliance's `depmig.result` other than
+//! `committed`, with nothing in it saying `committed` or `migrated`);
+//! [`validate`] accepts it, [`parse_report`] (the reader of reports whose
+//! figures are used: comparisons, the plot's baseline) does not.
 
 use std::fmt;
 
@@ -53,6 +61,12 @@ pub struct Summary {
     pub total_pages: u64,
     /// 1-based index of the stop-and-copy round, if identified.
     pub final_round: Option<u64>,
+    /// What the report says of the migration's end: `Some(true)` committed,
+    /// `Some(false)` not committed, `None` when it does not say (the stock
+    /// baseline's reports). The command's `cli.outcome` decides when present
+    /// (the source may have committed its side and dom0 still rolled back),
+    /// else the source appliance's `depmig.result`.
+    pub committed: Option<bool>,
 }
 
 /// Numeric fields that are optional but, when present, are a number or null.
@@ -90,11 +104,118 @@ fn uint_array(f: &Value, name: &str) -> Result<Vec<u64>, ReportError> {
     Ok(out)
 }
 
-/// Parses and validates a report's text.
+/// Parses and validates the report of a migration whose per-round figures
+/// are to be used: a valid report with at least one round (a report with
+/// none, of a migration that failed before its first round completed, is
+/// refused with a message saying so).
 pub fn parse_report(text: &str) -> Result<(Value, Summary), ReportError> {
+    let (v, s) = parse_any_report(text)?;
+    if s.per_round_pages.is_empty() {
+        return Err(ReportError::Invalid(
+            "no round completed (the migration did not commit): no per-round figures".into(),
+        ));
+    }
+    Ok((v, s))
+}
+
+/// Parses and validates any report [`validate`] accepts, that of a
+/// migration that failed before its first round included.
+pub fn parse_any_report(text: &str) -> Result<(Value, Summary), ReportError> {
     let v = json::parse(text).map_err(ReportError::Json)?;
     let s = validate(&v)?;
     Ok((v, s))
+}
+
+/// A string field of an object: `None` when absent, null or empty.
+fn opt_text<'a>(obj: &'a Value, key: &str, name: &str) -> Result<Option<&'a str>, ReportError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Str(s)) if s.is_empty() => Ok(None),
+        Some(Value::Str(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(ReportError::Invalid(format!(
+            "\"{name}\" is neither a string nor null"
+        ))),
+    }
+}
+
+/// An optional object field: `None` when absent or null.
+fn opt_obj<'a>(v: &'a Value, key: &str) -> Result<Option<&'a Value>, ReportError> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(o @ Value::Obj(_)) => Ok(Some(o)),
+        Some(_) => Err(ReportError::Invalid(format!("\"{key}\" is not an object"))),
+    }
+}
+
+/// What the source appliance (`depmig.result`) and the command
+/// (`cli.outcome`) say of the migration's end: `Some(true)` committed.
+fn verdicts(v: &Value) -> Result<(Option<bool>, Option<bool>), ReportError> {
+    let source = match opt_obj(v, "depmig")? {
+        Some(d) => opt_text(d, "result", "depmig.result")?.map(|r| r == "committed"),
+        None => None,
+    };
+    let cli = match opt_obj(v, "cli")? {
+        Some(c) => match opt_text(c, "outcome", "cli.outcome")? {
+            None => None,
+            Some("migrated") => Some(true),
+            Some("rolled-back") => Some(false),
+            Some(other) => {
+                return Err(ReportError::Invalid(format!(
+                    "\"cli.outcome\" is \"{other}\", neither \"migrated\" nor \"rolled-back\""
+                )))
+            }
+        },
+        None => None,
+    };
+    Ok((source, cli))
+}
+
+/// The per-round arrays of the `depmig` object, which a report with no
+/// round must have empty.
+const DEPMIG_PER_ROUND: [&str; 4] = [
+    "per_round_dirty",
+    "per_round_dirty_tainted",
+    "per_round_skipped_free",
+    "per_round_holes",
+];
+
+/// The extra rules of a report with no round: it says the migration did not
+/// commit, nothing in it says otherwise, and nothing is per round.
+fn check_no_round(v: &Value, source: Option<bool>, cli: Option<bool>) -> Result<(), ReportError> {
+    let says = |x: Option<bool>| match x {
+        None => "nothing",
+        Some(true) => "committed",
+        Some(false) => "not committed",
+    };
+    if cli.or(source) != Some(false) || source == Some(true) || cli == Some(true) {
+        return Err(ReportError::Invalid(format!(
+            "\"rounds\" 0 is only valid in a report of a migration that did not commit \
+             (\"depmig.result\" says {}, \"cli.outcome\" says {})",
+            says(source),
+            says(cli)
+        )));
+    }
+    if let Some(st) = opt_obj(v, "stream")? {
+        if matches!(st.get("complete"), Some(Value::Bool(true))) {
+            return Err(ReportError::Invalid(
+                "\"stream.complete\" is true in a report with no round".into(),
+            ));
+        }
+    }
+    if let Some(d) = opt_obj(v, "depmig")? {
+        for key in DEPMIG_PER_ROUND {
+            match d.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::Arr(a)) if a.is_empty() => {}
+                Some(_) => {
+                    return Err(ReportError::Invalid(format!(
+                        "\"depmig.{key}\" is not an empty array in a report with no round"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks a parsed report: the schema, the required fields and their types,
@@ -136,14 +257,23 @@ pub fn validate(v: &Value) -> Result<Summary, ReportError> {
         )));
     }
     let rounds = uint(v, "rounds")?;
-    if rounds == 0 || rounds > MAX_ROUNDS {
+    if rounds > MAX_ROUNDS {
         return Err(ReportError::Invalid(format!(
-            "\"rounds\" {rounds} is not in 1..={MAX_ROUNDS}"
+            "\"rounds\" {rounds} is not in 0..={MAX_ROUNDS}"
         )));
+    }
+    let (source, cli) = verdicts(v)?;
+    if rounds == 0 {
+        check_no_round(v, source, cli)?;
     }
     let final_round = match v.get("final_round") {
         None => return Err(ReportError::Missing("final_round")),
         Some(Value::Null) => None,
+        Some(f) if rounds == 0 => {
+            return Err(ReportError::Invalid(format!(
+                "\"final_round\" {f} in a report with no round"
+            )))
+        }
         Some(f) => {
             let n = f.as_u64().filter(|n| (1..=rounds).contains(n));
             Some(n.ok_or_else(|| {
@@ -227,6 +357,7 @@ pub fn validate(v: &Value) -> Result<Summary, ReportError> {
         per_round_pages,
         total_pages,
         final_round,
+        committed: cli.or(source),
     })
 }
 
@@ -245,12 +376,22 @@ pub struct CliFigures {
     pub policy: String,
     /// `migrated` or `rolled-back`.
     pub outcome: String,
+    /// Why the migration was rolled back (`None` when it migrated).
+    pub reason: Option<String>,
     /// The source appliance's result line.
     pub source_result: String,
+    /// The last round the command saw in the source's progress (its figures
+    /// may be all a failed migration leaves when the source's report is
+    /// missing).
+    pub last_round_seen: Option<u64>,
+    /// `None` when the report's figures are the source appliance's report;
+    /// otherwise why there are none (the report then has no round).
+    pub figures_missing: Option<String>,
     /// Polling period of the command, ms.
     pub poll_interval_ms: u64,
-    /// `migrate/go` written to the source (wall clock, ms).
-    pub go_unix_ms: u64,
+    /// `migrate/go` written to the source (wall clock, ms); `None` when the
+    /// migration failed before it.
+    pub go_unix_ms: Option<u64>,
     /// The source first seen in state `final` (the guest suspended).
     pub final_seen_unix_ms: Option<u64>,
     /// The source's result first seen.
@@ -259,6 +400,10 @@ pub struct CliFigures {
     pub source_destroyed_unix_ms: Option<u64>,
     /// `xl unpause` of the shell returned.
     pub shell_unpaused_unix_ms: Option<u64>,
+}
+
+fn str_or_null(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, Value::str)
 }
 
 fn diff(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -284,12 +429,21 @@ impl CliFigures {
             ("mode".into(), Value::str(&self.mode)),
             ("policy".into(), Value::str(&self.policy)),
             ("outcome".into(), Value::str(&self.outcome)),
+            ("reason".into(), str_or_null(self.reason.as_deref())),
             ("source_result".into(), Value::str(&self.source_result)),
+            (
+                "last_round_seen".into(),
+                Value::opt_uint(self.last_round_seen),
+            ),
+            (
+                "figures_missing".into(),
+                str_or_null(self.figures_missing.as_deref()),
+            ),
             (
                 "poll_interval_ms".into(),
                 Value::uint(self.poll_interval_ms),
             ),
-            ("go_unix_ms".into(), Value::uint(self.go_unix_ms)),
+            ("go_unix_ms".into(), Value::opt_uint(self.go_unix_ms)),
             (
                 "final_seen_unix_ms".into(),
                 Value::opt_uint(self.final_seen_unix_ms),
@@ -309,7 +463,7 @@ impl CliFigures {
             // go -> the shell running: the whole migration as the operator sees it.
             (
                 "total_time_ms".into(),
-                Value::opt_uint(diff(Some(self.go_unix_ms), self.shell_unpaused_unix_ms)),
+                Value::opt_uint(diff(self.go_unix_ms, self.shell_unpaused_unix_ms)),
             ),
             // The guest seen suspended -> the shell unpaused (an upper bound of
             // the downtime, coarsened by the polling period).
@@ -342,6 +496,38 @@ pub fn finish_report(
     }
     report.set("cli", cli.to_json());
     report
+}
+
+/// The report of a migration the source appliance left no usable report
+/// of: no round, every figure null, migrator `depmig`. [`finish_report`]
+/// adds the command's figures, whose `outcome` (`rolled-back`) and
+/// `figures_missing` make it valid and say why it is empty.
+pub fn without_figures() -> Value {
+    let null = |k: &str| (k.to_string(), Value::Null);
+    Value::Obj(vec![
+        ("schema".into(), Value::str(SCHEMA)),
+        ("migrator".into(), Value::str("depmig")),
+        null("scenario"),
+        null("workload"),
+        null("link_rate_bytes_per_s"),
+        ("page_size".into(), Value::uint(4096)),
+        ("rounds".into(), Value::uint(0)),
+        null("final_round"),
+        ("per_round_pages".into(), Value::Arr(Vec::new())),
+        ("per_round".into(), Value::Arr(Vec::new())),
+        ("total_pages".into(), Value::uint(0)),
+        null("total_pfns"),
+        null("page_bytes"),
+        null("stream_bytes"),
+        null("total_time_ms"),
+        null("downtime_ms"),
+        null("downtime_method"),
+        null("downtime_xl_list_ms"),
+        null("downtime_final_round_ms"),
+        null("poll_interval_ms"),
+        null("events"),
+        null("stream"),
+    ])
 }
 
 /// The figures depmig's source appliance adds under `"depmig"` (the stock
@@ -574,8 +760,11 @@ pub(crate) mod tests {
         // Each malformation is named.
         let bad = |from: &str, to: &str, field: &str| {
             assert!(good.contains(from), "{from}");
-            let (v, s) = parse_report(&good.replacen(from, to, 1)).unwrap();
-            match depmig_figures(&v, s.per_round_pages.len()) {
+            // Refused by the validation (a "depmig" that is no object) or by
+            // the reader of the figures.
+            let got = parse_report(&good.replacen(from, to, 1))
+                .and_then(|(v, s)| depmig_figures(&v, s.per_round_pages.len()));
+            match got {
                 Err(ReportError::Invalid(m)) => assert!(m.contains(field), "{m}"),
                 other => panic!("{from} -> {to}: {other:?}"),
             }
@@ -612,9 +801,12 @@ pub(crate) mod tests {
             mode: "baseline".into(),
             policy: "xen-4".into(),
             outcome: "migrated".into(),
+            reason: None,
             source_result: "PASS done".into(),
+            last_round_seen: Some(1),
+            figures_missing: None,
             poll_interval_ms: 500,
-            go_unix_ms: 1000,
+            go_unix_ms: Some(1000),
             final_seen_unix_ms: Some(5000),
             result_seen_unix_ms: Some(6000),
             source_destroyed_unix_ms: Some(6500),
