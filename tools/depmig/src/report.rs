@@ -736,6 +736,203 @@ pub(crate) mod tests {
         assert!(parse_report(&edit("\"downtime_ms\":56", "\"downtime_ms\":null")).is_ok());
     }
 
+    /// A report of a migration that failed before its first round, in the
+    /// shape the source appliance writes it (shortened).
+    const NO_ROUND: &str = concat!(
+        r#"{"schema":"depmig-migration-report/1","migrator":"depmig","page_size":4096,"#,
+        r#""rounds":0,"final_round":null,"per_round_pages":[],"per_round":[],"total_pages":0,"#,
+        r#""total_time_ms":null,"stream":{"complete":false},"#,
+        r#""depmig":{"result":"failed","per_round_dirty":[],"per_round_holes":[]}}"#
+    );
+
+    #[test]
+    fn a_report_with_no_round_is_valid_only_when_it_did_not_commit() {
+        let (_, s) = parse_any_report(NO_ROUND).unwrap();
+        assert_eq!(s.per_round_pages, Vec::<u64>::new());
+        assert_eq!((s.total_pages, s.final_round), (0, None));
+        assert_eq!(s.committed, Some(false));
+        // Not for figures: comparisons and the plot's baseline refuse it.
+        match parse_report(NO_ROUND) {
+            Err(ReportError::Invalid(m)) => assert!(m.contains("no round completed"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let edit = |from: &str, to: &str| {
+            assert!(NO_ROUND.contains(from), "{from} not in the report");
+            NO_ROUND.replacen(from, to, 1)
+        };
+        let refused = |text: &str, why: &str| match parse_any_report(text) {
+            Err(ReportError::Invalid(m)) => assert!(m.contains(why), "{m}\n{text}"),
+            other => panic!("{other:?}\n{text}"),
+        };
+        // A committed migration needs a round.
+        refused(
+            &edit("\"result\":\"failed\"", "\"result\":\"committed\""),
+            "only valid in a report of a migration that did not commit",
+        );
+        // Saying nothing is not saying it failed.
+        let silent = edit("\"result\":\"failed\",", "");
+        refused(&silent, "\"depmig.result\" says nothing");
+        refused(
+            &edit("\"result\":\"failed\"", "\"result\":\"\""),
+            "says nothing",
+        );
+        refused(
+            &edit("\"result\":\"failed\"", "\"result\":null"),
+            "says nothing",
+        );
+        // The command's outcome: it decides, and it must agree.
+        let with_cli = |text: &str, outcome: &str| {
+            format!(
+                "{},\"cli\":{{\"outcome\":{outcome}}}}}",
+                text.strip_suffix('}').unwrap()
+            )
+        };
+        let (_, s) = parse_any_report(&with_cli(&silent, "\"rolled-back\"")).unwrap();
+        assert_eq!(s.committed, Some(false));
+        assert!(parse_any_report(&with_cli(NO_ROUND, "\"rolled-back\"")).is_ok());
+        refused(
+            &with_cli(NO_ROUND, "\"migrated\""),
+            "\"cli.outcome\" says committed",
+        );
+        refused(
+            &with_cli(
+                &edit("\"result\":\"failed\"", "\"result\":\"committed\""),
+                "\"rolled-back\"",
+            ),
+            "\"depmig.result\" says committed",
+        );
+        refused(&with_cli(NO_ROUND, "\"maybe\""), "neither \"migrated\" nor");
+        refused(
+            &with_cli(NO_ROUND, "7"),
+            "\"cli.outcome\" is neither a string",
+        );
+        refused(
+            &format!("{},\"cli\":[]}}", NO_ROUND.strip_suffix('}').unwrap()),
+            "\"cli\" is not an object",
+        );
+        refused(
+            &edit("\"result\":\"failed\"", "\"result\":7"),
+            "\"depmig.result\" is neither",
+        );
+        refused(
+            &edit("\"depmig\":{", "\"depmig\":[],\"x\":{"),
+            "\"depmig\" is not an object",
+        );
+        // Nothing per round, nothing final, nothing complete.
+        refused(
+            &edit("\"final_round\":null", "\"final_round\":1"),
+            "no round",
+        );
+        refused(
+            &edit("\"final_round\":null", "\"final_round\":0"),
+            "no round",
+        );
+        refused(
+            &edit("\"per_round_pages\":[]", "\"per_round_pages\":[0]"),
+            "\"per_round_pages\" has 1 entries for 0 rounds",
+        );
+        refused(
+            &edit(
+                "\"per_round\":[]",
+                "\"per_round\":[{\"round\":1,\"pages\":0}]",
+            ),
+            "\"per_round\" has 1 entries",
+        );
+        refused(
+            &edit("\"total_pages\":0", "\"total_pages\":1"),
+            "\"total_pages\" 1 is not the sum",
+        );
+        refused(
+            &edit("\"complete\":false", "\"complete\":true"),
+            "\"stream.complete\" is true",
+        );
+        assert!(
+            parse_any_report(&edit("\"stream\":{\"complete\":false}", "\"stream\":null")).is_ok()
+        );
+        refused(
+            &edit("\"per_round_dirty\":[]", "\"per_round_dirty\":[4]"),
+            "\"depmig.per_round_dirty\" is not an empty array",
+        );
+        refused(
+            &edit("\"per_round_holes\":[]", "\"per_round_holes\":[0]"),
+            "\"depmig.per_round_holes\"",
+        );
+        refused(
+            &edit("\"per_round_holes\":[]", "\"per_round_skipped_free\":\"x\""),
+            "\"depmig.per_round_skipped_free\"",
+        );
+        refused(
+            &edit("\"rounds\":0", "\"rounds\":10001"),
+            "not in 0..=10000",
+        );
+    }
+
+    #[test]
+    fn a_report_with_rounds_says_whether_it_committed() {
+        let base = sample("depmig", &[100, 20]);
+        let add = |extra: &str| format!("{},{extra}}}", base.strip_suffix('}').unwrap());
+        let committed = |text: &str| parse_report(text).map(|(_, s)| s.committed);
+        // The stock baseline's report says nothing.
+        assert_eq!(committed(&base), Ok(None));
+        assert_eq!(
+            committed(&add(r#""depmig":{"result":"committed"}"#)),
+            Ok(Some(true))
+        );
+        assert_eq!(
+            committed(&add(r#""depmig":{"result":"failed"}"#)),
+            Ok(Some(false))
+        );
+        assert_eq!(
+            committed(&add(r#""cli":{"outcome":"migrated"}"#)),
+            Ok(Some(true))
+        );
+        // The source committed its side, dom0 still rolled back (the
+        // destination failed after the ACK): the command's outcome decides.
+        assert_eq!(
+            committed(&add(
+                r#""depmig":{"result":"committed"},"cli":{"outcome":"rolled-back"}"#
+            )),
+            Ok(Some(false))
+        );
+        // A failure after some rounds keeps its per-round figures.
+        let (_, s) = parse_report(&add(r#""depmig":{"result":"failed"}"#)).unwrap();
+        assert_eq!(s.per_round_pages, vec![100, 20]);
+    }
+
+    #[test]
+    fn a_report_without_figures_needs_the_commands_outcome() {
+        // Alone it says nothing of the migration's end: not valid.
+        assert!(matches!(
+            validate(&without_figures()),
+            Err(ReportError::Invalid(m)) if m.contains("did not commit")
+        ));
+        let cli = CliFigures {
+            guest: "g".into(),
+            outcome: "rolled-back".into(),
+            reason: Some("source appliance: FAIL connecting to the destination".into()),
+            source_result: "FAIL connecting to the destination".into(),
+            figures_missing: Some("the source appliance left no report".into()),
+            ..CliFigures::default()
+        };
+        let full = finish_report(without_figures(), &cli, Some("migrate-x"), None);
+        let again = json::parse(&full.to_string()).unwrap();
+        let s = validate(&again).unwrap();
+        assert_eq!((s.migrator.as_str(), s.committed), ("depmig", Some(false)));
+        assert!(s.per_round_pages.is_empty());
+        let c = again.get("cli").unwrap();
+        assert_eq!(c.get("go_unix_ms"), Some(&Value::Null));
+        assert_eq!(
+            c.get("reason").and_then(Value::as_str),
+            Some("source appliance: FAIL connecting to the destination")
+        );
+        // Under a committed migration it is refused.
+        let migrated = CliFigures {
+            outcome: "migrated".into(),
+            ..cli
+        };
+        assert!(validate(&finish_report(without_figures(), &migrated, None, None)).is_err());
+    }
+
     #[test]
     fn reads_the_appliances_figures() {
         let base = sample("depmig", &[100, 20, 5]);
