@@ -855,7 +855,11 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     /// one that did not gets a report in any case: the source's (with no
     /// round when it failed before the first completed), or, when the source
     /// left none or an invalid one, one without figures that says why.
-    fn write_outputs(&mut self, report_text: Option<String>, committed: bool) -> Vec<String> {
+    fn write_outputs(
+        &mut self,
+        report_text: Result<Option<String>, Fail>,
+        committed: bool,
+    ) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.o.report.is_none() && self.o.svg.is_none() {
             return warnings;
@@ -863,8 +867,12 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         // The error: why there is no usable report, and whether one was
         // there but invalid (a warning) rather than absent.
         let source = match report_text {
-            None => Err(("the source appliance left no report".to_string(), false)),
-            Some(text) => report::parse_any_report(&text).map_err(|e| {
+            Err(e) => Err((
+                format!("the source appliance's report could not be read: {e}"),
+                true,
+            )),
+            Ok(None) => Err(("the source appliance left no report".to_string(), false)),
+            Ok(Some(text)) => report::parse_any_report(&text).map_err(|e| {
                 (
                     format!("the source appliance's report is not valid: {e}"),
                     true,
@@ -1054,13 +1062,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         self.cli.outcome = "migrated".into();
         self.cli.source_result = self.src_result.clone().unwrap_or_default();
         self.cli.last_round_seen = self.last_round.map(|r| r.round);
-        let report = match self.read_report(src) {
-            Ok(r) => r,
-            Err(e) => {
-                warnings.push(format!("report: {e}"));
-                None
-            }
-        };
+        let report = self.read_report(src);
         for (id, name) in [(src, self.src_name.clone()), (dst, self.dst_name.clone())] {
             if let Err(e) = self.destroy_and_wait(id) {
                 warnings.push(format!("appliance {name} (domain {id}): {e}"));
@@ -1107,7 +1109,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 warnings.push(format!("destination appliance (domain {dst}): {e}"));
             }
         }
-        let mut report = None;
+        let mut report = Ok(None);
         if let Some(src) = self.created.src.take() {
             // The source resumes the guest itself once it notices the
             // failure (its peer is gone now): give it time to finish.
@@ -1131,7 +1133,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 }
                 self.ts.sleep(self.t.poll);
             }
-            report = self.read_report(src).ok().flatten();
+            report = self.read_report(src);
             if let Err(e) = self.destroy_and_wait(src) {
                 warnings.push(format!("source appliance (domain {src}): {e}"));
             }

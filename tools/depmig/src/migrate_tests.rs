@@ -53,7 +53,8 @@ enum Plan {
     /// The source pauses the guest (instead of suspending) and crashes.
     PausesThenCrashes,
     /// The source fails before its first round (the destination refused
-    /// its key), publishing the script's report first, if any.
+    /// its key), publishing the script's report first, if any; with
+    /// `report_parts` it announces three parts and writes none.
     FailsBeforeRound1,
 }
 
@@ -184,6 +185,9 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
                 // As the appliance does: the report, then the result.
                 if let Some(rep) = &s.report {
                     f.set(a, "report", rep);
+                }
+                if s.report_parts {
+                    f.set(a, "report-parts", "3");
                 }
                 f.set(a, "state", "failed");
                 f.set(a, "result", KEY_MISMATCH);
@@ -1608,6 +1612,26 @@ fn a_failed_migration_without_the_sources_report_still_leaves_one() {
     assert!(
         why.contains("not valid") && why.contains("per_round_pages"),
         "{why}"
+    );
+
+    // A report announced in parts that never came: a warning, no figures.
+    let s = Script {
+        report: None,
+        report_parts: true,
+        ..Script::new(Plan::FailsBeforeRound1)
+    };
+    let r = run_with(s, &["--report", "/r.json"], |_| {});
+    match &r.outcome {
+        Outcome::RolledBack { warnings, .. } => assert!(
+            warnings.len() == 1 && warnings[0].contains("report part 0 of 3 missing"),
+            "{warnings:?}"
+        ),
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    let (v, _) = written_report(&r.f, "/r.json");
+    assert_eq!(
+        field(&v, &["cli", "figures_missing"]).as_str(),
+        Some("the source appliance's report could not be read: report part 0 of 3 missing")
     );
 
     // Failed after two rounds with no report: the rounds the command saw.
