@@ -182,6 +182,13 @@ pub fn load(label: &str, file: &str, text: &str) -> Result<Migration, CompareErr
         error,
     };
     let (v, s) = report::parse_report(text).map_err(err)?;
+    // A migration that was rolled back is no figure of a model: its rounds
+    // stop wherever it failed, and a target met on it would mislead.
+    if s.committed == Some(false) {
+        return Err(err(ReportError::Invalid(
+            "the migration did not commit (depmig.result / cli.outcome): not compared".into(),
+        )));
+    }
     let depmig = report::depmig_figures(&v, s.per_round_pages.len()).map_err(err)?;
     let mode = depmig
         .as_ref()
@@ -1180,6 +1187,32 @@ mod tests {
         assert!(doc.contains("a &lt;&amp;&gt; &quot;b&quot; (6 rounds"));
         assert!(doc.contains(">p dirty+tainted (6 rounds, 1031 pages)<"));
         assert!(!doc.contains("<&>"));
+    }
+
+    #[test]
+    fn a_migration_that_did_not_commit_is_refused() {
+        let failed = base().replacen(
+            "\"policy\":\"xen-4.x\",",
+            "\"policy\":\"xen-4.x\",\"result\":\"failed\",",
+            1,
+        );
+        assert_ne!(failed, base());
+        match load("f", "f.json", &failed) {
+            Err(CompareError::Report { file, error }) => {
+                assert_eq!(file, "f.json");
+                assert!(error.to_string().contains("did not commit"), "{error}");
+            }
+            other => panic!(
+                "a rolled-back report was compared: {:?}",
+                other.map(|m| m.label)
+            ),
+        }
+        let committed = base().replacen(
+            "\"policy\":\"xen-4.x\",",
+            "\"policy\":\"xen-4.x\",\"result\":\"committed\",",
+            1,
+        );
+        assert!(load("c", "c.json", &committed).is_ok());
     }
 
     #[test]
