@@ -81,7 +81,7 @@ depmig_wait_agent() {
     while [ "$(xenstore-read "$home/state" 2>/dev/null)" != tracking ]; do
         err=$(guest_grep "$name" 'depmig-lsm-agent: error' | head -n 1)
         [ -n "$err" ] && { guest_dump "$name"; rig_fail "agent refused: $err"; }
-        [ "$AGENT_WAITED" -ge 900 ] && { guest_dump "$name"; rig_fail "the agent did not publish state=tracking within 900 s"; }
+        [ "$AGENT_WAITED" -ge 900 ] && { guest_dump "$name"; guest_grep "$name" '^hook: ' | tail -n 20; rig_fail "the agent did not publish state=tracking within 900 s"; }
         sleep 2; AGENT_WAITED=$((AGENT_WAITED + 2))
     done
 }

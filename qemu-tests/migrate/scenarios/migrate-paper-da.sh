@@ -17,7 +17,7 @@
 G=guest
 R=/tmp/depmig-paper-da.json
 
-guest_start $G ticker,mmuncher 128 depmig.mib=4 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
+guest_start $G ticker,mmuncher 256 depmig.mib=4 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
 src=$(rig_domid $G)
 [ -n "$src" ] || rig_fail "no domid for $G"
 home=/local/domain/$src/data/depmig

@@ -1,5 +1,5 @@
 #!/bin/sh
-# paper-mixed: the paper's mixed guest. The 128 MiB guest runs the quiet
+# paper-mixed: the paper's mixed guest. The 256 MiB guest runs the quiet
 # mmuncher of paper-mmuncher (32 MiB, talks to nobody: untainted) and the
 # rig's HTTP server (tainted), which dom0 queries every 20 ms before, during
 # and after one dependency-aware depmig migration. Figures: the server's
@@ -19,7 +19,7 @@ R=/tmp/depmig-mixed.json
 GUEST_MUNCHER=quiet
 export GUEST_MUNCHER
 
-guest_start $G ticker,httpd 128 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
+guest_start $G ticker,httpd 256 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
 src=$(rig_domid $G)
 [ -n "$src" ] || rig_fail "no domid for $G"
 depmig_wait_agent $G /local/domain/$src/data/depmig

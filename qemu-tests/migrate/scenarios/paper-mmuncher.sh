@@ -1,6 +1,6 @@
 #!/bin/sh
 # paper-mmuncher (and paper-http, a link to it): the paper's figures, one run,
-# one guest. The same 128 MiB guest, running guest-lsm's taint tracker, is
+# one guest. The same 256 MiB guest, running guest-lsm's taint tracker, is
 # live-migrated four times in a row over links held to the same rate: stock
 # `xl migrate`, then depmig's appliances in baseline, paper-analysis and
 # dependency-aware mode. `depmig compare` puts the four reports side by side
@@ -38,7 +38,7 @@ export GUEST_MUNCHER
 if [ $KIND = http ]; then
     /scenario/bin/wlhttp serve-stream --port 8080 >/tmp/stream-server.log 2>&1 &
 fi
-guest_start $G $WL 128 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
+guest_start $G $WL 256 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
 src=$(rig_domid $G)
 [ -n "$src" ] || rig_fail "no domid for $G"
 depmig_wait_agent $G /local/domain/$src/data/depmig
@@ -145,8 +145,8 @@ if [ $KIND = http ]; then
     grep '^probe: phase=' /tmp/probe.log | while IFS= read -r l; do rig_say "$l"; done
 fi
 # shellcheck disable=SC2086
-"$DEPMIG" compare --title "$S: pages sent per round (128 MiB guest, $DEPMIG_LINK_RATE)" \
-    --guest-pages 32768 --svg /tmp/$S.svg --markdown /tmp/$S.md --json /tmp/$S-compare.json \
+"$DEPMIG" compare --title "$S: pages sent per round (256 MiB guest, $DEPMIG_LINK_RATE)" \
+    --guest-pages 65536 --svg /tmp/$S.svg --markdown /tmp/$S.md --json /tmp/$S-compare.json \
     stock-xl=/tmp/stock.json $args >/tmp/compare.log 2>&1 || { cat /tmp/compare.log; rig_fail "depmig compare failed: $(tail -n 1 /tmp/compare.log)"; }
 for f in $S.svg $S.md $S-compare.json; do rig_export /tmp/$f $f; done
 while IFS= read -r l; do rig_say "| $l"; done < /tmp/$S.md
