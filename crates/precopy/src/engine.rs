@@ -63,7 +63,10 @@ pub struct RoundStats {
     pub last: bool,
     /// Pages due this round (populated pages for round 1, dirty after).
     pub dirty: u64,
-    /// Of those, pages of tainted processes or the kernel.
+    /// Of those, pages of tainted processes or the kernel. The copy round of
+    /// a dependency-aware migration is not walked for taint (the answer
+    /// decides nothing there, and the walk would lengthen the downtime): all
+    /// its pages count as tainted.
     pub dirty_tainted: u64,
     /// Pages sent.
     pub sent: u64,
@@ -206,11 +209,15 @@ pub fn migrate(
             dirty: due.count(),
             ..RoundStats::default()
         };
-        taint.clear_all();
-        oracle
-            .tainted_frames(&mut taint)
-            .map_err(EngineError::Oracle)?;
-        st.dirty_tainted = due.count_and(&taint);
+        st.dirty_tainted = if last && mode == Mode::DependencyAware {
+            st.dirty
+        } else {
+            taint.clear_all();
+            oracle
+                .tainted_frames(&mut taint)
+                .map_err(EngineError::Oracle)?;
+            due.count_and(&taint)
+        };
 
         match mode {
             Mode::Baseline | Mode::PaperAnalysis => {}

@@ -17,6 +17,8 @@ struct World {
     free: Vec<u64>,
     frozen: bool,
     suspended: bool,
+    /// Taint walks made while the guest was suspended.
+    suspended_taint_walks: u32,
     now: u64,
     tick: u64,
     batches: Vec<Vec<u64>>,
@@ -33,6 +35,7 @@ impl World {
             free: vec![],
             frozen: false,
             suspended: false,
+            suspended_taint_walks: 0,
             now: 0,
             tick: 0,
             batches: vec![],
@@ -116,6 +119,11 @@ impl DependencyOracle for P {
         Ok(())
     }
     fn tainted_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        let mut w = self.0.borrow_mut();
+        if w.suspended {
+            w.suspended_taint_walks += 1;
+        }
+        drop(w);
         for &p in &self.0.borrow().tainted {
             out.set(p);
         }
@@ -205,6 +213,9 @@ fn dependency_aware_freezes_and_skips_free_pages() {
         (10, 0, 10)
     );
     assert_eq!(w.borrow().dest[12], 0);
+    // The copy round's downtime carries no taint walk; its pages count tainted.
+    assert_eq!(w.borrow().suspended_taint_walks, 0);
+    assert_eq!(s.rounds[2].dirty_tainted, s.rounds[2].dirty);
     let w = w.borrow();
     assert_eq!(w.pages, w.dest);
 }
@@ -217,6 +228,8 @@ fn paper_analysis_counts_tainted_and_literal_rule_breaks() {
     assert!(s.rounds[1..]
         .iter()
         .all(|r| r.dirty == 100 && r.dirty_tainted == 10));
+    // The paper's measurement covers the copy round too.
+    assert_eq!(w.borrow().suspended_taint_walks, 1);
     assert_eq!(w.borrow().pages, w.borrow().dest);
 
     let w = World::new(3000, (100..200).collect());
