@@ -4,13 +4,6 @@
 
 DEPMIG=/scenario/bin/depmig
 DEPMIG_IMAGE=/scenario/depmig-appliance
-# The appliances run on shadow paging in the rig: under QEMU's emulated SVM,
-# appliances on nested paging died by triple fault at random instructions
-# (rep movs, the instruction after rdtsc) after tens of thousands of foreign
-# map/unmap cycles, with no exception ever delivered to them (cr2 0, no
-# double-fault epitaph) -- see qemu-tests/README.md. A scenario may set
-# DEPMIG_APPLIANCE_PAGING=hap to run them on nested paging.
-DEPMIG_APPLIANCE_PAGING=${DEPMIG_APPLIANCE_PAGING:-shadow}
 
 # depmig_migrate NAME REPORT SVG [OPTIONS...]: live-migrate NAME with depmig's
 # appliances, their vifs limited to the scenario's link rate; the CLI's output
@@ -21,8 +14,7 @@ depmig_migrate() {
     shift 3
     t0=$(cut -d' ' -f1 /proc/uptime)
     "$DEPMIG" migrate "$name" --config "/tmp/$name.cfg" --appliance "$DEPMIG_IMAGE" \
-        --report "$report" --svg "$svg" ${DEPMIG_LINK_RATE:+--rate "$DEPMIG_LINK_RATE"} \
-        --appliance-paging "$DEPMIG_APPLIANCE_PAGING" "$@" \
+        --report "$report" --svg "$svg" ${DEPMIG_LINK_RATE:+--rate "$DEPMIG_LINK_RATE"} "$@" \
         >"/tmp/$name.depmig.log" 2>&1 &
     pid=$!
     shown=0

@@ -86,8 +86,6 @@ pub struct MigrateOptions {
     pub link_rate: Option<String>,
     /// Memory of each appliance, MiB.
     pub appliance_memory_mib: u32,
-    /// How Xen pages the appliances (`--appliance-paging`).
-    pub appliance_paging: crate::xlcfg::Paging,
     /// Name of the shell while it is filled (default `<guest>--incoming`).
     pub shell_name: Option<String>,
     /// Directory for the generated appliance configs.
@@ -366,11 +364,6 @@ Appliances:
   --appliance IMAGE        the depmig appliance image (PVH ELF)
                            [/usr/lib/depmig/depmig-appliance]
   --appliance-memory MIB   memory of each appliance                     [64]
-  --appliance-paging hap|shadow
-                           how Xen pages the appliances: hardware-assisted
-                           (NPT/EPT), or shadow paging for hosts whose
-                           nested paging is not trustworthy (an emulated
-                           CPU)                                        [hap]
   --source-ip IP           source appliance's address           [10.77.0.21]
   --destination-ip IP      destination appliance's address      [10.77.0.22]
   --prefix N               prefix length of both addresses              [24]
@@ -591,7 +584,6 @@ fn parse_migrate<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, U
     let mut bridge = None;
     let mut link_rate = None;
     let mut appliance_memory_mib = None;
-    let mut appliance_paging = None;
     let mut shell_name = None;
     let mut work_dir = None;
     let mut scenario = None;
@@ -754,21 +746,6 @@ fn parse_migrate<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, U
                 }
                 set(&mut appliance_memory_mib, m, "--appliance-memory")?;
             }
-            "--appliance-paging" => {
-                let v = val(opt)?;
-                let p = match v {
-                    "hap" => crate::xlcfg::Paging::Hap,
-                    "shadow" => crate::xlcfg::Paging::Shadow,
-                    _ => {
-                        return Err(UsageError::BadValue {
-                            option: "--appliance-paging",
-                            value: v.into(),
-                            expected: "hap or shadow",
-                        })
-                    }
-                };
-                set(&mut appliance_paging, p, "--appliance-paging")?;
-            }
             "--shell-name" => {
                 let v = val(opt)?;
                 if !valid_domain_name(v) {
@@ -822,7 +799,6 @@ fn parse_migrate<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, U
         bridge: bridge.unwrap_or_else(|| "xenbr0".to_string()),
         link_rate,
         appliance_memory_mib: appliance_memory_mib.unwrap_or(64),
-        appliance_paging: appliance_paging.unwrap_or_default(),
         shell_name,
         work_dir: work_dir.unwrap_or_else(|| PathBuf::from("/tmp/depmig")),
         scenario,
@@ -893,8 +869,6 @@ mod tests {
             "40Mb/s",
             "--appliance-memory",
             "96",
-            "--appliance-paging",
-            "shadow",
             "--shell-name",
             "g-new",
             "--work-dir",
@@ -930,7 +904,6 @@ mod tests {
         assert_eq!(o.bridge, "br1");
         assert_eq!(o.link_rate.as_deref(), Some("40Mb/s"));
         assert_eq!(o.appliance_memory_mib, 96);
-        assert_eq!(o.appliance_paging, crate::xlcfg::Paging::Shadow);
         assert_eq!(o.shell_name.as_deref(), Some("g-new"));
         assert_eq!(o.work_dir, PathBuf::from("/w"));
         assert_eq!(o.scenario.as_deref(), Some("s1"));

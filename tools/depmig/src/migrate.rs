@@ -431,14 +431,9 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     }
 
     fn write_config(&mut self, name: &str, vif: Option<&Vif>) -> Result<PathBuf, Fail> {
-        let text = xlcfg::appliance_config(
-            name,
-            &self.o.appliance,
-            self.o.appliance_memory_mib,
-            vif,
-            self.o.appliance_paging,
-        )
-        .map_err(|e| e.to_string())?;
+        let text =
+            xlcfg::appliance_config(name, &self.o.appliance, self.o.appliance_memory_mib, vif)
+                .map_err(|e| e.to_string())?;
         let path = self.ts.work_dir().join(format!("{name}.cfg"));
         self.ts.write_file(&path, text.as_bytes()).map_err(tool)?;
         Ok(path)

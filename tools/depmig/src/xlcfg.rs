@@ -139,17 +139,6 @@ fn safe(v: &str) -> Result<&str, UnsafeValue> {
     }
 }
 
-/// How Xen translates an appliance's guest-physical addresses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Paging {
-    /// Hardware-assisted paging (NPT/EPT): Xen's default, the fast one.
-    #[default]
-    Hap,
-    /// Shadow paging (`hap = 0`): for hosts whose nested paging cannot be
-    /// trusted (an emulated CPU; see qemu-tests/README.md).
-    Shadow,
-}
-
 /// The xl config of an appliance domain: PVH, the image as kernel, command
 /// line `migrate`, the appliance label, at most one vif, kept when it
 /// powers off or crashes (for its results and the post-mortem).
@@ -158,7 +147,6 @@ pub fn appliance_config(
     image: &Path,
     memory_mib: u32,
     vif: Option<&Vif>,
-    paging: Paging,
 ) -> Result<String, UnsafeValue> {
     let image = image
         .to_str()
@@ -168,9 +156,6 @@ pub fn appliance_config(
         safe(name)?,
         safe(image)?,
     );
-    if paging == Paging::Shadow {
-        cfg.push_str("hap = 0\n");
-    }
     if let Some(v) = vif {
         let mut spec = format!("bridge={},mac={}", safe(&v.bridge)?, appliance_mac(v.ip));
         if let Some(rate) = &v.rate {
@@ -235,7 +220,6 @@ mod tests {
             &PathBuf::from("/scenario/depmig-appliance"),
             64,
             Some(&vif),
-            Paging::Hap,
         )
         .unwrap();
         let lines: Vec<&str> = c.lines().collect();
@@ -258,13 +242,8 @@ mod tests {
         assert_eq!(back.memory_mib, Some(64));
         assert_eq!(back.seclabel.as_deref(), Some(APPLIANCE_LABEL));
 
-        let no_net =
-            appliance_config("g--resume", &PathBuf::from("/a"), 32, None, Paging::Hap).unwrap();
+        let no_net = appliance_config("g--resume", &PathBuf::from("/a"), 32, None).unwrap();
         assert!(!no_net.contains("vif"), "{no_net}");
-        assert!(!no_net.contains("hap"), "{no_net}");
-        let shadow =
-            appliance_config("g--src", &PathBuf::from("/a"), 32, None, Paging::Shadow).unwrap();
-        assert!(shadow.lines().any(|l| l == "hap = 0"), "{shadow}");
     }
 
     #[test]
@@ -274,24 +253,16 @@ mod tests {
             ip: Ipv4Addr::new(10, 0, 0, 1),
             rate: Some(rate.into()),
         };
-        assert!(appliance_config("a", &PathBuf::from("/x\"y"), 64, None, Paging::Hap).is_err());
-        assert!(appliance_config("a", &PathBuf::from("/x\ny"), 64, None, Paging::Hap).is_err());
+        assert!(appliance_config("a", &PathBuf::from("/x\"y"), 64, None).is_err());
+        assert!(appliance_config("a", &PathBuf::from("/x\ny"), 64, None).is_err());
         assert!(appliance_config(
             "a",
             &PathBuf::from("/x"),
             64,
-            Some(&vif("1Mb/s,script=/bin/evil")),
-            Paging::Hap,
+            Some(&vif("1Mb/s,script=/bin/evil"))
         )
         .is_err());
-        assert!(appliance_config(
-            "a",
-            &PathBuf::from("/x"),
-            64,
-            Some(&vif("1Mb/s")),
-            Paging::Hap
-        )
-        .is_ok());
+        assert!(appliance_config("a", &PathBuf::from("/x"), 64, Some(&vif("1Mb/s"))).is_ok());
     }
 
     #[test]
