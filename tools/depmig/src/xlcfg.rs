@@ -156,6 +156,10 @@ pub fn appliance_config(
         safe(name)?,
         safe(image)?,
     );
+    // The appliance never migrates, and it reads the TSC for every clock
+    // reading: let it run rdtsc natively. (Xen's default emulates rdtsc,
+    // one exit per reading, on a host whose TSC it does not trust.)
+    cfg.push_str("tsc_mode = \"native\"\n");
     if let Some(v) = vif {
         let mut spec = format!("bridge={},mac={}", safe(&v.bridge)?, appliance_mac(v.ip));
         if let Some(rate) = &v.rate {
@@ -233,6 +237,7 @@ mod tests {
             "vif = [ \"bridge=xenbr0,mac=00:16:3e:4d:00:15,rate=40Mb/s\" ]",
             "on_poweroff = \"preserve\"",
             "on_crash = \"preserve\"",
+            "tsc_mode = \"native\"",
         ] {
             assert!(lines.contains(&want), "missing {want:?} in\n{c}");
         }
