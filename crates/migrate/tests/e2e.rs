@@ -299,6 +299,13 @@ fn dependency_aware_freezes_and_skips_free_pages() {
     s.mode = Mode::DependencyAware;
     let free: Vec<u64> = (1000..1100).collect();
     s.guest.free_on_suspend = free.clone();
+    // Free from the start (zero here, so memory still compares equal): they
+    // go as zero pages in round 1 and are never copied.
+    let idle: Vec<u64> = (1200..1300).collect();
+    for &p in &idle {
+        s.guest.mem[p as usize * PAGE..(p as usize + 1) * PAGE].fill(0);
+    }
+    s.guest.free_at_start = idle.clone();
     // Half the hot set belongs to frozen groups.
     let hot = s.guest.hot.clone();
     s.guest.frozen = hot[..hot.len() / 2].to_vec();
@@ -309,6 +316,10 @@ fn dependency_aware_freezes_and_skips_free_pages() {
     assert_cpu_state_applied(&r);
     let copy = out.stats.rounds.last().unwrap();
     assert!(copy.last);
+    assert_eq!(out.stats.rounds[0].skipped_free, idle.len() as u64);
+    for p in &idle {
+        assert!(r.shell.zeroed.contains(p), "idle pfn {p} zeroed");
+    }
     assert_eq!(copy.skipped_free, free.len() as u64);
     assert!(dst.pages_zeroed >= free.len() as u64);
     for p in &free {

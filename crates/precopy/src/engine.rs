@@ -70,7 +70,8 @@ pub struct RoundStats {
     pub dirty_tainted: u64,
     /// Pages sent.
     pub sent: u64,
-    /// Pages not sent because free in the guest (copy round only).
+    /// Pages not sent because free in the guest (round 1 and the copy round
+    /// of a dependency-aware migration): they go as zero pages.
     pub skipped_free: u64,
     /// Pages not sent because untainted (unsound literal rule only).
     pub skipped_untainted: u64,
@@ -221,7 +222,11 @@ pub fn migrate(
 
         match mode {
             Mode::Baseline | Mode::PaperAnalysis => {}
-            Mode::DependencyAware if last => {
+            // Pages free in the guest need no content: in round 1 and in the
+            // copy round they go as zero pages (populated, not copied). A page
+            // free in round 1 that the guest allocates later is written by
+            // it before it means anything, so it is dirty by then and sent.
+            Mode::DependencyAware if last || round == 1 => {
                 scratch.clear_all();
                 oracle
                     .free_frames(&mut scratch)

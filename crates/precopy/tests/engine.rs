@@ -14,7 +14,10 @@ struct World {
     dirty: DirtyBitmap,
     hot: Vec<u64>,
     tainted: Vec<u64>,
+    /// Freed (and zeroed) as the guest suspends.
     free: Vec<u64>,
+    /// Free from the start (content left over, meaningless).
+    free_at_start: Vec<u64>,
     frozen: bool,
     suspended: bool,
     /// Taint walks made while the guest was suspended.
@@ -33,6 +36,7 @@ impl World {
             hot,
             tainted: vec![],
             free: vec![],
+            free_at_start: vec![],
             frozen: false,
             suspended: false,
             suspended_taint_walks: 0,
@@ -130,7 +134,12 @@ impl DependencyOracle for P {
         Ok(())
     }
     fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
-        for &p in &self.0.borrow().free {
+        let w = self.0.borrow();
+        for &p in w
+            .free_at_start
+            .iter()
+            .chain(w.suspended.then_some(&w.free).into_iter().flatten())
+        {
             out.set(p);
         }
         Ok(())
@@ -213,11 +222,45 @@ fn dependency_aware_freezes_and_skips_free_pages() {
         (10, 0, 10)
     );
     assert_eq!(w.borrow().dest[12], 0);
+    assert_eq!(s.rounds[0].skipped_free, 0, "nothing free in round 1");
     // The copy round's downtime carries no taint walk; its pages count tainted.
     assert_eq!(w.borrow().suspended_taint_walks, 0);
     assert_eq!(s.rounds[2].dirty_tainted, s.rounds[2].dirty);
     let w = w.borrow();
     assert_eq!(w.pages, w.dest);
+}
+
+#[test]
+fn dependency_aware_sends_pages_free_in_round_1_as_zero_pages() {
+    let w = World::new(3000, (100..200).collect());
+    w.borrow_mut().free_at_start = (2000..2100).collect();
+    let s = go(&w, Mode::DependencyAware, &mut Xen33::default());
+    assert_eq!(
+        (
+            s.rounds[0].dirty,
+            s.rounds[0].sent,
+            s.rounds[0].skipped_free
+        ),
+        (3000, 2900, 100)
+    );
+    let w = w.borrow();
+    // Never copied; the destination holds zero there.
+    assert!(w
+        .batches
+        .iter()
+        .flatten()
+        .all(|p| !(2000..2100).contains(p)));
+    assert!((2000..2100).all(|p| w.dest[p] == 0));
+    // Everything else arrived as the guest left it.
+    assert!((0..3000)
+        .filter(|p| !(2000..2100).contains(p))
+        .all(|p| w.pages[p] == w.dest[p]));
+    // Baseline copies them all.
+    drop(w);
+    let w = World::new(3000, (100..200).collect());
+    w.borrow_mut().free_at_start = (2000..2100).collect();
+    let s = go(&w, Mode::Baseline, &mut Xen33::default());
+    assert_eq!((s.rounds[0].sent, s.rounds[0].skipped_free), (3000, 0));
 }
 
 #[test]

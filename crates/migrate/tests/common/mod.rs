@@ -56,6 +56,8 @@ pub struct Guest {
     pub balloon_out: Option<u64>,
     /// Pages the guest frees (and zeroes) on its way into suspension.
     pub free_on_suspend: Vec<u64>,
+    /// Pages free from the start, until the guest writes one (allocates it).
+    pub free_at_start: Vec<u64>,
     pub reads: u64,
     pub params: BTreeMap<u32, u64>,
     pub tsc: TscInfo,
@@ -107,6 +109,7 @@ impl Guest {
             frozen_active: false,
             balloon_out: None,
             free_on_suspend: vec![],
+            free_at_start: vec![],
             reads: 0,
             params,
             tsc: TscInfo {
@@ -123,6 +126,8 @@ impl Guest {
         if !self.populated[pfn as usize] || (self.frozen_active && self.frozen.contains(&pfn)) {
             return;
         }
+        // A page written is in use: the guest allocated it first.
+        self.free_at_start.retain(|&p| p != pfn);
         let off = pfn as usize * PAGE + self.rng.below(PAGE as u64 / 8) as usize * 8;
         let v = self.rng.next().to_le_bytes();
         self.mem[off..off + 8].copy_from_slice(&v);
@@ -213,9 +218,13 @@ impl DependencyOracle for Oracle {
     }
     fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
         let g = self.g.0.lock().unwrap();
-        assert!(g.suspended, "free frames asked only while suspended");
-        for &p in &g.free_on_suspend {
+        for &p in &g.free_at_start {
             out.set(p);
+        }
+        if g.suspended {
+            for &p in &g.free_on_suspend {
+                out.set(p);
+            }
         }
         Ok(())
     }
