@@ -189,10 +189,13 @@ pub fn migrate(
 
     memory.populated(&mut due).map_err(EngineError::Memory)?;
     let guest_pages = due.count();
-    log.enable().map_err(EngineError::DirtyLog)?;
+    // Freeze first: what the quiet groups write before the freeze lands is
+    // read by round 1 (which reads every page after log-dirty is on), so
+    // logging their last writes would only send those pages twice.
     if mode == Mode::DependencyAware {
         summary.frozen_groups = oracle.freeze_quiet_groups().map_err(EngineError::Oracle)?;
     }
+    log.enable().map_err(EngineError::DirtyLog)?;
 
     let mut round: u32 = 1;
     let mut last = false;

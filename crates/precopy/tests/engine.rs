@@ -22,6 +22,8 @@ struct World {
     suspended: bool,
     /// Taint walks made while the guest was suspended.
     suspended_taint_walks: u32,
+    /// Whether the quiet groups were frozen when log-dirty was turned on.
+    frozen_at_log_enable: Option<bool>,
     now: u64,
     tick: u64,
     batches: Vec<Vec<u64>>,
@@ -40,6 +42,7 @@ impl World {
             frozen: false,
             suspended: false,
             suspended_taint_walks: 0,
+            frozen_at_log_enable: None,
             now: 0,
             tick: 0,
             batches: vec![],
@@ -71,6 +74,8 @@ impl GuestMemory for P {
 }
 impl DirtyLog for P {
     fn enable(&mut self) -> Result<(), PortError> {
+        let frozen = self.0.borrow().frozen;
+        self.0.borrow_mut().frozen_at_log_enable = Some(frozen);
         Ok(())
     }
     fn collect(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
@@ -207,6 +212,8 @@ fn dependency_aware_freezes_and_skips_free_pages() {
     w.borrow_mut().free = (10..20).collect();
     let s = go(&w, Mode::DependencyAware, &mut Xen33::default());
     assert_eq!(s.frozen_groups, 1);
+    // Frozen before logging: the writer's last writes are read by round 1.
+    assert_eq!(w.borrow().frozen_at_log_enable, Some(true));
     // Xen 3.3 stops after a round that sent < 50 pages: round 2 sent none.
     assert_eq!(s.rounds.len(), 3);
     assert_eq!(
