@@ -30,7 +30,7 @@
 G=guest
 S=${DEPMIG_SCENARIO:-paper-mmuncher}
 case $S in
-    paper-http) KIND=http WL=ticker,httpdl,httpd WORKLOAD=httpdl+httpd ;;
+    paper-http) KIND=http WL=ticker,httpdl,httpd WORKLOAD=httpdl+httpd GUEST_MUNCHER=none ;;
     *) KIND=mmuncher WL=ticker WORKLOAD=quiet-mmuncher-32MiB GUEST_MUNCHER=quiet ;;
 esac
 export GUEST_MUNCHER

@@ -19,23 +19,10 @@ const RESUME: &str = "guest--depmig-resume";
 const KEY_MISMATCH: &str = "FAIL Handshake(KeyMismatch); guest never suspended";
 
 /// The source appliance's report of a migration that failed before its
-/// first round, as `depmig_migrate::report::build` writes it (the same text
-/// is checked against the builder in crates/migrate/src/report.rs).
-const APPLIANCE_FAILED_BEFORE_ROUND_1: &str = concat!(
-    r#"{"schema":"depmig-migration-report/1","migrator":"depmig","scenario":"migrate-fault-key","#,
-    r#""workload":"","link_rate_bytes_per_s":5000000,"page_size":4096,"rounds":0,"final_round":null,"#,
-    r#""per_round_pages":[],"per_round":[],"total_pages":0,"total_pfns":0,"page_bytes":0,"#,
-    r#""stream_bytes":0,"total_time_ms":null,"downtime_ms":null,"downtime_method":"unknown","#,
-    r#""downtime_xl_list_ms":null,"downtime_final_round_ms":null,"poll_interval_ms":null,"#,
-    r#""events":{"first_byte_unix_ms":1800000005000,"suspended_unix_ms":null,"#,
-    r#""final_round_start_unix_ms":null,"stream_end_unix_ms":null,"go_unix_ms":null,"#,
-    r#""resumed_unix_ms":null,"last_byte_unix_ms":null},"stream":{"complete":false,"#,
-    r#""libxl_records":null,"libxc_records":0,"libxc_version":3,"domain_type":2,"#,
-    r#""pfn_order_anomalies":0,"trailer_bytes":48,"parse_error":null},"depmig":{"mode":"baseline","#,
-    r#""policy":"xen-4.x","result":"failed","nr_pfns":32768,"frozen_groups":0,"#,
-    r#""suspend_wait_ms":null,"per_round_dirty":[],"per_round_dirty_tainted":[],"#,
-    r#""per_round_skipped_free":[],"per_round_holes":[]}}"#
-);
+/// first round, as `depmig_migrate::report::build` writes it (checked against
+/// the builder in crates/migrate/src/report.rs, which reads the same file).
+const APPLIANCE_FAILED_BEFORE_ROUND_1: &str =
+    include_str!("../../../crates/migrate/tests/data/report-failed-before-round-1.json");
 
 /// How the fake appliances behave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
