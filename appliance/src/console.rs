@@ -7,7 +7,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::arch::io::{inb, outb, outsb};
+use crate::arch::io::{inb, outb};
 use crate::xen::console::PvConsole;
 
 const DEBUGCON: u16 = 0xE9;
@@ -32,10 +32,10 @@ static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console {
 
 impl Console {
     fn put_bytes(&mut self, bytes: &[u8]) {
-        // SAFETY: 0xE9 is a write-only debug sink on QEMU and Xen.
-        unsafe { outsb(DEBUGCON, bytes) }
-        if self.serial {
-            for &b in bytes {
+        for &b in bytes {
+            // SAFETY: 0xE9 is a write-only debug sink on QEMU and Xen.
+            unsafe { outb(DEBUGCON, b) }
+            if self.serial {
                 serial_put(b);
             }
         }

@@ -14,26 +14,6 @@ pub unsafe fn outb(port: u16, value: u8) {
     }
 }
 
-/// Writes `bytes` to an I/O port with one `rep outsb` (one exit to the
-/// hypervisor for the whole string instead of one per byte).
-///
-/// # Safety
-/// 1. As for [`outb`], for every byte of `bytes`.
-pub unsafe fn outsb(port: u16, bytes: &[u8]) {
-    // SAFETY: `rep outsb` reads exactly bytes.len() bytes from bytes.as_ptr()
-    // (DF is clear: the ABI guarantees it on entry to any function) and
-    // writes them to `port`; precondition 1 covers the device.
-    unsafe {
-        asm!(
-            "rep outsb",
-            in("dx") port,
-            inout("rsi") bytes.as_ptr() => _,
-            inout("rcx") bytes.len() => _,
-            options(readonly, nostack, preserves_flags)
-        )
-    }
-}
-
 /// Writes a 32-bit value to an I/O port.
 ///
 /// # Safety

@@ -144,6 +144,18 @@ fn hvm_param(index: u32) -> Result<u64, XenErrno> {
     Ok(p.value)
 }
 
+fn set_hvm_param(index: u32, value: u64) -> Result<(), XenErrno> {
+    let mut p = HvmParam {
+        domid: DOMID_SELF,
+        _pad: 0,
+        index,
+        value,
+    };
+    // SAFETY: HVMOP_set_param takes an xen_hvm_param.
+    unsafe { hypercall::op(xen_abi::hypercall::HVM_OP, HVMOP_SET_PARAM, &mut p)? };
+    Ok(())
+}
+
 fn add_to_physmap(space: u32, idx: u64, gfn: u64) -> Result<(), XenErrno> {
     let mut a = AddToPhysmap {
         domid: DOMID_SELF,
@@ -220,15 +232,11 @@ pub fn init(base: u32) -> Result<&'static Xen, InitError> {
     // SAFETY: Xen mapped shared_info at the window's first page just now.
     let shared = unsafe { SharedInfo::new(window_base()) };
     crate::arch::trap::set_upcall_pending_addr(shared.upcall_pending_addr());
-    // No callback vector (HVM_PARAM_CALLBACK_IRQ stays 0). The image runs
-    // with interrupts off and sleeps in SCHEDOP_poll, which wakes on its
-    // ports without any upcall; a registered vector could never be taken, so
-    // Xen held an undeliverable interrupt pending through most VM entries,
-    // asking for an interrupt window each time. Appliances on QEMU's
-    // emulated SVM died by triple fault at VM entries (after an emulated
-    // rdtsc, an `out`, inside a `rep movsb`) with no exception delivered;
-    // entries with nothing to inject remove one suspect. The gate stays in
-    // the IDT, harmless.
+    set_hvm_param(
+        HVM_PARAM_CALLBACK_IRQ,
+        callback_via_vector(crate::arch::trap::UPCALL_VECTOR),
+    )
+    .map_err(h("setting the callback vector"))?;
 
     let mut frames = 0;
     for f in 0..GRANT_FRAMES {
