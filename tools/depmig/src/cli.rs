@@ -477,6 +477,15 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     }
 }
 
+/// Splits `--opt=value` into the option and its inline value; any other
+/// argument comes back whole (`--opt value` takes its value from the next one).
+fn split_option(arg: &str) -> (&str, Option<&str>) {
+    match arg.split_once('=') {
+        Some((o, v)) if o.starts_with("--") => (o, Some(v)),
+        _ => (arg, None),
+    }
+}
+
 fn parse_compare<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
     let mut title = None;
     let mut svg = None;
@@ -486,10 +495,7 @@ fn parse_compare<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, U
     let mut reports: Vec<(String, PathBuf)> = Vec::new();
     let printable = |s: &str| !s.chars().any(char::is_control);
     while let Some(arg) = it.next() {
-        let (opt, inline) = match arg.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o, Some(v)),
-            _ => (arg, None),
-        };
+        let (opt, inline) = split_option(arg);
         let mut val = |name: &str| -> Result<&'a str, UsageError> {
             match inline {
                 Some(v) => Ok(v),
@@ -590,11 +596,7 @@ fn parse_migrate<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, U
     let mut workload = None;
 
     while let Some(arg) = it.next() {
-        // Accept both `--opt value` and `--opt=value`.
-        let (opt, inline) = match arg.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o, Some(v)),
-            _ => (arg, None),
-        };
+        let (opt, inline) = split_option(arg);
         let mut val = |name: &str| -> Result<&'a str, UsageError> {
             match inline {
                 Some(v) => Ok(v),
