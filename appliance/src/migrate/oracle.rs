@@ -466,11 +466,12 @@ impl DependencyOracle for AgentOracle<'_, '_> {
         r
     }
 
-    fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+    fn free_frames(&mut self, among: &DirtyBitmap, out: &mut DirtyBitmap) -> Result<(), PortError> {
         self.mem.flush();
         let (before, t0) = (self.mem.stats(), self.xen.now_ns());
-        let r = self.inner.free_frames(out);
-        self.after_walk("free", before, t0, out.count());
+        let r = self.inner.free_frames(among, out);
+        let what = format!("free, {} frames asked", among.count());
+        self.after_walk(&what, before, t0, out.count());
         r
     }
 }

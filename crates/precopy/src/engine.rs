@@ -232,7 +232,7 @@ pub fn migrate(
             Mode::DependencyAware if last || round == 1 => {
                 scratch.clear_all();
                 oracle
-                    .free_frames(&mut scratch)
+                    .free_frames(&due, &mut scratch)
                     .map_err(EngineError::Oracle)?;
                 scratch.and_with(&due);
                 due.and_not_with(&scratch);

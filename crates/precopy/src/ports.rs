@@ -68,9 +68,12 @@ pub trait DependencyOracle {
     fn thaw_all(&mut self) -> Result<(), PortError>;
     /// Marks frames owned by tainted processes or the kernel.
     fn tainted_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError>;
-    /// Marks frames free in the guest's page allocator. Only asked while
-    /// the guest is suspended, so the answer cannot race with the guest.
-    fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError>;
+    /// Marks the frames of `among` that are free in the guest's page
+    /// allocator (marks outside `among` are ignored; `among` lets an oracle
+    /// read only what decides those frames). Asked in round 1, where a
+    /// page freed and then reused is written, hence dirty, before it means
+    /// anything, and while the guest is suspended for the final round.
+    fn free_frames(&mut self, among: &DirtyBitmap, out: &mut DirtyBitmap) -> Result<(), PortError>;
 }
 
 /// An oracle that knows nothing: everything tainted, nothing free, nothing
@@ -89,7 +92,11 @@ impl DependencyOracle for NoOracle {
         out.set_all();
         Ok(())
     }
-    fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+    fn free_frames(
+        &mut self,
+        _among: &DirtyBitmap,
+        out: &mut DirtyBitmap,
+    ) -> Result<(), PortError> {
         out.clear_all();
         Ok(())
     }

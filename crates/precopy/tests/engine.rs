@@ -24,6 +24,8 @@ struct World {
     suspended_taint_walks: u32,
     /// Whether the quiet groups were frozen when log-dirty was turned on.
     frozen_at_log_enable: Option<bool>,
+    /// How many frames each free-page question asked about.
+    free_asked: Vec<u64>,
     now: u64,
     tick: u64,
     batches: Vec<Vec<u64>>,
@@ -43,6 +45,7 @@ impl World {
             suspended: false,
             suspended_taint_walks: 0,
             frozen_at_log_enable: None,
+            free_asked: vec![],
             now: 0,
             tick: 0,
             batches: vec![],
@@ -138,7 +141,8 @@ impl DependencyOracle for P {
         }
         Ok(())
     }
-    fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+    fn free_frames(&mut self, among: &DirtyBitmap, out: &mut DirtyBitmap) -> Result<(), PortError> {
+        self.0.borrow_mut().free_asked.push(among.count());
         let w = self.0.borrow();
         for &p in w
             .free_at_start
@@ -233,6 +237,9 @@ fn dependency_aware_freezes_and_skips_free_pages() {
     // The copy round's downtime carries no taint walk; its pages count tainted.
     assert_eq!(w.borrow().suspended_taint_walks, 0);
     assert_eq!(s.rounds[2].dirty_tainted, s.rounds[2].dirty);
+    // Asked about every page in round 1, and only the copy round's dirty
+    // pages while suspended.
+    assert_eq!(w.borrow().free_asked, vec![3000, 10]);
     let w = w.borrow();
     assert_eq!(w.pages, w.dest);
 }

@@ -112,7 +112,11 @@ impl DependencyOracle for Handle {
         self.0.borrow_mut().guest.tainted_frames(out);
         Ok(())
     }
-    fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+    fn free_frames(
+        &mut self,
+        _among: &DirtyBitmap,
+        out: &mut DirtyBitmap,
+    ) -> Result<(), PortError> {
         self.0.borrow().guest.free_frames(out);
         Ok(())
     }

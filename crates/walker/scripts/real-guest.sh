@@ -113,6 +113,10 @@ buddy = re.search(r"^WALKER buddy_frames (\d+)$", serial, re.M)
 verdict("free-matches-buddyinfo",
         scan and buddy and abs(int(scan[1]) - int(buddy[1])) <= int(buddy[1]) // 50,
         "walker %s, /proc/buddyinfo %s" % (scan[1] if scan else "?", buddy[1] if buddy else "?"))
+t = re.search(r"targeted free check: (\d+) of (\d+) sets .*?; (\d+) of (\d+) free frames asked found", out)
+verdict("targeted-free-agrees",
+        t and t[1] == t[2] and t[3] == t[4] and int(t[4]) > 0,
+        t[0] if t else "no targeted check")
 free = re.search(r"oracle free frames: (\d+)", out)
 verdict("free-frames", free and int(free[1]) >= 65536 // 10 and "fell back" not in out,
         "%s of 65536 frames free" % (free[1] if free else "?"))

@@ -263,6 +263,16 @@ impl<S: FrameSource> Inner<S> {
                 gfns.push(gfn);
             }
         }
+        self.fetch_list(gfns, tick, capacity)
+    }
+
+    /// Fetches frames `gfns` (distinct) in one batch and caches them.
+    fn fetch_list(
+        &mut self,
+        gfns: Vec<u64>,
+        tick: u64,
+        capacity: usize,
+    ) -> Result<(), CacheError<S::Error>> {
         let mut pages: Vec<Box<Page>> = Vec::new();
         pages
             .try_reserve_exact(gfns.len())
@@ -316,6 +326,41 @@ impl<S: FrameSource> Inner<S> {
 impl<S: FrameSource> PhysMem for CachedMem<S> {
     fn nr_pfns(&self) -> u64 {
         self.nr
+    }
+
+    /// Fetches the frames of `pfns` not cached yet, in batches of the
+    /// read-ahead size, at most the cache's capacity of them.
+    fn prefetch(&self, pfns: &[u64]) {
+        let Ok(mut g) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        let inner = &mut *g;
+        inner.tick += 1;
+        let tick = inner.tick;
+        let mut want: Vec<u64> = Vec::new();
+        for &pfn in pfns {
+            if want.len() >= self.capacity {
+                break;
+            }
+            if pfn < self.nr && !inner.index.contains_key(&pfn) && !want.contains(&pfn) {
+                if want.try_reserve(1).is_err() {
+                    break;
+                }
+                want.push(pfn);
+            }
+        }
+        // Bounded by the capacity over the batch size.
+        for batch in want.chunks(self.read_ahead) {
+            let mut gfns: Vec<u64> = Vec::new();
+            if gfns.try_reserve_exact(batch.len()).is_err() {
+                return;
+            }
+            gfns.extend_from_slice(batch);
+            if let Err(e) = inner.fetch_list(gfns, tick, self.capacity) {
+                inner.last_error = Some(e);
+                return;
+            }
+        }
     }
 
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
@@ -418,6 +463,29 @@ mod tests {
         m.read(5 * PAGE_SIZE, &mut b).unwrap();
         assert_eq!(asked(&m).len(), 2);
         assert_eq!(m.stats().flushes, 1);
+    }
+
+    #[test]
+    fn prefetch_asks_for_listed_frames_together_and_reads_then_hit() {
+        let m = mem(64, 8, 4);
+        let mut b = [0u8; 8];
+        m.read(9 * PAGE_SIZE, &mut b).unwrap();
+        // Cached (9), repeated (3) and outside the guest (99) frames are
+        // not asked again; at most the capacity (8) are fetched.
+        m.prefetch(&[3, 9, 40, 3, 7, 99, 1, 2, 20, 21, 22, 23, 24]);
+        assert_eq!(
+            asked(&m),
+            vec![vec![9], vec![3, 40, 7, 1], vec![2, 20, 21, 22]]
+        );
+        let before = m.stats();
+        for f in [3, 40, 7, 1, 2, 20, 21, 22] {
+            m.read(f * PAGE_SIZE + 16, &mut b).unwrap();
+            let mut want = [0u8; 8];
+            m.with_source(|s| s.img.read(f * PAGE_SIZE + 16, &mut want).unwrap());
+            assert_eq!(b, want);
+        }
+        let s = m.stats();
+        assert_eq!((s.misses, s.fetches), (before.misses, before.fetches));
     }
 
     #[test]

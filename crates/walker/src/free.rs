@@ -15,9 +15,16 @@
 //! with an order ≤ the profile's bound, the head is aligned, the block lies
 //! inside RAM, every page descriptor in the block was read, no other page
 //! in the block is PageBuddy, and every other page's `page_type` is -1.
+//!
+//! [`scan_free`] reads the whole array (64 descriptors a frame, 1024
+//! frames for 256 MiB); [`free_among`] decides a few frames (the dirty
+//! pages of a stop-and-copy round) from the descriptors that can matter:
+//! the heads each frame's block could start at and the blocks they claim.
 
 use crate::kernel::Kernel;
 use crate::mem::PhysMem;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 use depmig_precopy::DirtyBitmap;
 
 /// Descriptors read per translation step.
@@ -34,6 +41,8 @@ pub struct FreeScan {
     pub rejected: u64,
     /// Frames whose descriptor could not be read.
     pub unreadable: u64,
+    /// Page descriptors read.
+    pub descriptors: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -54,6 +63,7 @@ pub fn scan_free<M: PhysMem + ?Sized>(k: &Kernel<'_, M>) -> FreeScan {
         blocks: 0,
         rejected: 0,
         unreadable: 0,
+        descriptors: 0,
     };
     let mut buf = alloc::vec![0u8; (CHUNK * size) as usize];
     let mut pending: Option<Pending> = None;
@@ -69,6 +79,9 @@ pub fn scan_free<M: PhysMem + ?Sized>(k: &Kernel<'_, M>) -> FreeScan {
             (Some(va), Some(chunk)) => k.read_virt(va, chunk).is_ok(),
             _ => false,
         };
+        if readable {
+            out.descriptors += n;
+        }
         for i in 0..n {
             let pfn = base + i;
             if let Some(b) = pending {
@@ -115,6 +128,305 @@ pub fn scan_free<M: PhysMem + ?Sized>(k: &Kernel<'_, M>) -> FreeScan {
         commit(&mut out, b);
     }
     out
+}
+
+/// `page->flags` bits no free page carries: the kernel clears every page
+/// flag as it frees a page (`free_pages_prepare` clears
+/// `PAGE_FLAGS_CHECK_AT_PREP`, all of them but hwpoison, on each page of
+/// the block), and the low 16 are page flags in every layout since 4.x
+/// (zone, node and section numbers sit at the top of the word). A frame
+/// with one of them set is in use: slab, page cache, reserved, locked.
+/// (A kernel that reports free pages to a balloon marks them with an alias
+/// of `PG_uptodate`: such pages are reported in use, which only sends them.)
+pub const IN_USE_FLAGS: u64 = 0xffff;
+
+/// What is known about one frame as a possible block head.
+#[derive(Clone, Copy)]
+enum Head {
+    /// Its descriptor shows it in use: neither a head nor a tail.
+    InUse,
+    /// Not a PageBuddy head with an order that fits (aligned, within the
+    /// profile's bound, inside RAM), or its descriptor is unreadable.
+    Plain,
+    /// A fitting head whose block `[head, end)` failed a check.
+    Rejected(u64),
+    /// A fitting head whose block `[head, end)` is proven free.
+    Accepted(u64),
+    /// A fitting head ending at `end`, its block not yet checked.
+    Unchecked(u64),
+}
+
+/// Which frames of `among` are free, reading only the descriptors that can
+/// decide them. A frame is free when, of the heads its block could start
+/// at (the frame aligned down to each order up to the profile's bound),
+/// exactly one is a fitting PageBuddy head whose block covers the frame,
+/// and that block passes [`scan_free`]'s checks; a frame whose own
+/// descriptor says it is in use (a `page_type` other than -1 and
+/// PageBuddy, or one of [`IN_USE_FLAGS`]) is decided by that alone. In a
+/// consistent guest the answer is `scan_free`'s restricted to `among`; in
+/// any guest it is a subset of it (a second head covering the frame is one
+/// `scan_free` would also have rejected the block for).
+///
+/// Each head is read and each block checked once, and the descriptors of
+/// the next few dozen frames are asked of the memory together
+/// ([`PhysMem::prefetch`]). When `among` holds more than half as many
+/// frames as the descriptor array fills, or the descriptors read would
+/// exceed a whole scan's, it scans the whole array instead.
+pub fn free_among<M: PhysMem + ?Sized>(k: &Kernel<'_, M>, among: &DirtyBitmap) -> FreeScan {
+    let nr = k.mem().nr_pfns();
+    let array_frames = nr.saturating_mul(u64::from(k.profile().page.size)) / crate::mem::PAGE_SIZE;
+    if among.count() > array_frames / 2 {
+        return restricted(scan_free(k), among);
+    }
+    let mut t = Targeted {
+        k,
+        nr,
+        max_order: k.profile().max_order.min(20),
+        heads: BTreeMap::new(),
+        block: alloc::vec![0u8; (CHUNK * u64::from(k.profile().page.size)) as usize],
+        out: FreeScan {
+            free: DirtyBitmap::new(nr),
+            blocks: 0,
+            rejected: 0,
+            unreadable: 0,
+            descriptors: 0,
+        },
+    };
+    let cands: Vec<u64> = among.iter_ones().filter(|&p| p < nr).collect();
+    let mut frames: Vec<u64> = Vec::with_capacity(PREFETCH + 32);
+    let mut i = 0;
+    // Each pass decides at least one frame: bounded by `among`'s size.
+    while i < cands.len() {
+        // The next frames whose own descriptors fit one prefetch; then,
+        // for those their descriptor does not show in use, the
+        // descriptors of their possible heads.
+        frames.clear();
+        let mut j = i;
+        while let Some(&pfn) = cands.get(j) {
+            let before = frames.len();
+            t.descriptor_frames(pfn, 0, &mut frames);
+            if before > 0 && frames.len() > PREFETCH {
+                frames.truncate(before);
+                break;
+            }
+            j += 1;
+        }
+        let chunk = cands.get(i..j).unwrap_or(&[]);
+        k.mem().prefetch(&frames);
+        frames.clear();
+        for &pfn in chunk {
+            if !t.look(pfn) && frames.len() < PREFETCH {
+                t.descriptor_frames(pfn, t.max_order, &mut frames);
+            }
+        }
+        k.mem().prefetch(&frames);
+        for &pfn in chunk {
+            if t.out.descriptors > nr {
+                return restricted(scan_free(k), among);
+            }
+            t.decide(pfn);
+        }
+        i = j;
+    }
+    let mut out = t.out;
+    out.free.and_with(among);
+    out
+}
+
+/// Descriptor frames [`free_among`] asks its memory to fetch together
+/// (below the appliance's 128-page cache, leaving room for page tables).
+const PREFETCH: usize = 48;
+
+/// The state of one [`free_among`].
+struct Targeted<'k, 'a, M: PhysMem + ?Sized> {
+    k: &'k Kernel<'a, M>,
+    nr: u64,
+    max_order: u32,
+    heads: BTreeMap<u64, Head>,
+    block: Vec<u8>,
+    out: FreeScan,
+}
+
+impl<M: PhysMem + ?Sized> Targeted<'_, '_, M> {
+    /// The distinct guest frames holding the descriptors of `pfn`'s
+    /// possible heads up to `max_order` not read yet, appended to `frames`.
+    fn descriptor_frames(&self, pfn: u64, max_order: u32, frames: &mut Vec<u64>) {
+        let p = self.k.profile();
+        let mut last = u64::MAX;
+        for order in 0..=max_order {
+            let h = pfn & !((1u64 << order) - 1);
+            if h == last || self.heads.contains_key(&h) {
+                continue;
+            }
+            last = h;
+            let va = h
+                .checked_mul(u64::from(p.page.size))
+                .and_then(|o| p.vmemmap_base.checked_add(o));
+            if let Some(Ok(pa)) = va.map(|va| self.k.virt_to_phys(va)) {
+                let f = pa / crate::mem::PAGE_SIZE;
+                if !frames.contains(&f) {
+                    frames.push(f);
+                }
+            }
+        }
+    }
+
+    /// Reads `pfn`'s own descriptor (once); whether it shows the frame in
+    /// use, which decides it.
+    fn look(&mut self, pfn: u64) -> bool {
+        let v = match self.heads.get(&pfn) {
+            Some(&v) => v,
+            None => {
+                let v = read_head(self.k, pfn, self.nr, self.max_order, &mut self.out);
+                self.heads.insert(pfn, v);
+                v
+            }
+        };
+        matches!(v, Head::InUse)
+    }
+
+    /// Decides frame `pfn`.
+    fn decide(&mut self, pfn: u64) {
+        if self.out.free.test(pfn) {
+            return;
+        }
+        let mut covering: Option<u64> = None;
+        let mut conflict = false;
+        let mut last = u64::MAX;
+        for order in 0..=self.max_order {
+            let h = pfn & !((1u64 << order) - 1);
+            if h == last {
+                continue;
+            }
+            last = h;
+            let head = match self.heads.get(&h) {
+                Some(&v) => v,
+                None => {
+                    let v = read_head(self.k, h, self.nr, self.max_order, &mut self.out);
+                    self.heads.insert(h, v);
+                    v
+                }
+            };
+            let end = match head {
+                // A frame in use is not the tail of a free block.
+                Head::InUse if order == 0 => return,
+                Head::Plain | Head::InUse => continue,
+                Head::Rejected(e) | Head::Accepted(e) | Head::Unchecked(e) => e,
+            };
+            if pfn < end {
+                conflict |= covering.is_some();
+                covering = Some(h);
+            }
+        }
+        let Some(h) = covering else { return };
+        let verdict = match self.heads.get(&h) {
+            Some(&Head::Unchecked(end)) if !conflict => {
+                if check_block(self.k, h, end, &mut self.block, &mut self.out) {
+                    crate::bits::set_range(&mut self.out.free, h, end - h);
+                    self.out.blocks += 1;
+                    Head::Accepted(end)
+                } else {
+                    self.out.rejected += 1;
+                    Head::Rejected(end)
+                }
+            }
+            Some(&Head::Unchecked(end)) => {
+                self.out.rejected += 1;
+                Head::Rejected(end)
+            }
+            Some(&v) => v,
+            None => Head::Plain,
+        };
+        self.heads.insert(h, verdict);
+    }
+}
+
+/// Reads frame `h`'s descriptor as a possible head.
+fn read_head<M: PhysMem + ?Sized>(
+    k: &Kernel<'_, M>,
+    h: u64,
+    nr: u64,
+    max_order: u32,
+    out: &mut FreeScan,
+) -> Head {
+    let lay = k.profile().page;
+    let mut d = [0u8; 64];
+    let size = (lay.size as usize).min(d.len());
+    let va = h
+        .checked_mul(u64::from(lay.size))
+        .and_then(|o| k.profile().vmemmap_base.checked_add(o));
+    let read = match (va, d.get_mut(..size)) {
+        (Some(va), Some(buf)) => k.read_virt(va, buf).is_ok(),
+        _ => false,
+    };
+    if !read {
+        out.unreadable += 1;
+        return Head::Plain;
+    }
+    out.descriptors += 1;
+    let page_type = field_u32(&d, lay.page_type as usize);
+    if field_u64(&d, lay.flags as usize) & IN_USE_FLAGS != 0 {
+        return Head::InUse;
+    }
+    if page_type & lay.buddy_mask != lay.buddy_value {
+        return if page_type == u32::MAX {
+            Head::Plain
+        } else {
+            Head::InUse
+        };
+    }
+    let order = field_u64(&d, lay.private as usize);
+    let fits = order <= u64::from(max_order) && h.is_multiple_of(1u64 << order);
+    match h.checked_add(1u64 << order.min(63)) {
+        Some(end) if fits && end <= nr => Head::Unchecked(end),
+        _ => {
+            out.rejected += 1;
+            Head::Plain
+        }
+    }
+}
+
+/// Checks the tails of block `[h, end)`: every descriptor read, none
+/// PageBuddy, every `page_type` -1.
+fn check_block<M: PhysMem + ?Sized>(
+    k: &Kernel<'_, M>,
+    h: u64,
+    end: u64,
+    buf: &mut [u8],
+    out: &mut FreeScan,
+) -> bool {
+    let p = k.profile();
+    let size = u64::from(p.page.size);
+    let mut base = h + 1;
+    // Bounded by the block's size, at most 2^20 frames.
+    while base < end {
+        let n = CHUNK.min(end - base);
+        let va = base
+            .checked_mul(size)
+            .and_then(|o| p.vmemmap_base.checked_add(o));
+        let Some(chunk) = buf.get_mut(..(n * size) as usize) else {
+            return false;
+        };
+        if va.is_none_or(|va| k.read_virt(va, chunk).is_err()) {
+            out.unreadable += n;
+            return false;
+        }
+        out.descriptors += n;
+        for i in 0..n {
+            let at = (i * size) as usize + p.page.page_type as usize;
+            if field_u32(chunk, at) != u32::MAX {
+                return false;
+            }
+        }
+        base += n;
+    }
+    true
+}
+
+/// A whole scan's answer restricted to `among`.
+fn restricted(mut scan: FreeScan, among: &DirtyBitmap) -> FreeScan {
+    scan.free.and_with(among);
+    scan
 }
 
 fn commit(out: &mut FreeScan, b: Pending) {

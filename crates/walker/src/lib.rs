@@ -32,7 +32,7 @@ pub mod tasks;
 pub use cache::{CacheError, CacheStats, CachedMem, FrameSource};
 pub use classify::{classify, Class, Classification, Limits, Process, Stats};
 pub use error::WalkError;
-pub use free::{scan_free, FreeScan};
+pub use free::{free_among, scan_free, FreeScan};
 pub use kernel::Kernel;
 pub use mem::{ImageMem, MemError, PhysMem, PAGE_SIZE};
 pub use oracle::{GroupControl, LinuxOracle};

@@ -29,6 +29,10 @@ pub trait PhysMem {
     fn nr_pfns(&self) -> u64;
     /// Fills `buf` from guest-physical address `gpa`.
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError>;
+    /// Says that frames `pfns` are about to be read, so that a memory that
+    /// copies frames in batches can ask for them together. Best effort:
+    /// it may keep fewer, and reads stay correct either way.
+    fn prefetch(&self, _pfns: &[u64]) {}
 }
 
 impl<T: PhysMem + ?Sized> PhysMem for &T {
@@ -37,6 +41,9 @@ impl<T: PhysMem + ?Sized> PhysMem for &T {
     }
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
         (**self).read(gpa, buf)
+    }
+    fn prefetch(&self, pfns: &[u64]) {
+        (**self).prefetch(pfns)
     }
 }
 

@@ -6,7 +6,7 @@ use depmig_precopy::{DependencyOracle, DirtyBitmap, PortError};
 
 use crate::classify::{classify, Classification, Limits};
 use crate::error::WalkError;
-use crate::free::scan_free;
+use crate::free::free_among;
 use crate::kernel::Kernel;
 use crate::mem::{PhysMem, PAGE_SIZE};
 use crate::profile::KernelProfile;
@@ -94,10 +94,35 @@ impl<M: PhysMem, C: GroupControl> LinuxOracle<M, C> {
     /// Frames proven free and not in use by anything the walker can see
     /// (user mappings, page tables, the taint table itself).
     pub fn free_now(&self) -> Result<DirtyBitmap, WalkError> {
+        let mut all = DirtyBitmap::new(self.mem.nr_pfns());
+        all.set_all();
+        self.free_among_now(&all, None)
+    }
+
+    /// The frames of `among` proven free, as [`LinuxOracle::free_now`], read
+    /// with [`free_among`] (only the descriptors that can decide them when
+    /// `among` is small). The user-mapped and page-table frames excluded
+    /// are `known`'s when given, else a classification made now: in a
+    /// consistent kernel the descriptors already exclude both (a mapped
+    /// page's `_mapcount` and a page table's `page_type` are not -1), so
+    /// the exclusion is a second line against a kernel whose descriptors
+    /// lie, and one from a walk a round earlier serves it.
+    pub fn free_among_now(
+        &self,
+        among: &DirtyBitmap,
+        known: Option<&Classification>,
+    ) -> Result<DirtyBitmap, WalkError> {
         let v = self.view()?;
         let k = Kernel::new(&self.mem, &v.profile)?;
-        let mut free = scan_free(&k).free;
-        let c = classify(&k, Some(&v.table), &self.limits)?;
+        let mut free = free_among(&k, among).free;
+        let fresh;
+        let c = match known {
+            Some(c) => c,
+            None => {
+                fresh = classify(&k, Some(&v.table), &self.limits)?;
+                &fresh
+            }
+        };
         free.and_not_with(&c.mapped);
         free.and_not_with(&c.page_tables);
         for &f in &v.table.frames {
@@ -128,9 +153,9 @@ impl<M: PhysMem, C: GroupControl> DependencyOracle for LinuxOracle<M, C> {
         Ok(())
     }
 
-    fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+    fn free_frames(&mut self, among: &DirtyBitmap, out: &mut DirtyBitmap) -> Result<(), PortError> {
         out.clear_all();
-        match self.free_now() {
+        match self.free_among_now(among, self.last.as_ref()) {
             Ok(free) => free.for_each_one(|pfn| {
                 out.set(pfn);
             }),

@@ -9,8 +9,8 @@ use common::*;
 use depmig_precopy::{DependencyOracle, DirtyBitmap};
 use depmig_walker::synth::{GuestBuilder, PageSize, TASK};
 use depmig_walker::{
-    classify, scan_free, Class, ImageMem, Kernel, KernelProfile, Limits, LinuxOracle, PhysMem,
-    TaintTable, WalkError,
+    classify, free_among, scan_free, Class, ImageMem, Kernel, KernelProfile, Limits, LinuxOracle,
+    PhysMem, TaintTable, WalkError,
 };
 use proptest::prelude::*;
 
@@ -269,7 +269,7 @@ fn oracle_falls_back_to_sending_everything() {
     o.tainted_frames(&mut out).unwrap();
     assert_eq!(out.count(), NR + 100);
     out.set_all();
-    o.free_frames(&mut out).unwrap();
+    o.free_frames(&all(NR + 100), &mut out).unwrap();
     assert_eq!(out.count(), 0);
     assert_eq!(o.last_error(), Some(WalkError::BadTaskPointer(0x1000)));
     // A broken taint table header: the same.
@@ -279,7 +279,7 @@ fn oracle_falls_back_to_sending_everything() {
     let mut o = LinuxOracle::new(&mem, Freezer::default(), s.table_gfn);
     o.tainted_frames(&mut out).unwrap();
     assert_eq!(out.count(), NR + 100);
-    o.free_frames(&mut out).unwrap();
+    o.free_frames(&all(NR + 100), &mut out).unwrap();
     assert_eq!(out.count(), 0);
 }
 
@@ -364,7 +364,7 @@ proptest! {
         } else {
             prop_assert_eq!(out.count(), NR);
         }
-        o.free_frames(&mut out).unwrap();
+        o.free_frames(&all(NR), &mut out).unwrap();
         if out.count() > 0 {
             let c = o.classify_now().unwrap();
             prop_assert_eq!(out.count_and(&c.mapped), 0);
@@ -413,6 +413,93 @@ proptest! {
             }
         });
         prop_assert_eq!(bad, None);
+    }
+
+    /// Random page descriptors, asked about a random few frames: the
+    /// targeted check never reports a frame the whole scan does not, and
+    /// never panics or reads more than a whole scan's worth and a block.
+    #[test]
+    fn targeted_free_is_within_the_whole_scan(
+        descs in proptest::collection::vec((0u8..7, any::<u32>(), 0u64..14), 2048),
+        asked in proptest::collection::vec(0u64..NR, 1..120),
+    ) {
+        let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+        let desc: Vec<u64> = (0..NR).map(|p| b.desc_pa(p).unwrap()).collect();
+        for (i, (kind, t, order)) in descs.iter().enumerate() {
+            let pfn = 6144 + i as u64;
+            let page_type = match kind {
+                0 | 1 => 0xffff_ff7f, // buddy head
+                2 | 3 => u32::MAX,    // plain
+                4 => t | 0xf000_0000, // some type, maybe buddy
+                5 => u32::MAX,        // plain, with a page flag
+                _ => *t,
+            };
+            b.mem.write_u32(desc[pfn as usize] + 48, page_type);
+            b.mem.write_u64(desc[pfn as usize] + 40, *order);
+            if *kind == 5 {
+                b.mem.write_u64(desc[pfn as usize], 1 << (t % 16));
+            }
+        }
+        let (mem, profile) = b.build();
+        let k = Kernel::new(&mem, &profile).unwrap();
+        let whole = scan_free(&k);
+        let mut among = DirtyBitmap::new(NR);
+        for &f in &asked {
+            among.set(f);
+        }
+        let t = free_among(&k, &among);
+        let mut allowed = whole.free.clone();
+        allowed.and_with(&among);
+        prop_assert_eq!(t.free.count_and(&allowed), t.free.count());
+        prop_assert!(t.descriptors <= NR + 1024 + 11);
+    }
+
+    /// A consistent allocator: random non-overlapping aligned free blocks,
+    /// frames in use marked as a kernel marks them (mapped, flagged or
+    /// plain). Asked about any frames, the targeted check answers exactly
+    /// what the whole scan does.
+    #[test]
+    fn targeted_free_matches_the_whole_scan_on_a_consistent_guest(
+        blocks in proptest::collection::vec((0u64..2048, 0u32..11), 0..40),
+        used in proptest::collection::vec((0u64..2048, 0u8..3), 0..400),
+        asked in proptest::collection::vec(0u64..2048, 1..200),
+    ) {
+        let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+        let base = 6144u64;
+        let mut taken = vec![false; 2048];
+        for (at, order) in blocks {
+            let size = 1u64 << order;
+            let head = at & !(size - 1);
+            if head + size > 2048 || (head..head + size).any(|p| taken[p as usize]) {
+                continue;
+            }
+            for p in head..head + size {
+                taken[p as usize] = true;
+            }
+            b.free_block(base + head, order).unwrap();
+        }
+        for (at, kind) in used {
+            if taken[at as usize] {
+                continue;
+            }
+            let pa = b.desc_pa(base + at).unwrap();
+            match kind {
+                0 => b.mem.write_u32(pa + 48, 0), // mapped once
+                1 => b.mem.write_u64(pa, 1 << 9), // a page flag
+                _ => true,                         // unmarked
+            };
+        }
+        let (mem, profile) = b.build();
+        let k = Kernel::new(&mem, &profile).unwrap();
+        let whole = scan_free(&k);
+        let mut among = DirtyBitmap::new(NR);
+        for &f in &asked {
+            among.set(base + f);
+        }
+        let t = free_among(&k, &among);
+        let mut expect = whole.free.clone();
+        expect.and_with(&among);
+        prop_assert_eq!(ones(&t.free), ones(&expect));
     }
 
     /// Random page tables: a pool of table frames filled with entries that
@@ -486,7 +573,7 @@ proptest! {
         let mut out = DirtyBitmap::new(512);
         o.tainted_frames(&mut out).unwrap();
         prop_assert_eq!(out.count(), 512);
-        o.free_frames(&mut out).unwrap();
+        o.free_frames(&all(512), &mut out).unwrap();
         prop_assert_eq!(out.count(), 0);
     }
 }

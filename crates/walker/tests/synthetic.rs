@@ -8,8 +8,8 @@ use depmig_precopy::{DependencyOracle, DirtyBitmap};
 use depmig_walker::profile::LINK_TEXT;
 use depmig_walker::synth::{GuestBuilder, PageSize};
 use depmig_walker::{
-    classify, scan_free, Class, Kernel, KernelProfile, Limits, LinuxOracle, PhysMem, ProfileError,
-    TaintTable, TaskState, WalkError,
+    classify, free_among, scan_free, Class, Kernel, KernelProfile, Limits, LinuxOracle, PhysMem,
+    ProfileError, TaintTable, TaskState, WalkError,
 };
 
 fn check_scenario(levels: u32) {
@@ -63,10 +63,38 @@ fn check_scenario(levels: u32) {
     assert_eq!(ones(&free.free), sorted(expect));
     assert_eq!((free.blocks, free.rejected, free.unreadable), (3, 0, 0));
 
+    // Asked about a few frames, the targeted check reads a handful of
+    // descriptors and agrees with the whole scan on each of them: heads,
+    // tails of an order-0, -3 and -10 block, frames in use around them.
+    let mut few = DirtyBitmap::new(NR);
+    for f in [
+        0, 5000, 5999, 6000, 6001, 6999, 7000, 7003, 7007, 7008, 7167, 7168, 7500, 8191,
+    ] {
+        few.set(f);
+    }
+    let t = free_among(&k, &few);
+    let mut expect = free.free.clone();
+    expect.and_with(&few);
+    assert_eq!(ones(&t.free), ones(&expect));
+    assert_eq!(
+        ones(&t.free),
+        vec![6000, 7000, 7003, 7007, 7168, 7500, 8191]
+    );
+    assert!(
+        t.descriptors < free.descriptors / 4,
+        "{} descriptors read for 14 frames, the whole scan read {}",
+        t.descriptors,
+        free.descriptors
+    );
+    // Asked about everything, it is the whole scan.
+    let mut all = DirtyBitmap::new(NR);
+    all.set_all();
+    assert_eq!(free_among(&k, &all).free, free.free);
+
     // Through the oracle: 6000 is mapped, so it is not reported free.
     let mut oracle = LinuxOracle::new(&mem, Freezer::default(), s.table_gfn);
     let mut out = DirtyBitmap::new(NR);
-    oracle.free_frames(&mut out).unwrap();
+    oracle.free_frames(&all, &mut out).unwrap();
     let mut expect = range(7000, 7008);
     expect.extend(range(7168, 8192));
     assert_eq!(ones(&out), expect);

@@ -216,7 +216,11 @@ impl DependencyOracle for Oracle {
         }
         Ok(())
     }
-    fn free_frames(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+    fn free_frames(
+        &mut self,
+        _among: &DirtyBitmap,
+        out: &mut DirtyBitmap,
+    ) -> Result<(), PortError> {
         let g = self.g.0.lock().unwrap();
         for &p in &g.free_at_start {
             out.set(p);

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use depmig_precopy::{DependencyOracle, DirtyBitmap, PortError};
 use depmig_walker::{
-    classify, scan_free, GroupControl, ImageMem, Kernel, KernelProfile, Limits, LinuxOracle,
-    PhysMem, TaintTable, PAGE_SIZE,
+    classify, free_among, scan_free, GroupControl, ImageMem, Kernel, KernelProfile, Limits,
+    LinuxOracle, PhysMem, TaintTable, PAGE_SIZE,
 };
 
 struct NoFreezer;
@@ -94,9 +94,12 @@ fn run(path: &str, gfn: &str) -> Result<(), String> {
         f.rejected,
         f.unreadable
     );
+    targeted_check(&k, &f);
     let mut o = LinuxOracle::new(&mem, NoFreezer, gfn);
     let mut out = DirtyBitmap::new(mem.nr_pfns());
-    o.free_frames(&mut out)
+    let mut all = DirtyBitmap::new(mem.nr_pfns());
+    all.set_all();
+    o.free_frames(&all, &mut out)
         .map_err(|e| format!("oracle: {e:?}"))?;
     println!(
         "oracle free frames: {} ({:.1}% of RAM){}",
@@ -107,6 +110,47 @@ fn run(path: &str, gfn: &str) -> Result<(), String> {
             .unwrap_or_default()
     );
     Ok(())
+}
+
+/// Asks the targeted free-page check about sets of frames the size of a
+/// stop-and-copy round's dirty set (half of them free by the whole scan,
+/// half anywhere) and compares each answer with the whole scan's.
+fn targeted_check<M: PhysMem>(k: &Kernel<'_, M>, whole: &depmig_walker::FreeScan) {
+    let nr = k.mem().nr_pfns();
+    let free: Vec<u64> = whole.free.iter_ones().collect();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut agree, mut asked_free, mut found_free, mut descriptors) = (0, 0, 0, 0);
+    let sets = 8;
+    for _ in 0..sets {
+        let mut among = DirtyBitmap::new(nr);
+        while among.count() < 400 {
+            let pfn = match free.len() as u64 {
+                n if n > 0 && among.count().is_multiple_of(2) => free[(next() % n) as usize],
+                _ => next() % nr,
+            };
+            among.set(pfn);
+        }
+        let t = free_among(k, &among);
+        let mut expect = whole.free.clone();
+        expect.and_with(&among);
+        if t.free == expect {
+            agree += 1;
+        }
+        asked_free += expect.count();
+        found_free += t.free.count();
+        descriptors += t.descriptors;
+    }
+    println!(
+        "targeted free check: {agree} of {sets} sets of 400 frames agree with the whole scan; {found_free} of {asked_free} free frames asked found; {} descriptors read a set (whole scan {})",
+        descriptors / sets,
+        whole.descriptors
+    );
 }
 
 fn main() -> ExitCode {

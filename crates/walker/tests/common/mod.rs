@@ -11,6 +11,13 @@ pub fn ones(b: &DirtyBitmap) -> Vec<u64> {
     v
 }
 
+/// A bitmap of `n` frames, all set.
+pub fn all(n: u64) -> DirtyBitmap {
+    let mut b = DirtyBitmap::new(n);
+    b.set_all();
+    b
+}
+
 pub fn range(a: u64, b: u64) -> Vec<u64> {
     (a..b).collect()
 }
