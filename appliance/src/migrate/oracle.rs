@@ -466,6 +466,40 @@ impl DependencyOracle for AgentOracle<'_, '_> {
         r
     }
 
+    fn census(&mut self, round: u32, frames: &DirtyBitmap) -> Result<(), PortError> {
+        self.mem.flush();
+        let (before, t0) = (self.mem.stats(), self.xen.now_ns());
+        let r = self.inner.census(round, frames);
+        let ms = self.xen.now_ns().saturating_sub(t0) / 1_000_000;
+        let maps = self.mem.stats().fetches - before.fetches;
+        match self.inner.last_census() {
+            Some((_, Ok(c))) => {
+                let mut owners = String::new();
+                for o in c.owners.iter().take(8) {
+                    let n = o.comm.iter().position(|&b| b == 0).unwrap_or(o.comm.len());
+                    let comm = String::from_utf8_lossy(o.comm.get(..n).unwrap_or(&[]));
+                    owners.push_str(&format!(" {comm}[{}]={}", o.tgid, o.frames));
+                }
+                log::info!(
+                    "migrate: census of round {round}'s {} dirty tainted frames: user {} (by process:{owners}), user page tables {}, kernel flagged {}, kernel typed {}, plain {}, buddy heads {}, unreadable {}; {ms} ms, {maps} maps",
+                    c.asked,
+                    c.user,
+                    c.page_tables,
+                    c.flagged,
+                    c.typed,
+                    c.plain,
+                    c.buddy,
+                    c.unreadable
+                );
+            }
+            Some((_, Err(e))) => {
+                log::warn!("migrate: census of round {round} failed ({e:?}) after {ms} ms")
+            }
+            None => {}
+        }
+        r
+    }
+
     fn free_frames(&mut self, among: &DirtyBitmap, out: &mut DirtyBitmap) -> Result<(), PortError> {
         self.mem.flush();
         let (before, t0) = (self.mem.stats(), self.xen.now_ns());

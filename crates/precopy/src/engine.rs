@@ -222,6 +222,13 @@ pub fn migrate(
                 .map_err(EngineError::Oracle)?;
             due.count_and(&taint)
         };
+        // Whose the dirty tainted pages are: measured while the guest runs
+        // (not in the copy round, whose downtime it would lengthen).
+        if mode == Mode::PaperAnalysis && !last {
+            scratch.copy_from(&due);
+            scratch.and_with(&taint);
+            let _ = oracle.census(round, &scratch);
+        }
 
         match mode {
             Mode::Baseline | Mode::PaperAnalysis => {}

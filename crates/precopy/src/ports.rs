@@ -74,6 +74,13 @@ pub trait DependencyOracle {
     /// page freed and then reused is written, hence dirty, before it means
     /// anything, and while the guest is suspended for the final round.
     fn free_frames(&mut self, among: &DirtyBitmap, out: &mut DirtyBitmap) -> Result<(), PortError>;
+    /// Paper-analysis mode's measurement: the frames round `round` found
+    /// dirty and tainted, for the oracle to say whose they are (its own
+    /// report). Nothing it does changes what is sent, and its errors never
+    /// fail a migration. By default it does nothing.
+    fn census(&mut self, _round: u32, _frames: &DirtyBitmap) -> Result<(), PortError> {
+        Ok(())
+    }
 }
 
 /// An oracle that knows nothing: everything tainted, nothing free, nothing

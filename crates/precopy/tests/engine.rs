@@ -26,6 +26,8 @@ struct World {
     frozen_at_log_enable: Option<bool>,
     /// How many frames each free-page question asked about.
     free_asked: Vec<u64>,
+    /// Census requests: round, frames, whether the guest was suspended.
+    census: Vec<(u32, u64, bool)>,
     now: u64,
     tick: u64,
     batches: Vec<Vec<u64>>,
@@ -46,6 +48,7 @@ impl World {
             suspended_taint_walks: 0,
             frozen_at_log_enable: None,
             free_asked: vec![],
+            census: vec![],
             now: 0,
             tick: 0,
             batches: vec![],
@@ -140,6 +143,13 @@ impl DependencyOracle for P {
             out.set(p);
         }
         Ok(())
+    }
+    fn census(&mut self, round: u32, frames: &DirtyBitmap) -> Result<(), PortError> {
+        let mut w = self.0.borrow_mut();
+        let suspended = w.suspended;
+        w.census.push((round, frames.count(), suspended));
+        // A failing measurement never fails the migration.
+        Err(PortError { code: 99 })
     }
     fn free_frames(&mut self, among: &DirtyBitmap, out: &mut DirtyBitmap) -> Result<(), PortError> {
         self.0.borrow_mut().free_asked.push(among.count());
@@ -288,10 +298,22 @@ fn paper_analysis_counts_tainted_and_literal_rule_breaks() {
     // The paper's measurement covers the copy round too.
     assert_eq!(w.borrow().suspended_taint_walks, 1);
     assert_eq!(w.borrow().pages, w.borrow().dest);
+    // The census of each live round's dirty tainted pages, not of the copy
+    // round (it would lengthen the downtime); its errors are ignored.
+    let census = w.borrow().census.clone();
+    assert_eq!(census.len(), s.rounds.len() - 1);
+    assert!(census
+        .iter()
+        .enumerate()
+        .all(|(i, &c)| c == (i as u32 + 1, 10, false)));
 
     let w = World::new(3000, (100..200).collect());
     w.borrow_mut().tainted = (150..160).collect();
     let s = go(&w, Mode::PaperLiteralUnsound, &mut Xen4x::default());
+    assert!(
+        w.borrow().census.is_empty(),
+        "a census only in paper-analysis mode"
+    );
     assert!(s.rounds[1..]
         .iter()
         .all(|r| r.sent == 10 && r.skipped_untainted == 90));

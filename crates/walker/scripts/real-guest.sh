@@ -117,6 +117,10 @@ t = re.search(r"targeted free check: (\d+) of (\d+) sets .*?; (\d+) of (\d+) fre
 verdict("targeted-free-agrees",
         t and t[1] == t[2] and t[3] == t[4] and int(t[4]) > 0,
         t[0] if t else "no targeted check")
+n = re.search(r"census of every frame: (\d+) asked; user (\d+) \(walk: (\d+) mapped\), user page tables (\d+), kernel flagged (\d+), kernel typed (\d+), plain (\d+), buddy heads (\d+), unreadable (\d+); (\d+) owners", out)
+verdict("census-adds-up",
+        n and sum(int(x) for x in n.groups()[3:9]) + int(n[2]) == int(n[1]) and n[2] == n[3] and int(n[10]) >= 5,
+        n[0] if n else "no census")
 free = re.search(r"oracle free frames: (\d+)", out)
 verdict("free-frames", free and int(free[1]) >= 65536 // 10 and "fell back" not in out,
         "%s of 65536 frames free" % (free[1] if free else "?"))

@@ -117,8 +117,64 @@ pub fn classify<M: PhysMem + ?Sized>(
     taint: Option<&TaintTable>,
     limits: &Limits,
 ) -> Result<Classification, WalkError> {
+    let nr = k.mem().nr_pfns();
+    let mut tainted_any = DirtyBitmap::new(nr);
+    let mut untainted_any = DirtyBitmap::new(nr);
+    let mut running_any = DirtyBitmap::new(nr);
+    let mut frozen_any = DirtyBitmap::new(nr);
+    let mut mapped = DirtyBitmap::new(nr);
+    let mut page_tables = DirtyBitmap::new(nr);
+    let (processes, stats) = walk_processes(k, taint, limits, |p, frames| {
+        apply(&mut mapped, frames);
+        for &t in &frames.tables {
+            page_tables.set(t);
+        }
+        match p.class {
+            Class::Tainted => apply(&mut tainted_any, frames),
+            Class::Untainted => {
+                apply(&mut untainted_any, frames);
+                apply(&mut running_any, frames);
+            }
+            Class::Frozen => {
+                apply(&mut untainted_any, frames);
+                apply(&mut frozen_any, frames);
+            }
+        }
+    })?;
+    let mut untainted = untainted_any;
+    untainted.and_not_with(&tainted_any);
+    untainted.and_not_with(&page_tables);
+    let mut frozen = frozen_any;
+    frozen.and_with(&untainted);
+    frozen.and_not_with(&running_any);
+    let mut tainted = DirtyBitmap::new(nr);
+    tainted.set_all();
+    tainted.and_not_with(&untainted);
+    Ok(Classification {
+        tainted,
+        untainted,
+        frozen,
+        mapped,
+        page_tables,
+        processes,
+        stats,
+    })
+}
+
+/// Walks the task list and every address space, classing each process as
+/// [`classify`] describes, and shows `visit` each process with the frames
+/// its walk found. Fails only when the task list cannot be walked.
+pub(crate) fn walk_processes<M, F>(
+    k: &Kernel<'_, M>,
+    taint: Option<&TaintTable>,
+    limits: &Limits,
+    mut visit: F,
+) -> Result<(Vec<Process>, Stats), WalkError>
+where
+    M: PhysMem + ?Sized,
+    F: FnMut(&Process, &MmFrames),
+{
     let mem = k.mem();
-    let nr = mem.nr_pfns();
     let tasks = walk_tasks(k, limits.max_tasks)?;
     let mut stats = Stats {
         tasks: tasks.len() as u64,
@@ -133,12 +189,6 @@ pub fn classify<M: PhysMem + ?Sized>(
             by_mm.entry(t.mm).or_default().push(i);
         }
     }
-    let mut tainted_any = DirtyBitmap::new(nr);
-    let mut untainted_any = DirtyBitmap::new(nr);
-    let mut running_any = DirtyBitmap::new(nr);
-    let mut frozen_any = DirtyBitmap::new(nr);
-    let mut mapped = DirtyBitmap::new(nr);
-    let mut page_tables = DirtyBitmap::new(nr);
     let mut processes = Vec::with_capacity(by_mm.len());
     let mut budget = limits.max_tables;
     let mut frames = MmFrames::default();
@@ -167,27 +217,12 @@ pub fn classify<M: PhysMem + ?Sized>(
         let result = walk_mm(k, mm, &mut budget, &mut frames);
         stats.tables += before - budget;
         stats.outside_ram += frames.outside_ram;
-        apply(&mut mapped, &frames);
-        for &t in &frames.tables {
-            page_tables.set(t);
-        }
         if result.is_err() {
             stats.failed_mms += 1;
             class = Class::Tainted;
         }
-        match class {
-            Class::Tainted => apply(&mut tainted_any, &frames),
-            Class::Untainted => {
-                apply(&mut untainted_any, &frames);
-                apply(&mut running_any, &frames);
-            }
-            Class::Frozen => {
-                apply(&mut untainted_any, &frames);
-                apply(&mut frozen_any, &frames);
-            }
-        }
         let first = idx.first().and_then(|&i| tasks.get(i));
-        processes.push(Process {
+        let p = Process {
             tgid: first.map_or(0, |t| t.tgid),
             comm: first.map_or([0; 16], |t| t.comm),
             mm,
@@ -195,25 +230,10 @@ pub fn classify<M: PhysMem + ?Sized>(
             class,
             pages: frames.pages,
             error: result.err(),
-        });
+        };
+        visit(&p, &frames);
+        processes.push(p);
     }
     stats.mms = by_mm.len() as u64;
-    let mut untainted = untainted_any;
-    untainted.and_not_with(&tainted_any);
-    untainted.and_not_with(&page_tables);
-    let mut frozen = frozen_any;
-    frozen.and_with(&untainted);
-    frozen.and_not_with(&running_any);
-    let mut tainted = DirtyBitmap::new(nr);
-    tainted.set_all();
-    tainted.and_not_with(&untainted);
-    Ok(Classification {
-        tainted,
-        untainted,
-        frozen,
-        mapped,
-        page_tables,
-        processes,
-        stats,
-    })
+    Ok((processes, stats))
 }

@@ -251,7 +251,6 @@ impl<M: PhysMem + ?Sized> Targeted<'_, '_, M> {
     /// The distinct guest frames holding the descriptors of `pfn`'s
     /// possible heads up to `max_order` not read yet, appended to `frames`.
     fn descriptor_frames(&self, pfn: u64, max_order: u32, frames: &mut Vec<u64>) {
-        let p = self.k.profile();
         let mut last = u64::MAX;
         for order in 0..=max_order {
             let h = pfn & !((1u64 << order) - 1);
@@ -259,11 +258,7 @@ impl<M: PhysMem + ?Sized> Targeted<'_, '_, M> {
                 continue;
             }
             last = h;
-            let va = h
-                .checked_mul(u64::from(p.page.size))
-                .and_then(|o| p.vmemmap_base.checked_add(o));
-            if let Some(Ok(pa)) = va.map(|va| self.k.virt_to_phys(va)) {
-                let f = pa / crate::mem::PAGE_SIZE;
+            if let Some(f) = descriptor_frame(self.k, h) {
                 if !frames.contains(&f) {
                     frames.push(f);
                 }
@@ -341,6 +336,35 @@ impl<M: PhysMem + ?Sized> Targeted<'_, '_, M> {
     }
 }
 
+/// Frame `pfn`'s descriptor: its `flags`, `page_type` and `private`
+/// words, read through the kernel's vmemmap mapping.
+pub(crate) fn descriptor<M: PhysMem + ?Sized>(
+    k: &Kernel<'_, M>,
+    pfn: u64,
+) -> Option<(u64, u32, u64)> {
+    let lay = k.profile().page;
+    let mut d = [0u8; 64];
+    let size = (lay.size as usize).min(d.len());
+    let va = pfn
+        .checked_mul(u64::from(lay.size))
+        .and_then(|o| k.profile().vmemmap_base.checked_add(o))?;
+    k.read_virt(va, d.get_mut(..size)?).ok()?;
+    Some((
+        field_u64(&d, lay.flags as usize),
+        field_u32(&d, lay.page_type as usize),
+        field_u64(&d, lay.private as usize),
+    ))
+}
+
+/// The guest frame holding frame `pfn`'s descriptor.
+pub(crate) fn descriptor_frame<M: PhysMem + ?Sized>(k: &Kernel<'_, M>, pfn: u64) -> Option<u64> {
+    let p = k.profile();
+    let va = pfn
+        .checked_mul(u64::from(p.page.size))
+        .and_then(|o| p.vmemmap_base.checked_add(o))?;
+    k.virt_to_phys(va).ok().map(|pa| pa / crate::mem::PAGE_SIZE)
+}
+
 /// Reads frame `h`'s descriptor as a possible head.
 fn read_head<M: PhysMem + ?Sized>(
     k: &Kernel<'_, M>,
@@ -350,22 +374,12 @@ fn read_head<M: PhysMem + ?Sized>(
     out: &mut FreeScan,
 ) -> Head {
     let lay = k.profile().page;
-    let mut d = [0u8; 64];
-    let size = (lay.size as usize).min(d.len());
-    let va = h
-        .checked_mul(u64::from(lay.size))
-        .and_then(|o| k.profile().vmemmap_base.checked_add(o));
-    let read = match (va, d.get_mut(..size)) {
-        (Some(va), Some(buf)) => k.read_virt(va, buf).is_ok(),
-        _ => false,
-    };
-    if !read {
+    let Some((flags, page_type, order)) = descriptor(k, h) else {
         out.unreadable += 1;
         return Head::Plain;
-    }
+    };
     out.descriptors += 1;
-    let page_type = field_u32(&d, lay.page_type as usize);
-    if field_u64(&d, lay.flags as usize) & IN_USE_FLAGS != 0 {
+    if flags & IN_USE_FLAGS != 0 {
         return Head::InUse;
     }
     if page_type & lay.buddy_mask != lay.buddy_value {
@@ -375,7 +389,6 @@ fn read_head<M: PhysMem + ?Sized>(
             Head::InUse
         };
     }
-    let order = field_u64(&d, lay.private as usize);
     let fits = order <= u64::from(max_order) && h.is_multiple_of(1u64 << order);
     match h.checked_add(1u64 << order.min(63)) {
         Some(end) if fits && end <= nr => Head::Unchecked(end),

@@ -17,6 +17,7 @@ extern crate alloc;
 pub mod agent;
 pub mod bits;
 pub mod cache;
+pub mod census;
 pub mod classify;
 pub mod error;
 pub mod free;
@@ -30,6 +31,7 @@ pub mod taint;
 pub mod tasks;
 
 pub use cache::{CacheError, CacheStats, CachedMem, FrameSource};
+pub use census::{census, Census, Owner};
 pub use classify::{classify, Class, Classification, Limits, Process, Stats};
 pub use error::WalkError;
 pub use free::{free_among, scan_free, FreeScan};

@@ -4,6 +4,7 @@
 
 use depmig_precopy::{DependencyOracle, DirtyBitmap, PortError};
 
+use crate::census::{census, Census};
 use crate::classify::{classify, Classification, Limits};
 use crate::error::WalkError;
 use crate::free::free_among;
@@ -33,6 +34,7 @@ pub struct LinuxOracle<M: PhysMem, C: GroupControl> {
     limits: Limits,
     last_error: Option<WalkError>,
     last: Option<Classification>,
+    last_census: Option<(u32, Result<Census, WalkError>)>,
 }
 
 /// Everything the oracle needs from one read of the guest.
@@ -53,6 +55,7 @@ impl<M: PhysMem, C: GroupControl> LinuxOracle<M, C> {
             limits,
             last_error: None,
             last: None,
+            last_census: None,
         }
     }
 
@@ -64,6 +67,18 @@ impl<M: PhysMem, C: GroupControl> LinuxOracle<M, C> {
     /// The error of the last walk that fell back to the safe answer.
     pub fn last_error(&self) -> Option<WalkError> {
         self.last_error
+    }
+
+    /// The last census taken ([`DependencyOracle::census`]) and its round.
+    pub fn last_census(&self) -> Option<&(u32, Result<Census, WalkError>)> {
+        self.last_census.as_ref()
+    }
+
+    /// The census of the frames of `asked` now.
+    pub fn census_now(&self, asked: &DirtyBitmap) -> Result<Census, WalkError> {
+        let v = self.view()?;
+        let k = Kernel::new(&self.mem, &v.profile)?;
+        census(&k, Some(&v.table), &self.limits, asked)
     }
 
     /// The last successful classification (for statistics).
@@ -150,6 +165,11 @@ impl<M: PhysMem, C: GroupControl> DependencyOracle for LinuxOracle<M, C> {
             }
             Err(e) => self.last_error = Some(e),
         }
+        Ok(())
+    }
+
+    fn census(&mut self, round: u32, frames: &DirtyBitmap) -> Result<(), PortError> {
+        self.last_census = Some((round, self.census_now(frames)));
         Ok(())
     }
 

@@ -8,8 +8,8 @@ use depmig_precopy::{DependencyOracle, DirtyBitmap};
 use depmig_walker::profile::LINK_TEXT;
 use depmig_walker::synth::{GuestBuilder, PageSize};
 use depmig_walker::{
-    classify, free_among, scan_free, Class, Kernel, KernelProfile, Limits, LinuxOracle, PhysMem,
-    ProfileError, TaintTable, TaskState, WalkError,
+    census, classify, free_among, scan_free, Class, Kernel, KernelProfile, Limits, LinuxOracle,
+    PhysMem, ProfileError, TaintTable, TaskState, WalkError,
 };
 
 fn check_scenario(levels: u32) {
@@ -465,4 +465,55 @@ fn taint_entries_are_checked() {
         TaintTable::read(&mem, NR + 1).err(),
         Some(TaintError::BadFrame)
     );
+}
+
+#[test]
+fn census_says_whose_frames_are() {
+    let mut s = scenario(4);
+    // Kernel frames: one with a page flag, one with a page type, one bare.
+    let d = |b: &GuestBuilder, pfn: u64| b.desc_pa(pfn).unwrap();
+    let (flagged, typed) = (d(&s.b, 4200), d(&s.b, 4202));
+    s.b.mem.write_u64(flagged, 1 << 9);
+    s.b.mem.write_u32(typed + 48, 0xffff_fbff);
+    let (mem, profile) = s.b.build();
+    let k = Kernel::new(&mem, &profile).unwrap();
+    let table = TaintTable::read(&mem, s.table_gfn).unwrap();
+    let limits = Limits::for_guest(NR);
+    let c = classify(&k, Some(&table), &limits).unwrap();
+    let pt = c.page_tables.iter_ones().next().unwrap();
+    let mut asked = DirtyBitmap::new(NR);
+    for f in [5000, 5001, 5120, 6001, 7000, 7003, 4200, 4201, 4202, pt] {
+        asked.set(f);
+    }
+    let n = census(&k, Some(&table), &limits, &asked).unwrap();
+    assert_eq!(
+        (
+            n.asked,
+            n.user,
+            n.page_tables,
+            n.flagged,
+            n.typed,
+            n.buddy,
+            n.plain,
+            n.unreadable
+        ),
+        (10, 4, 1, 1, 1, 1, 2, 0)
+    );
+    let owners: Vec<(i32, u64, Class)> = n
+        .owners
+        .iter()
+        .map(|o| (o.tgid, o.frames, o.class))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![
+            (100, 3, Class::Frozen),
+            (200, 1, Class::Tainted),
+            (300, 1, Class::Untainted)
+        ]
+    );
+    // Through the oracle, kept with its round.
+    let mut oracle = LinuxOracle::new(&mem, Freezer::default(), s.table_gfn);
+    oracle.census(3, &asked).unwrap();
+    assert_eq!(oracle.last_census(), Some(&(3, Ok(n))));
 }

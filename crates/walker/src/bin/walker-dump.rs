@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use depmig_precopy::{DependencyOracle, DirtyBitmap, PortError};
 use depmig_walker::{
-    classify, free_among, scan_free, GroupControl, ImageMem, Kernel, KernelProfile, Limits,
+    census, classify, free_among, scan_free, GroupControl, ImageMem, Kernel, KernelProfile, Limits,
     LinuxOracle, PhysMem, TaintTable, PAGE_SIZE,
 };
 
@@ -95,6 +95,22 @@ fn run(path: &str, gfn: &str) -> Result<(), String> {
         f.unreadable
     );
     targeted_check(&k, &f);
+    let mut all = DirtyBitmap::new(mem.nr_pfns());
+    all.set_all();
+    let n = census(&k, Some(&table), &limits, &all).map_err(|e| format!("census: {e:?}"))?;
+    println!(
+        "census of every frame: {} asked; user {} (walk: {} mapped), user page tables {}, kernel flagged {}, kernel typed {}, plain {}, buddy heads {}, unreadable {}; {} owners",
+        n.asked,
+        n.user,
+        c.mapped.count(),
+        n.page_tables,
+        n.flagged,
+        n.typed,
+        n.plain,
+        n.buddy,
+        n.unreadable,
+        n.owners.len()
+    );
     let mut o = LinuxOracle::new(&mem, NoFreezer, gfn);
     let mut out = DirtyBitmap::new(mem.nr_pfns());
     let mut all = DirtyBitmap::new(mem.nr_pfns());
