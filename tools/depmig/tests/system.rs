@@ -5,15 +5,30 @@
 //! value as given; `xenstore-chmod PATH PERM...` takes the permissions as
 //! separate arguments.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use depmig_cli::toolstack::{Perm, System, ToolError, Toolstack};
 
+/// Writes an executable script. The file is written by a child `sh`, not
+/// by this process: tests run in parallel threads, and a file this
+/// process held open for writing would be inherited by whatever another
+/// thread forks at that moment, so that executing the script fails with
+/// "Text file busy" until that child execs.
 fn script(dir: &Path, name: &str, body: &str) {
+    use std::io::Write;
     let p = dir.join(name);
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(&p)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("#!/bin/sh\n{body}\n").as_bytes())
+        .unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
 }
 
 fn stubs(tag: &str) -> (PathBuf, System) {
