@@ -271,6 +271,18 @@ pub struct Column {
     pub per_round: Vec<u64>,
 }
 
+/// The workload the issue sets a target for: the HTTP download for the
+/// totals within 5% of the baseline, the memory-dirtier (mmuncher) for the
+/// others. Every target is evaluated on every set; this says which guest
+/// its verdict is meant for.
+pub fn set_for(key: &str) -> &'static str {
+    if key.contains("within_5pct_of_baseline") {
+        "http-download"
+    } else {
+        "mmuncher"
+    }
+}
+
 /// A target's verdict with its figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -757,8 +769,9 @@ pub fn markdown(c: &Comparison) -> String {
         };
         let _ = writeln!(
             s,
-            "- `{}`{who}: **{}**: {}",
+            "- `{}` (set for the {} guest){who}: **{}**: {}",
             t.key,
+            set_for(&t.key),
             verdict(t.met),
             cell(&t.detail)
         );
@@ -842,6 +855,7 @@ pub fn to_json(c: &Comparison) -> Value {
                 ("limit".into(), t.limit.clone()),
                 ("subject".into(), opt_string(t.subject.as_deref())),
                 ("reference".into(), opt_string(t.reference.as_deref())),
+                ("set_for".into(), Value::str(set_for(&t.key))),
             ];
             fields.extend(t.extra.iter().cloned());
             fields.push(("detail".into(), Value::str(&t.detail)));
@@ -1306,12 +1320,12 @@ mod tests {
         assert!(t.value.as_f64().is_some_and(|v| v > 0.4));
         let md = markdown(&c);
         assert!(
-            md.contains("- `da_later_rounds_le_100` [aware]: **met**: largest round after the first: 60 pages (round 2), limit 100"),
+            md.contains("- `da_later_rounds_le_100` (set for the mmuncher guest) [aware]: **met**: largest round after the first: 60 pages (round 2), limit 100"),
             "{md}"
         );
-        assert!(md.contains("- `da_downtime_le_0_1_stock` [aware vs xl]: **met**: downtime 1500 ms, limit 2000.0 ms"), "{md}");
+        assert!(md.contains("- `da_downtime_le_0_1_stock` (set for the mmuncher guest) [aware vs xl]: **met**: downtime 1500 ms, limit 2000.0 ms"), "{md}");
         assert!(
-            md.contains("`da_total_pages_within_5pct_of_baseline` [aware vs base]: **NOT met**"),
+            md.contains("`da_total_pages_within_5pct_of_baseline` (set for the http-download guest) [aware vs base]: **NOT met**"),
             "{md}"
         );
     }
@@ -1345,8 +1359,8 @@ mod tests {
             None,
         );
         let md = markdown(&c);
-        assert!(md.contains("`da_later_rounds_le_100` [d]: **NOT met**: largest round after the first: 101 pages (round 2), limit 100"), "{md}");
-        assert!(md.contains("`da_downtime_le_0_1_stock` [d vs xl]: **NOT met**: downtime 2001 ms, limit 2000.0 ms"), "{md}");
+        assert!(md.contains("`da_later_rounds_le_100` (set for the mmuncher guest) [d]: **NOT met**: largest round after the first: 101 pages (round 2), limit 100"), "{md}");
+        assert!(md.contains("`da_downtime_le_0_1_stock` (set for the mmuncher guest) [d vs xl]: **NOT met**: downtime 2001 ms, limit 2000.0 ms"), "{md}");
         // --guest-pages wins over the stock report's round 1.
         let c = cmp(&[("xl", stock()), ("d", aware())], Some(GUEST / 2));
         assert_eq!(c.guest_pages, Some((GUEST / 2, "--guest-pages".into())));
