@@ -406,12 +406,15 @@ What it does:
      agent, read the guest's data/depmig keys and write data/depmig/request;
      the guest stays their owner), unpauses them and writes migrate/go last;
   4. prints a progress line per pre-copy round;
-  5. on source PASS and destination `applied`: destroys the source guest,
-     waits until it is gone, renames the shell to the guest's name and
-     unpauses it; in dependency-aware mode it then asks the migrated guest's
-     agent to thaw the groups frozen at the source (`<seq> thaw` in
-     data/depmig/request, from dom0) and waits up to 30 s for its
-     `<seq> thawed <n>` in data/depmig/status (no answer is a warning);
+  5. on source PASS and destination `applied`: checks that the source guest
+     is suspended (shut down for suspend: it cannot run), renames it
+     <guest>--migratedaway, renames the shell to the guest's name and
+     unpauses it (a source that is not suspended is destroyed first); in
+     dependency-aware mode it then asks the migrated guest's agent to thaw
+     the groups frozen at the source (`<seq> thaw` in data/depmig/request,
+     from dom0) and waits up to 30 s for its `<seq> thawed <n>` in
+     data/depmig/status (no answer is a warning); then destroys the source
+     and waits until it is gone (it is never resumed once the shell ran);
   6. on failure or timeout: destroys the shell first, lets the source
      appliance finish (it resumes the guest itself), and makes sure the guest
      runs: a guest left suspended is resumed by a resume-only appliance, a

@@ -91,6 +91,10 @@ pub struct Migration {
     pub downtime_ms: Option<Figure>,
     /// How the downtime was measured.
     pub downtime_method: Option<String>,
+    /// The guest stopped until it ran again: stock, `downtime_xl_list_ms`
+    /// (`xl list` polling); depmig, `cli.guest_downtime_ms` (the source
+    /// appliance's suspend event until dom0 unpaused the shell).
+    pub guest_downtime_ms: Option<Figure>,
     /// The migration's total time.
     pub total_time_ms: Option<Figure>,
     /// The appliance's figures (depmig reports only).
@@ -230,6 +234,13 @@ pub fn load(label: &str, file: &str, text: &str) -> Result<Migration, CompareErr
         stream_bytes: figure(&v, "stream_bytes").map_err(err)?,
         downtime_ms: figure(&v, "downtime_ms").map_err(err)?,
         downtime_method: opt_str(&v, "downtime_method"),
+        guest_downtime_ms: match role {
+            Role::Stock => figure(&v, "downtime_xl_list_ms").map_err(err)?,
+            _ => match v.get("cli") {
+                Some(c) => figure(c, "guest_downtime_ms").map_err(err)?,
+                None => None,
+            },
+        },
         total_time_ms: figure(&v, "total_time_ms").map_err(err)?,
         depmig,
     })
@@ -438,7 +449,21 @@ fn total_vs_guest(key: String, m: &Migration, guest: Option<&(u64, String)>) -> 
     }
 }
 
-fn downtime_vs_stock(key: String, m: &Migration, stock: Option<&Migration>) -> Target {
+/// Which downtime a target compares.
+#[derive(Clone, Copy)]
+enum Downtime {
+    /// Each report's own `downtime_ms`.
+    Report,
+    /// The guest stopped until it ran again ([`Migration::guest_downtime_ms`]).
+    Guest,
+}
+
+fn downtime_vs_stock(
+    key: String,
+    m: &Migration,
+    stock: Option<&Migration>,
+    which: Downtime,
+) -> Target {
     let Some(s) = stock else {
         return not_evaluated(
             key,
@@ -446,13 +471,21 @@ fn downtime_vs_stock(key: String, m: &Migration, stock: Option<&Migration>) -> T
             "no stock `xl migrate` report in the set".into(),
         );
     };
-    let (Some(d), Some(sd)) = (&m.downtime_ms, &s.downtime_ms) else {
-        let whose = if m.downtime_ms.is_none() {
+    let pick = |x: &Migration| match which {
+        Downtime::Report => x.downtime_ms.clone(),
+        Downtime::Guest => x.guest_downtime_ms.clone(),
+    };
+    let what = match which {
+        Downtime::Report => "downtime",
+        Downtime::Guest => "guest stopped until running",
+    };
+    let (Some(d), Some(sd)) = (pick(m), pick(s)) else {
+        let whose = if pick(m).is_none() {
             &m.label
         } else {
             &s.label
         };
-        let mut t = not_evaluated(key, Some(m), format!("`{whose}` reports no downtime"));
+        let mut t = not_evaluated(key, Some(m), format!("`{whose}` reports no {what} figure"));
         t.reference = Some(s.label.clone());
         return t;
     };
@@ -466,7 +499,7 @@ fn downtime_vs_stock(key: String, m: &Migration, stock: Option<&Migration>) -> T
         limit: num(limit),
         extra: vec![("reference_downtime_ms".into(), Value::Num(sd.text.clone()))],
         detail: format!(
-            "downtime {} ms, limit {limit:.1} ms (a tenth of `{}`'s {} ms)",
+            "{what} {} ms, limit {limit:.1} ms (a tenth of `{}`'s {} ms)",
             d.text, s.label, sd.text
         ),
     }
@@ -595,6 +628,7 @@ pub fn compare(title: &str, migrations: Vec<Migration>, guest_pages: Option<u64>
             "da_later_rounds_le_100",
             "da_total_pages_le_1_05_guest",
             "da_downtime_le_0_1_stock",
+            "da_guest_downtime_le_0_1_stock",
         ] {
             targets.push(not_evaluated(
                 key.into(),
@@ -614,6 +648,13 @@ pub fn compare(title: &str, migrations: Vec<Migration>, guest_pages: Option<u64>
             keyed("da_downtime_le_0_1_stock", n),
             m,
             stock,
+            Downtime::Report,
+        ));
+        targets.push(downtime_vs_stock(
+            keyed("da_guest_downtime_le_0_1_stock", n),
+            m,
+            stock,
+            Downtime::Guest,
         ));
     }
     for (prefix, set, what) in [
@@ -711,11 +752,11 @@ pub fn markdown(c: &Comparison) -> String {
     let _ = writeln!(
         s,
         "| migration | migrator | mode | rounds | total pages | total bytes | downtime ms | \
-         total time ms | frozen groups | pages skipped as free |"
+         guest stopped until running ms | total time ms | frozen groups | pages skipped as free |"
     );
     let _ = writeln!(
         s,
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for m in &c.migrations {
         let mode = match m.role {
@@ -724,7 +765,7 @@ pub fn markdown(c: &Comparison) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&m.label),
             cell(&m.migrator),
             cell(&mode),
@@ -732,6 +773,7 @@ pub fn markdown(c: &Comparison) -> String {
             m.total_pages,
             fig(m.stream_bytes.as_ref()),
             fig(m.downtime_ms.as_ref()),
+            fig(m.guest_downtime_ms.as_ref()),
             fig(m.total_time_ms.as_ref()),
             opt_u(m.frozen_groups()),
             opt_u(m.skipped_free()),
@@ -750,6 +792,12 @@ pub fn markdown(c: &Comparison) -> String {
             cell(m.downtime_method.as_deref().unwrap_or("not said"))
         );
     }
+    let _ = writeln!(
+        s,
+        "\nGuest stopped until running: stock `xl migrate`, `xl list` polling (the source seen \
+         suspended until the destination seen running); depmig, the source appliance's suspend \
+         event until dom0 unpaused the shell (two clocks: Xen's wall clock and dom0's)."
+    );
     s.push('\n');
 
     let _ = writeln!(s, "## Targets\n");
@@ -817,6 +865,10 @@ pub fn to_json(c: &Comparison) -> Value {
                 ("total_pages".into(), Value::uint(m.total_pages)),
                 ("total_bytes".into(), opt_fig(m.stream_bytes.as_ref())),
                 ("downtime_ms".into(), opt_fig(m.downtime_ms.as_ref())),
+                (
+                    "guest_downtime_ms".into(),
+                    opt_fig(m.guest_downtime_ms.as_ref()),
+                ),
                 (
                     "downtime_method".into(),
                     opt_string(m.downtime_method.as_deref()),
@@ -1179,15 +1231,15 @@ mod tests {
         // The summary: rounds, totals, bytes, downtime, time, frozen, free.
         let total = |p: &[u64]| p.iter().sum::<u64>();
         assert!(md.contains(&format!(
-            "| xl | xl-migrate | stock | 6 | {} | - | 20000 | 1234 | - | - |",
+            "| xl | xl-migrate | stock | 6 | {} | - | 20000 | - | 1234 | - | - |",
             total(&STOCK)
         )));
         assert!(md.contains(&format!(
-            "| aware | depmig | dependency-aware | 4 | {} | - | 1500 | 1234 | 1 | 120 |",
+            "| aware | depmig | dependency-aware | 4 | {} | - | 1500 | - | 1234 | 1 | 120 |",
             total(&AWARE)
         )));
         assert!(md.contains(&format!(
-            "| paper | depmig | paper-analysis | 6 | {} | - | 31000 | 1234 | 0 | 0 |",
+            "| paper | depmig | paper-analysis | 6 | {} | - | 31000 | - | 1234 | 0 | 0 |",
             total(&PAPER)
         )));
         // The plot has one line per column, labels escaped.
@@ -1277,6 +1329,48 @@ mod tests {
     }
 
     #[test]
+    fn the_guests_own_downtime_is_a_second_downtime_target() {
+        // Stock: `xl list`'s view; depmig: the command's suspend -> unpause.
+        let xl = stock().replacen(
+            "\"downtime_method\"",
+            "\"downtime_xl_list_ms\":21000,\"downtime_method\"",
+            1,
+        );
+        let with_cli = |ms: &str| {
+            let a = aware();
+            let end = a.rfind('}').unwrap();
+            format!(
+                "{},\"cli\":{{\"outcome\":\"migrated\",\"guest_downtime_ms\":{ms}}}}}",
+                &a[..end]
+            )
+        };
+        let c = cmp(&[("xl", xl.clone()), ("aware", with_cli("6300"))], None);
+        // The report's own downtime (1500 ms) meets the tenth; the guest's
+        // (6300 ms against 21000) does not.
+        assert_eq!(target(&c, "da_downtime_le_0_1_stock").met, Some(true));
+        let t = target(&c, "da_guest_downtime_le_0_1_stock");
+        assert_eq!(t.met, Some(false), "{t:?}");
+        assert!(
+            t.detail
+                .contains("guest stopped until running 6300 ms, limit 2100.0 ms"),
+            "{}",
+            t.detail
+        );
+        let md = markdown(&c);
+        assert!(md.contains("| 1500 | 6300 |"), "{md}");
+        assert!(md.contains("| 20000 | 21000 |"), "{md}");
+        let c = cmp(&[("xl", xl), ("aware", with_cli("2100"))], None);
+        assert_eq!(target(&c, "da_guest_downtime_le_0_1_stock").met, Some(true));
+        // Without the figures: not evaluated, and said why.
+        let c = cmp(&[("xl", stock()), ("aware", with_cli("2100"))], None);
+        let t = target(&c, "da_guest_downtime_le_0_1_stock");
+        assert!(
+            t.met.is_none() && t.detail.contains("`xl` reports no guest stopped"),
+            "{t:?}"
+        );
+    }
+
+    #[test]
     fn targets_met() {
         let c = cmp(&full_set(), None);
         let keys: Vec<&str> = c.targets.iter().map(|t| t.key.as_str()).collect();
@@ -1286,6 +1380,7 @@ mod tests {
                 "da_later_rounds_le_100",
                 "da_total_pages_le_1_05_guest",
                 "da_downtime_le_0_1_stock",
+                "da_guest_downtime_le_0_1_stock",
                 "pa_total_pages_within_5pct_of_baseline",
                 "da_total_pages_within_5pct_of_baseline",
             ]
@@ -1415,7 +1510,7 @@ mod tests {
         assert!(t.met.is_none() && t.detail.contains("`xl` reports no downtime"));
         // No dependency-aware report: its targets are there, not evaluated.
         let c = cmp(&[("xl", stock())], None);
-        assert_eq!(c.targets.len(), 5);
+        assert_eq!(c.targets.len(), 6);
         assert!(c.targets.iter().all(|t| t.met.is_none()));
         assert!(markdown(&c).contains("**not evaluated**: no dependency-aware depmig report"));
         // A single round: nothing after the first to exceed the limit.

@@ -67,6 +67,8 @@ pub struct Fake {
     pub undestroyable: Vec<u32>,
     /// Domains that stay dying after `xl destroy`.
     pub sticky_dying: Vec<u32>,
+    /// The shell has been unpaused: from then on the source may never run.
+    pub shell_ran: bool,
     /// The guest config's path (a create from it makes the shell).
     pub guest_cfg: PathBuf,
     behaviour: Option<Behaviour>,
@@ -91,6 +93,7 @@ impl Fake {
             fail_create: Vec::new(),
             undestroyable: Vec::new(),
             sticky_dying: Vec::new(),
+            shell_ran: false,
             guest_cfg: PathBuf::from(GUEST_CFG),
             behaviour: Some(behaviour),
         };
@@ -312,6 +315,12 @@ impl Fake {
     /// The guest runs again (a cancelled suspend).
     pub fn resume_guest(&mut self) {
         let g = self.guest;
+        if self.shell_ran && self.dom(g).is_some() {
+            self.violations.push(format!(
+                "t={}: source resumed after the shell ran",
+                self.now
+            ));
+        }
         if let Some(d) = self.dom_mut(g) {
             d.shutdown = None;
         }
@@ -440,8 +449,24 @@ impl Toolstack for Fake {
                 let Some(id) = self.find(ident).map(|d| d.id) else {
                     return Fake::err(format!("{ident} is an invalid domain identifier (rc=-6)\n"));
                 };
-                if Some(id) == self.shell && self.dom(self.guest).is_some_and(|g| !g.dying) {
-                    self.violations.push(format!("t={}: shell {id} unpaused while the source guest exists", self.now));
+                // The source may still exist, but it must not be able to run:
+                // shut down (for suspend) or dying.
+                if Some(id) == self.shell
+                    && self
+                        .dom(self.guest)
+                        .is_some_and(|g| !g.dying && g.shutdown.is_none())
+                {
+                    self.violations.push(format!(
+                        "t={}: shell {id} unpaused while the source guest could run",
+                        self.now
+                    ));
+                }
+                if Some(id) == self.shell {
+                    self.shell_ran = true;
+                }
+                if id == self.guest && self.shell_ran {
+                    self.violations
+                        .push(format!("t={}: source unpaused after the shell ran", self.now));
                 }
                 if let Some(d) = self.dom_mut(id) {
                     d.paused = false;

@@ -2,11 +2,14 @@
 //!
 //! dom0 never touches a page: it creates the paused shell and the two
 //! appliances, arms them through xenstore, watches their progress, and at
-//! the end either destroys the source and unpauses the shell, or destroys
+//! the end either unpauses the shell and destroys the source, or destroys
 //! the shell and makes sure the source guest runs. The one rule that must
-//! never break: the shell is unpaused only after the source guest is gone.
-//! [`unpause_shell`] takes a [`SourceGone`], which only [`destroy_source`]
-//! makes, after it has seen the source domain disappear.
+//! never break: two copies never run. The shell is unpaused only while the
+//! source cannot run: [`unpause_shell`] takes a [`SourceStopped`], which
+//! only [`source_stopped`] (the source shut down for suspend, dying or
+//! gone) and [`destroy_source`] make; and once the shell has been unpaused
+//! the source is destroyed, never resumed. (Stock `xl migrate` hands over
+//! in the same order: the receiver unpauses, then the sender destroys.)
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,10 @@ use crate::report::{self, CliFigures, Summary};
 use crate::svg::{self, Series};
 use crate::toolstack::{Perm, ToolError, Toolstack};
 use crate::xlcfg::{self, Vif};
+
+/// A live round after the first this short (ms) switches xenstore polling
+/// to the fast period: the stop-and-copy round may follow at once.
+pub const SHORT_ROUND_MS: u64 = 5000;
 
 /// Waiting periods; the defaults suit the rig (TCG emulation, loaded host).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,13 +229,34 @@ fn domid_of<T: Toolstack + ?Sized>(ts: &mut T, name: &str) -> Result<Option<u32>
         .map_err(|_| format!("xl domid {name} printed `{}`", out.stdout.trim()))
 }
 
-/// Proof that the source guest is gone: no domain with its id exists any
-/// more, or it is dying (torn down, never to run again). Only
-/// [`destroy_source`] makes one.
+/// Proof that the source guest cannot run: it is shut down for suspend
+/// (Xen never schedules it again unless a toolstack resumes it, which this
+/// command never does once the shell was unpaused), dying (torn down), or
+/// gone. Only [`source_stopped`] and [`destroy_source`] make one.
 #[derive(Debug)]
-pub struct SourceGone {
+pub struct SourceStopped {
     domid: u32,
     dying: bool,
+}
+
+/// Checks that the source guest is shut down for suspend, dying or gone.
+pub fn source_stopped<T: Toolstack + ?Sized>(
+    ts: &mut T,
+    domid: u32,
+) -> Result<SourceStopped, Fail> {
+    match domain_state(ts, &domid.to_string())? {
+        None => Ok(SourceStopped {
+            domid,
+            dying: false,
+        }),
+        Some(s) if s.dying || s.suspended() => Ok(SourceStopped {
+            domid,
+            dying: s.dying,
+        }),
+        Some(s) => Err(format!(
+            "the source guest (domain {domid}) is not suspended: {s:?}"
+        )),
+    }
 }
 
 /// Destroys the source guest and waits until it is gone.
@@ -236,7 +264,7 @@ pub fn destroy_source<T: Toolstack + ?Sized>(
     ts: &mut T,
     domid: u32,
     within: Duration,
-) -> Result<SourceGone, Fail> {
+) -> Result<SourceStopped, Fail> {
     let id = domid.to_string();
     let out = ts.xl(&["destroy", &id]).map_err(tool)?;
     let destroy_msg = if out.ok {
@@ -249,7 +277,7 @@ pub fn destroy_source<T: Toolstack + ?Sized>(
     loop {
         match domain_state(ts, &id)? {
             None => {
-                return Ok(SourceGone {
+                return Ok(SourceStopped {
                     domid,
                     dying: false,
                 })
@@ -261,7 +289,7 @@ pub fn destroy_source<T: Toolstack + ?Sized>(
             if dying {
                 // A domain whose foreign mappings were not all released stays
                 // dying forever on Xen 4.17; it can never run again.
-                return Ok(SourceGone { domid, dying: true });
+                return Ok(SourceStopped { domid, dying: true });
             }
             return Err(format!(
                 "source guest (domain {domid}) still exists after xl destroy{destroy_msg}"
@@ -271,11 +299,11 @@ pub fn destroy_source<T: Toolstack + ?Sized>(
     }
 }
 
-/// Unpauses the shell; only possible with proof that the source is gone.
+/// Unpauses the shell; only possible with proof that the source cannot run.
 pub fn unpause_shell<T: Toolstack + ?Sized>(
     ts: &mut T,
     shell: u32,
-    proof: &SourceGone,
+    proof: &SourceStopped,
 ) -> Result<(), Fail> {
     // The proof's domain is the source's, never the shell's.
     if proof.domid == shell {
@@ -811,9 +839,16 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                     self.o.timeout_s
                 ));
             }
+            // Short rounds after the first mean the source may suspend the
+            // guest any moment, and the whole switchover may then take less
+            // than one slow period.
+            let short_rounds = self
+                .last_round
+                .is_some_and(|r| r.round >= 2 && r.ms <= SHORT_ROUND_MS);
             let switching = matches!(src_state.as_str(), "suspending" | "final" | "committed")
                 || self.src_result.is_some()
-                || matches!(dst_state.as_str(), "applying" | "applied");
+                || matches!(dst_state.as_str(), "applying" | "applied")
+                || short_rounds;
             self.ts.sleep(if switching {
                 self.t.poll_fast
             } else {
@@ -959,8 +994,8 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         warnings
     }
 
-    /// After the decision to commit: destroy the source, rename and unpause
-    /// the shell, clean up.
+    /// After the decision to commit: with the source suspended, rename and
+    /// unpause the shell, then destroy the source; clean up.
     fn commit(&mut self, shell: u32, src: u32, dst: u32) -> Outcome {
         let mut warnings = Vec::new();
         // The last request the source appliance made of the guest's agent
@@ -976,39 +1011,62 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         } else {
             None
         };
-        self.say(&format!(
-            "source PASS and destination applied: destroying the source guest (domain {})",
-            self.guest_id
-        ));
-        let proof = match destroy_source(self.ts, self.guest_id, self.t.gone) {
-            Ok(p) => p,
+        // The source must not be able to run when the shell does: it is
+        // suspended (the source appliance saw it so before its final
+        // round). If it is not, it is destroyed first, as a last resort.
+        let (proof, destroyed_first) = match source_stopped(self.ts, self.guest_id) {
+            Ok(p) => {
+                self.say(&format!(
+                    "source PASS and destination applied: the source guest (domain {}) is suspended; the shell runs first, then the source is destroyed",
+                    self.guest_id
+                ));
+                (p, false)
+            }
             Err(e) => {
-                return Outcome::NeedsOperator {
-                    reason: format!(
-                        "{e}. The migrated copy waits paused in domain {shell} ({}); the source guest is suspended. \
-                         Destroy domain {} and then `xl unpause {shell}`, or destroy {shell} and resume the source",
-                        self.shell_name, self.guest_id
-                    ),
+                self.say(&format!("{e}: destroying it before the shell runs"));
+                match destroy_source(self.ts, self.guest_id, self.t.gone) {
+                    Ok(p) => {
+                        self.cli.source_destroyed_unix_ms = Some(self.ts.unix_ms());
+                        (p, true)
+                    }
+                    Err(e) => {
+                        return Outcome::NeedsOperator {
+                            reason: format!(
+                                "{e}. The migrated copy waits paused in domain {shell} ({}); the source guest is not suspended. \
+                                 Destroy domain {} and then `xl unpause {shell}`, or destroy {shell}",
+                                self.shell_name, self.guest_id
+                            ),
+                        }
+                    }
                 }
             }
         };
-        self.cli.source_destroyed_unix_ms = Some(self.ts.unix_ms());
-        if proof.dying {
-            warnings.push(format!(
-                "the source guest (domain {}) is dying but not gone: it may hold foreign mappings",
-                proof.domid
-            ));
-        }
         // No appliance may still be able to write into the shell when it
         // runs: the destination normally powers off right after `applied`.
         if let Err(e) = self.stop_destination(dst) {
             return Outcome::NeedsOperator {
                 reason: format!(
-                    "{e}. The source is gone; the migrated copy waits paused in domain {shell} ({}): \
-                     destroy domain {dst}, then `xl unpause {shell}`",
-                    self.shell_name
+                    "{e}. The migrated copy waits paused in domain {shell} ({}); the source guest (domain {}) is {}: \
+                     destroy domain {dst}, then destroy the source and `xl unpause {shell}`",
+                    self.shell_name,
+                    self.guest_id,
+                    if destroyed_first { "gone" } else { "suspended" }
                 ),
             };
+        }
+        // The names, as xl does: the source steps aside, the shell takes
+        // the guest's name.
+        let away = format!("{}--migratedaway", self.o.guest);
+        if !destroyed_first {
+            match self.ts.xl(&["rename", &self.guest_id.to_string(), &away]) {
+                Ok(out) if out.ok => {}
+                Ok(out) => warnings.push(format!(
+                    "xl rename {} {away}: {}",
+                    self.guest_id,
+                    out.last_line()
+                )),
+                Err(e) => warnings.push(format!("xl rename {} {away}: {e}", self.guest_id)),
+            }
         }
         let rename = self.ts.xl(&["rename", &shell.to_string(), &self.o.guest]);
         match rename {
@@ -1026,7 +1084,15 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         }
         if let Err(e) = unpause_shell(self.ts, shell, &proof) {
             return Outcome::NeedsOperator {
-                reason: format!("{e}. The source is gone; the only copy of the guest is the paused domain {shell}: run `xl unpause {shell}`"),
+                reason: if destroyed_first {
+                    format!("{e}. The source is gone; the only copy of the guest is the paused domain {shell}: run `xl unpause {shell}`")
+                } else {
+                    format!(
+                        "{e}. The migrated copy waits paused in domain {shell}; the source guest (domain {}, renamed {away}) is suspended and intact: \
+                         run `xl unpause {shell}` and destroy the source, or destroy {shell} and resume the source",
+                        self.guest_id
+                    )
+                },
             };
         }
         let now = self.ts.unix_ms();
@@ -1058,6 +1124,33 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                     agent_dir(shell)
                 )),
             }
+        }
+        // The shell runs (and its agent thawed what was frozen): the source
+        // goes, and is never resumed.
+        let gone = if destroyed_first {
+            Ok(proof)
+        } else {
+            self.say(&format!(
+                "destroying the source guest (domain {})",
+                self.guest_id
+            ));
+            destroy_source(self.ts, self.guest_id, self.t.gone)
+        };
+        match gone {
+            Ok(p) => {
+                if !destroyed_first {
+                    self.cli.source_destroyed_unix_ms = Some(self.ts.unix_ms());
+                }
+                if p.dying {
+                    warnings.push(format!(
+                        "the source guest (domain {}) is dying but not gone: it may hold foreign mappings",
+                        p.domid
+                    ));
+                }
+            }
+            Err(e) => warnings.push(format!(
+                "{e}: the source (renamed {away}) stays suspended; destroy it, never resume it: the guest runs as domain {shell}"
+            )),
         }
         self.cli.outcome = "migrated".into();
         self.cli.source_result = self.src_result.clone().unwrap_or_default();

@@ -54,6 +54,8 @@ struct Script {
     report_parts: bool,
     /// The destination keeps running after `applied`.
     dst_lingers: bool,
+    /// The source guest runs again after its appliance's PASS.
+    source_wakes: bool,
 }
 
 impl Script {
@@ -64,6 +66,7 @@ impl Script {
             report: Some(sample("depmig", &[131088, 500, 60, 20])),
             report_parts: false,
             dst_lingers: false,
+            source_wakes: false,
         }
     }
 }
@@ -263,6 +266,9 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             f.set(a, "state", "committed");
             f.set(a, "result", "PASS 4 rounds, 131668 pages");
             f.poweroff(a);
+            if s.source_wakes {
+                f.resume_guest();
+            }
             if !s.dst_lingers {
                 f.poweroff(d);
             }
@@ -361,7 +367,7 @@ fn xl_list_lines_are_read() {
 }
 
 #[test]
-fn happy_path_destroys_the_source_before_the_shell_runs() {
+fn happy_path_runs_the_shell_while_the_source_is_suspended_then_destroys_it() {
     let r = run_with(
         Script::new(Plan::Happy { rounds: 3 }),
         &[
@@ -383,15 +389,26 @@ fn happy_path_destroys_the_source_before_the_shell_runs() {
     assert_eq!(r.outcome.exit_code(), 0);
     let f = &r.f;
     let (g, shell) = (f.guest, f.shell.unwrap());
-    // The order that matters: source destroyed, then rename, then unpause.
-    let destroy = f.pos(&format!("xl destroy {g}")).expect("source destroyed");
+    // The order that matters, as xl's: the suspended source steps aside,
+    // the shell takes its name and runs, then the source is destroyed (the
+    // fake records a violation if the source could run at the unpause).
+    let away = f
+        .pos(&format!("xl rename {g} guest--migratedaway"))
+        .expect("source renamed");
     let rename = f
         .pos(&format!("xl rename {shell} guest"))
         .expect("shell renamed");
     let unpause = f
         .pos(&format!("xl unpause {shell}"))
         .expect("shell unpaused");
-    assert!(destroy < rename && rename < unpause, "{:#?}", f.log);
+    let destroy = f.pos(&format!("xl destroy {g}")).expect("source destroyed");
+    assert!(
+        away < rename && rename < unpause && unpause < destroy,
+        "{:#?}",
+        f.log
+    );
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+    assert!(f.dom(g).is_none());
     assert_eq!(
         f.log
             .iter()
@@ -459,6 +476,23 @@ fn happy_path_destroys_the_source_before_the_shell_runs() {
         .filter(|(n, a)| n == "rect" && a.iter().any(|(k, v)| k == "class" && v == "bar s0"))
         .count();
     assert_eq!(bars, 4);
+}
+
+#[test]
+fn a_source_running_again_after_pass_is_destroyed_before_the_shell_runs() {
+    let mut script = Script::new(Plan::Happy { rounds: 2 });
+    script.source_wakes = true;
+    let r = run_with(script, &[], |_| {});
+    assert_eq!(r.outcome.exit_code(), 0, "{:?}\n{}", r.outcome, r.text);
+    let f = &r.f;
+    let (g, shell) = (f.guest, f.shell.unwrap());
+    let destroy = f.pos(&format!("xl destroy {g}")).expect("source destroyed");
+    let unpause = f
+        .pos(&format!("xl unpause {shell}"))
+        .expect("shell unpaused");
+    assert!(destroy < unpause, "{:#?}", f.log);
+    assert!(f.pos(&format!("xl rename {g} ")).is_none(), "{:#?}", f.log);
+    assert!(r.text.contains("is not suspended"), "{}", r.text);
 }
 
 #[test]
@@ -913,22 +947,31 @@ fn creation_failures_clean_up_what_was_made() {
 }
 
 #[test]
-fn an_indestructible_source_keeps_the_shell_paused() {
+fn an_indestructible_source_stays_suspended_with_a_warning() {
     let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
         let g = f.guest;
         f.undestroyable.push(g);
     });
     match &r.outcome {
-        Outcome::NeedsOperator { reason } => assert!(reason.contains("still exists"), "{reason}"),
+        Outcome::Migrated { warnings } => assert!(
+            warnings.len() == 1
+                && warnings[0].contains("still exists")
+                && warnings[0].contains("never resume it"),
+            "{warnings:?}"
+        ),
         other => panic!("{other:?}"),
     }
     let f = &r.f;
-    assert!(
-        f.pos(&format!("xl unpause {}", f.shell.unwrap())).is_none(),
-        "{:#?}",
-        f.log
+    // The guest runs as the shell; the source is suspended, renamed away,
+    // and was never resumed (the fake would have recorded it).
+    assert!(f
+        .dom(f.shell.unwrap())
+        .is_some_and(crate::fake::Dom::running));
+    let src = f.dom(f.guest).expect("the source still exists");
+    assert_eq!(
+        (src.shutdown, src.name.as_str()),
+        (Some('s'), "guest--migratedaway")
     );
-    assert!(f.dom(f.shell.unwrap()).is_some_and(|d| d.paused));
     assert!(f.violations.is_empty(), "{:?}", f.violations);
 }
 
@@ -951,7 +994,7 @@ fn a_dying_source_counts_as_gone_with_a_warning() {
 #[test]
 fn unpause_shell_refuses_a_proof_for_the_shell_itself() {
     let mut f = Fake::new(Box::new(|_| {}));
-    let proof = SourceGone {
+    let proof = SourceStopped {
         domid: 9,
         dying: false,
     };
@@ -1058,7 +1101,7 @@ fn a_lingering_destination_is_destroyed_before_the_shell_runs() {
         .expect("destination destroyed");
     let unpause = f.pos(&format!("xl unpause {shell}")).unwrap();
     assert!(
-        f.pos(&format!("xl destroy {}", f.guest)).unwrap() < gone && gone < unpause,
+        gone < unpause && unpause < f.pos(&format!("xl destroy {}", f.guest)).unwrap(),
         "{:#?}",
         f.log
     );

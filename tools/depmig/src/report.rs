@@ -494,7 +494,18 @@ pub fn finish_report(
     if let Some(w) = workload {
         report.set("workload", Value::str(w));
     }
-    report.set("cli", cli.to_json());
+    let mut c = cli.to_json();
+    // The guest's own downtime: suspended, as the source appliance saw it
+    // (Xen's wall clock), until the shell was unpaused (dom0's clock).
+    let suspended = report
+        .get("events")
+        .and_then(|e| e.get("suspended_unix_ms"))
+        .and_then(Value::as_u64);
+    c.set(
+        "guest_downtime_ms",
+        Value::opt_uint(diff(suspended, cli.shell_unpaused_unix_ms)),
+    );
+    report.set("cli", c);
     report
 }
 
@@ -1023,6 +1034,19 @@ pub(crate) mod tests {
         assert_eq!(c.get("downtime_ms").and_then(Value::as_u64), Some(2000));
         assert_eq!(c.get("switchover_ms").and_then(Value::as_u64), Some(1000));
         assert_eq!(c.get("shell_domid").and_then(Value::as_u64), Some(4));
+        // No `events` in this report: the guest's downtime is unknown.
+        assert_eq!(c.get("guest_downtime_ms"), Some(&Value::Null));
+        // With the source's suspend event: suspended -> shell unpaused.
+        let mut with_events = again.clone();
+        let mut ev = json::parse("{\"suspended_unix_ms\":4200}").unwrap();
+        ev.set("resumed_unix_ms", Value::Null);
+        with_events.set("events", ev);
+        let out = finish_report(with_events, &cli, None, None);
+        let c = out.get("cli").unwrap();
+        assert_eq!(
+            c.get("guest_downtime_ms").and_then(Value::as_u64),
+            Some(2800)
+        );
         let none = CliFigures {
             shell_unpaused_unix_ms: None,
             ..cli
