@@ -46,7 +46,9 @@ depmig_check_moved() {
     xl list | awk -v s="$src" 'NR > 1 && $2 == s { found = 1 } END { exit !found }' && rig_fail "source domid $src still listed"
     left=$(rig_domains | grep -v -x "$name" | tr '\n' ' ')
     [ -z "$left" ] || rig_fail "domains left after the migration: $left"
-    xl list "$name" | awk 'NR == 2 { exit !($5 ~ /r|b/) }' || rig_fail "$name is not running on the destination: $(xl list "$name" | tail -n 1)"
+    # Running means neither paused, shut down, crashed nor dying: a vCPU
+    # that waits for a CPU shows as "------", neither r nor b.
+    xl list "$name" | awk 'NR == 2 { exit !($5 !~ /[pscd]/) }' || rig_fail "$name is not running on the destination: $(xl list "$name" | tail -n 1)"
     # GUEST_MUNCHER=none: a guest without mmuncher (its workloads are checked
     # by the scenario).
     [ "${GUEST_MUNCHER:-}" = none ] || {
@@ -108,7 +110,7 @@ depmig_check_stayed() {
         [ "$i" -lt 30 ] || rig_fail "domains left after the failed migration: $left"
         sleep 2
     done
-    xl list "$name" | awk 'NR == 2 { exit !($5 ~ /r|b/ && $5 !~ /p|s/) }' || rig_fail "$name is not running at the source: $(xl list "$name" | tail -n 1)"
+    xl list "$name" | awk 'NR == 2 { exit !($5 !~ /[pscd]/) }' || rig_fail "$name is not running at the source: $(xl list "$name" | tail -n 1)"
     [ "${GUEST_MUNCHER:-}" = none ] || {
     after=$(guest_passes "$name")
     guest_wait_passes "$name" $((after + 1)) 400 || { guest_dump "$name"; rig_fail "mmuncher did not verify a pass after the failed migration (at $(guest_passes "$name"))"; }
