@@ -264,7 +264,23 @@ impl SourceDomain for XenSource<'_> {
     }
 
     fn log_dirty_enable(&mut self) -> Result<(), PortError> {
-        domctl::logdirty_enable(self.xen, self.dom).map_err(|e| dom_err("log-dirty enable", e))
+        match domctl::logdirty_enable(self.xen, self.dom) {
+            // Xen refuses to turn log-dirty mode on twice (EINVAL). A source
+            // appliance that died mid-migration leaves it on (the guest ran
+            // on; nothing else turns it off), and a retry would fail here.
+            // As Xen's own save code does for a mode already on: off, then
+            // on again.
+            Err(DomctlError::Xen(xen_abi::errno::EINVAL)) => {
+                log::warn!(
+                    "migrate: log-dirty mode was already on for domain {} (left by an earlier migration?): turning it off and on again",
+                    self.dom
+                );
+                domctl::logdirty_off(self.xen, self.dom)
+                    .and_then(|()| domctl::logdirty_enable(self.xen, self.dom))
+                    .map_err(|e| dom_err("log-dirty enable", e))
+            }
+            r => r.map_err(|e| dom_err("log-dirty enable", e)),
+        }
     }
 
     fn log_dirty_collect(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
