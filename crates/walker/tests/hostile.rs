@@ -299,6 +299,32 @@ fn check_consistent(c: &depmig_walker::Classification, limits: &Limits) {
     assert!(c.stats.tables <= limits.max_tables);
 }
 
+/// A guest whose descriptors from frame 6144 on are `descs` (kind, a random
+/// word, an order): kinds 0 and 1 a buddy head, 2 and 3 plain, 4 some page
+/// type (maybe buddy), 5 plain with one page flag, others the random word
+/// as page type. Returns the image, its profile and every descriptor's
+/// address.
+fn random_descriptors(descs: &[(u8, u32, u64)]) -> (ImageMem, KernelProfile, Vec<u64>) {
+    let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+    let desc: Vec<u64> = (0..NR).map(|p| b.desc_pa(p).unwrap()).collect();
+    for (i, &(kind, t, order)) in descs.iter().enumerate() {
+        let at = desc[6144 + i];
+        let page_type = match kind {
+            0 | 1 => 0xffff_ff7f,
+            2 | 3 | 5 => u32::MAX,
+            4 => t | 0xf000_0000,
+            _ => t,
+        };
+        b.mem.write_u32(at + 48, page_type);
+        b.mem.write_u64(at + 40, order);
+        if kind == 5 {
+            b.mem.write_u64(at, 1 << (t % 16));
+        }
+    }
+    let (mem, profile) = b.build();
+    (mem, profile, desc)
+}
+
 fn descriptor(mem: &ImageMem, b_desc: &[u64], pfn: u64) -> (u32, u64) {
     let pa = b_desc[pfn as usize];
     let mut t = [0u8; 4];
@@ -380,22 +406,9 @@ proptest! {
     /// descriptors are unmarked (checked here from the frame's side).
     #[test]
     fn free_frames_are_proven(
-        descs in proptest::collection::vec((0u8..6, any::<u32>(), 0u64..14), 2048),
+        descs in proptest::collection::vec((0u8..7, any::<u32>(), 0u64..14), 2048),
     ) {
-        let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
-        let desc: Vec<u64> = (0..NR).map(|p| b.desc_pa(p).unwrap()).collect();
-        for (i, (kind, t, order)) in descs.iter().enumerate() {
-            let pfn = 6144 + i as u64;
-            let page_type = match kind {
-                0 | 1 => 0xffff_ff7f, // buddy head
-                2 | 3 => u32::MAX,    // plain
-                4 => t | 0xf000_0000, // some type, maybe buddy
-                _ => *t,
-            };
-            b.mem.write_u32(desc[pfn as usize] + 48, page_type);
-            b.mem.write_u64(desc[pfn as usize] + 40, *order);
-        }
-        let (mem, profile) = b.build();
+        let (mem, profile, desc) = random_descriptors(&descs);
         let k = Kernel::new(&mem, &profile).unwrap();
         let f = scan_free(&k);
         let mut bad = None;
@@ -423,24 +436,7 @@ proptest! {
         descs in proptest::collection::vec((0u8..7, any::<u32>(), 0u64..14), 2048),
         asked in proptest::collection::vec(0u64..NR, 1..120),
     ) {
-        let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
-        let desc: Vec<u64> = (0..NR).map(|p| b.desc_pa(p).unwrap()).collect();
-        for (i, (kind, t, order)) in descs.iter().enumerate() {
-            let pfn = 6144 + i as u64;
-            let page_type = match kind {
-                0 | 1 => 0xffff_ff7f, // buddy head
-                2 | 3 => u32::MAX,    // plain
-                4 => t | 0xf000_0000, // some type, maybe buddy
-                5 => u32::MAX,        // plain, with a page flag
-                _ => *t,
-            };
-            b.mem.write_u32(desc[pfn as usize] + 48, page_type);
-            b.mem.write_u64(desc[pfn as usize] + 40, *order);
-            if *kind == 5 {
-                b.mem.write_u64(desc[pfn as usize], 1 << (t % 16));
-            }
-        }
-        let (mem, profile) = b.build();
+        let (mem, profile, _) = random_descriptors(&descs);
         let k = Kernel::new(&mem, &profile).unwrap();
         let whole = scan_free(&k);
         let mut among = DirtyBitmap::new(NR);
