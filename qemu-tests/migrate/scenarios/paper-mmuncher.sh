@@ -105,7 +105,7 @@ for mode in dependency-aware paper-analysis baseline; do
         # Each attempt's report under its own name (an export name is unique).
         [ -f /tmp/$mode.json ] && rig_export /tmp/$mode.json $S-$mode-attempt$attempt.json
         if [ $mode != baseline ]; then
-            grep -a 'guest survey\|oracle\|guest agent' "$(rig_console_log $G--depmig-src)" 2>/dev/null | tail -n 8 |
+            grep -a 'guest survey\|oracle\|guest agent\|census' "$(rig_console_log $G--depmig-src)" 2>/dev/null | tail -n 14 |
                 while IFS= read -r l; do rig_say "source| $l"; done
         fi
         [ "$rc" = 0 ] && break
