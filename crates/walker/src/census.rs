@@ -10,13 +10,10 @@ use depmig_precopy::DirtyBitmap;
 
 use crate::classify::{walk_processes, Class, Limits};
 use crate::error::WalkError;
-use crate::free::{descriptor, descriptor_frame, IN_USE_FLAGS};
+use crate::free::{descriptor, descriptor_frame, IN_USE_FLAGS, PREFETCH};
 use crate::kernel::Kernel;
 use crate::mem::PhysMem;
 use crate::taint::TaintTable;
-
-/// Descriptor frames asked of the memory together.
-const PREFETCH: usize = 48;
 
 /// One process mapping frames of the set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -45,6 +45,19 @@ pub struct FreeScan {
     pub descriptors: u64,
 }
 
+impl FreeScan {
+    /// Nothing found yet, for a guest of `nr` frames.
+    fn empty(nr: u64) -> Self {
+        FreeScan {
+            free: DirtyBitmap::new(nr),
+            blocks: 0,
+            rejected: 0,
+            unreadable: 0,
+            descriptors: 0,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Pending {
     head: u64,
@@ -58,22 +71,14 @@ pub fn scan_free<M: PhysMem + ?Sized>(k: &Kernel<'_, M>) -> FreeScan {
     let lay = p.page;
     let size = u64::from(lay.size);
     let nr = k.mem().nr_pfns();
-    let mut out = FreeScan {
-        free: DirtyBitmap::new(nr),
-        blocks: 0,
-        rejected: 0,
-        unreadable: 0,
-        descriptors: 0,
-    };
+    let mut out = FreeScan::empty(nr);
     let mut buf = alloc::vec![0u8; (CHUNK * size) as usize];
     let mut pending: Option<Pending> = None;
     let mut base = 0u64;
     while base < nr {
         let n = CHUNK.min(nr - base);
         let len = (n * size) as usize;
-        let va = base
-            .checked_mul(size)
-            .and_then(|o| p.vmemmap_base.checked_add(o));
+        let va = descriptor_va(k, base);
         let chunk = buf.get_mut(..len);
         let readable = match (va, chunk) {
             (Some(va), Some(chunk)) => k.read_virt(va, chunk).is_ok(),
@@ -184,13 +189,7 @@ pub fn free_among<M: PhysMem + ?Sized>(k: &Kernel<'_, M>, among: &DirtyBitmap) -
         max_order: k.profile().max_order.min(20),
         heads: BTreeMap::new(),
         block: alloc::vec![0u8; (CHUNK * u64::from(k.profile().page.size)) as usize],
-        out: FreeScan {
-            free: DirtyBitmap::new(nr),
-            blocks: 0,
-            rejected: 0,
-            unreadable: 0,
-            descriptors: 0,
-        },
+        out: FreeScan::empty(nr),
     };
     let cands: Vec<u64> = among.iter_ones().filter(|&p| p < nr).collect();
     let mut frames: Vec<u64> = Vec::with_capacity(PREFETCH + 32);
@@ -233,9 +232,10 @@ pub fn free_among<M: PhysMem + ?Sized>(k: &Kernel<'_, M>, among: &DirtyBitmap) -
     out
 }
 
-/// Descriptor frames [`free_among`] asks its memory to fetch together
-/// (below the appliance's 128-page cache, leaving room for page tables).
-const PREFETCH: usize = 48;
+/// Descriptor frames [`free_among`] and the census ask their memory to
+/// fetch together (below the appliance's 128-page cache, leaving room for
+/// page tables).
+pub(crate) const PREFETCH: usize = 48;
 
 /// The state of one [`free_among`].
 struct Targeted<'k, 'a, M: PhysMem + ?Sized> {
@@ -269,15 +269,17 @@ impl<M: PhysMem + ?Sized> Targeted<'_, '_, M> {
     /// Reads `pfn`'s own descriptor (once); whether it shows the frame in
     /// use, which decides it.
     fn look(&mut self, pfn: u64) -> bool {
-        let v = match self.heads.get(&pfn) {
-            Some(&v) => v,
-            None => {
-                let v = read_head(self.k, pfn, self.nr, self.max_order, &mut self.out);
-                self.heads.insert(pfn, v);
-                v
-            }
-        };
-        matches!(v, Head::InUse)
+        matches!(self.head(pfn), Head::InUse)
+    }
+
+    /// What frame `h`'s descriptor says of it as a head, read once.
+    fn head(&mut self, h: u64) -> Head {
+        if let Some(&v) = self.heads.get(&h) {
+            return v;
+        }
+        let v = read_head(self.k, h, self.nr, self.max_order, &mut self.out);
+        self.heads.insert(h, v);
+        v
     }
 
     /// Decides frame `pfn`.
@@ -294,15 +296,7 @@ impl<M: PhysMem + ?Sized> Targeted<'_, '_, M> {
                 continue;
             }
             last = h;
-            let head = match self.heads.get(&h) {
-                Some(&v) => v,
-                None => {
-                    let v = read_head(self.k, h, self.nr, self.max_order, &mut self.out);
-                    self.heads.insert(h, v);
-                    v
-                }
-            };
-            let end = match head {
+            let end = match self.head(h) {
                 // A frame in use is not the tail of a free block.
                 Head::InUse if order == 0 => return,
                 Head::Plain | Head::InUse => continue,
@@ -345,10 +339,8 @@ pub(crate) fn descriptor<M: PhysMem + ?Sized>(
     let lay = k.profile().page;
     let mut d = [0u8; 64];
     let size = (lay.size as usize).min(d.len());
-    let va = pfn
-        .checked_mul(u64::from(lay.size))
-        .and_then(|o| k.profile().vmemmap_base.checked_add(o))?;
-    k.read_virt(va, d.get_mut(..size)?).ok()?;
+    k.read_virt(descriptor_va(k, pfn)?, d.get_mut(..size)?)
+        .ok()?;
     Some((
         field_u64(&d, lay.flags as usize),
         field_u32(&d, lay.page_type as usize),
@@ -356,13 +348,19 @@ pub(crate) fn descriptor<M: PhysMem + ?Sized>(
     ))
 }
 
+/// The kernel virtual address of frame `pfn`'s descriptor (in the
+/// vmemmap array), if it does not overflow.
+fn descriptor_va<M: PhysMem + ?Sized>(k: &Kernel<'_, M>, pfn: u64) -> Option<u64> {
+    let p = k.profile();
+    pfn.checked_mul(u64::from(p.page.size))
+        .and_then(|o| p.vmemmap_base.checked_add(o))
+}
+
 /// The guest frame holding frame `pfn`'s descriptor.
 pub(crate) fn descriptor_frame<M: PhysMem + ?Sized>(k: &Kernel<'_, M>, pfn: u64) -> Option<u64> {
-    let p = k.profile();
-    let va = pfn
-        .checked_mul(u64::from(p.page.size))
-        .and_then(|o| p.vmemmap_base.checked_add(o))?;
-    k.virt_to_phys(va).ok().map(|pa| pa / crate::mem::PAGE_SIZE)
+    k.virt_to_phys(descriptor_va(k, pfn)?)
+        .ok()
+        .map(|pa| pa / crate::mem::PAGE_SIZE)
 }
 
 /// Reads frame `h`'s descriptor as a possible head.
@@ -414,9 +412,7 @@ fn check_block<M: PhysMem + ?Sized>(
     // Bounded by the block's size, at most 2^20 frames.
     while base < end {
         let n = CHUNK.min(end - base);
-        let va = base
-            .checked_mul(size)
-            .and_then(|o| p.vmemmap_base.checked_add(o));
+        let va = descriptor_va(k, base);
         let Some(chunk) = buf.get_mut(..(n * size) as usize) else {
             return false;
         };

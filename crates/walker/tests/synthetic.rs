@@ -87,8 +87,7 @@ fn check_scenario(levels: u32) {
         free.descriptors
     );
     // Asked about everything, it is the whole scan.
-    let mut all = DirtyBitmap::new(NR);
-    all.set_all();
+    let all = all(NR);
     assert_eq!(free_among(&k, &all).free, free.free);
 
     // Through the oracle: 6000 is mapped, so it is not reported free.

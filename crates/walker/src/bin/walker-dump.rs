@@ -113,8 +113,6 @@ fn run(path: &str, gfn: &str) -> Result<(), String> {
     );
     let mut o = LinuxOracle::new(&mem, NoFreezer, gfn);
     let mut out = DirtyBitmap::new(mem.nr_pfns());
-    let mut all = DirtyBitmap::new(mem.nr_pfns());
-    all.set_all();
     o.free_frames(&all, &mut out)
         .map_err(|e| format!("oracle: {e:?}"))?;
     println!(
