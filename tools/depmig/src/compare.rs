@@ -471,20 +471,19 @@ fn downtime_vs_stock(
             "no stock `xl migrate` report in the set".into(),
         );
     };
-    let pick = |x: &Migration| match which {
-        Downtime::Report => x.downtime_ms.clone(),
-        Downtime::Guest => x.guest_downtime_ms.clone(),
+    let pick = |x: &'_ Migration| -> Option<Figure> {
+        match which {
+            Downtime::Report => x.downtime_ms.clone(),
+            Downtime::Guest => x.guest_downtime_ms.clone(),
+        }
     };
     let what = match which {
         Downtime::Report => "downtime",
         Downtime::Guest => "guest stopped until running",
     };
-    let (Some(d), Some(sd)) = (pick(m), pick(s)) else {
-        let whose = if pick(m).is_none() {
-            &m.label
-        } else {
-            &s.label
-        };
+    let (mine, stocks) = (pick(m), pick(s));
+    let (Some(d), Some(sd)) = (&mine, &stocks) else {
+        let whose = if mine.is_none() { &m.label } else { &s.label };
         let mut t = not_evaluated(key, Some(m), format!("`{whose}` reports no {what} figure"));
         t.reference = Some(s.label.clone());
         return t;

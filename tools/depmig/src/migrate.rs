@@ -994,6 +994,14 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         warnings
     }
 
+    /// Destroys the source guest ([`destroy_source`]) and notes when it was
+    /// gone in the report's figures.
+    fn destroy_source_now(&mut self) -> Result<SourceStopped, Fail> {
+        let p = destroy_source(self.ts, self.guest_id, self.t.gone)?;
+        self.cli.source_destroyed_unix_ms = Some(self.ts.unix_ms());
+        Ok(p)
+    }
+
     /// After the decision to commit: with the source suspended, rename and
     /// unpause the shell, then destroy the source; clean up.
     fn commit(&mut self, shell: u32, src: u32, dst: u32) -> Outcome {
@@ -1024,11 +1032,8 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             }
             Err(e) => {
                 self.say(&format!("{e}: destroying it before the shell runs"));
-                match destroy_source(self.ts, self.guest_id, self.t.gone) {
-                    Ok(p) => {
-                        self.cli.source_destroyed_unix_ms = Some(self.ts.unix_ms());
-                        (p, true)
-                    }
+                match self.destroy_source_now() {
+                    Ok(p) => (p, true),
                     Err(e) => {
                         return Outcome::NeedsOperator {
                             reason: format!(
@@ -1134,13 +1139,10 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 "destroying the source guest (domain {})",
                 self.guest_id
             ));
-            destroy_source(self.ts, self.guest_id, self.t.gone)
+            self.destroy_source_now()
         };
         match gone {
             Ok(p) => {
-                if !destroyed_first {
-                    self.cli.source_destroyed_unix_ms = Some(self.ts.unix_ms());
-                }
                 if p.dying {
                     warnings.push(format!(
                         "the source guest (domain {}) is dying but not gone: it may hold foreign mappings",
