@@ -33,6 +33,13 @@ depmig_migrate() {
     return "$rc"
 }
 
+# depmig_appliance_died NAME STATUS: 0 when the depmig migration of NAME
+# that ended with STATUS was rolled back (status 1, not migrated) because an
+# appliance crashed or stopped without a result.
+depmig_appliance_died() {
+    [ "$2" = 1 ] && grep -q 'appliance \(crashed\|stopped\)' "/tmp/$1.depmig.log"
+}
+
 # depmig_migrate_retrying NAME REPORT SVG [OPTIONS...]: depmig_migrate, and
 # when that attempt was rolled back because an appliance died (the rig's open
 # triple fault under emulated nested paging, see qemu-tests/README.md):
@@ -47,7 +54,7 @@ depmig_migrate_retrying() {
     ticks=$(guest_ticks "$name")
     depmig_migrate "$@"
     rc=$?
-    if [ "$rc" = 1 ] && grep -q 'appliance \(crashed\|stopped\)' "/tmp/$name.depmig.log"; then
+    if depmig_appliance_died "$name" "$rc"; then
         rig_say "depmig: attempt 1 rolled back ($(tail -n 1 "/tmp/$name.depmig.log")); checking the guest runs on at the source, then once more"
         depmig_check_stayed "$name" "$src" "$ticks"
         DEPMIG_RETRIED=1

@@ -109,7 +109,7 @@ for mode in dependency-aware paper-analysis baseline; do
                 while IFS= read -r l; do rig_say "source| $l"; done
         fi
         [ "$rc" = 0 ] && break
-        if [ "$rc" = 1 ] && [ $attempt = 1 ] && grep -q 'appliance \(crashed\|stopped\)' /tmp/$G.depmig.log; then
+        if [ $attempt = 1 ] && depmig_appliance_died $G "$rc"; then
             rig_say "depmig $mode: attempt 1 rolled back ($(tail -n 1 /tmp/$G.depmig.log)); checking the guest runs on at the source, then once more"
             depmig_check_stayed $G "$src" "$ticks"
             retries="$retries $mode"
