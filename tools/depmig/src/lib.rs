@@ -12,6 +12,7 @@ pub mod report;
 pub mod svg;
 pub mod toolstack;
 pub mod xlcfg;
+pub mod xsconn;
 
 #[cfg(test)]
 pub(crate) mod fake;

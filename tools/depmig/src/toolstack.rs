@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use xenstore_wire::XsError;
+
+use crate::xsconn::{CallError, XsSocket};
+
 /// What a command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CmdOutput {
@@ -128,11 +132,17 @@ pub trait Toolstack {
     fn sleep(&mut self, d: Duration);
 }
 
-/// The real host: runs `xl` and `xenstore-*` from `PATH`.
+/// The real host: runs `xl` and `xenstore-*` from `PATH`; reads and
+/// writes xenstore over xenstored's socket when it can (see [`crate::xsconn`]).
 pub struct System {
     start: Instant,
     dir: PathBuf,
     bin: Option<PathBuf>,
+    /// The socket connection, once made.
+    xs: Option<XsSocket>,
+    /// Where to look for the socket; empty when the commands are the only way
+    /// (stand-in commands under test, or no socket found).
+    xs_paths: Vec<PathBuf>,
 }
 
 impl System {
@@ -142,14 +152,48 @@ impl System {
             start: Instant::now(),
             dir,
             bin: None,
+            xs: None,
+            xs_paths: crate::xsconn::socket_candidates(),
         }
     }
 
-    /// The same, with `xl` and `xenstore-*` taken from `bin` instead of `PATH`.
+    /// The same, with `xl` and `xenstore-*` taken from `bin` instead of `PATH`
+    /// (and xenstore reached only through those commands).
     pub fn with_bin_dir(dir: PathBuf, bin: PathBuf) -> System {
         System {
             bin: Some(bin),
+            xs_paths: Vec::new(),
             ..System::new(dir)
+        }
+    }
+
+    /// The socket connection, made on first use; `None` (for good) when no
+    /// socket accepts.
+    fn socket(&mut self) -> Option<&mut XsSocket> {
+        if self.xs.is_none() && !self.xs_paths.is_empty() {
+            self.xs = XsSocket::connect_any(&self.xs_paths);
+            if self.xs.is_none() {
+                self.xs_paths.clear();
+            }
+        }
+        self.xs.as_mut()
+    }
+
+    /// Runs `op` over the socket. `None` means "use the commands": no
+    /// socket, or the connection broke (it is dropped; the next call
+    /// connects again).
+    fn over_socket<R>(
+        &mut self,
+        op: impl FnOnce(&mut XsSocket) -> Result<R, CallError>,
+    ) -> Option<Result<R, XsError>> {
+        let sock = self.socket()?;
+        match op(sock) {
+            Ok(r) => Some(Ok(r)),
+            Err(CallError::Xs(e)) => Some(Err(e)),
+            Err(CallError::Broken(_)) => {
+                self.xs = None;
+                None
+            }
         }
     }
 
@@ -180,6 +224,16 @@ impl Toolstack for System {
     }
 
     fn xs_read(&mut self, path: &str) -> Result<Option<String>, ToolError> {
+        match self.over_socket(|x| x.read(path)) {
+            Some(Ok(v)) => return Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned())),
+            Some(Err(e)) => {
+                return Err(ToolError::Xenstore {
+                    what: format!("read {path}"),
+                    reason: format!("{e:?}"),
+                })
+            }
+            None => {}
+        }
         // -R: the value's bytes as they are (no escaping, no newline added).
         let out = self.run("xenstore-read", &["-R", path])?;
         if out.ok {
@@ -198,6 +252,16 @@ impl Toolstack for System {
     }
 
     fn xs_write(&mut self, path: &str, value: &str) -> Result<(), ToolError> {
+        match self.over_socket(|x| x.write(path, value.as_bytes())) {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(e)) => {
+                return Err(ToolError::Xenstore {
+                    what: format!("write {path}"),
+                    reason: format!("{e:?}"),
+                })
+            }
+            None => {}
+        }
         let out = self.run("xenstore-write", &["-R", path, value])?;
         if out.ok {
             Ok(())
