@@ -406,9 +406,9 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
     };
     match r {
         Ok(out) => {
-            if let Err(e) = link.close() {
-                log::warn!("migrate: closing the link: {e}");
-            }
+            // Report and result before the goodbye: dom0 may have paused
+            // the destination already (it runs the guest's copy once we
+            // published `committed`), and then the close waits it out.
             let s = &out.stats;
             publish_report(xs, &report::build(s, &meta("committed")));
             let pages: u64 = s.rounds.iter().map(|r| r.sent).sum();
@@ -420,7 +420,11 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
                 s.downtime_ns().unwrap_or(0) / 1_000_000,
                 s.total_ns().unwrap_or(0) / 1_000_000
             );
-            finish(Some(xs), true, &summary)
+            let end = finish(Some(xs), true, &summary);
+            if let Err(e) = link.close() {
+                log::warn!("migrate: closing the link: {e}");
+            }
+            end
         }
         Err(f) => {
             link.abort();

@@ -576,19 +576,22 @@ pub fn run<D: SourceDomain, T: Transport>(
         }
     };
 
+    // Committed as soon as the destination's ACK is in: dom0 may run the
+    // destination copy from now on, so nothing after this point resumes the
+    // guest; turning log-dirty off is housekeeping on a guest about to go.
+    if result.is_ok() {
+        progress.state(State::Committed);
+    }
     let log_dirty_error = if log_on {
         dom.log_dirty_disable().err()
     } else {
         None
     };
     match result {
-        Ok(()) => {
-            progress.state(State::Committed);
-            Ok(SourceOutcome {
-                stats,
-                log_dirty_error,
-            })
-        }
+        Ok(()) => Ok(SourceOutcome {
+            stats,
+            log_dirty_error,
+        }),
         Err(error) => {
             let resume_error = if suspend_called {
                 dom.resume_cancelled().err()

@@ -36,11 +36,30 @@ impl Dom {
         )
     }
 
+    fn list_line(&self) -> String {
+        format!(
+            "{:<40} {:>5} {:>5} {:>5}     {}  {:>8.1}\n",
+            if self.dying {
+                "(null)"
+            } else {
+                self.name.as_str()
+            },
+            self.id,
+            512,
+            1,
+            self.state(),
+            1.5
+        )
+    }
+
     /// Runs (or could run) guest code.
     pub fn running(&self) -> bool {
         self.shutdown.is_none() && !self.paused && !self.dying
     }
 }
+
+const LIST_HEADER: &str =
+    "Name                                        ID   Mem VCPUs\tState\tTime(s)\n";
 
 /// What plays the appliances and the guest.
 pub type Behaviour = Box<dyn FnMut(&mut Fake)>;
@@ -69,6 +88,11 @@ pub struct Fake {
     pub sticky_dying: Vec<u32>,
     /// The shell has been unpaused: from then on the source may never run.
     pub shell_ran: bool,
+    /// `xl pause` fails.
+    pub fail_pause: bool,
+    /// Domains (by name) that must not run once the shell does: the
+    /// destination appliance, which maps it.
+    pub writers: Vec<String>,
     /// The guest config's path (a create from it makes the shell).
     pub guest_cfg: PathBuf,
     behaviour: Option<Behaviour>,
@@ -94,6 +118,8 @@ impl Fake {
             undestroyable: Vec::new(),
             sticky_dying: Vec::new(),
             shell_ran: false,
+            writers: Vec::new(),
+            fail_pause: false,
             guest_cfg: PathBuf::from(GUEST_CFG),
             behaviour: Some(behaviour),
         };
@@ -378,26 +404,34 @@ impl Toolstack for Fake {
         match args {
             ["domid", name] => match self.by_name(name) {
                 Some(d) => Fake::ok(format!("{}\n", d.id)),
-                None => Fake::err(format!("Can't get domid of domain name '{name}', maybe this domain does not exist.\n")),
-            },
-            ["list", ident] => match self.find(ident) {
-                Some(d) => Fake::ok(format!(
-                    "Name                                        ID   Mem VCPUs\tState\tTime(s)\n{:<40} {:>5} {:>5} {:>5}     {}  {:>8.1}\n",
-                    if d.dying { "(null)" } else { d.name.as_str() },
-                    d.id,
-                    512,
-                    1,
-                    d.state(),
-                    1.5
+                None => Fake::err(format!(
+                    "Can't get domid of domain name '{name}', maybe this domain does not exist.\n"
                 )),
-                None if ident.parse::<u32>().is_ok() => Fake::err(format!("Error: Domain '{ident}' does not exist.\n")),
+            },
+            ["list"] => {
+                let mut out = String::from(LIST_HEADER);
+                for d in &self.doms {
+                    out.push_str(&d.list_line());
+                }
+                Fake::ok(out)
+            }
+            ["list", ident] => match self.find(ident) {
+                Some(d) => Fake::ok(format!("{LIST_HEADER}{}", d.list_line())),
+                None if ident.parse::<u32>().is_ok() => {
+                    Fake::err(format!("Error: Domain '{ident}' does not exist.\n"))
+                }
                 None => Fake::err(format!("{ident} is an invalid domain identifier (rc=-6)\n")),
             },
             ["create", "-p", cfg, extra @ ..] => {
                 let Some(text) = self.files.get(Path::new(cfg)).cloned() else {
-                    return Fake::err(format!("Failed to read config file: {cfg}: No such file or directory\n"));
+                    return Fake::err(format!(
+                        "Failed to read config file: {cfg}: No such file or directory\n"
+                    ));
                 };
-                let parsed = xlcfg::parse_guest_config(&text).map_err(|e| ToolError::File { path: cfg.to_string(), reason: e.to_string() })?;
+                let parsed = xlcfg::parse_guest_config(&text).map_err(|e| ToolError::File {
+                    path: cfg.to_string(),
+                    reason: e.to_string(),
+                })?;
                 let mut name = parsed.name.unwrap_or_default();
                 for e in extra {
                     if let Some(v) = e.strip_prefix("name=") {
@@ -405,10 +439,14 @@ impl Toolstack for Fake {
                     }
                 }
                 if self.fail_create.contains(&name) {
-                    return Fake::err("libxl: error: libxl_create.c: domain creation failed\n".into());
+                    return Fake::err(
+                        "libxl: error: libxl_create.c: domain creation failed\n".into(),
+                    );
                 }
                 if self.by_name(&name).is_some() {
-                    return Fake::err(format!("libxl: error: domain with name \"{name}\" already exists.\n"));
+                    return Fake::err(format!(
+                        "libxl: error: domain with name \"{name}\" already exists.\n"
+                    ));
                 }
                 let id = self.add_domain(&name, true);
                 if Path::new(cfg) == self.guest_cfg {
@@ -445,6 +483,20 @@ impl Toolstack for Fake {
                 }
                 Fake::ok(String::new())
             }
+            ["pause", ident] => {
+                if self.fail_pause {
+                    return Fake::err(
+                        "libxl: error: libxl_domain.c: pausing domain failed\n".into(),
+                    );
+                }
+                let Some(id) = self.find(ident).map(|d| d.id) else {
+                    return Fake::err(format!("{ident} is an invalid domain identifier (rc=-6)\n"));
+                };
+                if let Some(d) = self.dom_mut(id) {
+                    d.paused = true;
+                }
+                Fake::ok(String::new())
+            }
             ["unpause", ident] => {
                 let Some(id) = self.find(ident).map(|d| d.id) else {
                     return Fake::err(format!("{ident} is an invalid domain identifier (rc=-6)\n"));
@@ -463,10 +515,20 @@ impl Toolstack for Fake {
                 }
                 if Some(id) == self.shell {
                     self.shell_ran = true;
+                    for name in self.writers.clone() {
+                        if self.by_name(&name).is_some_and(Dom::running) {
+                            self.violations.push(format!(
+                                "t={}: shell {id} unpaused while {name} could still write into it",
+                                self.now
+                            ));
+                        }
+                    }
                 }
                 if id == self.guest && self.shell_ran {
-                    self.violations
-                        .push(format!("t={}: source unpaused after the shell ran", self.now));
+                    self.violations.push(format!(
+                        "t={}: source unpaused after the shell ran",
+                        self.now
+                    ));
                 }
                 if let Some(d) = self.dom_mut(id) {
                     d.paused = false;

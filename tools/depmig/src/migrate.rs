@@ -58,7 +58,7 @@ impl Default for Timings {
     fn default() -> Timings {
         Timings {
             poll: Duration::from_millis(1000),
-            poll_fast: Duration::from_millis(200),
+            poll_fast: Duration::from_millis(100),
             list_period: Duration::from_secs(3),
             grace: Duration::from_secs(90),
             gone: Duration::from_secs(60),
@@ -165,6 +165,15 @@ pub fn parse_xl_list(out: &str) -> Option<DomState> {
     })
 }
 
+/// Reads every domain line of `xl list` output.
+pub fn parse_xl_list_all(out: &str) -> Vec<DomState> {
+    out.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| parse_xl_list(&format!("header\n{l}")))
+        .collect()
+}
+
 /// Something that went wrong while talking to the toolstack.
 type Fail = String;
 
@@ -217,6 +226,24 @@ fn domain_state<T: Toolstack + ?Sized>(ts: &mut T, ident: &str) -> Result<Option
     }
 }
 
+/// Every domain's state from one `xl list` (one command where several
+/// `xl list <id>` would each cost a process in a slow dom0).
+fn all_domain_states<T: Toolstack + ?Sized>(ts: &mut T) -> Result<Vec<DomState>, Fail> {
+    let out = ts.xl(&["list"]).map_err(tool)?;
+    if !out.ok {
+        return Err(format!("xl list: {}", out.last_line()));
+    }
+    let v = parse_xl_list_all(&out.stdout);
+    if v.is_empty() {
+        // dom0 is always listed.
+        return Err(format!(
+            "cannot read `xl list` output: {}",
+            out.stdout.trim()
+        ));
+    }
+    Ok(v)
+}
+
 fn domid_of<T: Toolstack + ?Sized>(ts: &mut T, name: &str) -> Result<Option<u32>, Fail> {
     let out = ts.xl(&["domid", name]).map_err(tool)?;
     if !out.ok {
@@ -244,7 +271,12 @@ pub fn source_stopped<T: Toolstack + ?Sized>(
     ts: &mut T,
     domid: u32,
 ) -> Result<SourceStopped, Fail> {
-    match domain_state(ts, &domid.to_string())? {
+    source_stopped_as(domid, domain_state(ts, &domid.to_string())?)
+}
+
+/// The same, from the state `xl list` just showed for it (`None`: not listed).
+fn source_stopped_as(domid: u32, state: Option<DomState>) -> Result<SourceStopped, Fail> {
+    match state {
         None => Ok(SourceStopped {
             domid,
             dying: false,
@@ -578,8 +610,9 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         self.write_keys(dst, &[("migrate/go", "1".into())])?;
         self.write_keys(src, &[("migrate/go", "1".into())])?;
         self.cli.go_unix_ms = Some(self.ts.unix_ms());
+        let route = self.ts.xenstore_route();
         self.say(&format!(
-            "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}",
+            "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}; xenstore through {route}",
             o.destination_ip,
             o.port,
             o.mode.as_str(),
@@ -760,18 +793,23 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                                 "source appliance wrote an unknown result `{r}`"
                             ));
                         }
+                    }
+                    // `committed` comes before the result: the source had the
+                    // destination's ACK and will never resume the guest. Its
+                    // report and result follow, and are read after the handoff.
+                    if src_state == "committed" || self.src_result.is_some() {
                         if dst_state == "applied" {
                             return Watch::Success;
                         }
                         if dst_state == "failed" {
                             return Watch::Failure(
-                                "the source reported PASS but the destination failed".into(),
+                                "the source committed but the destination failed".into(),
                             );
                         }
                         let at = *src_pass_at.get_or_insert(now);
                         if now.saturating_sub(at) >= grace {
                             return Watch::Failure(format!(
-                                "the source reported PASS but the destination did not report `applied` within {} s (state `{dst_state}`)",
+                                "the source committed but the destination did not report `applied` within {} s (state `{dst_state}`)",
                                 grace / 1000
                             ));
                         }
@@ -1002,8 +1040,11 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         Ok(p)
     }
 
-    /// After the decision to commit: with the source suspended, rename and
-    /// unpause the shell, then destroy the source; clean up.
+    /// After the decision to commit: with the source suspended and the
+    /// destination appliance stopped or paused, unpause the shell; then the
+    /// names, the thaw, the source's destruction, the report. Everything
+    /// between the decision and the unpause is the guest's downtime: one
+    /// `xl list`, at most one `xl pause`, and the unpause.
     fn commit(&mut self, shell: u32, src: u32, dst: u32) -> Outcome {
         let mut warnings = Vec::new();
         // The last request the source appliance made of the guest's agent
@@ -1022,10 +1063,20 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         // The source must not be able to run when the shell does: it is
         // suspended (the source appliance saw it so before its final
         // round). If it is not, it is destroyed first, as a last resort.
-        let (proof, destroyed_first) = match source_stopped(self.ts, self.guest_id) {
+        let states = all_domain_states(self.ts);
+        let listed = |id: u32| {
+            states
+                .as_ref()
+                .map(|v| v.iter().find(|d| d.domid == id).copied())
+                .map_err(Clone::clone)
+        };
+        let src_state = listed(self.guest_id);
+        let dst_state = listed(dst);
+        let proof = src_state.and_then(|st| source_stopped_as(self.guest_id, st));
+        let (proof, destroyed_first) = match proof {
             Ok(p) => {
                 self.say(&format!(
-                    "source PASS and destination applied: the source guest (domain {}) is suspended; the shell runs first, then the source is destroyed",
+                    "source committed and destination applied: the source guest (domain {}) is suspended; the shell runs first, then the source is destroyed",
                     self.guest_id
                 ));
                 (p, false)
@@ -1047,8 +1098,10 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             }
         };
         // No appliance may still be able to write into the shell when it
-        // runs: the destination normally powers off right after `applied`.
-        if let Err(e) = self.stop_destination(dst) {
+        // runs. The destination has nothing left to write after `applied`
+        // but its goodbye to the source; it is paused if it has not stopped
+        // yet (and destroyed with the source appliance afterwards).
+        if let Err(e) = self.quiesce_destination(dst, dst_state.ok().flatten()) {
             return Outcome::NeedsOperator {
                 reason: format!(
                     "{e}. The migrated copy waits paused in domain {shell} ({}); the source guest (domain {}) is {}: \
@@ -1059,8 +1112,40 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 ),
             };
         }
+        if let Err(e) = unpause_shell(self.ts, shell, &proof) {
+            return Outcome::NeedsOperator {
+                reason: if destroyed_first {
+                    format!("{e}. The source is gone; the only copy of the guest is the paused domain {shell}: run `xl unpause {shell}`")
+                } else {
+                    format!(
+                        "{e}. The migrated copy waits paused in domain {shell}; the source guest (domain {}) is suspended and intact: \
+                         run `xl unpause {shell}` and destroy the source, or destroy {shell} and resume the source",
+                        self.guest_id
+                    )
+                },
+            };
+        }
+        let now = self.ts.unix_ms();
+        self.cli.shell_unpaused_unix_ms = Some(now);
+        let secs = |from: Option<u64>| {
+            from.map_or_else(
+                || "?".to_string(),
+                |t| format!("{:.1} s", now.saturating_sub(t) as f64 / 1000.0),
+            )
+        };
+        self.say(&format!(
+            "the guest runs as domain {shell}: {} after go, {} after it was seen suspended",
+            secs(self.cli.go_unix_ms),
+            secs(self.cli.final_seen_unix_ms)
+        ));
+        match domain_state(self.ts, &shell.to_string()) {
+            Ok(Some(s)) if s.alive() && !s.paused => {}
+            Ok(s) => warnings.push(format!("after unpause the shell looks like {s:?}")),
+            Err(e) => warnings.push(e),
+        }
         // The names, as xl does: the source steps aside, the shell takes
-        // the guest's name.
+        // the guest's name (after the unpause: names are the operator's,
+        // the guest does not wait for them).
         let away = format!("{}--migratedaway", self.o.guest);
         if !destroyed_first {
             match self.ts.xl(&["rename", &self.guest_id.to_string(), &away]) {
@@ -1086,37 +1171,6 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 "xl rename: {e} (the guest runs as {})",
                 self.shell_name
             )),
-        }
-        if let Err(e) = unpause_shell(self.ts, shell, &proof) {
-            return Outcome::NeedsOperator {
-                reason: if destroyed_first {
-                    format!("{e}. The source is gone; the only copy of the guest is the paused domain {shell}: run `xl unpause {shell}`")
-                } else {
-                    format!(
-                        "{e}. The migrated copy waits paused in domain {shell}; the source guest (domain {}, renamed {away}) is suspended and intact: \
-                         run `xl unpause {shell}` and destroy the source, or destroy {shell} and resume the source",
-                        self.guest_id
-                    )
-                },
-            };
-        }
-        let now = self.ts.unix_ms();
-        self.cli.shell_unpaused_unix_ms = Some(now);
-        let secs = |from: Option<u64>| {
-            from.map_or_else(
-                || "?".to_string(),
-                |t| format!("{:.1} s", now.saturating_sub(t) as f64 / 1000.0),
-            )
-        };
-        self.say(&format!(
-            "the guest runs as domain {shell}: {} after go, {} after it was seen suspended",
-            secs(self.cli.go_unix_ms),
-            secs(self.cli.final_seen_unix_ms)
-        ));
-        match domain_state(self.ts, &shell.to_string()) {
-            Ok(Some(s)) if s.alive() && !s.paused => {}
-            Ok(s) => warnings.push(format!("after unpause the shell looks like {s:?}")),
-            Err(e) => warnings.push(e),
         }
         // The groups the source froze are still frozen in the migrated
         // guest: its agent thaws them on request, in its new home.
@@ -1154,6 +1208,8 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 "{e}: the source (renamed {away}) stays suspended; destroy it, never resume it: the guest runs as domain {shell}"
             )),
         }
+        // The source writes its report and result after `committed`.
+        self.await_source_result(src, self.t.poll_fast);
         self.cli.outcome = "migrated".into();
         self.cli.source_result = self.src_result.clone().unwrap_or_default();
         self.cli.last_round_seen = self.last_round.map(|r| r.round);
@@ -1165,6 +1221,58 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         }
         warnings.extend(self.write_outputs(report, true));
         Outcome::Migrated { warnings }
+    }
+
+    /// Makes sure the destination appliance cannot run while the shell
+    /// does: stopped already (as `xl list` showed it: `state`), or paused
+    /// now; if it cannot be paused, the slow way ([`Self::stop_destination`]).
+    fn quiesce_destination(&mut self, dst: u32, state: Option<DomState>) -> Result<(), Fail> {
+        match state {
+            Some(s) if s.alive() && !s.paused => {}
+            _ => return Ok(()),
+        }
+        match self.ts.xl(&["pause", &dst.to_string()]) {
+            Ok(out) if out.ok => Ok(()),
+            Ok(out) => {
+                self.say(&format!(
+                    "xl pause {dst}: {}; waiting for the destination appliance to stop",
+                    out.last_line()
+                ));
+                self.stop_destination(dst)
+            }
+            Err(e) => {
+                self.say(&format!(
+                    "xl pause {dst}: {e}; waiting for the destination appliance to stop"
+                ));
+                self.stop_destination(dst)
+            }
+        }
+    }
+
+    /// Waits until the source appliance wrote its result (its report comes
+    /// first) or stopped, for at most the grace period, polling every `period`.
+    fn await_source_result(&mut self, src: u32, period: Duration) {
+        let start = self.ts.now_ms();
+        loop {
+            let result = self.read_key(src, "migrate/result").ok().flatten();
+            let alive = result.is_none()
+                && matches!(domain_state(self.ts, &src.to_string()), Ok(Some(s)) if s.alive());
+            if result.is_some() || !alive {
+                if let Some(r) = result {
+                    if self.src_result.is_none() {
+                        self.cli.result_seen_unix_ms = Some(self.ts.unix_ms());
+                        self.say(&format!("source result: {r}"));
+                    }
+                    self.src_result = Some(r);
+                }
+                return;
+            }
+            if self.ts.now_ms().saturating_sub(start) >= duration_ms(self.t.grace) {
+                self.say("the source appliance reported nothing: destroying it");
+                return;
+            }
+            self.ts.sleep(period);
+        }
     }
 
     /// Waits briefly for the destination appliance to stop by itself, and
@@ -1208,26 +1316,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         if let Some(src) = self.created.src.take() {
             // The source resumes the guest itself once it notices the
             // failure (its peer is gone now): give it time to finish.
-            let start = self.ts.now_ms();
-            loop {
-                let result = self.read_key(src, "migrate/result").ok().flatten();
-                let alive =
-                    matches!(domain_state(self.ts, &src.to_string()), Ok(Some(s)) if s.alive());
-                if result.is_some() || !alive {
-                    if let Some(r) = result {
-                        if self.src_result.is_none() {
-                            self.say(&format!("source result: {r}"));
-                        }
-                        self.src_result = Some(r);
-                    }
-                    break;
-                }
-                if self.ts.now_ms().saturating_sub(start) >= duration_ms(self.t.grace) {
-                    self.say("the source appliance reported nothing: destroying it");
-                    break;
-                }
-                self.ts.sleep(self.t.poll);
-            }
+            self.await_source_result(src, self.t.poll);
             report = self.read_report(src);
             if let Err(e) = self.destroy_and_wait(src) {
                 warnings.push(format!("source appliance (domain {src}): {e}"));

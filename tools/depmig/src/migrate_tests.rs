@@ -94,6 +94,7 @@ fn read_all(f: &mut Fake, id: u32, keys: &[&str]) -> BTreeMap<String, String> {
 fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
     let mut k: u64 = 0;
     let mut resumed = false;
+    let mut ids: Option<(u32, u32)> = None;
     Box::new(move |f: &mut Fake| {
         if let Some(r) = f.started(RESUME) {
             if !resumed {
@@ -154,8 +155,21 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             }
             return;
         }
-        let (Some(a), Some(d)) = (src, dst) else {
-            return;
+        let rounds = match s.plan {
+            Plan::Happy { rounds } => rounds,
+            _ => 2,
+        };
+        // After `committed` the CLI may pause the destination: the
+        // appliances finish by the ids they had.
+        let (a, d) = match (src, dst) {
+            (Some(a), Some(d)) => {
+                ids = Some((a, d));
+                (a, d)
+            }
+            _ => match ids {
+                Some(p) if k >= rounds + 3 && f.dom(p.0).is_some_and(|x| x.running()) => p,
+                _ => return,
+            },
         };
         k += 1;
         if k == 1 {
@@ -185,10 +199,6 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             }
             return;
         }
-        let rounds = match s.plan {
-            Plan::Happy { rounds } => rounds,
-            _ => 2,
-        };
         if k <= rounds + 1 {
             let r = k - 1;
             f.set(a, "state", "streaming");
@@ -240,12 +250,21 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             return;
         }
         if k == rounds + 3 {
+            // As the appliances do: the destination applies and ACKs, the
+            // source publishes `committed`; its report and result follow.
             f.set(d, "state", "applying");
             if s.plan == Plan::DestFailsAfterPass {
                 f.set(d, "state", "failed");
             } else {
                 f.set(d, "state", "applied");
             }
+            f.set(a, "state", "committed");
+            if s.source_wakes {
+                f.resume_guest();
+            }
+            return;
+        }
+        if k == rounds + 4 {
             if let Some(rep) = &s.report {
                 if s.report_parts {
                     let chunks: Vec<String> = rep
@@ -263,13 +282,9 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
                     f.set(a, "report", rep);
                 }
             }
-            f.set(a, "state", "committed");
             f.set(a, "result", "PASS 4 rounds, 131668 pages");
             f.poweroff(a);
-            if s.source_wakes {
-                f.resume_guest();
-            }
-            if !s.dst_lingers {
+            if !s.dst_lingers && f.dom(d).is_some_and(|x| !x.paused) {
                 f.poweroff(d);
             }
         }
@@ -302,6 +317,7 @@ struct Ran {
 fn run_with(script: Script, extra: &[&str], setup: impl FnOnce(&mut Fake)) -> Ran {
     let seen = Rc::new(RefCell::new(Seen::default()));
     let mut f = Fake::new(behaviour(script, seen.clone()));
+    f.writers.push(DST.into());
     setup(&mut f);
     let o = options(extra);
     let mut out: Vec<u8> = Vec::new();
@@ -389,9 +405,11 @@ fn happy_path_runs_the_shell_while_the_source_is_suspended_then_destroys_it() {
     assert_eq!(r.outcome.exit_code(), 0);
     let f = &r.f;
     let (g, shell) = (f.guest, f.shell.unwrap());
-    // The order that matters, as xl's: the suspended source steps aside,
-    // the shell takes its name and runs, then the source is destroyed (the
-    // fake records a violation if the source could run at the unpause).
+    // The order that matters: the shell runs while the source is
+    // suspended, then the source steps aside, the shell takes its name and
+    // the source is destroyed (the fake records a violation if the source
+    // could run at the unpause). Between the decision and the unpause: one
+    // `xl list`, the destination's pause, the unpause.
     let away = f
         .pos(&format!("xl rename {g} guest--migratedaway"))
         .expect("source renamed");
@@ -403,7 +421,20 @@ fn happy_path_runs_the_shell_while_the_source_is_suspended_then_destroys_it() {
         .expect("shell unpaused");
     let destroy = f.pos(&format!("xl destroy {g}")).expect("source destroyed");
     assert!(
-        away < rename && rename < unpause && unpause < destroy,
+        unpause < away && away < rename && rename < destroy,
+        "{:#?}",
+        f.log
+    );
+    let listed = f.log[..unpause]
+        .iter()
+        .rposition(|l| l == "xl list")
+        .expect("one xl list before the unpause");
+    assert_eq!(
+        f.log[listed + 1..unpause]
+            .iter()
+            .filter(|l| l.starts_with("xl "))
+            .collect::<Vec<_>>(),
+        [&format!("xl pause {}", shell + 1)],
         "{:#?}",
         f.log
     );
@@ -1083,10 +1114,35 @@ fn the_plot_overlays_the_baseline() {
 }
 
 #[test]
-fn a_lingering_destination_is_destroyed_before_the_shell_runs() {
+fn a_running_destination_is_paused_before_the_shell_runs_and_destroyed_after() {
+    let r = run(Plan::Happy { rounds: 2 });
+    assert_eq!(
+        r.outcome,
+        Outcome::Migrated { warnings: vec![] },
+        "{}",
+        r.text
+    );
+    let f = &r.f;
+    let shell = f.shell.unwrap();
+    let dst = shell + 1;
+    let paused = f
+        .pos(&format!("xl pause {dst}"))
+        .expect("destination paused");
+    let unpause = f.pos(&format!("xl unpause {shell}")).unwrap();
+    let gone = f
+        .pos(&format!("xl destroy {dst}"))
+        .expect("destination destroyed");
+    assert!(paused < unpause && unpause < gone, "{:#?}", f.log);
+    // The source's report and result came after the handoff and were read.
+    assert!(r.text.contains("source result: PASS"), "{}", r.text);
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+}
+
+#[test]
+fn a_destination_that_cannot_be_paused_is_destroyed_before_the_shell_runs() {
     let mut s = Script::new(Plan::Happy { rounds: 2 });
     s.dst_lingers = true;
-    let r = run_with(s, &[], |_| {});
+    let r = run_with(s, &[], |f| f.fail_pause = true);
     assert_eq!(
         r.outcome,
         Outcome::Migrated { warnings: vec![] },

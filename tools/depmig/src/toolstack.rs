@@ -130,6 +130,10 @@ pub trait Toolstack {
     fn unix_ms(&mut self) -> u64;
     /// Sleeps.
     fn sleep(&mut self, d: Duration);
+    /// How xenstore is reached, for the log.
+    fn xenstore_route(&mut self) -> String {
+        "xenstore commands".into()
+    }
 }
 
 /// The real host: runs `xl` and `xenstore-*` from `PATH`; reads and
@@ -340,6 +344,13 @@ impl Toolstack for System {
 
     fn sleep(&mut self, d: Duration) {
         std::thread::sleep(d);
+    }
+
+    fn xenstore_route(&mut self) -> String {
+        match self.socket() {
+            Some(x) => format!("xenstored's socket {}", x.path().display()),
+            None => "xenstore commands".into(),
+        }
     }
 }
 

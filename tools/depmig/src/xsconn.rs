@@ -43,6 +43,7 @@ pub fn socket_candidates() -> Vec<PathBuf> {
 pub struct XsSocket {
     stream: UnixStream,
     next_id: u32,
+    path: PathBuf,
 }
 
 /// Why a call failed.
@@ -61,7 +62,16 @@ impl XsSocket {
         let stream = UnixStream::connect(path)?;
         stream.set_read_timeout(Some(CALL_TIMEOUT))?;
         stream.set_write_timeout(Some(CALL_TIMEOUT))?;
-        Ok(XsSocket { stream, next_id: 1 })
+        Ok(XsSocket {
+            stream,
+            next_id: 1,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Connects to the first candidate that accepts.
