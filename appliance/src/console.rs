@@ -1,9 +1,11 @@
 //! Console sinks and the `log` backend.
 //!
-//! Every line goes to the 0xE9 debug port (QEMU's `debugcon`, Xen's HVM
-//! debug output) and, depending on the platform, to COM1 (plain QEMU) or to
-//! the PV console ring (Xen). Writers never block for long: a full PV ring
-//! is waited on with a bounded poll and output is dropped after that.
+//! Every line goes to Xen's console (once the hypercall page is in:
+//! `console_io`, one hypercall per write; before that, and on plain QEMU,
+//! the 0xE9 debug port, one VM exit per byte) and, depending on the
+//! platform, to COM1 (plain QEMU) or to the PV console ring (Xen). Writers
+//! never block for long: a full PV ring is waited on with a bounded poll and
+//! output is dropped after that.
 
 use core::fmt::{self, Write};
 
@@ -19,6 +21,8 @@ const EARLY_MAX: usize = 4096;
 /// Where console output goes.
 pub struct Console {
     serial: bool,
+    /// Xen's console through `console_io` instead of the debug port.
+    hypercall: bool,
     pv: Option<PvConsole>,
     /// Output written before the PV console was attached (replayed to it).
     early: heapless::Vec<u8, EARLY_MAX>,
@@ -26,16 +30,25 @@ pub struct Console {
 
 static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console {
     serial: false,
+    hypercall: false,
     pv: None,
     early: heapless::Vec::new(),
 });
 
 impl Console {
     fn put_bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            // SAFETY: 0xE9 is a write-only debug sink on QEMU and Xen.
-            unsafe { outb(DEBUGCON, b) }
-            if self.serial {
+        if self.hypercall && crate::xen::hypercall::console_write(bytes).is_err() {
+            // Refused (a policy without writeconsole): the port from now on.
+            self.hypercall = false;
+        }
+        if !self.hypercall {
+            for &b in bytes {
+                // SAFETY: 0xE9 is a write-only debug sink on QEMU and Xen.
+                unsafe { outb(DEBUGCON, b) }
+            }
+        }
+        if self.serial {
+            for &b in bytes {
                 serial_put(b);
             }
         }
@@ -81,6 +94,12 @@ pub fn enable_serial() {
         outb(COM1 + 2, 0xC7);
     }
     CONSOLE.lock().serial = true;
+}
+
+/// Sends Xen's console output through `console_io` from now on (the
+/// hypercall page must be installed).
+pub fn use_console_io() {
+    CONSOLE.lock().hypercall = true;
 }
 
 /// Adds the PV console ring as a sink, replaying the early output to it.

@@ -61,6 +61,7 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
             None
         }
         Some(Ok(x)) => {
+            console::use_console_io();
             // SAFETY: the console page and port Xen named in its HVM params.
             let pv = unsafe { xen::console::PvConsole::new(x.console.0, x.console.1) };
             console::attach_pv(pv);

@@ -319,7 +319,7 @@ impl SourceDomain for XenSource<'_> {
         .map_err(|e| dom_err("suspending the guest", e))
     }
 
-    fn resume_cancelled(&mut self) -> Result<(), PortError> {
+    fn resume_cancelled(&mut self) -> Result<bool, PortError> {
         // Withdraw a request the guest may not have seen yet.
         let node = alloc::format!("/local/domain/{}/control/shutdown", self.dom);
         if let Err(e) = self.xs.borrow_mut().write(&node, b"") {
@@ -332,12 +332,12 @@ impl SourceDomain for XenSource<'_> {
                 "migrate: guest {} is not suspended; nothing to resume",
                 self.dom
             );
-            return Ok(());
+            return Ok(false);
         }
         domctl::resume_cancelled(self.xen, self.dom)
             .map_err(|e| dom_err("resuming the guest", e))?;
         log::info!("migrate: guest {} resumed (suspend cancelled)", self.dom);
-        Ok(())
+        Ok(true)
     }
 
     fn tsc_info(&mut self) -> Result<TscInfo, PortError> {

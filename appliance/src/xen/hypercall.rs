@@ -121,6 +121,25 @@ pub fn extraversion() -> Result<xen_abi::version::ExtraVersion, XenErrno> {
     Ok(buf)
 }
 
+/// `console_io(CONSOLEIO_write)`: Xen prints `bytes` in its console as this
+/// domain's lines (`(dN) …`), as it does for the debug port, in one exit
+/// instead of one per byte.
+pub fn console_write(bytes: &[u8]) -> Result<(), XenErrno> {
+    // SAFETY: CONSOLEIO_write reads `count` bytes from the pointer, which
+    // `bytes` covers for the duration of the call.
+    XenErrno::check(unsafe {
+        raw(
+            nr::CONSOLE_IO,
+            u64::from(xen_abi::console::CONSOLEIO_WRITE),
+            bytes.len() as u64,
+            bytes.as_ptr() as u64,
+            0,
+            0,
+        )
+    })
+    .map(|_| ())
+}
+
 /// `sched_op(SCHEDOP_shutdown)`. Returns only if Xen refused.
 pub fn shutdown(reason: u32) {
     let mut arg = xen_abi::sched::SchedShutdown { reason };

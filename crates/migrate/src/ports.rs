@@ -66,8 +66,10 @@ pub trait SourceDomain {
     /// see `xen_abi::hvm_save::set_cpu_reg`, then `XEN_DOMCTL_resumedomain`).
     /// Called whenever `suspend` was called and the migration then failed,
     /// including when `suspend` itself failed, so it must be harmless on a
-    /// guest that is still running.
-    fn resume_cancelled(&mut self) -> Result<(), PortError>;
+    /// guest that is still running. `Ok(true)`: the guest was suspended and
+    /// runs again; `Ok(false)`: it was not suspended (still running, or shut
+    /// down for another reason, e.g. crashed): nothing was resumed.
+    fn resume_cancelled(&mut self) -> Result<bool, PortError>;
 
     /// The guest's TSC mode, frequency, elapsed time and incarnation
     /// (`XEN_DOMCTL_gettscinfo`).

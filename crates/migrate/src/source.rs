@@ -170,6 +170,8 @@ pub struct SourceFailure {
     /// Figures up to the failure.
     pub stats: SourceStats,
     /// Whether `resume_cancelled` was called (the suspension had been asked for).
+    pub resume_called: bool,
+    /// Whether it found the guest suspended and resumed it.
     pub resumed: bool,
     /// The error of `resume_cancelled`, if it failed: the guest may still
     /// be suspended and dom0 must resume it.
@@ -440,6 +442,7 @@ pub fn run<D: SourceDomain, T: Transport>(
         Box::new(SourceFailure {
             error,
             stats,
+            resume_called: false,
             resumed: false,
             resume_error: None,
             log_dirty_error: None,
@@ -593,10 +596,13 @@ pub fn run<D: SourceDomain, T: Transport>(
             log_dirty_error,
         }),
         Err(error) => {
-            let resume_error = if suspend_called {
-                dom.resume_cancelled().err()
+            let (resumed, resume_error) = if suspend_called {
+                match dom.resume_cancelled() {
+                    Ok(r) => (r, None),
+                    Err(e) => (false, Some(e)),
+                }
             } else {
-                None
+                (false, None)
             };
             let thaw_error = if frozen_tried {
                 oracle.thaw_all().err()
@@ -607,7 +613,8 @@ pub fn run<D: SourceDomain, T: Transport>(
             Err(Box::new(SourceFailure {
                 error,
                 stats,
-                resumed: suspend_called,
+                resume_called: suspend_called,
+                resumed,
                 resume_error,
                 log_dirty_error,
                 thaw_error,

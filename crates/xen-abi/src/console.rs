@@ -1,4 +1,7 @@
-//! PV console ring (`io/console.h`).
+//! PV console ring (`io/console.h`) and Xen's own console (`xen.h`).
+
+/// `console_io` command: write bytes to Xen's console (`CONSOLEIO_write`).
+pub const CONSOLEIO_WRITE: u32 = 0;
 
 /// Bytes in the input ring (backend to guest).
 pub const IN_RING_SIZE: usize = 1024;

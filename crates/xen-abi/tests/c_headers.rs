@@ -70,6 +70,7 @@ fn layouts_and_constants_match_xen_public_headers() {
         ("__HYPERVISOR_multicall", hc::MULTICALL),
         ("__HYPERVISOR_xen_version", hc::XEN_VERSION),
         ("__HYPERVISOR_console_io", hc::CONSOLE_IO),
+        ("CONSOLEIO_write", console::CONSOLEIO_WRITE),
         ("__HYPERVISOR_grant_table_op", hc::GRANT_TABLE_OP),
         ("__HYPERVISOR_vcpu_op", hc::VCPU_OP),
         ("__HYPERVISOR_sched_op", hc::SCHED_OP),

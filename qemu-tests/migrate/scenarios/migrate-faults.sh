@@ -67,6 +67,6 @@ killer=$!
 depmig_migrate $G /tmp/f3.json /tmp/f3.svg --timeout 1200
 rc=$?
 wait $killer
-expect_refused $rc destination-destroyed 'source result: FAIL.*guest (never suspended|resumed)'
+expect_refused $rc destination-destroyed 'source result: FAIL.*guest (never suspended|resumed|was not suspended)'
 
 rig_result PASS "refused and rolled back:$results; guest $G still domain $src, mmuncher verified to pass $(guest_passes $G)"

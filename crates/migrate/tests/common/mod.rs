@@ -179,7 +179,7 @@ impl SourceDomain for G {
     fn suspend(&mut self) -> Result<(), PortError> {
         self.0.lock().unwrap().suspend()
     }
-    fn resume_cancelled(&mut self) -> Result<(), PortError> {
+    fn resume_cancelled(&mut self) -> Result<bool, PortError> {
         self.0.lock().unwrap().resume_cancelled()
     }
     fn tsc_info(&mut self) -> Result<TscInfo, PortError> {
@@ -326,10 +326,11 @@ impl SourceDomain for Guest {
         self.snapshot = Some(self.mem.clone());
         Ok(())
     }
-    fn resume_cancelled(&mut self) -> Result<(), PortError> {
+    fn resume_cancelled(&mut self) -> Result<bool, PortError> {
         self.resume_calls += 1;
+        let was = self.suspended;
         self.suspended = false;
-        Ok(())
+        Ok(was)
     }
     fn tsc_info(&mut self) -> Result<TscInfo, PortError> {
         assert!(self.suspended);
