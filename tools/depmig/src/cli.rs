@@ -406,10 +406,12 @@ What it does:
      agent, read the guest's data/depmig keys and write data/depmig/request;
      the guest stays their owner), unpauses them and writes migrate/go last;
   4. prints a progress line per pre-copy round;
-  5. on source PASS and destination `applied`: checks that the source guest
-     is suspended (shut down for suspend: it cannot run), renames it
-     <guest>--migratedaway, renames the shell to the guest's name and
-     unpauses it (a source that is not suspended is destroyed first); in
+  5. on source `committed` (the destination's ACK is in) and destination
+     `applied`: checks with one `xl list` that the source guest is suspended
+     (shut down for suspend: it cannot run; one that is not is destroyed
+     first) and that the destination appliance stopped (else pauses it),
+     unpauses the shell, then renames the source <guest>--migratedaway and
+     the shell to the guest's name; in
      dependency-aware mode it then asks the migrated guest's agent to thaw
      the groups frozen at the source (`<seq> thaw` in data/depmig/request,
      from dom0) and waits up to 30 s for its `<seq> thawed <n>` in

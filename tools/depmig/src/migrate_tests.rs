@@ -1113,18 +1113,23 @@ fn the_plot_overlays_the_baseline() {
     assert!(svg.contains("xl-migrate (baseline)"));
 }
 
-#[test]
-fn a_running_destination_is_paused_before_the_shell_runs_and_destroyed_after() {
-    let r = run(Plan::Happy { rounds: 2 });
+/// A migration that ended without a warning: the fake, the shell's and the
+/// destination appliance's domids.
+fn migrated_cleanly(r: &Ran) -> (&Fake, u32, u32) {
     assert_eq!(
         r.outcome,
         Outcome::Migrated { warnings: vec![] },
         "{}",
         r.text
     );
-    let f = &r.f;
-    let shell = f.shell.unwrap();
-    let dst = shell + 1;
+    let shell = r.f.shell.unwrap();
+    (&r.f, shell, shell + 1)
+}
+
+#[test]
+fn a_running_destination_is_paused_before_the_shell_runs_and_destroyed_after() {
+    let r = run(Plan::Happy { rounds: 2 });
+    let (f, shell, dst) = migrated_cleanly(&r);
     let paused = f
         .pos(&format!("xl pause {dst}"))
         .expect("destination paused");
@@ -1143,15 +1148,7 @@ fn a_destination_that_cannot_be_paused_is_destroyed_before_the_shell_runs() {
     let mut s = Script::new(Plan::Happy { rounds: 2 });
     s.dst_lingers = true;
     let r = run_with(s, &[], |f| f.fail_pause = true);
-    assert_eq!(
-        r.outcome,
-        Outcome::Migrated { warnings: vec![] },
-        "{}",
-        r.text
-    );
-    let f = &r.f;
-    let shell = f.shell.unwrap();
-    let dst = shell + 1;
+    let (f, shell, dst) = migrated_cleanly(&r);
     let gone = f
         .pos(&format!("xl destroy {dst}"))
         .expect("destination destroyed");
