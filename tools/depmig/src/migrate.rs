@@ -58,7 +58,7 @@ impl Default for Timings {
     fn default() -> Timings {
         Timings {
             poll: Duration::from_millis(1000),
-            poll_fast: Duration::from_millis(100),
+            poll_fast: Duration::from_millis(50),
             list_period: Duration::from_secs(3),
             grace: Duration::from_secs(90),
             gone: Duration::from_secs(60),
