@@ -28,6 +28,10 @@ use crate::xlcfg::{self, Vif};
 /// to the fast period: the stop-and-copy round may follow at once.
 pub const SHORT_ROUND_MS: u64 = 5000;
 
+/// How long the stop-and-copy round may run before the appliances' domain
+/// states are checked again (ms).
+pub const FINAL_QUIET_MS: u64 = 5000;
+
 /// Waiting periods; the defaults suit the rig (TCG emulation, loaded host).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timings {
@@ -733,6 +737,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         let mut dst_down_at: Option<u64> = None;
         let mut errors = 0u32;
         let mut last_list: Option<u64> = None;
+        let mut final_seen_at: Option<u64> = None;
         loop {
             let polled = (|| -> Result<_, Fail> {
                 Ok((
@@ -756,6 +761,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                         self.say(&format!("source: {s}"));
                         if s == "final" && self.cli.final_seen_unix_ms.is_none() {
                             self.cli.final_seen_unix_ms = Some(self.ts.unix_ms());
+                            final_seen_at = Some(self.ts.now_ms());
                         }
                         src_state = s;
                     }
@@ -820,9 +826,26 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 }
             }
             let now = self.ts.now_ms();
-            if last_list.is_none_or(|t| now.saturating_sub(t) >= duration_ms(self.t.list_period)) {
+            // The stop-and-copy round is short when it matters (the guest is
+            // down): an `xl list` then would delay seeing its end by the
+            // command's cost, so the appliances are only checked again once it
+            // has lasted FINAL_QUIET_MS.
+            let in_final = src_state == "final"
+                && final_seen_at.is_some_and(|t| now.saturating_sub(t) < FINAL_QUIET_MS);
+            if !in_final
+                && last_list
+                    .is_none_or(|t| now.saturating_sub(t) >= duration_ms(self.t.list_period))
+            {
                 last_list = Some(now);
-                match domain_state(self.ts, &src.to_string()) {
+                let listed = all_domain_states(self.ts).map(|v| {
+                    let find = |id: u32| v.iter().find(|d| d.domid == id).copied();
+                    (find(src), find(dst))
+                });
+                let (src_listed, dst_listed) = match listed {
+                    Ok((s, d)) => (Ok(s), Ok(d)),
+                    Err(e) => (Err(e.clone()), Err(e)),
+                };
+                match src_listed {
                     Ok(Some(s)) if s.alive() => {}
                     Ok(state) => match self.read_key(src, "migrate/result") {
                         // It stops after its result, as it should (a result
@@ -840,7 +863,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                     },
                     Err(e) => self.say(&format!("warning: {e}")),
                 }
-                match domain_state(self.ts, &dst.to_string()) {
+                match dst_listed {
                     Ok(Some(s)) if s.alive() => {}
                     Ok(state) if dst_state != "applied" => {
                         if dst_down_at.is_none() {
@@ -856,7 +879,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                         dst_down_at.get_or_insert(self.ts.now_ms());
                     }
                     Ok(_) => {}
-                    Err(e) => self.say(&format!("warning: {e}")),
+                    Err(_) => {} // said once, for the source
                 }
             }
             let now = self.ts.now_ms();
