@@ -561,9 +561,11 @@ pub fn run<D: SourceDomain, T: Transport>(
         err,
         ..
     } = cell.into_inner();
+    let mut copy_round_census = None;
     let result = match engine {
         Ok(summary) => {
             stats.frozen_groups = summary.frozen_groups;
+            copy_round_census = summary.copy_round_census;
             finish(dom, out, &mut enc, &mut stats, clock)
         }
         Err(e) => {
@@ -590,6 +592,13 @@ pub fn run<D: SourceDomain, T: Transport>(
     } else {
         None
     };
+    if result.is_ok() {
+        // A measurement only: the suspended source is intact until dom0
+        // destroys it (a census cut short by that just fails, ignored).
+        if let Some((round, set)) = &copy_round_census {
+            let _ = oracle.census(*round, set);
+        }
+    }
     match result {
         Ok(()) => Ok(SourceOutcome {
             stats,

@@ -23,6 +23,9 @@ struct Run {
     src_lines: Vec<String>,
     dst_states: Vec<State>,
     thaws: u32,
+    /// The oracle's census calls: round, frames, guest suspended and
+    /// log-dirty on then.
+    census: Vec<(u32, u64, bool, bool)>,
     elapsed: Duration,
 }
 
@@ -56,7 +59,7 @@ impl Setup {
         let guest = Arc::new(Mutex::new(self.guest));
         let g = G(guest.clone());
         let t0 = Instant::now();
-        let (src, src_rec, thaws, dst, shell, dst_rec) = std::thread::scope(|s| {
+        let (src, src_rec, (thaws, census), dst, shell, dst_rec) = std::thread::scope(|s| {
             let src_key = self.src_key;
             let dst_key = self.dst_key;
             let mode = self.mode;
@@ -66,7 +69,11 @@ impl Setup {
             let src = s.spawn(move || {
                 let mut t = src_wrap(a);
                 let mut dom = g.clone();
-                let mut oracle = Oracle { g, thaws: 0 };
+                let mut oracle = Oracle {
+                    g,
+                    thaws: 0,
+                    census: Vec::new(),
+                };
                 let mut rec = Recorder::default();
                 let mut pol = AnyPolicy::new(policy);
                 let clock = TestClock(Instant::now());
@@ -86,7 +93,7 @@ impl Setup {
                     &mut rec,
                     &cfg,
                 );
-                (r, rec, oracle.thaws)
+                (r, rec, (oracle.thaws, oracle.census))
             });
             let dst = s.spawn(move || {
                 let mut t = dst_wrap(b);
@@ -109,6 +116,7 @@ impl Setup {
             src_lines: src_rec.lines,
             dst_states: dst_rec.states,
             thaws,
+            census,
             elapsed: t0.elapsed(),
         }
     }
@@ -291,6 +299,24 @@ fn every_policy_converges_and_copies_exactly() {
         assert_cpu_state_applied(&r);
         assert!(out.stats.rounds.last().unwrap().last, "{policy:?}");
     }
+}
+
+#[test]
+fn paper_analysis_counts_the_copy_round_after_the_ack() {
+    let mut s = Setup::new(23);
+    s.mode = Mode::PaperAnalysis;
+    let r = s.run();
+    let out = r.src.as_ref().expect("source succeeded");
+    assert_memory_matches(&r);
+    let rounds = &out.stats.rounds;
+    // One census per round; the copy round's taken with the guest still
+    // suspended but log-dirty already off, which the source does only
+    // after the destination's ACK: the downtime it would lengthen is over.
+    assert_eq!(r.census.len(), rounds.len(), "{:?}", r.census);
+    for (c, st) in r.census.iter().zip(rounds) {
+        assert_eq!(*c, (st.round, st.dirty_tainted, st.last, !st.last));
+    }
+    assert!(r.src_states.contains(&State::Committed));
 }
 
 #[test]

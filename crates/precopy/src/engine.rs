@@ -96,6 +96,10 @@ pub struct Summary {
     pub copy_round_ns: u64,
     /// Duration of the whole memory phase.
     pub total_ns: u64,
+    /// Paper-analysis mode: the copy round's dirty tainted frames, for a
+    /// census once the destination has everything (taking it in the copy
+    /// round would lengthen the downtime it measures).
+    pub copy_round_census: Option<(u32, DirtyBitmap)>,
 }
 
 /// Which port failed.
@@ -222,12 +226,16 @@ pub fn migrate(
                 .map_err(EngineError::Oracle)?;
             due.count_and(&taint)
         };
-        // Whose the dirty tainted pages are: measured while the guest runs
-        // (not in the copy round, whose downtime it would lengthen).
-        if mode == Mode::PaperAnalysis && !last {
+        // Whose the dirty tainted pages are: measured while the guest runs;
+        // the copy round's set is kept for after the handoff (see Summary).
+        if mode == Mode::PaperAnalysis {
             scratch.copy_from(&due);
             scratch.and_with(&taint);
-            let _ = oracle.census(round, &scratch);
+            if last {
+                summary.copy_round_census = Some((round, scratch.clone()));
+            } else {
+                let _ = oracle.census(round, &scratch);
+            }
         }
 
         match mode {

@@ -197,6 +197,9 @@ impl SourceDomain for G {
 pub struct Oracle {
     pub g: G,
     pub thaws: u32,
+    /// Each census: round, frames counted, guest suspended and log-dirty
+    /// on at the time.
+    pub census: Vec<(u32, u64, bool, bool)>,
 }
 
 impl DependencyOracle for Oracle {
@@ -214,6 +217,12 @@ impl DependencyOracle for Oracle {
         for &p in &self.g.0.lock().unwrap().frozen {
             out.clear(p);
         }
+        Ok(())
+    }
+    fn census(&mut self, round: u32, frames: &DirtyBitmap) -> Result<(), PortError> {
+        let g = self.g.0.lock().unwrap();
+        self.census
+            .push((round, frames.count(), g.suspended, g.log_on));
         Ok(())
     }
     fn free_frames(
