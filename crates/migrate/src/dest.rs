@@ -13,7 +13,13 @@
 //! [`crate::params`]. In short, every parameter Xen's saver sends is
 //! applied except the xenstore and console ones: their event channels are
 //! the shell's, their frames must equal the shell's, and those two ring
-//! frames are cleared, as Xen's restorer clears them.
+//! frames keep the shell's own content: the stream's copies are never
+//! written. (Xen's restorer clears them before it introduces the domain to
+//! xenstored; here xenstored and xenconsoled serve the shell from its
+//! creation, and would read the source's requests and output from a
+//! copied ring as the shell's own — a request cut in half that way left
+//! xenstored waiting for the rest and the resumed guest's first request,
+//! and so its resume, hanging.)
 //!
 //! Page types: normal pages are written; XALLOC entries (free in the guest
 //! at the copy round, depmig's dependency-aware mode) are populated and
@@ -171,8 +177,9 @@ pub struct DestStats {
     pub pages_written: u64,
     /// XALLOC entries zeroed.
     pub pages_zeroed: u64,
-    /// The shell's xenstore and console ring frames cleared.
-    pub rings_cleared: u64,
+    /// Stream entries for the shell's xenstore and console ring frames,
+    /// not written (the shell keeps its own rings).
+    pub ring_pages_kept: u64,
     /// XTAB entries (holes) skipped.
     pub holes: u64,
     /// Frames the shell lacked and was given.
@@ -189,6 +196,8 @@ pub struct DestStats {
 struct Applier<'a, D> {
     dom: &'a mut D,
     nr: u64,
+    /// The shell's xenstore and console ring frames (0: none).
+    rings: [u64; 2],
     batch: usize,
     have: DirtyBitmap,
     write_pfns: Vec<u64>,
@@ -265,7 +274,9 @@ impl<D: DestDomain> Applier<'_, D> {
         if entry.pfn >= self.nr {
             return Err(DestError::PfnOutOfRange(entry.pfn));
         }
+        let ring = entry.pfn != 0 && self.rings.contains(&entry.pfn);
         match entry.kind {
+            PageType::Normal | PageType::XAlloc if ring => self.stats.ring_pages_kept += 1,
             PageType::Normal => {
                 // The decoder hands a page with every entry whose type has data.
                 let data = data
@@ -341,12 +352,7 @@ impl<D: DestDomain> Applier<'_, D> {
             .context
             .take()
             .ok_or(DestError::Missing(rec::HVM_CONTEXT))?;
-        let get = |dom: &mut D, index| {
-            dom.hvm_param(index)
-                .map_err(|e| DestError::Domain(DestOp::HvmParam, e))
-        };
-        let store = get(self.dom, HVM_PARAM_STORE_PFN)?;
-        let console = get(self.dom, HVM_PARAM_CONSOLE_PFN)?;
+        let [store, console] = self.rings;
         let mut apply = Vec::with_capacity(params.len());
         for p in &params {
             match disposition(p.index) {
@@ -370,16 +376,6 @@ impl<D: DestDomain> Applier<'_, D> {
                 Disposition::Refuse => return Err(DestError::Param(p.index)),
             }
         }
-        // The rings start empty, as after Xen's own restore.
-        for ring in [store, console] {
-            if ring != 0 && ring < self.nr && !self.zero_pfns.contains(&ring) {
-                self.zero_pfns.push(ring);
-            }
-        }
-        let zeroed = self.stats.pages_zeroed;
-        self.flush_zeros()?;
-        self.stats.rings_cleared = self.stats.pages_zeroed - zeroed;
-        self.stats.pages_zeroed = zeroed;
         self.dom
             .set_tsc_info(&tsc)
             .map_err(|e| DestError::Domain(DestOp::SetTscInfo, e))?;
@@ -472,9 +468,16 @@ fn receive<D: DestDomain, T: Transport>(
         .populated(&mut have)
         .map_err(|e| DestError::Domain(DestOp::Populated, e))?;
     let batch = cfg.write_batch.clamp(1, MAX_BATCH as usize);
+    let mut ring = |index| {
+        domain
+            .hvm_param(index)
+            .map_err(|e| DestError::Domain(DestOp::HvmParam, e))
+    };
+    let rings = [ring(HVM_PARAM_STORE_PFN)?, ring(HVM_PARAM_CONSOLE_PFN)?];
     let mut ap = Applier {
         dom: domain,
         nr,
+        rings,
         batch,
         have,
         write_pfns: Vec::with_capacity(batch),

@@ -8,8 +8,10 @@
 //! `STORE_PFN` and `CONSOLE_PFN` must equal the shell's own (the guest
 //! kernel keeps using the frames it found at boot, and the shell was built
 //! from the same configuration, so they match; a mismatch is refused
-//! rather than leaving the guest talking to a ring no daemon reads). Like
-//! Xen's restorer, the destination then clears those two ring frames.
+//! rather than leaving the guest talking to a ring no daemon reads). Those
+//! two ring frames keep the shell's own content: the stream's copies are
+//! never written (see `dest`; Xen's restorer clears them instead, before
+//! the daemons ever see the domain).
 
 use xen_abi::hvm::{
     HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,

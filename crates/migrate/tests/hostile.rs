@@ -150,7 +150,11 @@ fn a_valid_stream_is_applied_in_any_segmentation() {
         assert_eq!(shell.page(NR - 3), &page(2)[..]);
         assert_eq!(shell.page(4), &[0xEE; PAGE][..], "hole untouched");
         assert!(shell.page(10).iter().all(|&b| b == 0), "XALLOC zeroed");
-        assert!(shell.page(NR - 1).iter().all(|&b| b == 0), "ring cleared");
+        assert_eq!(
+            shell.page(NR - 1),
+            &[0xEE; PAGE][..],
+            "ring the shell's own"
+        );
         assert_eq!(
             (
                 st.pages_written,
@@ -161,10 +165,48 @@ fn a_valid_stream_is_applied_in_any_segmentation() {
             ),
             (2, 1, 1, 1, 2)
         );
-        assert_eq!(st.rings_cleared, 2);
+        assert_eq!(st.ring_pages_kept, 0);
         assert_eq!(shell.set_params, vec![(12, 0xfeff_d000)]);
         assert_eq!(shell.context.as_deref(), Some(&[9u8; 100][..]));
     }
+}
+
+#[test]
+fn the_streams_copies_of_the_ring_frames_are_never_written() {
+    // xenstored and xenconsoled serve the shell's rings from its creation:
+    // the source's ring contents (a request cut in half, old output) must
+    // not appear in them, whatever the stream says.
+    let bytes = craft(|enc, out| {
+        head(enc, out);
+        let a = page(7);
+        enc.page_data(out, &[PfnEntry::normal(NR - 1)], &[&a])
+            .unwrap();
+        enc.page_data(
+            out,
+            &[PfnEntry {
+                pfn: NR - 2,
+                kind: PageType::XAlloc,
+            }],
+            &[],
+        )
+        .unwrap();
+        tail(enc, out, &good_params());
+    });
+    let (r, shell, sent) = receive(bytes, 4096);
+    let st = r.expect("applied");
+    assert_replied(&sent, ACK);
+    assert_eq!(st.ring_pages_kept, 2);
+    assert_eq!((st.pages_written, st.pages_zeroed), (0, 0));
+    assert_eq!(
+        shell.page(NR - 1),
+        &[0xEE; PAGE][..],
+        "console ring the shell's own"
+    );
+    assert_eq!(
+        shell.page(NR - 2),
+        &[0xEE; PAGE][..],
+        "xenstore ring the shell's own"
+    );
 }
 
 fn refused(bytes: Vec<u8>, want: DestError) {
