@@ -248,6 +248,21 @@ fn all_domain_states<T: Toolstack + ?Sized>(ts: &mut T) -> Result<Vec<DomState>,
     Ok(v)
 }
 
+/// A domain's state as one `xl list` showed it (`Ok(None)`: not listed).
+type Listed = Result<Option<DomState>, Fail>;
+
+/// The states of domains `a` and `b` from one `xl list`; a failed list is
+/// the error of both.
+fn two_domain_states<T: Toolstack + ?Sized>(ts: &mut T, a: u32, b: u32) -> (Listed, Listed) {
+    match all_domain_states(ts) {
+        Ok(v) => {
+            let find = |id: u32| v.iter().find(|d| d.domid == id).copied();
+            (Ok(find(a)), Ok(find(b)))
+        }
+        Err(e) => (Err(e.clone()), Err(e)),
+    }
+}
+
 fn domid_of<T: Toolstack + ?Sized>(ts: &mut T, name: &str) -> Result<Option<u32>, Fail> {
     let out = ts.xl(&["domid", name]).map_err(tool)?;
     if !out.ok {
@@ -837,14 +852,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                     .is_none_or(|t| now.saturating_sub(t) >= duration_ms(self.t.list_period))
             {
                 last_list = Some(now);
-                let listed = all_domain_states(self.ts).map(|v| {
-                    let find = |id: u32| v.iter().find(|d| d.domid == id).copied();
-                    (find(src), find(dst))
-                });
-                let (src_listed, dst_listed) = match listed {
-                    Ok((s, d)) => (Ok(s), Ok(d)),
-                    Err(e) => (Err(e.clone()), Err(e)),
-                };
+                let (src_listed, dst_listed) = two_domain_states(self.ts, src, dst);
                 match src_listed {
                     Ok(Some(s)) if s.alive() => {}
                     Ok(state) => match self.read_key(src, "migrate/result") {
@@ -1086,15 +1094,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         // The source must not be able to run when the shell does: it is
         // suspended (the source appliance saw it so before its final
         // round). If it is not, it is destroyed first, as a last resort.
-        let states = all_domain_states(self.ts);
-        let listed = |id: u32| {
-            states
-                .as_ref()
-                .map(|v| v.iter().find(|d| d.domid == id).copied())
-                .map_err(Clone::clone)
-        };
-        let src_state = listed(self.guest_id);
-        let dst_state = listed(dst);
+        let (src_state, dst_state) = two_domain_states(self.ts, self.guest_id, dst);
         let proof = src_state.and_then(|st| source_stopped_as(self.guest_id, st));
         let (proof, destroyed_first) = match proof {
             Ok(p) => {
@@ -1254,22 +1254,15 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             Some(s) if s.alive() && !s.paused => {}
             _ => return Ok(()),
         }
-        match self.ts.xl(&["pause", &dst.to_string()]) {
-            Ok(out) if out.ok => Ok(()),
-            Ok(out) => {
-                self.say(&format!(
-                    "xl pause {dst}: {}; waiting for the destination appliance to stop",
-                    out.last_line()
-                ));
-                self.stop_destination(dst)
-            }
-            Err(e) => {
-                self.say(&format!(
-                    "xl pause {dst}: {e}; waiting for the destination appliance to stop"
-                ));
-                self.stop_destination(dst)
-            }
-        }
+        let why = match self.ts.xl(&["pause", &dst.to_string()]) {
+            Ok(out) if out.ok => return Ok(()),
+            Ok(out) => out.last_line(),
+            Err(e) => e.to_string(),
+        };
+        self.say(&format!(
+            "xl pause {dst}: {why}; waiting for the destination appliance to stop"
+        ));
+        self.stop_destination(dst)
     }
 
     /// Waits until the source appliance wrote its result (its report comes
