@@ -22,7 +22,7 @@ use alloc::format;
 use alloc::string::String;
 use core::cell::RefCell;
 
-use depmig_migrate::{DependencyOracle, DirtyBitmap, PortError};
+use depmig_migrate::{CensusCounts, DependencyOracle, DirtyBitmap, PortError};
 use depmig_walker::agent::{self, Answer};
 use depmig_walker::cache::Page;
 use depmig_walker::{
@@ -466,7 +466,11 @@ impl DependencyOracle for AgentOracle<'_, '_> {
         r
     }
 
-    fn census(&mut self, round: u32, frames: &DirtyBitmap) -> Result<(), PortError> {
+    fn census(
+        &mut self,
+        round: u32,
+        frames: &DirtyBitmap,
+    ) -> Result<Option<CensusCounts>, PortError> {
         self.mem.flush();
         let (before, t0) = (self.mem.stats(), self.xen.now_ns());
         let r = self.inner.census(round, frames);

@@ -30,6 +30,7 @@ pub use reply::{NakCode, Reply};
 pub use source::{SourceConfig, SourceError, SourceFailure, SourceOp, SourceOutcome, SourceStats};
 
 pub use depmig_precopy::{
-    Clock, DependencyOracle, DirtyBitmap, Mode, NoOracle, Policy, PortError, RoundStats,
+    CensusCounts, Clock, DependencyOracle, DirtyBitmap, Mode, NoOracle, Policy, PortError,
+    RoundStats,
 };
 pub use depmig_stream::{HvmParam, TscInfo};

@@ -8,8 +8,9 @@
 //! seen suspended -> ACK received (the destination acknowledges once the
 //! shell holds everything; dom0 unpauses it right after).
 //! `downtime_final_round_ms` runs from the copy round's start to the ACK.
-//! depmig's own per-round figures (dirty, dirty-and-tainted, skipped) go in
-//! a top-level `depmig` object, which the schema allows as an extra entry.
+//! depmig's own per-round figures (dirty, dirty-and-tainted, skipped, and
+//! in paper-analysis mode whose the dirty tainted pages were) go in a
+//! top-level `depmig` object, which the schema allows as an extra entry.
 //!
 //! Compact output matters: the appliance publishes the report through one
 //! xenstore write, whose payload Xen caps at 4096 bytes; six rounds take
@@ -245,6 +246,21 @@ pub fn build(stats: &SourceStats, meta: &ReportMeta<'_>) -> String {
         rounds.iter().map(|r| r.skipped_free),
     );
     j.arr("per_round_holes", stats.round_holes.iter().copied());
+    // Paper-analysis mode: whose the dirty tainted pages were, for each
+    // round whose census was taken (parallel arrays keep it compact).
+    if stats.census.is_empty() {
+        j.null("census");
+    } else {
+        let c = &stats.census;
+        j.open("census", '{');
+        j.arr("round", c.iter().map(|c| u64::from(c.round)));
+        j.arr("asked", c.iter().map(|c| c.asked));
+        j.arr("user", c.iter().map(|c| c.user));
+        j.arr("page_tables", c.iter().map(|c| c.page_tables));
+        j.arr("kernel", c.iter().map(|c| c.kernel));
+        j.arr("unreadable", c.iter().map(|c| c.unreadable));
+        j.close('}');
+    }
     j.close('}');
     j.close('}');
     j.s

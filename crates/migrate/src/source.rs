@@ -25,8 +25,8 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use depmig_precopy::{
-    migrate, Clock, DependencyOracle, DirtyBitmap, DirtyLog, EngineError, GuestMemory, Mode,
-    PageSink, Policy, PortError, Ports, RoundStats, BATCH,
+    migrate, CensusCounts, Clock, DependencyOracle, DirtyBitmap, DirtyLog, EngineError,
+    GuestMemory, Mode, PageSink, Policy, PortError, Ports, RoundStats, BATCH,
 };
 use depmig_stream::handshake::{HELLO_LEN, MIN_KEY_LEN};
 use depmig_stream::{
@@ -136,6 +136,10 @@ pub struct SourceStats {
     pub trailer_ns: Option<u64>,
     /// The ACK arrived.
     pub ack_ns: Option<u64>,
+    /// Paper-analysis mode: whose each round's dirty tainted pages were,
+    /// in round order, for the rounds whose census the oracle could take
+    /// (the copy round's is taken after the destination's ACK).
+    pub census: Vec<CensusCounts>,
 }
 
 impl SourceStats {
@@ -565,6 +569,7 @@ pub fn run<D: SourceDomain, T: Transport>(
     let result = match engine {
         Ok(summary) => {
             stats.frozen_groups = summary.frozen_groups;
+            stats.census = summary.census;
             copy_round_census = summary.copy_round_census;
             finish(dom, out, &mut enc, &mut stats, clock)
         }
@@ -596,7 +601,9 @@ pub fn run<D: SourceDomain, T: Transport>(
         // A measurement only: the suspended source is intact until dom0
         // destroys it (a census cut short by that just fails, ignored).
         if let Some((round, set)) = &copy_round_census {
-            let _ = oracle.census(*round, set);
+            if let Ok(Some(c)) = oracle.census(*round, set) {
+                stats.census.push(c);
+            }
         }
     }
     match result {

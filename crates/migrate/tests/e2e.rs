@@ -325,6 +325,49 @@ fn paper_analysis_counts_the_copy_round_after_the_ack() {
         assert_eq!(*c, (st.round, st.dirty_tainted, st.last, !st.last));
     }
     assert!(r.src_states.contains(&State::Committed));
+    // Every round's counts, the copy round's included, reach the report.
+    let kept: Vec<(u32, u64)> = out
+        .stats
+        .census
+        .iter()
+        .map(|c| (c.round, c.asked))
+        .collect();
+    let want: Vec<(u32, u64)> = rounds
+        .iter()
+        .map(|st| (st.round, st.dirty_tainted))
+        .collect();
+    assert_eq!(kept, want);
+    let text = report::build(&out.stats, &ReportMeta::default());
+    assert!(text.len() < 4096, "fits one xenstore write: {}", text.len());
+    let j = parse_json(&text).unwrap();
+    let c = j.get("depmig").unwrap().get("census").unwrap();
+    let col = |k: &str| -> Vec<u64> {
+        c.get(k)
+            .unwrap()
+            .arr()
+            .iter()
+            .map(|v| v.num().unwrap() as u64)
+            .collect()
+    };
+    assert_eq!(
+        col("round"),
+        want.iter().map(|w| u64::from(w.0)).collect::<Vec<_>>()
+    );
+    assert_eq!(col("asked"), want.iter().map(|w| w.1).collect::<Vec<_>>());
+    assert_eq!(
+        col("user"),
+        want.iter().map(|w| w.1.min(1)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        col("kernel"),
+        want.iter()
+            .map(|w| w.1.saturating_sub(1))
+            .collect::<Vec<_>>()
+    );
+    assert!(col("page_tables")
+        .iter()
+        .chain(&col("unreadable"))
+        .all(|&v| v == 0));
 }
 
 #[test]

@@ -13,7 +13,9 @@ use alloc::vec::Vec;
 
 use crate::bitmap::DirtyBitmap;
 use crate::policy::{Decision, Policy, PolicyInput};
-use crate::ports::{Clock, DependencyOracle, DirtyLog, GuestMemory, PageSink, PortError};
+use crate::ports::{
+    CensusCounts, Clock, DependencyOracle, DirtyLog, GuestMemory, PageSink, PortError,
+};
 
 /// Largest batch handed to the sink (libxc's PAGE_DATA batch).
 pub const BATCH: usize = 1024;
@@ -100,6 +102,9 @@ pub struct Summary {
     /// census once the destination has everything (taking it in the copy
     /// round would lengthen the downtime it measures).
     pub copy_round_census: Option<(u32, DirtyBitmap)>,
+    /// Paper-analysis mode: the census of each live round the oracle could
+    /// take (the copy round's is the caller's, above).
+    pub census: Vec<CensusCounts>,
 }
 
 /// Which port failed.
@@ -233,8 +238,8 @@ pub fn migrate(
             scratch.and_with(&taint);
             if last {
                 summary.copy_round_census = Some((round, scratch.clone()));
-            } else {
-                let _ = oracle.census(round, &scratch);
+            } else if let Ok(Some(c)) = oracle.census(round, &scratch) {
+                summary.census.push(c);
             }
         }
 

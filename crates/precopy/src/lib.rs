@@ -17,4 +17,6 @@ pub mod ports;
 pub use bitmap::DirtyBitmap;
 pub use engine::{migrate, EngineError, Mode, Ports, RoundStats, Summary, BATCH};
 pub use policy::{Adaptive, Decision, Policy, PolicyInput, Xen33, Xen4x};
-pub use ports::{Clock, DependencyOracle, DirtyLog, GuestMemory, NoOracle, PageSink, PortError};
+pub use ports::{
+    CensusCounts, Clock, DependencyOracle, DirtyLog, GuestMemory, NoOracle, PageSink, PortError,
+};

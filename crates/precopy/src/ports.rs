@@ -75,12 +75,36 @@ pub trait DependencyOracle {
     /// anything, and while the guest is suspended for the final round.
     fn free_frames(&mut self, among: &DirtyBitmap, out: &mut DirtyBitmap) -> Result<(), PortError>;
     /// Paper-analysis mode's measurement: the frames round `round` found
-    /// dirty and tainted, for the oracle to say whose they are (its own
-    /// report). Nothing it does changes what is sent, and its errors never
-    /// fail a migration. By default it does nothing.
-    fn census(&mut self, _round: u32, _frames: &DirtyBitmap) -> Result<(), PortError> {
-        Ok(())
+    /// dirty and tainted, for the oracle to say whose they are. Nothing it
+    /// does changes what is sent, and its errors never fail a migration.
+    /// `None` when no census could be taken; by default none is.
+    fn census(
+        &mut self,
+        _round: u32,
+        _frames: &DirtyBitmap,
+    ) -> Result<Option<CensusCounts>, PortError> {
+        Ok(None)
     }
+}
+
+/// Whose a round's dirty tainted frames are, in the classes a report
+/// carries: every frame of the set counts in exactly one of `user`,
+/// `page_tables`, `kernel` and `unreadable`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CensusCounts {
+    /// The round.
+    pub round: u32,
+    /// Frames in the set.
+    pub asked: u64,
+    /// Frames mapped by a process (the set holds tainted frames only, so
+    /// these are pages of tainted processes: the paper's own measure).
+    pub user: u64,
+    /// Page-table frames of user address spaces.
+    pub page_tables: u64,
+    /// The kernel's own frames (slab, page cache, stacks, per-CPU...).
+    pub kernel: u64,
+    /// Frames nothing could be said about.
+    pub unreadable: u64,
 }
 
 /// An oracle that knows nothing: everything tainted, nothing free, nothing

@@ -6,7 +6,7 @@
 
 use alloc::vec::Vec;
 
-use depmig_precopy::DirtyBitmap;
+use depmig_precopy::{CensusCounts, DirtyBitmap};
 
 use crate::classify::{walk_processes, Class, Limits};
 use crate::error::WalkError;
@@ -54,6 +54,20 @@ pub struct Census {
     pub unreadable: u64,
     /// The processes mapping frames of the set, most frames first.
     pub owners: Vec<Owner>,
+}
+
+impl Census {
+    /// The classes a migration report carries, for round `round`.
+    pub fn counts(&self, round: u32) -> CensusCounts {
+        CensusCounts {
+            round,
+            asked: self.asked,
+            user: self.user,
+            page_tables: self.page_tables,
+            kernel: self.flagged + self.typed + self.buddy + self.plain,
+            unreadable: self.unreadable,
+        }
+    }
 }
 
 /// Takes the census of the frames of `asked`: one walk of every address

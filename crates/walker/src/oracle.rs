@@ -2,7 +2,7 @@
 //! profile the agent published, the walker's classification, and the
 //! agent's freezer behind a small control port.
 
-use depmig_precopy::{DependencyOracle, DirtyBitmap, PortError};
+use depmig_precopy::{CensusCounts, DependencyOracle, DirtyBitmap, PortError};
 
 use crate::census::{census, Census};
 use crate::classify::{classify, Classification, Limits};
@@ -168,9 +168,15 @@ impl<M: PhysMem, C: GroupControl> DependencyOracle for LinuxOracle<M, C> {
         Ok(())
     }
 
-    fn census(&mut self, round: u32, frames: &DirtyBitmap) -> Result<(), PortError> {
-        self.last_census = Some((round, self.census_now(frames)));
-        Ok(())
+    fn census(
+        &mut self,
+        round: u32,
+        frames: &DirtyBitmap,
+    ) -> Result<Option<CensusCounts>, PortError> {
+        let c = self.census_now(frames);
+        let counts = c.as_ref().ok().map(|c| c.counts(round));
+        self.last_census = Some((round, c));
+        Ok(counts)
     }
 
     fn free_frames(&mut self, among: &DirtyBitmap, out: &mut DirtyBitmap) -> Result<(), PortError> {

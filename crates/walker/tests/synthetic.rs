@@ -513,6 +513,18 @@ fn census_says_whose_frames_are() {
     );
     // Through the oracle, kept with its round.
     let mut oracle = LinuxOracle::new(&mem, Freezer::default(), s.table_gfn);
-    oracle.census(3, &asked).unwrap();
+    let counts = oracle.census(3, &asked).unwrap().expect("a census");
+    // The report's classes: the kernel's four descriptor classes as one.
+    assert_eq!(
+        (
+            counts.round,
+            counts.asked,
+            counts.user,
+            counts.page_tables,
+            counts.kernel,
+            counts.unreadable
+        ),
+        (3, 10, 4, 1, 5, 0)
+    );
     assert_eq!(oracle.last_census(), Some(&(3, Ok(n))));
 }

@@ -253,8 +253,11 @@ pub enum Measure {
     Pages,
     /// Dirty pages (paper-analysis).
     Dirty,
-    /// Dirty pages of tainted processes (paper-analysis).
+    /// Dirty pages of tainted processes or the kernel (paper-analysis).
     DirtyTainted,
+    /// Of those, the pages mapped by tainted processes, without the
+    /// kernel's (paper-analysis, from its census).
+    TaintedProcesses,
 }
 
 impl Measure {
@@ -264,6 +267,7 @@ impl Measure {
             Measure::Pages => "pages",
             Measure::Dirty => "dirty",
             Measure::DirtyTainted => "dirty_tainted",
+            Measure::TaintedProcesses => "tainted_processes",
         }
     }
 }
@@ -569,6 +573,25 @@ pub fn compare(title: &str, migrations: Vec<Migration>, guest_pages: Option<u64>
                     measure: Measure::DirtyTainted,
                     per_round: tainted.clone(),
                 });
+                match m.depmig.as_ref().and_then(|d| d.census.as_ref()) {
+                    Some(census) if census.len() == tainted.len() => columns.push(Column {
+                        heading: format!("{} of tainted processes", m.label),
+                        report: i,
+                        measure: Measure::TaintedProcesses,
+                        per_round: census.iter().map(|c| c.user).collect(),
+                    }),
+                    Some(census) => {
+                        let taken: Vec<String> =
+                            census.iter().map(|c| c.round.to_string()).collect();
+                        notes.push(format!(
+                            "`{}`: the census (whose the dirty tainted pages are) was taken in rounds {} of {} only: no column of tainted processes' pages",
+                            m.label,
+                            if taken.is_empty() { "none".into() } else { taken.join(", ") },
+                            tainted.len()
+                        ));
+                    }
+                    None => {}
+                }
             }
             None => columns.push(Column {
                 heading: m.label.clone(),
@@ -736,12 +759,24 @@ pub fn markdown(c: &Comparison) -> String {
         let _ = writeln!(s, "{row}");
     }
     s.push('\n');
-    if c.columns.iter().any(|col| col.measure != Measure::Pages) {
+    if c.columns
+        .iter()
+        .any(|col| col.measure == Measure::TaintedProcesses)
+    {
+        let _ = writeln!(
+            s,
+            "Pages sent, except the paper-analysis columns (it sends like baseline; its pages \
+             sent are in the totals below): its dirty pages, its dirty pages of tainted \
+             processes or the kernel (dirty+tainted: what a sound dependency-aware move must \
+             still send), and of those the pages mapped by tainted processes alone, without \
+             the kernel's (from the appliance's census of each round).\n"
+        );
+    } else if c.columns.iter().any(|col| col.measure != Measure::Pages) {
         let _ = writeln!(
             s,
             "Pages sent, except the paper-analysis pair: its dirty pages and its dirty pages \
-             of tainted processes per round (it sends like baseline; its pages sent are in \
-             the totals below).\n"
+             of tainted processes or the kernel per round (it sends like baseline; its pages \
+             sent are in the totals below).\n"
         );
     } else {
         let _ = writeln!(s, "Pages sent in each round.\n");
@@ -1252,6 +1287,84 @@ mod tests {
         assert!(doc.contains("a &lt;&amp;&gt; &quot;b&quot; (6 rounds"));
         assert!(doc.contains(">p dirty+tainted (6 rounds, 1031 pages)<"));
         assert!(!doc.contains("<&>"));
+    }
+
+    /// `paper()` with a census of the rounds listed: a fifth of each
+    /// round's dirty tainted pages mapped by processes, the rest the
+    /// kernel's.
+    fn paper_with_census(rounds: &[u64]) -> String {
+        let tainted = [900u64, 25, 13, 40, 22, 31];
+        let pick = |f: &dyn Fn(u64) -> u64| -> String {
+            list(
+                &rounds
+                    .iter()
+                    .map(|&r| f(tainted[r as usize - 1]))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let census = format!(
+            ",\"census\":{{\"round\":{},\"asked\":{},\"user\":{},\"page_tables\":{},\"kernel\":{},\"unreadable\":{}}}}}}}",
+            list(rounds),
+            pick(&|t| t),
+            pick(&|t| t / 5),
+            pick(&|_| 0),
+            pick(&|t| t - t / 5),
+            pick(&|_| 0)
+        );
+        let p = paper();
+        let (head, _) = p.rsplit_once("}}").expect("depmig object last");
+        format!("{head}{census}")
+    }
+
+    #[test]
+    fn the_census_adds_a_column_of_tainted_processes_pages() {
+        let set = |p: String| vec![("xl", stock()), ("paper", p), ("aware", aware())];
+        let c = cmp(&set(paper_with_census(&[1, 2, 3, 4, 5, 6])), None);
+        let heads: Vec<&str> = c.columns.iter().map(|c| c.heading.as_str()).collect();
+        assert_eq!(
+            heads,
+            [
+                "xl",
+                "paper dirty",
+                "paper dirty+tainted",
+                "paper of tainted processes",
+                "aware"
+            ]
+        );
+        let col = &c.columns[3];
+        assert_eq!(col.measure, Measure::TaintedProcesses);
+        assert_eq!(col.per_round, vec![180, 5, 2, 8, 4, 6]);
+        let md = markdown(&c);
+        assert!(md.contains("| 2 | 6400 | 6399 | 25 | 5 | 60 |\n"), "{md}");
+        assert!(
+            md.contains("the pages mapped by tainted processes alone"),
+            "{md}"
+        );
+        let j = to_json(&c).to_string();
+        assert!(j.contains("\"measure\":\"tainted_processes\""), "{j}");
+        let doc = plot(&c);
+        assert!(
+            doc.contains(">paper of tainted processes (6 rounds, 205 pages)<"),
+            "{doc}"
+        );
+        // A census missing in some rounds gives no column, and a note says so.
+        let c = cmp(&set(paper_with_census(&[1, 3])), None);
+        assert_eq!(c.columns.len(), 4);
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("taken in rounds 1, 3 of 6 only")),
+            "{:?}",
+            c.notes
+        );
+        // Without one, the pair as before and no note.
+        let c = cmp(&set(paper()), None);
+        assert_eq!(c.columns.len(), 4);
+        assert!(
+            c.notes.iter().all(|n| !n.contains("census")),
+            "{:?}",
+            c.notes
+        );
     }
 
     #[test]

@@ -552,10 +552,115 @@ pub struct DepmigFigures {
     pub frozen_groups: Option<u64>,
     /// Dirty pages per round.
     pub per_round_dirty: Option<Vec<u64>>,
-    /// Dirty pages of tainted processes per round (the paper's measure).
+    /// Dirty pages of tainted processes or the kernel per round.
     pub per_round_dirty_tainted: Option<Vec<u64>>,
     /// Pages not sent per round because they were free.
     pub per_round_skipped_free: Option<Vec<u64>>,
+    /// Paper-analysis mode: whose each round's dirty tainted pages were,
+    /// for the rounds whose census was taken, in round order.
+    pub census: Option<Vec<RoundCensus>>,
+}
+
+/// Whose one round's dirty tainted pages were (`depmig.census`): every
+/// page counts in exactly one of `user`, `page_tables`, `kernel` and
+/// `unreadable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoundCensus {
+    /// The round (1-based).
+    pub round: u64,
+    /// The round's dirty tainted pages.
+    pub asked: u64,
+    /// Of those, pages mapped by (tainted) processes: the paper's measure.
+    pub user: u64,
+    /// Page tables of user address spaces.
+    pub page_tables: u64,
+    /// The kernel's own pages.
+    pub kernel: u64,
+    /// Pages nothing could be said about.
+    pub unreadable: u64,
+}
+
+/// Reads `depmig.census` (parallel arrays `round`, `asked`, `user`,
+/// `page_tables`, `kernel`, `unreadable`): rounds ascending within
+/// `1..=rounds`, each round's classes adding up to its `asked`, and
+/// `asked` the round's dirty tainted pages when the report has them.
+fn census(
+    d: &Value,
+    rounds: usize,
+    dirty_tainted: Option<&[u64]>,
+) -> Result<Option<Vec<RoundCensus>>, ReportError> {
+    let c = match d.get("census") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(c @ Value::Obj(_)) => c,
+        Some(_) => {
+            return Err(ReportError::Invalid(
+                "\"depmig.census\" is not an object".into(),
+            ))
+        }
+    };
+    let keys = [
+        "round",
+        "asked",
+        "user",
+        "page_tables",
+        "kernel",
+        "unreadable",
+    ];
+    let mut cols = Vec::with_capacity(keys.len());
+    for k in keys {
+        let name = format!("depmig.census.{k}");
+        let a = match c.get(k) {
+            Some(f) => uint_array(f, &name)?,
+            None => return Err(ReportError::Invalid(format!("\"{name}\" is missing"))),
+        };
+        if let Some(first) = cols.first().map(Vec::len) {
+            if a.len() != first {
+                return Err(ReportError::Invalid(format!(
+                    "\"{name}\" has {} entries, \"depmig.census.round\" {first}",
+                    a.len()
+                )));
+            }
+        }
+        cols.push(a);
+    }
+    let mut out: Vec<RoundCensus> = Vec::with_capacity(cols[0].len());
+    for (i, &round) in cols[0].iter().enumerate() {
+        let r = RoundCensus {
+            round,
+            asked: cols[1][i],
+            user: cols[2][i],
+            page_tables: cols[3][i],
+            kernel: cols[4][i],
+            unreadable: cols[5][i],
+        };
+        let bad = |why: String| {
+            ReportError::Invalid(format!("\"depmig.census\", round {}: {why}", r.round))
+        };
+        if r.round == 0 || r.round > rounds as u64 {
+            return Err(bad(format!("not a round of the {rounds}")));
+        }
+        if out.last().is_some_and(|p| p.round >= r.round) {
+            return Err(bad("rounds not ascending".into()));
+        }
+        let sum = [r.user, r.page_tables, r.kernel, r.unreadable]
+            .iter()
+            .try_fold(0u64, |a, &v| a.checked_add(v));
+        if sum != Some(r.asked) {
+            return Err(bad(format!("classes do not add up to {} pages", r.asked)));
+        }
+        out.push(r);
+    }
+    for r in &out {
+        if let Some(t) = dirty_tainted.and_then(|t| t.get(r.round as usize - 1)) {
+            if *t != r.asked {
+                return Err(ReportError::Invalid(format!(
+                    "\"depmig.census\", round {}: {} pages counted, the round had {t} dirty tainted",
+                    r.round, r.asked
+                )));
+            }
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Reads the `"depmig"` object of a report already [`validate`]d with
@@ -602,11 +707,13 @@ pub fn depmig_figures(v: &Value, rounds: usize) -> Result<Option<DepmigFigures>,
             }
         }
     };
+    let per_round_dirty_tainted = per_round("per_round_dirty_tainted")?;
     Ok(Some(DepmigFigures {
         mode,
         frozen_groups,
         per_round_dirty: per_round("per_round_dirty")?,
-        per_round_dirty_tainted: per_round("per_round_dirty_tainted")?,
+        census: census(d, rounds, per_round_dirty_tainted.as_deref())?,
+        per_round_dirty_tainted,
         per_round_skipped_free: per_round("per_round_skipped_free")?,
     }))
 }
@@ -950,7 +1057,7 @@ pub(crate) mod tests {
         let good = format!(
             "{},\"depmig\":{{\"mode\":\"paper-analysis\",\"frozen_groups\":2,\
              \"per_round_dirty\":[110,20,5],\"per_round_dirty_tainted\":[50,3,1],\
-             \"per_round_skipped_free\":null}}}}",
+             \"per_round_skipped_free\":null,\"census\":{{\"round\":[1,3],\"asked\":[50,1],\"user\":[10,1],\"page_tables\":[2,0],\"kernel\":[37,0],\"unreadable\":[1,0]}}}}}}",
             base.strip_suffix('}').unwrap()
         );
         let (v, s) = parse_report(&good).unwrap();
@@ -962,6 +1069,28 @@ pub(crate) mod tests {
         assert_eq!(d.per_round_dirty, Some(vec![110, 20, 5]));
         assert_eq!(d.per_round_dirty_tainted, Some(vec![50, 3, 1]));
         assert_eq!(d.per_round_skipped_free, None);
+        let census = d.census.expect("census");
+        assert_eq!(
+            census,
+            vec![
+                RoundCensus {
+                    round: 1,
+                    asked: 50,
+                    user: 10,
+                    page_tables: 2,
+                    kernel: 37,
+                    unreadable: 1
+                },
+                RoundCensus {
+                    round: 3,
+                    asked: 1,
+                    user: 1,
+                    page_tables: 0,
+                    kernel: 0,
+                    unreadable: 0
+                },
+            ]
+        );
         // None at all: the stock baseline.
         let (v, _) = parse_report(&sample("xl-migrate", &[1, 2])).unwrap();
         assert_eq!(depmig_figures(&v, 2), Ok(None));
@@ -992,6 +1121,35 @@ pub(crate) mod tests {
             "depmig.frozen_groups",
         );
         bad("\"mode\":\"paper-analysis\"", "\"mode\":7", "depmig.mode");
+        // The census: its arrays agree, its rounds exist and ascend, its
+        // classes add up to the round's dirty tainted pages.
+        bad("\"user\":[10,1]", "\"user\":[10]", "depmig.census.user");
+        bad("\"kernel\":[37,0],", "", "depmig.census.kernel");
+        bad(
+            "\"round\":[1,3]",
+            "\"round\":[1,4]",
+            "round 4: not a round of the 3",
+        );
+        bad(
+            "\"round\":[1,3]",
+            "\"round\":[3,1]",
+            "round 1: rounds not ascending",
+        );
+        bad(
+            "\"user\":[10,1]",
+            "\"user\":[11,1]",
+            "round 1: classes do not add up to 50",
+        );
+        bad(
+            "\"asked\":[50,1],\"user\":[10,1]",
+            "\"asked\":[51,1],\"user\":[11,1]",
+            "round 1: 51 pages counted, the round had 50 dirty tainted",
+        );
+        bad(
+            "\"census\":{",
+            "\"census\":[],\"x\":{",
+            "\"depmig.census\" is not an object",
+        );
         bad(
             "\"depmig\":{\"mode\"",
             "\"depmig\":[],\"x\":{\"mode\"",

@@ -219,11 +219,23 @@ impl DependencyOracle for Oracle {
         }
         Ok(())
     }
-    fn census(&mut self, round: u32, frames: &DirtyBitmap) -> Result<(), PortError> {
+    fn census(
+        &mut self,
+        round: u32,
+        frames: &DirtyBitmap,
+    ) -> Result<Option<CensusCounts>, PortError> {
         let g = self.g.0.lock().unwrap();
-        self.census
-            .push((round, frames.count(), g.suspended, g.log_on));
-        Ok(())
+        let n = frames.count();
+        self.census.push((round, n, g.suspended, g.log_on));
+        // The lowest frame of the set is a process's, the rest the kernel's.
+        Ok(Some(CensusCounts {
+            round,
+            asked: n,
+            user: n.min(1),
+            page_tables: 0,
+            kernel: n.saturating_sub(1),
+            unreadable: 0,
+        }))
     }
     fn free_frames(
         &mut self,
