@@ -65,10 +65,10 @@ pub struct RoundStats {
     pub last: bool,
     /// Pages due this round (populated pages for round 1, dirty after).
     pub dirty: u64,
-    /// Of those, pages of tainted processes or the kernel. The copy round of
-    /// a dependency-aware migration is not walked for taint (the answer
-    /// decides nothing there, and the walk would lengthen the downtime): all
-    /// its pages count as tainted.
+    /// Of those, pages of tainted processes or the kernel. A
+    /// dependency-aware migration walks for taint in round 1 only (later the
+    /// answer decides nothing, and the walk would lengthen the round, or the
+    /// downtime): all pages of its later rounds count as tainted.
     pub dirty_tainted: u64,
     /// Pages sent.
     pub sent: u64,
@@ -222,7 +222,11 @@ pub fn migrate(
             dirty: due.count(),
             ..RoundStats::default()
         };
-        st.dirty_tainted = if last && mode == Mode::DependencyAware {
+        // A dependency-aware migration sends every dirty page: after round
+        // 1 (whose walk the free-page check reuses) a taint walk decides
+        // nothing and only lengthens the round, so more is dirty by the
+        // next. Those rounds count all their pages tainted.
+        st.dirty_tainted = if mode == Mode::DependencyAware && (last || round > 1) {
             st.dirty
         } else {
             taint.clear_all();

@@ -121,7 +121,8 @@ impl<M: PhysMem, C: GroupControl> LinuxOracle<M, C> {
     /// consistent kernel the descriptors already exclude both (a mapped
     /// page's `_mapcount` and a page table's `page_type` are not -1), so
     /// the exclusion is a second line against a kernel whose descriptors
-    /// lie, and one from a walk a round earlier serves it.
+    /// lie, and one from an earlier walk serves it (round 1's, in a
+    /// dependency-aware migration, which walks for taint only then).
     pub fn free_among_now(
         &self,
         among: &DirtyBitmap,
