@@ -153,7 +153,9 @@ case $verdict in ok*) ;; *) rig_fail "paper-analysis figures: $verdict (dirty=[$
 if [ $KIND = mmuncher ] && [ "${verdict#ok }" = 0 ]; then
     rig_fail "paper-analysis counted every dirty page after round 1 tainted (dirty=[$dirty] dirty_tainted=[$tainted]): the writer's pages were not told apart"
 fi
-rig_say "paper-analysis: dirty=[$dirty] dirty_tainted=[$tainted]"
+# Whose they are (the appliance's census): pages of tainted processes alone.
+procs=$(json_list /tmp/paper-analysis.json user)
+rig_say "paper-analysis: dirty=[$dirty] dirty_tainted=[$tainted] of tainted processes=[${procs:-no census}]"
 
 # Side by side.
 if [ $KIND = http ]; then
@@ -171,4 +173,4 @@ for f in $S.svg $S.md $S-compare.json; do rig_export /tmp/$f $f; done
 while IFS= read -r l; do rig_say "| $l"; done < /tmp/$S.md
 rig_json compare "$(tr -d '\n' < /tmp/$S-compare.json)"
 targets=$(grep -o '"[a-z0-9_]*":{"met":[a-z]*' /tmp/$S-compare.json | sed 's/"\([a-z0-9_]*\)":{"met":/\1=/' | tr '\n' ' ')
-rig_result PASS "4 migrations, guest verified after each (appliance deaths retried:${retries:- none}); stock $(jnum /tmp/stock.json total_pages) pages, depmig baseline $(depmig_summary /tmp/baseline.json | cut -d' ' -f2), paper-analysis dirty_tainted=[$tainted], dependency-aware $(depmig_summary /tmp/dependency-aware.json) frozen=$frozen thawed=$thawed; targets: $targets"
+rig_result PASS "4 migrations, guest verified after each (appliance deaths retried:${retries:- none}); stock $(jnum /tmp/stock.json total_pages) pages, depmig baseline $(depmig_summary /tmp/baseline.json | cut -d' ' -f2), paper-analysis dirty_tainted=[$tainted] of tainted processes=[${procs:-no census}], dependency-aware $(depmig_summary /tmp/dependency-aware.json) frozen=$frozen thawed=$thawed; targets: $targets"
