@@ -34,15 +34,26 @@ depmig_migrate() {
 }
 
 # depmig_appliance_died NAME STATUS: 0 when the depmig migration of NAME
-# that ended with STATUS was rolled back (status 1, not migrated) because an
-# appliance crashed or stopped without a result.
+# that ended with STATUS was rolled back (status 1, not migrated) because of
+# the rig rather than depmig: an appliance crashed or stopped without a
+# result (the triple fault), or the two appliances' vifs, both connected to
+# their backends, never carried a connection (seen once in about thirty
+# moves: neither end heard the other for the whole connect deadline). For
+# the latter it prints what dom0's kernel said about vifs and the bridge.
 depmig_appliance_died() {
-    [ "$2" = 1 ] && grep -q 'appliance \(crashed\|stopped\)' "/tmp/$1.depmig.log"
+    [ "$2" = 1 ] || return 1
+    grep -q 'appliance \(crashed\|stopped\)' "/tmp/$1.depmig.log" && return 0
+    if grep -q 'source appliance: FAIL connecting to the destination: no connection before the deadline' "/tmp/$1.depmig.log"; then
+        dmesg | grep -i -E 'vif|xenbr|bridge' | tail -n 12 | while IFS= read -r l; do rig_say "dmesg| $l"; done
+        return 0
+    fi
+    return 1
 }
 
 # depmig_migrate_retrying NAME REPORT SVG [OPTIONS...]: depmig_migrate, and
-# when that attempt was rolled back because an appliance died (the rig's open
-# triple fault under emulated nested paging, see qemu-tests/README.md):
+# when that attempt was rolled back because of the rig (an appliance died:
+# the open triple fault under emulated nested paging, see
+# qemu-tests/README.md; or the appliances' link never came up):
 # checks that the guest runs on at the source with nothing left behind
 # (depmig_check_stayed, which fails the scenario otherwise) and tries once
 # more. DEPMIG_RETRIED is 1 after a retry, else 0. Returns the status of

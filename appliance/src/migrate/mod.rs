@@ -349,6 +349,7 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         mode: armed.mode,
         xen_major: u32::from(xen.version.major),
         xen_minor: u32::from(xen.version.minor),
+        record_pages: source::RECORD_PAGES,
     };
     let fault = control::read_opt(xs, "fault");
     let corrupt_final = match fault.as_str() {

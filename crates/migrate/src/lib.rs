@@ -27,7 +27,9 @@ pub use config::{parse_key, parse_mode, parse_policy, AnyPolicy, ConfigError, Po
 pub use dest::{DestConfig, DestError, DestOp, DestStats};
 pub use ports::{DestDomain, NoProgress, Progress, SourceDomain, State, Transport, TransportError};
 pub use reply::{NakCode, Reply};
-pub use source::{SourceConfig, SourceError, SourceFailure, SourceOp, SourceOutcome, SourceStats};
+pub use source::{
+    SourceConfig, SourceError, SourceFailure, SourceOp, SourceOutcome, SourceStats, RECORD_PAGES,
+};
 
 pub use depmig_precopy::{
     CensusCounts, Clock, DependencyOracle, DirtyBitmap, Mode, NoOracle, Policy, PortError,

@@ -52,7 +52,20 @@ pub struct SourceConfig<'a> {
     pub xen_major: u32,
     /// Xen minor version.
     pub xen_minor: u32,
+    /// Pages per PAGE_DATA record, 1 to 1024 (libxc's batch; other values
+    /// are clamped). The source reads a record's pages, then sends them:
+    /// while it reads the next, the link carries only what the peer's
+    /// window lets out, so a record that takes longer to read than that
+    /// window takes to drain leaves the link idle. The appliance uses
+    /// [`RECORD_PAGES`].
+    pub record_pages: usize,
 }
+
+/// Pages per record for a link like the appliances': with a 256 KiB
+/// receive window, 40 Mb/s drains the window in ~50 ms, and the source
+/// reads 64 pages in ~25 ms under emulation (mapping, copying, the MAC).
+/// The record overhead is 8 bytes a page, 0.2 %.
+pub const RECORD_PAGES: usize = 64;
 
 /// A domain operation, named in errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,6 +311,8 @@ impl<D, T: Transport> Shared<'_, D, T> {
 struct Port<'s, 'a, D, T> {
     cell: &'s RefCell<Shared<'a, D, T>>,
     nr: u64,
+    /// Pages per PAGE_DATA record ([`SourceConfig::record_pages`]).
+    record_pages: usize,
 }
 
 /// The code a port returns when the shared state is busy (never expected:
@@ -305,7 +320,23 @@ struct Port<'s, 'a, D, T> {
 const BUSY: PortError = PortError { code: -2 };
 
 impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
+    /// Sends `pfns` as records of at most `record_pages` pages each (zero
+    /// pages, which carry no data, as one record).
     fn page_data(&mut self, pfns: &[u64], kind: PageType) -> Result<u64, PortError> {
+        let per = if kind == PageType::Normal {
+            self.record_pages
+        } else {
+            BATCH
+        };
+        let mut bytes = 0;
+        for chunk in pfns.chunks(per.clamp(1, BATCH)) {
+            bytes += self.record(chunk, kind)?;
+        }
+        Ok(bytes)
+    }
+
+    /// Sends one PAGE_DATA record of `pfns`.
+    fn record(&mut self, pfns: &[u64], kind: PageType) -> Result<u64, PortError> {
         let mut guard = self.cell.try_borrow_mut().map_err(|_| BUSY)?;
         let sh = &mut *guard;
         let n = pfns.len();
@@ -526,9 +557,22 @@ pub fn run<D: SourceDomain, T: Transport>(
         Err(EngineError::Sink(PortError { code: -1 }))
     } else {
         frozen_tried = cfg.mode == Mode::DependencyAware;
-        let mut memory = Port { cell: &cell, nr };
-        let mut log = Port { cell: &cell, nr };
-        let mut sink = Port { cell: &cell, nr };
+        let record_pages = cfg.record_pages;
+        let mut memory = Port {
+            cell: &cell,
+            nr,
+            record_pages,
+        };
+        let mut log = Port {
+            cell: &cell,
+            nr,
+            record_pages,
+        };
+        let mut sink = Port {
+            cell: &cell,
+            nr,
+            record_pages,
+        };
         let ports = Ports {
             memory: &mut memory,
             log: &mut log,
