@@ -289,7 +289,7 @@ fn baseline_migration_copies_the_guest_and_reports() {
     let s = j.get("stream").unwrap();
     assert_eq!(s.get("complete"), Some(&Json::Bool(true)));
     assert_eq!(s.u("libxc_version"), 3);
-    assert_eq!(s.u("trailer_bytes"), 48);
+    assert_eq!(s.u("trailer_bytes"), 32);
     let d = j.get("depmig").unwrap();
     assert_eq!(d.get("mode"), Some(&Json::Str("baseline".into())));
     assert_eq!(d.get("policy"), Some(&Json::Str("xen-4.x".into())));
@@ -500,8 +500,8 @@ fn clean_length(seed: u64) -> u64 {
 fn corrupted_record_header_is_refused_by_the_decoder() {
     let len = clean_length(51);
     let mut s = Setup::new(51);
-    // The END record's type field: 48 trailer bytes, then the END header.
-    let at = len - 48 - 8;
+    // The END record's type field: the trailer, then the END header.
+    let at = len - depmig_stream::handshake::TRAILER_LEN as u64 - 8;
     s.src_wrap = Box::new(move |e| {
         Boxed(Box::new(Corrupt {
             inner: e,

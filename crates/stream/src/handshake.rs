@@ -1,54 +1,63 @@
 //! depmig's handshake framing around the libxc stream: a hello from each
 //! end (magic, version, role, nonce), then the stream, then a trailer with
-//! an HMAC-SHA256 tag over the whole transcript under a key both appliances
-//! were given.
+//! a tag over the whole transcript under a key both appliances were given.
 //!
 //! ```text
 //! source -> destination : Hello(Source, nonce_s)              32 bytes
 //! destination -> source : Hello(Destination, nonce_d)         32 bytes
 //! destination -> source : confirmation                        32 bytes
 //! source -> destination : libxc stream ... END
-//! source -> destination : Trailer(stream length, tag)         48 bytes
+//! source -> destination : Trailer(stream length, tag)         32 bytes
 //! confirmation = HMAC-SHA256(key, "depmig key confirmation v2\0"
 //!                                 || hello_s || hello_d)
-//! tag = HMAC-SHA256(key, "depmig transcript v1\0" || hello_s || hello_d
-//!                        || stream || stream length)
+//! one-time key = HMAC-SHA256(key, "depmig transcript key v3\0"
+//!                                 || hello_s || hello_d)
+//! tag = Poly1305(one-time key, stream || stream length)
 //! ```
 //!
 //! The confirmation lets the source find a destination armed with another
 //! key before it sends a page or suspends the guest (the tag would only
 //! tell at the very end). It proves nothing to the destination, which
 //! still trusts nothing before the tag. The destination's fresh nonce makes
-//! a replayed stream or confirmation fail. The tag is
+//! a replayed stream or confirmation fail, and makes the Poly1305 key
+//! (derived from both hellos) one this migration alone uses, as Poly1305
+//! requires. Poly1305 rather than HMAC-SHA256 over the stream: without
+//! SHA instructions (the appliance's emulated CPU has none) SHA-256 ran at
+//! a tenth of Poly1305's speed and both appliances spent a quarter of each
+//! round computing it (`cargo run -p depmig-bench` prints both). The tag is
 //! checked before the destination copy may run: bytes are applied to the
 //! paused shell domain as they come, and a bad or missing tag means the
 //! shell is destroyed, never unpaused.
 //!
 //! Hello layout: magic "DEPMIGHS" (8), version u16 LE, role u8, flags u8
-//! (zero), reserved u32 (zero), nonce (16).
+//! (zero), reserved u32 (zero), nonce (16). Trailer layout: magic
+//! "DEPMIGT3" (8), stream length u64 LE (8), tag (16).
 //!
-//! PANICS: indexing here is into fixed-size arrays (`[u8; 32]`, `[u8; 48]`)
+//! PANICS: indexing here is into fixed-size arrays (`[u8; 32]`, `[u8; 16]`)
 //! with constant indices and ranges inside their length.
 
 use hmac::{Hmac, Mac};
+use poly1305::universal_hash::{KeyInit, UniversalHash};
+use poly1305::Poly1305;
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 /// Magic of a hello message.
 pub const HELLO_MAGIC: [u8; 8] = *b"DEPMIGHS";
 /// Handshake version this crate speaks.
-pub const HANDSHAKE_VERSION: u16 = 2;
+pub const HANDSHAKE_VERSION: u16 = 3;
 /// Size of a hello on the wire.
 pub const HELLO_LEN: usize = 32;
 /// Magic of the trailer.
-pub const TRAILER_MAGIC: [u8; 8] = *b"DEPMIGTG";
+pub const TRAILER_MAGIC: [u8; 8] = *b"DEPMIGT3";
 /// Size of the trailer on the wire.
-pub const TRAILER_LEN: usize = 48;
+pub const TRAILER_LEN: usize = 32;
 /// Shortest key accepted.
 pub const MIN_KEY_LEN: usize = 16;
 /// Size of the destination's key confirmation.
 pub const CONFIRM_LEN: usize = 32;
 
-const DOMAIN_SEPARATOR: &[u8] = b"depmig transcript v1\0";
+const DOMAIN_SEPARATOR: &[u8] = b"depmig transcript key v3\0";
 const CONFIRM_SEPARATOR: &[u8] = b"depmig key confirmation v2\0";
 
 /// Which end of a migration a peer is.
@@ -195,10 +204,18 @@ impl Hello {
     }
 }
 
-/// Running HMAC over the transcript, kept by both ends.
+/// Poly1305 block size.
+const BLOCK: usize = 16;
+
+/// Running MAC over the transcript, kept by both ends: Poly1305 under the
+/// one-time key derived from the long-term key and both hellos. Input is
+/// fed to Poly1305 in whole blocks; a partial block waits in `buf`, so
+/// the tag does not depend on how the stream was cut into calls.
 #[derive(Clone)]
 pub struct TranscriptMac {
-    mac: Hmac<Sha256>,
+    poly: Poly1305,
+    buf: [u8; BLOCK],
+    have: usize,
     len: u64,
 }
 
@@ -213,13 +230,42 @@ impl core::fmt::Debug for TranscriptMac {
 impl TranscriptMac {
     /// Starts the transcript after both hellos were exchanged.
     pub fn new(key: &[u8], source: &Hello, destination: &Hello) -> Result<Self, HandshakeError> {
-        let mac = keyed(key, DOMAIN_SEPARATOR, source, destination)?;
-        Ok(TranscriptMac { mac, len: 0 })
+        let one_time = keyed(key, DOMAIN_SEPARATOR, source, destination)?
+            .finalize()
+            .into_bytes();
+        Ok(TranscriptMac {
+            poly: Poly1305::new(&one_time),
+            buf: [0; BLOCK],
+            have: 0,
+            len: 0,
+        })
+    }
+
+    /// Feeds bytes to Poly1305, whole blocks only.
+    fn absorb(&mut self, mut data: &[u8]) {
+        if self.have > 0 {
+            let take = (BLOCK - self.have).min(data.len());
+            let (head, rest) = data.split_at(take);
+            self.buf[self.have..self.have + take].copy_from_slice(head);
+            self.have += take;
+            data = rest;
+            if self.have < BLOCK {
+                return;
+            }
+            self.poly.update_padded(&self.buf);
+            self.have = 0;
+        }
+        let whole = data.len() - data.len() % BLOCK;
+        let (blocks, tail) = data.split_at(whole);
+        // A multiple of the block size: nothing is padded.
+        self.poly.update_padded(blocks);
+        self.buf[..tail.len()].copy_from_slice(tail);
+        self.have = tail.len();
     }
 
     /// Adds stream bytes, in order, exactly as sent or received.
     pub fn update(&mut self, stream: &[u8]) {
-        self.mac.update(stream);
+        self.absorb(stream);
         self.len = self.len.wrapping_add(stream.len() as u64);
     }
 
@@ -228,19 +274,30 @@ impl TranscriptMac {
         self.len
     }
 
+    /// The tag over the stream and its length.
+    fn tag(mut self) -> [u8; BLOCK] {
+        let len = self.len.to_le_bytes();
+        self.absorb(&len);
+        let have = self.have;
+        let tag = self.poly.compute_unpadded(&self.buf[..have]);
+        let mut out = [0u8; BLOCK];
+        out.copy_from_slice(&tag);
+        out
+    }
+
     /// The source's trailer.
-    pub fn trailer(mut self) -> [u8; TRAILER_LEN] {
-        self.mac.update(&self.len.to_le_bytes());
-        let tag = self.mac.finalize().into_bytes();
+    pub fn trailer(self) -> [u8; TRAILER_LEN] {
+        let len = self.len;
+        let tag = self.tag();
         let mut t = [0u8; TRAILER_LEN];
         t[0..8].copy_from_slice(&TRAILER_MAGIC);
-        t[8..16].copy_from_slice(&self.len.to_le_bytes());
-        t[16..48].copy_from_slice(&tag);
+        t[8..16].copy_from_slice(&len.to_le_bytes());
+        t[16..32].copy_from_slice(&tag);
         t
     }
 
     /// The destination's check of the trailer (constant-time tag compare).
-    pub fn verify_trailer(mut self, trailer: &[u8]) -> Result<(), HandshakeError> {
+    pub fn verify_trailer(self, trailer: &[u8]) -> Result<(), HandshakeError> {
         let t: &[u8; TRAILER_LEN] = trailer
             .get(..TRAILER_LEN)
             .and_then(|s| s.try_into().ok())
@@ -253,10 +310,11 @@ impl TranscriptMac {
         if u64::from_le_bytes(l) != self.len {
             return Err(HandshakeError::LengthMismatch);
         }
-        self.mac.update(&self.len.to_le_bytes());
-        self.mac
-            .verify_slice(&t[16..48])
-            .map_err(|_| HandshakeError::BadTag)
+        if bool::from(self.tag().ct_eq(&t[16..32])) {
+            Ok(())
+        } else {
+            Err(HandshakeError::BadTag)
+        }
     }
 }
 
@@ -311,7 +369,7 @@ mod tests {
         // It is not the transcript tag's first block under another name.
         let mut t = TranscriptMac::new(KEY, &s, &d).unwrap();
         t.update(&[]);
-        assert_ne!(&t.trailer()[16..48], &c[..]);
+        assert_ne!(&t.trailer()[16..32], &c[..16]);
         assert_eq!(
             key_confirmation(b"short", &s, &d),
             Err(HandshakeError::ShortKey)
@@ -359,11 +417,53 @@ mod tests {
         rx_bad.update(b"stream bytez");
         assert_eq!(rx_bad.verify_trailer(&trailer), Err(HandshakeError::BadTag));
         let mut t2 = trailer;
-        t2[47] ^= 1;
+        t2[31] ^= 1;
         assert_eq!(rx.clone().verify_trailer(&t2), Err(HandshakeError::BadTag));
         let mut t3 = trailer;
         t3[8] ^= 1;
         assert_eq!(rx.verify_trailer(&t3), Err(HandshakeError::LengthMismatch));
+    }
+
+    /// Poly1305 of `stream || length` in one piece, under the one-time key.
+    fn one_shot(s: &Hello, d: &Hello, stream: &[u8]) -> [u8; 16] {
+        let k = keyed(KEY, DOMAIN_SEPARATOR, s, d)
+            .unwrap()
+            .finalize()
+            .into_bytes();
+        let mut m = stream.to_vec();
+        m.extend_from_slice(&(stream.len() as u64).to_le_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&Poly1305::new(&k).compute_unpadded(&m));
+        out
+    }
+
+    #[test]
+    fn the_tag_does_not_depend_on_how_the_stream_was_cut() {
+        let (s, d) = hellos();
+        let stream: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        // Cuts inside blocks, on block edges, empty calls, single bytes.
+        for cuts in [
+            &[1000][..],
+            &[0, 1, 15, 16, 17, 17, 31, 33, 500, 1000],
+            &[16, 32, 48, 999, 1000],
+            &[3, 5, 7, 11, 13, 1000],
+        ] {
+            let mut t = TranscriptMac::new(KEY, &s, &d).unwrap();
+            let mut at = 0;
+            for &c in cuts {
+                t.update(&stream[at..c]);
+                at = c;
+            }
+            assert_eq!(t.stream_len(), 1000);
+            let trailer = t.trailer();
+            assert_eq!(trailer[16..32], one_shot(&s, &d, &stream), "{cuts:?}");
+        }
+        // Lengths around the block size, the length's 8 bytes included.
+        for n in [0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33] {
+            let mut t = TranscriptMac::new(KEY, &s, &d).unwrap();
+            t.update(&stream[..n]);
+            assert_eq!(t.trailer()[16..32], one_shot(&s, &d, &stream[..n]), "{n}");
+        }
     }
 
     #[test]
