@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::migrate::DomState;
 use crate::toolstack::{CmdOutput, Perm, ToolError, Toolstack};
 use crate::xlcfg;
 
@@ -95,6 +96,11 @@ pub struct Fake {
     pub writers: Vec<String>,
     /// The guest config's path (a create from it makes the shell).
     pub guest_cfg: PathBuf,
+    /// Offers the hypercall route (domctl state, pause, unpause): logged
+    /// as `domctl ...`, the same rules as `xl`'s.
+    pub domctl: bool,
+    /// Every domctl fails (the caller must fall back to `xl`).
+    pub fail_domctl: bool,
     behaviour: Option<Behaviour>,
 }
 
@@ -102,6 +108,35 @@ pub const GUEST_CFG: &str = "/scenario/guest.cfg";
 pub const IMAGE: &str = "/scenario/depmig-appliance";
 
 impl Fake {
+    /// Logs a domctl; `None` when the route is not offered, `Some(())` to
+    /// go on. A failing domctl is logged, then answered by the caller.
+    fn domctl_call(&mut self, what: &str, domid: u32) -> Option<()> {
+        if !self.domctl {
+            return None;
+        }
+        self.log.push(format!("domctl {what} {domid}"));
+        Some(())
+    }
+
+    /// `xl pause`/`xl unpause`'s effect and rules, logged as the domctl.
+    fn as_domctl(&mut self, what: &str, domid: u32) -> Result<(), ToolError> {
+        let fail = || ToolError::Spawn {
+            program: format!("domctl {what} {domid}"),
+            reason: "Permission denied (os error 13)".into(),
+        };
+        if self.fail_domctl {
+            return Err(fail());
+        }
+        let out = self.xl(&[what, &domid.to_string()])?;
+        // The rules ran; the log shows the domctl alone.
+        self.log.pop();
+        if out.ok {
+            Ok(())
+        } else {
+            Err(fail())
+        }
+    }
+
     /// A host with dom0 and a running guest named `guest` (domain 5).
     pub fn new(behaviour: Behaviour) -> Fake {
         let mut f = Fake {
@@ -121,6 +156,8 @@ impl Fake {
             writers: Vec::new(),
             fail_pause: false,
             guest_cfg: PathBuf::from(GUEST_CFG),
+            domctl: false,
+            fail_domctl: false,
             behaviour: Some(behaviour),
         };
         f.files.insert(
@@ -621,6 +658,40 @@ impl Toolstack for Fake {
 
     fn unix_ms(&mut self) -> u64 {
         1_800_000_000_000 + self.now
+    }
+
+    fn domctl_state(&mut self, domid: u32) -> Option<Result<Option<DomState>, ToolError>> {
+        self.domctl_call("getdomaininfo", domid)?;
+        if self.fail_domctl {
+            return Some(Err(ToolError::Spawn {
+                program: format!("domctl getdomaininfo {domid}"),
+                reason: "Permission denied (os error 13)".into(),
+            }));
+        }
+        Some(Ok(self.dom(domid).map(|d| DomState {
+            domid,
+            paused: d.paused,
+            shutdown: d.shutdown,
+            dying: d.dying,
+        })))
+    }
+
+    fn domctl_pause(&mut self, domid: u32) -> Option<Result<(), ToolError>> {
+        self.domctl_call("pause", domid)?;
+        Some(self.as_domctl("pause", domid))
+    }
+
+    fn domctl_unpause(&mut self, domid: u32) -> Option<Result<(), ToolError>> {
+        self.domctl_call("unpause", domid)?;
+        Some(self.as_domctl("unpause", domid))
+    }
+
+    fn domctl_route(&mut self) -> String {
+        if self.domctl {
+            "domctls".into()
+        } else {
+            "xl".into()
+        }
     }
 
     fn sleep(&mut self, d: Duration) {

@@ -130,6 +130,19 @@ pub struct DomState {
 }
 
 impl DomState {
+    /// The state the hypervisor reported for `domid` (shutdown codes as
+    /// `xl list` letters them: `-rscwS`; another code reads `?`).
+    pub fn from_info(domid: u32, i: depmig_privcmd::Info) -> DomState {
+        DomState {
+            domid,
+            paused: i.paused,
+            shutdown: i
+                .shutdown
+                .map(|c| "-rscwS".chars().nth(usize::from(c)).unwrap_or('?')),
+            dying: i.dying,
+        }
+    }
+
     /// Shut down for suspend.
     pub fn suspended(&self) -> bool {
         self.shutdown == Some('s')
@@ -254,6 +267,12 @@ type Listed = Result<Option<DomState>, Fail>;
 /// The states of domains `a` and `b` from one `xl list`; a failed list is
 /// the error of both.
 fn two_domain_states<T: Toolstack + ?Sized>(ts: &mut T, a: u32, b: u32) -> (Listed, Listed) {
+    // Two hypercalls where the host offers them; any failure: one `xl list`.
+    if let Some(Ok(sa)) = ts.domctl_state(a) {
+        if let Some(Ok(sb)) = ts.domctl_state(b) {
+            return (Ok(sa), Ok(sb));
+        }
+    }
     match all_domain_states(ts) {
         Ok(v) => {
             let find = |id: u32| v.iter().find(|d| d.domid == id).copied();
@@ -361,6 +380,9 @@ pub fn unpause_shell<T: Toolstack + ?Sized>(
         return Err(format!(
             "refusing to unpause domain {shell}: it is the source"
         ));
+    }
+    if let Some(Ok(())) = ts.domctl_unpause(shell) {
+        return Ok(());
     }
     let out = ts.xl(&["unpause", &shell.to_string()]).map_err(tool)?;
     if out.ok {
@@ -630,8 +652,9 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         self.write_keys(src, &[("migrate/go", "1".into())])?;
         self.cli.go_unix_ms = Some(self.ts.unix_ms());
         let route = self.ts.xenstore_route();
+        let handoff = self.ts.domctl_route();
         self.say(&format!(
-            "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}; xenstore through {route}",
+            "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}; xenstore through {route}; handoff by {handoff}",
             o.destination_ip,
             o.port,
             o.mode.as_str(),
@@ -1253,6 +1276,9 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         match state {
             Some(s) if s.alive() && !s.paused => {}
             _ => return Ok(()),
+        }
+        if let Some(Ok(())) = self.ts.domctl_pause(dst) {
+            return Ok(());
         }
         let why = match self.ts.xl(&["pause", &dst.to_string()]) {
             Ok(out) if out.ok => return Ok(()),

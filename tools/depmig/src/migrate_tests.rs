@@ -382,6 +382,95 @@ fn xl_list_lines_are_read() {
     assert_eq!(parse_xl_list("h\nx y 64 1 -b---- 0.1\n"), None);
 }
 
+/// The log's toolstack steps (`xl` and domctls) from the last `first`
+/// before the shell's unpause up to that unpause.
+fn handoff_steps(f: &Fake, first: &str, unpause: &str) -> Vec<String> {
+    let end = f
+        .pos(unpause)
+        .unwrap_or_else(|| panic!("no `{unpause}`: {:#?}", f.log));
+    let start = f.log[..end]
+        .iter()
+        .rposition(|l| l == first)
+        .unwrap_or_else(|| panic!("no `{first}` before `{unpause}`: {:#?}", f.log));
+    f.log[start..=end]
+        .iter()
+        .filter(|l| l.starts_with("xl ") || l.starts_with("domctl "))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_handoff_takes_domctls_where_offered_and_xl_where_they_fail() {
+    // Offered: two state reads, the destination's pause and the unpause,
+    // one hypercall each; the fake applies xl's rules to them.
+    let r = run_with(Script::new(Plan::Happy { rounds: 3 }), &[], |f| {
+        f.domctl = true;
+    });
+    assert_eq!(
+        r.outcome,
+        Outcome::Migrated { warnings: vec![] },
+        "{}",
+        r.text
+    );
+    let f = &r.f;
+    let (g, shell) = (f.guest, f.shell.unwrap());
+    let dst = shell + 1;
+    assert_eq!(
+        handoff_steps(
+            f,
+            &format!("domctl getdomaininfo {g}"),
+            &format!("domctl unpause {shell}")
+        ),
+        [
+            format!("domctl getdomaininfo {g}"),
+            format!("domctl getdomaininfo {dst}"),
+            format!("domctl pause {dst}"),
+            format!("domctl unpause {shell}"),
+        ]
+    );
+    assert!(
+        !f.log.contains(&format!("xl unpause {shell}")),
+        "{:#?}",
+        f.log
+    );
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+    assert!(r.text.contains("; handoff by domctls"), "{}", r.text);
+    assert!(f
+        .by_name("guest")
+        .is_some_and(|d| d.id == shell && d.running()));
+
+    // Every domctl failing: each step falls back to xl, same order.
+    let r = run_with(Script::new(Plan::Happy { rounds: 3 }), &[], |f| {
+        f.domctl = true;
+        f.fail_domctl = true;
+    });
+    assert_eq!(
+        r.outcome,
+        Outcome::Migrated { warnings: vec![] },
+        "{}",
+        r.text
+    );
+    let f = &r.f;
+    let (g, shell) = (f.guest, f.shell.unwrap());
+    let dst = shell + 1;
+    assert_eq!(
+        handoff_steps(
+            f,
+            &format!("domctl getdomaininfo {g}"),
+            &format!("xl unpause {shell}")
+        ),
+        [
+            format!("domctl getdomaininfo {g}"),
+            "xl list".to_string(),
+            format!("domctl pause {dst}"),
+            format!("xl pause {dst}"),
+            format!("domctl unpause {shell}"),
+            format!("xl unpause {shell}"),
+        ]
+    );
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+}
+
 #[test]
 fn happy_path_runs_the_shell_while_the_source_is_suspended_then_destroys_it() {
     let r = run_with(

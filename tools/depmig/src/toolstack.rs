@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use xenstore_wire::XsError;
 
+use crate::migrate::DomState;
 use crate::xsconn::{CallError, XsSocket};
+use depmig_privcmd::Privcmd;
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -134,6 +136,24 @@ pub trait Toolstack {
     fn xenstore_route(&mut self) -> String {
         "xenstore commands".into()
     }
+    /// Domain `domid`'s state by one hypercall, where the host offers that
+    /// (`None`: use `xl list`; `Some(Ok(None))`: no such domain).
+    fn domctl_state(&mut self, _domid: u32) -> Option<Result<Option<DomState>, ToolError>> {
+        None
+    }
+    /// Pauses domain `domid` by one hypercall (`None`: use `xl pause`).
+    fn domctl_pause(&mut self, _domid: u32) -> Option<Result<(), ToolError>> {
+        None
+    }
+    /// Unpauses domain `domid` by one hypercall (`None`: use `xl unpause`).
+    fn domctl_unpause(&mut self, _domid: u32) -> Option<Result<(), ToolError>> {
+        None
+    }
+    /// How domains are paused, unpaused and looked at in the handoff, for
+    /// the log.
+    fn domctl_route(&mut self) -> String {
+        "xl".into()
+    }
 }
 
 /// The real host: runs `xl` and `xenstore-*` from `PATH`; reads and
@@ -147,6 +167,9 @@ pub struct System {
     /// Where to look for the socket; empty when the commands are the only way
     /// (stand-in commands under test, or no socket found).
     xs_paths: Vec<PathBuf>,
+    /// `/dev/xen/privcmd`, once opened; `Err` (for good) when it cannot be,
+    /// or under test.
+    privcmd: Option<Result<Privcmd, String>>,
 }
 
 impl System {
@@ -158,6 +181,7 @@ impl System {
             bin: None,
             xs: None,
             xs_paths: crate::xsconn::socket_candidates(),
+            privcmd: None,
         }
     }
 
@@ -167,8 +191,33 @@ impl System {
         System {
             bin: Some(bin),
             xs_paths: Vec::new(),
+            privcmd: Some(Err("stand-in commands".into())),
             ..System::new(dir)
         }
+    }
+
+    /// The hypercall route, opened on first use; `None` (for good) when it
+    /// cannot be: no privcmd, or the hypervisor refuses its domctls (another
+    /// interface version).
+    fn privcmd(&mut self) -> Option<&mut Privcmd> {
+        if self.privcmd.is_none() {
+            self.privcmd = Some(Privcmd::open().map_err(|e| e.to_string()));
+        }
+        self.privcmd.as_mut()?.as_mut().ok()
+    }
+
+    /// Runs a domctl; a failure is the caller's to fall back from (`xl`).
+    fn via_privcmd<R>(
+        &mut self,
+        what: &str,
+        domid: u32,
+        op: impl FnOnce(&mut Privcmd) -> std::io::Result<R>,
+    ) -> Option<Result<R, ToolError>> {
+        let p = self.privcmd()?;
+        Some(op(p).map_err(|e| ToolError::Spawn {
+            program: format!("domctl {what} {domid}"),
+            reason: e.to_string(),
+        }))
     }
 
     /// The socket connection, made on first use; `None` (for good) when no
@@ -350,6 +399,29 @@ impl Toolstack for System {
         match self.socket() {
             Some(x) => format!("xenstored's socket {}", x.path().display()),
             None => "xenstore commands".into(),
+        }
+    }
+
+    fn domctl_state(&mut self, domid: u32) -> Option<Result<Option<DomState>, ToolError>> {
+        self.via_privcmd("getdomaininfo", domid, |p| p.info(domid))
+            .map(|r| r.map(|info| info.map(|i| DomState::from_info(domid, i))))
+    }
+
+    fn domctl_pause(&mut self, domid: u32) -> Option<Result<(), ToolError>> {
+        self.via_privcmd("pause", domid, |p| p.pause(domid))
+    }
+
+    fn domctl_unpause(&mut self, domid: u32) -> Option<Result<(), ToolError>> {
+        self.via_privcmd("unpause", domid, |p| p.unpause(domid))
+    }
+
+    fn domctl_route(&mut self) -> String {
+        match self.privcmd() {
+            Some(_) => "domctls through /dev/xen/privcmd (xl when one fails)".into(),
+            None => match &self.privcmd {
+                Some(Err(e)) => format!("xl (no domctls: {e})"),
+                _ => "xl".into(),
+            },
         }
     }
 }
