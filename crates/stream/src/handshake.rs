@@ -22,9 +22,10 @@
 //! a replayed stream or confirmation fail, and makes the Poly1305 key
 //! (derived from both hellos) one this migration alone uses, as Poly1305
 //! requires. Poly1305 rather than HMAC-SHA256 over the stream: without
-//! SHA instructions (the appliance's emulated CPU has none) SHA-256 ran at
-//! a tenth of Poly1305's speed and both appliances spent a quarter of each
-//! round computing it (`cargo run -p depmig-bench` prints both). The tag is
+//! SHA instructions (the appliance's emulated CPU has none) HMAC-SHA256 ran
+//! at a fifth to an eighth of Poly1305's speed and was the largest part of
+//! the destination's work per page (`cargo run -p depmig-bench` prints
+//! both). The tag is
 //! checked before the destination copy may run: bytes are applied to the
 //! paused shell domain as they come, and a bad or missing tag means the
 //! shell is destroyed, never unpaused.
@@ -34,7 +35,9 @@
 //! "DEPMIGT3" (8), stream length u64 LE (8), tag (16).
 //!
 //! PANICS: indexing here is into fixed-size arrays (`[u8; 32]`, `[u8; 16]`)
-//! with constant indices and ranges inside their length.
+//! with constant indices and ranges inside their length, or, in
+//! `TranscriptMac::absorb`, ranges of the 16-byte block buffer bounded by
+//! what it holds (`have` < 16) and what still fits.
 
 use hmac::{Hmac, Mac};
 use poly1305::universal_hash::{KeyInit, UniversalHash};
