@@ -406,15 +406,8 @@ fn the_handoff_takes_domctls_where_offered_and_xl_where_they_fail() {
     let r = run_with(Script::new(Plan::Happy { rounds: 3 }), &[], |f| {
         f.domctl = true;
     });
-    assert_eq!(
-        r.outcome,
-        Outcome::Migrated { warnings: vec![] },
-        "{}",
-        r.text
-    );
-    let f = &r.f;
-    let (g, shell) = (f.guest, f.shell.unwrap());
-    let dst = shell + 1;
+    let (f, shell, dst) = migrated_cleanly(&r);
+    let g = f.guest;
     assert_eq!(
         handoff_steps(
             f,
@@ -444,15 +437,8 @@ fn the_handoff_takes_domctls_where_offered_and_xl_where_they_fail() {
         f.domctl = true;
         f.fail_domctl = true;
     });
-    assert_eq!(
-        r.outcome,
-        Outcome::Migrated { warnings: vec![] },
-        "{}",
-        r.text
-    );
-    let f = &r.f;
-    let (g, shell) = (f.guest, f.shell.unwrap());
-    let dst = shell + 1;
+    let (f, shell, dst) = migrated_cleanly(&r);
+    let g = f.guest;
     assert_eq!(
         handoff_steps(
             f,
