@@ -118,14 +118,18 @@ impl Fake {
         Some(())
     }
 
+    /// A refused domctl.
+    fn domctl_refused(what: &str, domid: u32) -> ToolError {
+        ToolError::Domctl {
+            what: format!("{what} {domid}"),
+            reason: "Permission denied (os error 13)".into(),
+        }
+    }
+
     /// `xl pause`/`xl unpause`'s effect and rules, logged as the domctl.
     fn as_domctl(&mut self, what: &str, domid: u32) -> Result<(), ToolError> {
-        let fail = || ToolError::Spawn {
-            program: format!("domctl {what} {domid}"),
-            reason: "Permission denied (os error 13)".into(),
-        };
         if self.fail_domctl {
-            return Err(fail());
+            return Err(Fake::domctl_refused(what, domid));
         }
         let out = self.xl(&[what, &domid.to_string()])?;
         // The rules ran; the log shows the domctl alone.
@@ -133,7 +137,7 @@ impl Fake {
         if out.ok {
             Ok(())
         } else {
-            Err(fail())
+            Err(Fake::domctl_refused(what, domid))
         }
     }
 
@@ -663,10 +667,7 @@ impl Toolstack for Fake {
     fn domctl_state(&mut self, domid: u32) -> Option<Result<Option<DomState>, ToolError>> {
         self.domctl_call("getdomaininfo", domid)?;
         if self.fail_domctl {
-            return Some(Err(ToolError::Spawn {
-                program: format!("domctl getdomaininfo {domid}"),
-                reason: "Permission denied (os error 13)".into(),
-            }));
+            return Some(Err(Fake::domctl_refused("getdomaininfo", domid)));
         }
         Some(Ok(self.dom(domid).map(|d| DomState {
             domid,

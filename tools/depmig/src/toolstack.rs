@@ -61,6 +61,13 @@ pub enum ToolError {
         /// The command's last line of output.
         reason: String,
     },
+    /// A domain-control hypercall failed (the caller falls back to `xl`).
+    Domctl {
+        /// What was attempted, e.g. `unpause 7`.
+        what: String,
+        /// The hypervisor's or the kernel's reason.
+        reason: String,
+    },
     /// A file could not be read or written.
     File {
         /// The file.
@@ -75,6 +82,7 @@ impl fmt::Display for ToolError {
         match self {
             ToolError::Spawn { program, reason } => write!(f, "cannot run {program}: {reason}"),
             ToolError::Xenstore { what, reason } => write!(f, "xenstore {what}: {reason}"),
+            ToolError::Domctl { what, reason } => write!(f, "domctl {what}: {reason}"),
             ToolError::File { path, reason } => write!(f, "{path}: {reason}"),
         }
     }
@@ -214,8 +222,8 @@ impl System {
         op: impl FnOnce(&mut Privcmd) -> std::io::Result<R>,
     ) -> Option<Result<R, ToolError>> {
         let p = self.privcmd()?;
-        Some(op(p).map_err(|e| ToolError::Spawn {
-            program: format!("domctl {what} {domid}"),
+        Some(op(p).map_err(|e| ToolError::Domctl {
+            what: format!("{what} {domid}"),
             reason: e.to_string(),
         }))
     }
