@@ -131,7 +131,8 @@ impl Privcmd {
     }
 
     /// One domctl; the buffer holds the hypervisor's answer afterwards.
-    fn domctl(&mut self, cmd: u32, domid: u32) -> io::Result<()> {
+    /// Returns the id the request named.
+    fn domctl(&mut self, cmd: u32, domid: u32) -> io::Result<u16> {
         let id =
             checked_domid(domid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         *self.buf = request(cmd, id);
@@ -153,13 +154,13 @@ impl Privcmd {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(())
+        Ok(id)
     }
 
     /// Domain `domid`'s state; `Ok(None)` when there is no such domain.
     pub fn info(&mut self, domid: u32) -> io::Result<Option<Info>> {
         match self.domctl(DOMCTL_GETDOMAININFO, domid) {
-            Ok(()) => Ok(checked_domid(domid).and_then(|id| decode_info(&self.buf, id))),
+            Ok(id) => Ok(decode_info(&self.buf, id)),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(None),
             Err(e) => Err(e),
         }
@@ -167,13 +168,13 @@ impl Privcmd {
 
     /// Pauses domain `domid` (one pause reference, as `xl pause`).
     pub fn pause(&mut self, domid: u32) -> io::Result<()> {
-        self.domctl(DOMCTL_PAUSEDOMAIN, domid)
+        self.domctl(DOMCTL_PAUSEDOMAIN, domid).map(drop)
     }
 
     /// Drops the toolstack's pause of domain `domid` (as `xl unpause` does
     /// for a domain without a device model).
     pub fn unpause(&mut self, domid: u32) -> io::Result<()> {
-        self.domctl(DOMCTL_UNPAUSEDOMAIN, domid)
+        self.domctl(DOMCTL_UNPAUSEDOMAIN, domid).map(drop)
     }
 }
 
