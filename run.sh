@@ -7,22 +7,26 @@
 # `xl migrate`, then depmig's appliances in dependency-aware, paper-analysis
 # and baseline mode. Prints `depmig compare`'s comparison (pages per round,
 # downtime, total time, the targets) and the path of each per-migration
-# report and of the plot, all under out/rig/paper-mmuncher/files/.
+# report and of the plot, all under out/rig/paper-mmuncher/files/. Then the
+# same with a guest downloading from dom0 over one TCP connection that must
+# survive all four moves (qemu-tests/run.sh paper-http, out/rig/paper-http/).
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/lib.sh
 
 need_pkgs build-essential libxen-dev
 status=0
-qemu-tests/run.sh appliance-selftest paper-mmuncher || status=$?
-dir=out/rig/paper-mmuncher/files
-if [ -s "$dir/paper-mmuncher.md" ]; then
-    log "comparison: $dir/paper-mmuncher.md"
-    cat "$dir/paper-mmuncher.md"
-    echo
-fi
-for f in "$dir"/paper-mmuncher-*.json; do
-    [ -s "$f" ] && log "report: $f"
+qemu-tests/run.sh appliance-selftest paper-mmuncher paper-http || status=$?
+for s in paper-mmuncher paper-http; do
+    dir=out/rig/$s/files
+    if [ -s "$dir/$s.md" ]; then
+        log "comparison: $dir/$s.md"
+        cat "$dir/$s.md"
+        echo
+    fi
+    for f in "$dir"/$s-*.json; do
+        [ -s "$f" ] && log "report: $f"
+    done
+    [ -s "$dir/$s.svg" ] && log "plot: $dir/$s.svg"
 done
-[ -s "$dir/paper-mmuncher.svg" ] && log "plot: $dir/paper-mmuncher.svg"
 exit "$status"
