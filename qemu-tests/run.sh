@@ -124,6 +124,9 @@ for name in "${names[@]}"; do
         printf 'DEPMIG_SCENARIO=%q\n' "$name"
         printf 'DEPMIG_LINK_RATE=%q\n' "$rate"
         printf 'DEPMIG_LINK_BYTES_PER_SEC=%q\n' "$rate_bps"
+        # Extra options for every `depmig migrate` of the scenario (an
+        # experiment's setting, e.g. --bitmap-route direct).
+        printf 'DEPMIG_MIGRATE_ARGS=%q\n' "${DEPMIG_MIGRATE_ARGS:-}"
     } > "$stage/scenario/env"
     if [ -x "$sdir/$name.prep" ]; then
         if ! DEPMIG_ROOT=$root DEPMIG_SCENARIO=$name DEPMIG_LINK_RATE=$rate DEPMIG_OUT=$out \
@@ -184,8 +187,23 @@ for name in "${names[@]}"; do
     done
     t1=$(date +%s.%N)
 
-    # Extract the tagged lines (hvc lines end in \r\n).
-    tr -d '\r' < "$serial" > "$out/serial.clean"
+    # Extract the tagged lines (hvc lines end in \r\n). Xen writes its own
+    # console to the same serial port whenever it likes, also in the middle
+    # of a line of dom0's ("...IG5zIGFm(XEN) [ 16.5] uart interrupt ...",
+    # the rest of dom0's line on the next): a tagged line is mended from
+    # its two parts, and Xen's line kept apart.
+    tr -d '\r' < "$serial" | awk '
+        mend != "" {
+            if ($0 !~ /^(DEPMIG-|\(XEN\)|\(d[0-9]+\))/) { print mend $0; mend = ""; next }
+            print mend; mend = ""
+        }
+        /^DEPMIG-/ && index($0, "(XEN)") > 1 {
+            mend = substr($0, 1, index($0, "(XEN)") - 1)
+            print substr($0, index($0, "(XEN)"))
+            next
+        }
+        { print }
+        END { if (mend != "") print mend }' > "$out/serial.clean"
     grep '^DEPMIG-RESULT ' "$out/serial.clean" | cut -d' ' -f2- > "$out/result" || true
     awk -v d="$out" '$1 == "DEPMIG-JSON" && $2 ~ /^[A-Za-z0-9_.-]+$/ {
             n = $2; sub(/^DEPMIG-JSON [^ ]+ /, ""); print > (d "/" n ".jsonl") }' "$out/serial.clean"

@@ -29,32 +29,89 @@ need_pkgs() {
 apt_update_once() {
     [ -n "${_DEPMIG_APT_UPDATED:-}" ] && return 0
     # Another apt run (e.g. a parallel build) may hold the lists lock: wait.
-    local try
-    for try in 1 2 3 4 5 6 7 8 9 10; do
-        apt-get -o DPkg::Lock::Timeout=300 update -q >&2 && break
-        [ "$try" = 10 ] && die "apt-get update failed"
-        log "apt-get update failed (try $try), retrying in 15 s"; sleep 15
-    done
+    apt_update_retrying "" apt-get -o DPkg::Lock::Timeout=300 update -q
     _DEPMIG_APT_UPDATED=1
+}
+
+# apt_update_retrying WHAT CMD...: runs an apt update command, up to ten
+# times 15 s apart (a mirror's hiccup or another apt holding a lock).
+apt_update_retrying() {
+    local what=$1 try; shift
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        "$@" >&2 && return 0
+        [ "$try" = 10 ] && die "apt-get update${what:+ ($what)} failed"
+        log "apt-get update${what:+ ($what)} failed (try $try), retrying in 15 s"; sleep 15
+    done
 }
 
 # fetch_deb PKG[=VERSION]: download a .deb (not installed) into the cache and
 # print its path. Cached by name and version.
 fetch_deb() {
-    local spec=$1 dir="$DEPMIG_CACHE/debs" f
+    fetch_deb_into "$DEPMIG_CACHE/debs" apt_update_once "" "$1"
+}
+
+# fetch_deb_into DIR UPDATE RUNNER PKG[=VERSION]: fetch_deb from the archive
+# that the function UPDATE refreshes and RUNNER (empty: the host's apt)
+# reaches, cached in DIR.
+fetch_deb_into() {
+    local dir=$1 update=$2 runner=$3 spec=$4 f
     mkdir -p "$dir"
-    f=$(find_cached_deb "$spec")
+    f=$(find_cached_deb "$spec" "$dir")
     if [ -z "$f" ]; then
-        apt_update_once
-        (cd "$dir" && apt-get download -q "$spec" >&2) || die "apt-get download $spec failed"
-        f=$(find_cached_deb "$spec")
+        "$update"
+        (cd "$dir" && $runner apt-get download -q "$spec" >&2) || die "apt-get download $spec failed"
+        f=$(find_cached_deb "$spec" "$dir")
         [ -n "$f" ] || die "downloaded $spec but cannot find its .deb"
     fi
     printf '%s\n' "$f"
 }
 
+# Debian trixie's binary packages, fetched without touching the host's own
+# apt: a private sources file (the host's bookworm mirror and keyring, suite
+# trixie), lists and an empty dpkg status under $DEPMIG_CACHE/apt-trixie.
+# The rig's dom0 takes Xen 4.20's toolstack from there (its xl needs trixie's
+# glibc); nothing from trixie is installed on the host.
+_TRIXIE_DIR="$DEPMIG_CACHE/apt-trixie"
+
+# trixie_apt CMD ARGS...: runs apt-get or apt-cache (CMD) against trixie
+# alone. apt's own locks are off for the private state; a lock of our own
+# keeps two runs at once (e.g. two rigs building) from sharing it mid-update.
+trixie_apt() {
+    local cmd=$1; shift
+    mkdir -p "$_TRIXIE_DIR"
+    flock "$_TRIXIE_DIR/lock" "$cmd" -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$_TRIXIE_DIR/sources" \
+        -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts="$_TRIXIE_DIR/preferences" \
+        -o Dir::State::Lists="$_TRIXIE_DIR/lists" -o Dir::State::Status="$_TRIXIE_DIR/status" \
+        -o Dir::Cache="$_TRIXIE_DIR/cache" -o APT::Architecture=amd64 -o APT::Architectures=amd64 \
+        -o Debug::NoLocking=1 -o APT::Sandbox::User=root "$@"
+}
+
+# trixie_update_once: writes the private sources (first time) and refreshes
+# trixie's lists at most once per script run.
+trixie_update_once() {
+    [ -n "${_DEPMIG_TRIXIE_UPDATED:-}" ] && return 0
+    local main=/etc/apt/sources.list.d/debian.sources uri key
+    mkdir -p "$_TRIXIE_DIR"/{sources,preferences,lists/partial,cache/archives/partial}
+    touch "$_TRIXIE_DIR/status"
+    if [ ! -s "$_TRIXIE_DIR/sources/trixie.sources" ]; then
+        uri=$(awk '/^URIs:/ { u = $2 } /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") { print u; exit } }' "$main" 2>/dev/null) || uri=
+        key=$(awk '/^Signed-By:/ { print $2; exit }' "$main" 2>/dev/null) || key=
+        [ -n "$uri" ] || die "no bookworm entry in $main (deb822) to take trixie's mirror from"
+        printf 'Types: deb\nURIs: %s\nSuites: trixie trixie-updates\nComponents: main\n%s\n' \
+            "$uri" "${key:+Signed-By: $key}" > "$_TRIXIE_DIR/sources/trixie.sources"
+    fi
+    apt_update_retrying trixie trixie_apt apt-get update -q
+    _DEPMIG_TRIXIE_UPDATED=1
+}
+
+# fetch_deb_trixie PKG[=VERSION]: fetch_deb for a trixie package.
+fetch_deb_trixie() {
+    fetch_deb_into "$DEPMIG_CACHE/debs-trixie" trixie_update_once trixie_apt "$1"
+}
+
+# find_cached_deb PKG[=VERSION] DIR: the newest cached .deb of PKG in DIR.
 find_cached_deb() {
-    local name=${1%%=*} ver= dir="$DEPMIG_CACHE/debs"
+    local name=${1%%=*} ver= dir=$2
     [ "$1" != "$name" ] && ver=${1#*=}
     # Debian file names encode ':' in versions as '%3a'.
     ver=${ver//:/%3a}

@@ -21,12 +21,12 @@ use xen_abi::hvm::*;
 use xen_abi::hvm_save::{self, Context};
 use xen_abi::{DomId, PAGE_SIZE};
 
-use crate::console::println;
-use crate::fail::End;
-use crate::xen::domctl::{self, DomInfo, DomctlError};
-use crate::xen::foreign::{Access, ForeignError, ForeignWindow};
-use crate::xen::xenstore::Xenstore;
-use crate::xen::Xen;
+use crate::platform::console::println;
+use crate::platform::fail::End;
+use crate::platform::xen::domctl::{self, DomInfo, DomctlError};
+use crate::platform::xen::foreign::{Access, ForeignError, ForeignWindow};
+use crate::platform::xen::xenstore::Xenstore;
+use crate::platform::xen::Xen;
 
 /// Our configuration directory, relative to our xenstore home.
 const DIR: &str = "depmig/guestctl";
@@ -86,11 +86,8 @@ fn read_domid(xs: &mut Xenstore, key: &str) -> Result<DomId, String> {
     let v = xs
         .read_string(&format!("{DIR}/{key}"))
         .map_err(|err| format!("reading {DIR}/{key}: {err:?}"))?;
-    v.trim()
-        .parse::<DomId>()
-        .ok()
-        .filter(|&d| d != 0 && d < xen_abi::DOMID_FIRST_RESERVED)
-        .ok_or_else(|| format!("{DIR}/{key} = {v:?} is not a domid"))
+    depmig_control::addr::parse_domid(&v)
+        .map_err(|_| format!("{DIR}/{key} = {v:?} is not a guest's domid"))
 }
 
 /// The `guestctl` mode.

@@ -13,11 +13,11 @@
 
 use xen_abi::DomId;
 
-use crate::console::{self, println};
-use crate::fail::End;
-use crate::xen::foreign::{Access, ForeignError, ForeignWindow};
-use crate::xen::xenstore::{Xenstore, XsClientError};
-use crate::xen::Xen;
+use crate::platform::console::{self, println};
+use crate::platform::fail::End;
+use crate::platform::xen::foreign::{Access, ForeignError, ForeignWindow};
+use crate::platform::xen::xenstore::{Xenstore, XsClientError};
+use crate::platform::xen::Xen;
 
 /// The target's domid, relative to our xenstore home.
 const KEY: &str = "depmig/hold/domid";
@@ -59,13 +59,12 @@ impl core::fmt::Display for HoldError {
     }
 }
 
-/// Parses the target's domid: a decimal domid of an ordinary domain, not
-/// dom0 and not ourselves.
+/// Parses the target's domid: the id of a guest domain (not dom0) that is
+/// not ourselves.
 fn parse_domid(v: &str, own: Option<DomId>) -> Option<DomId> {
-    let v = v.trim_end_matches('\0').trim();
-    v.parse::<DomId>()
+    depmig_control::addr::parse_domid(v)
         .ok()
-        .filter(|&d| d != 0 && d < xen_abi::DOMID_FIRST_RESERVED && Some(d) != own)
+        .filter(|&d| Some(d) != own)
 }
 
 /// The `holdmap` mode; returns only when it fails.
@@ -81,10 +80,7 @@ pub fn run(x: &'static Xen) -> End {
 
 fn hold(x: &'static Xen) -> Result<core::convert::Infallible, HoldError> {
     let mut xs = Xenstore::new(x).map_err(HoldError::Xenstore)?;
-    let own = xs
-        .read_string("domid")
-        .ok()
-        .and_then(|v| v.trim_end_matches('\0').trim().parse::<DomId>().ok());
+    let own = xs.own_domid();
     let value = xs.read_string(KEY).map_err(HoldError::Read)?;
     let target = parse_domid(&value, own).ok_or(HoldError::BadDomid)?;
     drop(xs);

@@ -8,22 +8,17 @@
 
 extern crate alloc;
 
-mod arch;
-mod boot_info;
-mod clock;
-mod console;
-mod fail;
 mod guestctl;
-mod heap;
 mod holdmap;
 mod migrate;
 mod net;
-mod rt;
+mod platform;
+mod rights;
 mod selftest;
-mod xen;
 
-use console::println;
-use fail::End;
+use platform::console::println;
+use platform::fail::End;
+use platform::{arch, boot_info, clock, console, fail, heap, xen};
 
 /// Most heap the image takes from the memory map.
 const HEAP_MAX: u64 = 256 << 20;
@@ -141,6 +136,15 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
                 fail::shutdown(End::Fail)
             }
         },
+        // Tries the rights a migration needs over one domain and prints each
+        // answer (rig scenario flask-least-privilege).
+        "rights" => match xen {
+            Some(x) => fail::shutdown(rights::run(x)),
+            None => {
+                println!("depmig-rights: FAIL rights needs Xen");
+                fail::shutdown(End::Fail)
+            }
+        },
         // One side of a live migration, armed by dom0 (`depmig migrate`).
         "migrate" => match xen {
             Some(x) => fail::shutdown(migrate::run(x)),
@@ -151,7 +155,7 @@ pub extern "C" fn boot_main(start_info: u64) -> ! {
         },
         other => {
             println!(
-                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, holdmap, migrate, crashtest, panictest, stacktest, dftest)"
+                "depmig: unknown mode {other:?} (known: selftest, nettest, guestctl, holdmap, rights, migrate, crashtest, panictest, stacktest, dftest)"
             );
             println!("depmig-selftest: FAIL unknown mode");
             fail::shutdown(End::Fail)

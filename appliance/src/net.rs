@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::sync::atomic::{fence, Ordering};
 
+use depmig_control::addr::{parse_ipv4, parse_prefix};
 use depmig_netfront::config::{self, ConfigError, XenbusState};
 use depmig_netfront::front::SLOTS;
 use depmig_netfront::{Buffers, NetDevice, Netfront, Notify, SharedMem, PAGE_SIZE};
@@ -21,11 +22,11 @@ use smoltcp::time::{Duration, Instant};
 use xen_abi::errno::XenErrno;
 use xen_abi::{DomId, PAGE_SHIFT};
 
-use crate::console::println;
-use crate::fail::End;
-use crate::xen::grant::GrantError;
-use crate::xen::xenstore::{Xenstore, XsClientError};
-use crate::xen::{evtchn, Wake, Xen};
+use crate::platform::console::println;
+use crate::platform::fail::End;
+use crate::platform::xen::grant::GrantError;
+use crate::platform::xen::xenstore::{Xenstore, XsClientError};
+use crate::platform::xen::{evtchn, Wake, Xen};
 
 /// The frontend directory of our first vif, relative to our xenstore home.
 const VIF: &str = "device/vif/0";
@@ -97,7 +98,7 @@ impl OwnPage {
 
 impl SharedMem for OwnPage {
     fn load_u32(&self, off: usize) -> u32 {
-        if !Self::inside(off, 4) || off % 4 != 0 {
+        if !Self::inside(off, 4) || !off.is_multiple_of(4) {
             return 0;
         }
         // SAFETY: an aligned u32 inside a page this domain owns for its whole
@@ -106,7 +107,7 @@ impl SharedMem for OwnPage {
     }
 
     fn store_u32(&mut self, off: usize, value: u32) {
-        if !Self::inside(off, 4) || off % 4 != 0 {
+        if !Self::inside(off, 4) || !off.is_multiple_of(4) {
             return;
         }
         // SAFETY: as in load_u32.
@@ -162,11 +163,13 @@ impl Buffers for Pool {
 
     fn with_tx_page<R>(&mut self, id: u16, f: impl FnOnce(&mut [u8]) -> R) -> R {
         match self.tx.get(usize::from(id)) {
-            // SAFETY: our own page; the frontend hands a transmit page out
-            // only while no request for it is in flight, so the backend is not
-            // reading it.
             Some(p) => {
-                f(unsafe { core::slice::from_raw_parts_mut(p.0.addr as *mut u8, PAGE_SIZE) })
+                // SAFETY: our own page; the frontend hands a transmit page
+                // out only while no request for it is in flight, so the
+                // backend is not reading it.
+                let page =
+                    unsafe { core::slice::from_raw_parts_mut(p.0.addr as *mut u8, PAGE_SIZE) };
+                f(page)
             }
             None => f(&mut []),
         }
@@ -215,8 +218,7 @@ fn xs_read(xs: &mut Xenstore, path: &str, what: &'static str) -> Result<Vec<u8>,
 }
 
 fn parse_domid(v: &[u8]) -> Option<DomId> {
-    let s = core::str::from_utf8(v).ok()?.trim_end_matches('\0').trim();
-    s.parse::<u16>().ok().filter(|&d| d < 0x7ff0)
+    depmig_control::addr::parse_xen_domid(core::str::from_utf8(v).ok()?).ok()
 }
 
 /// Brings up `device/vif/0`: grants rings and buffers, writes the frontend
@@ -369,9 +371,8 @@ fn read_text(xs: &mut Xenstore, key: &'static str) -> Result<String, String> {
 }
 
 fn read_test(xs: &mut Xenstore) -> Result<NetTest, String> {
-    let ip = config::parse_ipv4(read_text(xs, "ip")?.as_bytes()).map_err(|e| format!("ip: {e}"))?;
-    let prefix = config::parse_prefix(read_text(xs, "prefix")?.as_bytes())
-        .map_err(|e| format!("prefix: {e}"))?;
+    let ip = parse_ipv4(&read_text(xs, "ip")?).map_err(|e| format!("ip: {e}"))?;
+    let prefix = parse_prefix(&read_text(xs, "prefix")?).map_err(|e| format!("prefix: {e}"))?;
     let port: u16 = read_text(xs, "port")?
         .parse()
         .map_err(|_| String::from("port: not a number"))?;
@@ -380,8 +381,7 @@ fn read_test(xs: &mut Xenstore) -> Result<NetTest, String> {
         .map_err(|_| String::from("bytes: not a number"))?;
     let role = match read_text(xs, "role")?.as_str() {
         "send" => {
-            let peer = config::parse_ipv4(read_text(xs, "peer")?.as_bytes())
-                .map_err(|e| format!("peer: {e}"))?;
+            let peer = parse_ipv4(&read_text(xs, "peer")?).map_err(|e| format!("peer: {e}"))?;
             Role::Connect { peer, port }
         }
         "recv" => Role::Accept { port },
@@ -412,7 +412,7 @@ fn first_bad(buf: &[u8], at: u64) -> Option<u64> {
     let mut i = 0usize;
     while i < buf.len() {
         let o = at + i as u64;
-        if o % 8 == 0 && i + 8 <= buf.len() {
+        if o.is_multiple_of(8) && i + 8 <= buf.len() {
             let mut w = [0u8; 8];
             w.copy_from_slice(buf.get(i..i + 8)?);
             if u64::from_le_bytes(w) != (o / 8) ^ MIX {
@@ -571,6 +571,6 @@ pub fn run_nettest(xen: &'static Xen) -> End {
 
 // Rings and buffers fit in the grant entries of the frames mapped at boot.
 const _: () = assert!(
-    SLOTS * 2 + 2 + crate::xen::grant::RESERVED_ENTRIES as usize
-        <= crate::xen::GRANT_FRAMES as usize * 512
+    SLOTS * 2 + 2 + crate::platform::xen::grant::RESERVED_ENTRIES as usize
+        <= crate::platform::xen::GRANT_FRAMES as usize * 512
 );

@@ -12,11 +12,11 @@ use alloc::vec::Vec;
 use xen_abi::grant_table::{GTF_PERMIT_ACCESS, GTF_READING, GTF_TYPE_MASK, GTF_WRITING};
 use xen_abi::PAGE_SHIFT;
 
-use crate::boot_info::BootInfo;
-use crate::console::println;
-use crate::fail::End;
-use crate::xen::xenstore::{Xenstore, XsClientError};
-use crate::xen::{evtchn, grant, Wake, Xen};
+use crate::platform::boot_info::BootInfo;
+use crate::platform::console::println;
+use crate::platform::fail::End;
+use crate::platform::xen::xenstore::{Xenstore, XsClientError};
+use crate::platform::xen::{evtchn, grant, Wake, Xen};
 
 /// Checks that need Xen, listed when they are skipped.
 const XEN_CHECKS: &[&str] = &[
@@ -45,8 +45,8 @@ impl Report {
                 log::info!("check {name}: ok ({detail})");
             }
             Err(why) => {
-                self.failed.push(name);
                 log::error!("check {name}: FAILED: {why}");
+                self.failed.push(name);
             }
         }
     }
@@ -102,7 +102,7 @@ fn check_boot_info(info: &BootInfo) -> Check {
 }
 
 fn check_heap() -> Check {
-    let (used0, total) = crate::heap::usage();
+    let (used0, total) = crate::platform::heap::usage();
     ensure(total > 0, || "no heap".into())?;
     let mut v: Vec<u64> = Vec::new();
     for i in 0..10_000u64 {
@@ -120,7 +120,7 @@ fn check_heap() -> Check {
     let big = alloc::vec![0xA5u8; 1 << 20];
     ensure(big.iter().all(|&b| b == 0xA5), || "1 MiB buffer".into())?;
     drop((v, page, big));
-    let (used1, _) = crate::heap::usage();
+    let (used1, _) = crate::platform::heap::usage();
     ensure(used1 == used0, || {
         format!("leak: {used0} -> {used1} bytes in use")
     })?;
@@ -134,29 +134,40 @@ fn check_heap() -> Check {
 struct Aligned([u8; 4096]);
 
 fn check_clock() -> Check {
-    // The clock never runs backwards, so after a reading that came out
-    // ahead it may hold still for a moment: it must advance within a
-    // bounded amount of busy work, not within one short loop.
-    let a = crate::clock::now_ns();
+    // The clock handed out never runs backwards: after a reading that came
+    // out ahead (Xen's time record is re-stamped each calibration, and under
+    // emulation its extrapolation can run fast) it holds still until the
+    // raw time catches up. So it must advance once the raw time has moved
+    // on by more than any plausible hold, not within a fixed amount of busy
+    // work, which a fast host finishes inside one hold.
+    const RAW_BOUND_NS: u64 = 10_000_000_000;
+    const MAX_LOOPS: u32 = 100_000;
+    let clock = || crate::platform::clock::now_ns();
+    let raw = || crate::platform::clock::raw_ns();
+    let (a, raw_a) = (clock(), raw());
     let mut x = 0u64;
     let mut loops = 0u32;
-    let b = loop {
+    let (b, raw_b) = loop {
         for i in 0..100_000u64 {
             x = core::hint::black_box(x.wrapping_add(i));
         }
         loops += 1;
-        let b = crate::clock::now_ns();
-        if b > a || loops >= 1000 {
-            break b;
+        let (b, raw_b) = (clock(), raw());
+        if b > a || loops >= MAX_LOOPS || raw_b.saturating_sub(raw_a) > RAW_BOUND_NS {
+            break (b, raw_b);
         }
     };
+    let (held, back) = crate::platform::clock::backward_steps();
     ensure(b > a, || {
-        format!("clock did not advance over {loops} busy loops: {a} -> {b}")
+        format!(
+            "clock did not advance over {loops} busy loops: {a} -> {b} (raw {raw_a} -> {raw_b}; \
+             {held} reading(s) held back, largest step back {back} ns)"
+        )
     })?;
-    let (held, back) = crate::clock::backward_steps();
     Ok(format!(
-        "advanced {} ns after {loops} busy loop(s); {held} reading(s) held back so far, largest step back {back} ns",
-        b - a
+        "advanced {} ns after {loops} busy loop(s) (raw {} ns); {held} reading(s) held back so far, largest step back {back} ns",
+        b - a,
+        raw_b.wrapping_sub(raw_a) as i64
     ))
 }
 
@@ -199,10 +210,7 @@ fn run_xen(r: &mut Report, x: &'static Xen) {
     r.record("evtchn-timer", check_timer(x));
     match Xenstore::new(x) {
         Ok(mut xs) => {
-            let domid = xs
-                .read_string("domid")
-                .ok()
-                .and_then(|s| s.parse::<u16>().ok());
+            let domid = xs.own_domid();
             r.record("xenstore", check_xenstore(x, &mut xs));
             r.record(
                 "grant-table",
@@ -221,8 +229,8 @@ fn run_xen(r: &mut Report, x: &'static Xen) {
 
 fn check_console() -> Check {
     println!("depmig: PV console check line");
-    crate::console::flush();
-    match crate::console::pv_drained() {
+    crate::platform::console::flush();
+    match crate::platform::console::pv_drained() {
         Some(true) => Ok("a line written to the ring was consumed by the backend".into()),
         Some(false) => Err("the console backend did not consume the ring within 2 s".into()),
         None => Err("no PV console attached".into()),
@@ -259,7 +267,8 @@ fn check_loopback(x: &Xen) -> Check {
         evtchn::unmask(b).map_err(e("unmask"))?;
         // b -> a, waited for with SCHEDOP_poll.
         evtchn::send(b).map_err(e("send"))?;
-        crate::xen::hypercall::poll(&[a], x.now_ns() + 1_000_000_000).map_err(e("poll"))?;
+        crate::platform::xen::hypercall::poll(&[a], x.now_ns() + 1_000_000_000)
+            .map_err(e("poll"))?;
         ensure(evtchn::take_pending(&x.shared, a), || {
             "poll returned without the event".into()
         })?;

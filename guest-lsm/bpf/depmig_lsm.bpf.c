@@ -568,7 +568,14 @@ int BPF_PROG(dm_task_kill, struct task_struct *p, struct kernel_siginfo *info, i
 	t = current_group(&g);
 	if (!t || other_group(t, p, &pg))
 		return 0;
-	if (cred)
+	/* kill(2) passes cred NULL (check_kill_permission), yet on 6.12 a
+	 * test of the pointer against NULL always took the taint branch: the
+	 * verifier there treats LSM pointer arguments as trusted, hence never
+	 * NULL, and prunes the test. The argument's raw word, read as a
+	 * number, keeps the test on every kernel. */
+	__u64 on_behalf = 0;
+	bpf_probe_read_kernel(&on_behalf, sizeof(on_behalf), &ctx[3]);
+	if (on_behalf)
 		taint(t, pg); /* sent on behalf of someone outside this task */
 	else
 		merge(t, g, pg);

@@ -1,5 +1,6 @@
 /* depmig taint table layout, shared by the BPF program and (mirrored in
- * agent/src/table.rs) the agent. The table is one element of a
+ * crates/guest-abi/src/table.rs, whose tests compile this header against
+ * it) the agent and the walker. The table is one element of a
  * BPF_F_MMAPABLE array map, so its pages can be mapped by the agent and
  * their guest frame numbers published for readers outside the guest.
  * All fields are little endian. See guest-lsm/README.md for the format. */

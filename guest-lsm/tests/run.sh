@@ -4,12 +4,17 @@
 # test: the taint suite, the published-frames check from outside (QEMU
 # monitor pmemsave), the refusals, and the overhead benchmark. Prints one
 # VERDICT line per test and exits non-zero when any fails.
+#
+#   run.sh [bookworm|trixie]
+#
+# bookworm (the default) boots Debian 12's 6.1, trixie Debian 13's 6.12.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib.sh"
 
-need_pkgs qemu-system-x86 busybox-static cpio kmod e2fsprogs
-built=$("$here/../build.sh")
+suite=${1:-bookworm}
+need_pkgs qemu-system-x86 busybox-static cpio kmod e2fsprogs xz-utils
+built=$("$here/../build.sh" "$suite")
 log "guest-lsm host tests"
 # Same target, flags and directory as build.sh: the dependencies build once.
 (cd "$here/.." && RUSTFLAGS="-C target-feature=+crt-static" \
@@ -18,6 +23,7 @@ log "guest-lsm host tests"
 eval "$built"
 
 work="$DEPMIG_CACHE/guest-lsm/run"
+[ "$suite" = bookworm ] || work="$DEPMIG_CACHE/guest-lsm/run-$suite"
 rm -rf "$work" && mkdir -p "$work"
 kver=$(basename "$modules")
 
@@ -30,8 +36,13 @@ mkdir -p "$root"/{bin,depmig,proc,sys,dev,run,mnt,lib/modules}
 for m in crc32c_generic virtio_pci virtio_blk ext4; do
     modprobe -d "$kroot" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" { print $2 }'
 done | awk '!seen[$0]++' | while read -r ko; do
-    cp "$ko" "$root/lib/modules/"
-    echo "/lib/modules/$(basename "$ko")" >> "$root/depmig/modules.list"
+    # busybox insmod loads plain objects; trixie's are xz-compressed.
+    name=$(basename "$ko" .xz)
+    case $ko in
+        *.xz) xz -dc "$ko" > "$root/lib/modules/$name" ;;
+        *) cp "$ko" "$root/lib/modules/$name" ;;
+    esac
+    echo "/lib/modules/$name" >> "$root/depmig/modules.list"
 done
 cp /bin/busybox "$root/bin/busybox"
 cp "$here/init.sh" "$root/init"

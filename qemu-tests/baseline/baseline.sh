@@ -53,3 +53,22 @@ baseline_migrate() {
 baseline_summary() {
     echo "rounds=$(jnum "$1" rounds) pages=[$(jlist "$1" per_round_pages)] total_pages=$(jnum "$1" total_pages) downtime_ms=$(jnum "$1" downtime_ms) total_time_ms=$(jnum "$1" total_time_ms)"
 }
+
+# baseline_check_strict REPORT: fails the scenario unless depmig-stream's
+# strict decoder, which read the same bytes as migpipe, accepted the whole of
+# stock `xl migrate`'s stream (complete, no error) and counted the same pages
+# in every round as migpipe's own round tracker.
+baseline_check_strict() {
+    local s mine theirs
+    s=$(sed -n '/^  "strict_decoder": {$/,/^  }$/p' "$1")
+    [ -n "$s" ] || rig_fail "the report has no strict_decoder verdict"
+    echo "$s" | grep -q '^    "error": null,\{0,1\}$' \
+        || rig_fail "the strict decoder refused stock xl's stream: $(echo "$s" | grep '"error"')"
+    echo "$s" | grep -q '^    "complete": true,\{0,1\}$' \
+        || rig_fail "the strict decoder did not see the stream's end: $(echo "$s" | grep '"complete"')"
+    theirs=$(echo "$s" | sed -n 's/^    "per_round_pages": \[\([0-9, ]*\)\],\{0,1\}$/\1/p' | tr -d ' ')
+    mine=$(jlist "$1" per_round_pages)
+    [ -n "$mine" ] && [ "$theirs" = "$mine" ] \
+        || rig_fail "the strict decoder counted pages per round [$theirs], migpipe [$mine]"
+    rig_say "strict decoder: stock xl's stream complete, no error, pages per round [$theirs] as migpipe's"
+}

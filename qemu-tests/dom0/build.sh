@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds the rig's dom0: Debian's kernel and an initramfs with busybox, the
-# bookworm Xen 4.17 toolstack (xl, xenstored, xenconsoled, flask tools, hotplug
-# scripts) and the Xen kernel modules; no systemd. Prints two lines: the path
-# of the kernel and the path of the gzipped initramfs. Cached by a hash of the
-# package versions and of this directory's files.
+# Builds the rig's dom0: Debian bookworm's kernel and an initramfs with
+# busybox, the Xen toolstack of the rig's line (DEPMIG_XEN: 4.20 from Debian
+# trixie, with trixie's glibc and the libraries it names; 4.17 from bookworm)
+# — xl, xenstored, xenconsoled, flask tools, hotplug scripts — and the Xen
+# kernel modules; no systemd. Packages are unpacked, never installed. Prints
+# two lines: the path of the kernel and the path of the gzipped initramfs.
+# Cached by a hash of the package versions and of this directory's files.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib.sh"
@@ -11,35 +13,57 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 need_pkgs busybox-static cpio gzip xz-utils bash util-linux kmod file build-essential
 
-# Kernel modules the toolstack and guest networking need (RIG-NOTES), in load order.
+# Kernel modules the toolstack (event channels, privcmd, xenfs after privcmd,
+# grant devices) and guest networking (netback, bridge) need, in load order.
 modules=(xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-netback bridge)
-xen_pkgs=(xen-utils-4.17 xen-utils-common xenstore-utils libxencall1 libxenevtchn1
-          libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4 libxentoollog1
+line=$DEPMIG_XEN
+xen_pkgs=(xen-utils-$line xen-utils-common xenstore-utils libxencall1 libxenevtchn1
+          libxenforeignmemory1 libxengnttab1 libxenmisc$line libxenstore4 libxentoollog1
           libxenhypfs1 libxendevicemodel1 libxentoolcore1 libyajl2)
+# trixie's toolstack runs on trixie's C library and the libraries its
+# binaries and bash name (bookworm's dom0 takes those from the build host).
+[ "$line" = 4.17 ] || xen_pkgs+=(libc6 libgcc-s1 libtinfo6 libncurses6 libext2fs2t64 libcom-err2
+                                 liblzma5 libuuid1 libzstd1 zlib1g libbz2-1.0 libsmartcols1)
 
 kpkg=$(debian_kernel_pkg)
 [ -n "$kpkg" ] || die "cannot resolve the Debian kernel package"
 apt_update_once
-# One apt-cache call for all candidates (each call costs seconds on a busy host).
-versions=$(apt-cache policy "$kpkg" "${xen_pkgs[@]}" \
-           | awk '/^[^ ].*:$/ { p = substr($1, 1, length($1) - 1) } /Candidate:/ { print p "=" $2 }')
-[ "$(wc -l <<<"$versions")" -eq $(( ${#xen_pkgs[@]} + 1 )) ] || die "cannot resolve dom0 package versions"
-key=$( { echo "$versions"; cat "$here"/build.sh "$here"/init "$here"/rig-lib.sh "$here"/../tools/*.c; } | sha256sum | cut -c1-16)
+candidates() {
+    awk '/^[^ ].*:$/ { p = substr($1, 1, length($1) - 1) } /Candidate:/ { print p "=" $2 }'
+}
+# One apt-cache call per archive for all candidates (each call costs seconds
+# on a busy host).
+kversion=$(apt-cache policy "$kpkg" | candidates)
+if [ "$line" = 4.17 ]; then
+    xversions=$(apt-cache policy "${xen_pkgs[@]}" | candidates)
+else
+    trixie_update_once
+    xversions=$(trixie_apt apt-cache policy "${xen_pkgs[@]}" | candidates)
+fi
+[ "$(grep -c '=[^(]' <<<"$xversions")" -eq ${#xen_pkgs[@]} ] && [ -n "$kversion" ] \
+    || die "cannot resolve dom0 package versions: $(tr '\n' ' ' <<<"$xversions")"
+versions=$(printf '%s\n%s\n' "$kversion" "$xversions")
+key=$( { echo "$line"; echo "$versions"; cat "$here"/build.sh "$here"/init "$here"/rig-lib.sh "$here"/../tools/*.c; } | sha256sum | cut -c1-16)
 out="$DEPMIG_RIG_CACHE/dom0-$key"
 if [ -f "$out/initrd.gz" ] && [ -f "$out/vmlinuz" ]; then
     printf '%s\n%s\n' "$out/vmlinuz" "$out/initrd.gz"
     exit 0
 fi
 
-log "building dom0 ($kpkg, $(grep '^xen-utils-4.17=' <<<"$versions"))"
+log "building dom0 ($kpkg, $(grep "^xen-utils-$line=" <<<"$versions"))"
 t0=$(date +%s.%N)
 work=$(mktemp -d "$DEPMIG_RIG_CACHE/dom0-work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 pkgs="$work/pkgs" root="$work/root"
 mkdir -p "$pkgs" "$root"
+extract_deb "$kversion" "$pkgs" >/dev/null
 while IFS= read -r spec; do
-    extract_deb "$spec" "$pkgs" >/dev/null
-done <<<"$versions"
+    if [ "$line" = 4.17 ]; then
+        extract_deb "$spec" "$pkgs" >/dev/null
+    else
+        dpkg-deb -x "$(fetch_deb_trixie "$spec")" "$pkgs"
+    fi
+done <<<"$xversions"
 
 kver=${kpkg#linux-image-}
 # Parallel builds of the same key each fill their own directory; the first to
@@ -58,8 +82,8 @@ done
 cp -L /bin/bash "$root/bin/bash"
 rm -f "$root/bin/flock" && cp -L "$(command -v flock)" "$root/bin/flock"
 
-# The toolstack: binaries under /usr/lib/xen-4.17/bin (on PATH), libraries, scripts.
-xl_dir=usr/lib/xen-4.17
+# The toolstack: binaries under /usr/lib/xen-<line>/bin (on PATH), libraries, scripts.
+xl_dir=usr/lib/xen-$line
 mkdir -p "$root/$xl_dir" "$root/usr/lib/x86_64-linux-gnu"
 cp -a "$pkgs/$xl_dir/bin" "$root/$xl_dir/"
 rm -f "$root/$xl_dir/bin/pygrub" "$root/$xl_dir/bin/xenpvnetboot"
@@ -67,27 +91,48 @@ cp -a "$pkgs"/usr/lib/x86_64-linux-gnu/lib{xen,yajl,xl}*.so* "$root/usr/lib/x86_
 cp -a "$pkgs"/usr/bin/xenstore* "$root/usr/bin/"
 cp -a "$pkgs/etc/xen" "$root/etc/"
 # libxl looks for its helpers under the versioned libexec directory.
-mkdir -p "$root/usr/lib/xen-4.17/boot"
+mkdir -p "$root/$xl_dir/boot"
+
+# trixie's C library and loader, where the line needs them: every program
+# in dom0, the build host's bash and flock too, then runs on them.
+if [ "$line" != 4.17 ]; then
+    cp -a "$pkgs"/usr/lib/x86_64-linux-gnu/*.so* "$root/usr/lib/x86_64-linux-gnu/"
+    mkdir -p "$root/lib64"
+    cp -L "$pkgs/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" "$root/lib64/ld-linux-x86-64.so.2"
+    list_libs() {
+        "$root/lib64/ld-linux-x86-64.so.2" --library-path "$root/usr/lib/x86_64-linux-gnu" --list "$1"
+    }
+else
+    list_libs() { LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" ldd "$1"; }
+fi
 
 # Shared libraries of every ELF file, from the unpacked packages or the host.
 copy_libs() {
     local f lib
     for f in "$@"; do
         file -b "$f" | grep -q '^ELF.*dynamic' || continue
-        LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" ldd "$f" 2>/dev/null \
+        list_libs "$f" 2>/dev/null \
             | awk '/=> not found/ { print "MISSING " $1 } /=> \// { print $3 } /^\t\/lib64/ { print $1 }'
     done | sort -u | while read -r lib; do
         case $lib in
             MISSING*) die "library ${lib#MISSING } not found for the dom0 toolstack" ;;
             "$root"/*) ;;
+            # trixie's programs must not run on the build host's libraries.
+            *) [ "$line" = 4.17 ] || [ "$lib" = /lib64/ld-linux-x86-64.so.2 ] \
+                   || die "dom0 would take $lib from the build host: add its trixie package" ;;&
             *) mkdir -p "$root$(dirname "$lib")"; [ -e "$root$lib" ] || cp -L "$lib" "$root$lib" ;;
         esac
     done
 }
-# glibc loads libgcc_s at run time for pthread_cancel (xl uses it): ldd cannot see that.
-gcc_s=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ { print $NF; exit }')
-[ -n "$gcc_s" ] || die "libgcc_s.so.1 not found on the build host"
-mkdir -p "$root$(dirname "$gcc_s")" && cp -L "$gcc_s" "$root$gcc_s"
+# glibc loads libgcc_s at run time for pthread_cancel (xl uses it): ldd cannot
+# see that (trixie's comes with the libraries copied above).
+if [ "$line" = 4.17 ]; then
+    gcc_s=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ { print $NF; exit }')
+    [ -n "$gcc_s" ] || die "libgcc_s.so.1 not found on the build host"
+    mkdir -p "$root$(dirname "$gcc_s")" && cp -L "$gcc_s" "$root$gcc_s"
+fi
+[ -e "$root/usr/lib/x86_64-linux-gnu/libgcc_s.so.1" ] || [ -n "$(find "$root" -name libgcc_s.so.1 | head -n 1)" ] \
+    || die "libgcc_s.so.1 missing from dom0"
 copy_libs "$root/bin/bash" "$root/bin/flock" "$root/$xl_dir"/bin/* "$root"/usr/bin/xenstore* \
     "$root"/usr/lib/x86_64-linux-gnu/*.so*
 

@@ -10,6 +10,10 @@
 RIG_DOM0_IP=10.77.0.1
 RIG_NET_PREFIX=10.77.0
 RIG_BRIDGE=xenbr0
+# The second network (a guest's second vif): bridge, dom0's address, prefix.
+RIG_BRIDGE2=xenbr1
+RIG_DOM0_IP2=10.78.0.1
+RIG_NET2_PREFIX=10.78.0
 RIG_CONSOLE_DIR=/var/log/xen/console
 export PATH=/rig/bin:$PATH
 
@@ -43,13 +47,26 @@ rig_export() {
 # rig_console_log DOMNAME: path of a domain's console log (xenconsoled --log=guest).
 rig_console_log() { echo "$RIG_CONSOLE_DIR/guest-$1.log"; }
 
-# rig_wait_console DOMNAME REGEX SECONDS: wait until the domain's console log
-# has a line matching REGEX (grep -E); 0 when found, 1 on timeout.
-rig_wait_console() {
-    local f i=0
+# rig_console_text DOMNAME: the domain's console log as complete lines, '\r'
+# removed. xenconsoled writes a line as it arrives, so the log's last line may
+# be half written: it is held back until its newline is there. Reads one
+# snapshot, so a line that completes meanwhile is not seen half.
+rig_console_text() {
+    local f snap
     f=$(rig_console_log "$1")
+    [ -f "$f" ] || return 0
+    snap=/tmp/.console-text.$$
+    cat "$f" > "$snap" 2>/dev/null || { rm -f "$snap"; return 0; }
+    if [ -n "$(tail -c 1 "$snap")" ]; then sed '$d' "$snap"; else cat "$snap"; fi | tr -d '\r'
+    rm -f "$snap"
+}
+
+# rig_wait_console DOMNAME REGEX SECONDS: wait until the domain's console log
+# has a complete line matching REGEX (grep -E); 0 when found, 1 on timeout.
+rig_wait_console() {
+    local i=0
     while [ "$i" -lt "$3" ]; do
-        grep -Eq "$2" "$f" 2>/dev/null && return 0
+        rig_console_text "$1" | grep -E "$2" > /dev/null && return 0
         sleep 1; i=$((i + 1))
     done
     return 1
@@ -76,23 +93,28 @@ rig_wait_gone() {
 
 # rig_pvh_guest_cfg FILE NAME KERNEL RAMDISK MEMORY_MIB CMDLINE [IP_SUFFIX]:
 # write an xl config for a PVH Linux domU labelled as a depmig guest: shadow
-# paging (hap=0, see RIG-NOTES), one vif on xenbr0 with a fixed MAC derived
+# paging (hap=0: HAP over QEMU's emulated NPT crashed guests in live
+# migration, about 4 in 27 on 4.17; shadow paging none in 22), one vif on xenbr0 with a fixed MAC derived
 # from IP_SUFFIX (default 10, i.e. 10.77.0.10) so the guest can use a static
 # address. The guest's own vif is not rate-limited: only the migration link is.
+# RIG_GUEST_VCPUS sets its vCPUs (default 1); RIG_GUEST_VIF2=1 adds a second
+# vif on the second bridge, with the MAC of 10.78.0.IP_SUFFIX (rig_mac2).
 rig_pvh_guest_cfg() {
-    local file=$1 name=$2 kernel=$3 ramdisk=$4 mem=$5 cmdline=$6 ip=${7:-10}
+    local file=$1 name=$2 kernel=$3 ramdisk=$4 mem=$5 cmdline=$6 ip=${7:-10} vifs
+    vifs="\"bridge=$RIG_BRIDGE,mac=$(rig_mac "$ip")\""
+    [ -z "${RIG_GUEST_VIF2:-}" ] || vifs="$vifs, \"bridge=$RIG_BRIDGE2,mac=$(rig_mac2 "$ip")\""
     cat > "$file" <<CFG
 name = "$name"
 type = "pvh"
 hap = 0
 memory = $mem
 maxmem = $mem
-vcpus = 1
+vcpus = ${RIG_GUEST_VCPUS:-1}
 kernel = "$kernel"
 ramdisk = "$ramdisk"
 cmdline = "$cmdline"
 seclabel = "$RIG_LABEL_GUEST"
-vif = [ "bridge=$RIG_BRIDGE,mac=$(rig_mac "$ip")" ]
+vif = [ $vifs ]
 on_poweroff = "destroy"
 on_reboot = "destroy"
 on_crash = "preserve"
@@ -101,11 +123,54 @@ CFG
 
 # rig_mac IP_SUFFIX: the MAC address the rig gives the vif of 10.77.0.IP_SUFFIX.
 rig_mac() { printf '00:16:3e:77:00:%02x\n' "$1"; }
+# rig_mac2 IP_SUFFIX: the MAC address of 10.78.0.IP_SUFFIX on the second bridge.
+rig_mac2() { printf '00:16:3e:78:00:%02x\n' "$1"; }
 
 # rig_migration_vif IP_SUFFIX: an xl vif spec for a domain that carries the
 # migration stream: on xenbr0 and limited to the scenario's link rate.
 rig_migration_vif() {
     echo "bridge=$RIG_BRIDGE,mac=$(rig_mac "$1")${DEPMIG_LINK_RATE:+,rate=$DEPMIG_LINK_RATE}"
+}
+
+# rig_appliance NAME MODE MEMORY_MIB [XL_LINE...]: creates the depmig
+# appliance image in MODE, paused, labelled as an appliance and kept on
+# crash, with a fresh console log (a previous run's result line must not
+# count). Each XL_LINE is added to its xl config (e.g. "hap = 0", a vif).
+rig_appliance() {
+    local name=$1 mode=$2 mem=$3 line
+    shift 3
+    rm -f "$(rig_console_log "$name")"
+    {
+        echo "name = \"$name\""
+        echo 'type = "pvh"'
+        echo 'kernel = "/scenario/depmig-appliance"'
+        echo "cmdline = \"$mode\""
+        echo "memory = $mem"
+        echo 'vcpus = 1'
+        echo "seclabel = \"$RIG_LABEL_APPLIANCE\""
+        echo 'on_poweroff = "destroy"'
+        echo 'on_crash = "preserve"'
+        for line in "$@"; do echo "$line"; done
+    } > "/tmp/$name.cfg"
+    xl create -p "/tmp/$name.cfg" > /tmp/create.out 2>&1 \
+        || { cat /tmp/create.out; rig_fail "xl create -p $name: $(tail -n 1 /tmp/create.out)"; }
+}
+
+# rig_appliance_config NAME DIR KEY=VALUE...: writes each KEY under DIR in
+# the appliance's xenstore home. Only dom0 may write them; the appliance
+# may read them.
+rig_appliance_config() {
+    local name=$1 dir id kv
+    id=$(rig_domid "$name") || rig_fail "no domid for $name"
+    dir=/local/domain/$id/$2
+    shift 2
+    for kv in "$@"; do
+        xenstore-write "$dir/${kv%%=*}" "${kv#*=}" || rig_fail "writing $dir/${kv%%=*} for $name"
+    done
+    xenstore-chmod "$dir" n0 "r$id" || rig_fail "xenstore-chmod $dir"
+    for kv in "$@"; do
+        xenstore-chmod "$dir/${kv%%=*}" n0 "r$id" || rig_fail "xenstore-chmod $dir/${kv%%=*}"
+    done
 }
 
 # FLASK labels of the depmig policy module (qemu-tests/flask/depmig.te).

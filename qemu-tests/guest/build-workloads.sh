@@ -20,7 +20,8 @@ for b in mmuncher ticker wlhttp migpipe; do
     src="$tdir/x86_64-unknown-linux-gnu/release/$b"
     file -b "$src" | grep -q 'static' || die "$b is not statically linked"
     if [ ! -f "$out/$b" ] || [ "$src" -nt "$out/$b" ]; then
-        strip -o "$out/$b.tmp" "$src" && mv "$out/$b.tmp" "$out/$b"
+        # Two rig runs at once may strip the same binary: each its own temporary.
+        strip -o "$out/$b.tmp.$$" "$src" && mv -f "$out/$b.tmp.$$" "$out/$b"
     fi
 done
 printf '%s\n' "$out"

@@ -8,13 +8,15 @@ DEPMIG_IMAGE=/scenario/depmig-appliance
 # depmig_migrate NAME REPORT SVG [OPTIONS...]: live-migrate NAME with depmig's
 # appliances, their vifs limited to the scenario's link rate; the CLI's output
 # goes to /tmp/NAME.depmig.log and its progress lines to the console. Returns
-# the CLI's status; MIGRATE_SECONDS is set.
+# the CLI's status; MIGRATE_SECONDS is set. `qemu-tests/run.sh` passes
+# DEPMIG_MIGRATE_ARGS (e.g. --verify) to every such move.
 depmig_migrate() {
     local name=$1 report=$2 svg=$3 t0 rc pid shown n
     shift 3
     t0=$(cut -d' ' -f1 /proc/uptime)
     "$DEPMIG" migrate "$name" --config "/tmp/$name.cfg" --appliance "$DEPMIG_IMAGE" \
         --report "$report" --svg "$svg" ${DEPMIG_LINK_RATE:+--rate "$DEPMIG_LINK_RATE"} "$@" \
+        $DEPMIG_MIGRATE_ARGS \
         >"/tmp/$name.depmig.log" 2>&1 &
     pid=$!
     shown=0
@@ -76,16 +78,26 @@ depmig_migrate_retrying() {
 }
 
 # depmig_check_moved NAME SRC_DOMID TICKS_BEFORE: after a depmig migration,
-# exactly one domain NAME runs, it is not SRC_DOMID, SRC_DOMID is gone, no
-# shell or appliance is left, mmuncher verifies two more passes with no
+# exactly one domain NAME runs, it is not SRC_DOMID, SRC_DOMID is gone, the
+# CLI reported the page comparison a match when the move ran with --verify,
+# no shell or appliance is left, mmuncher verifies two more passes with no
 # corrupt page and the ticker advanced past TICKS_BEFORE. Fails the scenario
 # otherwise.
 depmig_check_moved() {
-    local name=$1 src=$2 ticks=$3 dst after gap left
+    local name=$1 src=$2 ticks=$3 dst after gap left verified
     dst=$(rig_domid "$name")
     [ -n "$dst" ] && [ "$dst" != "$src" ] || rig_fail "no destination domain named $name (source was $src, now '$dst')"
     [ "$(xl list | awk -v n="$name" 'NR > 1 && $1 == n' | wc -l)" = 1 ] || rig_fail "more than one domain named $name"
     xl list | awk -v s="$src" 'NR > 1 && $2 == s { found = 1 } END { exit !found }' && rig_fail "source domid $src still listed"
+    # With --verify, every page was compared before the destination
+    # acknowledged, and none may differ.
+    if grep -a 'depmig: armed: ' "/tmp/$name.depmig.log" | grep -q 'page verification on'; then
+        verified=$(grep -a 'depmig: page verification: ' "/tmp/$name.depmig.log" | tail -n 1)
+        case $verified in
+            "depmig: page verification: match;"*) rig_say "${verified#depmig: }" ;;
+            *) rig_fail "the move was not verified page by page: '${verified:-no page verification line}'" ;;
+        esac
+    fi
     left=$(rig_domains | grep -v -x "$name" | tr '\n' ' ')
     [ -z "$left" ] || rig_fail "domains left after the migration: $left"
     # Running means neither paused, shut down, crashed nor dying: a vCPU

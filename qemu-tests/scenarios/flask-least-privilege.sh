@@ -4,8 +4,13 @@
 # must: XENMAPSPACE_gmfn_foreign) may map a depmig_guest_t domain's memory and
 # read its HVM context, and may touch neither a domU_t domain nor dom0. The
 # same probe labelled domU_t may touch nothing (the grant comes from the
-# label). After the probes unmapped and were destroyed, the guest is
-# destroyed cleanly (4.17 drops no foreign mappings at teardown).
+# label). Then the real appliance (mode `rights`, labelled
+# depmig_appliance_t) tries each right a migration needs — HVM context, a
+# foreign mapping, log-dirty, pause — on the depmig guest, where each must be
+# allowed (so the refusals below are the policy's, not the probe's), and on
+# the domU_t domain, where each must be refused with EACCES and leave an AVC
+# denial naming the appliance, the domain's label and the permission. After
+# the probes unmapped and were destroyed, the guest is destroyed cleanly.
 . /rig/lib.sh
 
 gfns=256:4096
@@ -72,6 +77,59 @@ expect lp-unlabelled map "$g" refused
 expect lp-unlabelled hvmctx "$g" refused
 expect lp-unlabelled map "$o" refused
 
+# rights NAME TARGET_DOMID: the real appliance in mode `rights` against one
+# domain; its answers go to /tmp/rights.
+rights() {
+    rig_appliance "$1" rights 64
+    ra=$(rig_domid "$1")
+    rig_appliance_config "$1" depmig/rights "domid=$2"
+    xl unpause "$1" || rig_fail "xl unpause $1"
+    rig_wait_console "$1" '^depmig-rights: (DONE|FAIL)' 300 || rig_fail "the appliance $1 did not report within 300 s"
+    rig_wait_gone "$1" 60 || { xl destroy "$1" 2>/dev/null; rig_fail "the appliance $1 did not shut itself down"; }
+    rig_console_text "$1" > "/tmp/$1.console"
+    rig_export "/tmp/$1.console" "$1-console.log"
+    grep '^depmig-rights: FAIL' "/tmp/$1.console" && rig_fail "the appliance $1: $(grep '^depmig-rights: FAIL' "/tmp/$1.console")"
+    grep '^depmig-rights: [a-z]* d[0-9]* ' "/tmp/$1.console" | tee -a /tmp/rights
+}
+: > /tmp/rights
+rights lp-rights-guest "$g"
+rights lp-rights-other "$o"
+xl dmesg > /tmp/rights-xen.log 2>&1
+
+# want OP DOMID ANSWER: the appliance's answer for OP on DOMID.
+want() {
+    local got
+    got=$(awk -v op="$1" -v d="d$2" '$2 == op && $3 == d { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }' /tmp/rights)
+    if [ "$got" = "$3" ]; then
+        rig_say "ok: appliance $1 d$2 $got"
+    else
+        rig_say "WRONG: appliance $1 d$2 gave '${got:-nothing}', expected '$3'"; fails=$((fails + 1))
+    fi
+    rig_json rights "{\"op\":\"$1\",\"target\":$2,\"expected\":\"$3\",\"got\":\"${got:-none}\"}"
+}
+# avc CLASS PERMISSION: Xen logged a denial of PERMISSION (of CLASS) to the
+# real appliance over the domU_t domain (FLASK names both: source=d<id>
+# target=d<id>, and the labels).
+avc() {
+    local line
+    line=$(grep 'avc:  denied' /tmp/rights-xen.log | grep "{[^}]* $2[ }]" \
+        | grep "source=d$ra target=d$o " | grep "scontext=[^ ]*:depmig_appliance_t" \
+        | grep "tcontext=[^ ]*:domU_t" | grep "tclass=$1" | head -n 1)
+    if [ -n "$line" ]; then
+        rig_say "ok: AVC for $1 $2: $line"
+    else
+        rig_say "WRONG: no AVC denial of $1 $2 to the appliance (d$ra) over domU_t (d$o)"; fails=$((fails + 1))
+    fi
+}
+for op in hvmctx map logdirty pause; do
+    want $op "$g" allowed
+    want $op "$o" "refused EACCES"
+done
+avc hvm gethvmc
+avc mmu map_read
+avc shadow enable
+avc domain pause
+
 # The AVC denials Xen logged for the probes (evidence; FLASK prints them).
 xl dmesg > /tmp/xen.log 2>&1
 grep 'avc:  denied' /tmp/xen.log > /tmp/avc.log || true
@@ -85,5 +143,5 @@ rig_wait_gone lp-other 60 || rig_fail "the other domain lingers after destroy"
 left=$(rig_domains | tr '\n' ' ')
 [ -z "$left" ] || rig_fail "domains left: $left"
 
-[ "$fails" = 0 ] || rig_fail "$fails of 9 access checks gave the wrong answer"
-rig_result PASS "appliance maps and reads a depmig guest, is refused on domU_t and dom0; unlabelled probe refused; nothing left"
+[ "$fails" = 0 ] || rig_fail "$fails of 21 access checks gave the wrong answer"
+rig_result PASS "appliance maps and reads a depmig guest, is refused on domU_t and dom0; unlabelled probe refused; the real appliance is allowed hvmctx, map, logdirty and pause on the depmig guest and refused each on domU_t (EACCES, 4 AVC denials); nothing left"

@@ -2,20 +2,23 @@
 //! migrated away ([`XenSource`]), the paused shell that receives it
 //! ([`XenShell`]) and the clock.
 //!
-//! Errors become `PortError { code }` with Xen's errno when there is one
-//! (negative: our own conditions); each is logged with its full text here,
-//! because the protocol only carries the code.
+//! Errors become a [`PortError`]: Xen's errno when there is one, else the
+//! condition's name; each is logged with its full text here, because the
+//! protocol only carries the name.
 
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
+use depmig_control::bitmap_route::{self, Buffer, Reply, Request, Route};
+use depmig_control::keys;
 use depmig_migrate::{DestDomain, DirtyBitmap, PortError, SourceDomain, TscInfo};
+use xen_abi::errno::XenErrno;
 use xen_abi::DomId;
 
-use crate::xen::domctl::{self, DomctlError};
-use crate::xen::foreign::{Access, ForeignError, ForeignWindow};
-use crate::xen::xenstore::Xenstore;
-use crate::xen::Xen;
+use crate::platform::xen::domctl::{self, DomctlError};
+use crate::platform::xen::foreign::{Access, ForeignError, ForeignWindow};
+use crate::platform::xen::xenstore::Xenstore;
+use crate::platform::xen::Xen;
 
 const PAGE: usize = 4096;
 /// How long the guest may take to suspend after the request.
@@ -24,32 +27,31 @@ const SUSPEND_TIMEOUT_NS: u64 = 30_000_000_000;
 /// allocation sized by a domain's `maximum_gpfn`.
 pub const MAX_PFNS: u64 = 1 << 24;
 
-fn code_of(e: &DomctlError) -> i32 {
+fn port_error_of(e: &DomctlError) -> PortError {
     match e {
-        DomctlError::Xen(x) => x.0 as i32,
-        DomctlError::NoSuchDomain(_) => -1,
-        DomctlError::BufferSize { .. } => -2,
-        DomctlError::Context(_) => -3,
-        DomctlError::NotSuspended { .. } => -4,
-        DomctlError::ShutDownOtherwise(_) => -5,
-        DomctlError::Timeout => -6,
-        DomctlError::Xenstore(_) => -7,
+        DomctlError::Xen(x) => PortError::Xen(*x),
+        DomctlError::NoSuchDomain(_) => PortError::NoSuchDomain,
+        DomctlError::BufferSize { .. } => PortError::BufferSize,
+        DomctlError::Context(_) => PortError::HvmContext,
+        DomctlError::NotSuspended { .. } => PortError::NotSuspended,
+        DomctlError::ShutDownOtherwise(r) => PortError::ShutDownOtherwise(*r),
+        DomctlError::Timeout => PortError::Timeout,
+        DomctlError::Xenstore(_) => PortError::Xenstore,
     }
 }
 
 fn dom_err(what: &str, e: DomctlError) -> PortError {
     log::error!("migrate: {what}: {e}");
-    PortError { code: code_of(&e) }
+    port_error_of(&e)
 }
 
 fn map_err(what: &str, e: ForeignError) -> PortError {
     log::error!("migrate: {what}: {e}");
-    let code = match e {
-        ForeignError::Map(x) | ForeignError::Release(x) => x.0 as i32,
-        ForeignError::Entry { err, .. } => err.0 as i32,
-        _ => -20,
-    };
-    PortError { code }
+    match e {
+        ForeignError::Map(x) | ForeignError::Release(x) => PortError::Xen(x),
+        ForeignError::Entry { err, .. } => PortError::Xen(err),
+        _ => PortError::Foreign,
+    }
 }
 
 /// Frames in `dom`'s address space (`maximum_gpfn + 1`), refused above
@@ -59,9 +61,46 @@ pub fn nr_pfns_of(dom: DomId) -> Result<u64, PortError> {
     let n = max.saturating_add(1);
     if n > MAX_PFNS {
         log::error!("migrate: domain {dom} claims {n} frames, more than we handle ({MAX_PFNS})");
-        return Err(PortError { code: -21 });
+        return Err(PortError::TooManyFrames);
     }
     Ok(n)
+}
+
+/// Copies `pfns` of `dom` (`whose` frames, for the log) into `buf` a
+/// window at a time; absent frames are marked in `holes`.
+fn read_frames(
+    win: &mut ForeignWindow,
+    dom: DomId,
+    pfns: &[u64],
+    buf: &mut [u8],
+    holes: &mut [bool],
+    whose: &str,
+) -> Result<(), PortError> {
+    let cap = win.capacity().max(1);
+    for (k, chunk) in pfns.chunks(cap).enumerate() {
+        let b = win
+            .map(dom, chunk, Access::Read)
+            .map_err(|e| map_err(&alloc::format!("mapping {whose} frames"), e))?;
+        for i in 0..chunk.len() {
+            let at = k * cap + i;
+            match b.entry(i) {
+                Ok(()) => {
+                    let page = buf
+                        .get_mut(at * PAGE..(at + 1) * PAGE)
+                        .ok_or(PortError::BadLength)?;
+                    b.read(i, 0, page)
+                        .map_err(|e| map_err(&alloc::format!("reading a {whose} frame"), e))?;
+                }
+                Err(e) if is_hole(&e) => {
+                    if let Some(h) = holes.get_mut(at) {
+                        *h = true;
+                    }
+                }
+                Err(e) => return Err(map_err(&alloc::format!("mapping a {whose} frame"), e)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a per-entry mapping error means "no frame there" (a hole) rather
@@ -110,6 +149,157 @@ fn candidate_frames(
     Ok(n)
 }
 
+/// How long dom0 may take to answer a bitmap request (it polls our keys
+/// every 50 ms while it serves the route; the rest is one domctl).
+const DOM0_REPLY_NS: u64 = 20_000_000_000;
+/// How long one wait for a xenstore event lasts before the reply is read
+/// again (a watch event may be missed between a read and the wait).
+const DOM0_POLL_NS: u64 = 20_000_000;
+
+/// The dom0 route ([`bitmap_route`]): our buffer, which dom0 maps, and the
+/// last request's sequence.
+///
+/// Once published, the buffer is dom0's to write into whenever it serves a
+/// request, even one we gave up waiting for: it is never freed (one per
+/// migration, at most 16 MiB; the appliance powers off after it), and we
+/// touch it only through a raw pointer, with volatile accesses, since
+/// writes land in it behind the compiler's back.
+struct Dom0Bitmap {
+    /// The buffer's first word: `frames` whole frames, page-aligned.
+    base: *mut u64,
+    buffer: Buffer,
+    seq: u64,
+}
+
+impl Dom0Bitmap {
+    /// A page-aligned buffer for `nr` guest frames, published to dom0, with
+    /// a watch on its reply.
+    fn new(xs: &RefCell<Xenstore>, nr: u64) -> Result<Dom0Bitmap, PortError> {
+        let frames = nr.div_ceil(bitmap_route::PAGES_PER_FRAME);
+        let words = usize::try_from(frames)
+            .ok()
+            .and_then(|f| f.checked_mul(PAGE / 8))
+            .ok_or(PortError::NoBuffer)?;
+        let mut store = Vec::new();
+        store
+            .try_reserve_exact(words + PAGE / 8 - 1)
+            .map_err(|_| PortError::NoBuffer)?;
+        store.resize(words + PAGE / 8 - 1, 0u64);
+        let store: &'static mut [u64] = store.leak();
+        // Our memory is identity-mapped: an address is its frame number
+        // times the page size.
+        let addr = store.as_ptr() as usize;
+        let off = (PAGE - addr % PAGE) % PAGE / 8;
+        let first = (addr + off * 8) / PAGE;
+        let base = store
+            .get_mut(off..off + words)
+            .ok_or(PortError::BadLength)?
+            .as_mut_ptr();
+        let buffer = Buffer::new(first as u64, nr).map_err(|e| {
+            log::error!("migrate: bitmap buffer for {nr} frames: {e}");
+            PortError::NoBuffer
+        })?;
+        let mut x = xs.borrow_mut();
+        x.watch(keys::BITMAP_REPLY, "bitmap")
+            .map_err(|e| xs_err("watching bitmap-reply", e))?;
+        // Unlike the other keys, a failure here is fatal at once: dom0
+        // cannot serve a buffer it never heard of.
+        x.write(keys::BITMAP, buffer.to_text().as_bytes())
+            .map_err(|e| xs_err("publishing the bitmap buffer", e))?;
+        log::info!(
+            "migrate: bitmap buffer for dom0: frames {:#x}+{} for {nr} guest frames",
+            buffer.first_gfn,
+            buffer.frames
+        );
+        Ok(Dom0Bitmap {
+            base,
+            buffer,
+            seq: 0,
+        })
+    }
+
+    /// Asks dom0 for a CLEAN into our buffer, waits for its answer and ORs
+    /// the bitmap into `out`.
+    fn collect(
+        &mut self,
+        xen: &Xen,
+        xs: &RefCell<Xenstore>,
+        final_pass: bool,
+        out: &mut DirtyBitmap,
+    ) -> Result<(), PortError> {
+        // Whole words of the bitmap: inside the buffer's frames (Buffer
+        // makes frames = ceil(pages / 32768), and 512 words a frame).
+        let words = self.buffer.pages.div_ceil(64) as usize;
+        // Xen writes only ceil(pages / 8) bytes: no bit may stay from the
+        // last round.
+        for i in 0..words {
+            // SAFETY: `base` points to `frames * 512 >= words` leaked,
+            // aligned u64s that nothing else in this program references.
+            unsafe { core::ptr::write_volatile(self.base.add(i), 0) };
+        }
+        self.seq += 1;
+        let req = Request {
+            seq: self.seq,
+            final_pass,
+        };
+        super::control::publish(&mut xs.borrow_mut(), keys::BITMAP_REQUEST, &req.to_text());
+        let deadline = xen.now_ns().saturating_add(DOM0_REPLY_NS);
+        let reply = loop {
+            let text = {
+                let mut x = xs.borrow_mut();
+                x.read_string(keys::BITMAP_REPLY).unwrap_or_default()
+            };
+            // Empty until dom0's first answer; an earlier answer until this
+            // one comes.
+            if !text.is_empty() {
+                match Reply::parse(&text) {
+                    Ok(r) if r.seq() == self.seq => break r,
+                    Ok(_) => {}
+                    Err(e) => {
+                        log::error!("migrate: dom0's bitmap reply {text:?}: {e}");
+                        return Err(PortError::Dom0Reply);
+                    }
+                }
+            }
+            let now = xen.now_ns();
+            if now >= deadline {
+                log::error!(
+                    "migrate: dom0 did not answer bitmap request {} within {} s",
+                    self.seq,
+                    DOM0_REPLY_NS / 1_000_000_000
+                );
+                return Err(PortError::Dom0Silent);
+            }
+            let _ = xs
+                .borrow_mut()
+                .next_event(now.saturating_add(DOM0_POLL_NS).min(deadline));
+        };
+        match reply {
+            Reply::Ok { .. } => {}
+            Reply::Err { errno, .. } => {
+                log::error!("migrate: dom0's log-dirty clean for us failed: errno {errno}");
+                return Err(PortError::Dom0Clean(XenErrno(
+                    u32::try_from(errno).unwrap_or(u32::MAX),
+                )));
+            }
+        }
+        // dom0's domctl wrote the buffer through its own mapping of these
+        // frames: read it as memory written behind the compiler's back.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        for (i, o) in out.words_mut().iter_mut().take(words).enumerate() {
+            // SAFETY: as above; `i < words`.
+            *o |= unsafe { core::ptr::read_volatile(self.base.add(i)) };
+        }
+        out.trim();
+        Ok(())
+    }
+}
+
+fn xs_err(what: &str, e: crate::platform::xen::xenstore::XsClientError) -> PortError {
+    log::error!("migrate: {what}: {e:?}");
+    PortError::Xenstore
+}
+
 /// The guest being migrated away.
 pub struct XenSource<'x> {
     xen: &'static Xen,
@@ -118,6 +308,8 @@ pub struct XenSource<'x> {
     nr: u64,
     win: ForeignWindow,
     words: Vec<u64>,
+    /// The dom0 route's buffer, where dom0 fetches the bitmaps.
+    dom0: Option<Dom0Bitmap>,
     suspend_asked: bool,
     /// The frames round 1 tries.
     found: DirtyBitmap,
@@ -138,7 +330,7 @@ fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow, busy_ns: 
     *done += n as u64;
     if before / PROGRESS_PAGES != *done / PROGRESS_PAGES {
         let m = win.stats();
-        let (used, total) = crate::heap::usage();
+        let (used, total) = crate::platform::heap::usage();
         log::info!(
             "migrate: {} pages {verb}; copy {} ms (map {} ms, unmap {} ms), link {} ms (frames out {}, in {}, lost here {}); heap {} of {} KiB; sp {:#x}, stack max {} KiB; trap tables {}",
             *done,
@@ -151,9 +343,9 @@ fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow, busy_ns: 
             super::LINK_FRAMES[2].load(core::sync::atomic::Ordering::Relaxed),
             used / 1024,
             total / 1024,
-            crate::arch::boot::stack_pointer(),
-            crate::arch::boot::stack_high_water() / 1024,
-            if crate::arch::trap::tables_intact() {
+            crate::platform::arch::boot::stack_pointer(),
+            crate::platform::arch::boot::stack_high_water() / 1024,
+            if crate::platform::arch::trap::tables_intact() {
                 "intact"
             } else {
                 "CHANGED"
@@ -171,49 +363,30 @@ impl<'x> XenSource<'x> {
         buf: &mut [u8],
         holes: &mut [bool],
     ) -> Result<(), PortError> {
-        let cap = self.win.capacity().max(1);
-        for (k, chunk) in pfns.chunks(cap).enumerate() {
-            let b = self
-                .win
-                .map(self.dom, chunk, Access::Read)
-                .map_err(|e| map_err("mapping guest frames", e))?;
-            for (i, _) in chunk.iter().enumerate() {
-                let at = k * cap + i;
-                match b.entry(i) {
-                    Ok(()) => {
-                        let page = buf
-                            .get_mut(at * PAGE..(at + 1) * PAGE)
-                            .ok_or(PortError { code: -23 })?;
-                        b.read(i, 0, page)
-                            .map_err(|e| map_err("reading a guest frame", e))?;
-                    }
-                    Err(e) if is_hole(&e) => {
-                        if let Some(h) = holes.get_mut(at) {
-                            *h = true;
-                        }
-                    }
-                    Err(e) => return Err(map_err("mapping a guest frame", e)),
-                }
-            }
-        }
-        Ok(())
+        read_frames(&mut self.win, self.dom, pfns, buf, holes, "guest")
     }
 
-    /// Sets up for guest `dom`: its size and a mapping window of `window`
-    /// pages.
+    /// Sets up for guest `dom`: its size, a mapping window of `window`
+    /// pages, and the buffer of the bitmap `route` (direct or dom0).
     pub fn new(
         xen: &'static Xen,
         xs: &'x RefCell<Xenstore>,
         dom: DomId,
         window: usize,
+        route: Route,
     ) -> Result<Self, PortError> {
         let nr = nr_pfns_of(dom)?;
         let win = ForeignWindow::new(xen, window).map_err(|e| map_err("mapping window", e))?;
         let mut words = Vec::new();
-        words
-            .try_reserve_exact(nr.div_ceil(64) as usize)
-            .map_err(|_| PortError { code: -22 })?;
-        words.resize(nr.div_ceil(64) as usize, 0);
+        let mut dom0 = None;
+        if route == Route::Dom0 {
+            dom0 = Some(Dom0Bitmap::new(xs, nr)?);
+        } else {
+            words
+                .try_reserve_exact(nr.div_ceil(64) as usize)
+                .map_err(|_| PortError::NoBuffer)?;
+            words.resize(nr.div_ceil(64) as usize, 0);
+        }
         let mut found = DirtyBitmap::new(nr);
         candidate_frames(xen, dom, nr, &mut found)?;
         Ok(XenSource {
@@ -223,6 +396,7 @@ impl<'x> XenSource<'x> {
             nr,
             win,
             words,
+            dom0,
             suspend_asked: false,
             found,
             read: 0,
@@ -231,7 +405,7 @@ impl<'x> XenSource<'x> {
     }
 
     /// The mapping window's counters.
-    pub fn map_stats(&self) -> crate::xen::foreign::MapStats {
+    pub fn map_stats(&self) -> crate::platform::xen::foreign::MapStats {
         self.win.stats()
     }
 }
@@ -254,7 +428,7 @@ impl SourceDomain for XenSource<'_> {
         holes: &mut [bool],
     ) -> Result<(), PortError> {
         if buf.len() != pfns.len() * PAGE || holes.len() != pfns.len() {
-            return Err(PortError { code: -23 });
+            return Err(PortError::BadLength);
         }
         progress(&mut self.read, pfns.len(), "read", &self.win, self.busy_ns);
         let t0 = self.xen.now_ns();
@@ -284,22 +458,36 @@ impl SourceDomain for XenSource<'_> {
     }
 
     fn log_dirty_collect(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
-        self.words.iter_mut().for_each(|w| *w = 0);
         let final_pass = self.suspend_asked;
-        domctl::logdirty_clean(
-            self.xen,
-            self.dom,
-            Some(&mut self.words),
-            self.nr,
-            final_pass,
-        )
-        .map_err(|e| dom_err("log-dirty clean", e))?;
-        // Xen's bitmap has DirtyBitmap's layout (bit g % 64 of word g / 64):
-        // OR it in a word at a time; trim drops bits past the bitmap's end.
-        for (o, &w) in out.words_mut().iter_mut().zip(&self.words) {
-            *o |= w;
-        }
-        out.trim();
+        let t0 = self.xen.now_ns();
+        let route = if let Some(d) = self.dom0.as_mut() {
+            d.collect(self.xen, self.xs, final_pass, out)?;
+            "dom0"
+        } else {
+            self.words.iter_mut().for_each(|w| *w = 0);
+            domctl::logdirty_clean(
+                self.xen,
+                self.dom,
+                Some(&mut self.words),
+                self.nr,
+                final_pass,
+            )
+            .map_err(|e| dom_err("log-dirty clean", e))?;
+            // Xen's bitmap has DirtyBitmap's layout (bit g % 64 of word
+            // g / 64): OR it in a word at a time; trim drops bits past the
+            // bitmap's end.
+            for (o, &w) in out.words_mut().iter_mut().zip(&self.words) {
+                *o |= w;
+            }
+            out.trim();
+            "direct"
+        };
+        // What the route costs a round (and the final round's downtime).
+        log::info!(
+            "migrate: dirty bitmap{} by route {route} in {} us",
+            if final_pass { " (final)" } else { "" },
+            self.xen.now_ns().saturating_sub(t0) / 1000
+        );
         Ok(())
     }
 
@@ -423,7 +611,7 @@ impl XenShell {
                     let src: &[u8] = match data {
                         Some(d) => d
                             .get(at * PAGE..(at + 1) * PAGE)
-                            .ok_or(PortError { code: -23 })?,
+                            .ok_or(PortError::BadLength)?,
                         None => &zero,
                     };
                     b.write(i, 0, src)
@@ -441,7 +629,7 @@ impl XenShell {
                     .map_err(|e| dom_err("populate", e))?;
                 if done != absent.len() {
                     log::error!("migrate: populate gave {done} of {} frames", absent.len());
-                    return Err(PortError { code: -24 });
+                    return Err(PortError::ShortPopulate);
                 }
                 self.populated_here += done as u64;
                 // The second pass rewrites this chunk's present frames too:
@@ -454,7 +642,7 @@ impl XenShell {
 
 impl XenShell {
     /// The mapping window's counters.
-    pub fn map_stats(&self) -> crate::xen::foreign::MapStats {
+    pub fn map_stats(&self) -> crate::platform::xen::foreign::MapStats {
         self.win.stats()
     }
 }
@@ -476,14 +664,14 @@ impl DestDomain for XenShell {
             domctl::populate_physmap(self.dom, &mut list).map_err(|e| dom_err("populate", e))?;
         if done != pfns.len() {
             log::error!("migrate: populate gave {done} of {} frames", pfns.len());
-            return Err(PortError { code: -24 });
+            return Err(PortError::ShortPopulate);
         }
         Ok(())
     }
 
     fn write_pages(&mut self, pfns: &[u64], data: &[u8]) -> Result<(), PortError> {
         if data.len() != pfns.len() * PAGE {
-            return Err(PortError { code: -23 });
+            return Err(PortError::BadLength);
         }
         progress(
             &mut self.written,
@@ -500,6 +688,18 @@ impl DestDomain for XenShell {
 
     fn zero_frames(&mut self, pfns: &[u64]) -> Result<(), PortError> {
         self.write_each(pfns, None)
+    }
+
+    fn read_pages(
+        &mut self,
+        pfns: &[u64],
+        buf: &mut [u8],
+        holes: &mut [bool],
+    ) -> Result<(), PortError> {
+        if buf.len() != pfns.len() * PAGE || holes.len() != pfns.len() {
+            return Err(PortError::BadLength);
+        }
+        read_frames(&mut self.win, self.dom, pfns, buf, holes, "shell")
     }
 
     fn hvm_param(&mut self, index: u32) -> Result<u64, PortError> {

@@ -22,20 +22,23 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use depmig_control::bitmap_route::{self, Route};
+use depmig_control::{keys, Fault, Mode, Role as ArmedRole, Verdict};
 use depmig_migrate::{
-    dest, report, source, AnyPolicy, Clock, DependencyOracle, DestConfig, Mode, NoOracle, Progress,
-    RoundStats, SourceConfig, SourceDomain, State, Transport, TransportError,
+    codec, dest, engine_mode, report, source, AnyPolicy, Clock, Codec, DependencyOracle,
+    DestConfig, NoOracle, PageTally, Progress, RoundStats, SourceConfig, SourceDomain, State,
+    Transport, TransportError,
 };
 use depmig_tcplink::{Link, LinkConfig, Role};
 use smoltcp::time::Duration;
 
-use crate::console::println;
-use crate::fail::End;
 use crate::net::{self, XenEnv};
-use crate::xen::xenstore::Xenstore;
-use crate::xen::{domctl, Xen};
+use crate::platform::console::println;
+use crate::platform::fail::End;
+use crate::platform::xen::xenstore::Xenstore;
+use crate::platform::xen::{domctl, Xen};
 
-use control::{publish, Armed, RoleKind};
+use control::{publish, Armed};
 use domain::{XenShell, XenSource};
 
 /// Pages of the foreign-mapping window (4 MiB).
@@ -74,11 +77,21 @@ impl Progress for Publisher<'_> {
             f.set(true);
         }
         println!("depmig-migrate: state {}", state.as_str());
-        publish(&mut self.xs.borrow_mut(), "state", state.as_str());
+        publish(&mut self.xs.borrow_mut(), keys::STATE, state.as_str());
     }
     fn round(&mut self, _stats: &RoundStats, line: &str) {
         println!("depmig-migrate: {line}");
-        publish(&mut self.xs.borrow_mut(), "round", line);
+        publish(&mut self.xs.borrow_mut(), keys::ROUND, line);
+    }
+    fn refusing(&mut self, error: &dyn core::fmt::Debug) {
+        // Console only: the result key carries the verdict once the
+        // destination has cleaned up.
+        println!("depmig-migrate: refusing the stream: {error:?}");
+    }
+    fn fault_injected(&mut self, pfn: u64) {
+        println!(
+            "depmig-migrate: test fault corrupt-page: changed frame {pfn:#x} after the stream"
+        );
     }
 }
 
@@ -144,7 +157,7 @@ impl Transport for TimedLink<'_, VifLink> {
         self.timed(|l| Transport::send(l, data))
     }
     fn flush(&mut self) -> Result<(), TransportError> {
-        self.timed(|l| Transport::flush(l))
+        self.timed(Transport::flush)
     }
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
         self.timed(|l| Transport::recv(l, buf))
@@ -158,7 +171,7 @@ impl Transport for TimedLink<'_, VifLink> {
 /// wall clock and the role, mixed (it needs to be fresh, not secret).
 fn nonce(xen: &Xen, role: u8) -> [u8; 16] {
     let mut s = xen.now_ns()
-        ^ crate::arch::cpu::rdtsc().rotate_left(17)
+        ^ crate::platform::arch::cpu::rdtsc().rotate_left(17)
         ^ xen.shared.boot_wallclock_ns().unwrap_or(0).rotate_left(41)
         ^ u64::from(role) << 56;
     let mut out = [0u8; 16];
@@ -174,13 +187,13 @@ fn nonce(xen: &Xen, role: u8) -> [u8; 16] {
 }
 
 fn finish(xs: Option<&RefCell<Xenstore>>, pass: bool, text: &str) -> End {
-    let line = format!("{} {text}", if pass { "PASS" } else { "FAIL" });
+    let line = if pass { Verdict::Pass } else { Verdict::Fail }.line(text);
     if let Some(xs) = xs {
         let mut xs = xs.borrow_mut();
         if !pass {
-            publish(&mut xs, "state", State::Failed.as_str());
+            publish(&mut xs, keys::STATE, State::Failed.as_str());
         }
-        publish(&mut xs, "result", &line);
+        publish(&mut xs, keys::RESULT, &line);
     }
     println!("depmig-migrate: {line}");
     if pass {
@@ -195,7 +208,7 @@ fn finish(xs: Option<&RefCell<Xenstore>>, pass: bool, text: &str) -> End {
 fn publish_report(xs: &RefCell<Xenstore>, json: &str) {
     let mut xs = xs.borrow_mut();
     if json.len() <= XS_VALUE_MAX {
-        publish(&mut xs, "report", json);
+        publish(&mut xs, keys::REPORT, json);
         return;
     }
     let mut parts = 0usize;
@@ -206,11 +219,11 @@ fn publish_report(xs: &RefCell<Xenstore>, json: &str) {
             cut -= 1;
         }
         let (head, tail) = rest.split_at(cut);
-        publish(&mut xs, &format!("report-part/{parts}"), head);
+        publish(&mut xs, &keys::report_part(parts), head);
         parts += 1;
         rest = tail;
     }
-    publish(&mut xs, "report-parts", &format!("{parts}"));
+    publish(&mut xs, keys::REPORT_PARTS, &format!("{parts}"));
 }
 
 /// Runs the `migrate` mode.
@@ -219,7 +232,7 @@ pub fn run(xen: &'static Xen) -> End {
         Ok(x) => RefCell::new(x),
         Err(e) => return finish(None, false, &format!("xenstore: {e:?}")),
     };
-    publish(&mut xs.borrow_mut(), "state", State::Waiting.as_str());
+    publish(&mut xs.borrow_mut(), keys::STATE, State::Waiting.as_str());
     let armed = match control::wait_armed(xen, &mut xs.borrow_mut()) {
         Ok(a) => a,
         Err(e) => return finish(Some(&xs), false, &format!("configuration: {e}")),
@@ -232,9 +245,9 @@ pub fn run(xen: &'static Xen) -> End {
         armed.policy
     );
     match armed.role {
-        RoleKind::Source => run_source(xen, &xs, &armed),
-        RoleKind::Destination => run_destination(xen, &xs, &armed),
-        RoleKind::Resume => run_resume(xen, &xs, &armed),
+        ArmedRole::Source => run_source(xen, &xs, &armed),
+        ArmedRole::Destination => run_destination(xen, &xs, &armed),
+        ArmedRole::Resume => run_resume(xen, &xs, &armed),
     }
 }
 
@@ -248,21 +261,38 @@ fn link_config(armed: &Armed, mac: [u8; 6]) -> LinkConfig {
 }
 
 fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
-    // Stock Xen 4.17 stops the host when it copies a dirty bitmap to a PVH
-    // domain; the rig's Xen carries the fix (qemu-tests/xen/patches/0002)
-    // and says so in its extra version.
-    if !xen.extra.contains("-depmig") {
-        return finish(
-            Some(xs),
-            false,
-            &format!(
-                "Xen {}.{}{} cannot hand log-dirty bitmaps to a PVH domain safely \
-                 (needs depmig's patch 0002)",
-                xen.version.major, xen.version.minor, xen.extra
-            ),
-        );
+    // Stock Xen stops the host when it copies a dirty bitmap to a PVH
+    // domain (depmig_control::bitmap_route): we fetch it ourselves only where
+    // the hypervisor says in its extra version that it carries the fix;
+    // otherwise dom0 fetches it into our buffer, and `direct` is refused
+    // before the guest is touched.
+    let route = match armed
+        .bitmap_route
+        .resolve(bitmap_route::hypervisor_has_fix(&xen.extra))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return finish(
+                Some(xs),
+                false,
+                &format!(
+                    "{e} (Xen {}.{}{})",
+                    xen.version.major, xen.version.minor, xen.extra
+                ),
+            )
+        }
+    };
+    log::info!(
+        "migrate: dirty bitmaps by route {} (armed {}, Xen {}.{}{})",
+        route.as_str(),
+        armed.bitmap_route.as_str(),
+        xen.version.major,
+        xen.version.minor,
+        xen.extra
+    );
+    if route == Route::Direct {
+        domctl::allow_bitmap_copy(true);
     }
-    domctl::allow_bitmap_copy(true);
     // Check the guest before touching the network.
     match domctl::getdomaininfo(xen, armed.guest) {
         Ok(i) if i.shutdown_reason().is_some() => {
@@ -283,7 +313,13 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
     } else {
         match oracle_memory(xen, xs, armed.guest) {
             Ok(m) => Some(m),
-            Err(e) => return finish(Some(xs), false, &format!("mode {}: {e}", armed.mode.name())),
+            Err(e) => {
+                return finish(
+                    Some(xs),
+                    false,
+                    &format!("mode {}: {e}", armed.mode.as_str()),
+                )
+            }
         }
     };
     let final_round = Cell::new(false);
@@ -311,7 +347,7 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
             )
         }
     };
-    let mut dom = match XenSource::new(xen, xs, armed.guest, WINDOW_PAGES) {
+    let mut dom = match XenSource::new(xen, xs, armed.guest, WINDOW_PAGES, route) {
         Ok(d) => d,
         Err(e) => {
             link.abort();
@@ -346,21 +382,29 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
     let cfg = SourceConfig {
         key: &armed.key,
         nonce: nonce(xen, 1),
-        mode: armed.mode,
+        mode: engine_mode(armed.mode),
         xen_major: u32::from(xen.version.major),
         xen_minor: u32::from(xen.version.minor),
         record_pages: source::RECORD_PAGES,
+        verify: armed.verify.is_on(),
+        compress: codec(armed.compress),
     };
-    let fault = control::read_opt(xs, "fault");
-    let corrupt_final = match fault.as_str() {
-        "" => false,
-        "corrupt-final" => {
-            log::warn!("migrate: test fault corrupt-final armed by dom0");
+    let fault = control::read_opt(xs, keys::FAULT);
+    let corrupt_final = match Fault::parse(&fault) {
+        Ok(Fault::CorruptFinal) => {
+            log::warn!(
+                "migrate: test fault {} armed by dom0",
+                Fault::CorruptFinal.as_str()
+            );
             true
         }
-        other => {
+        _ if fault.is_empty() => false,
+        // The faults dom0 injects itself or arms the destination with
+        // (`Fault::injected_by`) are never ours: unknown here, as any
+        // other text.
+        _ => {
             link.abort();
-            return finish(Some(xs), false, &format!("unknown test fault {other:?}"));
+            return finish(Some(xs), false, &format!("unknown test fault {fault:?}"));
         }
     };
     let mut transport = TimedLink {
@@ -392,9 +436,9 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         log::info!("migrate: oracle: {}", o.summary());
     }
     drop(agent_oracle);
-    let workload = control::read_opt(xs, "workload");
-    let scenario = control::read_opt(xs, "scenario");
-    let link_rate = control::read_opt(xs, "link-rate")
+    let workload = control::read_opt(xs, keys::WORKLOAD);
+    let scenario = control::read_opt(xs, keys::SCENARIO);
+    let link_rate = control::read_opt(xs, keys::LINK_RATE)
         .parse::<u64>()
         .unwrap_or(0);
     let meta = |result: &'static str| report::ReportMeta {
@@ -411,6 +455,9 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
             // the destination already (it runs the guest's copy once we
             // published `committed`), and then the close waits it out.
             let s = &out.stats;
+            log_codec("sent", s.codec, &s.page_tally, s.page_record_bytes(), {
+                s.round_raw_bytes.iter().sum()
+            });
             publish_report(xs, &report::build(s, &meta("committed")));
             let pages: u64 = s.rounds.iter().map(|r| r.sent).sum();
             let summary = format!(
@@ -432,13 +479,25 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
             publish_report(xs, &report::build(&f.stats, &meta("failed")));
             let guest = match (f.resume_called, f.resumed, f.resume_error) {
                 (false, ..) => String::from("guest never suspended"),
-                (true, _, Some(e)) => format!("guest NOT resumed (code {})", e.code),
+                (true, _, Some(e)) => format!("guest NOT resumed ({e})"),
                 (true, true, None) => String::from("guest resumed"),
                 (true, false, None) => String::from("guest was not suspended, nothing to resume"),
             };
             finish(Some(xs), false, &format!("{:?}; {guest}", f.error))
         }
     }
+}
+
+/// Logs the page codec that ran and what it saved: page record bytes on
+/// the wire against what Xen's PAGE_DATA would have taken.
+fn log_codec(what: &str, c: Codec, t: &PageTally, wire: u64, raw: u64) {
+    log::info!(
+        "migrate: pages {what} {}: {} lz4, {} raw, {} zero; page records {wire} bytes of {raw} uncompressed",
+        c.as_str(),
+        t.lz4,
+        t.raw,
+        t.zero
+    );
 }
 
 /// The guest's memory for the oracle and the agent's checked publication,
@@ -448,7 +507,7 @@ fn oracle_memory(
     xs: &RefCell<Xenstore>,
     guest: u16,
 ) -> Result<(oracle::GuestPhys, oracle::Publication), String> {
-    let nr = domain::nr_pfns_of(guest).map_err(|e| format!("guest size (code {})", e.code))?;
+    let nr = domain::nr_pfns_of(guest).map_err(|e| format!("guest size: {e}"))?;
     let mem =
         oracle::guest_phys(xen, guest, nr).map_err(|e| format!("oracle mapping window: {e}"))?;
     let publication =
@@ -500,7 +559,7 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
     let env = XenEnv::new(xen, vif.port);
     publish(
         &mut xs.borrow_mut(),
-        "listening",
+        keys::LISTENING,
         &format!("{}", armed.port),
     );
     println!("depmig-migrate: listening on port {}", armed.port);
@@ -517,7 +576,35 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
         xs,
         final_round: None,
     };
-    let cfg = DestConfig::new(&armed.key, nonce(xen, 2));
+    let mut cfg = DestConfig {
+        accept: codec(armed.compress),
+        ..DestConfig::new(&armed.key, nonce(xen, 2))
+    };
+    cfg.verify = armed.verify.is_on();
+    let fault = control::read_opt(xs, keys::FAULT);
+    match Fault::parse(&fault) {
+        // Without verification the damage would reach the guest.
+        Ok(Fault::CorruptPage) if cfg.verify => {
+            log::warn!(
+                "migrate: test fault {} armed by dom0",
+                Fault::CorruptPage.as_str()
+            );
+            cfg.corrupt_page = true;
+        }
+        Ok(Fault::CorruptPage) => {
+            link.abort();
+            return finish(
+                Some(xs),
+                false,
+                "test fault corrupt-page needs verify=on: refused",
+            );
+        }
+        _ if fault.is_empty() => {}
+        _ => {
+            link.abort();
+            return finish(Some(xs), false, &format!("unknown test fault {fault:?}"));
+        }
+    }
     let never = Cell::new(false);
     let mut transport = TimedLink {
         inner: &mut link,
@@ -525,7 +612,13 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
         corrupt_final: false,
         final_round: &never,
     };
-    let r = dest::run(&mut shell, &mut transport, &mut progress, &cfg);
+    let r = dest::run(
+        &mut shell,
+        &mut transport,
+        &XenClock(xen),
+        &mut progress,
+        &cfg,
+    );
     let m = shell.map_stats();
     log::info!(
         "migrate: mapped {} shell frames in {} batches ({} refused), map {} ms, unmap {} ms; gave RAM to {} frames",
@@ -537,6 +630,17 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
         shell.populated_here
     );
     drop(shell);
+    if let Ok(s) = &r {
+        let t = &s.page_tally;
+        log::info!(
+            "migrate: pages came {}: {} lz4, {} raw, {} zero, {} payload bytes",
+            s.codec.as_str(),
+            t.lz4,
+            t.raw,
+            t.zero,
+            t.payload_bytes
+        );
+    }
     match r {
         Ok(s) => {
             // No goodbye: the ACK is acknowledged by the source's TCP (the
@@ -544,11 +648,24 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
             // report. Stopping now lets dom0 find us stopped at the handoff
             // instead of pausing us first. (Nothing is sent: no RST.)
             drop(link);
+            let verified = match &s.verify {
+                Some(v) => format!(
+                    " verified ranges={} data={} free={} holes={} rings={} digest_ms={} ms_per_gib={}",
+                    v.ranges,
+                    v.data,
+                    v.free,
+                    v.holes,
+                    v.rings,
+                    v.digest_ns / 1_000_000,
+                    depmig_migrate::verify::ms_per_gib(v.digest_ns, v.bytes_read).unwrap_or(0)
+                ),
+                None => String::new(),
+            };
             finish(
                 Some(xs),
                 true,
                 &format!(
-                    "applied pages={} zeroed={} holes={} populated={} params={} kept={} bytes={}",
+                    "applied pages={} zeroed={} holes={} populated={} params={} kept={} bytes={}{verified}",
                     s.pages_written,
                     s.pages_zeroed,
                     s.holes,

@@ -31,9 +31,9 @@ use depmig_walker::{
 };
 use xen_abi::DomId;
 
-use crate::xen::foreign::{Access, ForeignError, ForeignWindow, MapStats};
-use crate::xen::xenstore::{Xenstore, XsClientError};
-use crate::xen::Xen;
+use crate::platform::xen::foreign::{Access, ForeignError, ForeignWindow, MapStats};
+use crate::platform::xen::xenstore::{Xenstore, XsClientError};
+use crate::platform::xen::Xen;
 
 const PAGE: usize = 4096;
 /// Pages of the oracle's own mapping window: the most frames one read-ahead
@@ -188,20 +188,6 @@ impl Publication {
     }
 }
 
-/// Codes of [`AgentControl`]'s failures in `PortError`.
-pub mod code {
-    /// The request could not be written.
-    pub const WRITE: i32 = -40;
-    /// The agent answered `error …`.
-    pub const AGENT: i32 = -41;
-    /// The agent's answer is malformed.
-    pub const MALFORMED: i32 = -42;
-    /// No answer within the timeout.
-    pub const TIMEOUT: i32 = -43;
-    /// xenstore was busy (re-entrancy; a bug).
-    pub const BUSY: i32 = -44;
-}
-
 /// The agent's freezer, through the guest's `data/depmig/request` (which
 /// dom0 lets us write) and `status` (which it lets us read).
 pub struct AgentControl<'x> {
@@ -245,10 +231,7 @@ impl<'x> AgentControl<'x> {
     /// Sends `<seq> cmd` and waits for `<seq> …` in `status`; returns the
     /// agent's answer.
     fn request(&mut self, cmd: &str) -> Result<Answer, PortError> {
-        let mut xs = self
-            .xs
-            .try_borrow_mut()
-            .map_err(|_| PortError { code: code::BUSY })?;
+        let mut xs = self.xs.try_borrow_mut().map_err(|_| PortError::Busy)?;
         let status_path = format!("{}/status", self.dir);
         let mut seq = self.next;
         // A stale status with our number would read as an answer: skip it.
@@ -265,7 +248,7 @@ impl<'x> AgentControl<'x> {
             if watching {
                 let _ = xs.unwatch(&status_path, TOKEN);
             }
-            return Err(PortError { code: code::WRITE });
+            return Err(PortError::AgentWrite);
         }
         log::info!("migrate: asked the guest agent `{line}`");
         let t0 = self.xen.now_ns();
@@ -309,9 +292,7 @@ impl<'x> AgentControl<'x> {
                     "migrate: the guest agent did not answer `{line}` within {} s",
                     self.timeout_ns / 1_000_000_000
                 );
-                Err(PortError {
-                    code: code::TIMEOUT,
-                })
+                Err(PortError::AgentSilent)
             }
         }
     }
@@ -324,10 +305,8 @@ impl GroupControl for AgentControl<'_> {
                 log::info!("migrate: the guest agent froze {groups} group(s), {procs} process(es)");
                 Ok(groups)
             }
-            Answer::Error => Err(PortError { code: code::AGENT }),
-            _ => Err(PortError {
-                code: code::MALFORMED,
-            }),
+            Answer::Error => Err(PortError::AgentRefused),
+            _ => Err(PortError::AgentMalformed),
         }
     }
 
@@ -337,10 +316,8 @@ impl GroupControl for AgentControl<'_> {
                 log::info!("migrate: the guest agent thawed {n} group(s)");
                 Ok(())
             }
-            Answer::Error => Err(PortError { code: code::AGENT }),
-            _ => Err(PortError {
-                code: code::MALFORMED,
-            }),
+            Answer::Error => Err(PortError::AgentRefused),
+            _ => Err(PortError::AgentMalformed),
         }
     }
 }

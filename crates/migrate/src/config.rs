@@ -1,79 +1,35 @@
-//! Parsing of the values dom0 writes into an appliance's control directory
-//! (`migrate/key`, `migrate/mode`, `migrate/policy`), and the policy object
-//! a name stands for.
+//! What the contract's names stand for in the engine: the policy object a
+//! `migrate/policy` value names, the engine's mode for a `migrate/mode`
+//! value and the stream's page codec for a `migrate/compress` value. The names themselves, and their parsing, are the contract's
+//! (`depmig_control`).
 
+use depmig_control::{Compress, Mode as ArmedMode};
 use depmig_precopy::{Adaptive, Decision, Mode, Policy, PolicyInput, Xen33, Xen4x};
+use depmig_stream::Codec;
 
-/// Length of the shared key in bytes (64 hex digits).
-pub const KEY_LEN: usize = 32;
-
-/// Why a control value was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The key is not exactly 64 hex digits.
-    BadKey,
-    /// The mode is not `baseline` or `dependency-aware`.
-    BadMode,
-    /// The policy is not `xen-3.3`, `xen-4` or `adaptive`.
-    BadPolicy,
-}
-
-/// Parses `migrate/key`: 64 hex digits (surrounding whitespace ignored).
-pub fn parse_key(s: &str) -> Result<[u8; KEY_LEN], ConfigError> {
-    let s = s.trim().as_bytes();
-    if s.len() != KEY_LEN * 2 {
-        return Err(ConfigError::BadKey);
-    }
-    let mut key = [0u8; KEY_LEN];
-    for (k, pair) in key.iter_mut().zip(s.chunks_exact(2)) {
-        let hi = hex(pair.first().copied()).ok_or(ConfigError::BadKey)?;
-        let lo = hex(pair.get(1).copied()).ok_or(ConfigError::BadKey)?;
-        *k = (hi << 4) | lo;
-    }
-    Ok(key)
-}
-
-fn hex(c: Option<u8>) -> Option<u8> {
-    match c? {
-        c @ b'0'..=b'9' => Some(c - b'0'),
-        c @ b'a'..=b'f' => Some(c - b'a' + 10),
-        c @ b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Parses `migrate/mode`; empty means the default, `baseline`. Only the
-/// sound modes an appliance may run are accepted.
-pub fn parse_mode(s: &str) -> Result<Mode, ConfigError> {
-    match s.trim() {
-        "" | "baseline" => Ok(Mode::Baseline),
-        "dependency-aware" => Ok(Mode::DependencyAware),
-        "paper-analysis" => Ok(Mode::PaperAnalysis),
-        _ => Err(ConfigError::BadMode),
-    }
-}
-
-/// The stop policies an appliance can be armed with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PolicyKind {
-    /// Xen 3.3's rule (30 rounds, 3x memory, 50 pages).
-    Xen33,
-    /// Xen 4.x's rule (5 live rounds, 50 pages); the default.
-    Xen4,
-    /// Bandwidth-driven, aiming at [`ADAPTIVE_DOWNTIME_TARGET_NS`].
-    Adaptive,
-}
+/// The stop policies an appliance can be armed with: the contract's
+/// [`depmig_control::Policy`].
+pub use depmig_control::Policy as PolicyKind;
 
 /// Downtime target of the adaptive policy when chosen by name.
 pub const ADAPTIVE_DOWNTIME_TARGET_NS: u64 = 300_000_000;
 
-/// Parses `migrate/policy`; empty means the default, `xen-4`.
-pub fn parse_policy(s: &str) -> Result<PolicyKind, ConfigError> {
-    match s.trim() {
-        "" | "xen-4" | "xen-4.x" => Ok(PolicyKind::Xen4),
-        "xen-3.3" => Ok(PolicyKind::Xen33),
-        "adaptive" => Ok(PolicyKind::Adaptive),
-        _ => Err(ConfigError::BadPolicy),
+/// The engine's mode for a mode an appliance is armed with (the engine has
+/// one more, unsound, that no appliance runs).
+pub fn engine_mode(mode: ArmedMode) -> Mode {
+    match mode {
+        ArmedMode::Baseline => Mode::Baseline,
+        ArmedMode::DependencyAware => Mode::DependencyAware,
+        ArmedMode::PaperAnalysis => Mode::PaperAnalysis,
+    }
+}
+
+/// The stream's page codec for the one an appliance is armed with: the
+/// source offers it, the destination accepts it.
+pub fn codec(compress: Compress) -> Codec {
+    match compress {
+        Compress::None => Codec::Raw,
+        Compress::Lz4 => Codec::Lz4,
     }
 }
 
@@ -121,21 +77,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn control_values() {
-        let k = parse_key(&"0f".repeat(32)).unwrap();
-        assert_eq!(k, [0x0f; 32]);
-        assert_eq!(parse_key(&"0F".repeat(32)), Ok([0x0f; 32]));
-        assert_eq!(parse_key(&"0f".repeat(31)), Err(ConfigError::BadKey));
-        assert_eq!(parse_key(&"0g".repeat(32)), Err(ConfigError::BadKey));
-        assert_eq!(parse_mode(""), Ok(Mode::Baseline));
-        assert_eq!(parse_mode("dependency-aware"), Ok(Mode::DependencyAware));
-        assert_eq!(
-            parse_mode("paper-literal-UNSOUND"),
-            Err(ConfigError::BadMode)
-        );
-        assert_eq!(parse_policy(""), Ok(PolicyKind::Xen4));
-        assert_eq!(parse_policy("xen-3.3"), Ok(PolicyKind::Xen33));
-        assert_eq!(parse_policy("fast"), Err(ConfigError::BadPolicy));
+    fn policies_by_name() {
         assert_eq!(AnyPolicy::new(PolicyKind::Adaptive).name(), "adaptive");
+        assert_eq!(AnyPolicy::new(PolicyKind::Xen33).name(), "xen-3.3");
+        // Reports name Xen 4.x's rule so, and the key takes that name too.
+        let xen4 = AnyPolicy::new(PolicyKind::Xen4).name();
+        assert_eq!(xen4, PolicyKind::XEN4_REPORT_NAME);
+        assert_eq!(PolicyKind::from_key(xen4), Ok(PolicyKind::Xen4));
+    }
+
+    #[test]
+    fn armed_codecs_keep_their_names_in_the_stream() {
+        for c in Compress::ALL {
+            assert_eq!(codec(c).as_str(), c.as_str());
+        }
+    }
+
+    #[test]
+    fn armed_modes_keep_their_names_in_the_engine() {
+        for m in ArmedMode::ALL {
+            let e = engine_mode(m);
+            assert_eq!(e.name(), m.as_str());
+            assert!(e.is_sound());
+        }
     }
 }

@@ -21,6 +21,11 @@
 //! xenstored waiting for the rest and the resumed guest's first request,
 //! and so its resume, hanging.)
 //!
+//! With verification on (`DestConfig::verify`, agreed in the hellos), the
+//! shell's pages are compared with the guest's after the CPU state was
+//! applied and before the ACK ([`crate::verify`]); any difference is
+//! refused with `NAK VER`.
+//!
 //! Page types: normal pages are written; XALLOC entries (free in the guest
 //! at the copy round, depmig's dependency-aware mode) are populated and
 //! zeroed; XTAB entries (holes) are skipped. BROKEN and the PV page-table
@@ -31,17 +36,19 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use depmig_precopy::{DirtyBitmap, PortError};
+use depmig_precopy::{Clock, DirtyBitmap, PortError};
 use depmig_stream::handshake::MIN_KEY_LEN;
 use depmig_stream::{
-    key_confirmation, rec, DecodeError, Event, HandshakeError, Hello, HvmParam, Limits, PageType,
-    PfnEntry, Receiver, Record, Role, RxError, RxEvent, TscInfo, MAX_BATCH, PAGE_SIZE,
+    key_confirmation, rec, Caps, Codec, DecodeError, Event, HandshakeError, Hello, HvmParam,
+    Limits, PageTally, PageType, PfnEntry, Receiver, Record, Role, RxError, RxEvent, TscInfo,
+    MAX_BATCH, PAGE_SIZE,
 };
 use xen_abi::hvm::{HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_PFN};
 
 use crate::params::{disposition, Disposition};
 use crate::ports::{DestDomain, Progress, State, Transport, TransportError};
 use crate::reply::{nak, NakCode, ACK};
+use crate::verify::{self, Buffered, Channel, Class, DestView, VerifyError, VerifyStats};
 
 /// How the destination runs.
 #[derive(Clone, Copy, Debug)]
@@ -61,10 +68,20 @@ pub struct DestConfig<'a> {
     pub write_batch: usize,
     /// Size of the receive buffer.
     pub recv_buffer: usize,
+    /// Compare the shell's pages with the guest's before acknowledging
+    /// (`--verify`); the source must be armed alike.
+    pub verify: bool,
+    /// Test fault `corrupt-page`: flip one bit of one page the stream
+    /// filled, after applying and before comparing (with `verify` only).
+    pub corrupt_page: bool,
+    /// The page codec accepted when the source offers it
+    /// ([`DestStats::codec`] says which ran).
+    pub accept: Codec,
 }
 
 impl<'a> DestConfig<'a> {
-    /// Defaults: 1 MiB records, 64-page write batches, 64 KiB reads.
+    /// Defaults: 1 MiB records, 64-page write batches, 64 KiB reads,
+    /// pages raw (Xen's PAGE_DATA) whatever the source offers.
     pub fn new(key: &'a [u8], nonce: [u8; 16]) -> Self {
         DestConfig {
             key,
@@ -72,6 +89,9 @@ impl<'a> DestConfig<'a> {
             max_record_body: 1 << 20,
             write_batch: 64,
             recv_buffer: 64 << 10,
+            verify: false,
+            corrupt_page: false,
+            accept: Codec::Raw,
         }
     }
 }
@@ -134,6 +154,17 @@ pub enum DestError {
     },
     /// A shell operation failed.
     Domain(DestOp, PortError),
+    /// Page verification could not be carried out.
+    Verify(VerifyError),
+    /// Page verification found the shell's pages differ from the guest's.
+    PagesDiffer {
+        /// Ranges whose digests differed.
+        ranges: u64,
+        /// Frames found different in the ranges compared frame by frame.
+        frames: u64,
+        /// The lowest of them.
+        first: Option<u64>,
+    },
 }
 
 impl DestError {
@@ -160,6 +191,20 @@ impl DestError {
                 _,
             ) => NakCode::Memory,
             DestError::Domain(_, _) => NakCode::Apply,
+            DestError::PagesDiffer { .. } => NakCode::Verify,
+            DestError::Verify(v) => match v {
+                VerifyError::BadTag => NakCode::Auth,
+                VerifyError::BadMagic
+                | VerifyError::UnexpectedKind(_)
+                | VerifyError::TooLong(_)
+                | VerifyError::Malformed
+                | VerifyError::SizeMismatch { .. } => NakCode::Decode,
+                VerifyError::Read(_) | VerifyError::Write(_) => NakCode::Memory,
+                VerifyError::Transport(_)
+                | VerifyError::Skipped
+                | VerifyError::Oracle(_)
+                | VerifyError::Key => NakCode::Internal,
+            },
             DestError::ShortKey
             | DestError::EmptyShell
             | DestError::Transport(_)
@@ -194,6 +239,14 @@ pub struct DestStats {
     pub params_kept: u32,
     /// CPUID/MSR policy and optional records accepted and not applied.
     pub records_ignored: u32,
+    /// Page verification's figures, when it ran to its verdict.
+    pub verify: Option<VerifyStats>,
+    /// The frame the `corrupt-page` test fault changed.
+    pub corrupted: Option<u64>,
+    /// The page codec agreed with the source.
+    pub codec: Codec,
+    /// How the pages came with [`Codec::Lz4`] (all zero otherwise).
+    pub page_tally: PageTally,
 }
 
 /// Applies stream events to the shell.
@@ -212,6 +265,8 @@ struct Applier<'a, D> {
     params: Option<Vec<HvmParam>>,
     context: Option<Vec<u8>>,
     stats: DestStats,
+    /// The stream's last entry per frame, kept for verification only.
+    view: Option<DestView>,
 }
 
 impl<D: DestDomain> Applier<'_, D> {
@@ -279,6 +334,14 @@ impl<D: DestDomain> Applier<'_, D> {
             return Err(DestError::PfnOutOfRange(entry.pfn));
         }
         let ring = entry.pfn != 0 && self.rings.contains(&entry.pfn);
+        if let Some(v) = self.view.as_mut() {
+            match entry.kind {
+                PageType::Normal => v.note(entry.pfn, Class::Data),
+                PageType::XAlloc => v.note(entry.pfn, Class::Free),
+                PageType::XTab => v.note(entry.pfn, Class::Hole),
+                _ => {}
+            }
+        }
         match entry.kind {
             PageType::Normal | PageType::XAlloc if ring => self.stats.ring_pages_kept += 1,
             PageType::Normal => {
@@ -404,17 +467,18 @@ enum Which {
 }
 
 /// Runs the destination role on an accepted connection into the paused
-/// shell `domain`. Returns once everything was applied and the ACK sent,
+/// shell `domain` (`clock` times page verification). Returns once everything was applied and the ACK sent,
 /// or with the first error (a NAK was sent if the handshake got that far).
 /// The shell is never unpaused here.
 pub fn run<D: DestDomain, T: Transport>(
     domain: &mut D,
     transport: &mut T,
+    clock: &dyn Clock,
     progress: &mut dyn Progress,
     cfg: &DestConfig<'_>,
 ) -> Result<DestStats, DestError> {
     let mut hello_sent = false;
-    let r = receive(domain, transport, progress, cfg, &mut hello_sent);
+    let r = receive(domain, transport, clock, progress, cfg, &mut hello_sent);
     match r {
         Ok(stats) => {
             let sent = transport.send(&ACK).and_then(|()| transport.flush());
@@ -431,6 +495,7 @@ pub fn run<D: DestDomain, T: Transport>(
         }
         Err(e) => {
             if hello_sent {
+                progress.refusing(&e);
                 // Best effort: the source may be gone already.
                 let _ = transport
                     .send(&nak(e.nak_code()))
@@ -445,6 +510,7 @@ pub fn run<D: DestDomain, T: Transport>(
 fn receive<D: DestDomain, T: Transport>(
     domain: &mut D,
     transport: &mut T,
+    clock: &dyn Clock,
     progress: &mut dyn Progress,
     cfg: &DestConfig<'_>,
     hello_sent: &mut bool,
@@ -459,6 +525,8 @@ fn receive<D: DestDomain, T: Transport>(
     let mine = Hello {
         role: Role::Destination,
         nonce: cfg.nonce,
+        verify: cfg.verify,
+        caps: Caps::for_codec(cfg.accept),
     };
     let limits = Limits {
         max_record_body: cfg.max_record_body,
@@ -495,7 +563,10 @@ fn receive<D: DestDomain, T: Transport>(
             nr_pfns: nr,
             ..DestStats::default()
         },
+        view: cfg.verify.then(|| DestView::new(nr, rings)),
     };
+    let mut peer_hello = None;
+    let mut after_trailer = Vec::new();
     let mut buf = vec![0u8; cfg.recv_buffer.max(64)];
     loop {
         let n = transport.recv(&mut buf).map_err(DestError::Transport)?;
@@ -513,14 +584,25 @@ fn receive<D: DestDomain, T: Transport>(
             };
             match ev {
                 RxEvent::PeerHello(peer) => {
-                    let confirm = key_confirmation(cfg.key, &peer, &mine)
+                    // What the receiver keyed its transcript with: our
+                    // capabilities narrowed to the source's offer.
+                    let answer = mine.answer(&peer);
+                    let confirm = key_confirmation(cfg.key, &peer, &answer)
                         .map_err(|e| DestError::Stream(RxError::Handshake(e)))?;
                     transport
-                        .send(&mine.to_bytes())
+                        .send(&answer.to_bytes())
                         .and_then(|()| transport.send(&confirm))
                         .and_then(|()| transport.flush())
                         .map_err(DestError::Transport)?;
                     *hello_sent = true;
+                    // Refused after our hello went out, so that the source
+                    // hears why (it checks the flags too).
+                    if peer.verify != cfg.verify {
+                        return Err(DestError::Stream(RxError::Handshake(
+                            HandshakeError::VerifyMismatch,
+                        )));
+                    }
+                    peer_hello = Some((peer, answer));
                     progress.state(State::Receiving);
                 }
                 RxEvent::Stream(ev) => ap.event(ev)?,
@@ -529,12 +611,46 @@ fn receive<D: DestDomain, T: Transport>(
         }
         if authentic {
             if !input.is_empty() {
-                return Err(DestError::TrailingBytes);
+                // With verification the source's digests follow at once.
+                if !cfg.verify {
+                    return Err(DestError::TrailingBytes);
+                }
+                after_trailer.extend_from_slice(input);
             }
             break;
         }
     }
+    ap.stats.codec = rx.codec();
+    ap.stats.page_tally = rx.decoder().tally();
     progress.state(State::Applying);
     ap.apply()?;
+    if let (Some(view), Some((peer, answer))) = (ap.view.take(), peer_hello) {
+        if cfg.corrupt_page {
+            let pfn = view
+                .fault_frame()
+                .ok_or(DestError::Verify(VerifyError::Malformed))?;
+            verify::corrupt_page(ap.dom, pfn).map_err(DestError::Verify)?;
+            ap.stats.corrupted = Some(pfn);
+            progress.fault_injected(pfn);
+        }
+        // The hellos as sent: the source's and our answer to it.
+        let mut chan = Channel::new(cfg.key, peer, answer);
+        let mut io = Buffered {
+            t: transport,
+            left: after_trailer,
+            at: 0,
+        };
+        let out = verify::destination(ap.dom, &mut io, &mut chan, &view, clock)
+            .map_err(DestError::Verify)?;
+        let v = out.stats;
+        if v.mismatched_ranges > 0 {
+            return Err(DestError::PagesDiffer {
+                ranges: v.mismatched_ranges,
+                frames: v.mismatched_frames,
+                first: v.listed.first().copied(),
+            });
+        }
+        ap.stats.verify = Some(v);
+    }
     Ok(ap.stats)
 }

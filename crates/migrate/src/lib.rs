@@ -19,20 +19,22 @@ pub mod ports;
 pub mod reply;
 pub mod report;
 pub mod source;
+pub mod verify;
 
 #[cfg(feature = "tcplink")]
 pub mod link;
 
-pub use config::{parse_key, parse_mode, parse_policy, AnyPolicy, ConfigError, PolicyKind};
+pub use config::{codec, engine_mode, AnyPolicy, PolicyKind};
 pub use dest::{DestConfig, DestError, DestOp, DestStats};
 pub use ports::{DestDomain, NoProgress, Progress, SourceDomain, State, Transport, TransportError};
 pub use reply::{NakCode, Reply};
 pub use source::{
     SourceConfig, SourceError, SourceFailure, SourceOp, SourceOutcome, SourceStats, RECORD_PAGES,
 };
+pub use verify::{VerifyError, VerifyStats};
 
 pub use depmig_precopy::{
     CensusCounts, Clock, DependencyOracle, DirtyBitmap, Mode, NoOracle, Policy, PortError,
     RoundStats,
 };
-pub use depmig_stream::{HvmParam, TscInfo};
+pub use depmig_stream::{Codec, HvmParam, PageTally, TscInfo};

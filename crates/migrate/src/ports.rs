@@ -3,9 +3,9 @@
 //! implements these with hypercalls, xenstore and its TCP link; the tests
 //! implement them in memory.
 //!
-//! Domain operations fail with precopy's [`PortError`] (an
-//! implementation-defined code such as a Xen errno); the roles wrap it with
-//! the operation that failed, so the log says which hypercall broke.
+//! Domain operations fail with precopy's [`PortError`] (a Xen errno, or a
+//! named condition such as a timeout); the roles wrap it with the operation
+//! that failed, so the log says which hypercall broke.
 
 use alloc::vec::Vec;
 
@@ -114,6 +114,17 @@ pub trait DestDomain {
     /// guest at the copy round, and the xenstore and console rings.
     fn zero_frames(&mut self, pfns: &[u64]) -> Result<(), PortError>;
 
+    /// Reads the shell's frames `pfns` into `buf` as
+    /// [`SourceDomain::read_pages`] reads the guest's (a frame the shell
+    /// lacks sets `holes[i]`). Asked only with verification on, after the
+    /// stream was applied.
+    fn read_pages(
+        &mut self,
+        pfns: &[u64],
+        buf: &mut [u8],
+        holes: &mut [bool],
+    ) -> Result<(), PortError>;
+
     /// Reads one of the shell's HVM parameters (`HVMOP_get_param`); asked
     /// for `HVM_PARAM_STORE_PFN` and `HVM_PARAM_CONSOLE_PFN`.
     fn hvm_param(&mut self, index: u32) -> Result<u64, PortError>;
@@ -172,58 +183,26 @@ pub trait Transport {
     }
 }
 
-/// A role's state as published under `migrate/state`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Armed, waiting for dom0's go (published by the appliance itself).
-    Waiting,
-    /// Source: connecting and exchanging hellos.
-    Connecting,
-    /// Source: pre-copy rounds with the guest running.
-    Streaming,
-    /// Source: the guest is being suspended.
-    Suspending,
-    /// Source: the guest is suspended; last pages, CPU state, waiting for the ACK.
-    Final,
-    /// Source: the destination acknowledged; the guest stays suspended.
-    Committed,
-    /// Destination: the source's hello arrived; pages are being applied.
-    Receiving,
-    /// Destination: the stream is authentic; TSC, parameters and context
-    /// are being applied.
-    Applying,
-    /// Destination: everything applied and acknowledged.
-    Applied,
-    /// Either role gave up.
-    Failed,
-}
-
-impl State {
-    /// The name written to xenstore and the console.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Waiting => "waiting",
-            State::Connecting => "connecting",
-            State::Streaming => "streaming",
-            State::Suspending => "suspending",
-            State::Final => "final",
-            State::Committed => "committed",
-            State::Receiving => "receiving",
-            State::Applying => "applying",
-            State::Applied => "applied",
-            State::Failed => "failed",
-        }
-    }
-}
+/// A role's state as published under `migrate/state`: the contract's.
+pub use depmig_control::State;
 
 /// Where a role reports progress (xenstore `migrate/state`,
 /// `migrate/round`, the console). Calls must be cheap; they cannot fail.
 pub trait Progress {
     /// The role entered `state`.
     fn state(&mut self, state: State);
-    /// A pre-copy round ended (source only); `line` is
+    /// A pre-copy round ended (source only); `line` is its
+    /// [`depmig_control::Round`] text,
     /// `round=N dirty=D sent=S skipped_free=F bytes=B ms=T`.
     fn round(&mut self, stats: &depmig_precopy::RoundStats, line: &str);
+    /// The destination refuses the stream for `error` (its
+    /// [`DestError`](crate::dest::DestError); called before the NAK goes
+    /// out: once the source has the NAK, dom0 may destroy the destination at
+    /// any moment, and the reason must be out by then).
+    fn refusing(&mut self, _error: &dyn core::fmt::Debug) {}
+    /// A test fault was injected at `pfn` (the destination's `corrupt-page`:
+    /// the frame it changed after the stream, which verification must name).
+    fn fault_injected(&mut self, _pfn: u64) {}
 }
 
 /// A progress sink that ignores everything.

@@ -32,6 +32,9 @@ pub enum NakCode {
     Apply,
     /// `INT`: the destination's own failure (configuration, transport).
     Internal,
+    /// `VER`: page verification found the shell's pages differ from the
+    /// guest's.
+    Verify,
     /// A code this version does not know.
     Other([u8; 3]),
 }
@@ -50,6 +53,7 @@ impl NakCode {
             NakCode::Memory => *b"MEM",
             NakCode::Apply => *b"APL",
             NakCode::Internal => *b"INT",
+            NakCode::Verify => *b"VER",
             NakCode::Other(b) => b,
         }
     }
@@ -67,6 +71,7 @@ impl NakCode {
             b"MEM" => NakCode::Memory,
             b"APL" => NakCode::Apply,
             b"INT" => NakCode::Internal,
+            b"VER" => NakCode::Verify,
             _ => NakCode::Other(b),
         }
     }
@@ -121,11 +126,13 @@ mod tests {
             NakCode::Memory,
             NakCode::Apply,
             NakCode::Internal,
+            NakCode::Verify,
             NakCode::Other(*b"xyz"),
         ] {
             assert_eq!(parse(nak(c)), Reply::Nak(c));
         }
         assert_eq!(&nak(NakCode::Auth), b"DMNAKAUT");
+        assert_eq!(&nak(NakCode::Verify), b"DMNAKVER");
         assert_eq!(parse(*b"DMACK\0\0\x01"), Reply::Garbage(*b"DMACK\0\0\x01"));
     }
 }

@@ -1,6 +1,6 @@
-//! The per-migration report from the source's figures, schema
-//! `depmig-migration-report/1` (documented in `qemu-tests/baseline/README.md`,
-//! the same keys as the stock baseline's report), as compact JSON.
+//! The per-migration report from the source's figures: a
+//! [`MigrationReport`] (schema [`SCHEMA`], defined with dom0's reader in
+//! `depmig_control::report`), as compact JSON.
 //!
 //! What the source cannot know is `null`: it never sees the destination
 //! run, so `resumed_unix_ms`, `downtime_xl_list_ms` and `poll_interval_ms`
@@ -9,20 +9,26 @@
 //! shell holds everything; dom0 unpauses it right after).
 //! `downtime_final_round_ms` runs from the copy round's start to the ACK.
 //! depmig's own per-round figures (dirty, dirty-and-tainted, skipped, and
-//! in paper-analysis mode whose the dirty tainted pages were) go in a
+//! in paper-analysis mode whose the dirty tainted pages were) go in the
 //! top-level `depmig` object, which the schema allows as an extra entry.
 //!
-//! Compact output matters: the appliance publishes the report through one
-//! xenstore write, whose payload Xen caps at 4096 bytes; six rounds take
-//! about 1.5 KB.
+//! Compact output matters: the appliance publishes the report through
+//! xenstore writes, whose payload xenstored caps; six rounds take about
+//! 1.5 KB.
 
 use alloc::string::String;
-use core::fmt::Write as _;
+use alloc::vec::Vec;
+
+use depmig_control::report::{
+    Census, Events, MigrationReport, RoundFigures, SourceFigures, StreamFigures, VerifyFigures,
+    PAGE_SIZE,
+};
+use depmig_precopy::{CensusCounts, RoundStats};
 
 use crate::source::SourceStats;
+use crate::verify::{ms_per_gib, VerifyStats, RANGE_FRAMES, RING_RULE};
 
-/// Schema name written into every report.
-pub const SCHEMA: &str = "depmig-migration-report/1";
+pub use depmig_control::report::SCHEMA;
 
 /// What the caller adds to the source's figures.
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,104 +48,12 @@ pub struct ReportMeta<'a> {
     pub result: &'a str,
 }
 
-/// A tiny JSON writer: objects and arrays with commas handled.
-struct J {
-    s: String,
-    first: bool,
-}
-
-impl J {
-    fn new() -> Self {
-        J {
-            s: String::new(),
-            first: true,
-        }
-    }
-    fn sep(&mut self) {
-        if !self.first {
-            self.s.push(',');
-        }
-        self.first = false;
-    }
-    fn key(&mut self, k: &str) {
-        self.sep();
-        str_lit(&mut self.s, k);
-        self.s.push(':');
-    }
-    fn open(&mut self, k: &str, c: char) {
-        self.key(k);
-        self.s.push(c);
-        self.first = true;
-    }
-    fn close(&mut self, c: char) {
-        self.s.push(c);
-        self.first = false;
-    }
-    fn u(&mut self, k: &str, v: u64) {
-        self.key(k);
-        let _ = write!(self.s, "{v}");
-    }
-    fn ou(&mut self, k: &str, v: Option<u64>) {
-        match v {
-            Some(v) => self.u(k, v),
-            None => {
-                self.key(k);
-                self.s.push_str("null");
-            }
-        }
-    }
-    fn st(&mut self, k: &str, v: &str) {
-        self.key(k);
-        str_lit(&mut self.s, v);
-    }
-    fn b(&mut self, k: &str, v: bool) {
-        self.key(k);
-        self.s.push_str(if v { "true" } else { "false" });
-    }
-    fn null(&mut self, k: &str) {
-        self.key(k);
-        self.s.push_str("null");
-    }
-    fn arr<I: IntoIterator<Item = u64>>(&mut self, k: &str, it: I) {
-        self.open(k, '[');
-        for v in it {
-            self.sep();
-            let _ = write!(self.s, "{v}");
-        }
-        self.close(']');
-    }
-    fn elem_open(&mut self) {
-        self.sep();
-        self.s.push('{');
-        self.first = true;
-    }
-}
-
-/// Appends `v` as a JSON string literal.
-fn str_lit(s: &mut String, v: &str) {
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(s, "\\u{:04x}", c as u32);
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-}
-
 fn ms(ns: u64) -> u64 {
     ns / 1_000_000
 }
 
-/// Builds the report of a migration from the source's figures.
-pub fn build(stats: &SourceStats, meta: &ReportMeta<'_>) -> String {
+/// Fills the report of a migration from the source's figures.
+pub fn report(stats: &SourceStats, meta: &ReportMeta<'_>) -> MigrationReport {
     let rounds = &stats.rounds;
     let copy_round = rounds.last().filter(|r| r.last);
     let final_start = copy_round.and_then(|_| stats.round_start_ns.last().copied());
@@ -154,116 +68,137 @@ pub fn build(stats: &SourceStats, meta: &ReportMeta<'_>) -> String {
         let off = meta.unix_offset_ns?;
         Some(ms(off.checked_add(t?)?))
     };
-
-    let mut j = J::new();
-    j.s.push('{');
-    j.st("schema", SCHEMA);
-    j.st("migrator", meta.migrator);
-    j.st("scenario", meta.scenario);
-    j.st("workload", meta.workload);
-    j.u("link_rate_bytes_per_s", meta.link_rate);
-    j.u("page_size", 4096);
-    j.u("rounds", rounds.len() as u64);
-    j.ou("final_round", copy_round.map(|r| u64::from(r.round)));
-    j.arr("per_round_pages", (0..rounds.len()).map(pages));
-    j.open("per_round", '[');
-    for (i, r) in rounds.iter().enumerate() {
-        j.elem_open();
-        j.u("round", u64::from(r.round));
-        j.u("pages", pages(i));
-        j.u("pfns", r.sent + r.skipped_free);
-        j.u("bytes", r.bytes);
-        j.u("records", stats.round_records.get(i).copied().unwrap_or(0));
-        j.ou(
-            "start_ms",
-            stats.round_start_ns.get(i).map(|&t| since_start(t)),
-        );
-        j.u("duration_ms", ms(r.time_ns));
-        j.close('}');
-    }
-    j.close(']');
-    j.u("total_pages", total_pages);
-    j.u("total_pfns", total_pfns);
-    j.u("page_bytes", total_pages * 4096);
-    j.u("stream_bytes", stats.stream_bytes);
-    j.ou("total_time_ms", stats.total_ns().map(ms));
-    j.ou("downtime_ms", stats.downtime_ns().map(ms));
-    j.st(
-        "downtime_method",
-        if stats.downtime_ns().is_some() {
-            "source: guest seen suspended -> destination's ACK"
-        } else {
-            "unknown"
-        },
-    );
-    j.null("downtime_xl_list_ms");
-    j.ou(
-        "downtime_final_round_ms",
-        final_start.and_then(|f| Some(ms(stats.ack_ns?.checked_sub(f)?))),
-    );
-    j.null("poll_interval_ms");
-    j.open("events", '{');
-    j.ou("first_byte_unix_ms", unix(Some(stats.start_ns)));
-    j.ou("suspended_unix_ms", unix(stats.suspended_ns));
-    j.ou("final_round_start_unix_ms", unix(final_start));
-    j.ou("stream_end_unix_ms", unix(stats.end_ns));
-    j.ou("go_unix_ms", unix(stats.ack_ns));
-    j.null("resumed_unix_ms");
-    j.ou("last_byte_unix_ms", unix(stats.trailer_ns));
-    j.close('}');
-    j.open("stream", '{');
-    j.b("complete", stats.end_ns.is_some());
-    j.null("libxl_records");
-    j.u("libxc_records", stats.records);
-    j.u("libxc_version", 3);
-    j.u("domain_type", 2);
-    j.u("pfn_order_anomalies", 0);
-    j.u(
-        "trailer_bytes",
-        depmig_stream::handshake::TRAILER_LEN as u64,
-    );
-    j.null("parse_error");
-    j.close('}');
-    j.open("depmig", '{');
-    j.st("mode", stats.mode.map_or("", |m| m.name()));
-    j.st("policy", stats.policy);
-    j.st("result", meta.result);
-    j.u("nr_pfns", stats.nr_pfns);
-    j.u("frozen_groups", u64::from(stats.frozen_groups));
-    j.ou(
-        "suspend_wait_ms",
-        stats
-            .suspended_ns
-            .and_then(|s| Some(ms(s.checked_sub(stats.suspend_request_ns?)?))),
-    );
-    j.arr("per_round_dirty", rounds.iter().map(|r| r.dirty));
-    j.arr(
-        "per_round_dirty_tainted",
-        rounds.iter().map(|r| r.dirty_tainted),
-    );
-    j.arr(
-        "per_round_skipped_free",
-        rounds.iter().map(|r| r.skipped_free),
-    );
-    j.arr("per_round_holes", stats.round_holes.iter().copied());
+    let per_round = rounds
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RoundFigures {
+            round: u64::from(r.round),
+            pages: pages(i),
+            pfns: Some(r.sent + r.skipped_free),
+            bytes: Some(r.bytes),
+            records: Some(stats.round_records.get(i).copied().unwrap_or(0)),
+            start_ms: stats.round_start_ns.get(i).map(|&t| since_start(t)),
+            duration_ms: Some(ms(r.time_ns)),
+        })
+        .collect();
     // Paper-analysis mode: whose the dirty tainted pages were, for each
     // round whose census was taken (parallel arrays keep it compact).
-    if stats.census.is_empty() {
-        j.null("census");
-    } else {
+    let census = (!stats.census.is_empty()).then(|| {
         let c = &stats.census;
-        j.open("census", '{');
-        j.arr("round", c.iter().map(|c| u64::from(c.round)));
-        j.arr("asked", c.iter().map(|c| c.asked));
-        j.arr("user", c.iter().map(|c| c.user));
-        j.arr("page_tables", c.iter().map(|c| c.page_tables));
-        j.arr("kernel", c.iter().map(|c| c.kernel));
-        j.arr("unreadable", c.iter().map(|c| c.unreadable));
-        j.close('}');
+        let col = |f: fn(&CensusCounts) -> u64| Some(c.iter().map(f).collect());
+        Census {
+            round: col(|c| u64::from(c.round)),
+            asked: col(|c| c.asked),
+            user: col(|c| c.user),
+            page_tables: col(|c| c.page_tables),
+            kernel: col(|c| c.kernel),
+            unreadable: col(|c| c.unreadable),
+        }
+    });
+    let per_round_of =
+        |f: fn(&RoundStats) -> u64| -> Option<Vec<u64>> { Some(rounds.iter().map(f).collect()) };
+    MigrationReport {
+        schema: SCHEMA.into(),
+        migrator: meta.migrator.into(),
+        scenario: Some(meta.scenario.into()),
+        workload: Some(meta.workload.into()),
+        link_rate_bytes_per_s: Some(meta.link_rate.into()),
+        page_size: PAGE_SIZE,
+        rounds: rounds.len() as u64,
+        final_round: copy_round.map(|r| u64::from(r.round)),
+        per_round_pages: (0..rounds.len()).map(pages).collect(),
+        per_round,
+        total_pages,
+        total_pfns: Some(total_pfns.into()),
+        page_bytes: Some(total_pages.saturating_mul(PAGE_SIZE).into()),
+        stream_bytes: Some(stats.stream_bytes.into()),
+        total_time_ms: stats.total_ns().map(|t| ms(t).into()),
+        downtime_ms: stats.downtime_ns().map(|t| ms(t).into()),
+        downtime_method: Some(
+            if stats.downtime_ns().is_some() {
+                "source: guest seen suspended -> destination's ACK"
+            } else {
+                "unknown"
+            }
+            .into(),
+        ),
+        downtime_xl_list_ms: None,
+        downtime_final_round_ms: final_start
+            .and_then(|f| Some(ms(stats.ack_ns?.checked_sub(f)?).into())),
+        poll_interval_ms: None,
+        events: Some(Events {
+            first_byte_unix_ms: unix(Some(stats.start_ns)),
+            suspended_unix_ms: unix(stats.suspended_ns),
+            final_round_start_unix_ms: unix(final_start),
+            stream_end_unix_ms: unix(stats.end_ns),
+            go_unix_ms: unix(stats.ack_ns),
+            resumed_unix_ms: None,
+            last_byte_unix_ms: unix(stats.trailer_ns),
+        }),
+        stream: Some(StreamFigures {
+            complete: Some(stats.end_ns.is_some()),
+            libxl_records: None,
+            libxc_records: Some(stats.records),
+            libxc_version: Some(3),
+            domain_type: Some(2),
+            pfn_order_anomalies: Some(0),
+            trailer_bytes: Some(depmig_stream::handshake::TRAILER_LEN as u64),
+            parse_error: None,
+        }),
+        depmig: Some(SourceFigures {
+            mode: Some(stats.mode.map_or("", |m| m.name()).into()),
+            policy: Some(stats.policy.into()),
+            result: Some(meta.result.into()),
+            nr_pfns: Some(stats.nr_pfns),
+            frozen_groups: Some(u64::from(stats.frozen_groups)),
+            suspend_wait_ms: stats
+                .suspended_ns
+                .and_then(|s| Some(ms(s.checked_sub(stats.suspend_request_ns?)?))),
+            per_round_dirty: per_round_of(|r| r.dirty),
+            per_round_dirty_tainted: per_round_of(|r| r.dirty_tainted),
+            per_round_skipped_free: per_round_of(|r| r.skipped_free),
+            per_round_holes: Some(stats.round_holes.clone()),
+            census,
+            verify: stats.verify.as_ref().map(verify_figures),
+        }),
+        cli: None,
     }
-    j.close('}');
-    j.close('}');
-    j.s
+}
+
+/// Page verification's section: the source's own counts and time, the
+/// destination's time and findings from its verdict.
+fn verify_figures(v: &VerifyStats) -> VerifyFigures {
+    let result = match (v.complete, v.mismatched_ranges) {
+        (false, _) => "incomplete",
+        (true, 0) => "match",
+        (true, _) => "mismatch",
+    };
+    VerifyFigures {
+        result: Some(result.into()),
+        range_frames: Some(RANGE_FRAMES),
+        ranges: Some(v.ranges),
+        mismatched_ranges: v.complete.then_some(v.mismatched_ranges),
+        frames_compared: Some(v.data),
+        frames_free: Some(v.free),
+        frames_holes: Some(v.holes),
+        frames_rings: Some(v.rings),
+        ring_rule: Some(RING_RULE.into()),
+        mismatched_frames: v.complete.then_some(v.mismatched_frames),
+        mismatched_frames_listed: v.complete.then(|| v.listed.clone()),
+        source_ms: Some(ms(v.digest_ns)),
+        destination_ms: v.peer_digest_ns.map(ms),
+        source_ms_per_gib: ms_per_gib(v.digest_ns, v.bytes_read),
+        destination_ms_per_gib: v
+            .peer_digest_ns
+            .zip(v.peer_bytes_read)
+            .and_then(|(ns, b)| ms_per_gib(ns, b)),
+    }
+}
+
+/// The report of a migration from the source's figures, as compact JSON:
+/// what the appliance publishes.
+pub fn build(stats: &SourceStats, meta: &ReportMeta<'_>) -> String {
+    report(stats, meta).to_json()
 }
 
 #[cfg(test)]
@@ -306,10 +241,103 @@ mod tests {
         assert_eq!(text, FAILED_BEFORE_ROUND_1);
     }
 
+    /// What the source knows after a paper-analysis migration of two
+    /// rounds (one live, then the copy round), each with its census, and a
+    /// scenario name that needs escaping.
+    fn two_rounds() -> SourceStats {
+        let round = |round, last, dirty, sent, bytes| RoundStats {
+            round,
+            last,
+            dirty,
+            dirty_tainted: dirty / 2,
+            sent,
+            skipped_free: 3,
+            skipped_untainted: 0,
+            bytes,
+            time_ns: 1_500_000_000 * u64::from(round),
+        };
+        let census = |round, asked| CensusCounts {
+            round,
+            asked,
+            user: asked / 4,
+            page_tables: 1,
+            kernel: asked - asked / 4 - 1,
+            unreadable: 0,
+        };
+        SourceStats {
+            mode: Some(Mode::PaperAnalysis),
+            policy: "xen-4.x",
+            nr_pfns: 32768,
+            rounds: vec![
+                round(1, false, 32768, 32765, 134_000_000),
+                round(2, true, 40, 37, 160_000),
+            ],
+            round_start_ns: vec![5_000_000_000, 6_600_000_000],
+            round_records: vec![33, 1],
+            round_holes: vec![0, 2],
+            frozen_groups: 0,
+            stream_bytes: 134_200_000,
+            records: 40,
+            start_ns: 5_000_000_000,
+            suspend_request_ns: Some(6_500_000_000),
+            suspended_ns: Some(6_550_000_000),
+            end_ns: Some(9_000_000_000),
+            trailer_ns: Some(9_100_000_000),
+            ack_ns: Some(9_200_000_000),
+            census: vec![census(1, 16384), census(2, 20)],
+            verify: None,
+            ..SourceStats::default()
+        }
+    }
+
+    /// The report of [`two_rounds`], exactly: the bytes the source
+    /// appliance publishes and dom0 reads.
+    const TWO_ROUNDS: &str = include_str!("../tests/data/report-two-rounds.json");
+
+    #[test]
+    fn a_two_round_report_is_written_exactly() {
+        let text = build(
+            &two_rounds(),
+            &ReportMeta {
+                migrator: "depmig",
+                scenario: "migrate-\"quoted\"\n",
+                workload: "mmuncher",
+                link_rate: 0,
+                unix_offset_ns: Some(1_800_000_000_000_000_000),
+                result: "committed",
+            },
+        );
+        assert_eq!(text, TWO_ROUNDS);
+    }
+
     #[test]
     fn strings_are_escaped() {
-        let mut s = String::new();
-        str_lit(&mut s, "a\"b\\c\nd\u{1}é");
-        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\"");
+        let meta = ReportMeta {
+            scenario: "a\"b\\c\nd\u{1}é",
+            ..ReportMeta::default()
+        };
+        let text = build(&SourceStats::default(), &meta);
+        assert!(text.contains(r#""scenario":"a\"b\\c\nd\u0001é""#), "{text}");
+    }
+
+    #[test]
+    fn a_report_reads_back_as_the_figures_it_was_built_from() {
+        let meta = ReportMeta {
+            migrator: "depmig",
+            scenario: "s",
+            workload: "w",
+            link_rate: 1,
+            unix_offset_ns: None,
+            result: "committed",
+        };
+        let built = report(&two_rounds(), &meta);
+        let again: MigrationReport = serde_json::from_str(&build(&two_rounds(), &meta)).unwrap();
+        assert_eq!(again, built);
+        assert_eq!(again.per_round_pages, [32765, 35]);
+        assert_eq!(again.final_round, Some(2));
+        // No wall clock: no event time.
+        assert_eq!(again.events.map(|e| e.go_unix_ms), Some(None));
+        let census = again.depmig.and_then(|d| d.census).unwrap();
+        assert_eq!(census.user, Some(vec![4096, 5]));
     }
 }

@@ -10,6 +10,7 @@
 //! -> PAGE_DATA...             (copy round)
 //! -> X86_TSC_INFO, HVM_PARAMS, HVM_CONTEXT, END
 //! -> trailer (HMAC over everything after the hellos)
+//! <> page digests (with verification on: `crate::verify`)
 //! <- DMACK\0\0\0 | DMNAK+code
 //! ```
 //!
@@ -19,7 +20,6 @@
 //! destination reported `applied`.
 
 use alloc::boxed::Box;
-use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -30,14 +30,16 @@ use depmig_precopy::{
 };
 use depmig_stream::handshake::{HELLO_LEN, MIN_KEY_LEN};
 use depmig_stream::{
-    verify_key_confirmation, Authenticated, ByteSink, DomainHeader, DomainType, EncodeError,
-    Encoder, HandshakeError, Hello, HvmParam, PageType, PfnEntry, Role, SinkFull, TranscriptMac,
-    CONFIRM_LEN, PAGE_SIZE,
+    negotiated, verify_key_confirmation, Authenticated, ByteSink, Caps, Codec, DomainHeader,
+    DomainType, EncodeError, Encoder, HandshakeError, Hello, HvmParam, PageTally, PageType,
+    PfnEntry, Role, SinkFull, TranscriptMac, CONFIRM_LEN, PAGE_SIZE,
 };
 
 use crate::params;
 use crate::ports::{Progress, SourceDomain, State, Transport, TransportError};
 use crate::reply::{self, NakCode, Reply, REPLY_LEN};
+use crate::verify::{self, Channel, SourceView, VerifyError, VerifyStats};
+use xen_abi::hvm::{HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_PFN};
 
 /// How the source runs.
 #[derive(Clone, Copy, Debug)]
@@ -59,6 +61,13 @@ pub struct SourceConfig<'a> {
     /// window takes to drain leaves the link idle. The appliance uses
     /// [`RECORD_PAGES`].
     pub record_pages: usize,
+    /// Compare the guest's pages with the shell's after the trailer
+    /// (`--verify`); the destination must be armed alike.
+    pub verify: bool,
+    /// The page codec offered to the destination; pages travel with it
+    /// only if the destination accepts it, raw otherwise
+    /// ([`SourceStats::codec`] says which ran).
+    pub compress: Codec,
 }
 
 /// Pages per record for a link like the appliances': with a 256 KiB
@@ -111,6 +120,8 @@ pub enum SourceError {
     Nak(NakCode),
     /// The destination answered neither ACK nor NAK.
     BadReply([u8; REPLY_LEN]),
+    /// Page verification could not be carried out.
+    Verify(VerifyError),
 }
 
 /// Figures of one migration, complete on success and partial on failure.
@@ -137,6 +148,13 @@ pub struct SourceStats {
     pub stream_bytes: u64,
     /// libxc records written.
     pub records: u64,
+    /// The page codec the destination agreed to.
+    pub codec: Codec,
+    /// How the pages went with [`Codec::Lz4`] (all zero otherwise).
+    pub page_tally: PageTally,
+    /// Bytes each round's page records would have taken as Xen's
+    /// PAGE_DATA: beside [`RoundStats::bytes`], what compression saved.
+    pub round_raw_bytes: Vec<u64>,
     /// First byte sent (the hello).
     pub start_ns: u64,
     /// The suspension was asked for.
@@ -153,6 +171,8 @@ pub struct SourceStats {
     /// in round order, for the rounds whose census the oracle could take
     /// (the copy round's is taken after the destination's ACK).
     pub census: Vec<CensusCounts>,
+    /// Page verification's figures, once it started.
+    pub verify: Option<VerifyStats>,
 }
 
 impl SourceStats {
@@ -208,17 +228,18 @@ pub struct SourceOutcome {
     pub log_dirty_error: Option<PortError>,
 }
 
-/// The progress line for a round, as published under `migrate/round`.
+/// The progress line for a round, as published under `migrate/round`
+/// ([`depmig_control::Round`]).
 pub fn round_line(st: &RoundStats) -> alloc::string::String {
-    format!(
-        "round={} dirty={} sent={} skipped_free={} bytes={} ms={}",
-        st.round,
-        st.dirty,
-        st.sent,
-        st.skipped_free,
-        st.bytes,
-        st.time_ns / 1_000_000
-    )
+    depmig_control::Round {
+        round: u64::from(st.round),
+        dirty: st.dirty,
+        sent: st.sent,
+        skipped_free: st.skipped_free,
+        bytes: st.bytes,
+        ms: st.time_ns / 1_000_000,
+    }
+    .to_text()
 }
 
 /// Bytes buffered before they are handed to the transport: the encoder
@@ -286,7 +307,11 @@ struct Shared<'a, D, T> {
     stats: SourceStats,
     round_records: u64,
     round_holes: u64,
+    round_raw_bytes: u64,
     err: Option<SourceError>,
+    /// Frames whose last entry went as free (XALLOC): with verification
+    /// on, they must still be free at the end.
+    sent_free: DirtyBitmap,
 }
 
 impl<D, T: Transport> Shared<'_, D, T> {
@@ -295,7 +320,7 @@ impl<D, T: Transport> Shared<'_, D, T> {
         if self.err.is_none() {
             self.err = Some(e);
         }
-        PortError { code: -1 }
+        PortError::Recorded
     }
 
     fn encode_error(&mut self, e: EncodeError) -> PortError {
@@ -315,9 +340,9 @@ struct Port<'s, 'a, D, T> {
     record_pages: usize,
 }
 
-/// The code a port returns when the shared state is busy (never expected:
-/// the engine does not nest port calls).
-const BUSY: PortError = PortError { code: -2 };
+/// What a port returns when the shared state is busy (never expected: the
+/// engine does not nest port calls).
+const BUSY: PortError = PortError::Busy;
 
 impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
     /// Sends `pfns` as records of at most `record_pages` pages each (zero
@@ -356,17 +381,44 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
                 } else {
                     PageType::Normal
                 };
+                sh.sent_free.clear(pfn);
                 sh.entries.push(PfnEntry { pfn, kind });
             }
         } else {
+            for &pfn in pfns {
+                if kind == PageType::XAlloc {
+                    sh.sent_free.set(pfn);
+                } else {
+                    sh.sent_free.clear(pfn);
+                }
+            }
             sh.entries
                 .extend(pfns.iter().map(|&pfn| PfnEntry { pfn, kind }));
         }
         let before = sh.out.inner_mut().sent;
-        if let Err(e) = sh.enc.page_data_header(&mut sh.out, &sh.entries) {
+        let data_pages = (n as u64).saturating_sub(holes);
+        let data_pages = if kind == PageType::Normal {
+            data_pages
+        } else {
+            0
+        };
+        sh.round_raw_bytes += 8 + 8 + 8 * n as u64 + data_pages * PAGE_SIZE as u64;
+        if kind == PageType::Normal && sh.enc.codec() != Codec::Raw {
+            // Packed: the encoder needs the record's pages at once.
+            let pages: Vec<&[u8]> = sh
+                .pages
+                .chunks_exact(PAGE_SIZE)
+                .zip(&sh.holes)
+                .filter(|(_, &hole)| !hole)
+                .map(|(p, _)| p)
+                .collect();
+            if let Err(e) = sh.enc.page_data(&mut sh.out, &sh.entries, &pages) {
+                return Err(sh.encode_error(e));
+            }
+        } else if let Err(e) = sh.enc.page_data_header(&mut sh.out, &sh.entries) {
             return Err(sh.encode_error(e));
         }
-        if kind == PageType::Normal {
+        if kind == PageType::Normal && sh.enc.codec() == Codec::Raw {
             // Runs of pages without holes go out in one piece.
             let mut i = 0;
             while i < n {
@@ -497,7 +549,7 @@ pub fn run<D: SourceDomain, T: Transport>(
     }
 
     progress.state(State::Connecting);
-    let mac = match handshake(transport, cfg) {
+    let (mac, hellos, codec) = match handshake(transport, cfg) {
         Ok(m) => m,
         Err(e) => {
             progress.state(State::Failed);
@@ -505,7 +557,10 @@ pub fn run<D: SourceDomain, T: Transport>(
         }
     };
     stats.stream_bytes = HELLO_LEN as u64;
+    stats.codec = codec;
     progress.state(State::Streaming);
+    let mut enc = Encoder::new();
+    enc.set_codec(codec);
 
     let wire = Wire {
         t: transport,
@@ -516,7 +571,7 @@ pub fn run<D: SourceDomain, T: Transport>(
     let cell = RefCell::new(Shared {
         dom: domain,
         out: Authenticated::new(wire, mac),
-        enc: Encoder::new(),
+        enc,
         pages: vec![0; BATCH * PAGE_SIZE],
         holes: Vec::with_capacity(BATCH),
         entries: Vec::with_capacity(BATCH),
@@ -527,7 +582,9 @@ pub fn run<D: SourceDomain, T: Transport>(
         stats,
         round_records: 0,
         round_holes: 0,
+        round_raw_bytes: 0,
         err: None,
+        sent_free: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
     });
 
     // Headers and the (empty) static data: the shell was built from the
@@ -554,7 +611,7 @@ pub fn run<D: SourceDomain, T: Transport>(
 
     let mut frozen_tried = false;
     let engine = if cell.borrow().err.is_some() {
-        Err(EngineError::Sink(PortError { code: -1 }))
+        Err(EngineError::Sink(PortError::Recorded))
     } else {
         frozen_tried = cfg.mode == Mode::DependencyAware;
         let record_pages = cfg.record_pages;
@@ -587,8 +644,10 @@ pub fn run<D: SourceDomain, T: Transport>(
                 sh.stats.round_start_ns.push(now.saturating_sub(st.time_ns));
                 sh.stats.round_records.push(sh.round_records);
                 sh.stats.round_holes.push(sh.round_holes);
+                sh.stats.round_raw_bytes.push(sh.round_raw_bytes);
                 sh.round_records = 0;
                 sh.round_holes = 0;
+                sh.round_raw_bytes = 0;
                 sh.stats.rounds.push(*st);
                 // Hand the round's tail to the transport; an error shows up
                 // on the next write.
@@ -607,15 +666,22 @@ pub fn run<D: SourceDomain, T: Transport>(
         suspend_called,
         mut stats,
         err,
+        sent_free,
         ..
     } = cell.into_inner();
+    stats.page_tally = enc.tally();
     let mut copy_round_census = None;
     let result = match engine {
         Ok(summary) => {
             stats.frozen_groups = summary.frozen_groups;
             stats.census = summary.census;
             copy_round_census = summary.copy_round_census;
-            finish(dom, out, &mut enc, &mut stats, clock)
+            let verify = cfg.verify.then(|| Verification {
+                oracle: &mut *oracle,
+                chan: Channel::new(cfg.key, hellos.0, hellos.1),
+                sent_free: &sent_free,
+            });
+            finish(dom, out, &mut enc, &mut stats, clock, verify)
         }
         Err(e) => {
             stats.stream_bytes += out.inner_mut().sent;
@@ -625,7 +691,10 @@ pub fn run<D: SourceDomain, T: Transport>(
                 (None, EngineError::EmptyGuest) => SourceError::EmptyGuest,
                 // Every other port records its own error first; keep the
                 // engine's view should one not.
-                (None, other) => SourceError::Domain(SourceOp::Populated, port_of(other)),
+                (
+                    None,
+                    EngineError::Memory(p) | EngineError::DirtyLog(p) | EngineError::Sink(p),
+                ) => SourceError::Domain(SourceOp::Populated, p),
             })
         }
     };
@@ -683,24 +752,18 @@ pub fn run<D: SourceDomain, T: Transport>(
     }
 }
 
-fn port_of(e: EngineError) -> PortError {
-    match e {
-        EngineError::Memory(p)
-        | EngineError::DirtyLog(p)
-        | EngineError::Sink(p)
-        | EngineError::Oracle(p) => p,
-        EngineError::EmptyGuest => PortError { code: 0 },
-    }
-}
-
-/// Sends our hello, reads and checks the destination's, starts the MAC.
+/// Sends our hello, reads and checks the destination's, starts the MAC;
+/// returns it, both hellos (ours first) and the page codec the destination
+/// accepted.
 fn handshake<T: Transport>(
     t: &mut T,
     cfg: &SourceConfig<'_>,
-) -> Result<TranscriptMac, SourceError> {
+) -> Result<(TranscriptMac, (Hello, Hello), Codec), SourceError> {
     let mine = Hello {
         role: Role::Source,
         nonce: cfg.nonce,
+        verify: cfg.verify,
+        caps: Caps::for_codec(cfg.compress),
     };
     t.send(&mine.to_bytes()).map_err(SourceError::Transport)?;
     t.flush().map_err(SourceError::Transport)?;
@@ -716,7 +779,21 @@ fn handshake<T: Transport>(
     let mut c = [0u8; CONFIRM_LEN];
     t.recv_exact(&mut c).map_err(SourceError::Transport)?;
     verify_key_confirmation(cfg.key, &mine, &peer, &c).map_err(SourceError::Handshake)?;
-    TranscriptMac::new(cfg.key, &mine, &peer).map_err(SourceError::Handshake)
+    // Confirmed, the destination's flags are its own: both ends must
+    // verify, or neither.
+    if peer.verify != cfg.verify {
+        return Err(SourceError::Handshake(HandshakeError::VerifyMismatch));
+    }
+    let codec = negotiated(&mine, &peer).map_err(SourceError::Handshake)?;
+    let mac = TranscriptMac::new(cfg.key, &mine, &peer).map_err(SourceError::Handshake)?;
+    Ok((mac, (mine, peer), codec))
+}
+
+/// What page verification needs at the end.
+struct Verification<'a, 'k> {
+    oracle: &'a mut dyn DependencyOracle,
+    chan: Channel<'k>,
+    sent_free: &'a DirtyBitmap,
 }
 
 /// After the copy round: CPU state, END, trailer, and the reply.
@@ -726,7 +803,9 @@ fn finish<D: SourceDomain, T: Transport>(
     enc: &mut Encoder,
     stats: &mut SourceStats,
     clock: &dyn Clock,
+    verification: Option<Verification<'_, '_>>,
 ) -> Result<(), SourceError> {
+    let mut rings = [0u64; 2];
     let sink_error =
         |out: &mut Authenticated<Wire<'_, T>>, e: EncodeError| match (e, out.inner_mut().err) {
             (EncodeError::Sink, Some(t)) => SourceError::Transport(t),
@@ -741,6 +820,11 @@ fn finish<D: SourceDomain, T: Transport>(
             let value = dom
                 .hvm_param(index)
                 .map_err(|e| SourceError::Domain(SourceOp::HvmParam, e))?;
+            match index {
+                HVM_PARAM_STORE_PFN => rings[0] = value,
+                HVM_PARAM_CONSOLE_PFN => rings[1] = value,
+                _ => {}
+            }
             if value != 0 {
                 list.push(HvmParam {
                     index: u64::from(index),
@@ -776,9 +860,53 @@ fn finish<D: SourceDomain, T: Transport>(
     wire.t.flush().map_err(SourceError::Transport)?;
     stats.trailer_ns = Some(clock.now_ns());
 
-    let mut b = [0u8; REPLY_LEN];
-    wire.t.recv_exact(&mut b).map_err(SourceError::Transport)?;
+    // With verification, the destination's reply may come in place of
+    // its verdict (a refusal); then it is read there.
+    let mut early_reply = None;
+    if let Some(mut v) = verification {
+        let view = SourceView {
+            sent_free: v.sent_free,
+            rings,
+        };
+        let vs = stats.verify.insert(VerifyStats::default());
+        early_reply = match verify::source(dom, wire.t, v.oracle, &mut v.chan, &view, clock, vs) {
+            Ok(r) => r,
+            // A destination that refused the stream (its tag, its decoder)
+            // answers with a NAK and hangs up while we still send digests:
+            // the NAK may wait in our receive buffer, and names the cause
+            // better than the hang-up does.
+            Err(VerifyError::Transport(e)) => {
+                let mut b = [0u8; REPLY_LEN];
+                match wire.t.recv_exact(&mut b).map(|()| reply::parse(b)) {
+                    Ok(Reply::Nak(_)) => Some(b),
+                    _ => return Err(SourceError::Verify(VerifyError::Transport(e))),
+                }
+            }
+            Err(e) => return Err(SourceError::Verify(e)),
+        };
+        if early_reply.is_none() && !vs.complete {
+            return Err(SourceError::Verify(VerifyError::Malformed));
+        }
+    }
+
+    let b = match early_reply {
+        Some(b) => b,
+        None => {
+            let mut b = [0u8; REPLY_LEN];
+            wire.t.recv_exact(&mut b).map_err(SourceError::Transport)?;
+            b
+        }
+    };
     match reply::parse(b) {
+        // An ACK needs a verdict of no difference first.
+        Reply::Ack
+            if stats
+                .verify
+                .as_ref()
+                .is_some_and(|v| !v.complete || v.mismatched_ranges > 0) =>
+        {
+            Err(SourceError::Verify(VerifyError::Skipped))
+        }
         Reply::Ack => {
             stats.ack_ns = Some(clock.now_ns());
             Ok(())

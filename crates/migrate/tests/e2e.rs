@@ -22,6 +22,7 @@ struct Run {
     src_states: Vec<State>,
     src_lines: Vec<String>,
     dst_states: Vec<State>,
+    dst_refusals: Vec<String>,
     thaws: u32,
     /// The oracle's census calls: round, frames, guest suspended and
     /// log-dirty on then.
@@ -37,8 +38,16 @@ struct Setup {
     policy: PolicyKind,
     /// Pages per PAGE_DATA record at the source.
     record_pages: usize,
+    /// The page codec the source offers and the one the destination accepts.
+    compress: Codec,
+    accept: Codec,
     src_wrap: Box<dyn FnOnce(End) -> Boxed + Send>,
     dst_wrap: Box<dyn FnOnce(End) -> Boxed + Send>,
+    /// Page verification at the source and at the destination.
+    src_verify: bool,
+    dst_verify: bool,
+    /// The destination's `corrupt-page` test fault.
+    corrupt_page: bool,
 }
 
 impl Setup {
@@ -54,9 +63,22 @@ impl Setup {
             // Not a divisor of the engine's 1024-page batches: records
             // end inside batches and runs of holes.
             record_pages: 100,
+            compress: Codec::Raw,
+            accept: Codec::Raw,
             src_wrap: Box::new(|e| Boxed(Box::new(e))),
             dst_wrap: Box::new(|e| Boxed(Box::new(e))),
+            src_verify: false,
+            dst_verify: false,
+            corrupt_page: false,
         }
+    }
+
+    /// With page verification at both ends.
+    fn verified(seed: u64) -> Self {
+        let mut s = Setup::new(seed);
+        s.src_verify = true;
+        s.dst_verify = true;
+        s
     }
 
     fn run(self) -> Run {
@@ -70,8 +92,11 @@ impl Setup {
             let mode = self.mode;
             let policy = self.policy;
             let record_pages = self.record_pages;
+            let (compress, accept) = (self.compress, self.accept);
             let src_wrap = self.src_wrap;
             let dst_wrap = self.dst_wrap;
+            let (src_verify, dst_verify) = (self.src_verify, self.dst_verify);
+            let corrupt_page = self.corrupt_page;
             let src = s.spawn(move || {
                 let mut t = src_wrap(a);
                 let mut dom = g.clone();
@@ -90,6 +115,8 @@ impl Setup {
                     xen_major: 4,
                     xen_minor: 17,
                     record_pages,
+                    verify: src_verify,
+                    compress,
                 };
                 let r = source::run(
                     &mut dom,
@@ -106,8 +133,19 @@ impl Setup {
                 let mut t = dst_wrap(b);
                 let mut shell = Shell::new(NR);
                 let mut rec = Recorder::default();
-                let cfg = DestConfig::new(dst_key, [2; 16]);
-                let r = dest::run(&mut shell, &mut t, &mut rec, &cfg);
+                let mut cfg = DestConfig {
+                    accept,
+                    ..DestConfig::new(dst_key, [2; 16])
+                };
+                cfg.verify = dst_verify;
+                cfg.corrupt_page = corrupt_page;
+                let r = dest::run(
+                    &mut shell,
+                    &mut t,
+                    &TestClock(Instant::now()),
+                    &mut rec,
+                    &cfg,
+                );
                 (r, shell, rec)
             });
             let (src, src_rec, thaws) = src.join().unwrap();
@@ -122,6 +160,7 @@ impl Setup {
             src_states: src_rec.states,
             src_lines: src_rec.lines,
             dst_states: dst_rec.states,
+            dst_refusals: dst_rec.refusals,
             thaws,
             census,
             elapsed: t0.elapsed(),
@@ -167,10 +206,12 @@ fn assert_cpu_state_applied(r: &Run) {
     assert_eq!(r.shell.params[&2], 99);
     assert_eq!(r.shell.params[&18], 98);
     assert_eq!(r.shell.params[&1], NR - 2);
-    // The CPU state comes after every page, the context last.
+    // The CPU state comes after every page, the context last (only page
+    // verification reads the shell after it).
     let first_cpu = r.shell.log.iter().position(|&s| s == "tsc").unwrap();
     assert!(!r.shell.log[first_cpu..].contains(&"pages"));
-    assert_eq!(r.shell.log.last(), Some(&"context"));
+    let applied: Vec<_> = r.shell.log.iter().filter(|&&s| s != "read").collect();
+    assert_eq!(applied.last(), Some(&&"context"));
 }
 
 #[test]
@@ -301,6 +342,52 @@ fn baseline_migration_copies_the_guest_and_reports() {
         .map(|v| v.num().unwrap() as u64)
         .sum();
     assert_eq!(holes, dst.holes);
+}
+
+#[test]
+fn lz4_pages_copy_the_guest_in_fewer_bytes_when_both_ends_agree() {
+    let mut s = Setup::new(7);
+    s.compress = Codec::Lz4;
+    s.accept = Codec::Lz4;
+    let r = s.run();
+    let out = r.src.as_ref().expect("source succeeded");
+    let dst = r.dst.as_ref().expect("destination succeeded");
+    let st = &out.stats;
+    assert_memory_matches(&r);
+    assert_cpu_state_applied(&r);
+    assert_eq!((st.codec, dst.codec), (Codec::Lz4, Codec::Lz4));
+    assert_eq!(st.stream_bytes, dst.bytes_received);
+    assert_eq!(st.page_tally, dst.page_tally, "both ends count alike");
+    assert_eq!(st.pages_sent(), st.page_tally.pages());
+    // The fake guest's pages are mostly zero words: every round shrinks.
+    assert!(st.page_tally.lz4 > 0);
+    assert_eq!(st.round_raw_bytes.len(), st.rounds.len());
+    for (r, raw) in st.rounds.iter().zip(&st.round_raw_bytes) {
+        assert!(
+            r.bytes * 4 < *raw,
+            "round {}: {} of {raw}",
+            r.round,
+            r.bytes
+        );
+    }
+    assert_eq!(st.pages_sent(), dst.pages_written + dst.ring_pages_kept);
+}
+
+#[test]
+fn an_offer_the_destination_does_not_accept_sends_pages_raw() {
+    for (compress, accept) in [(Codec::Lz4, Codec::Raw), (Codec::Raw, Codec::Lz4)] {
+        let mut s = Setup::new(8);
+        s.compress = compress;
+        s.accept = accept;
+        let r = s.run();
+        let out = r.src.as_ref().expect("source succeeded");
+        let dst = r.dst.as_ref().expect("destination succeeded");
+        assert_memory_matches(&r);
+        assert_eq!((out.stats.codec, dst.codec), (Codec::Raw, Codec::Raw));
+        assert_eq!(out.stats.page_tally.pages(), 0);
+        let raw: u64 = out.stats.round_raw_bytes.iter().sum();
+        assert_eq!(out.stats.page_record_bytes(), raw);
+    }
 }
 
 #[test]
@@ -485,6 +572,37 @@ fn corrupted_page_byte_is_caught_by_the_tag() {
         r.src.as_ref().unwrap_err().error,
         SourceError::Nak(NakCode::Auth)
     );
+    // The destination names the tag, not only the NAK's class, and said so
+    // before it answered.
+    let why = DestError::Stream(depmig_stream::RxError::Handshake(
+        depmig_stream::HandshakeError::BadTag,
+    ));
+    assert_eq!(r.dst.as_ref().unwrap_err(), &why);
+    assert_eq!(r.dst_refusals, [format!("{why:?}")]);
+    assert_guest_back(&r, true);
+    assert!(r.shell.cpu_state_untouched());
+}
+
+#[test]
+fn with_verification_a_corrupted_byte_is_still_named_by_the_nak() {
+    // The destination refuses at the tag and hangs up while the source
+    // already sends its digests: the source must still read the NAK that
+    // came before the hang-up, not report the hang-up.
+    let mut s = Setup::new(41);
+    s.src_verify = true;
+    s.dst_verify = true;
+    s.src_wrap = Box::new(|e| {
+        Boxed(Box::new(Corrupt {
+            inner: e,
+            at: 3_000_000,
+            pos: 0,
+        }))
+    });
+    let r = s.run();
+    assert_eq!(
+        r.src.as_ref().unwrap_err().error,
+        SourceError::Nak(NakCode::Auth)
+    );
     assert_guest_back(&r, true);
     assert!(r.shell.cpu_state_untouched());
 }
@@ -582,7 +700,7 @@ fn a_guest_that_will_not_suspend_is_resumed() {
     let f = r.src.as_ref().unwrap_err();
     assert_eq!(
         f.error,
-        SourceError::Domain(source::SourceOp::Suspend, PortError { code: -110 })
+        SourceError::Domain(source::SourceOp::Suspend, PortError::Timeout)
     );
     // Asked to suspend, it never did: resume_cancelled finds nothing to resume.
     assert_guest_back_from(&r, true, false);
@@ -627,6 +745,8 @@ fn bad_configuration_is_refused_before_touching_anything() {
             xen_major: 4,
             xen_minor: 17,
             record_pages: RECORD_PAGES,
+            verify: false,
+            compress: Codec::Raw,
         };
         let f = source::run(
             &mut g,
@@ -650,10 +770,14 @@ fn greeting() -> Vec<u8> {
     let src = depmig_stream::Hello {
         role: depmig_stream::Role::Source,
         nonce: [1; 16],
+        verify: false,
+        caps: depmig_stream::Caps::NONE,
     };
     let dst = depmig_stream::Hello {
         role: depmig_stream::Role::Destination,
         nonce: [2; 16],
+        verify: false,
+        caps: depmig_stream::Caps::NONE,
     };
     let mut v = dst.to_bytes().to_vec();
     v.extend_from_slice(&depmig_stream::key_confirmation(KEY, &src, &dst).unwrap());
@@ -673,6 +797,8 @@ fn source_against(reply: Vec<u8>) -> (Box<SourceFailure>, Arc<Mutex<Guest>>, Vec
         xen_major: 4,
         xen_minor: 17,
         record_pages: RECORD_PAGES,
+        verify: false,
+        compress: Codec::Raw,
     };
     let f = source::run(
         &mut g,
@@ -716,4 +842,281 @@ fn a_silent_destination_is_a_closed_peer() {
     assert_eq!(f.error, SourceError::Transport(TransportError::Closed));
     assert!(f.resumed);
     assert!(!guest.lock().unwrap().suspended);
+}
+
+/// The report's `depmig.verify` section of a run's source figures.
+fn verify_section(stats: &SourceStats) -> Json {
+    let text = report::build(stats, &ReportMeta::default());
+    let j = parse_json(&text).unwrap();
+    j.get("depmig").unwrap().get("verify").unwrap().clone()
+}
+
+fn listed(v: &Json) -> Vec<u64> {
+    v.get("mismatched_frames_listed")
+        .unwrap()
+        .arr()
+        .iter()
+        .map(|x| x.num().unwrap() as u64)
+        .collect()
+}
+
+#[test]
+fn verified_migration_compares_every_frame_and_acknowledges() {
+    let r = Setup::verified(31).run();
+    let out = r.src.as_ref().expect("source succeeded");
+    let dst = r.dst.as_ref().expect("destination succeeded");
+    assert_memory_matches(&r);
+    assert_cpu_state_applied(&r);
+    let v = out.stats.verify.as_ref().expect("source verified");
+    assert!(v.complete);
+    assert_eq!((v.mismatched_ranges, v.mismatched_frames), (0, 0));
+    // Every frame in one class: the rings by rule, the never-populated
+    // frames and the ballooned-out one as holes, the rest by contents.
+    assert_eq!(v.data + v.free + v.holes + v.rings, NR);
+    assert_eq!(v.rings, 2);
+    assert_eq!(v.holes, 11, "300..310 and 777");
+    assert_eq!(v.ranges, NR.div_ceil(512));
+    let d = dst.verify.as_ref().expect("destination verified");
+    assert_eq!(
+        (d.data, d.free, d.holes, d.rings),
+        (v.data, v.free, v.holes, v.rings)
+    );
+    assert_eq!(v.peer_bytes_read, Some(d.bytes_read));
+    // The destination read the shell only after applying the stream.
+    let first_read = r.shell.log.iter().position(|&s| s == "read").unwrap();
+    assert!(first_read > r.shell.log.iter().position(|&s| s == "context").unwrap());
+    assert!(out.stats.ack_ns.is_some());
+    let j = verify_section(&out.stats);
+    assert_eq!(j.get("result"), Some(&Json::Str("match".into())));
+    assert_eq!(j.u("frames_rings"), 2);
+    assert_eq!(j.u("mismatched_ranges"), 0);
+    assert!(listed(&j).is_empty());
+    let _ = (j.u("source_ms"), j.u("destination_ms"));
+    assert!(matches!(j.get("ring_rule"), Some(Json::Str(_))));
+}
+
+#[test]
+fn verified_dependency_aware_checks_free_pages_at_both_ends() {
+    let mut s = Setup::verified(33);
+    s.mode = Mode::DependencyAware;
+    s.guest.free_on_suspend = (1000..1100).collect();
+    let idle: Vec<u64> = (1200..1300).collect();
+    s.guest.free_at_start = idle;
+    let hot = s.guest.hot.clone();
+    s.guest.frozen = hot[..hot.len() / 2].to_vec();
+    let r = s.run();
+    let out = r.src.as_ref().expect("source succeeded");
+    r.dst.as_ref().expect("destination succeeded");
+    let v = out.stats.verify.as_ref().unwrap();
+    // The pages freed on suspension went as free, and so did the idle
+    // ones the guest never wrote since (non-zero at the source: the guest
+    // does not clear what it frees, and they are not compared by content).
+    assert!(v.free >= 100, "{v:?}");
+    assert_eq!(v.mismatched_ranges, 0);
+}
+
+#[test]
+fn a_corrupted_shell_page_is_refused_naming_its_frame() {
+    let mut s = Setup::verified(35);
+    s.corrupt_page = true;
+    let r = s.run();
+    // The destination refused with VER; the guest runs on at the source.
+    assert!(
+        matches!(
+            r.dst,
+            Err(DestError::PagesDiffer {
+                ranges: 1,
+                frames: 1,
+                first: Some(2048)
+            })
+        ),
+        "{:?}",
+        r.dst
+    );
+    let f = r.src.as_ref().expect_err("source failed");
+    assert_eq!(f.error, SourceError::Nak(NakCode::Verify));
+    assert_guest_back(&r, true);
+    assert!(r.shell.context.is_some(), "applied before the comparison");
+    let v = f.stats.verify.as_ref().unwrap();
+    assert_eq!(
+        v.listed,
+        vec![2048],
+        "the first data frame of the upper half"
+    );
+    let j = verify_section(&f.stats);
+    assert_eq!(j.get("result"), Some(&Json::Str("mismatch".into())));
+    assert_eq!(j.u("mismatched_ranges"), 1);
+    assert_eq!(j.u("mismatched_frames"), 1);
+    assert_eq!(listed(&j), vec![2048]);
+}
+
+#[test]
+fn lz4_pages_and_verification_together_acknowledge_with_no_mismatch() {
+    // Both in one hello (flags bit 0 and bit 1): the pages travel packed
+    // and the digests compare what they unpacked to.
+    let mut s = Setup::verified(43);
+    s.compress = Codec::Lz4;
+    s.accept = Codec::Lz4;
+    let r = s.run();
+    let out = r.src.as_ref().expect("source succeeded");
+    let dst = r.dst.as_ref().expect("destination succeeded");
+    assert_memory_matches(&r);
+    assert_cpu_state_applied(&r);
+    assert_eq!((out.stats.codec, dst.codec), (Codec::Lz4, Codec::Lz4));
+    assert!(out.stats.page_tally.lz4 > 0);
+    assert_eq!(out.stats.page_tally, dst.page_tally);
+    let raw: u64 = out.stats.round_raw_bytes.iter().sum();
+    assert!(out.stats.page_record_bytes() < raw);
+    let v = out.stats.verify.as_ref().expect("source verified");
+    assert!(v.complete);
+    assert_eq!((v.mismatched_ranges, v.mismatched_frames), (0, 0));
+    assert_eq!(v.data + v.free + v.holes + v.rings, NR);
+    let d = dst.verify.as_ref().expect("destination verified");
+    assert_eq!((d.mismatched_ranges, d.mismatched_frames), (0, 0));
+    assert!(out.stats.ack_ns.is_some());
+    let j = verify_section(&out.stats);
+    assert_eq!(j.get("result"), Some(&Json::Str("match".into())));
+}
+
+#[test]
+fn a_corrupted_shell_page_is_caught_with_lz4_pages_too() {
+    let mut s = Setup::verified(35);
+    s.compress = Codec::Lz4;
+    s.accept = Codec::Lz4;
+    s.corrupt_page = true;
+    let r = s.run();
+    assert!(
+        matches!(
+            r.dst,
+            Err(DestError::PagesDiffer {
+                ranges: 1,
+                frames: 1,
+                first: Some(2048)
+            })
+        ),
+        "{:?}",
+        r.dst
+    );
+    let f = r.src.as_ref().expect_err("source failed");
+    assert_eq!(f.error, SourceError::Nak(NakCode::Verify));
+    assert_eq!(f.stats.codec, Codec::Lz4);
+    assert!(f.stats.page_tally.lz4 > 0);
+    assert_guest_back(&r, true);
+    assert_eq!(f.stats.verify.as_ref().unwrap().listed, vec![2048]);
+}
+
+#[test]
+fn verification_mismatch_is_refused_whatever_the_codec() {
+    // The verify flag is not a capability: the destination's answer does
+    // not narrow it, and one end without it is refused, LZ4 agreed or not.
+    let mut s = Setup::new(45);
+    s.compress = Codec::Lz4;
+    s.accept = Codec::Lz4;
+    s.src_verify = true;
+    let r = s.run();
+    let f = r.src.as_ref().expect_err("source refused");
+    assert_eq!(
+        f.error,
+        SourceError::Handshake(depmig_stream::HandshakeError::VerifyMismatch)
+    );
+    assert!(r.shell.log.is_empty(), "nothing written");
+}
+
+#[test]
+fn a_page_sent_as_free_that_is_not_free_at_the_end_is_a_mismatch() {
+    let mut s = Setup::verified(37);
+    s.mode = Mode::DependencyAware;
+    s.guest.free_on_suspend = (1000..1100).collect();
+    // The walker says at verification that 1050 and 1500.. are in use;
+    // 1050 went as free, so the source no longer vouches for it.
+    s.guest.unfree_at_verify = vec![1050];
+    let r = s.run();
+    assert!(
+        matches!(
+            r.dst,
+            Err(DestError::PagesDiffer {
+                first: Some(1050),
+                ..
+            })
+        ),
+        "{:?}",
+        r.dst
+    );
+    let f = r.src.as_ref().expect_err("source failed");
+    assert_eq!(f.error, SourceError::Nak(NakCode::Verify));
+    assert_eq!(f.stats.verify.as_ref().unwrap().listed, vec![1050]);
+    assert_guest_back(&r, true);
+}
+
+#[test]
+fn verification_on_one_end_only_is_refused_before_anything_is_sent() {
+    for (src_verify, dst_verify) in [(true, false), (false, true)] {
+        let mut s = Setup::new(39);
+        s.src_verify = src_verify;
+        s.dst_verify = dst_verify;
+        let r = s.run();
+        let f = r.src.as_ref().expect_err("source refused");
+        assert_eq!(
+            f.error,
+            SourceError::Handshake(depmig_stream::HandshakeError::VerifyMismatch),
+            "source {src_verify}, destination {dst_verify}"
+        );
+        assert!(
+            matches!(
+                r.dst,
+                Err(DestError::Stream(depmig_stream::RxError::Handshake(
+                    depmig_stream::HandshakeError::VerifyMismatch
+                )))
+            ),
+            "{:?}",
+            r.dst
+        );
+        assert!(r.shell.log.is_empty(), "nothing written");
+        let g = r.guest.lock().unwrap();
+        assert_eq!((g.log_enables, g.suspend_calls), (0, 0));
+    }
+}
+
+#[test]
+fn a_forged_or_replayed_digest_message_is_refused() {
+    // The source's digests altered on the way; or, where the destination
+    // asks for a range frame by frame (a page corrupted there), the
+    // source's digests sent again in place of the frames it asked for.
+    for replay in [false, true] {
+        let mut s = Setup::verified(41);
+        s.corrupt_page = replay;
+        s.src_wrap = Box::new(move |e| {
+            Boxed(Box::new(TamperVerify {
+                inner: e,
+                n: usize::from(replay),
+                replay,
+                seen: 0,
+                last: None,
+            }))
+        });
+        let r = s.run();
+        assert_eq!(
+            r.dst.as_ref().unwrap_err(),
+            &DestError::Verify(VerifyError::BadTag),
+            "replay {replay}"
+        );
+        let f = r.src.as_ref().expect_err("source failed");
+        assert_eq!(f.error, SourceError::Nak(NakCode::Auth), "replay {replay}");
+        assert_guest_back(&r, true);
+    }
+    // The destination's verdict altered on the way: the source refuses it.
+    let mut s = Setup::verified(43);
+    s.dst_wrap = Box::new(|e| {
+        Boxed(Box::new(TamperVerify {
+            inner: e,
+            n: 0,
+            replay: false,
+            seen: 0,
+            last: None,
+        }))
+    });
+    let r = s.run();
+    let f = r.src.as_ref().expect_err("source failed");
+    assert_eq!(f.error, SourceError::Verify(VerifyError::BadTag));
+    assert_guest_back(&r, true);
 }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Instant;
+
 use common::*;
 use depmig_migrate::reply::{nak, ACK};
 use depmig_migrate::*;
@@ -18,10 +20,14 @@ fn hellos() -> (Hello, Hello) {
         Hello {
             role: Role::Source,
             nonce: [1; 16],
+            verify: false,
+            caps: Caps::NONE,
         },
         Hello {
             role: Role::Destination,
             nonce: [2; 16],
+            verify: false,
+            caps: Caps::NONE,
         },
     )
 }
@@ -125,7 +131,13 @@ fn receive(bytes: Vec<u8>, chunk: usize) -> (Result<DestStats, DestError>, Shell
     let mut shell = Shell::new(NR);
     let mut t = Script::new(bytes, chunk);
     let cfg = DestConfig::new(KEY, [2; 16]);
-    let r = dest::run(&mut shell, &mut t, &mut NoProgress, &cfg);
+    let r = dest::run(
+        &mut shell,
+        &mut t,
+        &TestClock(Instant::now()),
+        &mut NoProgress,
+        &cfg,
+    );
     (r, shell, t.out)
 }
 

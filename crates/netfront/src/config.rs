@@ -1,19 +1,15 @@
 //! Values the frontend reads from and writes to xenstore, parsed strictly.
 //!
-//! The vif's `mac` comes from the toolstack; the appliance's own address,
-//! netmask and peer come from its xenstore directory, written by dom0. All of
-//! them are text that another domain wrote, so parsing rejects anything but
-//! the exact expected form.
+//! The vif's `mac` comes from the toolstack and the device states from the
+//! backend: text that another domain wrote, so parsing rejects anything but
+//! the exact expected form. (The appliance's own address, netmask and peer
+//! are dom0's, and parsed by the contract, `depmig-control`.)
 
 /// A xenstore value that does not have the expected form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// A MAC address is not six colon-separated pairs of hex digits.
     BadMac,
-    /// An IPv4 address is not four dot-separated decimal octets.
-    BadIpv4,
-    /// A prefix length is not a decimal number from 0 to 32.
-    BadPrefix,
     /// A xenbus state is not a decimal number from 1 to 7.
     BadState,
 }
@@ -22,8 +18,6 @@ impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             ConfigError::BadMac => "MAC address is not of the form xx:xx:xx:xx:xx:xx",
-            ConfigError::BadIpv4 => "IPv4 address is not of the form a.b.c.d",
-            ConfigError::BadPrefix => "prefix length is not a number from 0 to 32",
             ConfigError::BadState => "xenbus state is not a number from 1 to 7",
         })
     }
@@ -119,42 +113,6 @@ pub fn parse_mac(v: &[u8]) -> Result<[u8; 6], ConfigError> {
     Ok(mac)
 }
 
-fn parse_decimal(v: &[u8], max: u32) -> Option<u32> {
-    if v.is_empty() || v.len() > 3 || (v.len() > 1 && v.first() == Some(&b'0')) {
-        return None;
-    }
-    let mut n = 0u32;
-    for &c in v {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + u32::from(c - b'0');
-    }
-    (n <= max).then_some(n)
-}
-
-/// Parses a dotted-quad IPv4 address.
-pub fn parse_ipv4(v: &[u8]) -> Result<[u8; 4], ConfigError> {
-    let v = trim(v);
-    let mut out = [0u8; 4];
-    let mut parts = v.split(|&c| c == b'.');
-    for o in out.iter_mut() {
-        let p = parts.next().ok_or(ConfigError::BadIpv4)?;
-        *o = parse_decimal(p, 255).ok_or(ConfigError::BadIpv4)? as u8;
-    }
-    if parts.next().is_some() {
-        return Err(ConfigError::BadIpv4);
-    }
-    Ok(out)
-}
-
-/// Parses a prefix length (`24`).
-pub fn parse_prefix(v: &[u8]) -> Result<u8, ConfigError> {
-    parse_decimal(trim(v), 32)
-        .map(|n| n as u8)
-        .ok_or(ConfigError::BadPrefix)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,25 +132,6 @@ mod tests {
         ] {
             assert_eq!(parse_mac(bad), Err(ConfigError::BadMac), "{:?}", bad);
         }
-    }
-
-    #[test]
-    fn ipv4_and_prefix() {
-        assert_eq!(parse_ipv4(b"10.0.2.15"), Ok([10, 0, 2, 15]));
-        for bad in [
-            &b"10.0.2"[..],
-            b"10.0.2.256",
-            b"10.0.2.1.1",
-            b"1..2.3",
-            b"01.2.3.4",
-            b"a.b.c.d",
-            b"",
-        ] {
-            assert_eq!(parse_ipv4(bad), Err(ConfigError::BadIpv4), "{:?}", bad);
-        }
-        assert_eq!(parse_prefix(b"24\n"), Ok(24));
-        assert_eq!(parse_prefix(b"33"), Err(ConfigError::BadPrefix));
-        assert_eq!(parse_prefix(b"-1"), Err(ConfigError::BadPrefix));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! pluggable stop policies and per-round statistics.
 //!
 //! Nothing here touches Xen: the appliance implements the traits with
-//! hypercalls, the simulator and the tests implement them in memory.
+//! hypercalls, the simulator and the tests implement them in memory. Only
+//! Xen's errno names come from `xen-abi`, to name a port's failure.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

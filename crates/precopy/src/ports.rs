@@ -2,14 +2,99 @@
 //! knowledge. The appliance implements them with hypercalls and guest
 //! introspection; the simulator and tests implement them in memory.
 
+use core::fmt;
+
+use xen_abi::errno::XenErrno;
+
 use crate::bitmap::DirtyBitmap;
 
-/// A failure reported by an implementation of a port, with its own code
-/// (an errno, a hypercall status) for the log.
+/// Why an implementation of a port failed. The caller wraps it with the
+/// operation that failed; the implementation logs the details (a buffer's
+/// sizes, a xenstore path) when it returns one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortError {
-    /// Implementation-defined code.
-    pub code: i32,
+pub enum PortError {
+    /// Xen refused or failed the operation
+    Xen(XenErrno),
+    /// the port failed and its caller keeps the real error
+    Recorded,
+    /// the port's shared state was in use (a nested call: a bug)
+    Busy,
+
+    // The domain, through domctls and xenstore.
+    /// no domain has this id
+    NoSuchDomain,
+    /// a buffer does not fit the hypercall's size field or the data
+    BufferSize,
+    /// the HVM context is malformed
+    HvmContext,
+    /// the domain is not suspended
+    NotSuspended,
+    /// the domain shut down, but not to suspend (this `SHUTDOWN_*` reason)
+    ShutDownOtherwise(u32),
+    /// the domain did not reach the awaited state before the deadline
+    Timeout,
+    /// a xenstore request failed
+    Xenstore,
+    /// the foreign mapping window refused the request
+    Foreign,
+    /// the domain has more frames than can be handled
+    TooManyFrames,
+    /// no buffer could be made for the domain's frames
+    NoBuffer,
+    /// a buffer is not the size its list of frames needs (a bug)
+    BadLength,
+    /// Xen populated fewer frames than asked for
+    ShortPopulate,
+
+    // dom0's bitmap route.
+    /// dom0's bitmap reply is malformed
+    Dom0Reply,
+    /// dom0 did not answer a bitmap request in time
+    Dom0Silent,
+    /// dom0's log-dirty clean failed
+    Dom0Clean(XenErrno),
+
+    // The guest agent, through the guest's xenstore directory.
+    /// the request to the guest agent could not be written
+    AgentWrite,
+    /// the guest agent answered with an error
+    AgentRefused,
+    /// the guest agent's answer is malformed
+    AgentMalformed,
+    /// the guest agent did not answer in time
+    AgentSilent,
+}
+
+impl fmt::Display for PortError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = match self {
+            PortError::Xen(e) => return write!(f, "Xen refused or failed the operation: {e}"),
+            PortError::Recorded => "the port failed and its caller keeps the real error",
+            PortError::Busy => "the port's shared state was in use (a nested call: a bug)",
+            PortError::NoSuchDomain => "no domain has this id",
+            PortError::BufferSize => "a buffer does not fit the hypercall's size field or the data",
+            PortError::HvmContext => "the HVM context is malformed",
+            PortError::NotSuspended => "the domain is not suspended",
+            PortError::ShutDownOtherwise(r) => {
+                return write!(f, "the domain shut down, but not to suspend (reason {r})")
+            }
+            PortError::Timeout => "the domain did not reach the awaited state before the deadline",
+            PortError::Xenstore => "a xenstore request failed",
+            PortError::Foreign => "the foreign mapping window refused the request",
+            PortError::TooManyFrames => "the domain has more frames than can be handled",
+            PortError::NoBuffer => "no buffer could be made for the domain's frames",
+            PortError::BadLength => "a buffer is not the size its list of frames needs (a bug)",
+            PortError::ShortPopulate => "Xen populated fewer frames than asked for",
+            PortError::Dom0Reply => "dom0's bitmap reply is malformed",
+            PortError::Dom0Silent => "dom0 did not answer a bitmap request in time",
+            PortError::Dom0Clean(e) => return write!(f, "dom0's log-dirty clean failed: {e}"),
+            PortError::AgentWrite => "the request to the guest agent could not be written",
+            PortError::AgentRefused => "the guest agent answered with an error",
+            PortError::AgentMalformed => "the guest agent's answer is malformed",
+            PortError::AgentSilent => "the guest agent did not answer in time",
+        };
+        f.write_str(m)
+    }
 }
 
 /// The migrating guest's memory layout.

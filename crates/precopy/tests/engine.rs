@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use depmig_precopy::*;
+use xen_abi::errno::EIO;
 
 /// A toy guest: page contents are numbers; a "dirtier" rewrites the pages
 /// in `hot` on every sent batch unless frozen; `free` pages read as zero.
@@ -160,7 +161,7 @@ impl DependencyOracle for P {
         // fails, round 3's finds nothing to say); the others count every
         // frame as user.
         match round {
-            2 => Err(PortError { code: 99 }),
+            2 => Err(PortError::Xen(EIO)),
             3 => Ok(None),
             _ => Ok(Some(CensusCounts {
                 round,
@@ -369,7 +370,7 @@ fn sink_failure_is_reported() {
     struct Bad;
     impl PageSink for Bad {
         fn send_pages(&mut self, _: &[u64]) -> Result<u64, PortError> {
-            Err(PortError { code: -5 })
+            Err(PortError::Xen(EIO))
         }
         fn zero_pages(&mut self, _: &[u64]) -> Result<u64, PortError> {
             Ok(0)
@@ -389,5 +390,5 @@ fn sink_failure_is_reported() {
         &mut Xen4x::default(),
         &mut |_| {},
     );
-    assert_eq!(r, Err(EngineError::Sink(PortError { code: -5 })));
+    assert_eq!(r, Err(EngineError::Sink(PortError::Xen(EIO))));
 }

@@ -41,115 +41,24 @@ pub fn rounds_table(series: &[Series<'_>]) -> String {
     t
 }
 
-/// An SVG line plot of `series` on a log10 y axis (zeros drawn at 1).
+/// An SVG line plot of `series` on a log10 y axis (`depmig_plot`'s, as
+/// depmig's own plots), in the series' colours; `ylabel` names what is
+/// counted, in pages.
 pub fn svg_plot(title: &str, ylabel: &str, series: &[Series<'_>]) -> String {
-    let (w, h, ml, mr, mt, mb) = (760.0, 440.0, 70.0, 220.0, 40.0, 50.0);
-    let pw = w - ml - mr;
-    let ph = h - mt - mb;
-    let rounds = series
+    let lines: Vec<depmig_plot::Series<'_>> = series
         .iter()
-        .map(|s| s.values.len())
-        .max()
-        .unwrap_or(1)
-        .max(2);
-    let maxv = series
-        .iter()
-        .flat_map(|s| s.values.iter().copied())
-        .max()
-        .unwrap_or(10)
-        .max(10);
-    let decades = (maxv as f64).log10().ceil().max(1.0);
-    let x = |r: usize| ml + pw * (r as f64) / ((rounds - 1) as f64);
-    let y = |v: u64| mt + ph - ph * ((v.max(1)) as f64).log10() / decades;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{title}</text>"#,
-        ml + pw / 2.0
-    );
-    for d in 0..=decades as u32 {
-        let yy = mt + ph - ph * f64::from(d) / decades;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{ml}" y1="{yy}" x2="{}" y2="{yy}" stroke="#ddd"/>"##,
-            ml + pw
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="end">1e{d}</text>"#,
-            ml - 6.0,
-            yy + 4.0
-        );
-    }
-    let step = if rounds > 12 { 5 } else { 1 };
-    for r in (0..rounds).filter(|r| (r + 1) % step == 0 || *r == 0) {
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-            x(r),
-            mt + ph + 18.0,
-            r + 1
-        );
-    }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">round</text>"#,
-        ml + pw / 2.0,
-        h - 8.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text transform="translate(16,{}) rotate(-90)" text-anchor="middle">{ylabel}</text>"#,
-        mt + ph / 2.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#
-    );
-    for (i, se) in series.iter().enumerate() {
-        let pts: Vec<String> = se
-            .values
-            .iter()
-            .enumerate()
-            .map(|(r, &v)| format!("{:.1},{:.1}", x(r), y(v)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#,
-            se.color,
-            pts.join(" ")
-        );
-        for p in &pts {
-            let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{px}" cy="{py}" r="2.5" fill="{}"/>"#,
-                se.color
-            );
-        }
-        let ly = mt + 14.0 + 20.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{}" stroke-width="2"/>"#,
-            ml + pw + 10.0,
-            ml + pw + 30.0,
-            se.color
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}">{}</text>"#,
-            ml + pw + 36.0,
-            ly + 4.0,
-            se.label
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+        .map(|s| depmig_plot::Series {
+            label: s.label,
+            values: &s.values,
+            color: Some(s.color).filter(|c| !c.is_empty()),
+        })
+        .collect();
+    let chart = depmig_plot::Chart {
+        title,
+        y_label: ylabel,
+        unit: "pages",
+    };
+    depmig_plot::lines(&chart, &lines)
 }
 
 /// One row per simulated migration.
@@ -187,4 +96,47 @@ pub fn summary_table(outcomes: &[Outcome]) -> String {
         );
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use depmig_plot::check::check_xml;
+
+    #[test]
+    fn the_plot_draws_each_series_in_its_colour() {
+        let series = [
+            Series {
+                label: "stock: dirty",
+                color: "#c0392b",
+                values: vec![524288, 25600, 25600],
+            },
+            Series {
+                label: "dirty & tainted",
+                color: "",
+                values: vec![1000, 0, 12],
+            },
+        ];
+        let doc = svg_plot("Figure <4>", "pages per round", &series);
+        let els = check_xml(&doc).unwrap();
+        let lines: Vec<_> = els.iter().filter(|(n, _)| n == "polyline").collect();
+        assert_eq!(lines.len(), 2);
+        let stroke = |k: usize| {
+            lines[k]
+                .1
+                .iter()
+                .find(|(n, _)| n == "stroke")
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(stroke(0).as_deref(), Some("#c0392b"));
+        // No colour of its own: the palette's.
+        assert!(stroke(1).is_some_and(|c| c.starts_with('#') && c != "#c0392b"));
+        assert!(doc.contains("<title>Figure &lt;4&gt;</title>"));
+        assert!(doc.contains("dirty &amp; tainted (3 rounds, 1012 pages)"));
+        assert!(doc.contains(">pages per round (log scale)</text>"));
+        // The table has a row per round and a column per series.
+        let t = rounds_table(&series);
+        assert!(t.starts_with("| round | stock: dirty | dirty & tainted |"));
+        assert!(t.contains("| 3 | 25600 | 12 |"));
+    }
 }

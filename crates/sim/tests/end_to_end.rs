@@ -22,6 +22,9 @@ struct StreamSink {
     world: Rc<RefCell<World>>,
     enc: Encoder,
     out: Authenticated<Vec<u8>>,
+    /// The first encoding error, which the engine only sees as
+    /// [`PortError::Recorded`].
+    err: Option<EncodeError>,
 }
 
 impl PageSink for StreamSink {
@@ -40,7 +43,10 @@ impl PageSink for StreamSink {
         let before = self.out.inner_mut().len();
         self.enc
             .page_data(&mut self.out, &entries, &refs)
-            .map_err(|_| PortError { code: -1 })?;
+            .map_err(|e| {
+                self.err.get_or_insert(e);
+                PortError::Recorded
+            })?;
         let bytes = (self.out.inner_mut().len() - before) as u64;
         w.transfer(bytes);
         Ok(bytes)
@@ -57,7 +63,10 @@ impl PageSink for StreamSink {
         let before = self.out.inner_mut().len();
         self.enc
             .page_data(&mut self.out, &entries, &[])
-            .map_err(|_| PortError { code: -1 })?;
+            .map_err(|e| {
+                self.err.get_or_insert(e);
+                PortError::Recorded
+            })?;
         let bytes = (self.out.inner_mut().len() - before) as u64;
         w.transfer(bytes);
         Ok(bytes)
@@ -77,10 +86,14 @@ fn run(mode: Mode, segment: usize) -> (bool, usize) {
     let src_hello = Hello {
         role: Role::Source,
         nonce: [0x11; 16],
+        verify: false,
+        caps: Caps::NONE,
     };
     let dst_hello = Hello {
         role: Role::Destination,
         nonce: [0x22; 16],
+        verify: false,
+        caps: Caps::NONE,
     };
     let mut receiver = Receiver::new(
         KEY,
@@ -100,6 +113,7 @@ fn run(mode: Mode, segment: usize) -> (bool, usize) {
         world: world.clone(),
         enc: Encoder::new(),
         out: Authenticated::new(src_hello.to_bytes().to_vec(), tx),
+        err: None,
     };
     let dom = DomainHeader {
         domain_type: DomainType::X86Hvm,
@@ -146,7 +160,7 @@ fn run(mode: Mode, segment: usize) -> (bool, usize) {
         &mut Xen33::default(),
         &mut |_| {},
     )
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e:?} (encoder: {:?})", sink.err));
     assert!(summary.rounds.len() >= 2);
     sink.enc
         .tsc_info(

@@ -20,11 +20,23 @@
 //! each page is handed out on its own ([`Event::Page`]), so memory use does
 //! not depend on the batch's data size. Once an error is returned the decoder
 //! is poisoned and returns the same error again.
+//!
+//! depmig's packed page record ([`crate::packed`]) is read only after
+//! [`Decoder::set_codec`] accepted it (the handshake agreed on it); its
+//! pages come out as [`Event::Page`]s like PAGE_DATA's, decompressed into
+//! one page buffer of the decoder's, so a consumer cannot tell them apart.
 
+use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::order::{OrderChecker, OrderError};
+use crate::packed::{
+    decompress_page, Codec, DescError, PageDesc, PageEncoding, PageTally, DESC_LEN, MAX_PAYLOAD,
+};
 use crate::wire::*;
+
+/// What a zero page of a packed record decodes to.
+static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 
 /// Caps the decoder applies whatever the input says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +132,14 @@ pub enum DecodeError {
         /// Announced length.
         got: u32,
     },
+    /// A depmig extension record the handshake did not agree on.
+    NotNegotiated(u32),
+    /// A packed page's descriptor names an unknown encoding, or a length
+    /// its encoding does not allow.
+    BadPageDescriptor(u32),
+    /// A packed page's LZ4 block is malformed or does not make exactly
+    /// one page.
+    BadCompressedPage(u64),
 }
 
 impl From<OrderError> for DecodeError {
@@ -254,10 +274,35 @@ enum State {
     ImageHeader,
     DomainHeader,
     RecordHeader,
-    PageHeader { len: u32 },
-    Pfns { len: u32, count: u32 },
-    Pages { idx: u32 },
-    Body { rtype: u32, len: u32 },
+    PageHeader {
+        len: u32,
+        packed: bool,
+    },
+    Pfns {
+        len: u32,
+        count: u32,
+        packed: bool,
+    },
+    Pages {
+        idx: u32,
+    },
+    Descs {
+        len: u32,
+        count: u32,
+        with_data: u32,
+    },
+    PackedPages {
+        idx: u32,
+        desc: u32,
+        pad: u8,
+    },
+    PackedPad {
+        pad: u8,
+    },
+    Body {
+        rtype: u32,
+        len: u32,
+    },
     Checkpointed,
     Done,
 }
@@ -274,6 +319,11 @@ pub struct Decoder {
     failed: Option<DecodeError>,
     consumed: u64,
     domain: Option<DomainHeader>,
+    codec: Codec,
+    descs: Vec<PageDesc>,
+    /// A decompressed page of a packed record.
+    page: Vec<u8>,
+    tally: PageTally,
 }
 
 impl Decoder {
@@ -293,7 +343,29 @@ impl Decoder {
             failed: None,
             consumed: 0,
             domain: None,
+            codec: Codec::Raw,
+            descs: Vec::with_capacity(limits.max_batch as usize),
+            page: vec![0; PAGE_SIZE],
+            tally: PageTally::default(),
         }
+    }
+
+    /// Accepts depmig's packed page record when `codec` is
+    /// [`Codec::Lz4`]: what the handshake agreed on, before the stream
+    /// starts. Without it the record is refused
+    /// ([`DecodeError::NotNegotiated`]).
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
+    }
+
+    /// The codec accepted.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// How the pages of packed records came so far.
+    pub fn tally(&self) -> PageTally {
+        self.tally
     }
 
     /// Whether END was decoded.
@@ -326,7 +398,10 @@ impl Decoder {
 
     /// Bytes of staging buffer allocated (fixed at construction).
     pub fn buffer_capacity(&self) -> usize {
-        self.buf.capacity() + self.pfns.capacity() * core::mem::size_of::<PfnEntry>()
+        self.buf.capacity()
+            + self.pfns.capacity() * core::mem::size_of::<PfnEntry>()
+            + self.descs.capacity() * core::mem::size_of::<PageDesc>()
+            + self.page.capacity()
     }
 
     /// Copies from `input` until the staging buffer holds `need` bytes.
@@ -376,6 +451,14 @@ impl Decoder {
             Pending::Page(entry, with_data) => Event::Page {
                 entry,
                 data: if with_data { Some(buf) } else { None },
+            },
+            Pending::Unpacked(entry) => Event::Page {
+                entry,
+                data: Some(self.page.as_slice()),
+            },
+            Pending::Zero(entry) => Event::Page {
+                entry,
+                data: Some(&ZERO_PAGE),
             },
             Pending::Body(rtype, len) => {
                 let body = buf.get(..len as usize).unwrap_or(&[]);
@@ -430,10 +513,16 @@ impl Decoder {
                     let rtype = le32(&self.buf, 0).unwrap_or(0);
                     let len = le32(&self.buf, 4).unwrap_or(0);
                     self.buf.clear();
+                    // depmig's own records exist only where the handshake
+                    // agreed on them; other types of its block are unknown
+                    // mandatory records to the order checker.
+                    if rtype == rec::DEPMIG_PACKED_PAGES && self.codec != Codec::Lz4 {
+                        return Err(DecodeError::NotNegotiated(rtype));
+                    }
                     self.order.accept(rtype)?;
                     self.state = self.record_state(rtype, len)?;
                 }
-                State::PageHeader { len } => {
+                State::PageHeader { len, packed } => {
                     if !self.fill(input, 8) {
                         return Ok(None);
                     }
@@ -441,7 +530,12 @@ impl Decoder {
                     let reserved = le32(&self.buf, 4).unwrap_or(0);
                     self.buf.clear();
                     if reserved != 0 {
-                        return Err(DecodeError::ReservedRecordBits(rec::PAGE_DATA));
+                        let rtype = if packed {
+                            rec::DEPMIG_PACKED_PAGES
+                        } else {
+                            rec::PAGE_DATA
+                        };
+                        return Err(DecodeError::ReservedRecordBits(rtype));
                     }
                     if count == 0 {
                         return Err(DecodeError::EmptyPageData);
@@ -456,9 +550,18 @@ impl Decoder {
                             got: len,
                         });
                     }
-                    self.state = State::Pfns { len, count };
+                    // A packed record is never longer than raw pages with
+                    // descriptors: refused before its pfns are read.
+                    let most = 8 + u64::from(count) * (8 + (DESC_LEN + MAX_PAYLOAD) as u64);
+                    if packed && u64::from(len) > most {
+                        return Err(DecodeError::PageDataLength {
+                            expected: most,
+                            got: len,
+                        });
+                    }
+                    self.state = State::Pfns { len, count, packed };
                 }
-                State::Pfns { len, count } => {
+                State::Pfns { len, count, packed } => {
                     if !self.fill(input, count as usize * 8) {
                         return Ok(None);
                     }
@@ -484,6 +587,24 @@ impl Decoder {
                         }
                     }
                     self.buf.clear();
+                    if packed {
+                        // PANICS: `with_data <= count`, a u32.
+                        let with_data = with_data as u32;
+                        let least = 8 + u64::from(count) * 8 + u64::from(with_data) * 4;
+                        let most = least + u64::from(with_data) * MAX_PAYLOAD as u64;
+                        if !(least..=most).contains(&u64::from(len)) {
+                            return Err(DecodeError::PageDataLength {
+                                expected: least,
+                                got: len,
+                            });
+                        }
+                        self.state = State::Descs {
+                            len,
+                            count,
+                            with_data,
+                        };
+                        continue;
+                    }
                     let expected = 8 + u64::from(count) * 8 + with_data * PAGE_SIZE as u64;
                     if expected != u64::from(len) {
                         return Err(DecodeError::PageDataLength { expected, got: len });
@@ -501,6 +622,89 @@ impl Decoder {
                     }
                     self.state = State::Pages { idx: idx + 1 };
                     return Ok(Some(Pending::Page(entry, entry.kind.has_data())));
+                }
+                State::Descs {
+                    len,
+                    count,
+                    with_data,
+                } => {
+                    if !self.fill(input, with_data as usize * DESC_LEN) {
+                        return Ok(None);
+                    }
+                    self.descs.clear();
+                    let mut payload: u64 = 0;
+                    for c in self.buf.chunks_exact(DESC_LEN) {
+                        let raw = le32(c, 0).unwrap_or(0);
+                        let d = PageDesc::from_u32(raw).map_err(|e| match e {
+                            DescError::Reserved => {
+                                DecodeError::ReservedRecordBits(rec::DEPMIG_PACKED_PAGES)
+                            }
+                            DescError::Invalid => DecodeError::BadPageDescriptor(raw),
+                        })?;
+                        payload += u64::from(d.len);
+                        if self.descs.len() < self.descs.capacity() {
+                            self.descs.push(d);
+                        }
+                    }
+                    self.buf.clear();
+                    let expected = 8 + u64::from(count) * 8 + u64::from(with_data) * 4 + payload;
+                    if expected != u64::from(len) {
+                        return Err(DecodeError::PageDataLength { expected, got: len });
+                    }
+                    self.state = State::PackedPages {
+                        idx: 0,
+                        desc: 0,
+                        pad: padding(len as usize) as u8,
+                    };
+                    return Ok(Some(Pending::Ready(Event::PageData { count })));
+                }
+                State::PackedPages { idx, desc, pad } => {
+                    let Some(&entry) = self.pfns.get(idx as usize) else {
+                        self.state = State::PackedPad { pad };
+                        continue;
+                    };
+                    if !entry.kind.has_data() {
+                        self.state = State::PackedPages {
+                            idx: idx + 1,
+                            desc,
+                            pad,
+                        };
+                        return Ok(Some(Pending::Page(entry, false)));
+                    }
+                    // One descriptor per entry with data, checked above.
+                    let Some(&d) = self.descs.get(desc as usize) else {
+                        return Err(DecodeError::BadPageDescriptor(0));
+                    };
+                    if !self.fill(input, usize::from(d.len)) {
+                        return Ok(None);
+                    }
+                    let ev = match d.encoding {
+                        PageEncoding::Raw => Pending::Page(entry, true),
+                        PageEncoding::Zero => Pending::Zero(entry),
+                        PageEncoding::Lz4 => {
+                            if !decompress_page(&self.buf, &mut self.page) {
+                                return Err(DecodeError::BadCompressedPage(entry.pfn));
+                            }
+                            Pending::Unpacked(entry)
+                        }
+                    };
+                    self.tally.add(d);
+                    self.state = State::PackedPages {
+                        idx: idx + 1,
+                        desc: desc + 1,
+                        pad,
+                    };
+                    return Ok(Some(ev));
+                }
+                State::PackedPad { pad } => {
+                    if !self.fill(input, usize::from(pad)) {
+                        return Ok(None);
+                    }
+                    if self.buf.iter().any(|&b| b != 0) {
+                        return Err(DecodeError::NonZeroPadding);
+                    }
+                    self.buf.clear();
+                    self.state = State::RecordHeader;
                 }
                 State::Body { rtype, len } => {
                     let pad = padding(len as usize);
@@ -528,11 +732,14 @@ impl Decoder {
     fn record_state(&self, rtype: u32, len: u32) -> Result<State, DecodeError> {
         let bad = DecodeError::BadLength { rtype, len };
         match rtype {
-            rec::PAGE_DATA => {
+            rec::PAGE_DATA | rec::DEPMIG_PACKED_PAGES => {
                 if len < 8 {
                     return Err(bad);
                 }
-                return Ok(State::PageHeader { len });
+                return Ok(State::PageHeader {
+                    len,
+                    packed: rtype == rec::DEPMIG_PACKED_PAGES,
+                });
             }
             rec::END | rec::STATIC_DATA_END | rec::VERIFY | rec::CHECKPOINT if len != 0 => {
                 return Err(bad)
@@ -551,6 +758,10 @@ impl Decoder {
 enum Pending {
     Ready(Event<'static>),
     Page(PfnEntry, bool),
+    /// A page decompressed into the decoder's page buffer.
+    Unpacked(PfnEntry),
+    /// A zero page of a packed record.
+    Zero(PfnEntry),
     Body(u32, u32),
 }
 
@@ -637,7 +848,9 @@ mod tests {
     use super::*;
     use crate::encode::Encoder;
 
-    fn tiny_stream() -> Vec<u8> {
+    /// The image and domain headers and STATIC_DATA_END, and the encoder
+    /// that wrote them.
+    fn headers_only() -> (Vec<u8>, Encoder) {
         let mut out = Vec::new();
         let mut e = Encoder::new();
         e.headers(
@@ -651,6 +864,11 @@ mod tests {
         )
         .unwrap();
         e.static_data_end(&mut out).unwrap();
+        (out, e)
+    }
+
+    fn tiny_stream() -> Vec<u8> {
+        let (mut out, mut e) = headers_only();
         let page = [7u8; PAGE_SIZE];
         e.page_data(
             &mut out,
@@ -708,6 +926,181 @@ mod tests {
         while dec.next(&mut input).unwrap().is_some() {}
         assert_eq!(input, b"tail");
         assert_eq!(dec.consumed(), n as u64);
+    }
+
+    /// Headers and STATIC_DATA_END, then `rec` as a record of type
+    /// `rtype` whose header announces `len` (its body's length by default).
+    fn head_then(rtype: u32, body: &[u8], len: Option<u32>) -> Vec<u8> {
+        let (mut out, _) = headers_only();
+        out.extend_from_slice(&rtype.to_le_bytes());
+        let len = len.unwrap_or(body.len() as u32);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(&[0; REC_ALIGN][..padding(body.len())]);
+        out
+    }
+
+    /// A packed record body: `pfns` (normal pages), then `descs`, then
+    /// `payload`.
+    fn packed_body(pfns: &[u64], descs: &[u32], payload: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&(pfns.len() as u32).to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        for p in pfns {
+            b.extend_from_slice(&p.to_le_bytes());
+        }
+        for d in descs {
+            b.extend_from_slice(&d.to_le_bytes());
+        }
+        b.extend_from_slice(payload);
+        b
+    }
+
+    /// Decodes with packed pages accepted: the error, or the pages seen.
+    fn packed_result(s: &[u8]) -> Result<Vec<String>, DecodeError> {
+        let mut dec = Decoder::new(Limits::default());
+        dec.set_codec(Codec::Lz4);
+        collect(&mut dec, s)
+    }
+
+    fn lz4(data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; lz4_flex::block::get_maximum_output_size(data.len())];
+        let n = lz4_flex::block::compress_into(data, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    const LZ4_DESC: u32 = 1 << 16;
+    const ZERO_DESC: u32 = 2 << 16;
+
+    #[test]
+    fn packed_record_decodes_each_encoding() {
+        let z = lz4(&[5u8; PAGE_SIZE]);
+        let mut payload = z.clone();
+        payload.extend_from_slice(&[6u8; PAGE_SIZE]);
+        let body = packed_body(
+            &[1, 2, 3],
+            &[LZ4_DESC | z.len() as u32, PAGE_SIZE as u32, ZERO_DESC],
+            &payload,
+        );
+        let s = head_then(rec::DEPMIG_PACKED_PAGES, &body, None);
+        let mut dec = Decoder::new(Limits::default());
+        dec.set_codec(Codec::Lz4);
+        let mut split = Vec::new();
+        for b in s.chunks(1) {
+            split.extend(collect(&mut dec, b).unwrap());
+        }
+        assert_eq!(split, packed_result(&s).unwrap());
+        assert!(split.iter().any(|e| e == "page 1 5"), "{split:?}");
+        assert!(split.iter().any(|e| e == "page 2 6"));
+        assert!(split.iter().any(|e| e == "page 3 0"));
+        let t = dec.tally();
+        assert_eq!((t.lz4, t.raw, t.zero), (1, 1, 1));
+        assert_eq!(t.payload_bytes, (z.len() + PAGE_SIZE) as u64);
+    }
+
+    #[test]
+    fn packed_record_refused_unless_negotiated() {
+        let body = packed_body(&[1], &[ZERO_DESC], &[]);
+        let s = head_then(rec::DEPMIG_PACKED_PAGES, &body, None);
+        assert_eq!(
+            collect(&mut Decoder::new(Limits::default()), &s).unwrap_err(),
+            DecodeError::NotNegotiated(rec::DEPMIG_PACKED_PAGES)
+        );
+        assert!(packed_result(&s).is_ok());
+        // Another type of depmig's block: an unknown mandatory record.
+        let s = head_then(rec::DEPMIG_PACKED_PAGES + 1, &body, None);
+        assert_eq!(
+            packed_result(&s).unwrap_err(),
+            DecodeError::Order(OrderError::UnsupportedMandatory(
+                rec::DEPMIG_PACKED_PAGES + 1
+            ))
+        );
+    }
+
+    #[test]
+    fn hostile_packed_records_are_refused() {
+        let page = [5u8; PAGE_SIZE];
+        let z = lz4(&page);
+        let zl = z.len() as u32;
+        let rtype = rec::DEPMIG_PACKED_PAGES;
+        let refuse = |body: &[u8], len: Option<u32>| packed_result(&head_then(rtype, body, len));
+
+        // Reserved header word, empty, over the batch cap.
+        let mut b = packed_body(&[1], &[ZERO_DESC], &[]);
+        b[4] = 1;
+        assert_eq!(
+            refuse(&b, None),
+            Err(DecodeError::ReservedRecordBits(rtype))
+        );
+        assert_eq!(
+            refuse(&packed_body(&[], &[], &[]), None),
+            Err(DecodeError::EmptyPageData)
+        );
+        let mut b = packed_body(&[1], &[ZERO_DESC], &[]);
+        b[0..4].copy_from_slice(&(MAX_BATCH + 1).to_le_bytes());
+        assert_eq!(
+            refuse(&b, None),
+            Err(DecodeError::BatchTooLarge(MAX_BATCH + 1))
+        );
+        // A length beyond what raw pages could take: refused at the header.
+        let b = packed_body(&[1], &[ZERO_DESC], &[]);
+        assert!(matches!(
+            refuse(&b, Some(8 + 8 + 4 + 4096 + 1)),
+            Err(DecodeError::PageDataLength { .. })
+        ));
+        // A length that disagrees with the descriptors.
+        let b = packed_body(&[1], &[LZ4_DESC | zl], &z);
+        assert!(matches!(
+            refuse(&b, Some(b.len() as u32 + 1)),
+            Err(DecodeError::PageDataLength { .. })
+        ));
+        // Reserved descriptor bits; unknown encoding; lengths the encoding
+        // does not allow (LZ4 that did not shrink, a short raw page, a zero
+        // page with data).
+        let b = packed_body(&[1], &[ZERO_DESC | 1 << 24], &[]);
+        assert_eq!(
+            refuse(&b, None),
+            Err(DecodeError::ReservedRecordBits(rtype))
+        );
+        for d in [3 << 16, LZ4_DESC | 4096, LZ4_DESC, 4095, ZERO_DESC | 1] {
+            let payload = vec![0u8; (d & 0xFFFF) as usize];
+            let b = packed_body(&[1], &[d], &payload);
+            assert_eq!(
+                refuse(&b, None),
+                Err(DecodeError::BadPageDescriptor(d)),
+                "{d:#x}"
+            );
+        }
+        // LZ4 that is garbage, makes less than a page, or more.
+        let b = packed_body(&[7], &[LZ4_DESC | 3], &[0xF0, 1, 2]);
+        assert_eq!(refuse(&b, None), Err(DecodeError::BadCompressedPage(7)));
+        let half = lz4(&page[..PAGE_SIZE / 2]);
+        let b = packed_body(&[7], &[LZ4_DESC | half.len() as u32], &half);
+        assert_eq!(refuse(&b, None), Err(DecodeError::BadCompressedPage(7)));
+        let two = lz4(&[5u8; 2 * PAGE_SIZE]);
+        let b = packed_body(&[7], &[LZ4_DESC | two.len() as u32], &two);
+        assert_eq!(refuse(&b, None), Err(DecodeError::BadCompressedPage(7)));
+        // Non-zero padding after the payloads.
+        let b = packed_body(&[1], &[LZ4_DESC | zl], &z);
+        let mut s = head_then(rtype, &b, None);
+        if padding(b.len()) > 0 {
+            *s.last_mut().unwrap() = 1;
+            assert_eq!(packed_result(&s), Err(DecodeError::NonZeroPadding));
+        }
+        // Pfn checks as for PAGE_DATA.
+        let b = packed_body(&[1 << 56], &[ZERO_DESC], &[]);
+        assert_eq!(refuse(&b, None), Err(DecodeError::PfnReservedBits(1 << 56)));
+        // Truncated anywhere: more input wanted, never an error or a page
+        // beyond those complete.
+        let b = packed_body(&[1, 2], &[LZ4_DESC | zl, ZERO_DESC], &z);
+        let s = head_then(rtype, &b, None);
+        let whole = packed_result(&s).unwrap();
+        for cut in 0..s.len() {
+            let part = packed_result(&s[..cut]).unwrap();
+            assert!(part.len() <= whole.len());
+            assert_eq!(part[..], whole[..part.len()]);
+        }
     }
 
     #[test]

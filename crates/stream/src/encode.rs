@@ -6,10 +6,18 @@
 //! [`Encoder::page_data_header`] writes a PAGE_DATA record's header and pfn
 //! array only, and the caller then writes the pages itself, straight from
 //! mapped guest memory.
+//!
+//! Once the handshake agreed on [`Codec::Lz4`] ([`Encoder::set_codec`]),
+//! [`Encoder::page_data`] writes depmig's packed record instead of
+//! PAGE_DATA ([`crate::packed`]); the encoder holds the compressed
+//! payloads of one record until its length is known.
 
 use alloc::vec::Vec;
 
 use crate::order::{OrderChecker, OrderError};
+use crate::packed::{
+    compress_page, Codec, PageDesc, PageEncoding, PageTally, COMPRESS_BOUND, DESC_LEN,
+};
 use crate::wire::*;
 
 /// Where encoded bytes go.
@@ -76,15 +84,38 @@ const ZEROS: [u8; REC_ALIGN] = [0; REC_ALIGN];
 pub struct Encoder {
     order: OrderChecker,
     headers_done: bool,
+    codec: Codec,
+    /// One record's descriptors (packed records only).
+    descs: Vec<PageDesc>,
+    /// One record's LZ4 payloads, back to back (packed records only).
+    packed: Vec<u8>,
+    /// LZ4's output for one page before it joins `packed`.
+    scratch: Vec<u8>,
+    tally: PageTally,
 }
 
 impl Encoder {
-    /// A fresh encoder; the first call must be [`Encoder::headers`].
+    /// A fresh encoder writing Xen's PAGE_DATA; the first call must be
+    /// [`Encoder::headers`].
     pub fn new() -> Self {
-        Encoder {
-            order: OrderChecker::new(),
-            headers_done: false,
-        }
+        Encoder::default()
+    }
+
+    /// Sets how [`Encoder::page_data`] sends pages: only what the
+    /// handshake agreed on ([`crate::negotiated`]).
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
+    }
+
+    /// The codec [`Encoder::page_data`] uses.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// How the pages of packed records were sent so far (all zero with
+    /// [`Codec::Raw`]).
+    pub fn tally(&self) -> PageTally {
+        self.tally
     }
 
     /// Writes the image header (v3, little-endian) and `dom`.
@@ -200,8 +231,9 @@ impl Encoder {
         Ok(with_data)
     }
 
-    /// A whole PAGE_DATA record: `pages` holds one page per entry whose type
-    /// carries data, in order.
+    /// A whole page record: `pages` holds one page per entry whose type
+    /// carries data, in order. PAGE_DATA with [`Codec::Raw`]; depmig's
+    /// packed record with [`Codec::Lz4`].
     pub fn page_data<S: ByteSink>(
         &mut self,
         out: &mut S,
@@ -215,10 +247,75 @@ impl Encoder {
         if pages.iter().any(|p| p.len() != PAGE_SIZE) {
             return Err(EncodeError::PageSize);
         }
+        if self.codec == Codec::Lz4 {
+            return self.packed_page_data(out, entries, pages);
+        }
         self.page_data_header(out, entries)?;
         for p in pages {
             out.put(p)?;
         }
+        Ok(())
+    }
+
+    /// [`crate::packed`]'s record; `pages` was checked by the caller.
+    fn packed_page_data<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        entries: &[PfnEntry],
+        pages: &[&[u8]],
+    ) -> Result<(), EncodeError> {
+        if entries.is_empty() {
+            return Err(EncodeError::EmptyPageData);
+        }
+        if entries.len() > MAX_BATCH as usize {
+            return Err(EncodeError::BatchTooLarge(entries.len()));
+        }
+        for e in entries {
+            e.to_u64().ok_or(EncodeError::PfnTooLarge(e.pfn))?;
+        }
+        self.descs.clear();
+        self.packed.clear();
+        self.scratch.resize(COMPRESS_BOUND, 0);
+        for p in pages {
+            let d = compress_page(p, &mut self.scratch);
+            if d.encoding == PageEncoding::Lz4 {
+                let z = self.scratch.get(..usize::from(d.len)).unwrap_or(&[]);
+                self.packed.extend_from_slice(z);
+            }
+            self.descs.push(d);
+        }
+        // Payload lengths: LZ4 blocks from `packed`, raw pages whole.
+        let raw = self
+            .descs
+            .iter()
+            .filter(|d| d.encoding == PageEncoding::Raw)
+            .count();
+        let len =
+            8 + entries.len() * 8 + pages.len() * DESC_LEN + self.packed.len() + raw * PAGE_SIZE;
+        self.begin(out, rec::DEPMIG_PACKED_PAGES, len)?;
+        let mut h = [0u8; 8];
+        h[0..4].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+        out.put(&h)?;
+        for e in entries {
+            out.put(&e.to_u64().unwrap_or(0).to_le_bytes())?;
+        }
+        for d in &self.descs {
+            out.put(&d.to_u32().to_le_bytes())?;
+        }
+        let mut at = 0usize;
+        for (d, p) in self.descs.iter().zip(pages) {
+            match d.encoding {
+                PageEncoding::Raw => out.put(p)?,
+                PageEncoding::Lz4 => {
+                    let end = at + usize::from(d.len);
+                    out.put(self.packed.get(at..end).unwrap_or(&[]))?;
+                    at = end;
+                }
+                PageEncoding::Zero => {}
+            }
+            self.tally.add(*d);
+        }
+        out.put(ZEROS.get(..padding(len)).unwrap_or(&[]))?;
         Ok(())
     }
 

@@ -31,7 +31,27 @@
 //! shell is destroyed, never unpaused.
 //!
 //! Hello layout: magic "DEPMIGHS" (8), version u16 LE, role u8, flags u8
-//! (zero), reserved u32 (zero), nonce (16). Trailer layout: magic
+//! (bit 0: [`FLAG_VERIFY`]; the others [`Caps`], bit 1 [`Caps::LZ4_PAGES`];
+//! unknown bits refused as reserved), reserved u32 (zero), nonce (16). A
+//! peer of this version that does not know a flag refuses it as reserved;
+//! both hellos feed the key confirmation and the transcript key, so a flag
+//! changed on the way makes both fail. With neither verification nor a
+//! capability the flags byte is zero, the hello of a peer that knows none.
+//!
+//! Verification (bit 0): both ends must be armed alike. After the trailer,
+//! with verification on, the two ends exchange page digest messages
+//! (`depmig_migrate::verify`); each carries a [`verify_tag`]: HMAC-SHA256
+//! under the shared key over a label naming its direction, its sequence
+//! number in that direction, both hellos and the message, so a message
+//! cannot be forged, replayed from another migration, reordered, or
+//! reflected back to its sender.
+//!
+//! Capabilities (bits 1..): the source's hello offers the encodings it
+//! would use (`--compress`), the destination's answers with those it
+//! accepts among them ([`Hello::answer`]), and both ends use what the
+//! answer holds ([`negotiated`]). The confirmation and the tag cover both
+//! hellos, so a capability stripped or added on the way fails the key
+//! confirmation before a page is sent. Trailer layout: magic
 //! "DEPMIGT3" (8), stream length u64 LE (8), tag (16).
 //!
 //! PANICS: indexing here is into fixed-size arrays (`[u8; 32]`, `[u8; 16]`)
@@ -44,6 +64,8 @@ use poly1305::universal_hash::{KeyInit, UniversalHash};
 use poly1305::Poly1305;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+
+use crate::packed::Codec;
 
 /// Magic of a hello message.
 pub const HELLO_MAGIC: [u8; 8] = *b"DEPMIGHS";
@@ -62,6 +84,14 @@ pub const CONFIRM_LEN: usize = 32;
 
 const DOMAIN_SEPARATOR: &[u8] = b"depmig transcript key v3\0";
 const CONFIRM_SEPARATOR: &[u8] = b"depmig key confirmation v2\0";
+const VERIFY_S2D_SEPARATOR: &[u8] = b"depmig verify source->destination v1\0";
+const VERIFY_D2S_SEPARATOR: &[u8] = b"depmig verify destination->source v1\0";
+
+/// Hello flag: the sender compares page digests after the trailer
+/// (`--verify`). Both ends must agree.
+pub const FLAG_VERIFY: u8 = 1;
+/// Size of a [`verify_tag`].
+pub const VERIFY_TAG_LEN: usize = 32;
 
 /// Which end of a migration a peer is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,8 +122,10 @@ pub enum HandshakeError {
     UnsupportedVersion(u16),
     /// The role byte is unknown.
     BadRole(u8),
-    /// Flags or reserved bytes are not zero.
+    /// Unknown flag bits or reserved bytes are not zero.
     ReservedBits,
+    /// The destination accepted a capability the source did not offer.
+    UnofferedCapability,
     /// The peer claims the wrong role for this direction.
     UnexpectedRole,
     /// Both hellos carry the same nonce (reflection).
@@ -109,6 +141,9 @@ pub enum HandshakeError {
     /// The destination's key confirmation does not match: it holds
     /// another key.
     KeyMismatch,
+    /// One end compares page digests after the trailer and the other does
+    /// not: both must be armed alike.
+    VerifyMismatch,
 }
 
 /// Checks both hellos belong together and makes the keyed MAC for them.
@@ -160,6 +195,114 @@ pub fn verify_key_confirmation(
         .map_err(|_| HandshakeError::KeyMismatch)
 }
 
+/// Which way a page digest message goes ([`verify_tag`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Source to destination: the digests of the suspended guest.
+    SourceToDestination,
+    /// Destination to source: requests for finer digests, the verdict.
+    DestinationToSource,
+}
+
+/// The tag of the `seq`-th page digest message (from 0) sent in
+/// `direction` after the trailer of the migration of these hellos.
+pub fn verify_tag(
+    key: &[u8],
+    source: &Hello,
+    destination: &Hello,
+    direction: Direction,
+    seq: u32,
+    message: &[u8],
+) -> Result<[u8; VERIFY_TAG_LEN], HandshakeError> {
+    let label = match direction {
+        Direction::SourceToDestination => VERIFY_S2D_SEPARATOR,
+        Direction::DestinationToSource => VERIFY_D2S_SEPARATOR,
+    };
+    let mut mac = keyed(key, label, source, destination)?;
+    mac.update(&seq.to_le_bytes());
+    mac.update(&(message.len() as u64).to_le_bytes());
+    mac.update(message);
+    let mut out = [0u8; VERIFY_TAG_LEN];
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    Ok(out)
+}
+
+/// Checks a page digest message's tag (constant-time compare).
+pub fn check_verify_tag(
+    key: &[u8],
+    source: &Hello,
+    destination: &Hello,
+    direction: Direction,
+    seq: u32,
+    message: &[u8],
+    tag: &[u8],
+) -> Result<(), HandshakeError> {
+    let want = verify_tag(key, source, destination, direction, seq, message)?;
+    if bool::from(want.as_slice().ct_eq(tag)) {
+        Ok(())
+    } else {
+        Err(HandshakeError::BadTag)
+    }
+}
+
+/// Capabilities a hello carries in its flags byte beside [`FLAG_VERIFY`]
+/// (bit 0, which is not a capability): offered by the source, accepted by
+/// the destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Caps(u8);
+
+impl Caps {
+    /// None: Xen's own records only.
+    pub const NONE: Caps = Caps(0);
+    /// Pages in depmig's packed record ([`crate::packed`]: LZ4, zero pages).
+    /// Bit 1: bit 0 is [`FLAG_VERIFY`].
+    pub const LZ4_PAGES: Caps = Caps(1 << 1);
+    /// Every capability bit this version knows; others are refused.
+    pub const KNOWN: Caps = Caps(Self::LZ4_PAGES.0);
+
+    /// The capabilities needed for `codec`.
+    pub fn for_codec(codec: Codec) -> Caps {
+        match codec {
+            Codec::Raw => Caps::NONE,
+            Codec::Lz4 => Caps::LZ4_PAGES,
+        }
+    }
+
+    /// The flags byte.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// From the capability bits of a flags byte ([`FLAG_VERIFY`] cleared);
+    /// `None` when an unknown bit is set (bit 0 included).
+    pub fn from_bits(bits: u8) -> Option<Caps> {
+        (bits & !Self::KNOWN.0 == 0).then_some(Caps(bits))
+    }
+
+    /// Whether every capability of `other` is in `self`.
+    pub fn contains(self, other: Caps) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The capabilities in both.
+    pub fn intersect(self, other: Caps) -> Caps {
+        Caps(self.0 & other.0)
+    }
+}
+
+/// The page codec two hellos agreed on: what the destination's answer
+/// accepted, which must be among what the source offered.
+pub fn negotiated(source: &Hello, destination: &Hello) -> Result<Codec, HandshakeError> {
+    if !source.caps.contains(destination.caps) {
+        return Err(HandshakeError::UnofferedCapability);
+    }
+    Ok(if destination.caps.contains(Caps::LZ4_PAGES) {
+        Codec::Lz4
+    } else {
+        Codec::Raw
+    })
+}
+
 /// One end's hello.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hello {
@@ -167,6 +310,10 @@ pub struct Hello {
     pub role: Role,
     /// Fresh random nonce.
     pub nonce: [u8; 16],
+    /// The sender compares page digests after the trailer ([`FLAG_VERIFY`]).
+    pub verify: bool,
+    /// Source: the capabilities it offers; destination: those it accepts.
+    pub caps: Caps,
 }
 
 impl Hello {
@@ -176,6 +323,7 @@ impl Hello {
         b[0..8].copy_from_slice(&HELLO_MAGIC);
         b[8..10].copy_from_slice(&HANDSHAKE_VERSION.to_le_bytes());
         b[10] = self.role.to_u8();
+        b[11] = if self.verify { FLAG_VERIFY } else { 0 } | self.caps.bits();
         b[16..32].copy_from_slice(&self.nonce);
         b
     }
@@ -198,12 +346,29 @@ impl Hello {
             2 => Role::Destination,
             r => return Err(HandshakeError::BadRole(r)),
         };
-        if b[11..16].iter().any(|&x| x != 0) {
+        let caps = Caps::from_bits(b[11] & !FLAG_VERIFY).ok_or(HandshakeError::ReservedBits)?;
+        if b[12..16].iter().any(|&x| x != 0) {
             return Err(HandshakeError::ReservedBits);
         }
         let mut nonce = [0u8; 16];
         nonce.copy_from_slice(&b[16..32]);
-        Ok(Hello { role, nonce })
+        Ok(Hello {
+            role,
+            nonce,
+            verify: b[11] & FLAG_VERIFY != 0,
+            caps,
+        })
+    }
+
+    /// The destination's answer to the source's `offer`: this hello
+    /// (holding what the destination supports, and whether it verifies)
+    /// with the capabilities both have. The destination sends it;
+    /// [`crate::Receiver`] keys the transcript with it.
+    pub fn answer(self, offer: &Hello) -> Hello {
+        Hello {
+            caps: self.caps.intersect(offer.caps),
+            ..self
+        }
     }
 }
 
@@ -332,10 +497,14 @@ mod tests {
             Hello {
                 role: Role::Source,
                 nonce: [1; 16],
+                verify: false,
+                caps: Caps::NONE,
             },
             Hello {
                 role: Role::Destination,
                 nonce: [2; 16],
+                verify: false,
+                caps: Caps::NONE,
             },
         )
     }
@@ -403,7 +572,112 @@ mod tests {
         let mut bad = b;
         bad[12] = 1;
         assert_eq!(Hello::parse(&bad), Err(HandshakeError::ReservedBits));
+        let mut bad = b;
+        bad[11] = 4;
+        assert_eq!(Hello::parse(&bad), Err(HandshakeError::ReservedBits));
+        // The verify flag reads back; off, the hello is the one of before.
+        assert_eq!(b[11], 0);
+        let v = Hello { verify: true, ..s };
+        assert_eq!(v.to_bytes()[11], FLAG_VERIFY);
+        assert_eq!(Hello::parse(&v.to_bytes()), Ok(v));
         assert_eq!(Hello::parse(&b[..31]), Err(HandshakeError::Truncated));
+        let mut bad = b;
+        bad[11] = 0x80;
+        assert_eq!(Hello::parse(&bad), Err(HandshakeError::ReservedBits));
+    }
+
+    #[test]
+    fn capabilities_are_offered_answered_and_bound_to_the_transcript() {
+        let (s, d) = hellos();
+        let offer = Hello {
+            caps: Caps::LZ4_PAGES,
+            ..s
+        };
+        let b = offer.to_bytes();
+        assert_eq!(b[11], 2);
+        assert_eq!(Hello::parse(&b), Ok(offer));
+        // A destination that supports LZ4 accepts it only when offered.
+        let supports = Hello {
+            caps: Caps::LZ4_PAGES,
+            ..d
+        };
+        let yes = supports.answer(&offer);
+        assert_eq!(yes.caps, Caps::LZ4_PAGES);
+        assert_eq!(negotiated(&offer, &yes), Ok(Codec::Lz4));
+        let no = supports.answer(&s);
+        assert_eq!(no.caps, Caps::NONE);
+        assert_eq!(negotiated(&s, &no), Ok(Codec::Raw));
+        // One that does not support it answers with none.
+        assert_eq!(d.answer(&offer).caps, Caps::NONE);
+        assert_eq!(negotiated(&offer, &d.answer(&offer)), Ok(Codec::Raw));
+        // Accepting what was not offered is refused.
+        assert_eq!(
+            negotiated(&s, &yes),
+            Err(HandshakeError::UnofferedCapability)
+        );
+        // A downgrade on the way (the offer's bit cleared) changes the
+        // hellos the confirmation covers.
+        let c = key_confirmation(KEY, &offer, &yes).unwrap();
+        assert_eq!(
+            verify_key_confirmation(KEY, &s, &no, &c),
+            Err(HandshakeError::KeyMismatch)
+        );
+        assert_eq!(
+            verify_key_confirmation(KEY, &offer, &no, &c),
+            Err(HandshakeError::KeyMismatch)
+        );
+        assert_eq!(Caps::for_codec(Codec::Lz4), Caps::LZ4_PAGES);
+        assert_eq!(Caps::for_codec(Codec::Raw), Caps::NONE);
+        assert_eq!(Caps::from_bits(2), Some(Caps::LZ4_PAGES));
+        assert_eq!(Caps::from_bits(FLAG_VERIFY), None);
+        assert_eq!(Caps::from_bits(4), None);
+    }
+
+    #[test]
+    fn verify_and_capabilities_share_the_flags_byte() {
+        let (s, d) = hellos();
+        // Bit 0 is verify, bit 1 LZ4; with neither the byte is zero, as before.
+        assert_eq!(s.to_bytes()[11], 0);
+        let both = Hello {
+            verify: true,
+            caps: Caps::LZ4_PAGES,
+            ..s
+        };
+        let b = both.to_bytes();
+        assert_eq!(b[11], FLAG_VERIFY | Caps::LZ4_PAGES.bits());
+        assert_eq!(b[11], 3);
+        assert_eq!(Hello::parse(&b), Ok(both));
+        let only_lz4 = Hello {
+            caps: Caps::LZ4_PAGES,
+            ..s
+        };
+        assert!(!Hello::parse(&only_lz4.to_bytes()).unwrap().verify);
+        // Any other bit, alone or beside both, is refused.
+        for bit in 2..8 {
+            let mut bad = b;
+            bad[11] |= 1 << bit;
+            assert_eq!(Hello::parse(&bad), Err(HandshakeError::ReservedBits));
+        }
+        // The answer keeps the destination's verify flag and narrows only
+        // the capabilities.
+        let dest = Hello {
+            verify: true,
+            caps: Caps::LZ4_PAGES,
+            ..d
+        };
+        let yes = dest.answer(&both);
+        assert!(yes.verify);
+        assert_eq!(yes.caps, Caps::LZ4_PAGES);
+        assert_eq!(negotiated(&both, &yes), Ok(Codec::Lz4));
+        let no = dest.answer(&Hello { verify: true, ..s });
+        assert!(no.verify);
+        assert_eq!(no.caps, Caps::NONE);
+        // The verify flag changed on the way fails the confirmation too.
+        let c = key_confirmation(KEY, &both, &yes).unwrap();
+        assert_eq!(
+            verify_key_confirmation(KEY, &only_lz4, &yes, &c),
+            Err(HandshakeError::KeyMismatch)
+        );
     }
 
     #[test]
@@ -467,6 +741,51 @@ mod tests {
             t.update(&stream[..n]);
             assert_eq!(t.trailer()[16..32], one_shot(&s, &d, &stream[..n]), "{n}");
         }
+    }
+
+    #[test]
+    fn verify_tags_bind_key_hellos_direction_sequence_and_message() {
+        let (s, d) = hellos();
+        let s2d = Direction::SourceToDestination;
+        let t = verify_tag(KEY, &s, &d, s2d, 0, b"digests").unwrap();
+        assert_eq!(
+            check_verify_tag(KEY, &s, &d, s2d, 0, b"digests", &t),
+            Ok(())
+        );
+        let refused = Err(HandshakeError::BadTag);
+        // Another message, sequence number, direction, key or migration.
+        assert_eq!(
+            check_verify_tag(KEY, &s, &d, s2d, 0, b"digestz", &t),
+            refused
+        );
+        assert_eq!(
+            check_verify_tag(KEY, &s, &d, s2d, 1, b"digests", &t),
+            refused
+        );
+        let d2s = Direction::DestinationToSource;
+        assert_eq!(
+            check_verify_tag(KEY, &s, &d, d2s, 0, b"digests", &t),
+            refused
+        );
+        let other = b"another key of 16+ bytes";
+        assert_eq!(
+            check_verify_tag(other, &s, &d, s2d, 0, b"digests", &t),
+            refused
+        );
+        let d2 = Hello {
+            nonce: [3; 16],
+            ..d
+        };
+        assert_eq!(
+            check_verify_tag(KEY, &s, &d2, s2d, 0, b"digests", &t),
+            refused
+        );
+        assert_eq!(
+            check_verify_tag(KEY, &s, &d, s2d, 0, b"digests", &t[..31]),
+            refused
+        );
+        // Not the key confirmation under another name.
+        assert_ne!(t, key_confirmation(KEY, &s, &d).unwrap());
     }
 
     #[test]

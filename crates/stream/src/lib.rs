@@ -11,6 +11,11 @@
 //! (a TCP segment, a pipe read) and pull [`Event`]s until it asks for more.
 //! It allocates its buffers once, sized by [`Limits`], and never again,
 //! whatever the input claims.
+//!
+//! depmig's own encodings of pages ([`packed`]: LZ4, zero pages) are
+//! record types of its own, agreed on in the handshake ([`Caps`]); without
+//! that agreement the encoder never writes them and the decoder refuses
+//! them.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -21,16 +26,19 @@ pub mod encode;
 pub mod handshake;
 pub mod libxl;
 pub mod order;
+pub mod packed;
 pub mod session;
 pub mod wire;
 
 pub use decode::{DecodeError, Decoder, Event, Limits, Record};
 pub use encode::{ByteSink, EncodeError, Encoder, SinkFull};
 pub use handshake::{
-    key_confirmation, verify_key_confirmation, HandshakeError, Hello, Role, TranscriptMac,
-    CONFIRM_LEN,
+    check_verify_tag, key_confirmation, negotiated, verify_key_confirmation, verify_tag, Caps,
+    Direction, HandshakeError, Hello, Role, TranscriptMac, CONFIRM_LEN, FLAG_VERIFY,
+    VERIFY_TAG_LEN,
 };
 pub use libxl::{LibxlError, RoundCounter, RoundTally, XlEvent, XlStreamScanner};
 pub use order::{OrderChecker, OrderError};
+pub use packed::{Codec, PageTally};
 pub use session::{Authenticated, Receiver, RxError, RxEvent};
 pub use wire::*;

@@ -13,7 +13,10 @@
 //! The tail records come at most once each per checkpoint in any order:
 //! the specification asks for HVM_PARAMS before HVM_CONTEXT, but libxc's
 //! own saver writes HVM_CONTEXT first and its restorer applies the context
-//! only once the stream is complete, so both orders must be read. HVM_CONTEXT
+//! only once the stream is complete, so both orders must be read. depmig's
+//! packed page record (`DEPMIG_PACKED_PAGES`) goes wherever PAGE_DATA may;
+//! whether it may appear at all is the decoder's question (the handshake's
+//! agreement). HVM_CONTEXT
 //! is mandatory before END or CHECKPOINT. Optional records (bit 31) may come
 //! anywhere before END.
 
@@ -100,7 +103,7 @@ impl OrderChecker {
                 self.phase = Phase::Memory;
                 Ok(())
             }
-            (Phase::Memory | Phase::Verify, rec::PAGE_DATA) => Ok(()),
+            (Phase::Memory | Phase::Verify, rec::PAGE_DATA | rec::DEPMIG_PACKED_PAGES) => Ok(()),
             (Phase::Memory, rec::VERIFY) => {
                 self.phase = Phase::Verify;
                 Ok(())
@@ -136,6 +139,7 @@ impl OrderChecker {
             }
             (_, rec::END)
             | (_, rec::PAGE_DATA)
+            | (_, rec::DEPMIG_PACKED_PAGES)
             | (_, rec::X86_TSC_INFO)
             | (_, rec::HVM_CONTEXT)
             | (_, rec::HVM_PARAMS)
@@ -220,6 +224,18 @@ mod tests {
             Err(OrderError::UnsupportedMandatory(0x1234))
         );
         assert_eq!(run(&[OPTIONAL | 7, STATIC_DATA_END]), Ok(()));
+        assert_eq!(
+            run(&[STATIC_DATA_END, PAGE_DATA, DEPMIG_PACKED_PAGES, PAGE_DATA]),
+            Ok(())
+        );
+        assert_eq!(
+            run(&[DEPMIG_PACKED_PAGES]),
+            Err(OrderError::Misplaced(DEPMIG_PACKED_PAGES))
+        );
+        assert_eq!(
+            run(&[STATIC_DATA_END, DEPMIG_EXT_FIRST]),
+            Err(OrderError::UnsupportedMandatory(DEPMIG_EXT_FIRST))
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! 3. send [`Authenticated::finish`]'s trailer.
 //!
 //! Destination: push every segment into [`Receiver::push`] until it returns
-//! `None`; answer [`RxEvent::PeerHello`] with its own hello; apply
+//! `None`; answer [`RxEvent::PeerHello`] with its own hello's
+//! [`Hello::answer`] to it (what the receiver keyed the transcript with,
+//! and whose capabilities set the decoder's codec); apply
 //! [`RxEvent::Stream`] events to the paused shell; only after
 //! [`RxEvent::Authenticated`] may the copy run.
 
@@ -19,8 +21,9 @@ use alloc::vec::Vec;
 use crate::decode::{DecodeError, Decoder, Event, Limits};
 use crate::encode::{ByteSink, SinkFull};
 use crate::handshake::{
-    HandshakeError, Hello, Role, TranscriptMac, HELLO_LEN, MIN_KEY_LEN, TRAILER_LEN,
+    negotiated, HandshakeError, Hello, Role, TranscriptMac, HELLO_LEN, MIN_KEY_LEN, TRAILER_LEN,
 };
+use crate::packed::Codec;
 
 /// A sink that adds everything written through it to the transcript.
 #[derive(Debug)]
@@ -98,7 +101,8 @@ pub struct Receiver {
 
 impl Receiver {
     /// A receiver holding `key` that will answer with `mine` (a
-    /// destination hello with a fresh nonce).
+    /// destination hello with a fresh nonce and the capabilities it
+    /// supports), narrowed to what the source offers ([`Hello::answer`]).
     pub fn new(key: &[u8], mine: Hello, limits: Limits) -> Result<Self, HandshakeError> {
         if key.len() < MIN_KEY_LEN {
             return Err(HandshakeError::ShortKey);
@@ -126,6 +130,11 @@ impl Receiver {
     /// The stream decoder (for its progress counters).
     pub fn decoder(&self) -> &Decoder {
         &self.dec
+    }
+
+    /// The page codec agreed with the source (raw until its hello came).
+    pub fn codec(&self) -> Codec {
+        self.dec.codec()
     }
 
     fn fill(&mut self, input: &mut &[u8], need: usize) -> bool {
@@ -207,7 +216,11 @@ impl Receiver {
         if peer.role != Role::Source {
             return Err(RxError::Handshake(HandshakeError::UnexpectedRole));
         }
-        let mac = TranscriptMac::new(&self.key, &peer, &self.mine).map_err(RxError::Handshake)?;
+        let answer = self.mine.answer(&peer);
+        let codec = negotiated(&peer, &answer).map_err(RxError::Handshake)?;
+        let mac = TranscriptMac::new(&self.key, &peer, &answer).map_err(RxError::Handshake)?;
+        self.mine = answer;
+        self.dec.set_codec(codec);
         self.mac = Some(mac);
         self.state = RxState::Stream;
         Ok(Some(RxEvent::PeerHello(peer)))
@@ -259,23 +272,42 @@ fn trailer(
 mod tests {
     use super::*;
     use crate::encode::Encoder;
+    use crate::handshake::Caps;
     use crate::wire::*;
+    use alloc::vec;
 
     const KEY: &[u8] = b"sixteen byte key, or more";
 
     fn source_bytes(tamper: Option<usize>) -> Vec<u8> {
+        source_bytes_with(tamper, Caps::NONE, Caps::NONE, None)
+    }
+
+    /// The source offers `offer` to a destination supporting `supported`
+    /// and encodes with what they agree on, or with `force`.
+    fn source_bytes_with(
+        tamper: Option<usize>,
+        offer: Caps,
+        supported: Caps,
+        force: Option<Codec>,
+    ) -> Vec<u8> {
         let src = Hello {
             role: Role::Source,
             nonce: [5; 16],
+            verify: false,
+            caps: offer,
         };
         let dst = Hello {
             role: Role::Destination,
             nonce: [6; 16],
-        };
+            verify: false,
+            caps: supported,
+        }
+        .answer(&src);
         let mut wire = src.to_bytes().to_vec();
         let mac = TranscriptMac::new(KEY, &src, &dst).unwrap();
         let mut out = Authenticated::new(Vec::new(), mac);
         let mut e = Encoder::new();
+        e.set_codec(force.unwrap_or(negotiated(&src, &dst).unwrap()));
         let d = DomainHeader {
             domain_type: DomainType::X86Hvm,
             page_shift: 12,
@@ -286,6 +318,13 @@ mod tests {
         e.static_data_end(&mut out).unwrap();
         e.page_data(&mut out, &[PfnEntry::normal(1)], &[&[9u8; PAGE_SIZE]])
             .unwrap();
+        let text: Vec<u8> = (0..PAGE_SIZE).map(|i| b"depmig "[i % 7]).collect();
+        e.page_data(
+            &mut out,
+            &[PfnEntry::normal(2), PfnEntry::normal(3)],
+            &[&text, &[0u8; PAGE_SIZE]],
+        )
+        .unwrap();
         e.hvm_context(&mut out, &[1; 5]).unwrap();
         e.end(&mut out).unwrap();
         let (body, trailer) = out.finish();
@@ -299,39 +338,127 @@ mod tests {
     }
 
     fn receive(wire: &[u8], seg: usize) -> Result<(bool, u32), RxError> {
+        receive_with(wire, seg, Caps::NONE).map(|(a, p, _)| (a, p.len() as u32))
+    }
+
+    /// Pages received: pfn and contents, in stream order.
+    type Pages = Vec<(u64, Vec<u8>)>;
+
+    fn expected_pages() -> Pages {
+        let text: Vec<u8> = (0..PAGE_SIZE).map(|i| b"depmig "[i % 7]).collect();
+        vec![
+            (1, vec![9u8; PAGE_SIZE]),
+            (2, text),
+            (3, vec![0u8; PAGE_SIZE]),
+        ]
+    }
+
+    /// Receives as a destination supporting `supported`: whether the
+    /// stream was authenticated, its pages, the codec agreed.
+    fn receive_with(
+        wire: &[u8],
+        seg: usize,
+        supported: Caps,
+    ) -> Result<(bool, Pages, Codec), RxError> {
         let mut rx = Receiver::new(
             KEY,
             Hello {
                 role: Role::Destination,
                 nonce: [6; 16],
+                verify: false,
+                caps: supported,
             },
             Limits::default(),
         )
         .unwrap();
-        let mut pages = 0;
+        let mut pages = Vec::new();
         let mut hello = false;
         for s in wire.chunks(seg) {
             let mut input = s;
             while let Some(ev) = rx.push(&mut input)? {
                 match ev {
                     RxEvent::PeerHello(_) => hello = true,
-                    RxEvent::Stream(Event::Page { .. }) => pages += 1,
+                    RxEvent::Stream(Event::Page { entry, data }) => {
+                        pages.push((entry.pfn, data.unwrap_or(&[]).to_vec()))
+                    }
                     _ => {}
                 }
             }
         }
         assert!(hello);
-        Ok((rx.is_authenticated(), pages))
+        Ok((rx.is_authenticated(), pages, rx.codec()))
+    }
+
+    #[test]
+    fn packed_pages_only_where_both_hellos_agree() {
+        let lz4 = Caps::LZ4_PAGES;
+        let none = Caps::NONE;
+        // (offered, supported) -> codec used; the pages arrive the same.
+        for (offer, supported, codec) in [
+            (lz4, lz4, Codec::Lz4),
+            (lz4, none, Codec::Raw),
+            (none, lz4, Codec::Raw),
+            (none, none, Codec::Raw),
+        ] {
+            let wire = source_bytes_with(None, offer, supported, None);
+            for seg in [1, 13, 4096, wire.len()] {
+                let (ok, pages, got) = receive_with(&wire, seg, supported).unwrap();
+                assert!(ok, "{offer:?} {supported:?} {seg}");
+                assert_eq!(got, codec);
+                assert_eq!(pages, expected_pages());
+            }
+        }
+        // Compressed, the stream is shorter.
+        let raw = source_bytes_with(None, none, none, None).len();
+        let packed = source_bytes_with(None, lz4, lz4, None).len();
+        assert!(packed + 2 * PAGE_SIZE < raw, "{packed} vs {raw}");
+        // A source that packs what was not agreed is refused at the record.
+        let wire = source_bytes_with(None, lz4, none, Some(Codec::Lz4));
+        assert_eq!(
+            receive_with(&wire, 64, none).map(|_| ()),
+            Err(RxError::Decode(DecodeError::NotNegotiated(
+                rec::DEPMIG_PACKED_PAGES
+            )))
+        );
+        // An answer holding what the source did not offer: refused.
+        let mut wire = source_bytes_with(None, none, none, None);
+        wire[11] = lz4.bits();
+        let mut rx = Receiver::new(
+            KEY,
+            Hello {
+                role: Role::Destination,
+                nonce: [6; 16],
+                verify: false,
+                caps: lz4,
+            },
+            Limits::default(),
+        )
+        .unwrap();
+        let mut input = wire.as_slice();
+        // The offer now holds LZ4 (a changed hello): accepted here, but the
+        // transcript key differs from the source's, so the tag fails.
+        let mut last = Ok(());
+        loop {
+            match rx.push(&mut input) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    last = Err(e);
+                    break;
+                }
+            }
+        }
+        assert_eq!(last, Err(RxError::Handshake(HandshakeError::BadTag)));
     }
 
     #[test]
     fn authentic_stream_in_any_segmentation() {
         let wire = source_bytes(None);
         for seg in [1, 3, 47, 4096, wire.len()] {
-            assert_eq!(receive(&wire, seg), Ok((true, 1)), "segment {seg}");
+            assert_eq!(receive(&wire, seg), Ok((true, 3)), "segment {seg}");
         }
         // Truncated: never authenticated.
-        assert_eq!(receive(&wire[..wire.len() - 1], 7), Ok((false, 1)));
+        assert_eq!(receive(&wire[..wire.len() - 1], 7), Ok((false, 3)));
     }
 
     #[test]

@@ -76,6 +76,18 @@ pub mod rec {
     pub const X86_MSR_POLICY: u32 = 0x0000_0012;
     /// Bit 31 marks an optional record a receiver may ignore.
     pub const OPTIONAL: u32 = 0x8000_0000;
+
+    /// First of the record types depmig reserves for its own extensions
+    /// ("DP" in the top half). Xen numbers its record types upwards from
+    /// zero (0x12 is the last in 4.20), so this block stays clear of
+    /// them; bit 31 is clear, so they are mandatory: Xen's restorer
+    /// refuses a stream holding one instead of skipping pages.
+    pub const DEPMIG_EXT_FIRST: u32 = 0x4450_0000;
+    /// Last of depmig's extension record types.
+    pub const DEPMIG_EXT_LAST: u32 = 0x4450_FFFF;
+    /// depmig extension: PAGE_DATA with each page raw, LZ4-compressed or
+    /// zero ([`crate::packed`]); only when negotiated in the handshake.
+    pub const DEPMIG_PACKED_PAGES: u32 = 0x4450_0001;
 }
 
 /// Size of one `xen_cpuid_leaf_t`.

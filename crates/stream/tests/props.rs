@@ -15,12 +15,31 @@ struct Model {
     params: Vec<(u64, u64)>,
     context: Vec<u8>,
     optional: Option<(u32, Vec<u8>)>,
+    /// Pages in depmig's packed record (LZ4, zero pages) instead of PAGE_DATA.
+    packed: bool,
 }
 
+/// A page whose first byte is `seed`: all zero for seed 0, else patterned
+/// (compresses), noise (does not) or sparse, by `seed % 3`.
 fn page_for(seed: u8, pfn: u64) -> Vec<u8> {
-    (0..PAGE_SIZE)
-        .map(|i| seed ^ (i as u8) ^ (pfn as u8))
-        .collect()
+    if seed == 0 {
+        return vec![0; PAGE_SIZE];
+    }
+    let mut x = (u64::from(seed) << 32) ^ pfn ^ 0x9E37_79B9_7F4A_7C15;
+    let mut p: Vec<u8> = (0..PAGE_SIZE)
+        .map(|i| match seed % 3 {
+            0 => seed ^ (i as u8) ^ (pfn as u8),
+            1 => {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            }
+            _ => u8::from(i % 509 == 0) * seed,
+        })
+        .collect();
+    p[0] = seed;
+    p
 }
 
 fn model() -> impl Strategy<Value = Model> {
@@ -32,7 +51,8 @@ fn model() -> impl Strategy<Value = Model> {
         1u8..=4,
         9u8..=0xC
     ];
-    let entry = (0u64..(1 << 52), types, any::<u8>());
+    let seed = prop_oneof![Just(0u8), any::<u8>()];
+    let entry = (0u64..(1 << 52), types, seed);
     (
         Just(DomainType::X86Hvm),
         any::<(u32, u32)>(),
@@ -46,47 +66,60 @@ fn model() -> impl Strategy<Value = Model> {
             0x8000_0000u32..=u32::MAX,
             prop::collection::vec(any::<u8>(), 0..20),
         )),
+        any::<bool>(),
     )
         .prop_map(
-            |(dt, (maj, min), cpuid, msrs, batches, tsc, params, context, optional)| Model {
-                dom: DomainHeader {
-                    domain_type: dt,
-                    page_shift: 12,
-                    xen_major: maj,
-                    xen_minor: min,
-                },
-                cpuid: cpuid
-                    .into_iter()
-                    .map(|(leaf, subleaf, a, b, c, d)| CpuidLeaf {
-                        leaf,
-                        subleaf,
-                        a,
-                        b,
-                        c,
-                        d,
-                    })
-                    .collect(),
-                msrs: msrs
-                    .into_iter()
-                    .map(|(idx, flags, val)| MsrEntry { idx, flags, val })
-                    .collect(),
-                batches,
-                tsc: tsc.map(|(mode, khz, nsec, incarnation)| TscInfo {
-                    mode,
-                    khz,
-                    nsec,
-                    incarnation,
-                }),
-                params,
-                context,
-                optional,
+            |(dt, (maj, min), cpuid, msrs, batches, tsc, params, context, optional, packed)| {
+                Model {
+                    dom: DomainHeader {
+                        domain_type: dt,
+                        page_shift: 12,
+                        xen_major: maj,
+                        xen_minor: min,
+                    },
+                    cpuid: cpuid
+                        .into_iter()
+                        .map(|(leaf, subleaf, a, b, c, d)| CpuidLeaf {
+                            leaf,
+                            subleaf,
+                            a,
+                            b,
+                            c,
+                            d,
+                        })
+                        .collect(),
+                    msrs: msrs
+                        .into_iter()
+                        .map(|(idx, flags, val)| MsrEntry { idx, flags, val })
+                        .collect(),
+                    batches,
+                    tsc: tsc.map(|(mode, khz, nsec, incarnation)| TscInfo {
+                        mode,
+                        khz,
+                        nsec,
+                        incarnation,
+                    }),
+                    params,
+                    context,
+                    optional,
+                    packed,
+                }
             },
         )
+}
+
+fn codec(packed: bool) -> Codec {
+    if packed {
+        Codec::Lz4
+    } else {
+        Codec::Raw
+    }
 }
 
 fn encode(m: &Model) -> Vec<u8> {
     let mut o = Vec::new();
     let mut e = Encoder::new();
+    e.set_codec(codec(m.packed));
     e.headers(&mut o, &m.dom).unwrap();
     if !m.cpuid.is_empty() {
         e.cpuid_policy(&mut o, &m.cpuid).unwrap();
@@ -129,8 +162,9 @@ fn encode(m: &Model) -> Vec<u8> {
 }
 
 /// Decodes `bytes` fed in pieces of `chunk` bytes back into a model.
-fn decode(bytes: &[u8], chunk: usize) -> Result<Model, DecodeError> {
+fn decode(bytes: &[u8], chunk: usize, packed: bool) -> Result<Model, DecodeError> {
     let mut dec = Decoder::new(Limits::default());
+    dec.set_codec(codec(packed));
     let mut m = Model {
         dom: DomainHeader {
             domain_type: DomainType::Arm,
@@ -145,6 +179,7 @@ fn decode(bytes: &[u8], chunk: usize) -> Result<Model, DecodeError> {
         params: vec![],
         context: vec![],
         optional: None,
+        packed,
     };
     for piece in bytes.chunks(chunk.max(1)) {
         let mut input = piece;
@@ -157,7 +192,7 @@ fn decode(bytes: &[u8], chunk: usize) -> Result<Model, DecodeError> {
                     let seed = match data {
                         Some(d) => {
                             assert_eq!(d.len(), PAGE_SIZE);
-                            let s = d[0] ^ (entry.pfn as u8);
+                            let s = d[0];
                             assert_eq!(d, page_for(s, entry.pfn).as_slice());
                             s
                         }
@@ -199,21 +234,31 @@ fn normalise(mut m: Model) -> Model {
     m
 }
 
+/// Decodes whatever `bytes` hold with a decoder refusing and one accepting
+/// packed pages; neither may panic or grow its buffers, and every page it
+/// hands out is a whole page.
 fn drain(bytes: &[u8], chunk: usize) {
-    let mut dec = Decoder::new(Limits {
-        max_record_body: 4096,
-        max_batch: 64,
-        max_pfn: 1 << 30,
-    });
-    let cap = dec.buffer_capacity();
-    for piece in bytes.chunks(chunk.max(1)) {
-        let mut input = piece;
-        while let Ok(Some(_)) = dec.next(&mut input) {}
-        if dec.is_done() {
-            break;
+    for c in [Codec::Raw, Codec::Lz4] {
+        let mut dec = Decoder::new(Limits {
+            max_record_body: 4096,
+            max_batch: 64,
+            max_pfn: 1 << 30,
+        });
+        dec.set_codec(c);
+        let cap = dec.buffer_capacity();
+        for piece in bytes.chunks(chunk.max(1)) {
+            let mut input = piece;
+            while let Ok(Some(ev)) = dec.next(&mut input) {
+                if let Event::Page { data: Some(d), .. } = ev {
+                    assert_eq!(d.len(), PAGE_SIZE);
+                }
+            }
+            if dec.is_done() {
+                break;
+            }
         }
+        assert_eq!(dec.buffer_capacity(), cap);
     }
-    assert_eq!(dec.buffer_capacity(), cap);
 }
 
 proptest! {
@@ -222,8 +267,24 @@ proptest! {
     #[test]
     fn encode_decode_identity(m in model(), chunk in prop_oneof![Just(1usize), 2usize..64, Just(4096), Just(1 << 20)]) {
         let bytes = encode(&m);
-        let back = decode(&bytes, chunk).unwrap();
-        prop_assert_eq!(back, normalise(m));
+        let back = decode(&bytes, chunk, m.packed).unwrap();
+        prop_assert_eq!(back, normalise(m.clone()));
+        // Packed pages that were not agreed on are refused, never read.
+        if m.packed && !m.batches.is_empty() {
+            prop_assert_eq!(
+                decode(&bytes, chunk, false).unwrap_err(),
+                DecodeError::NotNegotiated(rec::DEPMIG_PACKED_PAGES)
+            );
+        }
+    }
+
+    #[test]
+    fn packed_costs_at_most_a_descriptor_a_page(m in model()) {
+        let raw = encode(&Model { packed: false, ..m.clone() });
+        let packed = encode(&Model { packed: true, ..m.clone() });
+        // Each page costs at most its 4-byte descriptor more, plus padding.
+        let pages: usize = m.batches.iter().map(Vec::len).sum();
+        prop_assert!(packed.len() <= raw.len() + pages * 4 + m.batches.len() * 8);
     }
 
     #[test]
@@ -235,10 +296,10 @@ proptest! {
                 break;
             }
         }
-        let mine = handshake::Hello { role: handshake::Role::Destination, nonce: [1; 16] };
+        let mine = handshake::Hello { role: handshake::Role::Destination, nonce: [1; 16], verify: false, caps: Caps::LZ4_PAGES };
         let mut rx = Receiver::new(b"0123456789abcdef", mine, Limits::default()).unwrap();
         // A valid source hello first, so the garbage reaches the stream.
-        let mut hello = handshake::Hello { role: handshake::Role::Source, nonce: [2; 16] }.to_bytes().to_vec();
+        let mut hello = handshake::Hello { role: handshake::Role::Source, nonce: [2; 16], verify: false, caps: Caps::LZ4_PAGES }.to_bytes().to_vec();
         hello.extend_from_slice(&bytes);
         for piece in hello.chunks(chunk) {
             let mut input = piece;

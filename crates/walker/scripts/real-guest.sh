@@ -1,29 +1,43 @@
 #!/usr/bin/env bash
-# The walker over a real guest: boots Debian's 6.1 kernel in plain QEMU
-# (TCG) with the guest-lsm agent and three workers (two quiet ones the agent
+# The walker over a real guest: boots a Debian kernel in plain QEMU (TCG)
+# with the guest-lsm agent and three workers (two quiet ones the agent
 # freezes, one holding the console: tainted), dumps guest RAM through the
 # QEMU monitor, runs walker-dump over it and checks the result against what
 # the guest reported (each worker's VmRSS, its class, free memory). Prints
-# VERDICT lines; exits non-zero when a check fails. Without an argument it
-# runs twice: CPU model qemu64 (4-level paging) and qemu64,+la57 (the
-# kernel turns on 5-level paging); an argument names one CPU model.
+# VERDICT lines; exits non-zero when a check fails.
+#
+#   real-guest.sh [CPU [KERNEL]]
+#
+# Without an argument it runs four times: Debian 12's 6.1 (bookworm) and
+# Debian 13's 6.12 (trixie), each with CPU model qemu64 (4-level paging)
+# and qemu64,+la57 (the kernel turns on 5-level paging). CPU names one CPU
+# model; KERNEL is bookworm (the default) or trixie.
 set -euo pipefail
 if [ $# -eq 0 ]; then
     rc=0
-    "$0" qemu64 || rc=1
-    "$0" qemu64,+la57 || rc=1
+    for k in bookworm trixie; do
+        "$0" qemu64 $k || rc=1
+        "$0" qemu64,+la57 $k || rc=1
+    done
     exit $rc
 fi
 cpu=$1
+suite=${2:-bookworm}
 case $cpu in *la57*) mode=5level ;; *) mode=4level ;; esac
+# 6.1's verdicts keep their names; another kernel's carry its version.
+case $suite in
+    bookworm) tag=$mode ;;
+    trixie) tag=6.12-$mode ;;
+    *) echo "usage: real-guest.sh [CPU [bookworm|trixie]]" >&2; exit 2 ;;
+esac
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../../.." && pwd)
 . "$top/scripts/lib.sh"
 
 need_pkgs qemu-system-x86 busybox-static cpio python3
-built=$("$top/guest-lsm/build.sh")
+built=$("$top/guest-lsm/build.sh" "$suite")
 eval "$built"
-work="$DEPMIG_CACHE/walker/real-guest"
+work="$DEPMIG_CACHE/walker/real-guest-$suite"
 rm -rf "$work" && mkdir -p "$work/root"/{bin,depmig,proc,sys,dev,run}
 cp /bin/busybox "$work/root/bin/busybox"
 cp "$here/real-guest-init.sh" "$work/root/init"
@@ -33,7 +47,7 @@ cp "$agent" "$bpf" "$work/root/depmig/"
 dump_bin="$top/target/release/walker-dump"
 
 ram_mb=256
-log "booting the guest, CPU $cpu (serial log $work/serial.log)"
+log "booting $(basename "$kernel"), CPU $cpu (serial log $work/serial.log)"
 python3 - "$work/serial.log" "$work/mon" "$work/mem.dump" $((ram_mb << 20)) > "$work/dumper.out" 2>&1 <<'PY' &
 import socket, sys, time
 log, mon, out, ram = sys.argv[1:5]
@@ -75,9 +89,10 @@ gfn=$(tr -d '\r' < "$work/serial.log" | sed -n 's/^WALKER publish data\/depmig\/
 "$dump_bin" "$work/mem.dump" "$gfn" | tee "$work/walker.out" >&2 || die "walker-dump failed"
 rm -f "$work/mem.dump"
 
-python3 - "$work/serial.log" "$work/walker.out" "$mode" <<'PY'
+python3 - "$work/serial.log" "$work/walker.out" "$tag" "$(basename "$kernel")" <<'PY'
 import re, sys
-mode = sys.argv[3]
+tag, vmlinuz = sys.argv[3], sys.argv[4]
+mode = tag[-6:]
 serial = open(sys.argv[1], "rb").read().decode(errors="replace").replace("\r", "")
 out = open(sys.argv[2]).read()
 roles = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"^WALKER role (\w+) pid (\d+) rss_kb (\d+)$", serial, re.M)}
@@ -86,9 +101,18 @@ ok = True
 def verdict(name, cond, detail):
     global ok
     ok &= bool(cond)
-    print("VERDICT walker-%s-%s %s %s" % (mode, name, "PASS" if cond else "FAIL", detail))
+    print("VERDICT walker-%s-%s %s %s" % (tag, name, "PASS" if cond else "FAIL", detail))
 levels = re.search(r"levels (\d)", out)
 verdict("paging-levels", levels and levels[1] == mode[0], "profile says %s levels" % (levels[1] if levels else "?"))
+release = re.search(r"profile: release (\S+)", out)
+verdict("profile-release", release and vmlinuz == "vmlinuz-" + release[1],
+        "profile says %s, booted %s" % (release[1] if release else "?", vmlinuz))
+# 6.1 marks free heads with the inverted bit, 6.12 with PGTY_buddy in the
+# top byte; both have 11 free lists on x86-64.
+want_types = "InvertedBit" if tag == mode else "TopByte"
+types = re.search(r"profile: page types (\w+) buddy \(page_type & (\w+)\) == (\w+) max order (\d+)", out)
+verdict("page-types", types and types[1] == want_types and types[4] == "10",
+        types[0] if types else "no page-type line")
 want = {"q1": "Frozen", "q2": "Frozen", "t1": "Tainted", "agent": "Tainted"}
 for role, cls in want.items():
     pid, rss = roles.get(role, (0, 0))

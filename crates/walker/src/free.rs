@@ -1,15 +1,17 @@
 //! Free frames from the guest's page descriptors (`struct page` in the
 //! vmemmap array).
 //!
-//! Linux 6.1 (include/linux/page-flags.h, mm/page_alloc.c): the first page
-//! of a free buddy block has PageBuddy set, which for 4.18-6.8 means
-//! `(page_type & (PAGE_TYPE_BASE | PG_buddy)) == PAGE_TYPE_BASE` with
-//! `PAGE_TYPE_BASE` 0xf0000000 and `PG_buddy` 0x80 (`__SetPageBuddy`
-//! clears the bit); its `private` holds the block's order (`buddy_order()`
-//! reads `page_private()`), and the block covers `2^order` frames from the
-//! head, which is aligned to its size. The other pages of a free block are
-//! not marked; their `page_type` word is `_mapcount` at its reset value -1.
-//! Pages on per-CPU lists are not PageBuddy and are not reported free.
+//! Linux (include/linux/page-flags.h, mm/page_alloc.c): the first page of a
+//! free buddy block is PageBuddy, which the profile states as a rule on
+//! `page_type` (`page_type & buddy_mask == buddy_value`) of the guest's
+//! page-type scheme: 4.18-6.8 clear `PG_buddy` 0x80 under `PAGE_TYPE_BASE`
+//! 0xf0000000, 6.12 writes `PGTY_buddy` into the top byte. Its `private`
+//! holds the block's order (`buddy_order()` reads `page_private()`), at
+//! most the profile's `max_order`, and the block covers `2^order` frames
+//! from the head, which is aligned to its size. The other pages of a free
+//! block are not marked; their `page_type` word is `_mapcount` at its
+//! reset value -1 in both schemes. Pages on per-CPU lists are not
+//! PageBuddy and are not reported free.
 //!
 //! A frame is reported free only when proven: its block's head is PageBuddy
 //! with an order ≤ the profile's bound, the head is aligned, the block lies
@@ -23,6 +25,7 @@
 
 use crate::kernel::Kernel;
 use crate::mem::PhysMem;
+use crate::profile::MAX_ORDER_BOUND;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use depmig_precopy::DirtyBitmap;
@@ -111,7 +114,7 @@ pub fn scan_free<M: PhysMem + ?Sized>(k: &Kernel<'_, M>) -> FreeScan {
                 Some(_) => {}
                 None if buddy => {
                     let order = field_u64(&buf, at + lay.private as usize);
-                    let fits = order <= u64::from(p.max_order.min(20))
+                    let fits = order <= u64::from(p.max_order.min(MAX_ORDER_BOUND))
                         && pfn.is_multiple_of(1u64 << order)
                         && pfn + (1u64 << order) <= nr;
                     if fits {
@@ -186,7 +189,7 @@ pub fn free_among<M: PhysMem + ?Sized>(k: &Kernel<'_, M>, among: &DirtyBitmap) -
     let mut t = Targeted {
         k,
         nr,
-        max_order: k.profile().max_order.min(20),
+        max_order: k.profile().max_order.min(MAX_ORDER_BOUND),
         heads: BTreeMap::new(),
         block: alloc::vec![0u8; (CHUNK * u64::from(k.profile().page.size)) as usize],
         out: FreeScan::empty(nr),

@@ -8,12 +8,14 @@
 
 use alloc::vec::Vec;
 
+use depmig_guest_abi::table::{self as layout, hdr, Header};
+
 use crate::kernel::{PTE_PRESENT, PTE_PSE};
 use crate::mem::{ImageMem, PAGE_SIZE};
 use crate::profile::{
-    KernelProfile, PageLayout, TaskLayout, BUDDY_MASK, BUDDY_VALUE, LINK_TEXT, MAX_FREE_ORDER_6_1,
+    KernelProfile, PageLayout, PageTypes, TaskLayout, INVERTED_BUDDY_MASK, INVERTED_BUDDY_VALUE,
+    LINK_TEXT, PGTY_FIRST, TOP_BYTE_MASK,
 };
-use crate::taint;
 
 /// Frame of the synthetic kernel image's first page (`_text`).
 pub const IMAGE_PFN: u64 = 16;
@@ -33,15 +35,22 @@ pub const TASK: TaskLayout = TaskLayout {
     active_mm: 0xf0,
 };
 /// Linux 6.1's `struct page` layout on x86-64 (flags 0, private 40,
-/// `_mapcount`/`page_type` 48, 64 bytes).
+/// `_mapcount`/`page_type` 48, 64 bytes; 6.12's has the same offsets) with
+/// 6.1's inverted-bit page types; [`GuestBuilder::set_page_types`] switches
+/// a guest to 6.12's.
 pub const PAGE: PageLayout = PageLayout {
     size: 64,
     flags: 0,
     page_type: 48,
     private: 40,
-    buddy_mask: BUDDY_MASK,
-    buddy_value: BUDDY_VALUE,
+    page_types: PageTypes::InvertedBit,
+    buddy_mask: INVERTED_BUDDY_MASK,
+    buddy_value: INVERTED_BUDDY_VALUE,
 };
+/// `PGTY_buddy` of Linux 6.12's `enum pagetype`.
+pub const PGTY_BUDDY_6_12: u32 = PGTY_FIRST;
+/// The largest free-block order of x86-64 Linux 6.1 and 6.12.
+pub const MAX_ORDER_X86: u32 = 10;
 /// Table entry flags: present, writable, user.
 const TABLE_FLAGS: u64 = 0x7;
 /// NX, set on the kernel copy of user top-level entries under KPTI.
@@ -157,7 +166,7 @@ impl GuestBuilder {
             mm_pgd: MM_PGD,
             page: PAGE,
             init_top_pgt: LINK_TEXT + PAGE_SIZE,
-            max_order: MAX_FREE_ORDER_6_1,
+            max_order: MAX_ORDER_X86,
             release: release(b"6.1.0-synthetic"),
         };
         let mut b = GuestBuilder {
@@ -363,10 +372,34 @@ impl GuestBuilder {
         self.map_in(pgd, Some(pgd + PAGE_SIZE), va, pfn, size)
     }
 
+    /// Switches the guest's page-type scheme (and the profile's PageBuddy
+    /// rule with it); call before [`GuestBuilder::free_block`]. The top-byte
+    /// scheme uses 6.12's `PGTY_buddy`.
+    pub fn set_page_types(&mut self, types: PageTypes) {
+        let (mask, value) = match types {
+            PageTypes::InvertedBit => (INVERTED_BUDDY_MASK, INVERTED_BUDDY_VALUE),
+            PageTypes::TopByte => (TOP_BYTE_MASK, PGTY_BUDDY_6_12 << 24),
+        };
+        self.profile.page.page_types = types;
+        self.profile.page.buddy_mask = mask;
+        self.profile.page.buddy_value = value;
+    }
+
+    /// The `page_type` word the guest's kernel leaves in a free block's
+    /// head: 6.1's `__SetPageBuddy` clears `PG_buddy` (0x80) in the reset
+    /// value -1; 6.12's writes `PGTY_buddy << 24`.
+    pub fn buddy_head_word(&self) -> u32 {
+        match self.profile.page.page_types {
+            PageTypes::InvertedBit => !0x80u32,
+            PageTypes::TopByte => self.profile.page.buddy_value,
+        }
+    }
+
     /// Marks `2^order` frames from `pfn` as a free buddy block.
     pub fn free_block(&mut self, pfn: u64, order: u32) -> Result<(), SynthError> {
         let pa = self.desc_pa(pfn).ok_or(SynthError::BadArgument)?;
-        self.mem.write_u32(pa + u64::from(PAGE.page_type), !0x80u32);
+        let head = self.buddy_head_word();
+        self.mem.write_u32(pa + u64::from(PAGE.page_type), head);
         self.mem
             .write_u64(pa + u64::from(PAGE.private), u64::from(order));
         Ok(())
@@ -376,68 +409,59 @@ impl GuestBuilder {
     /// frame. Its pages are allocated in descending order so that lookups
     /// must go through the frame list.
     pub fn add_taint_table(&mut self) -> Result<u64, SynthError> {
-        let n = 322u64;
+        let n = u64::from(layout::NR_PAGES);
         let first = self.alloc(n, 1)?;
         self.table_frames = (0..n).map(|i| first + n - 1 - i).collect();
         let h = self.table_frames.first().copied().unwrap_or(first) * PAGE_SIZE;
-        self.mem.write(h, &taint::MAGIC);
-        let words: [(u64, u32); 12] = [
-            (taint::hdr::VERSION, taint::VERSION),
-            (taint::hdr::PAGE_SIZE, PAGE_SIZE as u32),
-            (taint::hdr::NR_PAGES, n as u32),
-            (taint::hdr::PROFILE_PAGE, 1),
-            (taint::hdr::TASK_PAGE, 2),
-            (taint::hdr::TASK_SLOTS, 32768),
-            (taint::hdr::GROUP_PAGE, 66),
-            (taint::hdr::GROUP_SLOTS, 262_144),
-            (taint::hdr::AGENT_TGID, 0),
-            (taint::hdr::STATE, 1),
-            (taint::hdr::FLAGS, 0),
-            (taint::hdr::MAX_FIND, 32),
-        ];
-        for (o, v) in words {
-            self.mem.write_u32(h + o, v);
+        self.mem.write(h + hdr::MAGIC as u64, &layout::MAGIC);
+        let header = Header {
+            state: layout::STATE_TRACKING,
+            ..Header::new(0, n as u32)
+        };
+        for (o, v) in header.words() {
+            self.mem.write_u32(h + o as u64, v);
         }
         let frames = self.table_frames.clone();
         for (i, f) in frames.iter().enumerate() {
-            self.mem
-                .write_u64(h + taint::hdr::FRAMES + 8 * i as u64, *f);
+            self.mem.write_u64(h + (hdr::FRAMES + 8 * i) as u64, *f);
         }
         // Group 0: the permanently tainted root.
-        self.set_group(0, 0, taint::F_TAINTED)?;
+        self.set_group(0, 0, layout::F_TAINTED)?;
         Ok(h / PAGE_SIZE)
     }
 
-    fn table_addr(&self, page: u64, off: u64) -> Option<u64> {
-        let f = self.table_frames.get((page + off / PAGE_SIZE) as usize)?;
-        Some(f * PAGE_SIZE + off % PAGE_SIZE)
+    /// Guest-physical address of element `index` (of `width` bytes) of the
+    /// table array that starts at page `page`. Not bounded by the array's
+    /// slots: the tests write past them on purpose.
+    fn table_slot(&self, page: u32, width: u32, index: u32) -> Result<u64, SynthError> {
+        let off = u64::from(width) * u64::from(index);
+        let f = self
+            .table_frames
+            .get((u64::from(page) + off / PAGE_SIZE) as usize)
+            .ok_or(SynthError::BadArgument)?;
+        Ok(f * PAGE_SIZE + off % PAGE_SIZE)
     }
 
     /// Writes the task entry of `pid`: member of `group`, thread group
     /// `tgid`.
     pub fn set_task_entry(&mut self, pid: u32, tgid: u32, group: u32) -> Result<(), SynthError> {
-        let at = self
-            .table_addr(2, 8 * u64::from(pid))
-            .ok_or(SynthError::BadArgument)?;
-        let v = u64::from(group) | (u64::from(taint::TASK_VALID | tgid) << 32);
-        self.mem.write_u64(at, v);
+        let at = self.table_slot(layout::TASK_PAGE, layout::TASK_ENTRY_BYTES, pid)?;
+        self.mem.write_u64(at, layout::task_entry(group, tgid));
         Ok(())
     }
 
     /// Writes group word `id`: `parent` and `flags`.
     pub fn set_group(&mut self, id: u32, parent: u32, flags: u32) -> Result<(), SynthError> {
-        let at = self
-            .table_addr(66, 4 * u64::from(id))
-            .ok_or(SynthError::BadArgument)?;
+        let at = self.table_slot(layout::GROUP_PAGE, layout::GROUP_WORD_BYTES, id)?;
         self.mem
-            .write_u32(at, (parent & taint::PARENT_MASK) | flags);
+            .write_u32(at, (parent & layout::PARENT_MASK) | flags);
         Ok(())
     }
 
     /// Sets the table's state word (1 = tracking).
     pub fn set_table_state(&mut self, state: u32) {
         if let Some(f) = self.table_frames.first() {
-            self.mem.write_u32(f * PAGE_SIZE + taint::hdr::STATE, state);
+            self.mem.write_u32(f * PAGE_SIZE + hdr::STATE as u64, state);
         }
     }
 

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use depmig_precopy::{DependencyOracle, DirtyBitmap};
+use depmig_walker::profile::PageTypes;
 use depmig_walker::synth::{GuestBuilder, PageSize, TASK};
 use depmig_walker::{
     classify, free_among, scan_free, Class, ImageMem, Kernel, KernelProfile, Limits, LinuxOracle,
@@ -299,19 +300,30 @@ fn check_consistent(c: &depmig_walker::Classification, limits: &Limits) {
     assert!(c.stats.tables <= limits.max_tables);
 }
 
-/// A guest whose descriptors from frame 6144 on are `descs` (kind, a random
-/// word, an order): kinds 0 and 1 a buddy head, 2 and 3 plain, 4 some page
-/// type (maybe buddy), 5 plain with one page flag, others the random word
-/// as page type. Returns the image, its profile and every descriptor's
+/// A guest with 6.1's page types (`top_byte` false) or 6.12's whose
+/// descriptors from frame 6144 on are `descs` (kind, a random word, an
+/// order): kinds 0 and 1 a buddy head, 2 and 3 plain, 4 some page type
+/// (maybe buddy), 5 plain with one page flag, others the random word as
+/// page type. Returns the image, its profile and every descriptor's
 /// address.
-fn random_descriptors(descs: &[(u8, u32, u64)]) -> (ImageMem, KernelProfile, Vec<u64>) {
+fn random_descriptors(
+    descs: &[(u8, u32, u64)],
+    top_byte: bool,
+) -> (ImageMem, KernelProfile, Vec<u64>) {
     let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+    if top_byte {
+        b.set_page_types(PageTypes::TopByte);
+    }
+    let head = b.buddy_head_word();
     let desc: Vec<u64> = (0..NR).map(|p| b.desc_pa(p).unwrap()).collect();
     for (i, &(kind, t, order)) in descs.iter().enumerate() {
         let at = desc[6144 + i];
         let page_type = match kind {
-            0 | 1 => 0xffff_ff7f,
+            0 | 1 => head,
             2 | 3 | 5 => u32::MAX,
+            // 6.1's type words are 0xf000_0000 plus bits; 6.12's a type
+            // byte from 0xf0 up, with random low bits.
+            4 if top_byte => 0xf000_0000 | (t & 0x0f00_00ff),
             4 => t | 0xf000_0000,
             _ => t,
         };
@@ -407,8 +419,11 @@ proptest! {
     #[test]
     fn free_frames_are_proven(
         descs in proptest::collection::vec((0u8..7, any::<u32>(), 0u64..14), 2048),
+        top_byte in any::<bool>(),
     ) {
-        let (mem, profile, desc) = random_descriptors(&descs);
+        let (mem, profile, desc) = random_descriptors(&descs, top_byte);
+        // The kernel's own PageBuddy test, written out per scheme.
+        let is_buddy = |t: u32| if top_byte { t >> 24 == 0xf0 } else { t & 0xf000_0080 == 0xf000_0000 };
         let k = Kernel::new(&mem, &profile).unwrap();
         let f = scan_free(&k);
         let mut bad = None;
@@ -416,7 +431,7 @@ proptest! {
             let proven = (0..=10u64).any(|o| {
                 let h = pfn & !((1 << o) - 1);
                 let (t, ord) = descriptor(&mem, &desc, h);
-                t & 0xf000_0080 == 0xf000_0000
+                is_buddy(t)
                     && ord == o
                     && h + (1 << o) <= NR
                     && (h + 1..h + (1 << o)).all(|x| descriptor(&mem, &desc, x).0 == u32::MAX)
@@ -435,8 +450,9 @@ proptest! {
     fn targeted_free_is_within_the_whole_scan(
         descs in proptest::collection::vec((0u8..7, any::<u32>(), 0u64..14), 2048),
         asked in proptest::collection::vec(0u64..NR, 1..120),
+        top_byte in any::<bool>(),
     ) {
-        let (mem, profile, _) = random_descriptors(&descs);
+        let (mem, profile, _) = random_descriptors(&descs, top_byte);
         let k = Kernel::new(&mem, &profile).unwrap();
         let whole = scan_free(&k);
         let mut among = DirtyBitmap::new(NR);
@@ -459,8 +475,12 @@ proptest! {
         blocks in proptest::collection::vec((0u64..2048, 0u32..11), 0..40),
         used in proptest::collection::vec((0u64..2048, 0u8..3), 0..400),
         asked in proptest::collection::vec(0u64..2048, 1..200),
+        top_byte in any::<bool>(),
     ) {
         let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+        if top_byte {
+            b.set_page_types(PageTypes::TopByte);
+        }
         let base = 6144u64;
         let mut taken = vec![false; 2048];
         for (at, order) in blocks {
@@ -528,14 +548,6 @@ proptest! {
         let c = walk(&mem, &profile, limits).unwrap();
         check_consistent(&c, &limits);
         prop_assert!(c.mapped.len() == NR);
-    }
-
-    /// Random bytes as a profile page.
-    #[test]
-    fn random_profiles_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-        if let Ok(p) = KernelProfile::parse(&bytes) {
-            prop_assert!(p.check().is_ok());
-        }
     }
 
     /// A small guest whose memory is random except the pages that make the

@@ -1,19 +1,24 @@
 //! The walker over well-formed synthetic guests: exact attribution, free
-//! frames, translation, profile and taint-table decoding.
+//! frames, translation and taint-table reading (the profile's decoding is
+//! tested in depmig-guest-abi).
 
 mod common;
 
 use common::*;
 use depmig_precopy::{DependencyOracle, DirtyBitmap};
-use depmig_walker::profile::LINK_TEXT;
+use depmig_walker::profile::{PageTypes, INVERTED_BUDDY_MASK, INVERTED_BUDDY_VALUE, LINK_TEXT};
 use depmig_walker::synth::{GuestBuilder, PageSize};
 use depmig_walker::{
-    census, classify, free_among, scan_free, Class, Kernel, KernelProfile, Limits, LinuxOracle,
-    PhysMem, ProfileError, TaintTable, TaskState, WalkError,
+    census, classify, free_among, scan_free, Class, Kernel, Limits, LinuxOracle, PhysMem,
+    TaintTable, TaskState, WalkError,
 };
 
 fn check_scenario(levels: u32) {
-    let s = scenario(levels);
+    check_scenario_with(levels, PageTypes::InvertedBit);
+}
+
+fn check_scenario_with(levels: u32, types: PageTypes) {
+    let s = scenario_with(levels, types);
     let frames = s.b.table_frames.clone();
     let (mem, profile) = s.b.build();
     let k = Kernel::new(&mem, &profile).unwrap();
@@ -119,6 +124,12 @@ fn attribution_and_free_frames_5_level() {
 }
 
 #[test]
+fn attribution_and_free_frames_6_12_page_types() {
+    check_scenario_with(4, PageTypes::TopByte);
+    check_scenario_with(5, PageTypes::TopByte);
+}
+
+#[test]
 fn without_taint_table_everything_is_tainted() {
     let (mem, profile) = scenario(4).b.build();
     let k = Kernel::new(&mem, &profile).unwrap();
@@ -216,12 +227,14 @@ fn kernel_addresses_translate_through_init_top_pgt() {
     }
 }
 
-#[test]
-fn free_blocks_are_proven_or_rejected() {
+/// The free-block checks under one page-type scheme; `not_buddy` is a
+/// `page_type` word of that scheme's kernel that is not PageBuddy.
+fn free_blocks_are_proven_or_rejected_under(types: PageTypes, not_buddy: u32) {
     let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+    b.set_page_types(types);
     b.free_block(5000, 3).unwrap(); // good
     b.free_block(5009, 1).unwrap(); // misaligned head
-    b.free_block(5120, 11).unwrap(); // order beyond 6.1's MAX_ORDER - 1
+    b.free_block(5120, 11).unwrap(); // order beyond the published max_order 10
     b.free_block(5200, 4).unwrap(); // good head ...
     b.free_block(5204, 2).unwrap(); // ... with a nested head
     b.free_block(5248, 6).unwrap(); // good head ...
@@ -233,84 +246,87 @@ fn free_blocks_are_proven_or_rejected() {
     b.free_block(6000, 0).unwrap(); // good
     b.free_block(6100, 0).unwrap();
     let head = b.desc_pa(6100).unwrap();
-    b.mem.write_u32(head + 48, 0xf000_0080); // PG_buddy bit set: not buddy
+    b.mem.write_u32(head + 48, not_buddy);
     let (mut mem, profile) = b.build();
     mem.punch_hole(hole);
     let k = Kernel::new(&mem, &profile).unwrap();
     let f = scan_free(&k);
     let mut expect = range(5000, 5008);
     expect.push(6000);
-    assert_eq!(ones(&f.free), expect);
+    assert_eq!(ones(&f.free), expect, "{types:?}");
     assert_eq!(f.blocks, 2);
     // misaligned, order, nested (the outer block; the inner head only
     // spoils it), bad tail, hole, end.
     assert_eq!(f.rejected, 6);
     assert_eq!(f.unreadable, 64);
+    // The targeted check agrees frame by frame.
+    let mut asked = DirtyBitmap::new(NR);
+    for pfn in [5000, 5007, 5009, 5120, 5200, 5250, 5376, 6000, 6100, 8190] {
+        asked.set(pfn);
+    }
+    let t = free_among(&k, &asked);
+    assert_eq!(ones(&t.free), vec![5000, 5007, 6000], "{types:?}");
 }
 
 #[test]
-fn profile_round_trip_and_rejections() {
-    let b = GuestBuilder::new(NR, 4, DATA).unwrap();
-    let p = b.profile;
-    let enc = p.encode();
-    assert_eq!(KernelProfile::parse(&enc).unwrap(), p);
-    assert_eq!(p.release_str(), "6.1.0-synthetic");
-    let mutate = |f: &dyn Fn(&mut [u8; 4096])| {
-        let mut e = enc;
-        f(&mut e);
-        KernelProfile::parse(&e)
-    };
-    let put32 =
-        |e: &mut [u8; 4096], o: usize, v: u32| e[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 =
-        |e: &mut [u8; 4096], o: usize, v: u64| e[o..o + 8].copy_from_slice(&v.to_le_bytes());
-    assert_eq!(
-        KernelProfile::parse(&enc[..100]),
-        Err(ProfileError::Truncated)
-    );
-    assert_eq!(mutate(&|e| e[0] = b'X'), Err(ProfileError::BadMagic));
-    assert_eq!(mutate(&|e| put32(e, 8, 2)), Err(ProfileError::BadVersion));
-    assert_eq!(mutate(&|e| put32(e, 0x48, 3)), Err(ProfileError::BadLevels));
-    assert_eq!(
-        mutate(&|e| put64(e, 0x28, 0x0000_7000_0000_0000)),
-        Err(ProfileError::BadAddress)
-    );
-    assert_eq!(
-        mutate(&|e| put64(e, 0x28, 0xffff_8880_0000_1000)),
-        Err(ProfileError::BadAddress)
-    );
-    assert_eq!(
-        mutate(&|e| put64(e, 0x10, 0x20_0000)),
-        Err(ProfileError::TextMismatch)
-    );
-    assert_eq!(
-        mutate(&|e| put64(e, 0x20, 0xffff_ffff_c000_0000)),
-        Err(ProfileError::OutsideImage)
-    );
-    assert_eq!(
-        mutate(&|e| put32(e, 0x54, 0x1fe)),
-        Err(ProfileError::BadTaskLayout)
-    );
-    assert_eq!(
-        mutate(&|e| put32(e, 0x58, 0x140)),
-        Err(ProfileError::BadTaskLayout)
-    );
-    assert_eq!(
-        mutate(&|e| put32(e, 0x84, 100)),
-        Err(ProfileError::BadTaskLayout)
-    );
-    assert_eq!(
-        mutate(&|e| put32(e, 0x68, 0x10_0000)),
-        Err(ProfileError::BadMmLayout)
-    );
-    assert_eq!(
-        mutate(&|e| put32(e, 0x74, 62)),
-        Err(ProfileError::BadPageLayout)
-    );
-    assert_eq!(
-        mutate(&|e| put32(e, 0x7c, 0xf000_0000)),
-        Err(ProfileError::UnknownBuddyEncoding)
-    );
+fn free_blocks_are_proven_or_rejected() {
+    // 6.1: PG_buddy set (the bit is cleared to mark a free head).
+    free_blocks_are_proven_or_rejected_under(PageTypes::InvertedBit, 0xf000_0080);
+    // 6.12: PGTY_table in the top byte.
+    free_blocks_are_proven_or_rejected_under(PageTypes::TopByte, 0xf200_0000);
+}
+
+/// Under 6.12's published rule, only `PGTY_buddy << 24` heads a free
+/// block: not 6.1's free head (-1 with 0x80 cleared, a `_mapcount`
+/// overflow to 6.12), not 6.12's page tables or slab pages, which 6.1's
+/// rule would take for free heads (why the scheme is published, never
+/// guessed).
+#[test]
+fn top_byte_rule_takes_only_pgty_buddy() {
+    for word in [0xffff_ff7fu32, 0xf200_0000, 0xf500_0000, 0xf000_00ff] {
+        let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+        b.set_page_types(PageTypes::TopByte);
+        b.free_block(5000, 2).unwrap();
+        b.free_block(5004, 2).unwrap();
+        let d = b.desc_pa(5004).unwrap();
+        b.mem.write_u32(d + 48, word);
+        let (mem, profile) = b.build();
+        let k = Kernel::new(&mem, &profile).unwrap();
+        let f = scan_free(&k);
+        // 0xf00000ff keeps PGTY_buddy in its top byte: the kernel's own
+        // test (page_type >> 24) takes it too.
+        let want = if word >> 24 == 0xf0 {
+            range(5000, 5008)
+        } else {
+            range(5000, 5004)
+        };
+        assert_eq!(ones(&f.free), want, "{word:#x}");
+    }
+    for pgty_word in [0xf200_0000u32, 0xf500_0000] {
+        assert_eq!(pgty_word & INVERTED_BUDDY_MASK, INVERTED_BUDDY_VALUE);
+    }
+}
+
+/// The largest order comes from the profile: with 3 published, an
+/// order-4 block is refused by the whole scan and the targeted check.
+#[test]
+fn max_order_is_the_published_one() {
+    for types in [PageTypes::InvertedBit, PageTypes::TopByte] {
+        let mut b = GuestBuilder::new(NR, 4, DATA).unwrap();
+        b.set_page_types(types);
+        b.free_block(5000, 3).unwrap();
+        b.free_block(5120, 4).unwrap();
+        b.profile.max_order = 3;
+        let (mem, profile) = b.build();
+        let k = Kernel::new(&mem, &profile).unwrap();
+        let f = scan_free(&k);
+        assert_eq!(ones(&f.free), range(5000, 5008), "{types:?}");
+        assert_eq!(f.rejected, 1);
+        let mut asked = DirtyBitmap::new(NR);
+        asked.set(5001);
+        asked.set(5121);
+        assert_eq!(ones(&free_among(&k, &asked).free), vec![5001]);
+    }
 }
 
 #[test]
@@ -468,12 +484,19 @@ fn taint_entries_are_checked() {
 
 #[test]
 fn census_says_whose_frames_are() {
-    let mut s = scenario(4);
+    // A page table's page_type: 6.1's PG_table (0x200) cleared, 6.12's
+    // PGTY_table in the top byte.
+    census_under(PageTypes::InvertedBit, 0xffff_fdff);
+    census_under(PageTypes::TopByte, 0xf200_0000);
+}
+
+fn census_under(types: PageTypes, typed_word: u32) {
+    let mut s = scenario_with(4, types);
     // Kernel frames: one with a page flag, one with a page type, one bare.
     let d = |b: &GuestBuilder, pfn: u64| b.desc_pa(pfn).unwrap();
     let (flagged, typed) = (d(&s.b, 4200), d(&s.b, 4202));
     s.b.mem.write_u64(flagged, 1 << 9);
-    s.b.mem.write_u32(typed + 48, 0xffff_fbff);
+    s.b.mem.write_u32(typed + 48, typed_word);
     let (mem, profile) = s.b.build();
     let k = Kernel::new(&mem, &profile).unwrap();
     let table = TaintTable::read(&mem, s.table_gfn).unwrap();

@@ -1,5 +1,7 @@
 //! PV console ring (`io/console.h`) and Xen's own console (`xen.h`).
 
+use crate::version::Version;
+
 /// `console_io` command: write bytes to Xen's console (`CONSOLEIO_write`).
 pub const CONSOLEIO_WRITE: u32 = 0;
 
@@ -8,7 +10,18 @@ pub const IN_RING_SIZE: usize = 1024;
 /// Bytes in the output ring (guest to backend).
 pub const OUT_RING_SIZE: usize = 2048;
 
-/// `xencons_interface`.
+/// First release whose `xencons_interface` carries `connection`: one byte
+/// after `out_prod` where the backend says whether it services the ring
+/// (`XENCONSOLE_CONNECTED` 0, `XENCONSOLE_DISCONNECTED` 1).
+pub const CONNECTION_SINCE: Version = Version {
+    major: 4,
+    minor: 21,
+};
+
+/// `xencons_interface` up to `out_prod`: all of it before
+/// [`CONNECTION_SINCE`], the part every release shares after. The appliance
+/// only writes output through the indices and does not read `connection`;
+/// the ring is a whole page in every release.
 #[derive(
     Clone,
     Copy,

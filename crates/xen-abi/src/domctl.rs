@@ -1,16 +1,30 @@
-//! domctl/sysctl interface versions per Xen release.
+//! domctl/sysctl interface versions per Xen release, and the domctl
+//! structures depmig uses.
 //!
 //! The `domctl` and `sysctl` hypercalls carry an interface version that
 //! changes between releases without notice; a caller using the wrong one is
-//! refused (or worse, misread). The appliance supports exactly the releases
-//! listed here and refuses the rest at boot.
+//! refused (or worse, misread). depmig supports exactly the releases in
+//! [`RELEASES`] and refuses the rest: the appliance at boot, the dom0 tools
+//! when they open `/dev/xen/privcmd`.
+//!
+//! The numbers are those of `xen/include/public/domctl.h` and `sysctl.h` at
+//! each release's tags; they are the same at every point release of a line
+//! (4.17.0–4.17.7, 4.19.0–4.19.6, 4.20.0–4.20.4, 4.21.0–4.21.2, 4.22.0).
+//! 4.18 (domctl 0x16) is not supported.
+//!
+//! Every structure below has the same x86-64 layout, and every command and
+//! flag the same value, in all of those releases; the interface bumps came
+//! from what depmig does not use or already copes with: 0x16 (4.18, kept by
+//! 4.19) for getdomaininfo's new answer to a missing domain, 0x17 (4.19)
+//! for Arm's `dt_overlay` domctl and `createdomain`'s altp2m field, 0x18
+//! (4.22) for Arm's `xen_arch_domainconfig`, sysctl 0x16 (4.21) for the
+//! livepatch list. `tests/c_headers.rs` holds each layout against the
+//! headers of every release in the table, so one set of types serves them
+//! all. The getdomaininfo change: from 4.18 on, an id no domain has fails
+//! with ESRCH, where 4.17 answered for the next domain up; callers treat
+//! both as "no such domain".
 
 use crate::version::Version;
-
-/// `XEN_DOMCTL_INTERFACE_VERSION` of Xen 4.17.
-pub const DOMCTL_INTERFACE_VERSION_4_17: u32 = 0x15;
-/// `XEN_SYSCTL_INTERFACE_VERSION` of Xen 4.17.
-pub const SYSCTL_INTERFACE_VERSION_4_17: u32 = 0x15;
 
 /// The interface versions of one supported release.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,47 +35,63 @@ pub struct Interfaces {
     pub sysctl: u32,
 }
 
+/// A Xen release depmig speaks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Release {
+    /// The release line (`XENVER_version`: major and minor only).
+    pub version: Version,
+    /// Its domctl and sysctl interface versions.
+    pub interfaces: Interfaces,
+}
+
+const fn release(major: u16, minor: u16, domctl: u32, sysctl: u32) -> Release {
+    Release {
+        version: Version { major, minor },
+        interfaces: Interfaces { domctl, sysctl },
+    }
+}
+
+/// Every supported release, oldest first, with its interface versions.
+pub const RELEASES: [Release; 5] = [
+    release(4, 17, 0x15, 0x15),
+    release(4, 19, 0x17, 0x15),
+    release(4, 20, 0x17, 0x15),
+    release(4, 21, 0x17, 0x16),
+    release(4, 22, 0x18, 0x16),
+];
+
+/// The supported release of `version`, or `None` for a release this code
+/// does not know (and must refuse).
+pub fn release_for(version: Version) -> Option<&'static Release> {
+    RELEASES.iter().find(|r| r.version == version)
+}
+
 /// The domctl/sysctl versions of `version`, or `None` for a release this
 /// code does not know (and must refuse).
 pub fn interfaces_for(version: Version) -> Option<Interfaces> {
-    match (version.major, version.minor) {
-        (4, 17) => Some(Interfaces {
-            domctl: DOMCTL_INTERFACE_VERSION_4_17,
-            sysctl: SYSCTL_INTERFACE_VERSION_4_17,
-        }),
-        _ => None,
+    release_for(version).map(|r| r.interfaces)
+}
+
+/// The supported releases as text ("4.17, 4.19, …"), for the message that
+/// refuses another one.
+#[derive(Clone, Copy, Debug)]
+pub struct SupportedReleases;
+
+impl core::fmt::Display for SupportedReleases {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, r) in RELEASES.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}", r.version)?;
+        }
+        Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_known_releases_have_interfaces() {
-        let v = |major, minor| Version { major, minor };
-        assert_eq!(interfaces_for(v(4, 17)).map(|i| i.domctl), Some(0x15));
-        assert_eq!(interfaces_for(v(4, 16)), None);
-        assert_eq!(interfaces_for(v(4, 19)), None);
-        assert_eq!(interfaces_for(v(5, 17)), None);
-    }
-
-    #[test]
-    fn shutdown_reason_only_when_shut_down() {
-        assert_eq!(dominf_shutdown_reason(0x0002_0000), None);
-        assert_eq!(
-            dominf_shutdown_reason(DOMINF_SHUTDOWN | (2 << DOMINF_SHUTDOWN_SHIFT)),
-            Some(2)
-        );
-        assert_eq!(
-            dominf_shutdown_reason(DOMINF_SHUTDOWN | DOMINF_PAUSED | (0x1ff << 16)),
-            Some(0xff)
-        );
-    }
-}
-
-// The structures below are those of domctl interface 0x15 (Xen 4.17); a
-// domctl must carry [`DOMCTL_INTERFACE_VERSION_4_17`] in its header.
+// The structures below are those of every release in `RELEASES` (see the
+// module's notes); a domctl must carry the running release's
+// `Interfaces::domctl` in its header.
 
 /// `XEN_DOMCTL_pausedomain`.
 pub const XEN_DOMCTL_PAUSEDOMAIN: u32 = 3;
@@ -169,7 +199,7 @@ impl Default for Domctl {
     }
 }
 
-/// `xen_domctl_getdomaininfo` (interface 0x15).
+/// `xen_domctl_getdomaininfo`.
 #[derive(
     Clone,
     Copy,
@@ -335,3 +365,60 @@ crate::assert_layout!(
     pad = 12,
     elapsed_nsec = 16
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(major: u16, minor: u16) -> Version {
+        Version { major, minor }
+    }
+
+    #[test]
+    fn each_release_has_its_headers_numbers() {
+        let i = |domctl, sysctl| Some(Interfaces { domctl, sysctl });
+        assert_eq!(interfaces_for(v(4, 17)), i(0x15, 0x15));
+        assert_eq!(interfaces_for(v(4, 19)), i(0x17, 0x15));
+        assert_eq!(interfaces_for(v(4, 20)), i(0x17, 0x15));
+        assert_eq!(interfaces_for(v(4, 21)), i(0x17, 0x16));
+        assert_eq!(interfaces_for(v(4, 22)), i(0x18, 0x16));
+    }
+
+    #[test]
+    fn unknown_releases_are_refused() {
+        for (major, minor) in [
+            (4, 16),
+            (4, 18),
+            (4, 23),
+            (4, 0),
+            (5, 0),
+            (5, 17),
+            (5, 20),
+            (3, 4),
+        ] {
+            assert_eq!(interfaces_for(v(major, minor)), None, "{major}.{minor}");
+            assert_eq!(release_for(v(major, minor)), None, "{major}.{minor}");
+        }
+    }
+
+    #[test]
+    fn releases_are_listed_once_oldest_first() {
+        assert!(RELEASES.windows(2).all(|w| w[0].version < w[1].version));
+        let mut s = std::string::String::new();
+        core::fmt::write(&mut s, format_args!("{SupportedReleases}")).unwrap();
+        assert_eq!(s, "4.17, 4.19, 4.20, 4.21, 4.22");
+    }
+
+    #[test]
+    fn shutdown_reason_only_when_shut_down() {
+        assert_eq!(dominf_shutdown_reason(0x0002_0000), None);
+        assert_eq!(
+            dominf_shutdown_reason(DOMINF_SHUTDOWN | (2 << DOMINF_SHUTDOWN_SHIFT)),
+            Some(2)
+        );
+        assert_eq!(
+            dominf_shutdown_reason(DOMINF_SHUTDOWN | DOMINF_PAUSED | (0x1ff << 16)),
+            Some(0xff)
+        );
+    }
+}

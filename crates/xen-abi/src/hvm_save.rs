@@ -7,7 +7,10 @@
 //! peer's stream, a buffer Xen filled for a domain we do not trust), so
 //! [`Context::parse`] checks every length against the buffer, the header's
 //! magic and version, the record count, and that `END` closes the blob
-//! exactly. Nothing here panics on any input.
+//! exactly. Nothing here panics on any input. Records other than the
+//! header, `CPU` and `END` are carried without being read, so their layouts
+//! may differ between releases (`LAPIC` gained `pending_esr` in 4.21) and
+//! the Xen that loads them checks them.
 
 use zerocopy::FromBytes;
 
@@ -28,7 +31,8 @@ pub const CODE_LAPIC: u16 = 5;
 pub const CODE_LAPIC_REGS: u16 = 6;
 /// Typecode of a vCPU's `MTRR` record.
 pub const CODE_MTRR: u16 = 14;
-/// One past the highest typecode Xen 4.17 defines (`HVM_SAVE_CODE_MAX`).
+/// One past the highest typecode Xen defines (`HVM_SAVE_CODE_MAX`; 20 in
+/// every release of [`crate::domctl::RELEASES`]).
 pub const CODE_MAX: u16 = 20;
 
 /// Size of `struct hvm_hw_cpu` (Xen ≥ 4.7).

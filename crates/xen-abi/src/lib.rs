@@ -1,10 +1,12 @@
 //! Xen public ABI (x86-64) as Rust types: hypercall numbers, constants, structs.
 //!
 //! Everything here mirrors Xen's public headers (`xen/include/public`, shipped
-//! by Debian as `libxen-dev`). Each struct carries `const` size and offset
-//! assertions with the values those headers give for x86-64, and
-//! `tests/c_headers.rs` compiles the same facts against the installed headers
-//! so a drift in either direction fails the build of the tests.
+//! by Debian as `libxen-dev`) of the releases in [`domctl::RELEASES`]. Each
+//! struct carries `const` size and offset assertions with the values those
+//! headers give for x86-64, and `tests/c_headers.rs` compiles the same facts
+//! against the installed headers (4.17) and, when given their source trees,
+//! those of the other releases, so a drift in either direction fails the
+//! tests.
 //!
 //! The `xen-sys` crate is deliberately not used: its published version
 //! carries Xen 4.15's headers (so its domctl layouts are not 4.17's) and its

@@ -48,3 +48,10 @@ impl Version {
         }
     }
 }
+
+impl core::fmt::Display for Version {
+    /// `major.minor`, as Xen names its releases ("4.20").
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}

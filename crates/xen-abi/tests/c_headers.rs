@@ -1,13 +1,21 @@
 //! Cross-checks this crate's layouts and constants against Xen's C headers.
 //!
 //! Generates a C file of `_Static_assert`s from the Rust values and compiles
-//! it against the installed public headers (Debian `libxen-dev`, which
-//! `test.sh` installs). A mismatch fails compilation and so the test.
+//! it against a release's public headers. A mismatch fails compilation and
+//! so the test. The installed headers (Debian `libxen-dev`, which `test.sh`
+//! installs) are 4.17's and always checked; the other releases in
+//! `domctl::RELEASES` are checked against a Xen source tree when an
+//! environment variable names its `xen/include` directory
+//! (`DEPMIG_XEN420_INCLUDE=/tmp/xen-4.20.4/xen/include`, see
+//! [`RELEASE_TREES`]), and say they were skipped otherwise.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::mem::{offset_of, size_of};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use xen_abi::version::Version;
 use xen_abi::*;
 
 struct Checks(String);
@@ -39,17 +47,93 @@ impl Checks {
 macro_rules! layout {
     ($c:ident, $c_type:literal, $ty:ty { $($field:ident => $c_field:literal),* $(,)? }) => {
         $c.size($c_type, size_of::<$ty>());
+        fields!($c, $c_type, $ty { $($field => $c_field),* });
+    };
+}
+
+/// The fields' offsets alone, for a Rust struct that is a prefix of the C one.
+macro_rules! fields {
+    ($c:ident, $c_type:literal, $ty:ty { $($field:ident => $c_field:literal),* $(,)? }) => {
         $( $c.field($c_type, $c_field, offset_of!($ty, $field)); )*
     };
 }
 
+const fn release(major: u16, minor: u16) -> Version {
+    Version { major, minor }
+}
+
+/// The release of the installed headers (bookworm's libxen-dev).
+const INSTALLED: Version = release(4, 17);
+
+/// The other supported releases and the variable naming a source tree's
+/// `xen/include` directory (the one holding `public/`) for each.
+const RELEASE_TREES: [(Version, &str); 4] = [
+    (release(4, 19), "DEPMIG_XEN419_INCLUDE"),
+    (release(4, 20), "DEPMIG_XEN420_INCLUDE"),
+    (release(4, 21), "DEPMIG_XEN421_INCLUDE"),
+    (release(4, 22), "DEPMIG_XEN422_INCLUDE"),
+];
+
 #[test]
 fn layouts_and_constants_match_xen_public_headers() {
-    let include = std::path::Path::new("/usr/include/xen/xen.h");
+    let include = Path::new("/usr/include/xen/xen.h");
     assert!(
         include.exists(),
         "Xen's public headers are missing: install libxen-dev (test.sh does)"
     );
+    compile(&checks(INSTALLED), None, "installed");
+}
+
+#[test]
+fn every_supported_release_has_a_header_check() {
+    let mut checked: Vec<Version> = RELEASE_TREES.iter().map(|&(v, _)| v).collect();
+    checked.push(INSTALLED);
+    checked.sort();
+    let supported: Vec<Version> = domctl::RELEASES.iter().map(|r| r.version).collect();
+    assert_eq!(checked, supported);
+}
+
+#[test]
+fn layouts_and_constants_match_xen_4_19_headers() {
+    check_release_tree(0);
+}
+
+#[test]
+fn layouts_and_constants_match_xen_4_20_headers() {
+    check_release_tree(1);
+}
+
+#[test]
+fn layouts_and_constants_match_xen_4_21_headers() {
+    check_release_tree(2);
+}
+
+#[test]
+fn layouts_and_constants_match_xen_4_22_headers() {
+    check_release_tree(3);
+}
+
+/// Checks `RELEASE_TREES[i]` against the tree its variable names, or says
+/// that it was skipped when the variable is unset.
+fn check_release_tree(i: usize) {
+    let (release, var) = RELEASE_TREES[i];
+    let Some(dir) = std::env::var_os(var) else {
+        // Straight to the stream: the test harness captures `eprintln!` of
+        // passing tests, and a skip nobody sees would read as a pass.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: Xen {release} header check ({var} is not set; point it at a Xen {release} \
+             source tree's xen/include directory to run it)"
+        );
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    compile(&checks(release), Some(&dir), &format!("{release}"));
+}
+
+/// The C source asserting every layout and constant for `release`.
+fn checks(release: Version) -> String {
+    let interfaces = domctl::interfaces_for(release).expect("a supported release");
     let mut c = Checks(String::from(
         "#define __XEN_TOOLS__ 1\n#include <stddef.h>\n#include <stdint.h>\n\
          #include <xen/xen.h>\n#include <xen/sched.h>\n#include <xen/event_channel.h>\n\
@@ -125,14 +209,8 @@ fn layouts_and_constants_match_xen_public_headers() {
         ("HVM_PARAM_CONSOLE_EVTCHN", hvm::HVM_PARAM_CONSOLE_EVTCHN),
         ("XEN_HVM_START_MAGIC_VALUE", start_info::START_MAGIC),
         ("XEN_HVM_MEMMAP_TYPE_RAM", start_info::MEMMAP_TYPE_RAM),
-        (
-            "XEN_DOMCTL_INTERFACE_VERSION",
-            domctl::DOMCTL_INTERFACE_VERSION_4_17,
-        ),
-        (
-            "XEN_SYSCTL_INTERFACE_VERSION",
-            domctl::SYSCTL_INTERFACE_VERSION_4_17,
-        ),
+        ("XEN_DOMCTL_INTERFACE_VERSION", interfaces.domctl),
+        ("XEN_SYSCTL_INTERFACE_VERSION", interfaces.sysctl),
     ] {
         c.constant(name, v);
     }
@@ -227,9 +305,15 @@ fn layouts_and_constants_match_xen_public_headers() {
         vcpu_info => "vcpu_info", evtchn_pending => "evtchn_pending", evtchn_mask => "evtchn_mask",
         wc_version => "wc_version", wc_sec => "wc_sec", wc_nsec => "wc_nsec",
         wc_sec_hi => "wc_sec_hi", arch => "arch" });
-    layout!(c, "struct xencons_interface", console::ConsoleInterface {
+    fields!(c, "struct xencons_interface", console::ConsoleInterface {
         input => "in", output => "out", in_cons => "in_cons", in_prod => "in_prod",
         out_cons => "out_cons", out_prod => "out_prod" });
+    let cons_size = size_of::<console::ConsoleInterface>();
+    if release >= console::CONNECTION_SINCE {
+        c.field("struct xencons_interface", "connection", cons_size);
+    } else {
+        c.size("struct xencons_interface", cons_size);
+    }
     layout!(c, "xen_feature_info_t", version::FeatureInfo { submap_idx => "submap_idx", submap => "submap" });
     layout!(c, "struct xen_domctl", domctl::Domctl {
         cmd => "cmd", interface_version => "interface_version", domain => "domain", payload => "u" });
@@ -354,25 +438,73 @@ fn layouts_and_constants_match_xen_public_headers() {
         c.constant(name, v);
     }
 
-    compile(&c.0);
+    c.0
 }
 
 /// Compiles `source` (syntax and static assertions only) with the system C
-/// compiler, failing the test with the compiler's messages.
-pub fn compile(source: &str) {
-    let dir = std::env::temp_dir().join(format!("xen-abi-check-{}", std::process::id()));
+/// compiler, failing the test with the compiler's messages. With `tree`
+/// (a Xen source tree's `xen/include`, or a directory holding `xen/xen.h`)
+/// the `<xen/...>` headers come from there, and the test fails if any of
+/// them came from the installed ones instead. `tag` keeps concurrent
+/// tests' scratch directories apart.
+fn compile(source: &str, tree: Option<&Path>, tag: &str) {
+    let dir = std::env::temp_dir().join(format!("xen-abi-check-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("check.c");
     std::fs::write(&file, source).unwrap();
-    let out = Command::new("cc")
-        .args(["-std=gnu11", "-fsyntax-only", "-Werror"])
-        .arg(&file)
-        .output()
-        .expect("running cc");
+    let mut cc = Command::new("cc");
+    cc.args(["-std=gnu11", "-fsyntax-only", "-Werror"]);
+    let root = tree.map(|t| include_root(t, &dir));
+    if let Some(root) = &root {
+        // -H lists every header read, to check where each came from.
+        cc.arg("-I").arg(root).arg("-H");
+    }
+    let out = cc.arg(&file).output().expect("running cc");
     let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The compiler's messages without -H's list of headers.
+    let messages: Vec<&str> = stderr
+        .lines()
+        .take_while(|l| !l.starts_with("Multiple include guards"))
+        .filter(|l| !l.starts_with('.'))
+        .collect();
     assert!(
         out.status.success(),
         "C header cross-check failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        messages.join("\n")
     );
+    if let Some(root) = root {
+        let stray: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with('.'))
+            .map(|l| l.trim_start_matches('.').trim_start())
+            .filter(|h| h.contains("/xen/") && !Path::new(h).starts_with(&root))
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "headers read from outside {}: {stray:?}",
+            root.display()
+        );
+    }
+}
+
+/// The directory to pass with `-I` so that `<xen/xen.h>` is `tree`'s: a
+/// source tree keeps the public headers in `xen/include/public`, which a
+/// link named `xen` in `scratch` stands for; an installed layout
+/// (`tree/xen/xen.h`) is used as it is.
+fn include_root(tree: &Path, scratch: &Path) -> PathBuf {
+    let public = tree.join("public");
+    if public.join("xen.h").is_file() {
+        let root = scratch.join("include");
+        std::fs::create_dir_all(&root).unwrap();
+        std::os::unix::fs::symlink(public.canonicalize().unwrap(), root.join("xen")).unwrap();
+        root
+    } else {
+        assert!(
+            tree.join("xen").join("xen.h").is_file(),
+            "{} holds neither public/xen.h (a Xen tree's xen/include) nor xen/xen.h",
+            tree.display()
+        );
+        tree.to_path_buf()
+    }
 }

@@ -1,5 +1,6 @@
 //! A small reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`): struct
-//! sizes and member offsets, which is all the kernel profile needs.
+//! sizes, member offsets, array lengths and enumerator values, which is
+//! all the kernel profile needs.
 
 /// Errors reading BTF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +13,12 @@ pub enum BtfError {
     NoStruct,
     /// The struct has no member of that name (also inside anonymous members).
     NoMember,
+    /// The member is not an array.
+    NotArray,
+    /// No enum of that name.
+    NoEnum,
+    /// The enum has no enumerator of that name.
+    NoEnumerator,
 }
 
 impl std::fmt::Display for BtfError {
@@ -21,12 +28,18 @@ impl std::fmt::Display for BtfError {
             BtfError::UnknownKind(k) => write!(f, "BTF type of unknown kind {k}"),
             BtfError::NoStruct => f.write_str("struct not found in BTF"),
             BtfError::NoMember => f.write_str("member not found in BTF"),
+            BtfError::NotArray => f.write_str("member is not an array in BTF"),
+            BtfError::NoEnum => f.write_str("enum not found in BTF"),
+            BtfError::NoEnumerator => f.write_str("enumerator not found in BTF"),
         }
     }
 }
 
+const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_ENUM64: u32 = 19;
 
 #[derive(Clone, Copy)]
 struct Member {
@@ -40,6 +53,10 @@ struct Type {
     name_off: u32,
     size: u32,
     members: Vec<Member>,
+    /// An enum's (name offset, value), signed or not as its kflag says.
+    enumerators: Vec<(u32, i64)>,
+    /// An array's element count.
+    nelems: u32,
 }
 
 /// Parsed BTF: types (id 1 is `types[0]`) and the string section.
@@ -85,10 +102,15 @@ impl Btf {
             let vlen = (info & 0xffff) as usize;
             let kflag = info >> 31 != 0;
             let mut members = Vec::new();
+            let mut enumerators = Vec::new();
+            let mut nelems = 0;
             let extra = match kind {
                 0 | 2 | 7 | 8 | 9 | 10 | 11 | 12 | 16 | 18 => 0,
                 1 | 14 | 17 => 4,
-                3 => 12,
+                KIND_ARRAY => {
+                    nelems = u32_at(tsec, off + 8)?;
+                    12
+                }
                 KIND_STRUCT | KIND_UNION => {
                     for i in 0..vlen {
                         let m = off + 12 * i;
@@ -101,8 +123,32 @@ impl Btf {
                     }
                     12 * vlen
                 }
-                6 | 13 => 8 * vlen,
-                15 | 19 => 12 * vlen,
+                KIND_ENUM => {
+                    for i in 0..vlen {
+                        let e = off + 8 * i;
+                        let raw = u32_at(tsec, e + 4)?;
+                        let val = if kflag {
+                            i64::from(raw as i32)
+                        } else {
+                            i64::from(raw)
+                        };
+                        enumerators.push((u32_at(tsec, e)?, val));
+                    }
+                    8 * vlen
+                }
+                KIND_ENUM64 => {
+                    for i in 0..vlen {
+                        let e = off + 12 * i;
+                        let raw =
+                            u64::from(u32_at(tsec, e + 4)?) | u64::from(u32_at(tsec, e + 8)?) << 32;
+                        // Values beyond i64 (unsigned enums above 2^63) are
+                        // kept as their bit pattern; no caller asks for one.
+                        enumerators.push((u32_at(tsec, e)?, raw as i64));
+                    }
+                    12 * vlen
+                }
+                13 => 8 * vlen,
+                15 => 12 * vlen,
                 k => return Err(BtfError::UnknownKind(k)),
             };
             off = off.checked_add(extra).ok_or(BtfError::Malformed)?;
@@ -111,6 +157,8 @@ impl Btf {
                 name_off,
                 size,
                 members,
+                enumerators,
+                nelems,
             });
         }
         Ok(Btf { types, strings })
@@ -156,18 +204,53 @@ impl Btf {
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
         let id = self.struct_id(name)?;
         self.find_member(id, member.as_bytes(), 0)
-            .map(|bits| bits / 8)
+            .map(|(bits, _)| bits / 8)
             .ok_or(BtfError::NoMember)
     }
 
-    fn find_member(&self, id: u32, member: &[u8], depth: u32) -> Option<u32> {
+    /// Element count of the array `member` of `struct name` (through
+    /// typedefs and qualifiers).
+    pub fn member_array_len(&self, name: &str, member: &str) -> Result<u32, BtfError> {
+        let id = self.struct_id(name)?;
+        let (_, ty) = self
+            .find_member(id, member.as_bytes(), 0)
+            .ok_or(BtfError::NoMember)?;
+        match self.ty(self.resolve(ty)) {
+            Some(t) if t.kind == KIND_ARRAY => Ok(t.nelems),
+            _ => Err(BtfError::NotArray),
+        }
+    }
+
+    /// Whether the BTF has an enum (32- or 64-bit) named `name`.
+    pub fn has_enum(&self, name: &str) -> bool {
+        self.enum_type(name).is_some()
+    }
+
+    /// Value of `enumerator` in `enum name`.
+    pub fn enumerator(&self, name: &str, enumerator: &str) -> Result<i64, BtfError> {
+        let t = self.enum_type(name).ok_or(BtfError::NoEnum)?;
+        t.enumerators
+            .iter()
+            .find(|(n, _)| self.name(*n) == enumerator.as_bytes())
+            .map(|(_, v)| *v)
+            .ok_or(BtfError::NoEnumerator)
+    }
+
+    fn enum_type(&self, name: &str) -> Option<&Type> {
+        self.types.iter().find(|t| {
+            matches!(t.kind, KIND_ENUM | KIND_ENUM64) && self.name(t.name_off) == name.as_bytes()
+        })
+    }
+
+    /// The bit offset and type id of `member` in type `id`.
+    fn find_member(&self, id: u32, member: &[u8], depth: u32) -> Option<(u32, u32)> {
         if depth > 8 {
             return None;
         }
         let t = self.ty(id)?;
         for m in &t.members {
             if self.name(m.name_off) == member {
-                return Some(m.bit_off);
+                return Some((m.bit_off, m.type_id));
             }
         }
         for m in &t.members {
@@ -177,8 +260,8 @@ impl Btf {
                     self.ty(inner).map(|t| t.kind),
                     Some(KIND_STRUCT | KIND_UNION)
                 ) {
-                    if let Some(o) = self.find_member(inner, member, depth + 1) {
-                        return Some(m.bit_off + o);
+                    if let Some((o, ty)) = self.find_member(inner, member, depth + 1) {
+                        return Some((m.bit_off.checked_add(o)?, ty));
                     }
                 }
             }
@@ -187,9 +270,163 @@ impl Btf {
     }
 }
 
+/// Builds small BTF blobs for tests: the kernel's types, only the ones a
+/// test needs.
+#[cfg(test)]
+pub(crate) mod build {
+    /// A BTF blob under construction; type ids count from 1.
+    pub struct BtfBuilder {
+        types: Vec<u8>,
+        strings: Vec<u8>,
+        next: u32,
+    }
+
+    impl BtfBuilder {
+        pub fn new() -> Self {
+            BtfBuilder {
+                types: Vec::new(),
+                strings: vec![0],
+                next: 1,
+            }
+        }
+
+        fn str(&mut self, s: &str) -> u32 {
+            if s.is_empty() {
+                return 0;
+            }
+            let off = self.strings.len() as u32;
+            self.strings.extend_from_slice(s.as_bytes());
+            self.strings.push(0);
+            off
+        }
+
+        fn words(&mut self, w: &[u32]) {
+            for v in w {
+                self.types.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+
+        fn head(&mut self, name: &str, kind: u32, vlen: u32, size: u32, kflag: bool) -> u32 {
+            let n = self.str(name);
+            let info = (u32::from(kflag) << 31) | (kind << 24) | vlen;
+            self.words(&[n, info, size]);
+            self.next += 1;
+            self.next - 1
+        }
+
+        /// An unsigned integer type of `size` bytes.
+        pub fn int(&mut self, name: &str, size: u32) -> u32 {
+            let id = self.head(name, 1, 0, size, false);
+            self.words(&[size * 8]);
+            id
+        }
+
+        /// An array of `nelems` elements of type `elem`, indexed by `index`.
+        pub fn array(&mut self, elem: u32, index: u32, nelems: u32) -> u32 {
+            let id = self.head("", 3, 0, 0, false);
+            self.words(&[elem, index, nelems]);
+            id
+        }
+
+        /// A struct (or union) of `size` bytes with (name, type, byte
+        /// offset) members; an empty name is an anonymous member.
+        pub fn record(
+            &mut self,
+            union: bool,
+            name: &str,
+            size: u32,
+            m: &[(&str, u32, u32)],
+        ) -> u32 {
+            let id = self.head(name, if union { 5 } else { 4 }, m.len() as u32, size, false);
+            for &(mn, ty, off) in m {
+                let n = self.str(mn);
+                self.words(&[n, ty, off * 8]);
+            }
+            id
+        }
+
+        /// A 32-bit enum.
+        pub fn enumeration(&mut self, name: &str, e: &[(&str, i32)]) -> u32 {
+            let id = self.head(name, 6, e.len() as u32, 4, true);
+            for &(en, v) in e {
+                let n = self.str(en);
+                self.words(&[n, v as u32]);
+            }
+            id
+        }
+
+        /// A typedef of `ty`.
+        pub fn typedef(&mut self, name: &str, ty: u32) -> u32 {
+            self.head(name, 8, 0, ty, false)
+        }
+
+        /// The blob: header, types, strings.
+        pub fn blob(&self) -> Vec<u8> {
+            let mut b = vec![0x9f, 0xeb, 1, 0];
+            let tl = self.types.len() as u32;
+            for v in [24u32, 0, tl, tl, self.strings.len() as u32] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.extend_from_slice(&self.types);
+            b.extend_from_slice(&self.strings);
+            b
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::build::BtfBuilder;
     use super::*;
+
+    #[test]
+    fn arrays_and_enums_of_a_built_blob() {
+        let mut b = BtfBuilder::new();
+        let int = b.int("unsigned int", 4);
+        let ulong = b.int("long unsigned int", 8);
+        let fa = b.record(false, "free_area", 16, &[("nr_free", ulong, 0)]);
+        let arr = b.array(fa, int, 11);
+        let tarr = b.typedef("free_areas_t", arr);
+        let inner = b.record(false, "", 8, &[("spanned", ulong, 0)]);
+        b.record(
+            false,
+            "zone",
+            200,
+            &[
+                ("", inner, 0),
+                ("free_area", arr, 8),
+                ("typed", tarr, 184),
+                ("nr", ulong, 192),
+            ],
+        );
+        b.enumeration(
+            "pagetype",
+            &[("PGTY_buddy", 0xf0), ("PGTY_mapcount_underflow", 0xff)],
+        );
+        b.enumeration("negative", &[("MINUS_ONE", -1)]);
+        let btf = Btf::parse(&b.blob()).unwrap();
+        assert_eq!(btf.member_array_len("zone", "free_area"), Ok(11));
+        assert_eq!(btf.member_array_len("zone", "typed"), Ok(11));
+        assert_eq!(btf.member_array_len("zone", "nr"), Err(BtfError::NotArray));
+        assert_eq!(
+            btf.member_array_len("zone", "none"),
+            Err(BtfError::NoMember)
+        );
+        assert_eq!(btf.member_offset("zone", "spanned"), Ok(0));
+        assert_eq!(btf.member_offset("zone", "free_area"), Ok(8));
+        assert!(btf.has_enum("pagetype"));
+        assert!(!btf.has_enum("pageflags"));
+        assert_eq!(btf.enumerator("pagetype", "PGTY_buddy"), Ok(0xf0));
+        assert_eq!(
+            btf.enumerator("pagetype", "PGTY_table"),
+            Err(BtfError::NoEnumerator)
+        );
+        assert_eq!(
+            btf.enumerator("pageflags", "PG_locked"),
+            Err(BtfError::NoEnum)
+        );
+        assert_eq!(btf.enumerator("negative", "MINUS_ONE"), Ok(-1));
+    }
 
     #[test]
     fn garbage_is_malformed() {
@@ -219,6 +456,8 @@ mod tests {
             if let Ok(btf) = Btf::parse(&b) {
                 let _ = btf.member_offset("task_struct", "pid");
                 let _ = btf.struct_size("page");
+                let _ = btf.member_array_len("zone", "free_area");
+                let _ = btf.enumerator("pagetype", "PGTY_buddy");
             }
         }
     }
@@ -240,5 +479,8 @@ mod tests {
             Err(BtfError::NoMember)
         );
         assert_eq!(btf.struct_size("no_such_struct"), Err(BtfError::NoStruct));
+        // x86-64: 11 free lists (orders 0..=10) since 2.6.
+        assert_eq!(btf.member_array_len("zone", "free_area"), Ok(11));
+        assert_eq!(btf.enumerator("pageflags", "PG_locked"), Ok(0));
     }
 }

@@ -2,7 +2,8 @@
 //! each group's processes move into `<root>/depmig/g<id>`, which is frozen;
 //! thawing unfreezes it and moves them back where they were.
 
-use crate::table::{Table, TableError, F_FROZEN, F_TAINTED, F_THAW_REQ};
+use crate::table::{Table, TableError};
+use depmig_guest_abi::table::{F_FROZEN, F_TAINTED, F_THAW_REQ};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -125,6 +126,14 @@ impl Freezer {
     /// Number of groups currently frozen.
     pub fn frozen_groups(&self) -> usize {
         self.frozen.len()
+    }
+
+    /// The frozen groups (by root pid) and the pids in each, for the log.
+    pub fn frozen_members(&self) -> Vec<(u32, Vec<u32>)> {
+        self.frozen
+            .iter()
+            .map(|f| (f.group, f.members.iter().map(|(pid, _)| *pid).collect()))
+            .collect()
     }
 
     /// Freezes every untainted group except those holding pid 1, the agent

@@ -1,82 +1,19 @@
-//! The kernel profile: the addresses and struct offsets a reader outside the
-//! guest needs to walk Linux's task list, page tables and page descriptors.
-//! Offsets come from the kernel's BTF, addresses from `/proc/kallsyms`,
-//! variable values (page_offset_base, ...) from a BPF probe read.
+//! Builds the kernel profile: the addresses and struct offsets a reader
+//! outside the guest needs to walk Linux's task list, page tables and page
+//! descriptors. Offsets come from the kernel's BTF, addresses from
+//! `/proc/kallsyms`, variable values (page_offset_base, ...) from a BPF
+//! probe read. Its layout, and the encoding published in the table's page
+//! 1, are the guest ↔ appliance contract in `depmig-guest-abi`.
+
+use depmig_guest_abi::profile::{
+    KernelProfile, PageLayout, PageTypes, TaskLayout, INVERTED_BUDDY_MASK, INVERTED_BUDDY_VALUE,
+    LINK_TEXT, MAX_ORDER_BOUND, PGTY_MAPCOUNT_UNDERFLOW, TOP_BYTE_MASK,
+};
 
 use crate::btf::{Btf, BtfError};
 
-/// Link-time address of `_text` on x86-64 (`__START_KERNEL_map` +
-/// `CONFIG_PHYSICAL_START`, 16 MiB); the KASLR slide is relative to it.
-pub const LINK_TEXT: u64 = 0xffff_ffff_8100_0000;
-/// Profile magic, the ASCII bytes "DMPROF01".
-pub const MAGIC: [u8; 8] = *b"DMPROF01";
-/// Profile layout version.
-pub const VERSION: u32 = 1;
-
-/// Byte offsets of the profile page's fields.
-pub mod off {
-    /// `[u8; 8]` magic.
-    pub const MAGIC: usize = 0x000;
-    /// u32 version.
-    pub const VERSION: usize = 0x008;
-    /// u32 bytes of the page in use.
-    pub const SIZE: usize = 0x00c;
-    /// u64 KASLR slide of the kernel image (runtime `_text` - link-time `_text`).
-    pub const KASLR_SLIDE: usize = 0x010;
-    /// u64 runtime address of `_text`.
-    pub const TEXT: usize = 0x018;
-    /// u64 address of `init_task`.
-    pub const INIT_TASK: usize = 0x020;
-    /// u64 value of `page_offset_base` (start of the direct map).
-    pub const PAGE_OFFSET_BASE: usize = 0x028;
-    /// u64 value of `vmemmap_base` (the `struct page` array).
-    pub const VMEMMAP_BASE: usize = 0x030;
-    /// u64 value of `vmalloc_base`.
-    pub const VMALLOC_BASE: usize = 0x038;
-    /// u64 value of `phys_base` (physical relocation of the kernel image).
-    pub const PHYS_BASE: usize = 0x040;
-    /// u32 paging levels (4 or 5).
-    pub const PGTABLE_LEVELS: usize = 0x048;
-    /// u32 `sizeof(struct task_struct)`.
-    pub const TASK_SIZE: usize = 0x04c;
-    /// u32 `offsetof(struct task_struct, tasks)`.
-    pub const TASK_TASKS: usize = 0x050;
-    /// u32 `offsetof(struct task_struct, pid)`.
-    pub const TASK_PID: usize = 0x054;
-    /// u32 `offsetof(struct task_struct, tgid)`.
-    pub const TASK_TGID: usize = 0x058;
-    /// u32 `offsetof(struct task_struct, comm)`.
-    pub const TASK_COMM: usize = 0x05c;
-    /// u32 `offsetof(struct task_struct, mm)`.
-    pub const TASK_MM: usize = 0x060;
-    /// u32 `offsetof(struct task_struct, active_mm)`.
-    pub const TASK_ACTIVE_MM: usize = 0x064;
-    /// u32 `offsetof(struct mm_struct, pgd)`.
-    pub const MM_PGD: usize = 0x068;
-    /// u32 `sizeof(struct page)`.
-    pub const PAGE_SIZE: usize = 0x06c;
-    /// u32 `offsetof(struct page, flags)`.
-    pub const PAGE_FLAGS: usize = 0x070;
-    /// u32 `offsetof(struct page, page_type)`.
-    pub const PAGE_TYPE: usize = 0x074;
-    /// u32 `offsetof(struct page, private)` (a free buddy block's order).
-    pub const PAGE_PRIVATE: usize = 0x078;
-    /// u32 mask: a page is a free buddy head when `page_type & MASK == VALUE`.
-    pub const BUDDY_MASK: usize = 0x07c;
-    /// u32 value for the buddy test.
-    pub const BUDDY_VALUE: usize = 0x080;
-    /// u32 length of `task_struct.comm`.
-    pub const COMM_LEN: usize = 0x084;
-    /// u64 address of `init_top_pgt` (the kernel's own top page table).
-    pub const INIT_TOP_PGT: usize = 0x088;
-    /// `[u8; 64]` kernel release (`uname -r`), NUL padded.
-    pub const RELEASE: usize = 0x090;
-    /// End of the fields.
-    pub const END: usize = 0x0d0;
-}
-
 /// Errors building the profile.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum ProfileError {
     /// A struct or member the profile needs is not in the kernel's BTF.
     Btf(&'static str, &'static str, BtfError),
@@ -84,8 +21,19 @@ pub enum ProfileError {
     NoSymbol(&'static str),
     /// `/proc/kallsyms` shows zero addresses (kptr_restrict hides them).
     HiddenSymbols,
-    /// The kernel release is one whose free-page encoding this agent does not know.
+    /// The kernel's BTF has no `enum pagetype` (6.12's page types) and its
+    /// release is outside 4.18 to 6.8 (the inverted-bit page types).
     UnknownKernel(String),
+    /// The kernel's `enum pagetype` is not 6.12's scheme: `PGTY_buddy`
+    /// (carried; -1 when missing) outside 0xf0..0xff, or
+    /// `PGTY_mapcount_underflow` (carried) not 0xff.
+    UnknownPageTypes(i64, i64),
+    /// `struct page`'s `page_type` does not share its word with
+    /// `_mapcount`, which a free block's other pages are told by.
+    PageTypeNotMapcount,
+    /// `struct zone`'s `free_area` array has a length (carried) that gives
+    /// no largest order in 1..=MAX_ORDER_BOUND.
+    BadFreeArea(u32),
 }
 
 impl std::fmt::Display for ProfileError {
@@ -96,9 +44,27 @@ impl std::fmt::Display for ProfileError {
             ProfileError::HiddenSymbols => f.write_str(
                 "/proc/kallsyms hides addresses (kernel.kptr_restrict); run as root with kptr_restrict<2",
             ),
-            ProfileError::UnknownKernel(r) => {
-                write!(f, "kernel {r}: free-page (PageBuddy) encoding unknown to this agent")
-            }
+            ProfileError::UnknownKernel(r) => write!(
+                f,
+                "kernel {r}: free-page (PageBuddy) encoding cannot be identified: its BTF has no \
+                 `enum pagetype` (Linux 6.12's page types) and its release is not 4.18 to 6.8 \
+                 (the inverted-bit page types); this agent knows no other"
+            ),
+            ProfileError::UnknownPageTypes(b, u) => write!(
+                f,
+                "kernel BTF's enum pagetype is not Linux 6.12's scheme (PGTY_buddy {b:#x}, \
+                 PGTY_mapcount_underflow {u:#x}; expected 0xf0..0xff and 0xff): free-page \
+                 encoding unknown to this agent"
+            ),
+            ProfileError::PageTypeNotMapcount => f.write_str(
+                "kernel BTF: struct page's page_type does not share its word with _mapcount; \
+                 free-page encoding unknown to this agent",
+            ),
+            ProfileError::BadFreeArea(n) => write!(
+                f,
+                "kernel BTF: struct zone.free_area has {n} entries, expected 2..={}",
+                MAX_ORDER_BOUND + 1
+            ),
         }
     }
 }
@@ -189,36 +155,94 @@ pub struct Values {
     pub l5_enabled: u64,
 }
 
-/// `(mask, value)` of the PageBuddy test on `page_type` for a kernel release
-/// ("6.1.0-56-amd64"): kernels 4.18 to 6.8 mark free buddy heads with
-/// `page_type & (PAGE_TYPE_BASE | PG_buddy) == PAGE_TYPE_BASE`, i.e.
-/// 0xf000_0000 and bit 0x80 clear; 6.9 changed the encoding.
-pub fn buddy_rule(release: &str) -> Result<(u32, u32), ProfileError> {
+/// How the guest kernel marks free buddy blocks: its page-type scheme,
+/// the PageBuddy test on `page_type` and the largest block order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreePageRule {
+    /// The page-type scheme.
+    pub page_types: PageTypes,
+    /// A free block's head has `page_type & mask == value`.
+    pub mask: u32,
+    /// See `mask`.
+    pub value: u32,
+    /// Largest order of a free block.
+    pub max_order: u32,
+}
+
+/// Identifies the kernel's free-page encoding from its BTF, positively or
+/// not at all:
+///
+/// * `struct page`'s `page_type` must share its word with `_mapcount`
+///   (both schemes leave a free block's other pages at `_mapcount`'s
+///   reset -1, which the walker checks);
+/// * the largest order is `struct zone`'s `free_area` length minus one
+///   (6.1's `MAX_ORDER` lists, 6.12's `NR_PAGE_ORDERS`);
+/// * an `enum pagetype` (Linux 6.12 on) means the type sits in
+///   `page_type`'s top byte, PageBuddy when it is `PGTY_buddy`; the enum
+///   must be 6.12's scheme (`PGTY_buddy` from 0xf0, below
+///   `PGTY_mapcount_underflow` 0xff);
+/// * without it, the macros of 4.18 to 6.8's inverted-bit scheme leave no
+///   trace in BTF, so the release must say 4.18 to 6.8 (6.9 to 6.11 used
+///   other encodings and are refused).
+pub fn free_page_rule(btf: &Btf, release: &str) -> Result<FreePageRule, ProfileError> {
+    let m = |s: &'static str, f: &'static str| {
+        btf.member_offset(s, f)
+            .map_err(|e| ProfileError::Btf(s, f, e))
+    };
+    if m("page", "page_type")? != m("page", "_mapcount")? {
+        return Err(ProfileError::PageTypeNotMapcount);
+    }
+    let lists = btf
+        .member_array_len("zone", "free_area")
+        .map_err(|e| ProfileError::Btf("zone", "free_area", e))?;
+    if !(2..=MAX_ORDER_BOUND + 1).contains(&lists) {
+        return Err(ProfileError::BadFreeArea(lists));
+    }
+    let max_order = lists - 1;
+    if btf.has_enum("pagetype") {
+        let buddy = btf.enumerator("pagetype", "PGTY_buddy").unwrap_or(-1);
+        let under = btf
+            .enumerator("pagetype", "PGTY_mapcount_underflow")
+            .unwrap_or(-1);
+        let value = u32::try_from(buddy).ok().and_then(|b| b.checked_shl(24));
+        return match value {
+            Some(value)
+                if buddy >> 8 == 0
+                    && under == i64::from(PGTY_MAPCOUNT_UNDERFLOW)
+                    && PageTypes::TopByte.is_buddy_rule(TOP_BYTE_MASK, value) =>
+            {
+                Ok(FreePageRule {
+                    page_types: PageTypes::TopByte,
+                    mask: TOP_BYTE_MASK,
+                    value,
+                    max_order,
+                })
+            }
+            _ => Err(ProfileError::UnknownPageTypes(buddy, under)),
+        };
+    }
     let mut it = release.split(|c: char| !c.is_ascii_digit());
     let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let minor: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let known = (major == 4 && minor >= 18) || major == 5 || (major == 6 && minor <= 8);
-    if known {
-        Ok((0xf000_0080, 0xf000_0000))
-    } else {
-        Err(ProfileError::UnknownKernel(release.to_string()))
+    let inverted = (major == 4 && minor >= 18) || major == 5 || (major == 6 && minor <= 8);
+    if !inverted {
+        return Err(ProfileError::UnknownKernel(release.to_string()));
     }
+    Ok(FreePageRule {
+        page_types: PageTypes::InvertedBit,
+        mask: INVERTED_BUDDY_MASK,
+        value: INVERTED_BUDDY_VALUE,
+        max_order,
+    })
 }
 
-/// Builds the profile page.
+/// Builds the profile (published as [`KernelProfile::encode`]).
 pub fn build(
     btf: &Btf,
     syms: &Symbols,
     vals: &Values,
     release: &str,
-) -> Result<[u8; 4096], ProfileError> {
-    let mut p = [0u8; 4096];
-    let put32 = |p: &mut [u8; 4096], o: usize, v: u32| {
-        p[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    };
-    let put64 = |p: &mut [u8; 4096], o: usize, v: u64| {
-        p[o..o + 8].copy_from_slice(&v.to_le_bytes());
-    };
+) -> Result<KernelProfile, ProfileError> {
     let m = |s: &'static str, f: &'static str| {
         btf.member_offset(s, f)
             .map_err(|e| ProfileError::Btf(s, f, e))
@@ -227,88 +251,93 @@ pub fn build(
         btf.struct_size(s)
             .map_err(|e| ProfileError::Btf(s, "(size)", e))
     };
-    let (bmask, bval) = buddy_rule(release)?;
-    // PANICS: every offset below is a constant from `off`, all < off::END <= 4096.
-    p[off::MAGIC..off::MAGIC + 8].copy_from_slice(&MAGIC);
-    put32(&mut p, off::VERSION, VERSION);
-    put32(&mut p, off::SIZE, off::END as u32);
-    put64(&mut p, off::KASLR_SLIDE, syms.text.wrapping_sub(LINK_TEXT));
-    put64(&mut p, off::TEXT, syms.text);
-    put64(&mut p, off::INIT_TASK, syms.init_task);
-    put64(&mut p, off::PAGE_OFFSET_BASE, vals.page_offset_base);
-    put64(&mut p, off::VMEMMAP_BASE, vals.vmemmap_base);
-    put64(&mut p, off::VMALLOC_BASE, vals.vmalloc_base);
-    put64(&mut p, off::PHYS_BASE, vals.phys_base);
-    put32(
-        &mut p,
-        off::PGTABLE_LEVELS,
-        if vals.l5_enabled & 0xffff_ffff != 0 {
+    let rule = free_page_rule(btf, release)?;
+    let task = TaskLayout {
+        size: sz("task_struct")?,
+        tasks: m("task_struct", "tasks")?,
+        pid: m("task_struct", "pid")?,
+        tgid: m("task_struct", "tgid")?,
+        comm: m("task_struct", "comm")?,
+        comm_len: 16,
+        mm: m("task_struct", "mm")?,
+        active_mm: m("task_struct", "active_mm")?,
+    };
+    let mm_pgd = m("mm_struct", "pgd")?;
+    let page = PageLayout {
+        size: sz("page")?,
+        flags: m("page", "flags")?,
+        page_type: m("page", "page_type")?,
+        private: m("page", "private")?,
+        page_types: rule.page_types,
+        buddy_mask: rule.mask,
+        buddy_value: rule.value,
+    };
+    // The release, NUL padded; at most 63 bytes, so always NUL terminated.
+    let mut rel = [0u8; 64];
+    for (d, c) in rel.iter_mut().take(63).zip(release.as_bytes()) {
+        *d = *c;
+    }
+    Ok(KernelProfile {
+        kaslr_slide: syms.text.wrapping_sub(LINK_TEXT),
+        text: syms.text,
+        init_task: syms.init_task,
+        page_offset_base: vals.page_offset_base,
+        vmemmap_base: vals.vmemmap_base,
+        vmalloc_base: vals.vmalloc_base,
+        phys_base: vals.phys_base,
+        levels: if vals.l5_enabled & 0xffff_ffff != 0 {
             5
         } else {
             4
         },
-    );
-    put32(&mut p, off::TASK_SIZE, sz("task_struct")?);
-    put32(&mut p, off::TASK_TASKS, m("task_struct", "tasks")?);
-    put32(&mut p, off::TASK_PID, m("task_struct", "pid")?);
-    put32(&mut p, off::TASK_TGID, m("task_struct", "tgid")?);
-    put32(&mut p, off::TASK_COMM, m("task_struct", "comm")?);
-    put32(&mut p, off::TASK_MM, m("task_struct", "mm")?);
-    put32(&mut p, off::TASK_ACTIVE_MM, m("task_struct", "active_mm")?);
-    put32(&mut p, off::MM_PGD, m("mm_struct", "pgd")?);
-    put32(&mut p, off::PAGE_SIZE, sz("page")?);
-    put32(&mut p, off::PAGE_FLAGS, m("page", "flags")?);
-    put32(&mut p, off::PAGE_TYPE, m("page", "page_type")?);
-    put32(&mut p, off::PAGE_PRIVATE, m("page", "private")?);
-    put32(&mut p, off::BUDDY_MASK, bmask);
-    put32(&mut p, off::BUDDY_VALUE, bval);
-    put32(&mut p, off::COMM_LEN, 16);
-    put64(&mut p, off::INIT_TOP_PGT, syms.init_top_pgt);
-    let rel = release.as_bytes();
-    let n = rel.len().min(63);
-    p[off::RELEASE..off::RELEASE + n].copy_from_slice(&rel[..n]);
-    Ok(p)
+        task,
+        mm_pgd,
+        page,
+        init_top_pgt: syms.init_top_pgt,
+        max_order: rule.max_order,
+        release: rel,
+    })
 }
 
-/// Human-readable rendering of a profile page (for logs and the publish file).
-pub fn render(p: &[u8; 4096]) -> String {
-    // PANICS: callers pass offsets from `off`, all below off::END <= 4096 - 8.
-    let g32 = |o: usize| u32::from_le_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]]);
-    let g64 = |o: usize| u64::from(g32(o)) | (u64::from(g32(o + 4)) << 32);
+/// Human-readable rendering of a profile (for logs and the publish file).
+pub fn render(p: &KernelProfile) -> String {
     format!(
         "kaslr_slide={:#x} text={:#x} init_task={:#x} page_offset_base={:#x} vmemmap_base={:#x} \
          vmalloc_base={:#x} phys_base={:#x} levels={} task_struct.size={} .tasks={} .pid={} .tgid={} \
          .comm={} .mm={} .active_mm={} mm_struct.pgd={} page.size={} .flags={} .page_type={} \
-         .private={} buddy=(page_type&{:#x})=={:#x} init_top_pgt={:#x}",
-        g64(off::KASLR_SLIDE),
-        g64(off::TEXT),
-        g64(off::INIT_TASK),
-        g64(off::PAGE_OFFSET_BASE),
-        g64(off::VMEMMAP_BASE),
-        g64(off::VMALLOC_BASE),
-        g64(off::PHYS_BASE),
-        g32(off::PGTABLE_LEVELS),
-        g32(off::TASK_SIZE),
-        g32(off::TASK_TASKS),
-        g32(off::TASK_PID),
-        g32(off::TASK_TGID),
-        g32(off::TASK_COMM),
-        g32(off::TASK_MM),
-        g32(off::TASK_ACTIVE_MM),
-        g32(off::MM_PGD),
-        g32(off::PAGE_SIZE),
-        g32(off::PAGE_FLAGS),
-        g32(off::PAGE_TYPE),
-        g32(off::PAGE_PRIVATE),
-        g32(off::BUDDY_MASK),
-        g32(off::BUDDY_VALUE),
-        g64(off::INIT_TOP_PGT),
+         .private={} page_types={:?} buddy=(page_type&{:#x})=={:#x} max_order={} init_top_pgt={:#x}",
+        p.kaslr_slide,
+        p.text,
+        p.init_task,
+        p.page_offset_base,
+        p.vmemmap_base,
+        p.vmalloc_base,
+        p.phys_base,
+        p.levels,
+        p.task.size,
+        p.task.tasks,
+        p.task.pid,
+        p.task.tgid,
+        p.task.comm,
+        p.task.mm,
+        p.task.active_mm,
+        p.mm_pgd,
+        p.page.size,
+        p.page.flags,
+        p.page.page_type,
+        p.page.private,
+        p.page.page_types,
+        p.page.buddy_mask,
+        p.page.buddy_value,
+        p.max_order,
+        p.init_top_pgt,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::btf::build::BtfBuilder;
 
     #[test]
     fn kallsyms_parsing() {
@@ -335,13 +364,161 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn buddy_rule_by_release() {
-        assert_eq!(
-            buddy_rule("6.1.0-56-amd64").unwrap(),
-            (0xf000_0080, 0xf000_0000)
+    /// A kernel's BTF reduced to what [`free_page_rule`] reads: `struct
+    /// page` (6.1's and 6.12's layout, or `page_type` apart from
+    /// `_mapcount`), `struct zone` with `lists` free lists, and an `enum
+    /// pagetype` when given.
+    fn kernel_btf(shared: bool, lists: u32, pagetype: Option<&[(&str, i32)]>) -> Btf {
+        let mut b = BtfBuilder::new();
+        let int = b.int("unsigned int", 4);
+        let ulong = b.int("long unsigned int", 8);
+        let atomic = b.record(false, "", 4, &[("counter", int, 0)]);
+        let word = b.record(
+            true,
+            "",
+            4,
+            &[("page_type", int, 0), ("_mapcount", atomic, 0)],
         );
-        assert!(buddy_rule("6.12.1").is_err());
-        assert!(buddy_rule("garbage").is_err());
+        let members: &[(&str, u32, u32)] = if shared {
+            &[("flags", ulong, 0), ("private", ulong, 40), ("", word, 48)]
+        } else {
+            &[
+                ("flags", ulong, 0),
+                ("private", ulong, 40),
+                ("page_type", int, 48),
+                ("_mapcount", atomic, 52),
+            ]
+        };
+        b.record(false, "page", 64, members);
+        let fa = b.record(false, "free_area", 88, &[("nr_free", ulong, 80)]);
+        let arr = b.array(fa, int, lists);
+        b.record(false, "zone", 1600, &[("free_area", arr, 192)]);
+        if let Some(e) = pagetype {
+            b.enumeration("pagetype", e);
+        }
+        Btf::parse(&b.blob()).unwrap()
+    }
+
+    /// Linux 6.12's `enum pagetype` (include/linux/page-flags.h).
+    const PAGETYPE_6_12: &[(&str, i32)] = &[
+        ("PGTY_buddy", 0xf0),
+        ("PGTY_offline", 0xf1),
+        ("PGTY_table", 0xf2),
+        ("PGTY_guard", 0xf3),
+        ("PGTY_hugetlb", 0xf4),
+        ("PGTY_slab", 0xf5),
+        ("PGTY_zsmalloc", 0xf6),
+        ("PGTY_unaccepted", 0xf7),
+        ("PGTY_mapcount_underflow", 0xff),
+    ];
+
+    #[test]
+    fn free_page_rule_of_6_12_comes_from_enum_pagetype() {
+        let btf = kernel_btf(true, 11, Some(PAGETYPE_6_12));
+        let want = FreePageRule {
+            page_types: PageTypes::TopByte,
+            mask: 0xff00_0000,
+            value: 0xf000_0000,
+            max_order: 10,
+        };
+        // The enum decides, whatever the release string says.
+        assert_eq!(free_page_rule(&btf, "6.12.117+deb13-amd64"), Ok(want));
+        assert_eq!(free_page_rule(&btf, "garbage"), Ok(want));
+        // The order follows the free lists.
+        let btf = kernel_btf(true, 13, Some(PAGETYPE_6_12));
+        assert_eq!(free_page_rule(&btf, "6.12.1").map(|r| r.max_order), Ok(12));
+    }
+
+    #[test]
+    fn free_page_rule_of_6_1_needs_its_release() {
+        let btf = kernel_btf(true, 11, None);
+        assert_eq!(
+            free_page_rule(&btf, "6.1.0-57-amd64"),
+            Ok(FreePageRule {
+                page_types: PageTypes::InvertedBit,
+                mask: 0xf000_0080,
+                value: 0xf000_0000,
+                max_order: 10,
+            })
+        );
+        assert!(free_page_rule(&btf, "4.18.0").is_ok());
+        assert!(free_page_rule(&btf, "6.8.12").is_ok());
+        // 6.9 to 6.11 had other encodings and no enum pagetype; a 6.12
+        // without the enum is not 6.12's scheme either.
+        for r in [
+            "6.9.0",
+            "6.11.5",
+            "6.12.117+deb13-amd64",
+            "4.17.0",
+            "3.16.0",
+            "garbage",
+            "",
+        ] {
+            assert_eq!(
+                free_page_rule(&btf, r),
+                Err(ProfileError::UnknownKernel(r.to_string())),
+                "{r}"
+            );
+        }
+    }
+
+    #[test]
+    fn free_page_rule_refuses_what_it_cannot_identify() {
+        // page_type apart from _mapcount.
+        let btf = kernel_btf(false, 11, Some(PAGETYPE_6_12));
+        assert_eq!(
+            free_page_rule(&btf, "6.12.1"),
+            Err(ProfileError::PageTypeNotMapcount)
+        );
+        // Free lists giving no usable order.
+        for n in [0, 1, 22] {
+            let btf = kernel_btf(true, n, None);
+            assert_eq!(
+                free_page_rule(&btf, "6.1.0"),
+                Err(ProfileError::BadFreeArea(n))
+            );
+        }
+        // An enum pagetype that is not 6.12's.
+        for (e, b, u) in [
+            (
+                &[("PGTY_buddy", 0x80), ("PGTY_mapcount_underflow", 0xff)][..],
+                0x80,
+                0xff,
+            ),
+            (
+                &[("PGTY_buddy", 0xff), ("PGTY_mapcount_underflow", 0xff)][..],
+                0xff,
+                0xff,
+            ),
+            (
+                &[("PGTY_buddy", 0x1f0), ("PGTY_mapcount_underflow", 0xff)][..],
+                0x1f0,
+                0xff,
+            ),
+            (
+                &[("PGTY_buddy", -16), ("PGTY_mapcount_underflow", 0xff)][..],
+                -16,
+                0xff,
+            ),
+            (&[("PGTY_buddy", 0xf0)][..], 0xf0, -1),
+            (
+                &[("PGTY_offline", 0xf1), ("PGTY_mapcount_underflow", 0xff)][..],
+                -1,
+                0xff,
+            ),
+        ] {
+            let btf = kernel_btf(true, 11, Some(e));
+            assert_eq!(
+                free_page_rule(&btf, "6.12.1"),
+                Err(ProfileError::UnknownPageTypes(b, u)),
+                "{e:?}"
+            );
+        }
+        // Messages say what is missing.
+        let msg = ProfileError::UnknownKernel("6.10.3".into()).to_string();
+        assert!(
+            msg.contains("6.10.3") && msg.contains("enum pagetype"),
+            "{msg}"
+        );
     }
 }

@@ -1,5 +1,7 @@
-//! The taint table's layout (mirror of `bpf/table.h`) and the union-find
-//! operations the agent and the tests perform on it.
+//! The agent's live view of the taint table, and the union-find operations
+//! the agent and the tests perform on it. The layout is the guest ↔
+//! appliance contract in `depmig-guest-abi` (its `table` module, held
+//! against `bpf/table.h`).
 //!
 //! The table is one value of a `BPF_F_MMAPABLE` array map. Page 0 is the
 //! header (with the guest frame numbers of every table page), page 1 the
@@ -9,100 +11,10 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// Size of one table page.
-pub const PAGE_SIZE: usize = 4096;
-/// Entries in the per-pid task array.
-pub const TASK_SLOTS: u32 = 32768;
-/// Words in the group array; group 0 is the permanently tainted overflow group.
-pub const GROUP_SLOTS: u32 = 262_144;
-/// Page index of the kernel profile.
-pub const PROFILE_PAGE: u32 = 1;
-/// Page index of the first task entry.
-pub const TASK_PAGE: u32 = 2;
-/// Page index of the first group word.
-pub const GROUP_PAGE: u32 = TASK_PAGE + TASK_SLOTS * 8 / PAGE_SIZE as u32;
-/// Pages in the whole table.
-pub const NR_PAGES: u32 = GROUP_PAGE + GROUP_SLOTS * 4 / PAGE_SIZE as u32;
-/// Bytes in the whole table (the map's value size).
-pub const TABLE_BYTES: usize = NR_PAGES as usize * PAGE_SIZE;
-/// Header magic, the ASCII bytes "DMTAINT1".
-pub const MAGIC: [u8; 8] = *b"DMTAINT1";
-/// Layout version.
-pub const VERSION: u32 = 1;
-/// Bound on union-find parent walks (readers outside the guest use it too).
-pub const MAX_FIND: u32 = 32;
-
-/// Group word: low 24 bits are the parent id.
-pub const PARENT_MASK: u32 = 0x00ff_ffff;
-/// Group flag: a member touched something outside the guest.
-pub const F_TAINTED: u32 = 1 << 24;
-/// Group flag: a member has shared memory mappings (forked children join).
-pub const F_SHARED_MEM: u32 = 1 << 25;
-/// Group flag: the agent froze this group.
-pub const F_FROZEN: u32 = 1 << 26;
-/// Group flag: an interaction reached the frozen group; the agent must thaw it.
-pub const F_THAW_REQ: u32 = 1 << 27;
-/// Group flag: referred to by more than its founding task (never recycled).
-pub const F_REF: u32 = 1 << 28;
-/// Group flag: the id is on the free list (no valid entry refers to it).
-pub const F_FREED: u32 = 1 << 29;
-/// Task entry high word: valid bit, ORed with the tgid.
-pub const TASK_VALID: u32 = 0x8000_0000;
-
-/// Global flag: group ids ran out; new groups are the tainted group 0.
-pub const G_GROUPS_EXHAUSTED: u32 = 1;
-/// Global flag: the object map was full at least once (the toucher was tainted).
-pub const G_OBJECTS_FULL: u32 = 2;
-/// Global flag: a pid beyond `TASK_SLOTS` was seen (it has no entry: tainted).
-pub const G_PID_OVERFLOW: u32 = 4;
-/// Global flag: a union-find walk hit its bound (treated as tainted).
-pub const G_FIND_BOUND: u32 = 8;
-
-/// Header byte offsets (page 0).
-pub mod hdr {
-    /// `[u8; 8]` magic.
-    pub const MAGIC: usize = 0x000;
-    /// u32 layout version.
-    pub const VERSION: usize = 0x008;
-    /// u32 page size.
-    pub const PAGE_SIZE: usize = 0x00c;
-    /// u32 number of pages (= number of frames listed).
-    pub const NR_PAGES: usize = 0x010;
-    /// u32 page index of the profile.
-    pub const PROFILE_PAGE: usize = 0x014;
-    /// u32 page index of the task array.
-    pub const TASK_PAGE: usize = 0x018;
-    /// u32 task slots.
-    pub const TASK_SLOTS: usize = 0x01c;
-    /// u32 page index of the group array.
-    pub const GROUP_PAGE: usize = 0x020;
-    /// u32 group slots.
-    pub const GROUP_SLOTS: usize = 0x024;
-    /// u32 tgid of the agent (its own actions are not tracked).
-    pub const AGENT_TGID: usize = 0x028;
-    /// u32 state: 0 initialising, 1 tracking.
-    pub const STATE: usize = 0x02c;
-    /// u32 next group id to hand out.
-    pub const NEXT_GROUP: usize = 0x030;
-    /// u32 global flags (`G_*`).
-    pub const FLAGS: usize = 0x034;
-    /// u32 bound on parent walks.
-    pub const MAX_FIND: usize = 0x038;
-    /// u64 frame numbers of the table pages, in page order.
-    pub const FRAMES: usize = 0x040;
-    /// Most frames the header holds.
-    pub const MAX_FRAMES: usize = (0xf00 - 0x40) / 8;
-    /// u64[8] kernel addresses the agent asks the BPF program to read.
-    pub const PROBE_ADDR: usize = 0xf00;
-    /// u64[8] values read.
-    pub const PROBE_VAL: usize = 0xf40;
-    /// u32 probe request sequence number.
-    pub const PROBE_SEQ: usize = 0xf80;
-    /// u32 last probe sequence number served.
-    pub const PROBE_DONE: usize = 0xf84;
-    /// Number of probe slots.
-    pub const PROBE_SLOTS: usize = 8;
-}
+use depmig_guest_abi::table::{
+    self as layout, hdr, Header, F_FROZEN, F_SHARED_MEM, F_TAINTED, F_THAW_REQ, GROUP_SLOTS,
+    G_GROUPS_EXHAUSTED, MAGIC, MAX_FIND, PAGE_SIZE, PARENT_MASK, TABLE_BYTES, VERSION,
+};
 
 /// Errors of table access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,17 +129,9 @@ impl<'a> Table<'a> {
             return Err(TableError::TooManyPages);
         }
         self.set_u64(hdr::MAGIC, u64::from_le_bytes(MAGIC))?;
-        self.set_u32(hdr::VERSION, VERSION)?;
-        self.set_u32(hdr::PAGE_SIZE, PAGE_SIZE as u32)?;
-        self.set_u32(hdr::NR_PAGES, frames.len() as u32)?;
-        self.set_u32(hdr::PROFILE_PAGE, PROFILE_PAGE)?;
-        self.set_u32(hdr::TASK_PAGE, TASK_PAGE)?;
-        self.set_u32(hdr::TASK_SLOTS, TASK_SLOTS)?;
-        self.set_u32(hdr::GROUP_PAGE, GROUP_PAGE)?;
-        self.set_u32(hdr::GROUP_SLOTS, GROUP_SLOTS)?;
-        self.set_u32(hdr::AGENT_TGID, agent_tgid)?;
-        self.set_u32(hdr::NEXT_GROUP, 1)?;
-        self.set_u32(hdr::MAX_FIND, MAX_FIND)?;
+        for (off, v) in Header::new(agent_tgid, frames.len() as u32).words() {
+            self.set_u32(off, v)?;
+        }
         for (i, f) in frames.iter().enumerate() {
             self.set_u64(hdr::FRAMES + 8 * i, *f)?;
         }
@@ -248,18 +152,12 @@ impl<'a> Table<'a> {
 
     /// Byte offset of group `g`'s word.
     pub fn group_off(g: u32) -> Result<usize, TableError> {
-        if g >= GROUP_SLOTS {
-            return Err(TableError::BadOffset);
-        }
-        Ok(GROUP_PAGE as usize * PAGE_SIZE + 4 * g as usize)
+        layout::group_offset(g).ok_or(TableError::BadOffset)
     }
 
     /// Byte offset of pid `pid`'s entry.
     pub fn task_off(pid: u32) -> Result<usize, TableError> {
-        if pid >= TASK_SLOTS {
-            return Err(TableError::BadOffset);
-        }
-        Ok(TASK_PAGE as usize * PAGE_SIZE + 8 * pid as usize)
+        layout::task_offset(pid).ok_or(TableError::BadOffset)
     }
 
     /// Root of group `g`, or `None` when the walk exceeds `MAX_FIND`.
@@ -277,11 +175,7 @@ impl<'a> Table<'a> {
     /// Group of `pid` (with `tgid`), if recorded.
     pub fn task_group(&self, pid: u32, tgid: u32) -> Result<Option<u32>, TableError> {
         let e = self.u64_at(Self::task_off(pid)?)?;
-        if (e >> 32) as u32 == TASK_VALID | tgid {
-            Ok(Some(e as u32))
-        } else {
-            Ok(None)
-        }
+        Ok(layout::task_entry_group(e, tgid))
     }
 
     /// State of `pid`: `None` when it has no entry (readers treat that as tainted).
@@ -300,15 +194,14 @@ impl<'a> Table<'a> {
     /// same way the BPF program does for tasks it has not seen yet.
     pub fn ensure_process_group(&self, tgid: u32) -> Result<u32, TableError> {
         let off = Self::task_off(tgid)?;
-        let want = TASK_VALID | tgid;
         let w = self.word(off)?;
         for _ in 0..4 {
             let e = w.load(Ordering::Acquire);
-            if (e >> 32) as u32 == want {
-                return Ok(e as u32);
+            if let Some(g) = layout::task_entry_group(e, tgid) {
+                return Ok(g);
             }
             let g = self.alloc_group()?;
-            let new = (u64::from(want) << 32) | u64::from(g);
+            let new = layout::task_entry(g, tgid);
             if w.compare_exchange(e, new, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
@@ -412,17 +305,6 @@ mod tests {
 
     fn buf() -> Vec<AtomicU64> {
         (0..TABLE_BYTES / 8).map(|_| AtomicU64::new(0)).collect()
-    }
-
-    #[test]
-    fn layout_matches_the_c_header() {
-        let h = include_str!("../../bpf/table.h");
-        assert!(h.contains(&format!("#define DM_TASK_SLOTS {TASK_SLOTS}")));
-        assert!(h.contains(&format!("#define DM_GROUP_SLOTS {GROUP_SLOTS}")));
-        assert!(h.contains("#define DM_H_FRAMES 0x040"));
-        assert!(h.contains("#define DM_H_PROBE_SEQ 0xf80"));
-        assert_eq!(NR_PAGES, 2 + 64 + 256);
-        assert!(NR_PAGES as usize <= hdr::MAX_FRAMES);
     }
 
     #[test]

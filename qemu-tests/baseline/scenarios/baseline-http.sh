@@ -29,6 +29,7 @@ cat $R
 rig_export $R baseline-http.json
 rig_json report "$(cat $R)"
 rig_say "xl migrate took $MIGRATE_SECONDS s; $(baseline_summary $R)"
+baseline_check_strict $R
 dst=$(rig_domid $G)
 [ -n "$dst" ] && [ "$dst" != "$src" ] || rig_fail "no destination domain named $G"
 rig_wait_gone "$G--migratedaway" 60 || rig_fail "the source domain still exists"

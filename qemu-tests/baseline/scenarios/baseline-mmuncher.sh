@@ -23,6 +23,7 @@ cat $R
 rig_export $R baseline-mmuncher.json
 rig_json report "$(cat $R)"
 rig_say "xl migrate took $MIGRATE_SECONDS s; $(baseline_summary $R)"
+baseline_check_strict $R
 
 # The source is gone and the destination runs under the guest's name.
 dst=$(rig_domid $G)

@@ -27,10 +27,10 @@ run_domain() {
     end=$(awk -v a="$T0" 'BEGIN { print a + 180 }')
     while awk -v n="$(up)" -v e="$end" 'BEGIN { exit !(n < e) }'; do
         if [ -z "$T_FIRST" ] && [ -s "$con" ]; then T_FIRST=$(up); fi
-        if grep -Eq '^depmig-selftest: (PASS|FAIL)' "$con" 2>/dev/null; then T_RESULT=$(up); break; fi
+        if rig_console_text "$name" | grep -E '^depmig-selftest: (PASS|FAIL)' > /dev/null; then T_RESULT=$(up); break; fi
         sleep "$nap"
     done
-    tr -d '\r' < "$con" > "/tmp/$name.log" 2>/dev/null || : > "/tmp/$name.log"
+    rig_console_text "$name" > "/tmp/$name.log"
     sed "s/^/DEPMIG-LOG $name| /" "/tmp/$name.log"
     rig_export "/tmp/$name.log" "$name-console.log"
     [ -n "$T_RESULT" ] || { xl destroy "$name" 2>/dev/null
@@ -46,7 +46,7 @@ rig_wait_gone depmig-selftest 60 || { xl destroy depmig-selftest 2>/dev/null
 rig_json timing "{\"create_s\":$(since "$T0" "$T_CREATED"),\"first_line_s\":$(since "$T0" "${T_FIRST:-$T_RESULT}"),\"result_s\":$(since "$T0" "$T_RESULT")}"
 first=$(since "$T0" "${T_FIRST:-$T_RESULT}")
 last=$(last_line depmig-selftest)
-[ "$last" = "depmig-selftest: PASS" ] || rig_fail "appliance self-test: $last"
+[ "$last" = "depmig-selftest: PASS" ] || rig_fail "appliance self-test: $last: $(grep -m 3 'FAILED:' /tmp/depmig-selftest.log | sed 's/.*check /check /' | tr '\n' ';')"
 
 # 2. A crash leaves an epitaph and a FAIL line and shuts down as crashed.
 run_domain depmig-crashtest /scenario/appliance-crashtest.cfg
@@ -67,4 +67,5 @@ xl destroy depmig-crashtest 2>/dev/null
 rig_wait_gone depmig-crashtest 60 || rig_fail "depmig-crashtest is still there after destroy"
 case $state in *c*) ;; *) rig_fail "crashtest domain state is '$state', not crashed" ;; esac
 
-rig_result PASS "appliance self-test passed under Xen (first console line ${first} s after xl create started); crash path: epitaph, FAIL line, domain crashed"
+clock=$(grep -m 1 'check clock: ok' /tmp/depmig-selftest.log | sed 's/.*check clock: ok (//; s/)$//')
+rig_result PASS "appliance self-test passed under Xen (first console line ${first} s after xl create started; clock ${clock:-not reported}); crash path: epitaph, FAIL line, domain crashed"

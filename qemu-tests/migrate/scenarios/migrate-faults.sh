@@ -3,8 +3,9 @@
 # guest (ticker, mmuncher over 16 MiB, 192 MiB): the destination armed with
 # the wrong key (refused at the handshake by its key confirmation, before a
 # page moves); a byte of page data corrupted on the wire after the guest
-# was suspended (only the transcript tag at the end can catch it); the
-# destination appliance destroyed mid-stream. Each must
+# was suspended (only the transcript tag at the end can catch it); a page of
+# the shell changed after it was written (only --verify's page comparison
+# can catch it); the destination appliance destroyed mid-stream. Each must
 # end with the CLI's "not migrated" status (1), the guest running at the
 # source under its name and domid (resumed if it was suspended), the shell
 # and every appliance gone, mmuncher verifying with no corrupt page and the
@@ -26,7 +27,15 @@ expect_refused() {
     local rc=$1 case=$2 pattern=$3 why
     [ "$rc" = 1 ] || { xl list; rig_fail "$case: depmig migrate exited $rc, want 1 (not migrated): $(tail -n 1 /tmp/$G.depmig.log)"; }
     why=$(grep -E "$pattern" /tmp/$G.depmig.log | head -n 1)
-    [ -n "$why" ] || rig_fail "$case: no line matching '$pattern' in the CLI's log"
+    [ -n "$why" ] || {
+        # Evidence for a failure other than the one injected: the CLI's
+        # whole log, the host's free memory and Xen's last words.
+        sed "s/^/DEPMIG-LOG $case| /" /tmp/$G.depmig.log
+        xl info 2>/dev/null | grep -E '^(free_memory|total_memory)' | sed "s/^/DEPMIG-LOG $case| /"
+        xl list 2>&1 | sed "s/^/DEPMIG-LOG $case| /"
+        xl dmesg 2>/dev/null | tail -n 40 | sed "s/^/DEPMIG-LOG $case| /"
+        rig_fail "$case: no line matching '$pattern' in the CLI's log: $(tail -n 1 /tmp/$G.depmig.log)"
+    }
     depmig_check_stayed $G "$src" "$ticks"
     rig_say "$case: refused as expected: $why"
     results="$results $case:${MIGRATE_SECONDS}s"
@@ -44,9 +53,34 @@ expect_refused $? wrong-key 'source result: FAIL.*KeyMismatch.*guest never suspe
 ticks=$(guest_ticks $G)
 rig_say "fault corrupt-final: migrating $G (domid $src)"
 depmig_migrate $G /tmp/f2.json /tmp/f2.svg --fault corrupt-final --timeout 1200
-expect_refused $? corrupt-final 'source result: FAIL.*guest resumed'
+expect_refused $? corrupt-final 'source result: FAIL Nak\(Auth\); guest resumed'
+# NAK "AUT" also covers a short or unterminated trailer: the destination
+# must name the transcript tag (it prints why before it sends the NAK, so the
+# line is out before dom0 destroys it).
+dres=$(rig_console_text "$G--depmig-dst" | grep -a '^depmig-migrate: refusing the stream: ' | tail -n 1)
+[ "$dres" = "depmig-migrate: refusing the stream: Stream(Handshake(BadTag))" ] \
+    || rig_fail "corrupt-final: the destination said '$dres', want its refusal at the transcript tag (Stream(Handshake(BadTag)))"
+rig_say "corrupt-final: the destination refused at the tag: $dres"
 
-# 3. The destination appliance destroyed while pages stream: the source must
+# 3. One page of the shell changed after the stream was applied (the fault
+# corrupt-page flips a bit at the destination): the page comparison must
+# find it, the destination refuse with NAK VER naming the frame, and the
+# source resume the guest.
+ticks=$(guest_ticks $G)
+rig_say "fault corrupt-page: migrating $G (domid $src)"
+depmig_migrate $G /tmp/f4.json /tmp/f4.svg --verify --fault corrupt-page --timeout 1200
+expect_refused $? corrupt-page 'source result: FAIL Nak\(Verify\); guest resumed'
+grep -a 'depmig: page verification: mismatch;' /tmp/$G.depmig.log > /dev/null \
+    || rig_fail "corrupt-page: the CLI did not report a page verification mismatch: $(grep -a 'page verification' /tmp/$G.depmig.log | tail -n 1)"
+listed=$(tr -d '\n' < /tmp/f4.json | grep -o '"mismatched_frames_listed":\[[0-9,]*\]' | head -n 1)
+changed=$(rig_console_text "$G--depmig-dst" | grep -a '^depmig-migrate: test fault corrupt-page: changed frame ' | tail -n 1 | sed 's/.*changed frame \(0x[0-9a-f]*\).*/\1/')
+[ -n "$changed" ] || rig_fail "corrupt-page: the destination did not say which frame it changed"
+case ",$(echo "$listed" | sed 's/.*\[//; s/\]//')," in
+    *",$(printf '%d' "$changed"),"*) ;;
+    *) rig_fail "corrupt-page: the destination changed frame $changed, the report lists '$listed'" ;;
+esac
+rig_say "corrupt-page: the destination changed frame $changed and the report names it: $listed"
+# 4. The destination appliance destroyed while pages stream: the source must
 # fail, the guest keep running, the shell be destroyed for good.
 ticks=$(guest_ticks $G)
 rig_say "fault destination-destroyed: migrating $G (domid $src)"

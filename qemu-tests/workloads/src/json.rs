@@ -1,132 +1,128 @@
-//! A minimal JSON writer for the rig's reports (objects keep insertion order).
+//! How the rig's reports are written: their types derive `Serialize` and
+//! serde_json's pretty printer writes them (two-space indent, one key per
+//! line, nested objects two spaces deeper), with two layouts it has no
+//! option for, kept as the rig's shell scripts read them:
+//!
+//! - a list of numbers stays on one line, `[1, 2, 3]`, where serde_json puts
+//!   each element on a line of its own (`jlist` in
+//!   `qemu-tests/guest/rig-guest.sh` and `baseline_check_strict` in
+//!   `qemu-tests/baseline/baseline.sh` read the list with one `sed`
+//!   expression);
+//! - a float has three decimals, `12.300`, where serde_json writes the
+//!   shortest text that reads back, `12.3`: every float of a report has the
+//!   same precision, whatever its value.
+//!
+//! Both are serde_json's raw values: text checked as JSON, then written as
+//! it is. Only serde_json's serializer knows them; the reports are written
+//! with nothing else. A `serde_json::ser::Formatter` could lay these out in
+//! the printer itself, but serde_json only offers it with its `std`
+//! feature, which this workspace must not enable: a whole-workspace build
+//! would unify it into the no_std appliance's serde_json.
 
-/// A JSON value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    /// `null`.
-    Null,
-    /// `true`/`false`.
-    Bool(bool),
-    /// An unsigned integer.
-    U(u64),
-    /// A float (non-finite values are written as `null`).
-    F(f64),
-    /// A string.
-    S(String),
-    /// An array.
-    A(Vec<Json>),
-    /// An object, in insertion order.
-    O(Vec<(String, Json)>),
+use serde::ser::Error as _;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+
+/// The text of a report: `value` pretty-printed, ending in a newline.
+pub fn pretty<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    Ok(text)
 }
 
-impl Json {
-    /// An empty object.
-    pub fn obj() -> Self {
-        Json::O(Vec::new())
-    }
-
-    /// Appends `key: value` to an object (no-op on other values).
-    pub fn set(&mut self, key: &str, value: Json) -> &mut Self {
-        if let Json::O(v) = self {
-            v.push((key.to_string(), value));
+/// Writes `items` on one line, `[1, 2, 3]`; for
+/// `#[serde(serialize_with = "json::one_line")]`.
+pub fn one_line<S: Serializer>(items: &[u64], s: S) -> Result<S::Ok, S::Error> {
+    let mut text = String::from("[");
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
         }
-        self
+        text.push_str(&serde_json::to_string(x).map_err(S::Error::custom)?);
     }
+    text.push(']');
+    raw(text, s)
+}
 
-    /// `Some(u)` as `U`, `None` as `Null`.
-    pub fn opt_u(v: Option<u64>) -> Json {
-        v.map_or(Json::Null, Json::U)
-    }
-
-    /// Serialises with two-space indentation.
-    pub fn pretty(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out, 0);
-        out.push('\n');
-        out
-    }
-
-    fn write(&self, out: &mut String, ind: usize) {
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::U(u) => out.push_str(&u.to_string()),
-            Json::F(f) if f.is_finite() => out.push_str(&format!("{f:.3}")),
-            Json::F(_) => out.push_str("null"),
-            Json::S(s) => write_str(out, s),
-            Json::A(v) if v.iter().all(|x| !matches!(x, Json::A(_) | Json::O(_))) => {
-                out.push('[');
-                for (i, x) in v.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    x.write(out, ind);
-                }
-                out.push(']');
-            }
-            Json::A(v) => {
-                out.push('[');
-                for (i, x) in v.iter().enumerate() {
-                    out.push_str(if i > 0 { ",\n" } else { "\n" });
-                    out.push_str(&" ".repeat(ind + 2));
-                    x.write(out, ind + 2);
-                }
-                out.push('\n');
-                out.push_str(&" ".repeat(ind));
-                out.push(']');
-            }
-            Json::O(v) => {
-                if v.is_empty() {
-                    out.push_str("{}");
-                    return;
-                }
-                out.push('{');
-                for (i, (k, x)) in v.iter().enumerate() {
-                    out.push_str(if i > 0 { ",\n" } else { "\n" });
-                    out.push_str(&" ".repeat(ind + 2));
-                    write_str(out, k);
-                    out.push_str(": ");
-                    x.write(out, ind + 2);
-                }
-                out.push('\n');
-                out.push_str(&" ".repeat(ind));
-                out.push('}');
-            }
-        }
+/// Writes `v` with three decimals, `null` when it is not finite; for
+/// `#[serde(serialize_with = "json::three_decimals")]`.
+pub fn three_decimals<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        raw(format!("{v:.3}"), s)
+    } else {
+        s.serialize_unit()
     }
 }
 
-fn write_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+/// Writes `text`, checked as JSON, as it is.
+fn raw<S: Serializer>(text: String, s: S) -> Result<S::Ok, S::Error> {
+    RawValue::from_string(text)
+        .map_err(S::Error::custom)?
+        .serialize(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Serialize)]
+    struct Inner {
+        b: bool,
+    }
+
+    #[derive(Serialize)]
+    struct Sample {
+        a: u64,
+        s: String,
+        #[serde(serialize_with = "one_line")]
+        l: Vec<u64>,
+        #[serde(serialize_with = "one_line")]
+        none: Vec<u64>,
+        o: Vec<Inner>,
+        #[serde(serialize_with = "three_decimals")]
+        f: f64,
+        #[serde(serialize_with = "three_decimals")]
+        nan: f64,
+        #[serde(serialize_with = "three_decimals")]
+        inf: f64,
+        empty: Vec<Inner>,
+        n: Option<u64>,
+    }
+
     #[test]
-    fn writes_nested_values() {
-        let mut o = Json::obj();
-        o.set("a", Json::U(1))
-            .set("s", Json::S("x\"\n\u{1}".into()));
-        o.set("l", Json::A(vec![Json::U(1), Json::Null, Json::F(0.5)]));
-        let mut inner = Json::obj();
-        inner.set("b", Json::Bool(true));
-        o.set("o", Json::A(vec![inner]))
-            .set("nan", Json::F(f64::NAN));
+    fn writes_the_rig_layout() {
+        let v = Sample {
+            a: 1,
+            s: "x\"\\\n\u{1}é".into(),
+            l: vec![1, 20, 300],
+            none: vec![],
+            o: vec![Inner { b: true }],
+            f: 0.5,
+            nan: f64::NAN,
+            inf: f64::NEG_INFINITY,
+            empty: vec![],
+            n: None,
+        };
         assert_eq!(
-            o.pretty(),
-            "{\n  \"a\": 1,\n  \"s\": \"x\\\"\\n\\u0001\",\n  \"l\": [1, null, 0.500],\n  \"o\": [\n    {\n      \"b\": true\n    }\n  ],\n  \"nan\": null\n}\n"
+            pretty(&v).unwrap(),
+            "{\n  \"a\": 1,\n  \"s\": \"x\\\"\\\\\\n\\u0001é\",\n  \"l\": [1, 20, 300],\n  \"none\": [],\n  \"o\": [\n    {\n      \"b\": true\n    }\n  ],\n  \"f\": 0.500,\n  \"nan\": null,\n  \"inf\": null,\n  \"empty\": [],\n  \"n\": null\n}\n"
         );
+    }
+
+    #[test]
+    fn control_characters_take_json_short_escapes() {
+        assert_eq!(
+            pretty(&"\u{8}\t\n\u{c}\r\u{1f}").unwrap(),
+            "\"\\b\\t\\n\\f\\r\\u001f\"\n"
+        );
+    }
+
+    #[test]
+    fn three_decimals_round_as_format_does() {
+        #[derive(Serialize)]
+        struct F(#[serde(serialize_with = "three_decimals")] f64);
+        for x in [0.0, -0.0, 1.0005, 2.0015, 1234.5678, -2.71, 1e300, 1e-9] {
+            assert_eq!(pretty(&F(x)).unwrap(), format!("{x:.3}\n"));
+        }
     }
 }

@@ -2,14 +2,17 @@
 //!
 //! The binaries under `src/bin/` are thin: the memory pattern checked by
 //! `mmuncher`, the HTTP parsing of `wlhttp`, the migration-stream observer and
-//! rate limiter of `migpipe` and the JSON report all live here.
+//! rate limiter of `migpipe`, the probe's and the migration's JSON reports
+//! all live here.
 #![forbid(unsafe_code)]
 
 pub mod args;
 pub mod comm;
+pub mod group;
 pub mod http;
 pub mod json;
 pub mod pattern;
+pub mod probe;
 pub mod rate;
 pub mod report;
 pub mod stats;

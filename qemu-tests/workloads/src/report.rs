@@ -2,8 +2,9 @@
 //! (schema `depmig-migration-report/1`, documented in
 //! `qemu-tests/baseline/README.md`).
 
-use crate::json::Json;
+use crate::json;
 use crate::xlstream::StreamObserver;
+use serde::Serialize;
 
 /// Schema name written into every report.
 pub const SCHEMA: &str = "depmig-migration-report/1";
@@ -29,8 +30,91 @@ pub struct Meta {
     pub resumed_ms: Option<u64>,
     /// Period of that polling.
     pub poll_interval_ms: Option<u64>,
-    /// Further top-level entries appended as they are (e.g. a cross-check).
-    pub extra: Vec<(String, Json)>,
+    /// The strict decoder's cross-check, written last when there is one.
+    pub strict_decoder: Option<StrictDecoder>,
+}
+
+/// depmig-stream's strict decoder's verdict on the bytes migpipe forwarded,
+/// beside migpipe's own tolerant count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StrictDecoder {
+    /// The decoder's name (`depmig-stream`).
+    pub decoder: &'static str,
+    /// Whether it saw the stream's end.
+    pub complete: bool,
+    /// Why it stopped reading, if it refused the stream.
+    pub error: Option<String>,
+    /// Pages it counted in each round.
+    #[serde(serialize_with = "json::one_line")]
+    pub per_round_pages: Vec<u64>,
+}
+
+/// The report, in the order its keys are written (`qemu-tests/baseline/README.md`
+/// describes each).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    schema: &'static str,
+    migrator: String,
+    scenario: String,
+    workload: String,
+    link_rate_bytes_per_s: u64,
+    page_size: u64,
+    rounds: u64,
+    final_round: Option<u64>,
+    #[serde(serialize_with = "json::one_line")]
+    per_round_pages: Vec<u64>,
+    per_round: Vec<RoundReport>,
+    total_pages: u64,
+    total_pfns: u64,
+    page_bytes: u64,
+    stream_bytes: u64,
+    total_time_ms: Option<u64>,
+    downtime_ms: Option<u64>,
+    downtime_method: &'static str,
+    downtime_xl_list_ms: Option<u64>,
+    downtime_final_round_ms: Option<u64>,
+    poll_interval_ms: Option<u64>,
+    events: EventTimes,
+    stream: StreamReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict_decoder: Option<StrictDecoder>,
+}
+
+/// One pre-copy round; `start_ms` from the first stream byte.
+#[derive(Debug, Clone, Serialize)]
+struct RoundReport {
+    round: u64,
+    pages: u64,
+    pfns: u64,
+    bytes: u64,
+    records: u64,
+    start_ms: Option<u64>,
+    duration_ms: u64,
+}
+
+/// When each thing was seen, Unix ms.
+#[derive(Debug, Clone, Serialize)]
+struct EventTimes {
+    first_byte_unix_ms: Option<u64>,
+    suspended_unix_ms: Option<u64>,
+    final_round_start_unix_ms: Option<u64>,
+    stream_end_unix_ms: Option<u64>,
+    go_unix_ms: Option<u64>,
+    resumed_unix_ms: Option<u64>,
+    last_byte_unix_ms: Option<u64>,
+}
+
+/// What the observer made of the stream.
+#[derive(Debug, Clone, Serialize)]
+struct StreamReport {
+    complete: bool,
+    libxl_records: u64,
+    libxc_records: u64,
+    libxc_version: u32,
+    domain_type: u32,
+    pfn_order_anomalies: u64,
+    trailer_bytes: u64,
+    parse_error: Option<&'static str>,
 }
 
 fn sub(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -38,20 +122,22 @@ fn sub(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 /// Builds the report from the stream observer (fed with Unix-ms times) and `meta`.
-pub fn build(obs: &StreamObserver, meta: &Meta) -> Json {
+pub fn build(obs: &StreamObserver, meta: &Meta) -> Report {
     let start = meta.first_byte_ms;
-    let mut rounds = Vec::new();
-    for (i, r) in obs.rounds.iter().enumerate() {
-        let mut o = Json::obj();
-        o.set("round", Json::U(i as u64 + 1))
-            .set("pages", Json::U(r.pages))
-            .set("pfns", Json::U(r.pfns))
-            .set("bytes", Json::U(r.bytes))
-            .set("records", Json::U(r.records))
-            .set("start_ms", Json::opt_u(sub(Some(r.start_ms), start)))
-            .set("duration_ms", Json::U(r.end_ms.saturating_sub(r.start_ms)));
-        rounds.push(o);
-    }
+    let per_round = obs
+        .rounds
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RoundReport {
+            round: i as u64 + 1,
+            pages: r.pages,
+            pfns: r.pfns,
+            bytes: r.bytes,
+            records: r.records,
+            start_ms: sub(Some(r.start_ms), start),
+            duration_ms: r.end_ms.saturating_sub(r.start_ms),
+        })
+        .collect();
     // The stop-and-copy round is the last one when libxc's end-of-checkpoint
     // records followed it.
     let final_round =
@@ -84,61 +170,48 @@ pub fn build(obs: &StreamObserver, meta: &Meta) -> Json {
     };
     let end = meta.resumed_ms.or(meta.last_byte_ms);
 
-    let mut events = Json::obj();
-    events
-        .set("first_byte_unix_ms", Json::opt_u(start))
-        .set("suspended_unix_ms", Json::opt_u(meta.suspended_ms))
-        .set("final_round_start_unix_ms", Json::opt_u(final_start))
-        .set("stream_end_unix_ms", Json::opt_u(obs.libxl_end_ms))
-        .set("go_unix_ms", Json::opt_u(obs.trailer_ms))
-        .set("resumed_unix_ms", Json::opt_u(meta.resumed_ms))
-        .set("last_byte_unix_ms", Json::opt_u(meta.last_byte_ms));
-
-    let mut stream = Json::obj();
-    stream
-        .set("complete", Json::Bool(obs.complete()))
-        .set("libxl_records", Json::U(obs.libxl_records))
-        .set("libxc_records", Json::U(obs.libxc_records))
-        .set("libxc_version", Json::U(u64::from(obs.libxc_version)))
-        .set("domain_type", Json::U(u64::from(obs.domain_type)))
-        .set("pfn_order_anomalies", Json::U(obs.pfn_order_anomalies))
-        .set("trailer_bytes", Json::U(obs.trailer_bytes))
-        .set(
-            "parse_error",
-            obs.error()
-                .map_or(Json::Null, |e| Json::S(e.as_str().into())),
-        );
-
-    let mut o = Json::obj();
-    o.set("schema", Json::S(SCHEMA.into()))
-        .set("migrator", Json::S(meta.migrator.clone()))
-        .set("scenario", Json::S(meta.scenario.clone()))
-        .set("workload", Json::S(meta.workload.clone()))
-        .set("link_rate_bytes_per_s", Json::U(meta.link_rate))
-        .set("page_size", Json::U(4096))
-        .set("rounds", Json::U(obs.rounds.len() as u64))
-        .set("final_round", Json::opt_u(final_round))
-        .set(
-            "per_round_pages",
-            Json::A(obs.rounds.iter().map(|r| Json::U(r.pages)).collect()),
-        )
-        .set("per_round", Json::A(rounds))
-        .set("total_pages", Json::U(total_pages))
-        .set("total_pfns", Json::U(total_pfns))
-        .set("page_bytes", Json::U(total_pages * 4096))
-        .set("stream_bytes", Json::U(obs.total_bytes))
-        .set("total_time_ms", Json::opt_u(sub(end, start)))
-        .set("downtime_ms", Json::opt_u(downtime))
-        .set("downtime_method", Json::S(method.into()))
-        .set("downtime_xl_list_ms", Json::opt_u(xl_list))
-        .set("downtime_final_round_ms", Json::opt_u(from_final))
-        .set("poll_interval_ms", Json::opt_u(meta.poll_interval_ms))
-        .set("events", events)
-        .set("stream", stream);
-    for (k, v) in &meta.extra {
-        o.set(k, v.clone());
+    Report {
+        schema: SCHEMA,
+        migrator: meta.migrator.clone(),
+        scenario: meta.scenario.clone(),
+        workload: meta.workload.clone(),
+        link_rate_bytes_per_s: meta.link_rate,
+        page_size: 4096,
+        rounds: obs.rounds.len() as u64,
+        final_round,
+        per_round_pages: obs.rounds.iter().map(|r| r.pages).collect(),
+        per_round,
+        total_pages,
+        total_pfns,
+        page_bytes: total_pages * 4096,
+        stream_bytes: obs.total_bytes,
+        total_time_ms: sub(end, start),
+        downtime_ms: downtime,
+        downtime_method: method,
+        downtime_xl_list_ms: xl_list,
+        downtime_final_round_ms: from_final,
+        poll_interval_ms: meta.poll_interval_ms,
+        events: EventTimes {
+            first_byte_unix_ms: start,
+            suspended_unix_ms: meta.suspended_ms,
+            final_round_start_unix_ms: final_start,
+            stream_end_unix_ms: obs.libxl_end_ms,
+            go_unix_ms: obs.trailer_ms,
+            resumed_unix_ms: meta.resumed_ms,
+            last_byte_unix_ms: meta.last_byte_ms,
+        },
+        stream: StreamReport {
+            complete: obs.complete(),
+            libxl_records: obs.libxl_records,
+            libxc_records: obs.libxc_records,
+            libxc_version: obs.libxc_version,
+            domain_type: obs.domain_type,
+            pfn_order_anomalies: obs.pfn_order_anomalies,
+            trailer_bytes: obs.trailer_bytes,
+            parse_error: obs.error().map(|e| e.as_str()),
+        },
+        strict_decoder: meta.strict_decoder.clone(),
     }
-    o
 }
 
 #[cfg(test)]
@@ -166,7 +239,7 @@ mod tests {
             resumed_ms: Some(2_000),
             ..Meta::default()
         };
-        let text = build(&obs, &meta).pretty();
+        let text = json::pretty(&build(&obs, &meta)).unwrap();
         assert!(text.contains("\"rounds\": 2,"), "{text}");
         assert!(text.contains("\"final_round\": 2,"), "{text}");
         let p1 = (0..2000).filter(|p| p % 7 != 0).count();

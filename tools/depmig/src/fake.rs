@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::migrate::DomState;
-use crate::toolstack::{CmdOutput, Perm, ToolError, Toolstack};
+use depmig_privcmd::DirtyCounts;
+
+use crate::toolstack::errno::{EACCES, EPERM};
+use crate::toolstack::{CmdOutput, DomState, GuestBuffer, Perm, ToolError, Toolstack};
 use crate::xlcfg;
 
 /// A domain.
@@ -87,6 +89,11 @@ pub struct Fake {
     pub undestroyable: Vec<u32>,
     /// Domains that stay dying after `xl destroy`.
     pub sticky_dying: Vec<u32>,
+    /// Foreign mappings held, as (mapper, mapped) domain ids. As in Xen, a
+    /// destroyed domain that another still maps stays dying until that
+    /// mapper unmaps (an appliance does so before it powers off) or is
+    /// itself torn down; a crashed mapper keeps its mappings.
+    pub maps: Vec<(u32, u32)>,
     /// The shell has been unpaused: from then on the source may never run.
     pub shell_ran: bool,
     /// `xl pause` fails.
@@ -101,8 +108,26 @@ pub struct Fake {
     pub domctl: bool,
     /// Every domctl fails (the caller must fall back to `xl`).
     pub fail_domctl: bool,
+    /// How many frames any domain's address space spans (the answer to
+    /// `guest_frame_count`, with `domctl`).
+    pub addressable: u64,
+    /// The log-dirty CLEANs from this one on (counting from 1) fail.
+    pub fail_logdirty_from: Option<u32>,
+    /// Log-dirty CLEANs run so far.
+    pub cleans: u32,
+    /// The bitmap buffer dom0 maps: (appliance, first frame, frames).
+    pub bitmap_map: Option<(u32, u64, u32)>,
+    /// dom0's writes to this node fail.
+    pub fail_write: Option<String>,
+    /// The hypervisor's version in `xl info`.
+    pub xen_version: String,
     behaviour: Option<Behaviour>,
 }
+
+/// Xen's dirty counter in the fake's CLEANs.
+pub const FAKE_DIRTY: u32 = 311;
+/// Xen's fault counter in the fake's CLEANs.
+pub const FAKE_FAULTS: u32 = 9;
 
 pub const GUEST_CFG: &str = "/scenario/guest.cfg";
 pub const IMAGE: &str = "/scenario/depmig-appliance";
@@ -123,6 +148,7 @@ impl Fake {
         ToolError::Domctl {
             what: format!("{what} {domid}"),
             reason: "Permission denied (os error 13)".into(),
+            errno: Some(EACCES),
         }
     }
 
@@ -156,12 +182,19 @@ impl Fake {
             fail_create: Vec::new(),
             undestroyable: Vec::new(),
             sticky_dying: Vec::new(),
+            maps: Vec::new(),
             shell_ran: false,
             writers: Vec::new(),
             fail_pause: false,
             guest_cfg: PathBuf::from(GUEST_CFG),
             domctl: false,
             fail_domctl: false,
+            xen_version: "4.20.4".into(),
+            addressable: 0xff000,
+            fail_logdirty_from: None,
+            cleans: 0,
+            bitmap_map: None,
+            fail_write: None,
             behaviour: Some(behaviour),
         };
         f.files.insert(
@@ -393,9 +426,37 @@ impl Fake {
         }
     }
 
+    /// The domain stops by itself; an appliance unmaps everything first.
     pub fn poweroff(&mut self, id: u32) {
         if let Some(d) = self.dom_mut(id) {
             d.shutdown = Some('-');
+        }
+        self.unmap_all(id);
+    }
+
+    /// `mapper` maps frames of `mapped`.
+    pub fn map(&mut self, mapper: u32, mapped: u32) {
+        self.maps.push((mapper, mapped));
+    }
+
+    fn mapped(&self, id: u32) -> bool {
+        self.maps.iter().any(|&(_, m)| m == id)
+    }
+
+    /// Drops every mapping `mapper` holds; a dying domain nobody maps any
+    /// more goes (unless it is one that stays dying), and so on down.
+    fn unmap_all(&mut self, mapper: u32) {
+        let mut gone = vec![mapper];
+        while let Some(m) = gone.pop() {
+            self.maps.retain(|&(by, _)| by != m);
+            let free: Vec<u32> = self
+                .doms
+                .iter()
+                .filter(|d| d.dying && !self.sticky_dying.contains(&d.id) && !self.mapped(d.id))
+                .map(|d| d.id)
+                .collect();
+            self.doms.retain(|d| !free.contains(&d.id));
+            gone.extend(free);
         }
     }
 
@@ -449,6 +510,10 @@ impl Toolstack for Fake {
                     "Can't get domid of domain name '{name}', maybe this domain does not exist.\n"
                 )),
             },
+            ["info"] => Fake::ok(format!(
+                "host                   : rig\nxen_major              : 4\nxen_version            : {}\n",
+                self.xen_version
+            )),
             ["list"] => {
                 let mut out = String::from(LIST_HEADER);
                 for d in &self.doms {
@@ -503,13 +568,15 @@ impl Toolstack for Fake {
                     return Fake::err("libxl: error: libxl_domain.c: destroy failed\n".into());
                 }
                 self.remove_xs(id);
-                if self.sticky_dying.contains(&id) {
+                if self.sticky_dying.contains(&id) || self.mapped(id) {
                     if let Some(d) = self.dom_mut(id) {
                         d.dying = true;
                     }
                 } else {
                     self.doms.retain(|d| d.id != id);
                 }
+                // Its own mappings go with it.
+                self.unmap_all(id);
                 Fake::ok(String::new())
             }
             ["rename", ident, new] => {
@@ -586,6 +653,12 @@ impl Toolstack for Fake {
     }
 
     fn xs_write(&mut self, path: &str, value: &str) -> Result<(), ToolError> {
+        if self.fail_write.as_deref() == Some(path) {
+            return Err(ToolError::Xenstore {
+                what: format!("write {path}"),
+                reason: "EIO".into(),
+            });
+        }
         self.log.push(format!("xs write {path}={value}"));
         // dom0 may write anywhere; missing parents appear with inherited perms.
         let mut missing = Vec::new();
@@ -685,6 +758,63 @@ impl Toolstack for Fake {
     fn domctl_unpause(&mut self, domid: u32) -> Option<Result<(), ToolError>> {
         self.domctl_call("unpause", domid)?;
         Some(self.as_domctl("unpause", domid))
+    }
+
+    fn guest_frame_count(&mut self, domid: u32) -> Option<Result<u64, ToolError>> {
+        self.domctl_call("maximum_gpfn", domid)?;
+        if self.fail_domctl {
+            return Some(Err(Fake::domctl_refused("maximum_gpfn", domid)));
+        }
+        Some(Ok(self.addressable))
+    }
+
+    fn logdirty_clean_into(
+        &mut self,
+        guest: u32,
+        appliance: u32,
+        buffer: &GuestBuffer,
+        final_pass: bool,
+    ) -> Option<Result<DirtyCounts, ToolError>> {
+        if !self.domctl {
+            return None;
+        }
+        let (first, frames) = (buffer.first_gfn(), buffer.frames());
+        if self.bitmap_map != Some((appliance, first, frames)) {
+            self.logdirty_release();
+            self.log
+                .push(format!("map {frames} frames of {appliance} at {first:#x}"));
+            self.maps.push((0, appliance));
+            self.bitmap_map = Some((appliance, first, frames));
+        }
+        let what = format!(
+            "shadow_op clean{} {guest}",
+            if final_pass { " final" } else { "" }
+        );
+        self.log.push(format!(
+            "domctl {what} into {appliance}:{first:#x}+{frames} pages {}",
+            buffer.pages()
+        ));
+        self.cleans += 1;
+        if self.fail_logdirty_from.is_some_and(|n| self.cleans >= n) {
+            return Some(Err(ToolError::Domctl {
+                what,
+                reason: "Operation not permitted (os error 1)".into(),
+                errno: Some(EPERM),
+            }));
+        }
+        Some(Ok(DirtyCounts {
+            pages: buffer.pages(),
+            dirty: FAKE_DIRTY,
+            faults: FAKE_FAULTS,
+        }))
+    }
+
+    fn logdirty_release(&mut self) {
+        if let Some((appliance, ..)) = self.bitmap_map.take() {
+            self.log.push(format!("unmap bitmap of {appliance}"));
+            // dom0 maps nothing else: all of its mappings go.
+            self.unmap_all(0);
+        }
     }
 
     fn domctl_route(&mut self) -> String {

@@ -1,17 +1,42 @@
-//! A small strict JSON reader and writer for migration reports.
+//! A JSON value as `depmig` looks into one: a report's fields by name
+//! (`report.get("cli")`), a comparison's figures, and what the tests check
+//! of the files written. serde_json reads and writes the text (strict RFC
+//! 8259, nesting bounded at 128 levels); this is only the tree.
 //!
-//! Reports come from an appliance through xenstore, so they are hostile
-//! input: the parser bounds nesting depth and input size, accepts exactly
-//! RFC 8259 JSON, and never panics. Objects keep their key order so a report
-//! written back out reads like the one that came in; numbers keep their
-//! original text so no figure is rounded on the way through.
+//! Typed data goes through serde directly ([`crate::report`],
+//! `depmig_control::report`); this tree is kept for reading a value whose
+//! shape is not known ahead and for numbers written as formatted: a
+//! [`Value::Num`] is written verbatim, so a figure the command computed or
+//! read reads the same in the Markdown and the JSON.
 
 use std::fmt;
 
-/// Deepest nesting of arrays and objects the parser accepts.
-pub const MAX_DEPTH: usize = 64;
-/// Largest input the parser accepts, in bytes.
+use serde::ser::{Error as _, SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Largest input the readers accept, in bytes.
 pub const MAX_INPUT: usize = 4 << 20;
+
+/// Why a text is not acceptable JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonError {
+    /// larger than [`MAX_INPUT`] bytes
+    TooLarge,
+    /// serde_json's reason, with its line and column
+    Malformed(String),
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JsonError::TooLarge => write!(f, "larger than {MAX_INPUT} bytes"),
+            JsonError::Malformed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for JsonError {}
 
 /// A JSON value.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,300 +45,79 @@ pub enum Value {
     Null,
     /// `true` or `false`
     Bool(bool),
-    /// A number, kept as its (validated) source text.
+    /// A number, as its JSON text.
     Num(String),
     /// A string.
     Str(String),
     /// An array.
     Arr(Vec<Value>),
-    /// An object, keys in their original order.
+    /// An object, entries in order (those read in: serde_json's, by key).
     Obj(Vec<(String, Value)>),
 }
-
-/// Why a text is not acceptable JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JsonError {
-    /// The input is larger than [`MAX_INPUT`].
-    TooLarge,
-    /// Arrays and objects are nested deeper than [`MAX_DEPTH`].
-    TooDeep,
-    /// The input ended in the middle of a value.
-    UnexpectedEnd,
-    /// An unexpected byte at this offset.
-    Unexpected(usize),
-    /// A malformed number starting at this offset.
-    BadNumber(usize),
-    /// A malformed string escape at this offset.
-    BadEscape(usize),
-    /// An unescaped control character inside a string at this offset.
-    ControlChar(usize),
-    /// Something other than white space follows the value at this offset.
-    Trailing(usize),
-    /// An object repeats a key.
-    DuplicateKey(String),
-}
-
-impl fmt::Display for JsonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JsonError::TooLarge => write!(f, "larger than {MAX_INPUT} bytes"),
-            JsonError::TooDeep => write!(f, "nested deeper than {MAX_DEPTH} levels"),
-            JsonError::UnexpectedEnd => write!(f, "ends in the middle of a value"),
-            JsonError::Unexpected(at) => write!(f, "unexpected character at byte {at}"),
-            JsonError::BadNumber(at) => write!(f, "malformed number at byte {at}"),
-            JsonError::BadEscape(at) => write!(f, "malformed escape at byte {at}"),
-            JsonError::ControlChar(at) => write!(f, "control character in a string at byte {at}"),
-            JsonError::Trailing(at) => write!(f, "text after the value at byte {at}"),
-            JsonError::DuplicateKey(k) => write!(f, "duplicate key \"{k}\""),
-        }
-    }
-}
-
-impl std::error::Error for JsonError {}
 
 /// Parses one JSON value (surrounding white space allowed).
 pub fn parse(text: &str) -> Result<Value, JsonError> {
     if text.len() > MAX_INPUT {
         return Err(JsonError::TooLarge);
     }
-    let mut p = Parser {
-        b: text.as_bytes(),
-        i: 0,
-    };
-    p.ws();
-    let v = p.value(0)?;
-    p.ws();
-    if p.i != p.b.len() {
-        return Err(JsonError::Trailing(p.i));
-    }
-    Ok(v)
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(Value::from)
+        .map_err(|e| JsonError::Malformed(e.to_string()))
 }
 
-struct Parser<'a> {
-    b: &'a [u8],
-    i: usize,
+impl From<serde_json::Value> for Value {
+    fn from(v: serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Number(n) => Value::Num(n.to_string()),
+            serde_json::Value::String(s) => Value::Str(s),
+            serde_json::Value::Array(items) => {
+                Value::Arr(items.into_iter().map(Value::from).collect())
+            }
+            serde_json::Value::Object(fields) => Value::Obj(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect(),
+            ),
+        }
+    }
 }
 
-impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.i += 1;
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), JsonError> {
-        match self.peek() {
-            Some(x) if x == c => {
-                self.i += 1;
-                Ok(())
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Num(text) => {
+                // Verbatim, once serde_json agrees it is a number.
+                let raw = text
+                    .parse::<serde_json::Number>()
+                    .ok()
+                    .and_then(|_| RawValue::from_string(text.clone()).ok())
+                    .ok_or_else(|| S::Error::custom(format!("{text:?} is not a JSON number")))?;
+                raw.serialize(s)
             }
-            Some(_) => Err(JsonError::Unexpected(self.i)),
-            None => Err(JsonError::UnexpectedEnd),
-        }
-    }
-
-    fn literal(&mut self, word: &[u8], v: Value) -> Result<Value, JsonError> {
-        match self.b.get(self.i..self.i + word.len()) {
-            Some(s) if s == word => {
-                self.i += word.len();
-                Ok(v)
-            }
-            Some(_) => Err(JsonError::Unexpected(self.i)),
-            None => Err(JsonError::UnexpectedEnd),
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Value, JsonError> {
-        match self.peek() {
-            None => Err(JsonError::UnexpectedEnd),
-            Some(b'n') => self.literal(b"null", Value::Null),
-            Some(b't') => self.literal(b"true", Value::Bool(true)),
-            Some(b'f') => self.literal(b"false", Value::Bool(false)),
-            Some(b'"') => self.string().map(Value::Str),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(b'[') => {
-                if depth >= MAX_DEPTH {
-                    return Err(JsonError::TooDeep);
+            Value::Str(text) => s.serialize_str(text),
+            Value::Arr(items) => s.collect_seq(items),
+            Value::Obj(fields) => {
+                let mut m = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    m.serialize_entry(k, v)?;
                 }
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(Value::Arr(items));
-                }
-                loop {
-                    self.ws();
-                    items.push(self.value(depth + 1)?);
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Value::Arr(items));
-                        }
-                        Some(_) => return Err(JsonError::Unexpected(self.i)),
-                        None => return Err(JsonError::UnexpectedEnd),
-                    }
-                }
+                m.end()
             }
-            Some(b'{') => {
-                if depth >= MAX_DEPTH {
-                    return Err(JsonError::TooDeep);
-                }
-                self.i += 1;
-                let mut fields: Vec<(String, Value)> = Vec::new();
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return Ok(Value::Obj(fields));
-                }
-                loop {
-                    self.ws();
-                    if self.peek() != Some(b'"') {
-                        return Err(match self.peek() {
-                            None => JsonError::UnexpectedEnd,
-                            Some(_) => JsonError::Unexpected(self.i),
-                        });
-                    }
-                    let key = self.string()?;
-                    self.ws();
-                    self.expect(b':')?;
-                    self.ws();
-                    let v = self.value(depth + 1)?;
-                    if fields.iter().any(|(k, _)| *k == key) {
-                        return Err(JsonError::DuplicateKey(key));
-                    }
-                    fields.push((key, v));
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Value::Obj(fields));
-                        }
-                        Some(_) => return Err(JsonError::Unexpected(self.i)),
-                        None => return Err(JsonError::UnexpectedEnd),
-                    }
-                }
-            }
-            Some(_) => Err(JsonError::Unexpected(self.i)),
         }
     }
+}
 
-    fn digits(&mut self) -> usize {
-        let start = self.i;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.i += 1;
-        }
-        self.i - start
-    }
-
-    fn number(&mut self) -> Result<Value, JsonError> {
-        let start = self.i;
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
-            _ => return Err(JsonError::BadNumber(start)),
-        }
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            if self.digits() == 0 {
-                return Err(JsonError::BadNumber(start));
-            }
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
-            }
-            if self.digits() == 0 {
-                return Err(JsonError::BadNumber(start));
-            }
-        }
-        let text = self
-            .b
-            .get(start..self.i)
-            .ok_or(JsonError::BadNumber(start))?;
-        // The bytes are ASCII digits and signs, so this cannot fail; map it anyway.
-        let s = std::str::from_utf8(text).map_err(|_| JsonError::BadNumber(start))?;
-        Ok(Value::Num(s.to_string()))
-    }
-
-    fn hex4(&mut self) -> Result<u32, JsonError> {
-        let at = self.i;
-        let s = self
-            .b
-            .get(self.i..self.i + 4)
-            .ok_or(JsonError::UnexpectedEnd)?;
-        let s = std::str::from_utf8(s).map_err(|_| JsonError::BadEscape(at))?;
-        if !s.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(JsonError::BadEscape(at));
-        }
-        self.i += 4;
-        u32::from_str_radix(s, 16).map_err(|_| JsonError::BadEscape(at))
-    }
-
-    fn string(&mut self) -> Result<String, JsonError> {
-        self.expect(b'"')?;
-        let mut out: Vec<u8> = Vec::new();
-        loop {
-            let at = self.i;
-            let c = self.peek().ok_or(JsonError::UnexpectedEnd)?;
-            self.i += 1;
-            match c {
-                b'"' => break,
-                b'\\' => {
-                    let e = self.peek().ok_or(JsonError::UnexpectedEnd)?;
-                    self.i += 1;
-                    let ch = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let cp = if (0xD800..0xDC00).contains(&hi) {
-                                // A high surrogate must be followed by a low one.
-                                if self.b.get(self.i..self.i + 2) != Some(b"\\u") {
-                                    return Err(JsonError::BadEscape(at));
-                                }
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    return Err(JsonError::BadEscape(at));
-                                }
-                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                            } else {
-                                hi
-                            };
-                            char::from_u32(cp).ok_or(JsonError::BadEscape(at))?
-                        }
-                        _ => return Err(JsonError::BadEscape(at)),
-                    };
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                }
-                0..=0x1f => return Err(JsonError::ControlChar(at)),
-                _ => out.push(c),
-            }
-        }
-        // The input was a &str and escapes add whole characters, so the bytes
-        // are UTF-8; map the impossible error rather than unwrap.
-        String::from_utf8(out).map_err(|_| JsonError::Unexpected(self.i))
+impl fmt::Display for Value {
+    /// Compact JSON text; nothing if serde_json refuses the value (a
+    /// [`Value::Num`] that is no number), which every reader refuses in
+    /// turn.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&serde_json::to_string(self).unwrap_or_default())
     }
 }
 
@@ -386,63 +190,6 @@ impl Value {
     }
 }
 
-/// Writes `s` as a JSON string literal.
-fn write_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-impl fmt::Display for Value {
-    /// Compact JSON text.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::new();
-        write_value(&mut out, self);
-        f.write_str(&out)
-    }
-}
-
-fn write_value(out: &mut String, v: &Value) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Num(n) => out.push_str(n),
-        Value::Str(s) => write_str(out, s),
-        Value::Arr(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(out, item);
-            }
-            out.push(']');
-        }
-        Value::Obj(fields) => {
-            out.push('{');
-            for (i, (k, item)) in fields.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_str(out, k);
-                out.push(':');
-                write_value(out, item);
-            }
-            out.push('}');
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,40 +210,48 @@ mod tests {
         );
         let again = parse(&v.to_string()).unwrap();
         assert_eq!(again, v);
-        // Numbers keep their text.
-        assert!(v.to_string().contains("-2.5e3"));
+        // Numbers are written as their text says.
+        assert_eq!(
+            Value::Arr(vec![
+                Value::Num("0.00009251977610214184".into()),
+                Value::uint(7)
+            ])
+            .to_string(),
+            "[0.00009251977610214184,7]"
+        );
     }
 
     #[test]
     fn rejects_malformed_input_with_a_reason() {
-        let cases: &[(&str, JsonError)] = &[
-            ("", JsonError::UnexpectedEnd),
-            ("{", JsonError::UnexpectedEnd),
-            ("[1,]", JsonError::Unexpected(3)),
-            ("{\"a\":1,}", JsonError::Unexpected(7)),
-            ("01", JsonError::Trailing(1)),
-            ("1.", JsonError::BadNumber(0)),
-            ("-", JsonError::BadNumber(0)),
-            ("1e", JsonError::BadNumber(0)),
-            ("\"\\x\"", JsonError::BadEscape(1)),
-            ("\"\\ud800x\"", JsonError::BadEscape(1)),
-            ("\"a\nb\"", JsonError::ControlChar(2)),
-            ("{\"a\":1,\"a\":2}", JsonError::DuplicateKey("a".into())),
-            ("nul", JsonError::UnexpectedEnd),
-            ("nulx", JsonError::Unexpected(0)),
-            ("1 2", JsonError::Trailing(2)),
-            ("{1:2}", JsonError::Unexpected(1)),
-        ];
-        for (text, want) in cases {
-            assert_eq!(parse(text).as_ref().err(), Some(want), "input {text:?}");
+        for text in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "\"\\x\"",
+            "\"\\ud800x\"",
+            "\"a\nb\"",
+            "nul",
+            "nulx",
+            "1 2",
+            "{1:2}",
+        ] {
+            match parse(text) {
+                Err(JsonError::Malformed(why)) => assert!(why.contains("line"), "{text:?}: {why}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
         }
     }
 
     #[test]
     fn bounds_depth_and_size() {
-        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
-        assert_eq!(parse(&deep), Err(JsonError::TooDeep));
-        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        let deep = "[".repeat(129) + &"]".repeat(129);
+        assert!(matches!(parse(&deep), Err(JsonError::Malformed(_))));
+        let ok = "[".repeat(64) + &"]".repeat(64);
         assert!(parse(&ok).is_ok());
         let big = " ".repeat(MAX_INPUT + 1);
         assert_eq!(parse(&big), Err(JsonError::TooLarge));
@@ -519,5 +274,11 @@ mod tests {
         v.set("a", Value::str("x"));
         v.set("c", Value::Null);
         assert_eq!(v.to_string(), r#"{"a":"x","b":2,"c":null}"#);
+    }
+
+    #[test]
+    fn a_num_that_is_no_number_writes_nothing() {
+        assert_eq!(Value::Num("[1]".into()).to_string(), "");
+        assert_eq!(Value::Num("1e400".into()).to_string(), "");
     }
 }

@@ -1,61 +1,21 @@
-//! The appliances' shared HMAC key: 32 bytes, written to xenstore as 64
-//! lower-case hex digits.
+//! Key files (`--key-file`): the appliances' shared HMAC key as the
+//! contract writes it, 64 hex digits ([`depmig_control::hexkey`]).
 
-use std::fmt;
+use depmig_control::{parse_key, Key, KeyError};
 
-/// Key length in bytes.
-pub const KEY_BYTES: usize = 32;
-
-/// A key file that does not hold a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyError {
-    /// Not 64 hex digits after trimming white space (the length found).
-    Length(usize),
-    /// A character that is not a hex digit.
-    NotHex,
-}
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyError::Length(n) => write!(f, "expected 64 hex digits, found {n} characters"),
-            KeyError::NotHex => write!(
-                f,
-                "expected 64 hex digits, found a character that is not one"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for KeyError {}
-
-/// The key as 64 lower-case hex digits.
-pub fn to_hex(key: &[u8; KEY_BYTES]) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// The key as written to xenstore and key files: 64 lower-case hex digits.
+pub use depmig_control::to_hex;
 
 /// Reads a key file's contents: 64 hex digits, white space around them allowed.
-pub fn parse_key_file(data: &[u8]) -> Result<[u8; KEY_BYTES], KeyError> {
-    let text = std::str::from_utf8(data)
-        .map_err(|_| KeyError::NotHex)?
-        .trim();
-    if text.len() != 2 * KEY_BYTES {
-        return Err(KeyError::Length(text.chars().count()));
-    }
-    let mut key = [0u8; KEY_BYTES];
-    for (i, slot) in key.iter_mut().enumerate() {
-        let pair = text.get(2 * i..2 * i + 2).ok_or(KeyError::NotHex)?;
-        if !pair.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(KeyError::NotHex);
-        }
-        *slot = u8::from_str_radix(pair, 16).map_err(|_| KeyError::NotHex)?;
-    }
-    Ok(key)
+pub fn parse_key_file(data: &[u8]) -> Result<Key, KeyError> {
+    let text = std::str::from_utf8(data).map_err(|_| KeyError::NotHex)?;
+    parse_key(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use depmig_control::KEY_LEN as KEY_BYTES;
 
     #[test]
     fn round_trips() {

@@ -2,6 +2,7 @@
 //! boundary, the migration orchestration, reports and plots.
 #![forbid(unsafe_code)]
 
+pub mod bitmap;
 pub mod cli;
 pub mod compare;
 pub mod json;
@@ -12,7 +13,10 @@ pub mod report;
 pub mod svg;
 pub mod toolstack;
 pub mod xlcfg;
-pub mod xsconn;
+
+/// The connection to xenstored's socket, part of the host boundary
+/// ([`toolstack`]).
+pub use toolstack::xsconn;
 
 #[cfg(test)]
 pub(crate) mod fake;

@@ -7,9 +7,11 @@ use std::rc::Rc;
 use super::*;
 use crate::cli::{parse_args, Command};
 use crate::fake::{Fake, GUEST_CFG, IMAGE};
-use crate::json;
-use crate::report::tests::sample;
+use crate::json::{self, Value};
+use crate::key;
+use crate::report::{self, tests::sample};
 use crate::svg::tests::check_xml;
+use crate::toolstack::Perm;
 
 const SRC: &str = "guest--depmig-src";
 const DST: &str = "guest--depmig-dst";
@@ -43,6 +45,10 @@ enum Plan {
     /// its key), publishing the script's report first, if any; with
     /// `report_parts` it announces three parts and writes none.
     FailsBeforeRound1,
+    /// The destination appliance crashes in round 1 still mapping the
+    /// shell (kept by `on_crash = "preserve"`); the source's link stalls
+    /// and it fails without ever suspending the guest.
+    DestCrashes,
 }
 
 /// Knobs of a scripted run.
@@ -54,8 +60,93 @@ struct Script {
     report_parts: bool,
     /// The destination keeps running after `applied`.
     dst_lingers: bool,
+    /// The source crashes right after `committed`, still mapping the guest.
+    src_crashes_committed: bool,
     /// The source guest runs again after its appliance's PASS.
     source_wakes: bool,
+    /// The source appliance takes the dom0 bitmap route (Happy plans).
+    bitmap: Option<BitmapPlan>,
+}
+
+/// How the fake source appliance uses the dom0 bitmap route: it publishes
+/// `bitmap` before its first round, asks for a `clean` in each round and a
+/// `final` once the guest is suspended, and reads dom0's reply at its next
+/// step; an `err` reply fails the collect and the migration, as in the
+/// appliance (which resumes a suspended guest first).
+#[derive(Clone)]
+struct BitmapPlan {
+    /// What it publishes as `bitmap`.
+    layout: String,
+    /// The sequence numbers of its requests in order (default 1, 2, 3 …).
+    seqs: Vec<u64>,
+    /// Rewrites `bitmap` to this before its second request.
+    relayout: Option<String>,
+}
+
+impl BitmapPlan {
+    /// A 1044480-frame guest's bitmap in 32 frames at the appliance's
+    /// frame 0x1000 (the fake's guest has 0xff000 frames).
+    fn new() -> BitmapPlan {
+        BitmapPlan::with_layout("4096 32 1044480")
+    }
+
+    fn with_layout(layout: &str) -> BitmapPlan {
+        BitmapPlan {
+            layout: layout.into(),
+            seqs: Vec::new(),
+            relayout: None,
+        }
+    }
+}
+
+/// The fake source appliance's side of the dom0 bitmap route.
+struct BitmapSim {
+    plan: BitmapPlan,
+    /// Requests made.
+    made: usize,
+    /// The request waiting for dom0's reply.
+    pending: Option<u64>,
+}
+
+impl BitmapSim {
+    fn publish(&self, f: &mut Fake, a: u32) {
+        f.set(a, "bitmap", &self.plan.layout);
+    }
+
+    fn request(&mut self, f: &mut Fake, a: u32, final_pass: bool, seen: &RefCell<Seen>) {
+        if self.made == 1 {
+            if let Some(l) = &self.plan.relayout {
+                f.set(a, "bitmap", l);
+            }
+        }
+        let seq = self
+            .plan
+            .seqs
+            .get(self.made)
+            .copied()
+            .unwrap_or(self.made as u64 + 1);
+        self.made += 1;
+        let text = format!("{seq} {}", if final_pass { "final" } else { "clean" });
+        f.set(a, "bitmap-request", &text);
+        seen.borrow_mut().bitmap_requests.push((f.now, text));
+        self.pending = Some(seq);
+    }
+
+    /// Reads dom0's reply to the pending request (with the appliance's
+    /// rights: it must be able to read it and not to write it); the errno
+    /// of an `err` answer to it.
+    fn answer(&mut self, f: &mut Fake, a: u32, seen: &RefCell<Seen>) -> Option<u64> {
+        let seq = self.pending.take()?;
+        let reply = f.control(a, "migrate/bitmap-reply").unwrap_or_default();
+        seen.borrow_mut()
+            .bitmap_replies
+            .push((f.now, reply.clone()));
+        let mut it = reply.split(' ');
+        if it.next() != Some(seq.to_string().as_str()) || it.next() != Some("err") {
+            return None;
+        }
+        it.next().and_then(|e| e.parse().ok())
+    }
 }
 
 impl Script {
@@ -66,7 +157,9 @@ impl Script {
             report: Some(sample("depmig", &[131088, 500, 60, 20])),
             report_parts: false,
             dst_lingers: false,
+            src_crashes_committed: false,
             source_wakes: false,
+            bitmap: None,
         }
     }
 }
@@ -77,6 +170,10 @@ struct Seen {
     src_keys: BTreeMap<String, String>,
     dst_keys: BTreeMap<String, String>,
     resume_keys: BTreeMap<String, String>,
+    /// The source's bitmap requests: (time, text).
+    bitmap_requests: Vec<(u64, String)>,
+    /// dom0's replies as the source read them: (time, text).
+    bitmap_replies: Vec<(u64, String)>,
 }
 
 use std::collections::BTreeMap;
@@ -95,6 +192,11 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
     let mut k: u64 = 0;
     let mut resumed = false;
     let mut ids: Option<(u32, u32)> = None;
+    let mut bm = s.bitmap.clone().map(|plan| BitmapSim {
+        plan,
+        made: 0,
+        pending: None,
+    });
     Box::new(move |f: &mut Fake| {
         if let Some(r) = f.started(RESUME) {
             if !resumed {
@@ -123,6 +225,9 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             "migrate/mode",
             "migrate/policy",
             "migrate/fault",
+            "migrate/verify",
+            "migrate/bitmap-route",
+            "migrate/bitmap-reply",
         ];
         let dst_keys = [
             "net/ip",
@@ -134,6 +239,7 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             "migrate/mode",
             "migrate/policy",
             "migrate/fault",
+            "migrate/verify",
         ];
         if let Plan::Stuck { answers } = s.plan {
             if let Some(a) = src {
@@ -155,6 +261,32 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             }
             return;
         }
+        if s.plan == Plan::DestCrashes {
+            if let (0, Some(a), Some(d)) = (k, src, dst) {
+                ids = Some((a, d));
+                let (g, shell) = (f.guest, f.shell.unwrap_or(d));
+                f.map(a, g);
+                f.map(d, shell);
+                f.set(d, "state", "receiving");
+                f.set(a, "state", "streaming");
+            }
+            let Some((a, d)) = ids else { return };
+            k += 1;
+            if k == 5 {
+                f.crash(d);
+            }
+            // The source gives up on a link that no longer moves.
+            if k == 5 + DEST_CRASH_STALL_POLLS && f.dom(a).is_some_and(|x| x.running()) {
+                f.set(a, "state", "failed");
+                f.set(
+                    a,
+                    "result",
+                    "FAIL Transport(Timeout); guest never suspended",
+                );
+                f.poweroff(a);
+            }
+            return;
+        }
         let rounds = match s.plan {
             Plan::Happy { rounds } => rounds,
             _ => 2,
@@ -173,6 +305,10 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
         };
         k += 1;
         if k == 1 {
+            // Each appliance maps its domain until it powers off.
+            let (g, shell) = (f.guest, f.shell.unwrap_or(d));
+            f.map(a, g);
+            f.map(d, shell);
             let sk = read_all(f, a, &src_keys);
             let dk = read_all(f, d, &dst_keys);
             let mut seen = seen.borrow_mut();
@@ -180,7 +316,29 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             seen.dst_keys = dk;
             f.set(a, "state", "connecting");
             f.set(d, "state", "receiving");
+            if let Some(b) = &bm {
+                b.publish(f, a);
+            }
             return;
+        }
+        if let Some(b) = bm.as_mut() {
+            if let Some(errno) = b.answer(f, a, &seen) {
+                // The collect failed: the source resumes a guest it
+                // suspended, fails, and its peer sees the link go.
+                if f.dom(f.guest).is_some_and(|g| g.shutdown == Some('s')) {
+                    f.resume_guest();
+                }
+                f.set(a, "state", "failed");
+                f.set(
+                    a,
+                    "result",
+                    &format!("FAIL log-dirty collect: dom0 answered errno {errno}"),
+                );
+                f.poweroff(a);
+                f.set(d, "state", "failed");
+                f.poweroff(d);
+                return;
+            }
         }
         if s.plan == Plan::FailsBeforeRound1 {
             if k == 2 {
@@ -211,6 +369,9 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
                     sent * 4100
                 ),
             );
+            if let Some(b) = bm.as_mut() {
+                b.request(f, a, false, &seen);
+            }
             return;
         }
         if k == rounds + 2 {
@@ -242,6 +403,9 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
                         return;
                     }
                     f.set(a, "state", "final");
+                    if let Some(b) = bm.as_mut() {
+                        b.request(f, a, true, &seen);
+                    }
                     if s.plan == Plan::CrashAfterSuspend {
                         f.crash(a);
                     }
@@ -261,6 +425,9 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             f.set(a, "state", "committed");
             if s.source_wakes {
                 f.resume_guest();
+            }
+            if s.src_crashes_committed {
+                f.crash(a);
             }
             return;
         }
@@ -290,6 +457,10 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
         }
     })
 }
+
+/// Polls (one a second) between the destination's crash and the source's
+/// failure: the appliance's stall timeout.
+const DEST_CRASH_STALL_POLLS: u64 = 30;
 
 fn options(extra: &[&str]) -> MigrateOptions {
     let mut args = vec![
@@ -602,6 +773,59 @@ fn a_source_running_again_after_pass_is_destroyed_before_the_shell_runs() {
 }
 
 #[test]
+fn a_source_woken_while_its_appliance_maps_it_is_dying_enough_to_run_the_shell() {
+    let mut script = Script::new(Plan::Happy { rounds: 2 });
+    script.source_wakes = true;
+    let r = run_with(script, &[], |_| {});
+    let (f, shell, _) = migrated_cleanly(&r);
+    let g = f.guest;
+    // The source appliance still mapped the guest when it was destroyed:
+    // dying is proof enough, the shell did not wait for it to go.
+    let destroy = f.pos(&format!("xl destroy {g}")).unwrap();
+    let unpause = f.pos(&format!("xl unpause {shell}")).unwrap();
+    let between = &f.log[destroy..unpause];
+    assert!(
+        between.iter().filter(|l| l.starts_with("xl list")).count() <= 2,
+        "{between:#?}"
+    );
+    assert!(f.dom(g).is_none(), "{:?}", f.doms);
+}
+
+#[test]
+fn a_source_appliance_that_crashed_after_committing_goes_before_the_source_it_maps() {
+    let mut script = Script::new(Plan::Happy { rounds: 2 });
+    script.src_crashes_committed = true;
+    let r = run_with(script, &[], |_| {});
+    let warnings = match &r.outcome {
+        Outcome::Migrated { warnings } => warnings,
+        other => panic!("{other:?}\n{}", r.text),
+    };
+    // Its report is missing, nothing else.
+    assert!(
+        warnings
+            .iter()
+            .all(|w| !w.contains("dying") && !w.contains("still exists")),
+        "{warnings:?}"
+    );
+    let f = &r.f;
+    let (g, shell) = (f.guest, f.shell.unwrap());
+    let src = shell + 2;
+    let app_gone = f
+        .pos(&format!("xl destroy {src}"))
+        .expect("source appliance destroyed");
+    let source_gone = f.pos(&format!("xl destroy {g}")).expect("source destroyed");
+    assert!(app_gone < source_gone, "{:#?}", f.log);
+    assert!(
+        f.dom(g).is_none() && f.maps.is_empty(),
+        "{:?} {:?}",
+        f.doms,
+        f.maps
+    );
+    assert!(f.dom(shell).is_some_and(crate::fake::Dom::running));
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+}
+
+#[test]
 fn appliances_get_the_agreed_keys_and_no_more_rights() {
     let r = run(Plan::Happy { rounds: 2 });
     assert_eq!(r.outcome.exit_code(), 0, "{:?}\n{}", r.outcome, r.text);
@@ -621,6 +845,9 @@ fn appliances_get_the_agreed_keys_and_no_more_rights() {
         ("migrate/key", key.as_str()),
         ("migrate/mode", "baseline"),
         ("migrate/policy", "xen-4"),
+        ("migrate/verify", "off"),
+        ("migrate/bitmap-route", "auto"),
+        ("migrate/bitmap-reply", ""),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -635,6 +862,7 @@ fn appliances_get_the_agreed_keys_and_no_more_rights() {
         ("migrate/key", key.as_str()),
         ("migrate/mode", "baseline"),
         ("migrate/policy", "xen-4"),
+        ("migrate/verify", "off"),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -780,6 +1008,19 @@ fn injected_faults_arm_the_appliances_accordingly() {
     assert_eq!(seen.src_keys["migrate/fault"], "corrupt-final");
     assert_eq!(seen.src_keys["migrate/key"], seen.dst_keys["migrate/key"]);
     assert!(!seen.dst_keys.contains_key("migrate/fault"));
+    drop(seen);
+    // corrupt-page: the destination injects it, both ends verify.
+    let r = run_with(
+        Script::new(Plan::Happy { rounds: 1 }),
+        &["--verify", "--fault", "corrupt-page"],
+        |_| {},
+    );
+    let seen = r.seen.borrow();
+    assert_eq!(seen.dst_keys["migrate/fault"], "corrupt-page");
+    assert!(!seen.src_keys.contains_key("migrate/fault"));
+    assert_eq!(seen.src_keys["migrate/verify"], "on");
+    assert_eq!(seen.dst_keys["migrate/verify"], "on");
+    assert_eq!(seen.src_keys["migrate/key"], seen.dst_keys["migrate/key"]);
 }
 
 #[test]
@@ -841,6 +1082,46 @@ fn a_crashed_source_appliance_leaves_a_suspended_guest_that_is_resumed() {
         String::from_utf8(f.files[&PathBuf::from(format!("/tmp/depmig/{RESUME}.cfg"))].clone())
             .unwrap();
     assert!(!cfg.contains("vif"), "{cfg}");
+    assert_clean(f, f.guest);
+}
+
+#[test]
+fn a_crashed_destination_still_mapping_the_shell_is_destroyed_before_the_shell_is_awaited() {
+    let r = run(Plan::DestCrashes);
+    match &r.outcome {
+        Outcome::RolledBack { reason, warnings } => {
+            assert!(reason.contains("Transport(Timeout)"), "{reason}");
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    assert_eq!(r.outcome.exit_code(), 1);
+    let f = &r.f;
+    let (shell, dst) = (f.shell.unwrap(), f.shell.unwrap() + 1);
+    assert!(
+        r.text.contains("destination appliance crashed"),
+        "{}",
+        r.text
+    );
+    // The mapper goes first, so the shell can go at all.
+    let dst_gone = f
+        .pos(&format!("xl destroy {dst}"))
+        .expect("destination destroyed");
+    let shell_gone = f
+        .pos(&format!("xl destroy {shell}"))
+        .expect("shell destroyed");
+    assert!(dst_gone < shell_gone, "{:#?}", f.log);
+    assert!(f.pos(&format!("xl unpause {shell}")).is_none());
+    assert!(f.maps.is_empty(), "{:?}", f.maps);
+    // Done soon after the source's failure, not after waiting out a domain
+    // that cannot go.
+    let failed_at = (5 + DEST_CRASH_STALL_POLLS) * 1000;
+    let t = Timings::default();
+    assert!(
+        f.now < failed_at + duration_ms(t.gone),
+        "rolled back at {} ms",
+        f.now
+    );
     assert_clean(f, f.guest);
 }
 
@@ -972,10 +1253,36 @@ fn refusals_create_nothing() {
     let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
         f.files.insert(
             PathBuf::from(GUEST_CFG),
-            b"name = \"other\"\nmemory = 64\n".to_vec(),
+            b"name = \"other\"\ntype = \"pvh\"\nmemory = 64\n".to_vec(),
         );
     });
     no_create(&r);
+    assert!(
+        matches!(&r.outcome, Outcome::Refused { reason } if reason.contains("config of `other`")),
+        "{:?}",
+        r.outcome
+    );
+    // PV and HVM guests, named as such.
+    for (cfg, kind) in [
+        ("type = \"pv\"\n", "a PV guest"),
+        ("builder = \"hvm\"\n", "an HVM guest"),
+        ("type = \"hvm\"\n", "an HVM guest"),
+        ("kernel = \"/k\"\n", "a PV guest"),
+    ] {
+        let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
+            f.files.insert(
+                PathBuf::from(GUEST_CFG),
+                format!("name = \"guest\"\n{cfg}memory = 64\n").into_bytes(),
+            );
+        });
+        no_create(&r);
+        assert!(
+            matches!(&r.outcome, Outcome::Refused { reason }
+                if reason.contains(kind) && reason.contains("PVH guests only")),
+            "{cfg}: {:?}",
+            r.outcome
+        );
+    }
     // No config, no image, a bad key file, a bad baseline report.
     let r = run_with(Script::new(Plan::Happy { rounds: 1 }), &[], |f| {
         f.files.remove(&PathBuf::from(GUEST_CFG));
@@ -1100,10 +1407,9 @@ fn a_dying_source_counts_as_gone_with_a_warning() {
 #[test]
 fn unpause_shell_refuses_a_proof_for_the_shell_itself() {
     let mut f = Fake::new(Box::new(|_| {}));
-    let proof = SourceStopped {
-        domid: 9,
-        dying: false,
-    };
+    // Only the checks make a proof: domain 9 does not exist, so it cannot run.
+    let proof: SourceStopped = source_stopped(&mut f, 9).unwrap();
+    assert_eq!(proof.domid(), 9);
     assert!(unpause_shell(&mut f, 9, &proof).is_err());
     assert!(f.pos("xl unpause").is_none());
 }
@@ -1116,7 +1422,7 @@ fn destroy_source_only_proves_what_it_saw() {
     assert!(destroy_source(&mut f, g, Duration::from_secs(5)).is_err());
     f.undestroyable.clear();
     let proof = destroy_source(&mut f, g, Duration::from_secs(5)).unwrap();
-    assert_eq!((proof.domid, proof.dying), (g, false));
+    assert_eq!(proof.domid(), g);
     assert!(f.dom(g).is_none());
 }
 
@@ -1386,11 +1692,11 @@ fn run_agent(script: Script, extra: &[&str], agent: AgentSim) -> (Ran, Rc<RefCel
 }
 
 #[test]
-fn agent_modes_are_refused_without_a_tracking_agent() {
+fn agent_modes_are_refused_without_a_tracking_agent_when_required() {
     for mode in ["paper-analysis", "dependency-aware"] {
         let r = run_with(
             Script::new(Plan::Happy { rounds: 1 }),
-            &["--mode", mode],
+            &["--mode", mode, "--require-agent"],
             |_| {},
         );
         assert!(r.f.pos("xl create").is_none(), "{:#?}", r.f.log);
@@ -1406,7 +1712,7 @@ fn agent_modes_are_refused_without_a_tracking_agent() {
         // An agent still starting (not tracking) is refused too.
         let r = run_with(
             Script::new(Plan::Happy { rounds: 1 }),
-            &["--mode", mode],
+            &["--mode", mode, "--require-agent"],
             |f| {
                 publish_agent(f);
                 let g = f.guest;
@@ -1421,6 +1727,44 @@ fn agent_modes_are_refused_without_a_tracking_agent() {
             "{:?}",
             r.outcome
         );
+    }
+}
+
+#[test]
+fn agent_modes_fall_back_to_baseline_without_a_tracking_agent() {
+    for mode in ["paper-analysis", "dependency-aware"] {
+        let r = run_with(
+            Script::new(Plan::Happy { rounds: 1 }),
+            &["--mode", mode, "--report", "/r.json"],
+            |_| {},
+        );
+        assert_eq!(r.outcome.exit_code(), 0, "{:?}\n{}", r.outcome, r.text);
+        // Said before anything is created, with the reason.
+        let said = r
+            .text
+            .lines()
+            .find(|l| l.contains("migrating in baseline mode instead"))
+            .unwrap_or_else(|| panic!("no fallback line in:\n{}", r.text));
+        assert!(
+            said.contains(mode) && said.contains("data/depmig/state is missing"),
+            "{said}"
+        );
+        // The appliances were armed for the baseline, and the agent's keys
+        // were left alone.
+        let seen = r.seen.borrow();
+        assert_eq!(seen.src_keys["migrate/mode"], "baseline");
+        assert_eq!(seen.dst_keys["migrate/mode"], "baseline");
+        drop(seen);
+        assert!(
+            !r.f.log.iter().any(|l| l.contains("data/depmig")),
+            "{:#?}",
+            r.f.log
+        );
+        let (v, _) = written_report(&r.f, "/r.json");
+        assert_eq!(field(&v, &["cli", "mode"]).as_str(), Some("baseline"));
+        assert_eq!(field(&v, &["cli", "requested_mode"]).as_str(), Some(mode));
+        let why = field(&v, &["cli", "mode_fallback"]).as_str().unwrap();
+        assert!(why.contains("guest agent"), "{why}");
     }
     // The baseline does not look at the agent at all.
     let r = run(Plan::Happy { rounds: 1 });
@@ -1873,4 +2217,237 @@ fn a_committed_migration_still_needs_the_sources_report_with_rounds() {
         other => panic!("{other:?}"),
     }
     assert!(!r.f.files.contains_key(&PathBuf::from("/r.json")));
+}
+
+/// A run on the dom0 bitmap route: the fake offers hypercalls.
+fn run_bitmap(plan: BitmapPlan, extra: &[&str], setup: impl FnOnce(&mut Fake)) -> Ran {
+    let mut script = Script::new(Plan::Happy { rounds: 2 });
+    script.bitmap = Some(plan);
+    run_with(script, extra, |f| {
+        f.domctl = true;
+        setup(f);
+    })
+}
+
+/// The CLEANs dom0 ran, as the fake logs them.
+fn cleans(f: &Fake) -> Vec<&str> {
+    f.log
+        .iter()
+        .filter(|l| l.starts_with("domctl shadow_op"))
+        .map(String::as_str)
+        .collect()
+}
+
+/// The replies the source appliance read.
+fn replies(r: &Ran) -> Vec<String> {
+    r.seen
+        .borrow()
+        .bitmap_replies
+        .iter()
+        .map(|(_, t)| t.clone())
+        .collect()
+}
+
+/// A migration rolled back with the guest running at the source, nothing
+/// left behind, no mapping held.
+fn rolled_back_cleanly(r: &Ran) {
+    match &r.outcome {
+        Outcome::RolledBack { warnings, .. } => assert!(warnings.is_empty(), "{warnings:?}"),
+        other => panic!("{other:?}\n{}", r.text),
+    }
+    assert_clean(&r.f, r.f.guest);
+    assert!(r.f.maps.is_empty(), "{:?}", r.f.maps);
+    assert_eq!(r.f.bitmap_map, None);
+}
+
+#[test]
+fn the_dom0_bitmap_route_serves_each_collect_for_the_migrated_guest() {
+    let r = run_bitmap(BitmapPlan::new(), &[], |_| {});
+    let (f, shell, _) = migrated_cleanly(&r);
+    let (g, src) = (f.guest, shell + 2);
+    // Two rounds' CLEANs and the final one, on the guest dom0 migrates,
+    // into the source appliance's frames.
+    let into = format!("{g} into {src}:0x1000+32 pages 1044480");
+    assert_eq!(
+        cleans(f),
+        [
+            format!("domctl shadow_op clean {into}"),
+            format!("domctl shadow_op clean {into}"),
+            format!("domctl shadow_op clean final {into}"),
+        ]
+    );
+    // The final one came with the guest suspended, and the source read
+    // every answer under its own number.
+    let seen = r.seen.borrow();
+    let asked: Vec<&str> = seen
+        .bitmap_requests
+        .iter()
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(asked, ["1 clean", "2 clean", "3 final"]);
+    assert_eq!(
+        replies(&r),
+        [
+            "1 ok 1044480 311 9",
+            "2 ok 1044480 311 9",
+            "3 ok 1044480 311 9"
+        ]
+    );
+    // Promptly: each answer was there one fast poll after its request.
+    for ((asked_at, _), (read_at, _)) in seen.bitmap_requests.iter().zip(&seen.bitmap_replies) {
+        assert!(read_at - asked_at <= 50, "{asked_at} -> {read_at}");
+    }
+    // The frame count came from Xen, the buffer was mapped once, and
+    // unmapped after the shell ran, before the appliance was destroyed.
+    assert_eq!(f.log.iter().filter(|l| l.starts_with("map ")).count(), 1);
+    assert!(f.log.contains(&format!("domctl maximum_gpfn {g}")));
+    let unmap = f.pos(&format!("unmap bitmap of {src}")).expect("unmapped");
+    assert!(f.pos(&format!("domctl unpause {shell}")).unwrap() < unmap);
+    assert!(unmap < f.pos(&format!("xl destroy {src}")).unwrap());
+    assert!(f.maps.is_empty() && f.dom(src).is_none(), "{:?}", f.doms);
+    // dom0 owns the reply node; the appliance only reads it (the fake's
+    // `control` read checks both; no violation).
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+    assert!(seen.src_keys["migrate/bitmap-reply"].is_empty());
+    assert!(r.text.contains("bitmap route auto"), "{}", r.text);
+    assert!(
+        r.text
+            .contains("bitmap 3 (final): 1044480 pages, 311 dirty"),
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn the_armed_route_reaches_the_source_appliance() {
+    for route in ["auto", "direct", "dom0"] {
+        let r = run_with(
+            Script::new(Plan::Happy { rounds: 1 }),
+            &["--bitmap-route", route],
+            |f| f.xen_version = "4.20.4-logdirtyfix".into(),
+        );
+        migrated_cleanly(&r);
+        assert_eq!(r.seen.borrow().src_keys["migrate/bitmap-route"], route);
+        // Not taken up by the source: dom0 maps and runs nothing.
+        assert!(cleans(&r.f).is_empty() && r.f.bitmap_map.is_none());
+    }
+    let r = run_bitmap(BitmapPlan::new(), &["--bitmap-route", "dom0"], |_| {});
+    migrated_cleanly(&r);
+    assert_eq!(cleans(&r.f).len(), 3);
+}
+
+#[test]
+fn a_hostile_bitmap_buffer_gets_an_error_and_no_domctl() {
+    for layout in [
+        "4096 33 1044480",                 // one frame too many
+        "4096 62 2000000",                 // more pages than the guest has frames
+        "4096 4097 134250000",             // above the cap
+        "18446744073709551615 32 1044480", // the frames overflow
+        "4096 32 1044480 7",               // malformed
+    ] {
+        let r = run_bitmap(BitmapPlan::with_layout(layout), &[], |_| {});
+        rolled_back_cleanly(&r);
+        assert_eq!(replies(&r), ["1 err 22"], "{layout}");
+        assert!(cleans(&r.f).is_empty(), "{layout}: {:#?}", r.f.log);
+        assert!(!r.f.log.iter().any(|l| l.starts_with("map ")), "{layout}");
+        assert!(r.text.contains("refused"), "{}", r.text);
+    }
+}
+
+#[test]
+fn a_buffer_changed_after_it_was_taken_is_refused() {
+    let mut plan = BitmapPlan::new();
+    plan.relayout = Some("8192 32 1044480".into());
+    let r = run_bitmap(plan, &[], |_| {});
+    rolled_back_cleanly(&r);
+    assert_eq!(replies(&r), ["1 ok 1044480 311 9", "2 err 22"]);
+    assert_eq!(cleans(&r.f).len(), 1);
+}
+
+#[test]
+fn a_repeated_request_is_served_once() {
+    let mut plan = BitmapPlan::new();
+    plan.seqs = vec![1, 1, 3];
+    let r = run_bitmap(plan, &[], |_| {});
+    let (f, _, _) = migrated_cleanly(&r);
+    // The second `1 clean` found the first's answer and no new CLEAN.
+    assert_eq!(
+        replies(&r),
+        [
+            "1 ok 1044480 311 9",
+            "1 ok 1044480 311 9",
+            "3 ok 1044480 311 9"
+        ]
+    );
+    let c = cleans(f);
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert!(c[1].starts_with("domctl shadow_op clean final"), "{c:?}");
+}
+
+#[test]
+fn a_failing_clean_is_an_error_reply_and_the_migration_rolls_back() {
+    // In round 1.
+    let r = run_bitmap(BitmapPlan::new(), &[], |f| f.fail_logdirty_from = Some(1));
+    rolled_back_cleanly(&r);
+    assert_eq!(replies(&r), ["1 err 1"]);
+    assert!(r.text.contains("request 1 answered `err 1`"), "{}", r.text);
+    // The final one, with the guest suspended: the source resumes it.
+    let r = run_bitmap(BitmapPlan::new(), &[], |f| f.fail_logdirty_from = Some(3));
+    rolled_back_cleanly(&r);
+    assert_eq!(
+        replies(&r),
+        ["1 ok 1044480 311 9", "2 ok 1044480 311 9", "3 err 1"]
+    );
+    assert!(r
+        .f
+        .pos(&format!("xl unpause {}", r.f.shell.unwrap()))
+        .is_none());
+    // The source appliance went once dom0 let go of its buffer.
+    let src = r.f.shell.unwrap() + 2;
+    let unmap =
+        r.f.pos(&format!("unmap bitmap of {src}"))
+            .expect("unmapped");
+    assert!(unmap < r.f.pos(&format!("xl destroy {src}")).unwrap());
+}
+
+#[test]
+fn without_hypercalls_or_armed_direct_the_route_is_refused() {
+    let r = run_bitmap(BitmapPlan::new(), &[], |f| f.domctl = false);
+    rolled_back_cleanly(&r);
+    assert_eq!(replies(&r), ["1 err 38"]);
+    let r = run_bitmap(BitmapPlan::new(), &["--bitmap-route", "direct"], |f| {
+        f.xen_version = "4.20.4-logdirtyfix".into()
+    });
+    rolled_back_cleanly(&r);
+    assert_eq!(replies(&r), ["1 err 95"]);
+    assert!(cleans(&r.f).is_empty());
+}
+
+#[test]
+fn direct_is_refused_up_front_on_a_hypervisor_without_the_fix() {
+    for version in ["4.20.4", "4.21.0"] {
+        let r = run_with(
+            Script::new(Plan::Happy { rounds: 1 }),
+            &["--bitmap-route", "direct"],
+            |f| f.xen_version = version.into(),
+        );
+        assert!(r.f.pos("xl create").is_none(), "{:#?}", r.f.log);
+        match &r.outcome {
+            Outcome::Refused { reason } => assert!(
+                reason.contains("stops the host") && reason.contains(version),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Auto and dom0 never ask.
+    for route in ["auto", "dom0"] {
+        let r = run_with(
+            Script::new(Plan::Happy { rounds: 1 }),
+            &["--bitmap-route", route],
+            |_| {},
+        );
+        migrated_cleanly(&r);
+        assert!(!r.f.log.iter().any(|l| l == "xl info"), "{:#?}", r.f.log);
+    }
 }

@@ -17,6 +17,47 @@ pub struct GuestConfig {
     pub memory_mib: Option<u64>,
     /// `seclabel = "..."`, if set.
     pub seclabel: Option<String>,
+    /// `type = "..."`, if set.
+    pub guest_type: Option<String>,
+    /// `builder = "..."` (xl's older way to ask for HVM), if set.
+    pub builder: Option<String>,
+}
+
+/// What kind of domain a config makes, as xl reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestKind {
+    /// `type = "pvh"`: what depmig moves.
+    Pvh,
+    /// `type = "pv"`, or neither `type` nor `builder = "hvm"` (xl's default).
+    Pv,
+    /// `type = "hvm"`, or `builder = "hvm"` without `type`.
+    Hvm,
+    /// A `type` xl does not know.
+    Other(String),
+}
+
+impl GuestConfig {
+    /// The kind of domain: `type` when set, else `builder`, else PV.
+    pub fn kind(&self) -> GuestKind {
+        match (self.guest_type.as_deref(), self.builder.as_deref()) {
+            (Some("pvh"), _) => GuestKind::Pvh,
+            (Some("pv"), _) => GuestKind::Pv,
+            (Some("hvm"), _) | (None, Some("hvm")) => GuestKind::Hvm,
+            (Some(t), _) => GuestKind::Other(t.to_string()),
+            (None, _) => GuestKind::Pv,
+        }
+    }
+}
+
+impl fmt::Display for GuestKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestKind::Pvh => f.write_str("PVH"),
+            GuestKind::Pv => f.write_str("PV"),
+            GuestKind::Hvm => f.write_str("HVM"),
+            GuestKind::Other(t) => write!(f, "`{t}`"),
+        }
+    }
 }
 
 /// A guest config that cannot be used.
@@ -62,7 +103,7 @@ fn unquote(v: &str) -> Option<&str> {
         .or_else(|| v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
 }
 
-/// Reads `name`, `memory` and `seclabel` from an xl config. Other settings
+/// Reads `name`, `memory`, `seclabel`, `type` and `builder` from an xl config. Other settings
 /// (lists spanning lines included) are left to xl; a later assignment wins,
 /// as in xl.
 pub fn parse_guest_config(text: &[u8]) -> Result<GuestConfig, ConfigError> {
@@ -78,6 +119,8 @@ pub fn parse_guest_config(text: &[u8]) -> Result<GuestConfig, ConfigError> {
         match key {
             "name" => cfg.name = Some(unquote(val).ok_or_else(bad)?.to_string()),
             "seclabel" => cfg.seclabel = Some(unquote(val).ok_or_else(bad)?.to_string()),
+            "type" => cfg.guest_type = Some(unquote(val).ok_or_else(bad)?.to_string()),
+            "builder" => cfg.builder = Some(unquote(val).ok_or_else(bad)?.to_string()),
             "memory" => {
                 let v = val.trim().trim_end_matches(';').trim();
                 cfg.memory_mib = Some(v.parse().map_err(|_| bad())?);
@@ -187,10 +230,24 @@ mod tests {
         let c = parse_guest_config(text).unwrap();
         assert_eq!(c.name.as_deref(), Some("guest"));
         assert_eq!(c.memory_mib, Some(768), "the later assignment wins");
+        assert_eq!(c.kind(), GuestKind::Pvh);
         assert_eq!(
             c.seclabel.as_deref(),
             Some("system_u:system_r:depmig_guest_t")
         );
+    }
+
+    #[test]
+    fn the_kind_of_guest_is_xls() {
+        let kind = |t: &str| parse_guest_config(t.as_bytes()).unwrap().kind();
+        assert_eq!(kind("type = 'pvh'\n"), GuestKind::Pvh);
+        assert_eq!(kind("type = \"pv\"\n"), GuestKind::Pv);
+        assert_eq!(kind("name = \"g\"\n"), GuestKind::Pv, "xl's default");
+        assert_eq!(kind("type = \"hvm\"\n"), GuestKind::Hvm);
+        assert_eq!(kind("builder = \"hvm\"\n"), GuestKind::Hvm);
+        assert_eq!(kind("builder = \"hvm\"\ntype = \"pvh\"\n"), GuestKind::Pvh);
+        assert_eq!(kind("type = \"pvhx\"\n"), GuestKind::Other("pvhx".into()));
+        assert_eq!(kind("# type = \"pvh\"\n"), GuestKind::Pv);
     }
 
     #[test]

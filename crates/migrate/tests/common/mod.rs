@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use depmig_migrate::*;
+use xen_abi::errno::{EFAULT, EINVAL};
 
 pub const PAGE: usize = 4096;
 pub const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -58,6 +59,12 @@ pub struct Guest {
     pub free_on_suspend: Vec<u64>,
     /// Pages free from the start, until the guest writes one (allocates it).
     pub free_at_start: Vec<u64>,
+    /// Pages the oracle stops calling free from its second question with
+    /// the guest suspended on (page verification's): a walker that changed
+    /// its mind about a page sent as free.
+    pub unfree_at_verify: Vec<u64>,
+    /// The oracle's free-frame questions asked with the guest suspended.
+    pub free_asked_suspended: u32,
     pub reads: u64,
     pub params: BTreeMap<u32, u64>,
     pub tsc: TscInfo,
@@ -110,6 +117,8 @@ impl Guest {
             balloon_out: None,
             free_on_suspend: vec![],
             free_at_start: vec![],
+            unfree_at_verify: vec![],
+            free_asked_suspended: 0,
             reads: 0,
             params,
             tsc: TscInfo {
@@ -242,13 +251,19 @@ impl DependencyOracle for Oracle {
         _among: &DirtyBitmap,
         out: &mut DirtyBitmap,
     ) -> Result<(), PortError> {
-        let g = self.g.0.lock().unwrap();
+        let mut g = self.g.0.lock().unwrap();
         for &p in &g.free_at_start {
             out.set(p);
         }
         if g.suspended {
+            g.free_asked_suspended += 1;
             for &p in &g.free_on_suspend {
                 out.set(p);
+            }
+            if g.free_asked_suspended >= 2 {
+                for &p in &g.unfree_at_verify {
+                    out.clear(p);
+                }
             }
         }
         Ok(())
@@ -294,7 +309,7 @@ impl SourceDomain for Guest {
         self.reads += 1;
         for (i, &p) in pfns.iter().enumerate() {
             if p >= self.nr {
-                return Err(PortError { code: -22 });
+                return Err(PortError::Xen(EINVAL));
             }
             if self.populated[p as usize] {
                 buf[i * PAGE..(i + 1) * PAGE].copy_from_slice(self.page(p));
@@ -330,7 +345,7 @@ impl SourceDomain for Guest {
     fn suspend(&mut self) -> Result<(), PortError> {
         self.suspend_calls += 1;
         if self.fail_suspend {
-            return Err(PortError { code: -110 });
+            return Err(PortError::Timeout);
         }
         // Last words on the way down.
         for _ in 0..25 {
@@ -361,7 +376,7 @@ impl SourceDomain for Guest {
         self.params
             .get(&index)
             .copied()
-            .ok_or(PortError { code: -22 })
+            .ok_or(PortError::Xen(EINVAL))
     }
     fn hvm_context(&mut self, out: &mut Vec<u8>) -> Result<(), PortError> {
         assert!(self.suspended);
@@ -455,7 +470,7 @@ impl DestDomain for Shell {
         self.log.push("pages");
         for (i, &p) in pfns.iter().enumerate() {
             if !self.have[p as usize] {
-                return Err(PortError { code: -14 });
+                return Err(PortError::Xen(EFAULT));
             }
             self.mem[p as usize * PAGE..(p as usize + 1) * PAGE]
                 .copy_from_slice(&data[i * PAGE..(i + 1) * PAGE]);
@@ -467,10 +482,31 @@ impl DestDomain for Shell {
         self.log.push("zero");
         for &p in pfns {
             if !self.have[p as usize] {
-                return Err(PortError { code: -14 });
+                return Err(PortError::Xen(EFAULT));
             }
             self.mem[p as usize * PAGE..(p as usize + 1) * PAGE].fill(0);
             self.zeroed.push(p);
+        }
+        Ok(())
+    }
+    fn read_pages(
+        &mut self,
+        pfns: &[u64],
+        buf: &mut [u8],
+        holes: &mut [bool],
+    ) -> Result<(), PortError> {
+        assert_eq!(buf.len(), pfns.len() * PAGE);
+        assert_eq!(holes.len(), pfns.len());
+        self.log.push("read");
+        for (i, &p) in pfns.iter().enumerate() {
+            if p >= self.nr {
+                return Err(PortError::Xen(EINVAL));
+            }
+            if self.have[p as usize] {
+                buf[i * PAGE..(i + 1) * PAGE].copy_from_slice(self.page(p));
+            } else {
+                holes[i] = true;
+            }
         }
         Ok(())
     }
@@ -716,6 +752,45 @@ impl<T: Transport> Transport for Vanish<T> {
     }
 }
 
+/// Changes the `n`-th (from 0) verification message that passes through
+/// `send` (each goes out in one call, starting "DMV"): flips a byte of its
+/// body, or sends the message before it again in its place (a replay).
+pub struct TamperVerify<T> {
+    pub inner: T,
+    pub n: usize,
+    pub replay: bool,
+    pub seen: usize,
+    pub last: Option<Vec<u8>>,
+}
+
+impl<T: Transport> Transport for TamperVerify<T> {
+    fn send(&mut self, data: &[u8]) -> Result<(), TransportError> {
+        if !data.starts_with(b"DMV") {
+            return self.inner.send(data);
+        }
+        let i = self.seen;
+        self.seen += 1;
+        let last = self.last.replace(data.to_vec());
+        if i != self.n {
+            return self.inner.send(data);
+        }
+        if self.replay {
+            return self.inner.send(&last.expect("a message to replay"));
+        }
+        let mut v = data.to_vec();
+        // The last byte before the 32-byte tag: a digest or a count.
+        let at = v.len() - 33;
+        v[at] ^= 0x01;
+        self.inner.send(&v)
+    }
+    fn flush(&mut self) -> Result<(), TransportError> {
+        self.inner.flush()
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
+        self.inner.recv(buf)
+    }
+}
+
 /// Wall time since the test started.
 pub struct TestClock(pub Instant);
 
@@ -730,6 +805,8 @@ impl Clock for TestClock {
 pub struct Recorder {
     pub states: Vec<State>,
     pub lines: Vec<String>,
+    /// The destination's refusals, as `{:?}` of the error.
+    pub refusals: Vec<String>,
 }
 
 impl Progress for Recorder {
@@ -738,6 +815,9 @@ impl Progress for Recorder {
     }
     fn round(&mut self, _: &RoundStats, line: &str) {
         self.lines.push(line.to_string());
+    }
+    fn refusing(&mut self, error: &dyn std::fmt::Debug) {
+        self.refusals.push(format!("{error:?}"));
     }
 }
 

@@ -13,26 +13,31 @@
 //! rule and its limits are those of `depmig_stream::libxl`.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::Parser;
 
 use depmig_stream::{Limits, RoundCounter, XlEvent, XlStreamScanner};
 
+/// xl-rounds: counts the pages of each pre-copy round of an `xl migrate`
+/// stream read from stdin
+#[derive(Debug, Parser)]
+#[command(name = "xl-rounds", args_override_self = true)]
+struct Cli {
+    /// Copy the bytes to stdout unchanged
+    #[arg(long)]
+    tee: bool,
+    /// The input is a bare libxc stream, without xl's and libxl's headers
+    #[arg(long)]
+    libxc: bool,
+    /// Write the report to FILE instead of stderr
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
-    let mut tee = false;
-    let mut libxc = false;
-    let mut report: Option<String> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--tee" => tee = true,
-            "--libxc" => libxc = true,
-            "--report" => report = args.next(),
-            _ => {
-                eprintln!("usage: xl-rounds [--tee] [--libxc] [--report FILE] < stream");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let Cli { tee, libxc, report } = Cli::parse();
     let limits = Limits {
         max_record_body: 16 << 20,
         ..Limits::default()
@@ -111,7 +116,7 @@ fn main() -> ExitCode {
     match report {
         Some(path) => {
             if let Err(e) = std::fs::write(&path, &text) {
-                eprintln!("xl-rounds: {path}: {e}");
+                eprintln!("xl-rounds: {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
         }
@@ -121,5 +126,31 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_options_parse() {
+        // tests/xl_rounds.rs and the module's example.
+        let c = Cli::try_parse_from(["xl-rounds", "--tee", "--report", "/tmp/rounds.txt"]).unwrap();
+        assert!(c.tee && !c.libxc);
+        assert_eq!(c.report, Some(PathBuf::from("/tmp/rounds.txt")));
+        let c = Cli::try_parse_from(["xl-rounds", "--libxc"]).unwrap();
+        assert!(c.libxc && !c.tee && c.report.is_none());
+        for bad in [
+            &["xl-rounds", "-x"][..],
+            &["xl-rounds", "file"],
+            &["xl-rounds", "--report"],
+        ] {
+            assert_eq!(
+                Cli::try_parse_from(bad).unwrap_err().exit_code(),
+                2,
+                "{bad:?}"
+            );
+        }
     }
 }

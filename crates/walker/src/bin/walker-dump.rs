@@ -44,7 +44,7 @@ fn run(path: &str, gfn: &str) -> Result<(), String> {
     let mut page = vec![0u8; PAGE_SIZE as usize];
     mem.read(pgfn * PAGE_SIZE, &mut page)
         .map_err(|e| format!("profile frame: {e:?}"))?;
-    let profile = KernelProfile::parse(&page).map_err(|e| format!("profile: {e:?}"))?;
+    let profile = KernelProfile::parse(&page).map_err(|e| format!("profile: {e}"))?;
     println!(
         "profile: release {} levels {} text {:#x} page_offset_base {:#x} vmemmap_base {:#x} phys_base {:#x} init_top_pgt {:#x}",
         profile.release_str(),
@@ -54,6 +54,13 @@ fn run(path: &str, gfn: &str) -> Result<(), String> {
         profile.vmemmap_base,
         profile.phys_base,
         profile.init_top_pgt
+    );
+    println!(
+        "profile: page types {:?} buddy (page_type & {:#x}) == {:#x} max order {}",
+        profile.page.page_types,
+        profile.page.buddy_mask,
+        profile.page.buddy_value,
+        profile.max_order
     );
     let k = Kernel::new(&mem, &profile).map_err(|e| format!("kernel: {e:?}"))?;
     println!("init_task: pid 0 swapper/0 (validated)");

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use depmig_precopy::{DirtyBitmap, PortError};
+use depmig_walker::profile::PageTypes;
 use depmig_walker::synth::{GuestBuilder, PageSize, ProcId};
 use depmig_walker::GroupControl;
 
@@ -47,7 +48,13 @@ pub struct Scenario {
 ///   4K 6001..6004 as three pages.
 /// kthreadd (pid 2), no mm. pid 400 "orphan": no taint entry, maps 6100.
 pub fn scenario(levels: u32) -> Scenario {
+    scenario_with(levels, PageTypes::InvertedBit)
+}
+
+/// [`scenario`] with the given page-type scheme (6.1's or 6.12's).
+pub fn scenario_with(levels: u32, types: PageTypes) -> Scenario {
     let mut b = GuestBuilder::new(NR, levels, DATA).unwrap();
+    b.set_page_types(types);
     let alpha = b.add_process(100, b"alpha").unwrap();
     b.map(alpha, 0x40_0000, 5000, PageSize::K4).unwrap();
     b.map(alpha, 0x40_1000, 5001, PageSize::K4).unwrap();

@@ -12,15 +12,17 @@
 //! seen shut down) and `resumed_unix_ms=` (destination seen running under
 //! NAME) to FILE, then exits.
 
+use clap::Parser;
 use depmig_stream::{Limits, RoundCounter, XlEvent, XlStreamScanner};
-use depmig_workloads::args::Args;
-use depmig_workloads::json::Json;
-use depmig_workloads::rate::{parse_rate, Bucket};
-use depmig_workloads::report::{build, parse_events, Meta};
+use depmig_workloads::args::{Migpipe, MigpipeCommand};
+use depmig_workloads::json;
+use depmig_workloads::rate::Bucket;
+use depmig_workloads::report::{build, parse_events, Meta, StrictDecoder};
 use depmig_workloads::unix_ms;
 use depmig_workloads::xllist::{self, Watch};
 use depmig_workloads::xlstream::StreamObserver;
 use std::io::{ErrorKind, Read, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const CHUNK: usize = 64 * 1024;
@@ -29,22 +31,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Most bytes of xl's preamble (header and domain config) before libxl's header.
 const XL_PREAMBLE_MAX: u64 = 16 << 20;
 
-fn watch() -> ! {
-    let args = Args::parse(
-        std::env::args().skip(2),
-        &["domain", "events", "interval-ms", "timeout-s"],
-    )
-    .unwrap_or_else(|e| {
-        eprintln!("migpipe watch: {e}");
-        std::process::exit(2)
-    });
-    let (Some(name), Some(events)) = (args.get("domain"), args.get("events")) else {
-        eprintln!("usage: migpipe watch --domain NAME --events FILE [--interval-ms 200] [--timeout-s 1800]");
-        std::process::exit(2)
-    };
-    let interval = args.num("interval-ms", 200u64).unwrap_or(200).max(10);
-    let deadline =
-        Instant::now() + Duration::from_secs(args.num("timeout-s", 1800u64).unwrap_or(1800));
+fn watch(name: &str, events: &Path, interval_ms: u64, timeout_s: u64) -> ! {
+    let interval = interval_ms.max(10);
+    let deadline = Instant::now() + Duration::from_secs(timeout_s);
     let append = |line: String| {
         let r = std::fs::OpenOptions::new()
             .create(true)
@@ -52,7 +41,7 @@ fn watch() -> ! {
             .open(events)
             .and_then(|mut f| writeln!(f, "{line}"));
         if let Err(e) = r {
-            eprintln!("migpipe watch: {events}: {e}");
+            eprintln!("migpipe watch: {}: {e}", events.display());
         }
     };
     append(format!("poll_interval_ms={interval}"));
@@ -86,34 +75,26 @@ fn watch() -> ! {
 }
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("watch") {
-        watch();
+    let args = Migpipe::parse();
+    if let Some(MigpipeCommand::Watch {
+        domain,
+        events,
+        interval_ms,
+        timeout_s,
+    }) = &args.command
+    {
+        watch(domain, events, *interval_ms, *timeout_s);
     }
-    let known = [
-        "rate",
-        "burst",
-        "report",
-        "events",
-        "events-wait-s",
-        "scenario",
-        "workload",
-    ];
-    let args = Args::parse(std::env::args().skip(1), &known).unwrap_or_else(|e| {
-        eprintln!("migpipe: {e}\nusage: migpipe --rate BYTES[K|M|G] [--report FILE] [--events FILE] [--scenario S] [--workload W]");
-        std::process::exit(2)
-    });
-    let Some(rate) = args.get("rate").and_then(parse_rate) else {
+    // The parser already requires --rate when no command is given.
+    let Some(rate) = args.rate else {
         eprintln!("migpipe: --rate is required (bytes/s, K/M/G suffixes, 0 = unlimited)");
         std::process::exit(2)
     };
-    // The burst must cover a late wake-up (emulated dom0s oversleep by tens of
-    // ms): 256 KiB keeps 5 MB/s through 50 ms sleeps.
-    let burst = args.get("burst").and_then(parse_rate).unwrap_or(256 << 10);
-    let wait_s = args.num("events-wait-s", 60u64).unwrap_or(60);
+    let (burst, wait_s) = (args.burst, args.events_wait_s);
     let mut meta = Meta {
         migrator: "xl-migrate".into(),
-        scenario: args.get("scenario").unwrap_or("").into(),
-        workload: args.get("workload").unwrap_or("").into(),
+        scenario: args.scenario.clone().unwrap_or_default(),
+        workload: args.workload.clone().unwrap_or_default(),
         link_rate: rate,
         ..Meta::default()
     };
@@ -196,7 +177,7 @@ fn main() {
     meta.last_byte_ms = Some(unix_ms());
     drop(output);
     // Give the poller time to see the destination running.
-    if let Some(path) = args.get("events") {
+    if let Some(path) = &args.events {
         let deadline = Instant::now() + Duration::from_secs(wait_s);
         loop {
             let ev = parse_events(&std::fs::read_to_string(path).unwrap_or_default());
@@ -209,16 +190,12 @@ fn main() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let mut cross = Json::obj();
-    cross.set("decoder", Json::S("depmig-stream".into()));
-    cross.set("complete", Json::Bool(strict.is_done()));
-    cross.set("error", strict_error.map_or(Json::Null, Json::S));
-    let tallies = strict_rounds.finish();
-    cross.set(
-        "per_round_pages",
-        Json::A(tallies.iter().map(|t| Json::U(t.pages)).collect()),
-    );
-    meta.extra.push(("strict_decoder".into(), cross));
+    meta.strict_decoder = Some(StrictDecoder {
+        decoder: "depmig-stream",
+        complete: strict.is_done(),
+        error: strict_error,
+        per_round_pages: strict_rounds.finish().iter().map(|t| t.pages).collect(),
+    });
     let pages: Vec<String> = obs.rounds.iter().map(|r| r.pages.to_string()).collect();
     eprintln!(
         "migpipe: {} bytes, rounds={} pages=[{}]{}",
@@ -230,12 +207,15 @@ fn main() {
             .map(|f| format!(" ({f})"))
             .unwrap_or_default()
     );
-    if let Some(path) = args.get("report") {
-        let tmp = format!("{path}.tmp");
-        let r = std::fs::write(&tmp, build(&obs, &meta).pretty())
+    if let Some(path) = &args.report {
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let r = json::pretty(&build(&obs, &meta))
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|text| std::fs::write(&tmp, text))
             .and_then(|_| std::fs::rename(&tmp, path));
         if let Err(e) = r {
-            eprintln!("migpipe: cannot write {path}: {e}");
+            eprintln!("migpipe: cannot write {}: {e}", path.display());
             std::process::exit(1);
         }
     }

@@ -10,15 +10,18 @@
 //!   the phase named in F (`before`, `during`, `after`; `stop` ends it), and
 //!   writes latency percentiles per phase as JSON.
 
-use depmig_workloads::args::Args;
+use clap::Parser;
+use depmig_workloads::args::{Wlhttp, WlhttpCommand};
 use depmig_workloads::http::{
-    self, head_end, parse_request, parse_response, parse_url, query_param, stream_byte, Url,
+    self, head_end, parse_request, parse_response, query_param, stream_byte, Url,
 };
-use depmig_workloads::json::Json;
+use depmig_workloads::json;
+use depmig_workloads::probe::{self, Phase};
 use depmig_workloads::stats::summarize;
 use depmig_workloads::unix_ms;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,50 +29,37 @@ use std::time::{Duration, Instant};
 const MAX_CONNS: usize = 32;
 const CHUNK: usize = 64 * 1024;
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: wlhttp serve-stream --port P | fetch --url U [--report-secs 1] | serve --port P |\n       probe --url U --phase-file F --out J [--interval-ms 100] [--timeout-ms 2000] [--max-secs 600]"
-    );
-    std::process::exit(2)
-}
-
 fn main() {
-    let known = [
-        "port",
-        "url",
-        "report-secs",
-        "phase-file",
-        "out",
-        "interval-ms",
-        "timeout-ms",
-        "max-secs",
-    ];
-    let args = Args::parse(std::env::args().skip(1), &known).unwrap_or_else(|e| {
-        eprintln!("wlhttp: {e}");
-        usage()
-    });
-    let cmd = args.positional.first().map(String::as_str).unwrap_or("");
-    let r = match cmd {
-        "serve-stream" | "serve" => match args.num("port", 0u16) {
-            Ok(p) if p != 0 => serve(p, cmd == "serve-stream"),
-            _ => usage(),
-        },
-        "fetch" => fetch(&args),
-        "probe" => probe(&args),
-        _ => usage(),
+    let (name, r) = match Wlhttp::parse().command {
+        WlhttpCommand::ServeStream { port } => ("serve-stream", serve(port, true)),
+        WlhttpCommand::Serve { port } => ("serve", serve(port, false)),
+        WlhttpCommand::Fetch { url, report_secs } => ("fetch", fetch(&url, report_secs)),
+        WlhttpCommand::Probe {
+            url,
+            phase_file,
+            out,
+            interval_ms,
+            timeout_ms,
+            max_secs,
+        } => (
+            "probe",
+            probe(
+                &url,
+                &phase_file,
+                &out,
+                Duration::from_millis(interval_ms),
+                Duration::from_millis(timeout_ms.max(1)),
+                Duration::from_secs(max_secs),
+            ),
+        ),
     };
     if let Err(e) = r {
-        eprintln!("wlhttp {cmd}: {e}");
+        eprintln!("wlhttp {name}: {e}");
         std::process::exit(1);
     }
 }
 
 type Res<T> = Result<T, String>;
-
-fn url_arg(args: &Args) -> Res<Url> {
-    let u = args.get("url").ok_or("--url is required")?;
-    parse_url(u).map_err(|e| format!("{u}: {e}"))
-}
 
 /// Reads a head (through the blank line) from `s`; returns it and any body bytes read after it.
 fn read_head(s: &mut TcpStream) -> Res<(Vec<u8>, Vec<u8>)> {
@@ -174,17 +164,13 @@ fn handle(c: &mut TcpStream, stream_mode: bool, served: &AtomicU64) -> Res<()> {
     }
 }
 
-fn fetch(args: &Args) -> Res<()> {
-    let url = url_arg(args)?;
-    let secs = args
-        .num("report-secs", 1u64)
-        .map_err(|e| e.to_string())?
-        .max(1);
+fn fetch(url: &Url, report_secs: u64) -> Res<()> {
+    let secs = report_secs.max(1);
     let mut total = 0u64;
     let mut attempt = 0u64;
     loop {
         attempt += 1;
-        match fetch_once(&url, secs, &mut total, attempt) {
+        match fetch_once(url, secs, &mut total, attempt) {
             Ok(()) => {
                 println!("httpdl: done bytes={total} unix_ms={}", unix_ms());
                 return Ok(());
@@ -269,37 +255,27 @@ fn fetch_once(url: &Url, secs: u64, total: &mut u64, attempt: u64) -> Res<()> {
     }
 }
 
-struct Phase {
-    name: String,
-    lat: Vec<f64>,
-    failures: u64,
-    longest_gap_ms: u64,
-}
-
-fn probe(args: &Args) -> Res<()> {
-    let url = url_arg(args)?;
-    let phase_file = args
-        .get("phase-file")
-        .ok_or("--phase-file is required")?
-        .to_string();
-    let out = args.get("out").ok_or("--out is required")?.to_string();
-    let e = |e: depmig_workloads::args::ArgError| e.to_string();
-    let interval = Duration::from_millis(args.num("interval-ms", 100u64).map_err(e)?);
-    let timeout = Duration::from_millis(args.num("timeout-ms", 2000u64).map_err(e)?.max(1));
-    let max = Duration::from_secs(args.num("max-secs", 600u64).map_err(e)?);
+fn probe(
+    url: &Url,
+    phase_file: &Path,
+    out: &Path,
+    interval: Duration,
+    timeout: Duration,
+    max: Duration,
+) -> Res<()> {
     let started = Instant::now();
     let mut phases: Vec<Phase> = Vec::new();
     let mut last_ok = unix_ms();
     let mut longest_gap = 0u64;
     while started.elapsed() < max {
-        let name = std::fs::read_to_string(&phase_file)
+        let name = std::fs::read_to_string(phase_file)
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "before".into());
         if name == "stop" {
             break;
         }
         let t0 = Instant::now();
-        let r = probe_once(&url, timeout);
+        let r = probe_once(url, timeout);
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         let now = unix_ms();
         let idx = match phases.iter().position(|p| p.name == name) {
@@ -329,34 +305,19 @@ fn probe(args: &Args) -> Res<()> {
             std::thread::sleep(rest);
         }
     }
-    let mut o = Json::obj();
-    o.set("schema", Json::S("depmig-latency-probe/1".into()))
-        .set("url", Json::S(format!("http://{}{}", url.addr, url.target)))
-        .set("interval_ms", Json::U(interval.as_millis() as u64))
-        .set("timeout_ms", Json::U(timeout.as_millis() as u64))
-        .set("longest_gap_between_successes_ms", Json::U(longest_gap));
-    let mut ps = Json::obj();
-    for p in &phases {
-        let mut j = Json::obj();
-        j.set("ok", Json::U(p.lat.len() as u64))
-            .set("failures", Json::U(p.failures));
-        j.set(
-            "longest_gap_between_successes_ms",
-            Json::U(p.longest_gap_ms),
-        );
-        if let Some(s) = summarize(&p.lat) {
-            j.set("p50_ms", Json::F(s.p50))
-                .set("p90_ms", Json::F(s.p90))
-                .set("p99_ms", Json::F(s.p99))
-                .set("max_ms", Json::F(s.max))
-                .set("mean_ms", Json::F(s.mean));
-        }
-        ps.set(&p.name, j);
-    }
-    o.set("phases", ps);
-    let tmp = format!("{out}.tmp");
-    std::fs::write(&tmp, o.pretty()).map_err(|e| format!("{tmp}: {e}"))?;
-    std::fs::rename(&tmp, &out).map_err(|e| format!("{out}: {e}"))?;
+    let o = probe::report(
+        &format!("http://{}{}", url.addr, url.target),
+        interval,
+        timeout,
+        longest_gap,
+        &phases,
+    );
+    let mut tmp = out.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let text = json::pretty(&o).map_err(|e| format!("writing the report: {e}"))?;
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
     for p in &phases {
         let s = summarize(&p.lat);
         println!(

@@ -1,0 +1,398 @@
+//! The starting corpus of each target, made with the crates' own encoders
+//! so that every seed is a valid input that reaches deep: a complete
+//! authentic migration, well-formed replies and events, a consistent
+//! guest, a conversation with a well-behaved backend. The files under
+//! `fuzz/seeds/<target>/` are these bytes (the tests check they match).
+
+use depmig_stream::libxl::{librec, LIBXL_IDENT, LIBXL_VERSION};
+use depmig_stream::{
+    CpuidLeaf, DomainHeader, DomainType, Encoder, HvmParam, MsrEntry, PageType, PfnEntry, TscInfo,
+    PAGE_SIZE,
+};
+use xenstore_wire::{Header, MsgType};
+
+use crate::stream::{self, MODE_DECODER, MODE_RAW, MODE_SIGNED, MODE_XL};
+
+/// A named seed.
+pub type Seed = (&'static str, Vec<u8>);
+
+/// The targets, each with its seeds.
+pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
+    vec![
+        ("stream", stream_seeds()),
+        ("xenstore", xenstore_seeds()),
+        ("walker", walker_seeds()),
+        ("netfront", netfront_seeds()),
+        ("report", report_seeds()),
+    ]
+}
+
+/// Shell byte of the stream seeds: 64 frames, rings at 62 and 63, none
+/// populated, batches of 64.
+const SHELL_64: u8 = 1;
+
+fn head(e: &mut Encoder, out: &mut Vec<u8>) {
+    let d = DomainHeader {
+        domain_type: DomainType::X86Hvm,
+        page_shift: 12,
+        xen_major: 4,
+        xen_minor: 17,
+    };
+    // PANICS: a fixed, valid stream.
+    e.headers(out, &d).expect("headers");
+}
+
+fn tail(e: &mut Encoder, out: &mut Vec<u8>) {
+    e.tsc_info(
+        out,
+        &TscInfo {
+            mode: 0,
+            khz: 2_000_000,
+            nsec: 123_456_789,
+            incarnation: 1,
+        },
+    )
+    .expect("tsc");
+    let params = [
+        HvmParam {
+            index: 1,
+            value: 62,
+        },
+        HvmParam {
+            index: 17,
+            value: 63,
+        },
+        HvmParam {
+            index: 12,
+            value: 0xfeff_d000,
+        },
+    ];
+    e.hvm_params(out, &params).expect("params");
+    e.hvm_context(out, &[0x5a; 24]).expect("context");
+}
+
+/// A complete migration of a 64-frame guest: one page of data, one frame
+/// free at the copy round, one hole, a ring frame, then the CPU state.
+pub fn migration() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = Encoder::new();
+    head(&mut e, &mut out);
+    e.static_data_end(&mut out).expect("static end");
+    let page: Vec<u8> = (0..PAGE_SIZE).map(|i| (i % 251) as u8).collect();
+    let entries = [
+        PfnEntry::normal(3),
+        PfnEntry {
+            pfn: 4,
+            kind: PageType::XAlloc,
+        },
+        PfnEntry {
+            pfn: 5,
+            kind: PageType::XTab,
+        },
+        PfnEntry {
+            pfn: 62,
+            kind: PageType::XAlloc,
+        },
+    ];
+    e.page_data(&mut out, &entries, &[&page]).expect("pages");
+    tail(&mut e, &mut out);
+    e.end(&mut out).expect("end");
+    out
+}
+
+/// A stream with every record type the decoder reads and no page data,
+/// in two parts: up to its CHECKPOINT, and the checkpoint after it (an xl
+/// stream puts libxl records between the two).
+pub fn small_stream() -> (Vec<u8>, Vec<u8>) {
+    let mut out = Vec::new();
+    let mut e = Encoder::new();
+    head(&mut e, &mut out);
+    e.cpuid_policy(
+        &mut out,
+        &[CpuidLeaf {
+            leaf: 0,
+            subleaf: u32::MAX,
+            a: 0xd,
+            b: 0x756e_6547,
+            c: 0x6c65_746e,
+            d: 0x4965_6e69,
+        }],
+    )
+    .expect("cpuid");
+    e.msr_policy(
+        &mut out,
+        &[MsrEntry {
+            idx: 0xce,
+            flags: 0,
+            val: 0x8000_0000,
+        }],
+    )
+    .expect("msr");
+    e.static_data_end(&mut out).expect("static end");
+    let holes = [
+        PfnEntry {
+            pfn: 9,
+            kind: PageType::XTab,
+        },
+        PfnEntry {
+            pfn: 10,
+            kind: PageType::XAlloc,
+        },
+    ];
+    e.page_data(&mut out, &holes, &[]).expect("pages");
+    e.optional(&mut out, 0x8000_0042, b"opt").expect("optional");
+    e.verify(&mut out).expect("verify");
+    e.page_data(&mut out, &holes[..1], &[]).expect("pages");
+    tail(&mut e, &mut out);
+    e.checkpoint(&mut out).expect("checkpoint");
+    let mut next = Vec::new();
+    e.page_data(&mut next, &holes[1..], &[]).expect("pages");
+    tail(&mut e, &mut next);
+    e.end(&mut next).expect("end");
+    (out, next)
+}
+
+fn stream_seeds() -> Vec<Seed> {
+    let m = migration();
+    let mut signed = vec![MODE_SIGNED, 0xf0, SHELL_64, 0, 0];
+    signed.extend_from_slice(&m);
+    // The same migration as the source sends it, in 1-16 byte segments
+    // into a 100-byte receive buffer.
+    let mut raw = vec![MODE_RAW, 0x40, SHELL_64, 0, 2];
+    raw.extend_from_slice(&stream::sign(&m));
+    let (first, second) = small_stream();
+    let mut dec = vec![MODE_DECODER, 0x20, 0x02, 0x02, 0x02];
+    dec.extend_from_slice(&first);
+    dec.extend_from_slice(&second);
+    let mut xl = vec![MODE_XL, 0x30, 1];
+    xl.extend_from_slice(b"xl preamble\n");
+    xl.extend_from_slice(&LIBXL_IDENT.to_be_bytes());
+    xl.extend_from_slice(&LIBXL_VERSION.to_be_bytes());
+    xl.extend_from_slice(&0u32.to_be_bytes());
+    let record = |v: &mut Vec<u8>, rtype: u32, body: &[u8]| {
+        v.extend_from_slice(&rtype.to_le_bytes());
+        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v.extend_from_slice(body);
+        v.resize(v.len() + (8 - body.len() % 8) % 8, 0);
+    };
+    record(&mut xl, librec::EMULATOR_XENSTORE_DATA, b"vnc\0");
+    record(&mut xl, librec::LIBXC_CONTEXT, b"");
+    xl.extend_from_slice(&first);
+    record(&mut xl, librec::EMULATOR_CONTEXT, &[7; 12]);
+    record(&mut xl, librec::CHECKPOINT_END, b"");
+    record(&mut xl, librec::LIBXC_CONTEXT, b"");
+    xl.extend_from_slice(&second);
+    record(&mut xl, librec::EMULATOR_CONTEXT, &[7; 12]);
+    record(&mut xl, librec::END, b"");
+    vec![
+        ("signed-migration", signed),
+        ("raw-migration", raw),
+        ("decoder-records", dec),
+        ("decoder-packed", packed_seed()),
+        ("xl-stream", xl),
+    ]
+}
+
+/// Decoder mode with packed pages accepted: one packed record holding an
+/// LZ4 page, a raw (noise) page, a zero page and a hole.
+fn packed_seed() -> Vec<u8> {
+    let mut out = vec![MODE_DECODER | 4, 0x20, 0x02, 0x02, 0x02];
+    let mut e = Encoder::new();
+    e.set_codec(depmig_stream::Codec::Lz4);
+    head(&mut e, &mut out);
+    e.static_data_end(&mut out).expect("static end");
+    let text: Vec<u8> = (0..PAGE_SIZE).map(|i| b"depmig page "[i % 12]).collect();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..PAGE_SIZE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let zero = [0u8; PAGE_SIZE];
+    let entries = [
+        PfnEntry::normal(1),
+        PfnEntry::normal(2),
+        PfnEntry {
+            pfn: 3,
+            kind: PageType::XTab,
+        },
+        PfnEntry::normal(4),
+    ];
+    e.page_data(&mut out, &entries, &[&text, &noise, &zero])
+        .expect("packed pages");
+    tail(&mut e, &mut out);
+    e.end(&mut out).expect("end");
+    out
+}
+
+fn message(ty: MsgType, req_id: u32, payload: &[u8]) -> Vec<u8> {
+    let h = Header {
+        ty: ty as u32,
+        req_id,
+        tx_id: 0,
+        len: payload.len() as u32,
+    };
+    let mut v = h.encode().to_vec();
+    v.extend_from_slice(payload);
+    v
+}
+
+/// A xenstore program: request byte, start index, then the messages
+/// written at most 256 bytes at a time, each write followed by two
+/// consumer turns.
+fn xs_program(request: u8, start: u8, messages: &[Vec<u8>]) -> Vec<u8> {
+    let mut p = vec![request, start];
+    for m in messages {
+        for piece in m.chunks(256) {
+            p.push(0);
+            p.push((piece.len() - 1) as u8);
+            p.extend_from_slice(piece);
+            p.push(7 | 1 << 3);
+        }
+    }
+    p
+}
+
+fn xenstore_seeds() -> Vec<Seed> {
+    let mut encode = vec![1u8, 0, 6 | 1 << 3, 5];
+    encode.extend_from_slice(&8u16.to_le_bytes());
+    encode.extend_from_slice(b"data/big");
+    encode.extend_from_slice(&5u16.to_le_bytes());
+    encode.extend_from_slice(b"value");
+    encode.extend_from_slice(&0u32.to_le_bytes());
+    encode.push(0);
+    vec![
+        (
+            "read-reply",
+            xs_program(0, 0, &[message(MsgType::Read, 1, b"4")]),
+        ),
+        (
+            "directory-reply",
+            xs_program(
+                2,
+                0,
+                &[message(MsgType::Directory, 2, b"0\0backend\0state\0")],
+            ),
+        ),
+        (
+            "transaction-reply",
+            xs_program(3, 0, &[message(MsgType::TransactionStart, 3, b"42\0")]),
+        ),
+        (
+            "error-and-ok",
+            xs_program(
+                1,
+                0,
+                &[
+                    message(MsgType::Error, 4, b"ENOENT\0"),
+                    message(MsgType::Write, 5, b"OK\0"),
+                ],
+            ),
+        ),
+        (
+            // Starts four bytes before the indices wrap.
+            "watch-event-at-wrap",
+            xs_program(
+                7,
+                0xff,
+                &[message(
+                    MsgType::WatchEvent,
+                    0,
+                    b"data/depmig/request\0tok\0",
+                )],
+            ),
+        ),
+        (
+            "large-value",
+            xs_program(0, 0x10, &[message(MsgType::Read, 6, &[b'v'; 1500])]),
+        ),
+        ("encode-write", encode),
+    ]
+}
+
+fn walker_seeds() -> Vec<Seed> {
+    // A write program: op, u32 offset into its region, value.
+    let word = |op: u8, off: u32, v: u64| {
+        let mut w = vec![op];
+        w.extend_from_slice(&off.to_le_bytes());
+        w.extend_from_slice(&v.to_le_bytes());
+        w
+    };
+    let mut poked = vec![0x00];
+    // A pointer into the direct map in a process object, a table entry in
+    // the kernel's objects, a hole somewhere.
+    poked.extend(word(2 << 3 | 1 << 6, 0x98, 0x1234_5678));
+    poked.extend(word(2 << 6, 0x2000, 1100));
+    poked.push(7 | 6 << 3);
+    poked.extend_from_slice(&(1300u32 * 4096).to_le_bytes());
+    vec![
+        ("guest-4-level", vec![0x00]),
+        ("guest-5-level", vec![0x01]),
+        ("guest-4-level-cached", vec![0x02 | 1 << 6]),
+        ("guest-5-level-cached-small", vec![0x03]),
+        ("guest-small-limits", vec![0x08]),
+        ("guest-poked", poked),
+        ("guest-4-level-6.12-page-types", vec![0x20]),
+        ("guest-5-level-6.12-page-types-cached", vec![0x23 | 1 << 6]),
+    ]
+}
+
+fn netfront_seeds() -> Vec<Seed> {
+    let transmit = |len: u16, fill: u8| {
+        let mut v = vec![0];
+        v.extend_from_slice(&len.to_le_bytes());
+        v.push(fill);
+        v
+    };
+    let deliver = |how: u8, data: &[u8]| {
+        let mut v = vec![3, how];
+        v.extend_from_slice(&(data.len() as u16).to_le_bytes());
+        v.extend_from_slice(data);
+        v
+    };
+    let mut traffic = Vec::new();
+    traffic.extend(transmit(60, 0xab));
+    traffic.extend(transmit(1514, 0xcd));
+    traffic.extend([2, 0, 2, 0, 10]);
+    traffic.extend(deliver(0, &[0x11; 60]));
+    traffic.extend(deliver(0, &[0x22; 1514]));
+    traffic.extend([10, 12, 12, 15]);
+    let mut chains = Vec::new();
+    // An error status, a two-slot chain, an extra-info slot and its
+    // companion, then a frame.
+    chains.extend([3, 0x10, 0, 0]);
+    chains.extend(deliver(1 << 1, &[0x33; 100]));
+    chains.extend(deliver(0, &[0x34; 100]));
+    chains.extend(deliver(2 << 1, &[0x35; 60]));
+    chains.extend(deliver(0, &[0x36; 8]));
+    chains.extend(deliver(0, &[0x37; 64]));
+    chains.extend([15]);
+    let mut config = vec![14, 18];
+    config.extend_from_slice(b"00:16:3e:0a:bc:ff\0");
+    config.extend([14, 2, b'4', b'\n']);
+    vec![
+        ("traffic", traffic),
+        ("dropped-chains", chains),
+        ("config-values", config),
+    ]
+}
+
+/// The `report` target's seeds: the reports `depmig`'s own tests hold as
+/// golden texts (a finished two-round migration, one that failed before
+/// its first round).
+fn report_seeds() -> Vec<Seed> {
+    vec![
+        (
+            "two-rounds-finished",
+            include_bytes!("../../tools/depmig/tests/data/report-two-rounds-finished.json")
+                .to_vec(),
+        ),
+        (
+            "without-figures",
+            include_bytes!("../../tools/depmig/tests/data/report-without-figures.json").to_vec(),
+        ),
+    ]
+}

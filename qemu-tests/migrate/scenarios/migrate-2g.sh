@@ -1,0 +1,1 @@
+migrate-1g.sh

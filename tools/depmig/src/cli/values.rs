@@ -1,0 +1,90 @@
+//! Checks of single option values, as clap value parsers: each refuses a
+//! value with a [`UsageError::BadValue`] naming the option and what it takes.
+
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use super::{UsageError, MAX_LABEL_CHARS, MAX_TITLE_CHARS};
+
+/// A value parser for `option`: `read` takes the value or refuses it, which
+/// is reported as expecting `expected`.
+pub(super) fn check<T>(
+    option: &'static str,
+    expected: &'static str,
+    read: impl Fn(&str) -> Option<T> + Clone + Send + Sync + 'static,
+) -> impl Fn(&str) -> Result<T, UsageError> + Clone + Send + Sync + 'static {
+    move |v| {
+        read(v).ok_or_else(|| UsageError::BadValue {
+            option,
+            value: v.to_string(),
+            expected,
+        })
+    }
+}
+
+/// A value parser of a number within `range`.
+pub(super) fn number<T>(
+    option: &'static str,
+    expected: &'static str,
+    range: RangeInclusive<T>,
+) -> impl Fn(&str) -> Result<T, UsageError> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + Clone + Send + Sync + 'static,
+{
+    check(option, expected, move |v| {
+        v.parse().ok().filter(|n| range.contains(n))
+    })
+}
+
+/// Whether `s` is a safe domain name: 1 to 64 of letters, digits, `.`, `_`, `-`.
+pub fn valid_domain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// What a domain name option expects.
+pub(super) const DOMAIN_NAME: &str = "a domain name (1 to 64 of letters, digits, . _ -)";
+
+/// A domain name (see [`valid_domain_name`]).
+pub(super) fn domain_name(v: &str) -> Option<String> {
+    valid_domain_name(v).then(|| v.to_string())
+}
+
+/// An interface name, which the kernel caps at 15 bytes.
+pub(super) fn bridge(v: &str) -> Option<String> {
+    (valid_domain_name(v) && v.len() <= 15).then(|| v.to_string())
+}
+
+/// xl's rate syntax: digits, a unit, optional `/s` and `@interval`; nothing
+/// else, since it goes into a generated xl config.
+pub(super) fn link_rate(v: &str) -> Option<String> {
+    let ok = !v.is_empty()
+        && v.len() <= 32
+        && v.starts_with(|c: char| c.is_ascii_digit())
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'@' | b'.'));
+    ok.then(|| v.to_string())
+}
+
+fn printable(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+/// `depmig compare --title`.
+pub(super) fn title(v: &str) -> Option<String> {
+    (v.chars().count() <= MAX_TITLE_CHARS && printable(v)).then(|| v.to_string())
+}
+
+/// A `LABEL=REPORT.json` argument of `depmig compare`: the label ends at
+/// the first `=`.
+pub(super) fn labelled_report(v: &str) -> Option<(String, PathBuf)> {
+    let (label, file) = v.split_once('=')?;
+    let ok = !label.is_empty()
+        && label.chars().count() <= MAX_LABEL_CHARS
+        && printable(label)
+        && !file.is_empty();
+    ok.then(|| (label.to_string(), PathBuf::from(file)))
+}

@@ -1,0 +1,780 @@
+//! Comparisons of reports: columns, targets, outputs, and the refusals of
+//! damaged reports.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::*;
+use crate::report::{self, tests::sample};
+use crate::svg::tests::check_xml;
+
+/// A report with these pages per round, this downtime and, for depmig,
+/// this `depmig` object (JSON text).
+fn rep(migrator: &str, pages: &[u64], downtime: &str, depmig: Option<&str>) -> String {
+    let base = sample(migrator, pages).replacen(
+        "\"downtime_ms\":56",
+        &format!("\"downtime_ms\":{downtime}"),
+        1,
+    );
+    match depmig {
+        None => base,
+        Some(d) => format!(
+            "{},\"depmig\":{d}}}",
+            base.strip_suffix('}').expect("an object")
+        ),
+    }
+}
+
+fn list(v: &[u64]) -> String {
+    let items: Vec<String> = v.iter().map(u64::to_string).collect();
+    format!("[{}]", items.join(","))
+}
+
+fn depmig_obj(mode: &str, dirty: &[u64], tainted: &[u64], free: &[u64], frozen: u64) -> String {
+    format!(
+        "{{\"mode\":\"{mode}\",\"policy\":\"xen-4.x\",\"frozen_groups\":{frozen},\
+         \"per_round_dirty\":{},\"per_round_dirty_tainted\":{},\"per_round_skipped_free\":{}}}",
+        list(dirty),
+        list(tainted),
+        list(free)
+    )
+}
+
+const GUEST: u64 = 32768;
+const STOCK: [u64; 6] = [GUEST, 6400, 6410, 6400, 6405, 6500];
+const BASE: [u64; 6] = [GUEST, 6401, 6400, 6400, 6402, 6480];
+const PAPER: [u64; 6] = [GUEST, 6399, 6400, 6420, 6400, 6470];
+const AWARE: [u64; 4] = [GUEST, 60, 13, 40];
+
+fn stock() -> String {
+    rep("xl-migrate", &STOCK, "20000", None)
+}
+fn base() -> String {
+    let z = [0; 6];
+    rep(
+        "depmig",
+        &BASE,
+        "30000",
+        Some(&depmig_obj("baseline", &BASE, &BASE, &z, 0)),
+    )
+}
+fn paper() -> String {
+    let dirty = [33000, 6399, 6400, 6420, 6400, 6470];
+    let tainted = [900, 25, 13, 40, 22, 31];
+    rep(
+        "depmig",
+        &PAPER,
+        "31000",
+        Some(&depmig_obj("paper-analysis", &dirty, &tainted, &[0; 6], 0)),
+    )
+}
+fn aware_with(pages: &[u64], downtime: &str) -> String {
+    let n = pages.len();
+    let mut free = vec![0; n];
+    if let Some(last) = free.last_mut() {
+        *last = 120;
+    }
+    rep(
+        "depmig",
+        pages,
+        downtime,
+        Some(&depmig_obj("dependency-aware", pages, pages, &free, 1)),
+    )
+}
+fn aware() -> String {
+    aware_with(&AWARE, "1500")
+}
+
+/// In-memory files: reads from `files`, writes into `written`.
+#[derive(Default)]
+struct Mem {
+    files: HashMap<PathBuf, Vec<u8>>,
+    written: HashMap<PathBuf, Vec<u8>>,
+    refuse_writes: bool,
+}
+
+impl Files for Mem {
+    fn read(&mut self, path: &Path) -> Result<Vec<u8>, String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| "No such file or directory (os error 2)".into())
+    }
+    fn write(&mut self, path: &Path, data: &[u8]) -> Result<(), String> {
+        if self.refuse_writes {
+            return Err("Permission denied (os error 13)".into());
+        }
+        self.written.insert(path.to_path_buf(), data.to_vec());
+        Ok(())
+    }
+}
+
+fn opts(reports: &[(&str, &str)]) -> CompareOptions {
+    CompareOptions {
+        title: None,
+        svg: None,
+        markdown: None,
+        json: None,
+        guest_pages: None,
+        reports: reports
+            .iter()
+            .map(|(l, f)| (l.to_string(), PathBuf::from(f)))
+            .collect(),
+    }
+}
+
+/// Compares `reports` (label, text) as `depmig compare` would.
+fn cmp(reports: &[(&str, String)], guest_pages: Option<u64>) -> Comparison {
+    let mut mem = Mem::default();
+    let mut pairs = Vec::new();
+    for (i, (label, text)) in reports.iter().enumerate() {
+        let f = format!("r{i}.json");
+        mem.files
+            .insert(PathBuf::from(&f), text.clone().into_bytes());
+        pairs.push((label.to_string(), PathBuf::from(f)));
+    }
+    let o = CompareOptions {
+        guest_pages,
+        reports: pairs,
+        ..opts(&[])
+    };
+    build(&o, &mut mem).unwrap()
+}
+
+fn target<'a>(c: &'a Comparison, key: &str) -> &'a Target {
+    c.targets
+        .iter()
+        .find(|t| t.key == key)
+        .unwrap_or_else(|| panic!("no target {key}: {:?}", c.targets))
+}
+
+fn full_set() -> Vec<(&'static str, String)> {
+    vec![
+        ("xl", stock()),
+        ("base", base()),
+        ("paper", paper()),
+        ("aware", aware()),
+    ]
+}
+
+#[test]
+fn columns_one_per_report_and_two_for_paper_analysis() {
+    let c = cmp(&full_set(), None);
+    let heads: Vec<&str> = c.columns.iter().map(|c| c.heading.as_str()).collect();
+    assert_eq!(
+        heads,
+        ["xl", "base", "paper dirty", "paper dirty+tainted", "aware"]
+    );
+    let roles: Vec<Role> = c.migrations.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        [
+            Role::Stock,
+            Role::DepmigBaseline,
+            Role::PaperAnalysis,
+            Role::DependencyAware
+        ]
+    );
+    let md = markdown(&c);
+    assert!(
+        md.contains(
+            "| round | xl | base | paper dirty | paper dirty+tainted | aware |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: |\n\
+             | 1 | 32768 | 32768 | 33000 | 900 | 32768 |\n\
+             | 2 | 6400 | 6401 | 6399 | 25 | 60 |\n"
+        ),
+        "{md}"
+    );
+    // Rounds a report does not have are empty cells.
+    assert!(md.contains("| 5 | 6405 | 6402 | 6400 | 22 | |\n"), "{md}");
+    assert!(md.contains("| 6 | 6500 | 6480 | 6470 | 31 | |\n"), "{md}");
+    // The summary: rounds, totals, bytes, downtime, time, frozen, free.
+    let total = |p: &[u64]| p.iter().sum::<u64>();
+    assert!(md.contains(&format!(
+        "| xl | xl-migrate | stock | 6 | {} | - | 20000 | - | 1234 | - | - |",
+        total(&STOCK)
+    )));
+    assert!(md.contains(&format!(
+        "| aware | depmig | dependency-aware | 4 | {} | - | 1500 | - | 1234 | 1 | 120 |",
+        total(&AWARE)
+    )));
+    assert!(md.contains(&format!(
+        "| paper | depmig | paper-analysis | 6 | {} | - | 31000 | - | 1234 | 0 | 0 |",
+        total(&PAPER)
+    )));
+    // The plot has one line per column, labels escaped.
+    let c = cmp(
+        &[("a <&> \"b\"", stock()), ("p", paper()), ("d", aware())],
+        None,
+    );
+    let doc = plot(&c);
+    let els = check_xml(&doc).unwrap();
+    assert_eq!(els.iter().filter(|(n, _)| n == "polyline").count(), 4);
+    assert!(doc.contains("a &lt;&amp;&gt; &quot;b&quot; (6 rounds"));
+    assert!(doc.contains(">p dirty+tainted (6 rounds, 1031 pages)<"));
+    assert!(!doc.contains("<&>"));
+}
+
+/// `paper()` with a census of the rounds listed: a fifth of each
+/// round's dirty tainted pages mapped by processes, the rest the
+/// kernel's.
+fn paper_with_census(rounds: &[u64]) -> String {
+    let tainted = [900u64, 25, 13, 40, 22, 31];
+    let pick = |f: &dyn Fn(u64) -> u64| -> String {
+        list(
+            &rounds
+                .iter()
+                .map(|&r| f(tainted[r as usize - 1]))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let census = format!(
+        ",\"census\":{{\"round\":{},\"asked\":{},\"user\":{},\"page_tables\":{},\"kernel\":{},\"unreadable\":{}}}}}}}",
+        list(rounds),
+        pick(&|t| t),
+        pick(&|t| t / 5),
+        pick(&|_| 0),
+        pick(&|t| t - t / 5),
+        pick(&|_| 0)
+    );
+    let p = paper();
+    let (head, _) = p.rsplit_once("}}").expect("depmig object last");
+    format!("{head}{census}")
+}
+
+#[test]
+fn the_census_adds_a_column_of_tainted_processes_pages() {
+    let set = |p: String| vec![("xl", stock()), ("paper", p), ("aware", aware())];
+    let c = cmp(&set(paper_with_census(&[1, 2, 3, 4, 5, 6])), None);
+    let heads: Vec<&str> = c.columns.iter().map(|c| c.heading.as_str()).collect();
+    assert_eq!(
+        heads,
+        [
+            "xl",
+            "paper dirty",
+            "paper dirty+tainted",
+            "paper of tainted processes",
+            "aware"
+        ]
+    );
+    let col = &c.columns[3];
+    assert_eq!(col.measure, Measure::TaintedProcesses);
+    assert_eq!(col.per_round, vec![180, 5, 2, 8, 4, 6]);
+    let md = markdown(&c);
+    assert!(md.contains("| 2 | 6400 | 6399 | 25 | 5 | 60 |\n"), "{md}");
+    assert!(
+        md.contains("the pages mapped by tainted processes alone"),
+        "{md}"
+    );
+    let j = to_json(&c).to_string();
+    assert!(j.contains("\"measure\":\"tainted_processes\""), "{j}");
+    let doc = plot(&c);
+    assert!(
+        doc.contains(">paper of tainted processes (6 rounds, 205 pages)<"),
+        "{doc}"
+    );
+    // A census missing in some rounds gives no column, and a note says so.
+    let c = cmp(&set(paper_with_census(&[1, 3])), None);
+    assert_eq!(c.columns.len(), 4);
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.contains("taken in rounds 1, 3 of 6 only")),
+        "{:?}",
+        c.notes
+    );
+    // Without one, the pair as before and no note.
+    let c = cmp(&set(paper()), None);
+    assert_eq!(c.columns.len(), 4);
+    assert!(
+        c.notes.iter().all(|n| !n.contains("census")),
+        "{:?}",
+        c.notes
+    );
+}
+
+#[test]
+fn a_migration_that_did_not_commit_is_refused() {
+    let failed = base().replacen(
+        "\"policy\":\"xen-4.x\",",
+        "\"policy\":\"xen-4.x\",\"result\":\"failed\",",
+        1,
+    );
+    assert_ne!(failed, base());
+    match load("f", "f.json", &failed) {
+        Err(CompareError::Report { file, error }) => {
+            assert_eq!(file, "f.json");
+            assert!(error.to_string().contains("did not commit"), "{error}");
+        }
+        other => panic!(
+            "a rolled-back report was compared: {:?}",
+            other.map(|m| m.label)
+        ),
+    }
+    let committed = base().replacen(
+        "\"policy\":\"xen-4.x\",",
+        "\"policy\":\"xen-4.x\",\"result\":\"committed\",",
+        1,
+    );
+    assert!(load("c", "c.json", &committed).is_ok());
+}
+
+#[test]
+fn roles_come_from_the_reports_not_the_labels() {
+    // Labels that lie: the stock report called "aware" and so on.
+    let c = cmp(
+        &[
+            ("aware", stock()),
+            ("stock", aware()),
+            ("paper", base()),
+            ("base", paper()),
+        ],
+        None,
+    );
+    let t = target(&c, "da_downtime_le_0_1_stock");
+    assert_eq!(
+        (t.subject.as_deref(), t.reference.as_deref()),
+        (Some("stock"), Some("aware"))
+    );
+    let t = target(&c, "pa_total_pages_within_5pct_of_baseline");
+    assert_eq!(
+        (t.subject.as_deref(), t.reference.as_deref()),
+        (Some("base"), Some("paper"))
+    );
+    // A depmig report without a depmig object takes the CLI's mode.
+    let cli_only = sample("depmig", &[10, 1]).replacen(
+        "\"downtime_method\"",
+        "\"cli\":{\"mode\":\"dependency-aware\"},\"downtime_method\"",
+        1,
+    );
+    let c = cmp(&[("x", cli_only)], None);
+    assert_eq!(c.migrations[0].role, Role::DependencyAware);
+    // Neither: shown, noted, used by no target.
+    let odd = rep("depmig", &[10, 1], "5", Some("{\"mode\":\"turbo\"}"));
+    let other = rep("sim", &[10, 1], "5", Some("{}"));
+    let c = cmp(&[("odd", odd), ("other", other)], None);
+    assert!(c.migrations.iter().all(|m| m.role == Role::Unclassified));
+    assert_eq!(c.columns.len(), 2);
+    assert!(c
+        .notes
+        .iter()
+        .any(|n| n.contains("`odd`") && n.contains("turbo")));
+    assert!(c
+        .notes
+        .iter()
+        .any(|n| n.contains("`other`") && n.contains("`sim`")));
+    assert!(c.targets.iter().all(|t| t.met.is_none()));
+}
+
+#[test]
+fn the_guests_own_downtime_is_a_second_downtime_target() {
+    // Stock: `xl list`'s view; depmig: the command's suspend -> unpause.
+    let xl = stock().replacen(
+        "\"downtime_method\"",
+        "\"downtime_xl_list_ms\":21000,\"downtime_method\"",
+        1,
+    );
+    let with_cli = |ms: &str| {
+        let a = aware();
+        let end = a.rfind('}').unwrap();
+        format!(
+            "{},\"cli\":{{\"outcome\":\"migrated\",\"guest_downtime_ms\":{ms}}}}}",
+            &a[..end]
+        )
+    };
+    let c = cmp(&[("xl", xl.clone()), ("aware", with_cli("6300"))], None);
+    // The report's own downtime (1500 ms) meets the tenth; the guest's
+    // (6300 ms against 21000) does not.
+    assert_eq!(target(&c, "da_downtime_le_0_1_stock").met, Some(true));
+    let t = target(&c, "da_guest_downtime_le_0_1_stock");
+    assert_eq!(t.met, Some(false), "{t:?}");
+    assert!(
+        t.detail
+            .contains("guest stopped until running 6300 ms, limit 2100.0 ms"),
+        "{}",
+        t.detail
+    );
+    let md = markdown(&c);
+    assert!(md.contains("| 1500 | 6300 |"), "{md}");
+    assert!(md.contains("| 20000 | 21000 |"), "{md}");
+    let c = cmp(&[("xl", xl), ("aware", with_cli("2100"))], None);
+    assert_eq!(target(&c, "da_guest_downtime_le_0_1_stock").met, Some(true));
+    // Without the figures: not evaluated, and said why.
+    let c = cmp(&[("xl", stock()), ("aware", with_cli("2100"))], None);
+    let t = target(&c, "da_guest_downtime_le_0_1_stock");
+    assert!(
+        t.met.is_none() && t.detail.contains("`xl` reports no guest stopped"),
+        "{t:?}"
+    );
+}
+
+#[test]
+fn targets_met() {
+    let c = cmp(&full_set(), None);
+    let keys: Vec<&str> = c.targets.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "da_later_rounds_le_100",
+            "da_total_pages_le_1_05_guest",
+            "da_downtime_le_0_1_stock",
+            "da_guest_downtime_le_0_1_stock",
+            "pa_total_pages_within_5pct_of_baseline",
+            "da_total_pages_within_5pct_of_baseline",
+        ]
+    );
+    assert_eq!(c.guest_pages, Some((GUEST, "round 1 of stock `xl`".into())));
+    let t = target(&c, "da_later_rounds_le_100");
+    assert_eq!((t.met, &t.value), (Some(true), &Value::uint(60)));
+    assert!(t.detail.contains("60 pages (round 2)"), "{}", t.detail);
+    let t = target(&c, "da_total_pages_le_1_05_guest");
+    assert_eq!(t.met, Some(true));
+    assert_eq!(t.value, Value::uint(GUEST + 113));
+    // 1.05 x 32768 = 34406.4, written exactly.
+    assert_eq!(t.limit, Value::Num("34406.4".into()));
+    let c2 = cmp(&[("d", aware())], Some(100));
+    assert_eq!(
+        target(&c2, "da_total_pages_le_1_05_guest").limit,
+        Value::Num("105".into())
+    );
+    let t = target(&c, "da_downtime_le_0_1_stock");
+    assert_eq!(t.met, Some(true));
+    assert_eq!(
+        (t.value.as_f64(), t.limit.as_f64()),
+        (Some(1500.0), Some(2000.0))
+    );
+    let t = target(&c, "pa_total_pages_within_5pct_of_baseline");
+    assert_eq!(t.met, Some(true));
+    assert!(t.value.as_f64().is_some_and(|v| v < 0.001));
+    // Dependency-aware sends far fewer pages than the baseline: a figure,
+    // not an error.
+    let t = target(&c, "da_total_pages_within_5pct_of_baseline");
+    assert_eq!(t.met, Some(false));
+    assert!(t.value.as_f64().is_some_and(|v| v > 0.4));
+    let md = markdown(&c);
+    assert!(
+        md.contains("- `da_later_rounds_le_100` (set for the mmuncher guest) [aware]: **met**: largest round after the first: 60 pages (round 2), limit 100"),
+        "{md}"
+    );
+    assert!(md.contains("- `da_downtime_le_0_1_stock` (set for the mmuncher guest) [aware vs xl]: **met**: downtime 1500 ms, limit 2000.0 ms"), "{md}");
+    assert!(
+        md.contains("`da_total_pages_within_5pct_of_baseline` (set for the http-download guest) [aware vs base]: **NOT met**"),
+        "{md}"
+    );
+}
+
+#[test]
+fn targets_not_met_and_their_edges() {
+    // Each limit overstepped by one, alone: 101 pages in a later round;
+    // one page more than 1.05 x guest in all; downtime a tenth of
+    // stock's plus 1 ms.
+    let verdicts = |pages: &[u64], downtime: &str| -> Vec<Option<bool>> {
+        let c = cmp(&[("xl", stock()), ("d", aware_with(pages, downtime))], None);
+        [
+            "da_later_rounds_le_100",
+            "da_total_pages_le_1_05_guest",
+            "da_downtime_le_0_1_stock",
+        ]
+        .iter()
+        .map(|k| target(&c, k).met)
+        .collect()
+    };
+    let t = Some(true);
+    let f = Some(false);
+    let limit_total = GUEST * 105 / 100; // 34406, under 1.05 x 32768 = 34406.4
+    assert_eq!(verdicts(&[GUEST, 101, 5], "1"), [f, t, t]);
+    assert_eq!(verdicts(&[limit_total + 1 - 10, 10], "1"), [t, f, t]);
+    assert_eq!(verdicts(&[GUEST, 10], "2001"), [t, t, f]);
+    // Exactly at each limit: met.
+    assert_eq!(verdicts(&[limit_total - 100, 100], "2000"), [t, t, t]);
+    let c = cmp(
+        &[("xl", stock()), ("d", aware_with(&[GUEST, 101, 5], "2001"))],
+        None,
+    );
+    let md = markdown(&c);
+    assert!(md.contains("`da_later_rounds_le_100` (set for the mmuncher guest) [d]: **NOT met**: largest round after the first: 101 pages (round 2), limit 100"), "{md}");
+    assert!(md.contains("`da_downtime_le_0_1_stock` (set for the mmuncher guest) [d vs xl]: **NOT met**: downtime 2001 ms, limit 2000.0 ms"), "{md}");
+    // --guest-pages wins over the stock report's round 1.
+    let c = cmp(&[("xl", stock()), ("d", aware())], Some(GUEST / 2));
+    assert_eq!(c.guest_pages, Some((GUEST / 2, "--guest-pages".into())));
+    assert_eq!(target(&c, "da_total_pages_le_1_05_guest").met, Some(false));
+    // 5% of the baseline: just inside and just outside.
+    let b: u64 = BASE.iter().sum();
+    let near = |extra: u64| {
+        let mut p = PAPER.to_vec();
+        let sum: u64 = p.iter().sum();
+        p[1] = p[1] + b + extra - sum;
+        rep(
+            "depmig",
+            &p,
+            "1",
+            Some(&depmig_obj("paper-analysis", &p, &p, &[0; 6], 0)),
+        )
+    };
+    let inside = cmp(&[("b", base()), ("p", near(b / 20))], None);
+    assert_eq!(
+        target(&inside, "pa_total_pages_within_5pct_of_baseline").met,
+        Some(true)
+    );
+    let outside = cmp(&[("b", base()), ("p", near(b / 20 + 1))], None);
+    assert_eq!(
+        target(&outside, "pa_total_pages_within_5pct_of_baseline").met,
+        Some(false)
+    );
+}
+
+#[test]
+fn targets_without_their_references_say_so() {
+    // No stock report: no downtime reference, no guest size.
+    let c = cmp(&[("d", aware())], None);
+    let t = target(&c, "da_downtime_le_0_1_stock");
+    assert_eq!(t.met, None);
+    assert!(t.detail.contains("no stock"), "{}", t.detail);
+    let t = target(&c, "da_total_pages_le_1_05_guest");
+    assert_eq!(t.met, None);
+    assert!(t.detail.contains("--guest-pages"), "{}", t.detail);
+    assert_eq!(target(&c, "da_later_rounds_le_100").met, Some(true));
+    let t = target(&c, "da_total_pages_within_5pct_of_baseline");
+    assert!(t.met.is_none() && t.detail.contains("no depmig baseline"));
+    let t = target(&c, "pa_total_pages_within_5pct_of_baseline");
+    assert!(t.met.is_none() && t.detail.contains("no paper-analysis"));
+    // With --guest-pages the size target is evaluated after all.
+    let c = cmp(&[("d", aware())], Some(GUEST));
+    assert_eq!(target(&c, "da_total_pages_le_1_05_guest").met, Some(true));
+    // Downtime missing on either side.
+    let no_dt = rep("xl-migrate", &STOCK, "null", None);
+    let c = cmp(&[("xl", no_dt), ("d", aware())], None);
+    let t = target(&c, "da_downtime_le_0_1_stock");
+    assert!(t.met.is_none() && t.detail.contains("`xl` reports no downtime"));
+    // No dependency-aware report: its targets are there, not evaluated.
+    let c = cmp(&[("xl", stock())], None);
+    assert_eq!(c.targets.len(), 6);
+    assert!(c.targets.iter().all(|t| t.met.is_none()));
+    assert!(markdown(&c).contains("**not evaluated**: no dependency-aware depmig report"));
+    // A single round: nothing after the first to exceed the limit.
+    let c = cmp(&[("d", aware_with(&[GUEST], "1"))], None);
+    let t = target(&c, "da_later_rounds_le_100");
+    assert_eq!((t.met, &t.value), (Some(true), &Value::Null));
+}
+
+#[test]
+fn several_reports_of_a_kind() {
+    let c = cmp(
+        &[
+            ("xl1", stock()),
+            ("xl2", rep("xl-migrate", &STOCK, "10", None)),
+            ("d1", aware()),
+            ("d2", aware_with(&[GUEST, 500], "100")),
+        ],
+        None,
+    );
+    assert_eq!(target(&c, "da_later_rounds_le_100").met, Some(true));
+    let t = target(&c, "da_later_rounds_le_100#2");
+    assert_eq!((t.met, t.subject.as_deref()), (Some(false), Some("d2")));
+    // The first stock report is the reference, and a note says so.
+    let t = target(&c, "da_downtime_le_0_1_stock#2");
+    assert_eq!((t.met, t.reference.as_deref()), (Some(true), Some("xl1")));
+    assert!(c
+        .notes
+        .iter()
+        .any(|n| n.contains("2 stock") && n.contains("`xl1`")));
+    let keys: Vec<&str> = c.targets.iter().map(|t| t.key.as_str()).collect();
+    assert!(keys.contains(&"da_total_pages_within_5pct_of_baseline#2"));
+}
+
+#[test]
+fn json_output_is_written_exactly() {
+    let mut set = full_set();
+    set.push(("paper census", paper_with_census(&[1, 3])));
+    let c = cmp(&set, None);
+    assert_eq!(
+        to_json(&c).to_string(),
+        include_str!("../../tests/data/comparison.json").trim_end()
+    );
+}
+
+#[test]
+fn json_output_round_trips_with_stable_keys() {
+    let c = cmp(&full_set(), None);
+    let text = to_json(&c).to_string();
+    let v = json::parse(&text).unwrap();
+    assert_eq!(v.get("schema").and_then(Value::as_str), Some(SCHEMA));
+    assert_eq!(v.get("guest_pages").and_then(Value::as_u64), Some(GUEST));
+    let t = v.get("targets").unwrap();
+    assert_eq!(
+        t.get("da_later_rounds_le_100").and_then(|t| t.get("met")),
+        Some(&Value::Bool(true))
+    );
+    assert_eq!(
+        t.get("da_total_pages_within_5pct_of_baseline")
+            .and_then(|t| t.get("met")),
+        Some(&Value::Bool(false))
+    );
+    let dt = t.get("da_downtime_le_0_1_stock").unwrap();
+    assert_eq!(dt.get("value").and_then(Value::as_u64), Some(1500));
+    assert_eq!(dt.get("limit").and_then(Value::as_f64), Some(2000.0));
+    assert_eq!(dt.get("reference").and_then(Value::as_str), Some("xl"));
+    // "met" comes first, so a shell can find a verdict with one grep.
+    assert!(text.contains("\"da_later_rounds_le_100\":{\"met\":true,"));
+    let reports = v.get("reports").and_then(Value::as_array).unwrap();
+    let roles: Vec<&str> = reports
+        .iter()
+        .filter_map(|r| r.get("role").and_then(Value::as_str))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "stock",
+            "depmig-baseline",
+            "depmig-paper-analysis",
+            "depmig-dependency-aware"
+        ]
+    );
+    let aware = &reports[3];
+    assert_eq!(aware.get("frozen_groups").and_then(Value::as_u64), Some(1));
+    assert_eq!(
+        aware.get("skipped_free_pages").and_then(Value::as_u64),
+        Some(120)
+    );
+    let cols = v.get("columns").and_then(Value::as_array).unwrap();
+    assert_eq!(cols.len(), 5);
+    assert_eq!(
+        cols[3].get("measure").and_then(Value::as_str),
+        Some("dirty_tainted")
+    );
+    assert_eq!(cols[3].get("report").and_then(Value::as_str), Some("paper"));
+}
+
+#[test]
+fn run_writes_every_output() {
+    let mut mem = Mem::default();
+    mem.files.insert("s.json".into(), stock().into_bytes());
+    mem.files.insert("a.json".into(), aware().into_bytes());
+    let o = CompareOptions {
+        title: Some("mmuncher, 128 MiB".into()),
+        svg: Some("o.svg".into()),
+        markdown: Some("o.md".into()),
+        json: Some("o.json".into()),
+        ..opts(&[("stock", "s.json"), ("aware", "a.json")])
+    };
+    let mut out = Vec::new();
+    run(&o, &mut mem, &mut out).unwrap();
+    assert!(out.starts_with(b"# mmuncher, 128 MiB\n"));
+    assert_eq!(mem.written.get(Path::new("o.md")), Some(&out));
+    let j = String::from_utf8(mem.written[Path::new("o.json")].clone()).unwrap();
+    assert!(json::parse(&j).is_ok());
+    let svg = String::from_utf8(mem.written[Path::new("o.svg")].clone()).unwrap();
+    assert_eq!(
+        check_xml(&svg)
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == "polyline")
+            .count(),
+        2
+    );
+    // A write that fails is an error naming the file.
+    mem.refuse_writes = true;
+    match run(&o, &mut mem, &mut Vec::new()) {
+        Err(e @ CompareError::Write { .. }) => assert!(e.to_string().contains("o.md")),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Runs a comparison of a good stock report and `text`; the error text.
+fn reject(text: Vec<u8>) -> String {
+    let mut mem = Mem::default();
+    mem.files.insert("s.json".into(), stock().into_bytes());
+    mem.files.insert("bad.json".into(), text);
+    let o = opts(&[("s", "s.json"), ("bad", "bad.json")]);
+    match run(&o, &mut mem, &mut Vec::new()) {
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.starts_with("bad.json: "), "{msg}");
+            msg
+        }
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+#[test]
+fn malformed_reports_are_errors_naming_file_and_field() {
+    let no_file = {
+        let mut mem = Mem::default();
+        match build(&opts(&[("x", "missing.json")]), &mut mem) {
+            Err(e @ CompareError::Read { .. }) => e.to_string(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(no_file.contains("missing.json") && no_file.contains("os error 2"));
+    assert!(reject(b"{".to_vec()).contains("not JSON"));
+    assert!(reject(vec![0xff, 0xfe]).contains("not UTF-8"));
+    assert!(reject(vec![b' '; json::MAX_INPUT + 1]).contains("larger than"));
+    let good = aware();
+    let edit = |from: &str, to: &str| {
+        assert!(good.contains(from), "{from}");
+        reject(good.replacen(from, to, 1).into_bytes())
+    };
+    let m = edit("\"per_round_pages\":[", "\"per_round_pagez\":[");
+    assert!(m.contains("\"per_round_pages\""), "{m}");
+    let m = edit("\"per_round_dirty\":[32768,", "\"per_round_dirty\":[");
+    assert!(
+        m.contains("depmig.per_round_dirty") && m.contains("3 entries for 4"),
+        "{m}"
+    );
+    let m = edit(
+        "\"per_round_skipped_free\":[",
+        "\"per_round_skipped_free\":[\"x\",",
+    );
+    assert!(m.contains("depmig.per_round_skipped_free"), "{m}");
+    let m = edit("\"frozen_groups\":1", "\"frozen_groups\":true");
+    assert!(m.contains("depmig.frozen_groups"), "{m}");
+    let m = edit("\"downtime_ms\":1500", "\"downtime_ms\":1e400");
+    assert!(m.contains("\"downtime_ms\"") && m.contains("finite"), "{m}");
+    let m = edit("\"total_time_ms\":1234", "\"total_time_ms\":{}");
+    assert!(m.contains("\"total_time_ms\""), "{m}");
+    let m = edit("\"rounds\":4", "\"rounds\":5");
+    assert!(m.contains("per_round_pages"), "{m}");
+    // A paper-analysis report must carry both per-round measures.
+    let p = paper();
+    let m = reject(
+        p.replacen("\"per_round_dirty_tainted\"", "\"per_round_x\"", 1)
+            .into_bytes(),
+    );
+    assert!(m.contains("depmig.per_round_dirty_tainted"), "{m}");
+    // Huge arrays are refused by size or by their round count, not read.
+    let huge = format!(
+        "{{\"schema\":\"{}\",\"migrator\":\"xl-migrate\",\"page_size\":4096,\"rounds\":1,\
+         \"final_round\":1,\"per_round_pages\":[{}],\"per_round\":[],\"total_pages\":0}}",
+        report::SCHEMA,
+        vec!["0"; 500_000].join(",")
+    );
+    let m = reject(huge.into_bytes());
+    assert!(m.contains("per_round_pages"), "{m}");
+}
+
+#[test]
+fn never_panics_on_damaged_reports() {
+    // Every truncation and a byte flipped at every position of a valid
+    // report: an error or a comparison, never a panic.
+    let text = aware();
+    let bytes = text.as_bytes();
+    for end in 0..bytes.len() {
+        let mut mem = Mem::default();
+        mem.files.insert("a".into(), bytes[..end].to_vec());
+        assert!(build(&opts(&[("a", "a")]), &mut mem).is_err());
+    }
+    for i in 0..bytes.len() {
+        for b in [b'0', b'9', b'-', b'"', b'{', b']', b'n', b' '] {
+            let mut v = bytes.to_vec();
+            v[i] = b;
+            let mut mem = Mem::default();
+            mem.files.insert("a".into(), v);
+            mem.files.insert("s".into(), stock().into_bytes());
+            if let Ok(c) = build(&opts(&[("s", "s"), ("a", "a")]), &mut mem) {
+                let _ = markdown(&c);
+                let _ = to_json(&c);
+                check_xml(&plot(&c)).unwrap();
+            }
+        }
+    }
+}
