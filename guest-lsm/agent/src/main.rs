@@ -7,12 +7,15 @@ use aya::programs::lsm::LsmLinkId;
 use aya::programs::tp_btf::BtfTracePointLinkId;
 use aya::programs::{BtfTracePoint, Lsm, Program};
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader, Endianness};
+use depmig_guest_abi::table::{
+    hdr, F_TAINTED, NR_PAGES, PAGE_SIZE, PROFILE_PAGE, STATE_TRACKING, TABLE_BYTES,
+};
 use depmig_lsm_agent::btf::Btf;
 use depmig_lsm_agent::freezer::{pids, Freezer};
 use depmig_lsm_agent::home::{FileHome, Home, HomeCheck, HomeError, Publication, Session, XS_DIR};
 use depmig_lsm_agent::profile::{self, Values};
 use depmig_lsm_agent::sys::{frames_of, Mapping};
-use depmig_lsm_agent::table::{fnv1a, hdr, Table, F_TAINTED, NR_PAGES, PAGE_SIZE, TABLE_BYTES};
+use depmig_lsm_agent::table::{fnv1a, Table};
 use depmig_lsm_agent::xenstore::{Xenstore, XsError};
 use std::fs;
 use std::os::fd::AsFd;
@@ -79,7 +82,7 @@ enum AgentError {
 impl std::fmt::Display for AgentError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AgentError::Usage(s) => write!(f, "{s}\n{USAGE}"),
+            AgentError::Usage(s) => f.write_str(s.trim_end()),
             AgentError::BtfMissing(p, e) => write!(
                 f,
                 "kernel BTF missing at {} ({e}): the guest kernel needs CONFIG_DEBUG_INFO_BTF",
@@ -106,48 +109,40 @@ impl std::fmt::Display for AgentError {
     }
 }
 
-const USAGE: &str =
-    "usage: depmig-lsm-agent [--bpf OBJ] [--btf FILE] [--no-xenstore PUBLISH_FILE] \
-[--control FILE] [--status FILE] [--pin DIR] [--cgroup DIR]";
-
+/// The agent's command line. The defaults are where the guest image puts
+/// things; the rig's hooks pass `--bpf` and, without xenstore,
+/// `--no-xenstore`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "depmig-lsm-agent",
+    about = "Loads depmig's BPF LSM taint tracker, publishes the taint table and the kernel profile, freezes quiet untainted groups on request"
+)]
 struct Args {
+    /// The compiled BPF object.
+    #[arg(
+        long,
+        value_name = "OBJ",
+        default_value = "/usr/lib/depmig/depmig_lsm.bpf.o"
+    )]
     bpf: PathBuf,
+    /// The kernel's BTF.
+    #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
     btf: PathBuf,
+    /// Publish to this file instead of the guest's xenstore home.
+    #[arg(long = "no-xenstore", value_name = "PUBLISH_FILE")]
     no_xenstore: Option<PathBuf>,
+    /// Requests from the host side without xenstore.
+    #[arg(long, value_name = "FILE", default_value = "/run/depmig/control")]
     control: PathBuf,
+    /// Answers to those requests.
+    #[arg(long, value_name = "FILE", default_value = "/run/depmig/status")]
     status: PathBuf,
+    /// Where the BPF maps and programs are pinned.
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/depmig")]
     pin: PathBuf,
+    /// The cgroup v2 hierarchy the freezer uses.
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
     cgroup: PathBuf,
-}
-
-fn parse_args() -> Result<Args, AgentError> {
-    let mut a = Args {
-        bpf: "/usr/lib/depmig/depmig_lsm.bpf.o".into(),
-        btf: "/sys/kernel/btf/vmlinux".into(),
-        no_xenstore: None,
-        control: "/run/depmig/control".into(),
-        status: "/run/depmig/status".into(),
-        pin: "/sys/fs/bpf/depmig".into(),
-        cgroup: "/sys/fs/cgroup".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || {
-            it.next()
-                .ok_or_else(|| AgentError::Usage(format!("{k} needs a value")))
-        };
-        match k.as_str() {
-            "--bpf" => a.bpf = v()?.into(),
-            "--btf" => a.btf = v()?.into(),
-            "--no-xenstore" => a.no_xenstore = Some(v()?.into()),
-            "--control" => a.control = v()?.into(),
-            "--status" => a.status = v()?.into(),
-            "--pin" => a.pin = v()?.into(),
-            "--cgroup" => a.cgroup = v()?.into(),
-            _ => return Err(AgentError::Usage(format!("unknown argument {k}"))),
-        }
-    }
-    Ok(a)
 }
 
 fn mount(src: &std::ffi::CStr, target: &str, fstype: &std::ffi::CStr) {
@@ -482,9 +477,10 @@ fn run(args: Args) -> Result<(), AgentError> {
     }
     let release = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_err(|e| AgentError::Io("read osrelease".into(), e))?;
-    let page = profile::build(&btf, &syms, &vals, release.trim())
+    let prof = profile::build(&btf, &syms, &vals, release.trim())
         .map_err(|e| AgentError::Profile(e.to_string()))?;
-    let pbase = PAGE_SIZE; // page 1
+    let page = prof.encode();
+    let pbase = PROFILE_PAGE as usize * PAGE_SIZE;
     for (i, c) in page.chunks_exact(8).enumerate() {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
@@ -493,7 +489,7 @@ fn run(args: Args) -> Result<(), AgentError> {
     }
 
     // 6. Start tracking, then taint what already talks to the outside.
-    t.set_u32(hdr::STATE, 1)
+    t.set_u32(hdr::STATE, STATE_TRACKING)
         .map_err(|e| AgentError::Bpf(e.to_string()))?;
     let pre = scan_existing(&t, me);
 
@@ -516,7 +512,7 @@ fn run(args: Args) -> Result<(), AgentError> {
         "depmig-lsm: tracking; table-gfn={f0:#x} pages={} pre-tainted={pre}",
         NR_PAGES
     );
-    println!("depmig-lsm: profile {}", profile::render(&page));
+    println!("depmig-lsm: profile {}", profile::render(&prof));
     println!("depmig-lsm: frames {}", frame_list.join(","));
 
     // 8. Serve requests.
@@ -620,7 +616,15 @@ fn handle(
             Err(e) => format!("error {e}"),
         },
         ("freeze", Ok(fz)) => match fz.freeze_quiet(t) {
-            Ok((g, p)) => format!("frozen {g} {p}"),
+            Ok((g, p)) => {
+                // Which processes stopped: the rig ties a freeze to the
+                // writer it expects frozen.
+                for (group, pids) in fz.frozen_members() {
+                    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+                    println!("depmig-lsm: frozen group {group}: pids {}", pids.join(","));
+                }
+                format!("frozen {g} {p}")
+            }
             Err(e) => format!("error {e}"),
         },
         ("thaw", Ok(fz)) => match fz.thaw_all(t) {
@@ -631,22 +635,31 @@ fn handle(
         ("dump-window", _) => {
             // Lets a reader outside check the published frames: digests of
             // every page, a quiet window, the digests again.
+            // MemFree is read on both sides of the window: the dump falls
+            // between the two readings, not at either.
             let f: Vec<String> = frames.iter().map(|f| format!("{f:x}")).collect();
-            let memfree = fs::read_to_string("/proc/meminfo")
-                .ok()
-                .and_then(|m| {
-                    m.lines()
-                        .find_map(|l| l.strip_prefix("MemFree:"))
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                })
-                .unwrap_or(0);
+            let memfree = || {
+                fs::read_to_string("/proc/meminfo")
+                    .ok()
+                    .and_then(|m| {
+                        m.lines().find_map(|l| l.strip_prefix("MemFree:")).and_then(|v| {
+                            v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+                        })
+                    })
+                    .unwrap_or(0)
+            };
             println!(
-                "DEPMIG-DUMP-BEGIN memfree_kb={memfree} frames={} digests={}",
+                "DEPMIG-DUMP-BEGIN memfree_kb={} frames={} digests={}",
+                memfree(),
                 f.join(","),
                 digests(t)
             );
             std::thread::sleep(Duration::from_secs(4));
-            println!("DEPMIG-DUMP-END digests={}", digests(t));
+            println!(
+                "DEPMIG-DUMP-END memfree_kb={} digests={}",
+                memfree(),
+                digests(t)
+            );
             "dumped".into()
         }
         _ => "error unknown request".into(),
@@ -654,12 +667,67 @@ fn handle(
 }
 
 fn main() -> ExitCode {
-    let r = parse_args().and_then(run);
+    let args = match <Args as clap::Parser>::try_parse() {
+        Ok(a) => a,
+        // --help prints and succeeds; anything else is a usage error.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's text begins with its own "error: ".
+            let text = e.to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprintln!(
+                "depmig-lsm-agent: error: {}",
+                AgentError::Usage(text.into())
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = run(args);
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("depmig-lsm-agent: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use clap::Parser;
+    use std::path::Path;
+
+    #[test]
+    fn the_rigs_invocations_parse() {
+        // The rig's hooks and the guest-lsm tests' init.
+        let a = Args::try_parse_from(["a", "--bpf", "/usr/lib/depmig/depmig_lsm.bpf.o"]).unwrap();
+        assert_eq!(a.bpf, Path::new("/usr/lib/depmig/depmig_lsm.bpf.o"));
+        assert_eq!(a.no_xenstore, None);
+        assert_eq!(a.cgroup, Path::new("/sys/fs/cgroup"));
+        // The walker's real-guest run publishes to a file.
+        let a = Args::try_parse_from([
+            "a",
+            "--bpf",
+            "/depmig/depmig_lsm.bpf.o",
+            "--no-xenstore",
+            "/run/depmig/publish",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.no_xenstore.as_deref(),
+            Some(Path::new("/run/depmig/publish"))
+        );
+        assert_eq!(a.control, Path::new("/run/depmig/control"));
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(Args::try_parse_from(["a", "--bogus"]).is_err());
+        assert!(Args::try_parse_from(["a", "--bpf"]).is_err());
+        assert!(Args::try_parse_from(["a", "stray"]).is_err());
     }
 }
