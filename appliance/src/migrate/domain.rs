@@ -116,9 +116,16 @@ fn is_hole(e: &ForeignError) -> bool {
 /// hole below 4 GiB, and every frame is a candidate.
 const LOW_RAM_MAX: u64 = 0xE0000;
 
+/// libxl's ACPI tables of a PVH guest: `NUM_ACPI_PAGES` (16) frames from
+/// `ACPI_INFO_PHYSICAL_ADDRESS` (0xfc000000), in the MMIO hole, populated
+/// by the domain builder. The guest may write them (the FACS holds its
+/// waking vector and global lock), so they travel like any other page.
+const ACPI_FRAMES: core::ops::Range<u64> = 0xfc000..0xfc010;
+
 /// Marks in `out` the frames of `dom` that may be populated: its RAM (from
-/// frame 0 to a little past its page limit) and the special frames below
-/// its highest one, or every frame for a guest too big for that layout.
+/// frame 0 to a little past its page limit), libxl's ACPI tables
+/// ([`ACPI_FRAMES`]) and the special frames below its highest one, or
+/// every frame for a guest too big for that layout.
 /// Frames marked but not populated cost one refused mapping each and go to
 /// the destination as holes; probing them all beforehand would double the
 /// mapping work, which is what copying costs under emulation.
@@ -137,7 +144,8 @@ fn candidate_frames(
     }
     let low_end = limit.saturating_add(0x1000).min(nr);
     let high_start = nr.saturating_sub(0x100).max(low_end);
-    for pfn in (0..low_end).chain(high_start..nr) {
+    let acpi = ACPI_FRAMES.start.max(low_end)..ACPI_FRAMES.end.min(high_start);
+    for pfn in (0..low_end).chain(acpi).chain(high_start..nr) {
         if out.set(pfn) {
             n += 1;
         }

@@ -16,6 +16,7 @@
 //! xenstore writes, whose payload xenstored caps; six rounds take about
 //! 1.5 KB.
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -185,6 +186,12 @@ fn verify_figures(v: &VerifyStats) -> VerifyFigures {
         ring_rule: Some(RING_RULE.into()),
         mismatched_frames: v.complete.then_some(v.mismatched_frames),
         mismatched_frames_listed: v.complete.then(|| v.listed.clone()),
+        mismatched_frames_classes: v.complete.then(|| {
+            v.listed_classes
+                .iter()
+                .map(|(s, d)| format!("{}/{}", s.as_str(), d.as_str()))
+                .collect()
+        }),
         source_ms: Some(ms(v.digest_ns)),
         destination_ms: v.peer_digest_ns.map(ms),
         source_ms_per_gib: ms_per_gib(v.digest_ns, v.bytes_read),

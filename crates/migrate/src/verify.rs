@@ -92,6 +92,16 @@ pub enum Class {
 }
 
 impl Class {
+    /// Its name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Data => "data",
+            Class::Free => "free",
+            Class::Hole => "hole",
+            Class::Ring => "ring",
+        }
+    }
+
     fn from_u8(b: u8) -> Option<Class> {
         Some(match b {
             1 => Class::Data,
@@ -187,6 +197,8 @@ pub struct VerifyStats {
     pub mismatched_frames: u64,
     /// The first of them, ascending, at most [`MAX_LISTED_FRAMES`].
     pub listed: Vec<u64>,
+    /// Each listed frame's class at the source, then at the destination.
+    pub listed_classes: Vec<(Class, Class)>,
     /// Time this end spent reading and digesting pages, ns.
     pub digest_ns: u64,
     /// Bytes of pages this end read for it.
@@ -518,6 +530,7 @@ pub fn source<D: SourceDomain + ?Sized, T: Transport>(
                 stats.mismatched_ranges = v.mismatched_ranges;
                 stats.mismatched_frames = v.mismatched_frames;
                 stats.listed = v.listed;
+                stats.listed_classes = v.classes;
                 stats.peer_digest_ns = Some(v.digest_ns);
                 stats.peer_bytes_read = Some(v.bytes_read);
                 return Ok(None);
@@ -576,13 +589,15 @@ struct Verdict {
     mismatched_ranges: u64,
     mismatched_frames: u64,
     listed: Vec<u64>,
+    /// Each listed frame's class at the source and at the destination.
+    classes: Vec<(Class, Class)>,
     digest_ns: u64,
     bytes_read: u64,
 }
 
 impl Verdict {
     fn to_bytes(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(36 + self.listed.len() * 8);
+        let mut b = Vec::with_capacity(36 + self.listed.len() * 10);
         for v in [
             self.mismatched_ranges,
             self.mismatched_frames,
@@ -592,8 +607,10 @@ impl Verdict {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&(self.listed.len() as u32).to_le_bytes());
-        for p in &self.listed {
+        for (p, (src, dst)) in self.listed.iter().zip(&self.classes) {
             b.extend_from_slice(&p.to_le_bytes());
+            b.push(*src as u8);
+            b.push(*dst as u8);
         }
         b
     }
@@ -608,14 +625,19 @@ impl Verdict {
             return Err(VerifyError::Malformed);
         }
         let mut listed = Vec::with_capacity(n);
+        let mut classes = Vec::with_capacity(n);
         for _ in 0..n {
             listed.push(b.u64()?);
+            let src = Class::from_u8(b.u8()?).ok_or(VerifyError::Malformed)?;
+            let dst = Class::from_u8(b.u8()?).ok_or(VerifyError::Malformed)?;
+            classes.push((src, dst));
         }
         b.end()?;
         Ok(Verdict {
             mismatched_ranges,
             mismatched_frames,
             listed,
+            classes,
             digest_ns,
             bytes_read,
         })
@@ -797,6 +819,7 @@ pub fn destination<D: DestDomain + ?Sized, T: Transport>(
                     stats.mismatched_frames += 1;
                     if stats.listed.len() < MAX_LISTED_FRAMES {
                         stats.listed.push(pfn);
+                        stats.listed_classes.push((class, mine.class));
                     }
                 }
             }
@@ -811,6 +834,7 @@ pub fn destination<D: DestDomain + ?Sized, T: Transport>(
         mismatched_ranges: stats.mismatched_ranges,
         mismatched_frames: stats.mismatched_frames,
         listed: stats.listed.clone(),
+        classes: stats.listed_classes.clone(),
         digest_ns: stats.digest_ns,
         bytes_read: stats.bytes_read,
     };
@@ -965,6 +989,11 @@ mod tests {
             mismatched_ranges: 2,
             mismatched_frames: 3,
             listed: vec![7, 9, 4000],
+            classes: vec![
+                (Class::Data, Class::Hole),
+                (Class::Free, Class::Data),
+                (Class::Data, Class::Data),
+            ],
             digest_ns: 5,
             bytes_read: 6,
         };
@@ -974,6 +1003,11 @@ mod tests {
             (back.mismatched_frames, back.listed, back.bytes_read),
             (3, vec![7, 9, 4000], 6)
         );
+        assert_eq!(back.classes, v.classes);
+        // A class byte no end sends.
+        let mut bad_class = bytes.clone();
+        bad_class[36 + 8] = 0;
+        assert!(Verdict::parse(&mut Body(&bad_class)).is_err());
         // More frames listed than found, a truncated or a longer body.
         let mut more = bytes.clone();
         more[8] = 2;

@@ -1002,7 +1002,12 @@ fn a_corrupted_shell_page_is_caught_with_lz4_pages_too() {
     assert_eq!(f.stats.codec, Codec::Lz4);
     assert!(f.stats.page_tally.lz4 > 0);
     assert_guest_back(&r, true);
-    assert_eq!(f.stats.verify.as_ref().unwrap().listed, vec![2048]);
+    let v = f.stats.verify.as_ref().unwrap();
+    assert_eq!(v.listed, vec![2048]);
+    assert_eq!(
+        v.listed_classes,
+        vec![(verify::Class::Data, verify::Class::Data)]
+    );
 }
 
 #[test]
@@ -1044,7 +1049,13 @@ fn a_page_sent_as_free_that_is_not_free_at_the_end_is_a_mismatch() {
     );
     let f = r.src.as_ref().expect_err("source failed");
     assert_eq!(f.error, SourceError::Nak(NakCode::Verify));
-    assert_eq!(f.stats.verify.as_ref().unwrap().listed, vec![1050]);
+    let v = f.stats.verify.as_ref().unwrap();
+    assert_eq!(v.listed, vec![1050]);
+    // In use at the source now, zeros at the destination as sent.
+    assert_eq!(
+        v.listed_classes,
+        vec![(verify::Class::Data, verify::Class::Free)]
+    );
     assert_guest_back(&r, true);
 }
 

@@ -65,6 +65,17 @@ pub(super) fn opt_counts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u
     d.deserialize_any(Counts { nullable: true })
 }
 
+/// An array of at most [`MAX_LISTED_FRAMES`] strings, or null. serde
+/// reserves no more than a bounded capacity from the length hint, and the
+/// report's text is bounded by its reader.
+pub(super) fn opt_texts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let v: Option<Vec<String>> = leaf(d, FieldError::NotOptTexts)?;
+    match v {
+        Some(v) if v.len() > MAX_LISTED_FRAMES => Err(D::Error::custom(FieldError::NotOptTexts)),
+        v => Ok(v),
+    }
+}
+
 pub(super) fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<T>, D::Error> {

@@ -308,6 +308,14 @@ pub struct VerifyFigures {
     /// The first of them, at most [`MAX_LISTED_FRAMES`], ascending.
     #[serde(deserialize_with = "de::opt_counts")]
     pub mismatched_frames_listed: Option<Vec<u64>>,
+    /// Each listed frame's class at the source and at the destination,
+    /// "SOURCE/DESTINATION" (`data`, `free`, `hole` or `ring`), in the
+    /// order of `mismatched_frames_listed`.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_texts"
+    )]
+    pub mismatched_frames_classes: Option<Vec<String>>,
     /// The source's digesting of the suspended guest, ms.
     #[serde(deserialize_with = "de::opt_count")]
     pub source_ms: Option<u64>,
@@ -464,6 +472,8 @@ pub enum FieldError {
     NotCounts,
     /// is neither an array of non-negative integers nor null
     NotOptCounts,
+    /// Not an array of at most [`MAX_LISTED_FRAMES`] strings, nor null.
+    NotOptTexts,
     /// is not an object
     NotObject,
     /// is not an array of objects
@@ -484,6 +494,7 @@ impl FieldError {
             FieldError::NotFigure => "is neither a finite non-negative number nor null",
             FieldError::NotCounts => "is not an array of non-negative integers",
             FieldError::NotOptCounts => "is neither an array of non-negative integers nor null",
+            FieldError::NotOptTexts => "is neither an array of at most 64 strings nor null",
             FieldError::NotObject => "is not an object",
             FieldError::NotObjects => "is not an array of objects",
             FieldError::TooLong => "has more entries than a report may have rounds",
@@ -559,6 +570,7 @@ mod tests {
                 verify: Some(VerifyFigures {
                     result: Some("mismatch".into()),
                     mismatched_frames_listed: Some(vec![7, 4095]),
+                    mismatched_frames_classes: Some(vec!["data/hole".into(), "data/data".into()]),
                     destination_ms_per_gib: Some(900),
                     ..VerifyFigures::default()
                 }),
@@ -712,6 +724,11 @@ mod tests {
                 FieldError::NotObject,
             ),
             (r#""cli":{"#, r#""cli":"x","y":{"#, FieldError::NotObject),
+            (
+                r#""mismatched_frames_classes":["#,
+                r#""mismatched_frames_classes":[7,"#,
+                FieldError::NotOptTexts,
+            ),
         ];
         for (from, to, why) in cases {
             assert!(base.contains(from), "{from} not in {base}");

@@ -251,7 +251,15 @@ fn verify_line(v: &depmig_control::report::VerifyFigures) -> String {
     );
     if v.mismatched_ranges.unwrap_or(0) > 0 {
         let listed = v.mismatched_frames_listed.clone().unwrap_or_default();
-        let frames: Vec<String> = listed.iter().map(|p| format!("{p:#x}")).collect();
+        let classes = v.mismatched_frames_classes.clone().unwrap_or_default();
+        let frames: Vec<String> = listed
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match classes.get(i) {
+                Some(c) => format!("{p:#x} ({c})"),
+                None => format!("{p:#x}"),
+            })
+            .collect();
         line.push_str(&format!(
             "; {} ranges differ, {} frames found different: {}",
             n(v.mismatched_ranges),
