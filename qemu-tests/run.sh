@@ -75,11 +75,18 @@ policy=$("$here/flask/build.sh")
 [ -f "$xen" ] && [ -f "$policy" ] && [ -f "$vmlinuz" ] && [ -f "$dom0_initrd" ] || die "rig build incomplete"
 log "rig ready in $(( $(date +%s) - t_build )) s"
 
-qemu_pid=
-cleanup() {
-    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-        kill "$qemu_pid" 2>/dev/null; sleep 1; kill -9 "$qemu_pid" 2>/dev/null || true
+qemu_pid= qemu_b_pid=
+# stop_machine PID: asks QEMU to go, then makes sure it is gone.
+stop_machine() {
+    [ -n "$1" ] || return 0
+    if kill -0 "$1" 2>/dev/null; then
+        kill "$1" 2>/dev/null; sleep 1; kill -9 "$1" 2>/dev/null || true
     fi
+    return 0
+}
+cleanup() {
+    stop_machine "$qemu_pid"
+    stop_machine "$qemu_b_pid"
     if [ -n "${stage:-}" ]; then rm -rf "$stage"; fi
     # An EXIT trap's status becomes the script's: never fail here.
     return 0
@@ -110,8 +117,9 @@ for name in "${names[@]}"; do
     fi
     rm -rf "$out"; mkdir -p "$out/files"
 
-    # Per-scenario settings (host side): TIMEOUT, QEMU_MEM, DOM0_MEM, LINK_RATE.
-    TIMEOUT=900 QEMU_MEM=4096 DOM0_MEM=1024 LINK_RATE=20Mb/s
+    # Per-scenario settings (host side): TIMEOUT, QEMU_MEM, DOM0_MEM, LINK_RATE,
+    # and HOSTS=2 for a second machine (host b, its part in NAME.hostb).
+    TIMEOUT=900 QEMU_MEM=4096 DOM0_MEM=1024 LINK_RATE=20Mb/s HOSTS=1
     [ -f "$sdir/$name.conf" ] && . "$sdir/$name.conf"
     [ -n "$timeout_opt" ] && TIMEOUT=$timeout_opt
     rate=${rate_opt:-${DEPMIG_LINK_RATE:-$LINK_RATE}}
@@ -120,6 +128,7 @@ for name in "${names[@]}"; do
     stage=$(mktemp -d "${TMPDIR:-/tmp}/depmig-scenario.XXXXXX")
     mkdir -p "$stage/scenario"
     cp "$script" "$stage/scenario/run.sh"; chmod +x "$stage/scenario/run.sh"
+    if [ "$HOSTS" = 2 ] && [ -f "$sdir/$name.hostb" ]; then cp "$sdir/$name.hostb" "$stage/scenario/host-b.sh"; fi
     {
         printf 'DEPMIG_SCENARIO=%q\n' "$name"
         printf 'DEPMIG_LINK_RATE=%q\n' "$rate"
@@ -145,6 +154,13 @@ for name in "${names[@]}"; do
     (cd "$stage" && find scenario | LC_ALL=C sort | cpio -o -H newc --quiet) >> "$stage/initrd"
 
     serial="$out/serial.log"
+    # Host a's NIC: none for one host (not even QEMU's default one), or the
+    # link to host b, a stream socket that stays on this machine; both
+    # machines boot the same Xen, dom0 and scenario, b with rig.host=b.
+    link="$stage/link.sock"
+    nic_a=(-nic none)
+    [ "$HOSTS" = 2 ] && nic_a=(-netdev "stream,id=link,server=on,wait=off,addr.type=unix,addr.path=$link"
+                               -device virtio-net-pci,netdev=link,mac=52:54:00:77:00:0a)
     xen_cmdline="console=com1 com1=115200,8n1 console_timestamps=boot dom0_mem=${DOM0_MEM}M,max:${DOM0_MEM}M flask=enforcing loglvl=all guest_loglvl=all"
     # A boot in which dom0 never reaches its scenario runner is the emulator's
     # or the nested Xen's trouble, not the scenario's: its serial log is kept
@@ -153,12 +169,24 @@ for name in "${names[@]}"; do
     for boot in 1 2; do
         log "scenario $name: booting (timeout ${TIMEOUT} s, link $rate)"
         t0=$(date +%s.%N)
+        rm -f "$link"
         qemu-system-x86_64 -M q35 -cpu qemu64,+svm,+npt -smp 2 -m "$QEMU_MEM" \
-            -accel tcg,thread=multi -nographic -no-reboot -monitor none \
+            -accel tcg,thread=multi -nographic -no-reboot -monitor none "${nic_a[@]}" \
             -kernel "$xen" -append "$xen_cmdline" \
             -initrd "$vmlinuz console=hvc0 loglevel=4,$stage/initrd,$policy" \
             </dev/null >"$serial" 2>&1 &
         qemu_pid=$!
+        if [ "$HOSTS" = 2 ]; then
+            for _ in $(seq 50); do [ -S "$link" ] && break; sleep 0.1; done
+            qemu-system-x86_64 -M q35 -cpu qemu64,+svm,+npt -smp 2 -m "$QEMU_MEM" \
+                -accel tcg,thread=multi -nographic -no-reboot -monitor none \
+                -netdev "stream,id=link,server=off,reconnect=1,addr.type=unix,addr.path=$link" \
+                -device virtio-net-pci,netdev=link,mac=52:54:00:77:00:0b \
+                -kernel "$xen" -append "$xen_cmdline" \
+                -initrd "$vmlinuz console=hvc0 loglevel=4 rig.host=b,$stage/initrd,$policy" \
+                </dev/null >"$out/serial-b.log" 2>&1 &
+            qemu_b_pid=$!
+        fi
 
         status=timeout t_ready= t_end=
         while :; do
@@ -178,6 +206,8 @@ for name in "${names[@]}"; do
         for _ in 1 2 3 4 5; do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
         kill "$qemu_pid" 2>/dev/null && { sleep 1; kill -9 "$qemu_pid" 2>/dev/null || true; }
         qemu_pid=
+        # Host b never ends on its own: its part is done when a's is.
+        stop_machine "$qemu_b_pid"; qemu_b_pid=
         wait 2>/dev/null || true
         [ "$status" = noboot ] || break
         cp "$serial" "$out/serial.noboot-$boot.log"

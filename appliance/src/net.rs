@@ -514,6 +514,9 @@ pub fn run_nettest(xen: &'static Xen) -> End {
     };
     let mut cfg = LinkConfig::new(vif.mac, test.ip, test.prefix);
     cfg.connect_timeout = Duration::from_secs(120);
+    // A receiver on another host may start listening after the sender
+    // (their dom0s start them): a refused connection is tried again.
+    cfg.retry_refused = Some(Duration::from_secs(1));
     cfg.stall_timeout = Duration::from_secs(STALL_SECS);
     cfg.recv_buffer_size = RECV_WINDOW;
     let env = XenEnv::new(xen, vif.port);

@@ -14,8 +14,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 need_pkgs busybox-static cpio gzip xz-utils bash util-linux kmod file build-essential
 
 # Kernel modules the toolstack (event channels, privcmd, xenfs after privcmd,
-# grant devices) and guest networking (netback, bridge) need, in load order.
-modules=(xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-netback bridge)
+# grant devices), guest networking (netback, bridge) and the link between
+# two hosts (virtio-net) need, in load order.
+modules=(xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-netback bridge
+         virtio_pci virtio_net)
 line=$DEPMIG_XEN
 xen_pkgs=(xen-utils-$line xen-utils-common xenstore-utils libxencall1 libxenevtchn1
           libxenforeignmemory1 libxengnttab1 libxenmisc$line libxenstore4 libxentoollog1

@@ -7,12 +7,25 @@
 #   DEPMIG-FILE-END <name> <sha256>    out/rig/<scenario>/files/<name>
 #   DEPMIG-LOG <text>                  progress notes (kept in the serial log)
 
-RIG_DOM0_IP=10.77.0.1
+# Which of the rig's hosts this dom0 is: a, or b in a two-host scenario
+# (rig.host=b on dom0's command line). Both hosts' xenbr0 are one network,
+# joined by the link between the two machines; each dom0 has its own
+# address on it, and the other's is RIG_PEER_DOM0_IP.
+RIG_HOST=a
+for _arg in $(cat /proc/cmdline 2>/dev/null); do
+    case $_arg in rig.host=b) RIG_HOST=b ;; esac
+done
+unset _arg
+if [ "$RIG_HOST" = b ]; then
+    RIG_DOM0_IP=10.77.0.2 RIG_PEER_DOM0_IP=10.77.0.1 RIG_DOM0_IP2=10.78.0.2
+else
+    RIG_DOM0_IP=10.77.0.1 RIG_PEER_DOM0_IP=10.77.0.2 RIG_DOM0_IP2=10.78.0.1
+fi
 RIG_NET_PREFIX=10.77.0
 RIG_BRIDGE=xenbr0
 # The second network (a guest's second vif): bridge, dom0's address, prefix.
+# It stays inside each host.
 RIG_BRIDGE2=xenbr1
-RIG_DOM0_IP2=10.78.0.1
 RIG_NET2_PREFIX=10.78.0
 RIG_CONSOLE_DIR=/var/log/xen/console
 export PATH=/rig/bin:$PATH
@@ -178,3 +191,15 @@ RIG_LABEL_GUEST=system_u:system_r:depmig_guest_t
 RIG_LABEL_SHELL=system_u:system_r:depmig_guest_t
 RIG_LABEL_APPLIANCE=system_u:system_r:depmig_appliance_t
 RIG_LABEL_OTHER=system_u:system_r:domU_t
+
+# rig_wait_peer SECONDS: waits until the other host's dom0 answers ping on
+# the migration network (a two-host scenario; both machines boot at once,
+# and either may be slower). Fails the scenario after SECONDS.
+rig_wait_peer() {
+    local i=0
+    while ! ping -c 1 -W 1 "$RIG_PEER_DOM0_IP" >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ "$i" -ge "$1" ] && rig_fail "host $RIG_HOST: the other host's dom0 ($RIG_PEER_DOM0_IP) did not answer within $1 s"
+        sleep 1
+    done
+}
