@@ -159,7 +159,7 @@ for name in "${names[@]}"; do
     # machines boot the same Xen, dom0 and scenario, b with rig.host=b.
     link="$stage/link.sock"
     nic_a=(-nic none)
-    [ "$HOSTS" = 2 ] && nic_a=(-netdev "stream,id=link,server=on,wait=off,addr.type=unix,addr.path=$link"
+    [ "$HOSTS" = 2 ] && nic_a=(-netdev "stream,id=link,server=on,addr.type=unix,addr.path=$link"
                                -device virtio-net-pci,netdev=link,mac=52:54:00:77:00:0a)
     xen_cmdline="console=com1 com1=115200,8n1 console_timestamps=boot dom0_mem=${DOM0_MEM}M,max:${DOM0_MEM}M flask=enforcing loglvl=all guest_loglvl=all"
     # A boot in which dom0 never reaches its scenario runner is the emulator's
@@ -180,7 +180,7 @@ for name in "${names[@]}"; do
             for _ in $(seq 50); do [ -S "$link" ] && break; sleep 0.1; done
             qemu-system-x86_64 -M q35 -cpu qemu64,+svm,+npt -smp 2 -m "$QEMU_MEM" \
                 -accel tcg,thread=multi -nographic -no-reboot -monitor none \
-                -netdev "stream,id=link,server=off,reconnect=1,addr.type=unix,addr.path=$link" \
+                -netdev "stream,id=link,server=off,addr.type=unix,addr.path=$link" \
                 -device virtio-net-pci,netdev=link,mac=52:54:00:77:00:0b \
                 -kernel "$xen" -append "$xen_cmdline" \
                 -initrd "$vmlinuz console=hvc0 loglevel=4 rig.host=b,$stage/initrd,$policy" \
