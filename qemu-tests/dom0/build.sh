@@ -24,6 +24,8 @@ xen_pkgs=(xen-utils-$line xen-utils-common xenstore-utils libxencall1 libxenevtc
           libxenhypfs1 libxendevicemodel1 libxentoolcore1 libyajl2)
 # trixie's toolstack runs on trixie's C library and the libraries its
 # binaries and bash name (bookworm's dom0 takes those from the build host).
+# ssh between the hosts of a two-host scenario: dropbear's server and client.
+xen_pkgs+=(dropbear-bin libtomcrypt1 libtommath1 libcrypt1)
 [ "$line" = 4.17 ] || xen_pkgs+=(libc6 libgcc-s1 libtinfo6 libncurses6 libext2fs2t64 libcom-err2
                                  liblzma5 libuuid1 libzstd1 zlib1g libbz2-1.0 libsmartcols1)
 
@@ -92,6 +94,9 @@ rm -f "$root/$xl_dir/bin/pygrub" "$root/$xl_dir/bin/xenpvnetboot"
 cp -a "$pkgs"/usr/lib/x86_64-linux-gnu/lib{xen,yajl,xl}*.so* "$root/usr/lib/x86_64-linux-gnu/"
 cp -a "$pkgs"/usr/bin/xenstore* "$root/usr/bin/"
 cp -a "$pkgs/etc/xen" "$root/etc/"
+cp -a "$pkgs/usr/sbin/dropbear" "$root/usr/sbin/"
+cp -a "$pkgs/usr/bin/dbclient" "$pkgs/usr/bin/dropbearkey" "$root/usr/bin/"
+cp -a "$pkgs"/usr/lib/x86_64-linux-gnu/libtom*.so* "$root/usr/lib/x86_64-linux-gnu/"
 # libxl looks for its helpers under the versioned libexec directory.
 mkdir -p "$root/$xl_dir/boot"
 
@@ -136,7 +141,35 @@ fi
 [ -e "$root/usr/lib/x86_64-linux-gnu/libgcc_s.so.1" ] || [ -n "$(find "$root" -name libgcc_s.so.1 | head -n 1)" ] \
     || die "libgcc_s.so.1 missing from dom0"
 copy_libs "$root/bin/bash" "$root/bin/flock" "$root/$xl_dir"/bin/* "$root"/usr/bin/xenstore* \
-    "$root"/usr/lib/x86_64-linux-gnu/*.so*
+    "$root"/usr/lib/x86_64-linux-gnu/*.so* "$root/usr/sbin/dropbear" "$root"/usr/bin/{dbclient,dropbearkey}
+
+# ssh keys, made per build (the rig's hosts boot the same image): the
+# host key, and root's key, which every host accepts. `ssh` is dropbear's
+# client with that key, accepting the rig's own hosts on first contact.
+run_root() {
+    if [ "$line" = 4.17 ]; then
+        LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" "$@"
+    else
+        "$root/lib64/ld-linux-x86-64.so.2" --library-path "$root/usr/lib/x86_64-linux-gnu" "$@"
+    fi
+}
+mkdir -p "$root/etc/dropbear" "$root/root/.ssh"
+run_root "$root/usr/bin/dropbearkey" -t ed25519 -f "$root/etc/dropbear/dropbear_ed25519_host_key" >/dev/null 2>&1 \
+    || die "dropbearkey failed"
+run_root "$root/usr/bin/dropbearkey" -t ed25519 -f "$root/root/.ssh/id_dropbear" 2>/dev/null \
+    | grep '^ssh-ed25519 ' > "$root/root/.ssh/authorized_keys" || die "no public key from dropbearkey"
+chmod 700 "$root/root" "$root/root/.ssh"
+chmod 600 "$root/root/.ssh/authorized_keys" "$root/root/.ssh/id_dropbear"
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\n' > "$root/etc/group"
+printf '/bin/sh\n' > "$root/etc/shells"
+cat > "$root/usr/bin/ssh" <<'SSH'
+#!/bin/sh
+# The rig's ssh: dropbear's client with root's key; the peers are the rig's
+# own hosts, whose keys it accepts on first contact.
+exec dbclient -y -i /root/.ssh/id_dropbear "$@"
+SSH
+chmod +x "$root/usr/bin/ssh"
 
 # Kernel modules with their dependencies, decompressed, in load order.
 mdir="$pkgs/lib/modules/$kver"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # two-host-net: the link between the rig's two hosts. Host a's dom0 reaches
-# host b's across it; a fixed amount of data goes dom0 to dom0 (busybox nc,
+# host b's across it, by ssh too; a fixed amount of data goes dom0 to dom0 (busybox nc,
 # the path xl migrate's stream takes between hosts) and appliance to
 # appliance (smoltcp on netfront, the path depmig's pages take), each host's
 # domain on its own host's bridge. Host b's part (two-host-net.hostb)
@@ -14,6 +14,16 @@ mibs() { awk -v b="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.001; printf "%.2f", 
 
 rig_wait_peer 600
 rig_say "host a: host b's dom0 answers at $RIG_PEER_DOM0_IP"
+
+# 0. ssh, the operator's path between the dom0s (depmig receive runs
+# through it): a command on host b, with the rig's key.
+i=0
+until there=$(ssh "$RIG_PEER_DOM0_IP" 'grep -o "rig.host=[ab]" /proc/cmdline' 2>/tmp/ssh.err); do
+    i=$((i + 1)); [ "$i" -lt 30 ] || rig_fail "ssh to host b failed: $(tail -n 1 /tmp/ssh.err)"
+    sleep 2
+done
+[ "$there" = rig.host=b ] || rig_fail "ssh to $RIG_PEER_DOM0_IP reached '$there', not host b"
+rig_say "host a: ssh to host b runs commands there ($there)"
 
 # listen PORT FILE: keeps what host b sends on PORT in FILE (whole once
 # FILE exists), in the background.
@@ -63,4 +73,4 @@ case $recv in "depmig-nettest: PASS recv $BYTES bytes "*) ;; *) rig_fail "host b
 app=$(echo "$recv" | awk '{ print $(NF-1) }')
 ratio=$(awk -v a="$app" -v r="$dom0" 'BEGIN { if (r <= 0) r = 0.001; printf "%.2f", a / r }')
 rig_json throughput "{\"bytes\":$BYTES,\"appliance_a_to_b_mib_s\":$app,\"dom0_a_to_b_mib_s\":$dom0,\"ratio\":$ratio}"
-rig_result PASS "across the link: appliance->appliance $app MiB/s, dom0->dom0 $dom0 MiB/s (ratio $ratio) over $BYTES bytes"
+rig_result PASS "ssh to host b works; across the link: appliance->appliance $app MiB/s, dom0->dom0 $dom0 MiB/s (ratio $ratio) over $BYTES bytes"
