@@ -25,7 +25,7 @@
 //! no more pages are written than the bytes received can hold (raw
 //! pages 4 KiB each, packed pages their payload and descriptor); the
 //! destination answers with its hello, the right key confirmation, then
-//! ACK or the NAK of its error; the decoders report the same events and
+//! ACK or the NAK of its error, with its tag; the decoders report the same events and
 //! verdict however the bytes are cut, hand out exactly the pages a
 //! PAGE_DATA record announced (each 4 KiB, within the pfn limit), never
 //! count more consumed bytes than they were given, and never grow their
@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 
 use depmig_migrate::dest::{self, DestConfig, DestError, DestStats};
 use depmig_migrate::params::{disposition, Disposition};
-use depmig_migrate::reply::{nak, ACK};
+use depmig_migrate::reply::{self, nak, ACK, SIGNED_REPLY_LEN};
 use depmig_migrate::{DestDomain, NoProgress, Transport, TransportError};
 use depmig_precopy::{Clock, DirtyBitmap, PortError};
 use depmig_stream::handshake::{HELLO_LEN, TRAILER_LEN, TRAILER_MAGIC};
@@ -501,15 +501,20 @@ fn destination(signed: bool, cuts: Cuts, inp: &mut Input<'_>) -> Outcome {
         let confirm = key_confirmation(KEY, &peer, &dest_hello()).expect("valid hellos");
         assert_eq!(sent[HELLO_LEN..2 * HELLO_LEN], confirm);
     }
+    // The reply carries its tag over both hellos.
+    let signed = |r| {
+        let peer = Hello::parse(&wire).expect("a reply only after a valid hello");
+        reply::sign(r, KEY, &peer, &dest_hello().answer(&peer)).expect("valid hellos")
+    };
     if !link.failed {
         match &r {
             Ok(_) => {
-                assert_eq!(sent.len(), 2 * HELLO_LEN + ACK.len());
-                assert!(sent.ends_with(&ACK));
+                assert_eq!(sent.len(), 2 * HELLO_LEN + SIGNED_REPLY_LEN);
+                assert!(sent.ends_with(&signed(ACK)));
             }
             Err(e) if !sent.is_empty() => {
-                assert_eq!(sent.len(), 2 * HELLO_LEN + ACK.len(), "{e:?}");
-                assert!(sent.ends_with(&nak(e.nak_code())), "{e:?}");
+                assert_eq!(sent.len(), 2 * HELLO_LEN + SIGNED_REPLY_LEN, "{e:?}");
+                assert!(sent.ends_with(&signed(nak(e.nak_code()))), "{e:?}");
             }
             Err(_) => {}
         }

@@ -13,7 +13,7 @@ use alloc::string::{String, ToString};
 use depmig_control::addr::{parse_domid, parse_ipv4, parse_port, parse_prefix};
 use depmig_control::bitmap_route::Route;
 use depmig_control::{
-    keys, parse_key, Compress, ControlError, Key, Mode, Peer, Policy, Role, Verify,
+    keys, parse_key, Compress, ControlError, Encrypt, Key, Mode, Peer, Policy, Role, Verify,
 };
 
 use crate::platform::xen::xenstore::Xenstore;
@@ -50,6 +50,9 @@ pub struct Armed {
     pub verify: Verify,
     /// The page codec offered (source) or accepted (destination).
     pub compress: Compress,
+    /// Whether the stream is sealed, and required of the peer (`encrypt`;
+    /// source and destination; absent: on).
+    pub encrypt: Encrypt,
 }
 
 fn read(xs: &mut Xenstore, path: &str) -> Result<String, String> {
@@ -130,6 +133,8 @@ pub fn wait_armed(xen: &Xen, xs: &mut Xenstore) -> Result<Armed, String> {
             .map_err(|e| format!("verify: {e}"))?,
         compress: Compress::from_key(&read_or(xs, keys::COMPRESS, "")?)
             .map_err(|e| format!("compress: {e}"))?,
+        encrypt: Encrypt::from_key(&read_or(xs, keys::ENCRYPT, "")?)
+            .map_err(|e| format!("encrypt: {e}"))?,
     };
     if role == Role::Resume {
         return Ok(armed);

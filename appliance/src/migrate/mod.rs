@@ -388,6 +388,7 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         record_pages: source::RECORD_PAGES,
         verify: armed.verify.is_on(),
         compress: codec(armed.compress),
+        encrypt: armed.encrypt.is_on(),
     };
     let fault = control::read_opt(xs, keys::FAULT);
     let corrupt_final = match Fault::parse(&fault) {
@@ -458,6 +459,7 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
             log_codec("sent", s.codec, &s.page_tally, s.page_record_bytes(), {
                 s.round_raw_bytes.iter().sum()
             });
+            log_sealing("sent", s.encrypted, s.sealed_records);
             publish_report(xs, &report::build(s, &meta("committed")));
             let pages: u64 = s.rounds.iter().map(|r| r.sent).sum();
             let summary = format!(
@@ -498,6 +500,15 @@ fn log_codec(what: &str, c: Codec, t: &PageTally, wire: u64, raw: u64) {
         t.raw,
         t.zero
     );
+}
+
+/// Logs whether the stream was sealed, and in how many records.
+fn log_sealing(what: &str, encrypted: bool, records: u64) {
+    if encrypted {
+        log::info!("migrate: stream {what} sealed: {records} ChaCha20-Poly1305 records");
+    } else {
+        log::info!("migrate: stream {what} in clear, with the transcript tag");
+    }
 }
 
 /// The guest's memory for the oracle and the agent's checked publication,
@@ -581,6 +592,7 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
         ..DestConfig::new(&armed.key, nonce(xen, 2))
     };
     cfg.verify = armed.verify.is_on();
+    cfg.encrypt = armed.encrypt.is_on();
     let fault = control::read_opt(xs, keys::FAULT);
     match Fault::parse(&fault) {
         // Without verification the damage would reach the guest.
@@ -640,6 +652,7 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
             t.zero,
             t.payload_bytes
         );
+        log_sealing("came", s.encrypted, s.sealed_records);
     }
     match r {
         Ok(s) => {

@@ -57,6 +57,9 @@ pub const BITMAP_ROUTE: &str = migrate_key!("bitmap-route");
 /// Source: the page codec it offers; destination: the one it accepts
 /// ([`crate::values::Compress`]; absent means none).
 pub const COMPRESS: &str = migrate_key!("compress");
+/// Source and destination: whether the stream is sealed, and required of
+/// the peer ([`crate::values::Encrypt`]; absent means on).
+pub const ENCRYPT: &str = migrate_key!("encrypt");
 /// Source, optional: the report's `workload` field.
 pub const WORKLOAD: &str = migrate_key!("workload");
 /// Source, optional: the report's `scenario` field.
@@ -123,6 +126,7 @@ mod tests {
             VERIFY,
             BITMAP_ROUTE,
             COMPRESS,
+            ENCRYPT,
             WORKLOAD,
             SCENARIO,
             LINK_RATE,

@@ -19,6 +19,8 @@
 //! | `…/mode`, `…/policy` | dom0 | [`Mode`], [`Policy`] (absent: their defaults) |
 //! | `…/fault` | dom0 (source or destination, tests only) | [`Fault`] |
 //! | `…/verify` | dom0 (source, destination) | [`Verify`] (absent: off) |
+//! | `…/compress` | dom0 (source, destination) | [`Compress`] (absent: none) |
+//! | `…/encrypt` | dom0 (source, destination) | [`Encrypt`] (absent: on) |
 //! | `…/bitmap-route`, `…/bitmap-reply` | dom0 (source) | [`bitmap_route`] |
 //! | `…/workload`, `…/scenario`, `…/link-rate` | an operator, optionally | the report's metadata |
 //! | `…/go` | dom0, last | [`keys::GO_VALUE`] |
@@ -51,4 +53,6 @@ pub mod values;
 pub use addr::Peer;
 pub use hexkey::{parse_key, to_hex, Key, KeyError, KEY_LEN};
 pub use round::{Round, RoundError};
-pub use values::{Compress, ControlError, Fault, Mode, Policy, Role, State, Verdict, Verify};
+pub use values::{
+    Compress, ControlError, Encrypt, Fault, Mode, Policy, Role, State, Verdict, Verify,
+};

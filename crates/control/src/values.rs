@@ -38,6 +38,8 @@ pub enum ControlError {
     BadPrefix,
     /// Not a [`Compress`].
     BadCompress,
+    /// Not an [`Encrypt`].
+    BadEncrypt,
 }
 
 /// Writes "`what` must be a, b or c".
@@ -73,6 +75,7 @@ impl fmt::Display for ControlError {
             ControlError::BadCompress => {
                 one_of(f, "compress", &Compress::ALL.map(Compress::as_str))
             }
+            ControlError::BadEncrypt => one_of(f, "encrypt", &Encrypt::ALL.map(Encrypt::as_str)),
         }
     }
 }
@@ -217,6 +220,41 @@ impl Compress {
         } else {
             Compress::parse(s)
         }
+    }
+}
+
+words! {
+    /// Whether the stream crosses the link in sealed records (`encrypt`):
+    /// ChaCha20-Poly1305 per record under keys of this migration alone.
+    /// An appliance armed with it requires it of its peer: the source
+    /// refuses a destination that does not take it before any page is
+    /// sent, the destination refuses a source that does not offer it.
+    pub enum Encrypt, refused as BadEncrypt {
+        /// In clear, authenticated by the transcript tag.
+        Off = "off",
+        /// Sealed records.
+        On = "on",
+    }
+}
+
+impl Encrypt {
+    /// Encryption when dom0 names none: on, so that a stream is never in
+    /// clear on a network unless the operator asked for it.
+    pub const DEFAULT: Encrypt = Encrypt::On;
+
+    /// Reads the `encrypt` key as the appliance does (its value trimmed):
+    /// empty or absent is [`Encrypt::DEFAULT`].
+    pub fn from_key(s: &str) -> Result<Encrypt, ControlError> {
+        if s.is_empty() {
+            Ok(Encrypt::DEFAULT)
+        } else {
+            Encrypt::parse(s)
+        }
+    }
+
+    /// Whether the stream is sealed.
+    pub const fn is_on(self) -> bool {
+        matches!(self, Encrypt::On)
     }
 }
 
@@ -420,6 +458,12 @@ mod tests {
             Compress::parse,
             ControlError::BadCompress,
         );
+        round_trips(
+            &Encrypt::ALL,
+            Encrypt::as_str,
+            Encrypt::parse,
+            ControlError::BadEncrypt,
+        );
     }
 
     #[test]
@@ -459,6 +503,14 @@ mod tests {
         assert_eq!(
             ControlError::BadCompress.to_string(),
             "compress must be none or lz4"
+        );
+        // Encryption is on unless dom0 says off.
+        assert_eq!(Encrypt::from_key(""), Ok(Encrypt::On));
+        assert_eq!(Encrypt::from_key("off"), Ok(Encrypt::Off));
+        assert_eq!(Encrypt::from_key("no"), Err(ControlError::BadEncrypt));
+        assert_eq!(
+            ControlError::BadEncrypt.to_string(),
+            "encrypt must be off or on"
         );
     }
 

@@ -5,9 +5,14 @@
 //! context; then it acknowledges. Any failure after its hello is answered
 //! with a NAK carrying a code ([`NakCode`]).
 //!
-//! Pages reach the shell before the stream is authenticated: that is safe
-//! because the shell stays paused and dom0 destroys it unless the source
-//! reports success, which needs this side's ACK.
+//! Pages reach the shell before the whole stream is authenticated: that is
+//! safe because the shell stays paused and dom0 destroys it unless the
+//! source reports success, which needs this side's ACK. With encryption
+//! agreed (`DestConfig::encrypt`, required when set: a source that does not
+//! offer it is answered, then refused with `NAK HEL`), each sealed record's
+//! tag is checked before any of its bytes reach the decoder, and the
+//! stream counts as authentic only once its final record ended exactly at
+//! END. The ACK or NAK carries a tag ([`crate::reply`]).
 //!
 //! What is taken from the stream and what is kept from the shell: see
 //! [`crate::params`]. In short, every parameter Xen's saver sends is
@@ -47,7 +52,7 @@ use xen_abi::hvm::{HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_PFN};
 
 use crate::params::{disposition, Disposition};
 use crate::ports::{DestDomain, Progress, State, Transport, TransportError};
-use crate::reply::{nak, NakCode, ACK};
+use crate::reply::{self, nak, NakCode, ACK, SIGNED_REPLY_LEN};
 use crate::verify::{self, Buffered, Channel, Class, DestView, VerifyError, VerifyStats};
 
 /// How the destination runs.
@@ -77,11 +82,17 @@ pub struct DestConfig<'a> {
     /// The page codec accepted when the source offers it
     /// ([`DestStats::codec`] says which ran).
     pub accept: Codec,
+    /// Take the stream only in sealed records (`--encrypt on`): a source
+    /// that does not offer encryption is refused. Off, the stream is taken
+    /// only in clear.
+    pub encrypt: bool,
 }
 
 impl<'a> DestConfig<'a> {
     /// Defaults: 1 MiB records, 64-page write batches, 64 KiB reads,
-    /// pages raw (Xen's PAGE_DATA) whatever the source offers.
+    /// pages raw (Xen's PAGE_DATA) whatever the source offers, the stream
+    /// in clear (the appliance sets [`DestConfig::encrypt`] from its
+    /// contract, where it is on unless dom0 says otherwise).
     pub fn new(key: &'a [u8], nonce: [u8; 16]) -> Self {
         DestConfig {
             key,
@@ -92,6 +103,7 @@ impl<'a> DestConfig<'a> {
             verify: false,
             corrupt_page: false,
             accept: Codec::Raw,
+            encrypt: false,
         }
     }
 }
@@ -178,6 +190,7 @@ impl DestError {
                 | HandshakeError::Truncated => NakCode::Auth,
                 _ => NakCode::Hello,
             },
+            DestError::Stream(RxError::Record(_)) => NakCode::Auth,
             DestError::Stream(RxError::Decode(DecodeError::PfnOutOfRange(_)))
             | DestError::PfnOutOfRange(_) => NakCode::Pfn,
             DestError::Stream(RxError::Decode(_)) | DestError::TrailingBytes => NakCode::Decode,
@@ -247,6 +260,10 @@ pub struct DestStats {
     pub codec: Codec,
     /// How the pages came with [`Codec::Lz4`] (all zero otherwise).
     pub page_tally: PageTally,
+    /// The stream came in sealed records.
+    pub encrypted: bool,
+    /// Sealed records opened (0 in clear).
+    pub sealed_records: u64,
 }
 
 /// Applies stream events to the shell.
@@ -477,11 +494,24 @@ pub fn run<D: DestDomain, T: Transport>(
     progress: &mut dyn Progress,
     cfg: &DestConfig<'_>,
 ) -> Result<DestStats, DestError> {
-    let mut hello_sent = false;
-    let r = receive(domain, transport, clock, progress, cfg, &mut hello_sent);
+    // Both hellos as sent, once ours went out: the reply's tag covers them.
+    let mut hellos = None;
+    let r = receive(domain, transport, clock, progress, cfg, &mut hellos);
+    let signed = |code| -> Option<[u8; SIGNED_REPLY_LEN]> {
+        let (s, d) = hellos?;
+        reply::sign(code, cfg.key, &s, &d).ok()
+    };
     match r {
         Ok(stats) => {
-            let sent = transport.send(&ACK).and_then(|()| transport.flush());
+            // An authentic stream always follows our hello, and the key
+            // was checked then: the ACK can always be signed.
+            let Some(ack) = signed(ACK) else {
+                progress.state(State::Failed);
+                return Err(DestError::Stream(RxError::Handshake(
+                    HandshakeError::Truncated,
+                )));
+            };
+            let sent = transport.send(&ack).and_then(|()| transport.flush());
             match sent {
                 Ok(()) => {
                     progress.state(State::Applied);
@@ -494,12 +524,10 @@ pub fn run<D: DestDomain, T: Transport>(
             }
         }
         Err(e) => {
-            if hello_sent {
+            if let Some(b) = signed(nak(e.nak_code())) {
                 progress.refusing(&e);
                 // Best effort: the source may be gone already.
-                let _ = transport
-                    .send(&nak(e.nak_code()))
-                    .and_then(|()| transport.flush());
+                let _ = transport.send(&b).and_then(|()| transport.flush());
             }
             progress.state(State::Failed);
             Err(e)
@@ -513,7 +541,7 @@ fn receive<D: DestDomain, T: Transport>(
     clock: &dyn Clock,
     progress: &mut dyn Progress,
     cfg: &DestConfig<'_>,
-    hello_sent: &mut bool,
+    hellos: &mut Option<(Hello, Hello)>,
 ) -> Result<DestStats, DestError> {
     if cfg.key.len() < MIN_KEY_LEN {
         return Err(DestError::ShortKey);
@@ -522,11 +550,16 @@ fn receive<D: DestDomain, T: Transport>(
     if nr == 0 {
         return Err(DestError::EmptyShell);
     }
+    let accept = Caps::for_codec(cfg.accept);
     let mine = Hello {
         role: Role::Destination,
         nonce: cfg.nonce,
         verify: cfg.verify,
-        caps: Caps::for_codec(cfg.accept),
+        caps: if cfg.encrypt {
+            accept.union(Caps::ENCRYPTED)
+        } else {
+            accept
+        },
     };
     let limits = Limits {
         max_record_body: cfg.max_record_body,
@@ -594,7 +627,7 @@ fn receive<D: DestDomain, T: Transport>(
                         .and_then(|()| transport.send(&confirm))
                         .and_then(|()| transport.flush())
                         .map_err(DestError::Transport)?;
-                    *hello_sent = true;
+                    *hellos = Some((peer, answer));
                     // Refused after our hello went out, so that the source
                     // hears why (it checks the flags too).
                     if peer.verify != cfg.verify {
@@ -621,6 +654,8 @@ fn receive<D: DestDomain, T: Transport>(
         }
     }
     ap.stats.codec = rx.codec();
+    ap.stats.encrypted = rx.is_sealed();
+    ap.stats.sealed_records = rx.records();
     ap.stats.page_tally = rx.decoder().tally();
     progress.state(State::Applying);
     ap.apply()?;

@@ -4,8 +4,10 @@
 //! [`DestDomain`]) and its TCP link ([`Transport`]), plus the per-migration
 //! JSON report ([`report`]).
 //!
-//! The wire is `depmig-stream`'s: hellos, Xen's libxc stream v2, the
-//! HMAC trailer; then the destination's 8-byte reply ([`reply`]). Memory
+//! The wire is `depmig-stream`'s: hellos, Xen's libxc stream v2 in clear
+//! with the Poly1305 trailer or in sealed ChaCha20-Poly1305 records
+//! (`SourceConfig::encrypt`, `DestConfig::encrypt`); then the
+//! destination's tagged reply ([`reply`]). Memory
 //! moves through `depmig-precopy`'s engine, policies and modes.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

@@ -1,8 +1,22 @@
-//! The destination's 8-byte answer after the trailer: `DMACK\0\0\0` when
-//! everything was applied, `DMNAK` and a 3-byte ASCII code otherwise.
+//! The destination's answer after the stream: `DMACK\0\0\0` when
+//! everything was applied, `DMNAK` and a 3-byte ASCII code otherwise; on
+//! the wire followed by its tag ([`sign`], [`open`]:
+//! `depmig_stream::reply_tag`, HMAC-SHA256 under the shared key over both
+//! hellos and the reply), so that nobody on the path can turn a refusal
+//! into an acknowledgement (which would let the source commit, and dom0
+//! destroy the only good copy) or forge a refusal.
+//!
+//! ```text
+//! reply (8) || HMAC-SHA256(key, "depmig reply destination->source v1\0"
+//!                          || hello_s || hello_d || 8u64 LE || reply)  (32)
+//! ```
 
-/// Size of a reply on the wire.
+use depmig_stream::{check_reply_tag, reply_tag, HandshakeError, Hello, REPLY_TAG_LEN};
+
+/// Size of a reply, without its tag.
 pub const REPLY_LEN: usize = 8;
+/// Size of a reply on the wire: the reply and its tag.
+pub const SIGNED_REPLY_LEN: usize = REPLY_LEN + REPLY_TAG_LEN;
 /// The acknowledgement: the shell holds the complete, authentic guest.
 pub const ACK: [u8; REPLY_LEN] = *b"DMACK\0\0\0";
 /// Prefix of a refusal; a 3-byte code follows.
@@ -108,9 +122,82 @@ pub fn parse(b: [u8; REPLY_LEN]) -> Reply {
     Reply::Garbage(b)
 }
 
+/// `reply` with its tag, as the destination sends it; `source` and
+/// `destination` are the hellos as sent (the destination's answer).
+pub fn sign(
+    reply: [u8; REPLY_LEN],
+    key: &[u8],
+    source: &Hello,
+    destination: &Hello,
+) -> Result<[u8; SIGNED_REPLY_LEN], HandshakeError> {
+    let tag = reply_tag(key, source, destination, &reply)?;
+    let mut out = [0u8; SIGNED_REPLY_LEN];
+    let (r, t) = out.split_at_mut(REPLY_LEN);
+    r.copy_from_slice(&reply);
+    t.copy_from_slice(&tag);
+    Ok(out)
+}
+
+/// Checks a reply's tag and parses it: a reply whose tag fails is
+/// refused whatever it says ([`HandshakeError::BadTag`]).
+pub fn open(
+    b: &[u8; SIGNED_REPLY_LEN],
+    key: &[u8],
+    source: &Hello,
+    destination: &Hello,
+) -> Result<Reply, HandshakeError> {
+    let (r, t) = b.split_at(REPLY_LEN);
+    check_reply_tag(key, source, destination, r, t)?;
+    let mut reply = [0u8; REPLY_LEN];
+    reply.copy_from_slice(r);
+    Ok(parse(reply))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use depmig_stream::{Caps, Role};
+
+    #[test]
+    fn replies_are_signed_and_checked() {
+        let key = b"sixteen byte key, or more";
+        let s = Hello {
+            role: Role::Source,
+            nonce: [1; 16],
+            verify: false,
+            caps: Caps::NONE,
+        };
+        let d = Hello {
+            role: Role::Destination,
+            nonce: [2; 16],
+            verify: false,
+            caps: Caps::NONE,
+        };
+        let ack = sign(ACK, key, &s, &d).unwrap();
+        assert_eq!(&ack[..REPLY_LEN], &ACK);
+        assert_eq!(open(&ack, key, &s, &d), Ok(Reply::Ack));
+        let refused = Err(HandshakeError::BadTag);
+        // A NAK turned into an ACK on the way, keeping the NAK's tag.
+        let mut forged = sign(nak(NakCode::Auth), key, &s, &d).unwrap();
+        forged[..REPLY_LEN].copy_from_slice(&ACK);
+        assert_eq!(open(&forged, key, &s, &d), refused);
+        // A bare ACK with any tag, another key, another migration.
+        let mut bare = [0u8; SIGNED_REPLY_LEN];
+        bare[..REPLY_LEN].copy_from_slice(&ACK);
+        assert_eq!(open(&bare, key, &s, &d), refused);
+        assert_eq!(open(&ack, b"another key of 16+ bytes", &s, &d), refused);
+        let d2 = Hello {
+            nonce: [3; 16],
+            ..d
+        };
+        assert_eq!(open(&ack, key, &s, &d2), refused);
+        let mut flipped = ack;
+        flipped[SIGNED_REPLY_LEN - 1] ^= 1;
+        assert_eq!(open(&flipped, key, &s, &d), refused);
+        // A signed NAK reads back with its code.
+        let n = sign(nak(NakCode::Verify), key, &s, &d).unwrap();
+        assert_eq!(open(&n, key, &s, &d), Ok(Reply::Nak(NakCode::Verify)));
+    }
 
     #[test]
     fn replies_round_trip() {

@@ -143,7 +143,12 @@ pub fn report(stats: &SourceStats, meta: &ReportMeta<'_>) -> MigrationReport {
             libxc_version: Some(3),
             domain_type: Some(2),
             pfn_order_anomalies: Some(0),
-            trailer_bytes: Some(depmig_stream::handshake::TRAILER_LEN as u64),
+            // Sealed, the stream ends with its final record instead.
+            trailer_bytes: Some(if stats.encrypted {
+                0
+            } else {
+                depmig_stream::handshake::TRAILER_LEN as u64
+            }),
             parse_error: None,
         }),
         depmig: Some(SourceFigures {
@@ -161,6 +166,10 @@ pub fn report(stats: &SourceStats, meta: &ReportMeta<'_>) -> MigrationReport {
             per_round_holes: Some(stats.round_holes.clone()),
             census,
             verify: stats.verify.as_ref().map(verify_figures),
+            // Absent in clear, so that reports of clear migrations read
+            // and write as before.
+            encrypted: stats.encrypted.then_some(true),
+            sealed_records: stats.encrypted.then_some(stats.sealed_records),
         }),
         cli: None,
     }

@@ -9,10 +9,16 @@
 //!    suspend the guest
 //! -> PAGE_DATA...             (copy round)
 //! -> X86_TSC_INFO, HVM_PARAMS, HVM_CONTEXT, END
-//! -> trailer (HMAC over everything after the hellos)
+//! -> trailer (Poly1305 over everything after the hellos), or, with
+//!    encryption agreed, all of the above from the image header on in
+//!    sealed records, the last one marked final (`depmig_stream::record`)
 //! <> page digests (with verification on: `crate::verify`)
-//! <- DMACK\0\0\0 | DMNAK+code
+//! <- DMACK\0\0\0 | DMNAK+code, with its tag (`crate::reply`)
 //! ```
+//!
+//! Armed with encryption (`SourceConfig::encrypt`), the source offers it
+//! and refuses a destination whose (confirmed) answer does not take it,
+//! before it sends a page or suspends the guest.
 //!
 //! Whatever fails after the suspension was asked for, the guest is resumed
 //! with its suspend cancelled; log-dirty mode is turned off on every exit.
@@ -30,14 +36,14 @@ use depmig_precopy::{
 };
 use depmig_stream::handshake::{HELLO_LEN, MIN_KEY_LEN};
 use depmig_stream::{
-    negotiated, verify_key_confirmation, Authenticated, ByteSink, Caps, Codec, DomainHeader,
-    DomainType, EncodeError, Encoder, HandshakeError, Hello, HvmParam, PageTally, PageType,
-    PfnEntry, Role, SinkFull, TranscriptMac, CONFIRM_LEN, PAGE_SIZE,
+    negotiated, sealed, verify_key_confirmation, Authenticated, ByteSink, Caps, Codec, Direction,
+    DomainHeader, DomainType, EncodeError, Encoder, HandshakeError, Hello, HvmParam, PageTally,
+    PageType, PfnEntry, Role, Sealer, SinkFull, TranscriptMac, CONFIRM_LEN, PAGE_SIZE,
 };
 
 use crate::params;
 use crate::ports::{Progress, SourceDomain, State, Transport, TransportError};
-use crate::reply::{self, NakCode, Reply, REPLY_LEN};
+use crate::reply::{self, NakCode, Reply, REPLY_LEN, SIGNED_REPLY_LEN};
 use crate::verify::{self, Channel, SourceView, VerifyError, VerifyStats};
 use xen_abi::hvm::{HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_PFN};
 
@@ -68,6 +74,11 @@ pub struct SourceConfig<'a> {
     /// only if the destination accepts it, raw otherwise
     /// ([`SourceStats::codec`] says which ran).
     pub compress: Codec,
+    /// Send the stream in sealed records (`--encrypt on`): offered to the
+    /// destination and required of it; a destination that does not take
+    /// it is refused before a page is sent. Off, the stream goes in clear
+    /// with the transcript tag.
+    pub encrypt: bool,
 }
 
 /// Pages per record for a link like the appliances': with a 256 KiB
@@ -120,6 +131,9 @@ pub enum SourceError {
     Nak(NakCode),
     /// The destination answered neither ACK nor NAK.
     BadReply([u8; REPLY_LEN]),
+    /// The destination's reply did not carry its tag: forged or damaged
+    /// on the way, so neither its ACK nor its NAK is believed.
+    ForgedReply([u8; REPLY_LEN]),
     /// Page verification could not be carried out.
     Verify(VerifyError),
 }
@@ -150,6 +164,10 @@ pub struct SourceStats {
     pub records: u64,
     /// The page codec the destination agreed to.
     pub codec: Codec,
+    /// The stream went in sealed records.
+    pub encrypted: bool,
+    /// Sealed records sent (0 in clear).
+    pub sealed_records: u64,
     /// How the pages went with [`Codec::Lz4`] (all zero otherwise).
     pub page_tally: PageTally,
     /// Bytes each round's page records would have taken as Xen's
@@ -395,7 +413,7 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
             sh.entries
                 .extend(pfns.iter().map(|&pfn| PfnEntry { pfn, kind }));
         }
-        let before = sh.out.inner_mut().sent;
+        let before = sh.out.written();
         let data_pages = (n as u64).saturating_sub(holes);
         let data_pages = if kind == PageType::Normal {
             data_pages
@@ -440,7 +458,7 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
         sh.round_records += 1;
         sh.round_holes += holes;
         sh.stats.records += 1;
-        Ok(sh.out.inner_mut().sent - before)
+        Ok(sh.out.written() - before)
     }
 }
 
@@ -478,7 +496,7 @@ impl<D: SourceDomain, T: Transport> DirtyLog for Port<'_, '_, D, T> {
         let mut guard = self.cell.try_borrow_mut().map_err(|_| BUSY)?;
         let sh = &mut *guard;
         // Everything of the live rounds leaves before the guest stops.
-        if sh.out.inner_mut().push().is_err() {
+        if sh.out.flush_record().is_err() || sh.out.inner_mut().push().is_err() {
             return Err(sh.encode_error(EncodeError::Sink));
         }
         sh.progress.state(State::Suspending);
@@ -549,7 +567,7 @@ pub fn run<D: SourceDomain, T: Transport>(
     }
 
     progress.state(State::Connecting);
-    let (mac, hellos, codec) = match handshake(transport, cfg) {
+    let (keys, hellos, codec) = match handshake(transport, cfg) {
         Ok(m) => m,
         Err(e) => {
             progress.state(State::Failed);
@@ -558,6 +576,7 @@ pub fn run<D: SourceDomain, T: Transport>(
     };
     stats.stream_bytes = HELLO_LEN as u64;
     stats.codec = codec;
+    stats.encrypted = matches!(keys, Keys::Sealed(_));
     progress.state(State::Streaming);
     let mut enc = Encoder::new();
     enc.set_codec(codec);
@@ -570,7 +589,10 @@ pub fn run<D: SourceDomain, T: Transport>(
     };
     let cell = RefCell::new(Shared {
         dom: domain,
-        out: Authenticated::new(wire, mac),
+        out: match keys {
+            Keys::Clear(mac) => Authenticated::new(wire, *mac),
+            Keys::Sealed(sealer) => Authenticated::sealed(wire, sealer),
+        },
         enc,
         pages: vec![0; BATCH * PAGE_SIZE],
         holes: Vec::with_capacity(BATCH),
@@ -649,8 +671,9 @@ pub fn run<D: SourceDomain, T: Transport>(
                 sh.round_holes = 0;
                 sh.round_raw_bytes = 0;
                 sh.stats.rounds.push(*st);
-                // Hand the round's tail to the transport; an error shows up
-                // on the next write.
+                // Hand the round's tail to the transport (sealed: as a
+                // record of its own); an error shows up on the next write.
+                let _ = sh.out.flush_record();
                 let _ = sh.out.inner_mut().push();
                 sh.progress.round(st, &round_line(st));
             }
@@ -681,7 +704,8 @@ pub fn run<D: SourceDomain, T: Transport>(
                 chan: Channel::new(cfg.key, hellos.0, hellos.1),
                 sent_free: &sent_free,
             });
-            finish(dom, out, &mut enc, &mut stats, clock, verify)
+            let peer = (cfg.key, hellos.0, hellos.1);
+            finish(dom, out, &mut enc, &mut stats, clock, verify, peer)
         }
         Err(e) => {
             stats.stream_bytes += out.inner_mut().sent;
@@ -752,18 +776,32 @@ pub fn run<D: SourceDomain, T: Transport>(
     }
 }
 
-/// Sends our hello, reads and checks the destination's, starts the MAC;
-/// returns it, both hellos (ours first) and the page codec the destination
-/// accepted.
+/// How the stream is protected, keyed from both hellos.
+enum Keys {
+    /// In clear, with the transcript tag in the trailer (boxed: Poly1305's
+    /// state is ten times a sealer's).
+    Clear(Box<TranscriptMac>),
+    /// In sealed records.
+    Sealed(Sealer),
+}
+
+/// Sends our hello, reads and checks the destination's; returns the
+/// stream's keys, both hellos (ours first) and the page codec the
+/// destination accepted.
 fn handshake<T: Transport>(
     t: &mut T,
     cfg: &SourceConfig<'_>,
-) -> Result<(TranscriptMac, (Hello, Hello), Codec), SourceError> {
+) -> Result<(Keys, (Hello, Hello), Codec), SourceError> {
+    let offer = Caps::for_codec(cfg.compress);
     let mine = Hello {
         role: Role::Source,
         nonce: cfg.nonce,
         verify: cfg.verify,
-        caps: Caps::for_codec(cfg.compress),
+        caps: if cfg.encrypt {
+            offer.union(Caps::ENCRYPTED)
+        } else {
+            offer
+        },
     };
     t.send(&mine.to_bytes()).map_err(SourceError::Transport)?;
     t.flush().map_err(SourceError::Transport)?;
@@ -785,8 +823,19 @@ fn handshake<T: Transport>(
         return Err(SourceError::Handshake(HandshakeError::VerifyMismatch));
     }
     let codec = negotiated(&mine, &peer).map_err(SourceError::Handshake)?;
-    let mac = TranscriptMac::new(cfg.key, &mine, &peer).map_err(SourceError::Handshake)?;
-    Ok((mac, (mine, peer), codec))
+    // Armed to encrypt, a confirmed answer without it is refused here,
+    // before any page leaves in clear.
+    let keys = if sealed(&mine, &peer, cfg.encrypt).map_err(SourceError::Handshake)? {
+        Keys::Sealed(
+            Sealer::new(cfg.key, &mine, &peer, Direction::SourceToDestination)
+                .map_err(SourceError::Handshake)?,
+        )
+    } else {
+        Keys::Clear(Box::new(
+            TranscriptMac::new(cfg.key, &mine, &peer).map_err(SourceError::Handshake)?,
+        ))
+    };
+    Ok((keys, (mine, peer), codec))
 }
 
 /// What page verification needs at the end.
@@ -796,7 +845,8 @@ struct Verification<'a, 'k> {
     sent_free: &'a DirtyBitmap,
 }
 
-/// After the copy round: CPU state, END, trailer, and the reply.
+/// After the copy round: CPU state, END, trailer (or final record), and
+/// the reply, whose tag is checked under `peer`'s key and hellos.
 fn finish<D: SourceDomain, T: Transport>(
     dom: &mut D,
     mut out: Authenticated<Wire<'_, T>>,
@@ -804,6 +854,7 @@ fn finish<D: SourceDomain, T: Transport>(
     stats: &mut SourceStats,
     clock: &dyn Clock,
     verification: Option<Verification<'_, '_>>,
+    peer: (&[u8], Hello, Hello),
 ) -> Result<(), SourceError> {
     let mut rings = [0u64; 2];
     let sink_error =
@@ -848,7 +899,9 @@ fn finish<D: SourceDomain, T: Transport>(
     stats.records += 4;
     stats.end_ns = Some(clock.now_ns());
 
-    // The trailer covers the stream; it is not part of it.
+    // The trailer covers the stream; it is not part of it. Sealed, the
+    // final record carries the stream's last bytes instead.
+    stats.sealed_records = out.records() + u64::from(out.is_sealed());
     let (mut wire, trailer) = out.finish();
     let sent = wire.put(&trailer).and_then(|()| wire.push());
     stats.stream_bytes += wire.sent;
@@ -861,7 +914,8 @@ fn finish<D: SourceDomain, T: Transport>(
     stats.trailer_ns = Some(clock.now_ns());
 
     // With verification, the destination's reply may come in place of
-    // its verdict (a refusal); then it is read there.
+    // its verdict (a refusal); then its first bytes were read there.
+    let (key, hello_s, hello_d) = peer;
     let mut early_reply = None;
     if let Some(mut v) = verification {
         let view = SourceView {
@@ -870,15 +924,27 @@ fn finish<D: SourceDomain, T: Transport>(
         };
         let vs = stats.verify.insert(VerifyStats::default());
         early_reply = match verify::source(dom, wire.t, v.oracle, &mut v.chan, &view, clock, vs) {
-            Ok(r) => r,
+            Ok(None) => None,
+            Ok(Some(head)) => {
+                let mut b = [0u8; SIGNED_REPLY_LEN];
+                let (r, tag) = b.split_at_mut(REPLY_LEN);
+                r.copy_from_slice(&head);
+                wire.t.recv_exact(tag).map_err(SourceError::Transport)?;
+                Some(b)
+            }
             // A destination that refused the stream (its tag, its decoder)
             // answers with a NAK and hangs up while we still send digests:
             // the NAK may wait in our receive buffer, and names the cause
             // better than the hang-up does.
             Err(VerifyError::Transport(e)) => {
-                let mut b = [0u8; REPLY_LEN];
-                match wire.t.recv_exact(&mut b).map(|()| reply::parse(b)) {
-                    Ok(Reply::Nak(_)) => Some(b),
+                let mut b = [0u8; SIGNED_REPLY_LEN];
+                let got = wire
+                    .t
+                    .recv_exact(&mut b)
+                    .ok()
+                    .and_then(|()| reply::open(&b, key, &hello_s, &hello_d).ok());
+                match got {
+                    Some(Reply::Nak(_)) => Some(b),
                     _ => return Err(SourceError::Verify(VerifyError::Transport(e))),
                 }
             }
@@ -892,12 +958,17 @@ fn finish<D: SourceDomain, T: Transport>(
     let b = match early_reply {
         Some(b) => b,
         None => {
-            let mut b = [0u8; REPLY_LEN];
+            let mut b = [0u8; SIGNED_REPLY_LEN];
             wire.t.recv_exact(&mut b).map_err(SourceError::Transport)?;
             b
         }
     };
-    match reply::parse(b) {
+    let opened = reply::open(&b, key, &hello_s, &hello_d).map_err(|_| {
+        let mut r = [0u8; REPLY_LEN];
+        r.copy_from_slice(b.get(..REPLY_LEN).unwrap_or(&[0; REPLY_LEN]));
+        SourceError::ForgedReply(r)
+    })?;
+    match opened {
         // An ACK needs a verdict of no difference first.
         Reply::Ack
             if stats

@@ -48,6 +48,9 @@ struct Setup {
     dst_verify: bool,
     /// The destination's `corrupt-page` test fault.
     corrupt_page: bool,
+    /// Sealed records required at the source and at the destination.
+    src_encrypt: bool,
+    dst_encrypt: bool,
 }
 
 impl Setup {
@@ -70,7 +73,17 @@ impl Setup {
             src_verify: false,
             dst_verify: false,
             corrupt_page: false,
+            src_encrypt: false,
+            dst_encrypt: false,
         }
+    }
+
+    /// With sealed records at both ends.
+    fn sealed(seed: u64) -> Self {
+        let mut s = Setup::new(seed);
+        s.src_encrypt = true;
+        s.dst_encrypt = true;
+        s
     }
 
     /// With page verification at both ends.
@@ -97,6 +110,7 @@ impl Setup {
             let dst_wrap = self.dst_wrap;
             let (src_verify, dst_verify) = (self.src_verify, self.dst_verify);
             let corrupt_page = self.corrupt_page;
+            let (src_encrypt, dst_encrypt) = (self.src_encrypt, self.dst_encrypt);
             let src = s.spawn(move || {
                 let mut t = src_wrap(a);
                 let mut dom = g.clone();
@@ -117,6 +131,7 @@ impl Setup {
                     record_pages,
                     verify: src_verify,
                     compress,
+                    encrypt: src_encrypt,
                 };
                 let r = source::run(
                     &mut dom,
@@ -139,6 +154,7 @@ impl Setup {
                 };
                 cfg.verify = dst_verify;
                 cfg.corrupt_page = corrupt_page;
+                cfg.encrypt = dst_encrypt;
                 let r = dest::run(
                     &mut shell,
                     &mut t,
@@ -747,6 +763,7 @@ fn bad_configuration_is_refused_before_touching_anything() {
             record_pages: RECORD_PAGES,
             verify: false,
             compress: Codec::Raw,
+            encrypt: false,
         };
         let f = source::run(
             &mut g,
@@ -764,9 +781,9 @@ fn bad_configuration_is_refused_before_touching_anything() {
     assert_eq!(g.0.lock().unwrap().log_enables, 0);
 }
 
-/// What a destination holding [`KEY`] answers to the source hello of
-/// [`source_against`]: its hello and its key confirmation.
-fn greeting() -> Vec<u8> {
+/// The hellos of [`source_against`]: the source's and a clear
+/// destination's answer.
+fn scripted_hellos() -> (depmig_stream::Hello, depmig_stream::Hello) {
     let src = depmig_stream::Hello {
         role: depmig_stream::Role::Source,
         nonce: [1; 16],
@@ -779,9 +796,22 @@ fn greeting() -> Vec<u8> {
         verify: false,
         caps: depmig_stream::Caps::NONE,
     };
+    (src, dst)
+}
+
+/// What a destination holding [`KEY`] answers to the source hello of
+/// [`source_against`]: its hello and its key confirmation.
+fn greeting() -> Vec<u8> {
+    let (src, dst) = scripted_hellos();
     let mut v = dst.to_bytes().to_vec();
     v.extend_from_slice(&depmig_stream::key_confirmation(KEY, &src, &dst).unwrap());
     v
+}
+
+/// `r` as the scripted destination would sign it.
+fn signed(r: [u8; 8]) -> [u8; depmig_migrate::reply::SIGNED_REPLY_LEN] {
+    let (src, dst) = scripted_hellos();
+    depmig_migrate::reply::sign(r, KEY, &src, &dst).unwrap()
 }
 
 fn source_against(reply: Vec<u8>) -> (Box<SourceFailure>, Arc<Mutex<Guest>>, Vec<u8>) {
@@ -799,6 +829,7 @@ fn source_against(reply: Vec<u8>) -> (Box<SourceFailure>, Arc<Mutex<Guest>>, Vec
         record_pages: RECORD_PAGES,
         verify: false,
         compress: Codec::Raw,
+        encrypt: false,
     };
     let f = source::run(
         &mut g,
@@ -828,12 +859,70 @@ fn a_foreign_destination_is_refused_before_log_dirty() {
 #[test]
 fn a_garbage_reply_fails_and_resumes() {
     let mut reply = greeting();
-    reply.extend_from_slice(b"DMACK\0\0\x01");
+    reply.extend_from_slice(&signed(*b"DMACK\0\0\x01"));
     let (f, guest, _) = source_against(reply);
     assert_eq!(f.error, SourceError::BadReply(*b"DMACK\0\0\x01"));
     assert!(f.resumed);
     let g = guest.lock().unwrap();
     assert_eq!((g.resume_calls, g.log_disables, g.suspended), (1, 1, false));
+}
+
+#[test]
+fn a_forged_ack_is_refused_and_the_guest_resumes() {
+    // An ACK without its tag, with a tag of another reply, or with a tag
+    // of another key: the source does not commit.
+    let (src, dst) = scripted_hellos();
+    let other = depmig_migrate::reply::sign(
+        depmig_migrate::reply::ACK,
+        b"another key, at least sixteen bytes",
+        &src,
+        &dst,
+    )
+    .unwrap();
+    let mut nak_as_ack = signed(depmig_migrate::reply::nak(NakCode::Auth));
+    nak_as_ack[..8].copy_from_slice(&depmig_migrate::reply::ACK);
+    let mut bare = [0u8; depmig_migrate::reply::SIGNED_REPLY_LEN];
+    bare[..8].copy_from_slice(&depmig_migrate::reply::ACK);
+    for forged in [bare, nak_as_ack, other] {
+        let mut reply = greeting();
+        reply.extend_from_slice(&forged);
+        let (f, guest, _) = source_against(reply);
+        assert_eq!(
+            f.error,
+            SourceError::ForgedReply(depmig_migrate::reply::ACK)
+        );
+        assert!(f.resumed);
+        assert!(!guest.lock().unwrap().suspended);
+    }
+    // The same ACK with its tag commits.
+    let mut reply = greeting();
+    reply.extend_from_slice(&signed(depmig_migrate::reply::ACK));
+    let guest = Arc::new(Mutex::new(Guest::new(256, 5)));
+    let mut g = G(guest.clone());
+    let mut t = Script::new(reply, 4096);
+    let cfg = SourceConfig {
+        key: KEY,
+        nonce: [1; 16],
+        mode: Mode::Baseline,
+        xen_major: 4,
+        xen_minor: 17,
+        record_pages: RECORD_PAGES,
+        verify: false,
+        compress: Codec::Raw,
+        encrypt: false,
+    };
+    let clock = TestClock(Instant::now());
+    let mut pol = AnyPolicy::new(PolicyKind::Xen4);
+    let out = source::run(
+        &mut g,
+        &mut t,
+        &clock,
+        &mut NoOracle,
+        &mut pol,
+        &mut NoProgress,
+        &cfg,
+    );
+    assert!(out.is_ok(), "{:?}", out.err());
 }
 
 #[test]
@@ -1130,4 +1219,139 @@ fn a_forged_or_replayed_digest_message_is_refused() {
     let f = r.src.as_ref().expect_err("source failed");
     assert_eq!(f.error, SourceError::Verify(VerifyError::BadTag));
     assert_guest_back(&r, true);
+}
+
+/// The report's `depmig` section of a run's source figures.
+fn depmig_section(stats: &SourceStats) -> Json {
+    let text = report::build(stats, &ReportMeta::default());
+    parse_json(&text).unwrap().get("depmig").unwrap().clone()
+}
+
+#[test]
+fn a_sealed_migration_copies_the_guest_and_says_so() {
+    let clear = Setup::new(7).run();
+    let r = Setup::sealed(7).run();
+    let out = r.src.as_ref().expect("source succeeded");
+    let dst = r.dst.as_ref().expect("destination succeeded");
+    assert_memory_matches(&r);
+    assert_cpu_state_applied(&r);
+    assert!(out.stats.encrypted && dst.encrypted);
+    // Records of at most 64 KiB: a 16 MiB guest takes hundreds.
+    assert!(
+        out.stats.sealed_records > 256,
+        "{}",
+        out.stats.sealed_records
+    );
+    assert_eq!(out.stats.sealed_records, dst.sealed_records);
+    // Each record costs its 24-byte header and tag; the trailer is gone.
+    let c = clear.src.as_ref().unwrap();
+    assert!(!c.stats.encrypted);
+    assert_eq!(c.stats.sealed_records, 0);
+    assert_eq!(
+        out.stats.stream_bytes,
+        c.stats.stream_bytes - depmig_stream::handshake::TRAILER_LEN as u64
+            + 24 * out.stats.sealed_records,
+        "the same stream, sealed"
+    );
+    // Page record bytes are the stream's own, as in clear.
+    assert_eq!(out.stats.page_record_bytes(), c.stats.page_record_bytes());
+    let j = depmig_section(&out.stats);
+    assert_eq!(j.get("encrypted"), Some(&Json::Bool(true)));
+    assert_eq!(j.u("sealed_records"), out.stats.sealed_records);
+    // In clear the report reads as before: no such field.
+    let j = depmig_section(&c.stats);
+    assert_eq!(j.get("encrypted"), None);
+}
+
+#[test]
+fn sealed_records_with_lz4_pages_and_verification_acknowledge() {
+    let mut s = Setup::verified(43);
+    s.src_encrypt = true;
+    s.dst_encrypt = true;
+    s.compress = Codec::Lz4;
+    s.accept = Codec::Lz4;
+    let r = s.run();
+    let out = r.src.as_ref().expect("source succeeded");
+    let dst = r.dst.as_ref().expect("destination succeeded");
+    assert_memory_matches(&r);
+    assert!(out.stats.encrypted && dst.encrypted);
+    assert_eq!((out.stats.codec, dst.codec), (Codec::Lz4, Codec::Lz4));
+    let v = out.stats.verify.as_ref().expect("source verified");
+    assert!(v.complete);
+    assert_eq!(v.mismatched_ranges, 0);
+}
+
+#[test]
+fn a_corrupted_byte_in_a_sealed_record_is_refused_at_that_record() {
+    let mut s = Setup::sealed(41);
+    s.src_wrap = Box::new(|e| {
+        Boxed(Box::new(Corrupt {
+            inner: e,
+            at: 3_000_000,
+            pos: 0,
+        }))
+    });
+    let r = s.run();
+    // Refused at the record, while the guest still runs: the source hears
+    // the NAK, or the hang-up that follows it while it still sends.
+    let e = r.src.as_ref().unwrap_err().error;
+    assert!(
+        matches!(
+            e,
+            SourceError::Nak(NakCode::Auth) | SourceError::Transport(_)
+        ),
+        "{e:?}"
+    );
+    let why = DestError::Stream(depmig_stream::RxError::Record(
+        depmig_stream::RecordError::BadTag,
+    ));
+    assert_eq!(r.dst.as_ref().unwrap_err(), &why);
+    assert_eq!(r.dst_refusals, [format!("{why:?}")]);
+    assert_guest_back(&r, false);
+    assert_eq!(r.guest.lock().unwrap().suspend_calls, 0);
+    assert!(r.shell.cpu_state_untouched());
+    // Refused at the record: no page from byte 3,000,000 on reached the
+    // shell, and some before it did.
+    let written = r.shell.pages_written;
+    assert!(written > 0 && written * 4096 < 3_000_000, "{written} pages");
+}
+
+#[test]
+fn a_source_armed_to_encrypt_refuses_a_clear_destination_before_any_page() {
+    let mut s = Setup::new(39);
+    s.src_encrypt = true;
+    let r = s.run();
+    let f = r.src.as_ref().expect_err("source refused");
+    assert_eq!(
+        f.error,
+        SourceError::Handshake(depmig_stream::HandshakeError::EncryptionRefused)
+    );
+    // After the key confirmation (the answer is the destination's own),
+    // before log-dirty, a page or the suspension.
+    assert!(f.stats.rounds.is_empty());
+    let g = r.guest.lock().unwrap();
+    assert_eq!((g.log_enables, g.suspend_calls), (0, 0));
+    drop(g);
+    assert!(r.dst.is_err());
+    assert!(r.shell.log.is_empty(), "nothing written");
+    assert_eq!(r.shell.pages_written, 0);
+}
+
+#[test]
+fn a_destination_armed_to_encrypt_refuses_a_clear_source() {
+    let mut s = Setup::new(39);
+    s.dst_encrypt = true;
+    let r = s.run();
+    assert_eq!(
+        r.dst.as_ref().unwrap_err(),
+        &DestError::Stream(depmig_stream::RxError::Handshake(
+            depmig_stream::HandshakeError::EncryptionRefused
+        ))
+    );
+    // The source armed off streams in clear until it hears the NAK or the
+    // hang-up; the destination took nothing of it.
+    assert!(r.src.is_err());
+    assert!(r.shell.log.is_empty(), "nothing written");
+    assert_eq!(r.shell.pages_written, 0);
+    assert!(r.shell.cpu_state_untouched());
 }

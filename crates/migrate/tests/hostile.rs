@@ -7,7 +7,7 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use depmig_migrate::reply::{nak, ACK};
+use depmig_migrate::reply::{nak, ACK, SIGNED_REPLY_LEN};
 use depmig_migrate::*;
 use depmig_stream::handshake::{CONFIRM_LEN, HELLO_LEN};
 use depmig_stream::*;
@@ -141,15 +141,20 @@ fn receive(bytes: Vec<u8>, chunk: usize) -> (Result<DestStats, DestError>, Shell
     (r, shell, t.out)
 }
 
-/// The destination answered its hello and key confirmation, then `reply`.
+/// The destination answered its hello and key confirmation, then `reply`
+/// with its tag.
 fn assert_replied(sent: &[u8], reply: [u8; 8]) {
     let (src, dst) = hellos();
     let confirm = depmig_stream::key_confirmation(KEY, &src, &dst).unwrap();
     let head = HELLO_LEN + CONFIRM_LEN;
-    assert_eq!(sent.len(), head + 8, "{sent:?}");
+    assert_eq!(sent.len(), head + SIGNED_REPLY_LEN, "{sent:?}");
     assert_eq!(&sent[..HELLO_LEN], &dst.to_bytes());
     assert_eq!(&sent[HELLO_LEN..head], &confirm);
-    assert_eq!(&sent[head..], &reply);
+    assert_eq!(&sent[head..head + 8], &reply);
+    assert_eq!(
+        &sent[head..],
+        &depmig_migrate::reply::sign(reply, KEY, &src, &dst).unwrap()
+    );
 }
 
 #[test]

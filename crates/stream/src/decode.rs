@@ -425,6 +425,17 @@ impl Decoder {
     /// `Ok(None)` means more input is needed (or END was reached; see
     /// [`Decoder::is_done`]); bytes after END are left in `input`.
     pub fn next<'s>(&'s mut self, input: &mut &[u8]) -> Result<Option<Event<'s>>, DecodeError> {
+        match self.advance(input) {
+            Ok(Some(ev)) => Ok(Some(self.materialise(ev))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Decoder::next`] without the borrow of its event: a caller that
+    /// loops over records (the sealed [`crate::Receiver`]) decides what to
+    /// do next before it borrows the event with [`Decoder::materialise`].
+    pub(crate) fn advance(&mut self, input: &mut &[u8]) -> Result<Option<Pending>, DecodeError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
@@ -433,8 +444,7 @@ impl Decoder {
             self.release = false;
         }
         match self.step(input) {
-            Ok(Some(ev)) => Ok(Some(self.materialise(ev))),
-            Ok(None) => Ok(None),
+            Ok(p) => Ok(p),
             Err(e) => {
                 self.failed = Some(e);
                 Err(e)
@@ -443,7 +453,7 @@ impl Decoder {
     }
 
     /// Turns an internal event into one that borrows the staging buffer.
-    fn materialise(&mut self, ev: Pending) -> Event<'_> {
+    pub(crate) fn materialise(&mut self, ev: Pending) -> Event<'_> {
         self.release = true;
         let buf = self.buf.as_slice();
         match ev {
@@ -755,7 +765,7 @@ impl Decoder {
 }
 
 /// An event whose borrowed part is still to be attached.
-enum Pending {
+pub(crate) enum Pending {
     Ready(Event<'static>),
     Page(PfnEntry, bool),
     /// A page decompressed into the decoder's page buffer.

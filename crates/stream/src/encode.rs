@@ -30,6 +30,12 @@ pub trait ByteSink {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SinkFull;
 
+impl<S: ByteSink + ?Sized> ByteSink for &mut S {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), SinkFull> {
+        (**self).put(bytes)
+    }
+}
+
 impl ByteSink for Vec<u8> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), SinkFull> {
         self.extend_from_slice(bytes);

@@ -27,18 +27,20 @@ pub mod handshake;
 pub mod libxl;
 pub mod order;
 pub mod packed;
+pub mod record;
 pub mod session;
 pub mod wire;
 
 pub use decode::{DecodeError, Decoder, Event, Limits, Record};
 pub use encode::{ByteSink, EncodeError, Encoder, SinkFull};
 pub use handshake::{
-    check_verify_tag, key_confirmation, negotiated, verify_key_confirmation, verify_tag, Caps,
-    Direction, HandshakeError, Hello, Role, TranscriptMac, CONFIRM_LEN, FLAG_VERIFY,
-    VERIFY_TAG_LEN,
+    check_reply_tag, check_verify_tag, key_confirmation, negotiated, reply_tag, sealed,
+    verify_key_confirmation, verify_tag, Caps, Direction, HandshakeError, Hello, Role,
+    TranscriptMac, CONFIRM_LEN, FLAG_VERIFY, REPLY_TAG_LEN, VERIFY_TAG_LEN,
 };
 pub use libxl::{LibxlError, RoundCounter, RoundTally, XlEvent, XlStreamScanner};
 pub use order::{OrderChecker, OrderError};
 pub use packed::{Codec, PageTally};
+pub use record::{Opener, RecordError, Sealer, MAX_RECORD_PLAINTEXT};
 pub use session::{Authenticated, Receiver, RxError, RxEvent};
 pub use wire::*;

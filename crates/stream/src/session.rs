@@ -1,41 +1,112 @@
 //! Both ends of a depmig connection put together: the source writes through
 //! an [`Authenticated`] sink; the destination pushes received bytes into a
 //! [`Receiver`], which reads the source's hello, decodes the stream, and
-//! checks the trailer's tag over exactly the bytes it decoded.
+//! checks it: in clear, the trailer's tag over exactly the bytes it
+//! decoded; sealed, each record's tag before any of its bytes reach the
+//! decoder, and that END ends the final record.
 //!
 //! Source:
-//! 1. send `Hello { role: Source, nonce }`, read the destination's hello;
-//! 2. `TranscriptMac::new(key, &mine, &peer)`, wrap the socket's sink in
-//!    [`Authenticated`], encode the stream through it;
-//! 3. send [`Authenticated::finish`]'s trailer.
+//! 1. send `Hello { role: Source, nonce, caps }`, read the destination's
+//!    hello and confirmation;
+//! 2. in clear, `TranscriptMac::new(key, &mine, &peer)` and
+//!    [`Authenticated::new`]; sealed (both hellos hold
+//!    [`Caps::ENCRYPTED`]), [`Sealer::new`] for source-to-destination and
+//!    [`Authenticated::sealed`]; encode the stream through it, calling
+//!    [`Authenticated::flush_record`] where bytes must leave now (end of a
+//!    round, before the suspension);
+//! 3. send what [`Authenticated::finish`] returns last: the trailer, or
+//!    the final record.
+//!
+//! ```text
+//! clear : hello | libxc stream ... END | trailer(32)
+//! sealed: hello | record 0 | record 1 | ... | record n (FINAL)
+//!         record = "DS" flags 0 len(u32) | ChaCha20(len bytes) | tag(16)
+//! ```
 //!
 //! Destination: push every segment into [`Receiver::push`] until it returns
 //! `None`; answer [`RxEvent::PeerHello`] with its own hello's
-//! [`Hello::answer`] to it (what the receiver keyed the transcript with,
-//! and whose capabilities set the decoder's codec); apply
+//! [`Hello::answer`] to it (what the receiver keyed the transcript or the
+//! records with, and whose capabilities set the decoder's codec); apply
 //! [`RxEvent::Stream`] events to the paused shell; only after
-//! [`RxEvent::Authenticated`] may the copy run.
+//! [`RxEvent::Authenticated`] may the copy run. A receiver whose own hello
+//! holds [`Caps::ENCRYPTED`] requires it: to a source that does not offer
+//! it, it still hands out the peer's hello (so that the caller answers and
+//! can refuse with a reason) and then refuses everything
+//! ([`HandshakeError::EncryptionRefused`]).
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::decode::{DecodeError, Decoder, Event, Limits};
 use crate::encode::{ByteSink, SinkFull};
 use crate::handshake::{
-    negotiated, HandshakeError, Hello, Role, TranscriptMac, HELLO_LEN, MIN_KEY_LEN, TRAILER_LEN,
+    negotiated, sealed, Caps, Direction, HandshakeError, Hello, Role, TranscriptMac, HELLO_LEN,
+    MIN_KEY_LEN, TRAILER_LEN,
 };
 use crate::packed::Codec;
+use crate::record::{Opener, RecordError, Sealer, MAX_RECORD_PLAINTEXT};
 
-/// A sink that adds everything written through it to the transcript.
+/// How the source's sink protects the stream.
+#[derive(Debug)]
+enum Protect {
+    /// In clear, with the transcript MAC for the trailer (boxed: Poly1305's
+    /// state is ten times a sealer's).
+    Clear(Box<TranscriptMac>),
+    /// In sealed records; `pending` is the plaintext of the next one.
+    Sealed { sealer: Sealer, pending: Vec<u8> },
+}
+
+/// A sink that protects everything written through it: in clear it adds
+/// the bytes to the transcript ([`Authenticated::new`]); sealed it cuts
+/// them into records ([`Authenticated::sealed`]).
 #[derive(Debug)]
 pub struct Authenticated<S> {
     inner: S,
-    mac: TranscriptMac,
+    how: Protect,
+    written: u64,
 }
 
 impl<S: ByteSink> Authenticated<S> {
-    /// Wraps `inner`; `mac` was started from both hellos.
+    /// Wraps `inner`; `mac` was started from both hellos. The stream goes
+    /// in clear and ends with the trailer.
     pub fn new(inner: S, mac: TranscriptMac) -> Self {
-        Authenticated { inner, mac }
+        Authenticated {
+            inner,
+            how: Protect::Clear(Box::new(mac)),
+            written: 0,
+        }
+    }
+
+    /// Wraps `inner`; `sealer` is the source-to-destination one of both
+    /// hellos. The stream goes in sealed records and ends with the final
+    /// record.
+    pub fn sealed(inner: S, sealer: Sealer) -> Self {
+        Authenticated {
+            inner,
+            how: Protect::Sealed {
+                sealer,
+                pending: Vec::with_capacity(MAX_RECORD_PLAINTEXT),
+            },
+            written: 0,
+        }
+    }
+
+    /// Whether the stream goes in sealed records.
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.how, Protect::Sealed { .. })
+    }
+
+    /// Records sealed so far (0 in clear).
+    pub fn records(&self) -> u64 {
+        match &self.how {
+            Protect::Clear(_) => 0,
+            Protect::Sealed { sealer, .. } => sealer.records(),
+        }
+    }
+
+    /// Stream bytes written through this sink (before sealing).
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// The wrapped sink.
@@ -43,17 +114,87 @@ impl<S: ByteSink> Authenticated<S> {
         &mut self.inner
     }
 
-    /// Ends the stream: returns the sink and the trailer to send last.
-    pub fn finish(self) -> (S, [u8; TRAILER_LEN]) {
-        (self.inner, self.mac.trailer())
+    /// Sealed: sends what waits for the next record now, as a record of
+    /// its own (before the guest is suspended, at the end of a round), so
+    /// that nothing written stays behind. In clear: nothing to do.
+    pub fn flush_record(&mut self) -> Result<(), SinkFull> {
+        match &mut self.how {
+            Protect::Clear(_) => Ok(()),
+            Protect::Sealed { sealer, pending } => {
+                if pending.is_empty() {
+                    return Ok(());
+                }
+                seal_to(&mut self.inner, sealer, pending, false)
+            }
+        }
     }
+
+    /// Ends the stream: returns the sink and what to send last, the
+    /// trailer in clear or the final record sealed.
+    pub fn finish(self) -> (S, Vec<u8>) {
+        match self.how {
+            Protect::Clear(mac) => (self.inner, mac.trailer().to_vec()),
+            Protect::Sealed {
+                mut sealer,
+                mut pending,
+            } => {
+                let mut tail = Vec::new();
+                // `pending` never exceeds a record and the sealer is open
+                // until here: this cannot fail; if it did, the tail would
+                // be empty and the destination would refuse the stream.
+                if let Ok((h, t)) = sealer.seal_in_place(&mut pending, true) {
+                    tail.reserve(h.len() + pending.len() + t.len());
+                    tail.extend_from_slice(&h);
+                    tail.extend_from_slice(&pending);
+                    tail.extend_from_slice(&t);
+                }
+                (self.inner, tail)
+            }
+        }
+    }
+}
+
+/// Seals `pending` as the next record into `inner`, and empties it.
+fn seal_to<S: ByteSink>(
+    inner: &mut S,
+    sealer: &mut Sealer,
+    pending: &mut Vec<u8>,
+    last: bool,
+) -> Result<(), SinkFull> {
+    let (h, t) = sealer.seal_in_place(pending, last).map_err(|_| SinkFull)?;
+    inner.put(&h)?;
+    inner.put(pending)?;
+    inner.put(&t)?;
+    pending.clear();
+    Ok(())
 }
 
 impl<S: ByteSink> ByteSink for Authenticated<S> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), SinkFull> {
-        self.inner.put(bytes)?;
-        self.mac.update(bytes);
-        Ok(())
+        self.written += bytes.len() as u64;
+        match &mut self.how {
+            Protect::Clear(mac) => {
+                self.inner.put(bytes)?;
+                mac.update(bytes);
+                Ok(())
+            }
+            Protect::Sealed { sealer, pending } => {
+                // A full record is sealed only when more bytes come, so
+                // that the final record is never empty when the stream
+                // ends on a record's edge.
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    if pending.len() >= MAX_RECORD_PLAINTEXT {
+                        seal_to(&mut self.inner, sealer, pending, false)?;
+                    }
+                    let room = MAX_RECORD_PLAINTEXT.saturating_sub(pending.len());
+                    let (now, later) = rest.split_at(room.min(rest.len()));
+                    pending.extend_from_slice(now);
+                    rest = later;
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -76,6 +217,9 @@ pub enum RxError {
     Handshake(HandshakeError),
     /// The stream was refused by the decoder.
     Decode(DecodeError),
+    /// A sealed record was refused, or the records did not end with the
+    /// stream.
+    Record(RecordError),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +239,10 @@ pub struct Receiver {
     small: [u8; TRAILER_LEN],
     have: usize,
     mac: Option<TranscriptMac>,
+    /// Sealed stream: the source-to-destination opener.
+    opener: Option<Opener>,
+    /// Refuse a source that does not offer encryption.
+    require_sealed: bool,
     dec: Decoder,
     failed: Option<RxError>,
 }
@@ -117,9 +265,22 @@ impl Receiver {
             small: [0; TRAILER_LEN],
             have: 0,
             mac: None,
+            opener: None,
+            require_sealed: mine.caps.contains(Caps::ENCRYPTED),
             dec: Decoder::new(limits),
             failed: None,
         })
+    }
+
+    /// Whether the stream comes in sealed records (known once the
+    /// source's hello came).
+    pub fn is_sealed(&self) -> bool {
+        self.opener.is_some()
+    }
+
+    /// Sealed records opened so far.
+    pub fn records(&self) -> u64 {
+        self.opener.as_ref().map_or(0, Opener::records)
     }
 
     /// Whether the trailer was verified.
@@ -166,6 +327,9 @@ impl Receiver {
             }
             return r;
         }
+        if self.opener.is_some() {
+            return self.sealed_stream(input);
+        }
         if self.state == RxState::Stream && self.dec.is_done() {
             self.state = RxState::Trailer;
         }
@@ -207,6 +371,71 @@ impl Receiver {
         }
     }
 
+    /// The sealed stream: records opened one by one, their plaintext
+    /// decoded; authentic once END ends the final record exactly.
+    fn sealed_stream<'s>(&'s mut self, input: &mut &[u8]) -> Result<Option<RxEvent<'s>>, RxError> {
+        if self.state == RxState::Done {
+            return Ok(None);
+        }
+        let Some(opener) = self.opener.as_mut() else {
+            return Err(RxError::Handshake(HandshakeError::Truncated));
+        };
+        // Each turn consumes input or plaintext, or returns.
+        loop {
+            if self.dec.is_done() {
+                if !opener.plaintext().is_empty() {
+                    return Err(stick(
+                        &mut self.failed,
+                        RxError::Record(RecordError::TrailingPlaintext),
+                    ));
+                }
+                if opener.is_closed() {
+                    self.state = RxState::Done;
+                    return Ok(Some(RxEvent::Authenticated));
+                }
+                // END ended a record that was not the final one: only an
+                // empty final record may follow (anything else is refused
+                // above on the next turn).
+                match opener.open(input) {
+                    Ok(true) => continue,
+                    Ok(false) => return Ok(None),
+                    Err(e) => return Err(stick(&mut self.failed, RxError::Record(e))),
+                }
+            }
+            if opener.plaintext().is_empty() {
+                if opener.is_closed() {
+                    return Err(stick(
+                        &mut self.failed,
+                        RxError::Record(RecordError::FinalBeforeEnd),
+                    ));
+                }
+                match opener.open(input) {
+                    Ok(true) => continue,
+                    Ok(false) => return Ok(None),
+                    Err(e) => return Err(stick(&mut self.failed, RxError::Record(e))),
+                }
+            }
+            let mut text = opener.plaintext();
+            let before = text.len();
+            let r = self.dec.advance(&mut text);
+            let used = before - text.len();
+            opener.consume(used);
+            match r {
+                Ok(Some(p)) => return Ok(Some(RxEvent::Stream(self.dec.materialise(p)))),
+                Ok(None) if !opener.plaintext().is_empty() && !self.dec.is_done() => {
+                    // Stopped with plaintext left and not at END (a
+                    // CHECKPOINT, which depmig never sends).
+                    return Err(stick(
+                        &mut self.failed,
+                        RxError::Record(RecordError::TrailingPlaintext),
+                    ));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(stick(&mut self.failed, RxError::Decode(e))),
+            }
+        }
+    }
+
     fn hello(&mut self, input: &mut &[u8]) -> Result<Option<RxEvent<'static>>, RxError> {
         if !self.fill(input, HELLO_LEN) {
             return Ok(None);
@@ -218,13 +447,39 @@ impl Receiver {
         }
         let answer = self.mine.answer(&peer);
         let codec = negotiated(&peer, &answer).map_err(RxError::Handshake)?;
-        let mac = TranscriptMac::new(&self.key, &peer, &answer).map_err(RxError::Handshake)?;
+        let on = match sealed(&peer, &answer, self.require_sealed) {
+            Ok(on) => on,
+            // Armed to encrypt and not offered it: the caller still answers
+            // (so that the source hears why, in a NAK); nothing of the
+            // stream is taken.
+            Err(e @ HandshakeError::EncryptionRefused) => {
+                self.failed = Some(RxError::Handshake(e));
+                self.mine = answer;
+                return Ok(Some(RxEvent::PeerHello(peer)));
+            }
+            Err(e) => return Err(RxError::Handshake(e)),
+        };
+        if on {
+            let opener = Opener::new(&self.key, &peer, &answer, Direction::SourceToDestination)
+                .map_err(RxError::Handshake)?;
+            self.opener = Some(opener);
+        } else {
+            let mac = TranscriptMac::new(&self.key, &peer, &answer).map_err(RxError::Handshake)?;
+            self.mac = Some(mac);
+        }
         self.mine = answer;
         self.dec.set_codec(codec);
-        self.mac = Some(mac);
         self.state = RxState::Stream;
         Ok(Some(RxEvent::PeerHello(peer)))
     }
+}
+
+/// Keeps the receiver's first error and returns it.
+fn stick(failed: &mut Option<RxError>, e: RxError) -> RxError {
+    if failed.is_none() {
+        *failed = Some(e);
+    }
+    e
 }
 
 /// Reads the trailer and checks the tag (fields passed apart so the
@@ -272,7 +527,6 @@ fn trailer(
 mod tests {
     use super::*;
     use crate::encode::Encoder;
-    use crate::handshake::Caps;
     use crate::wire::*;
     use alloc::vec;
 
@@ -484,6 +738,289 @@ mod tests {
         assert_eq!(
             receive(&wire, 64),
             Err(RxError::Handshake(HandshakeError::UnexpectedRole))
+        );
+    }
+
+    /// Hellos of a sealed migration.
+    fn sealed_hellos() -> (Hello, Hello) {
+        let src = Hello {
+            role: Role::Source,
+            nonce: [5; 16],
+            verify: false,
+            caps: Caps::ENCRYPTED,
+        };
+        let dst = Hello {
+            role: Role::Destination,
+            nonce: [6; 16],
+            verify: false,
+            caps: Caps::ENCRYPTED,
+        }
+        .answer(&src);
+        (src, dst)
+    }
+
+    /// The source's stream sealed under `key`: its hello, then each record
+    /// apart. `extra` pages of filler make the stream span several
+    /// records.
+    fn sealed_source(key: &[u8], extra: u64) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let (src, dst) = sealed_hellos();
+        let sealer = Sealer::new(key, &src, &dst, Direction::SourceToDestination).unwrap();
+        let mut out = Authenticated::sealed(Vec::new(), sealer);
+        assert!(out.is_sealed());
+        let mut e = Encoder::new();
+        let d = DomainHeader {
+            domain_type: DomainType::X86Hvm,
+            page_shift: 12,
+            xen_major: 4,
+            xen_minor: 17,
+        };
+        e.headers(&mut out, &d).unwrap();
+        e.static_data_end(&mut out).unwrap();
+        e.page_data(&mut out, &[PfnEntry::normal(1)], &[&[9u8; PAGE_SIZE]])
+            .unwrap();
+        let text: Vec<u8> = (0..PAGE_SIZE).map(|i| b"depmig "[i % 7]).collect();
+        e.page_data(
+            &mut out,
+            &[PfnEntry::normal(2), PfnEntry::normal(3)],
+            &[&text, &[0u8; PAGE_SIZE]],
+        )
+        .unwrap();
+        for p in 0..extra {
+            let page = [p as u8; PAGE_SIZE];
+            e.page_data(&mut out, &[PfnEntry::normal(4 + p)], &[&page])
+                .unwrap();
+        }
+        // A record ends here, as at the source's suspension.
+        out.flush_record().unwrap();
+        e.hvm_context(&mut out, &[1; 5]).unwrap();
+        e.end(&mut out).unwrap();
+        let records = out.records();
+        let (body, tail) = out.finish();
+        // Split the wire back into records by their headers.
+        let mut recs = Vec::new();
+        let all = [&body[..], &tail].concat();
+        let mut at = 0;
+        while at < all.len() {
+            let len = u32::from_le_bytes(all[at + 4..at + 8].try_into().unwrap()) as usize;
+            let n = RECORD_HEADER_LEN + len + RECORD_TAG_LEN;
+            recs.push(all[at..at + n].to_vec());
+            at += n;
+        }
+        assert_eq!(recs.len() as u64, records + 1);
+        (src.to_bytes().to_vec(), recs)
+    }
+
+    /// Receives as a destination that requires encryption.
+    fn receive_sealed(wire: &[u8], seg: usize) -> Result<(bool, Pages), RxError> {
+        receive_with(wire, seg, Caps::ENCRYPTED).map(|(a, p, _)| (a, p))
+    }
+
+    use crate::record::{RECORD_HEADER_LEN, RECORD_TAG_LEN};
+
+    #[test]
+    fn sealed_stream_round_trip_in_any_segmentation() {
+        for extra in [0, 20, 40] {
+            let (hello, recs) = sealed_source(KEY, extra);
+            let wire = [hello, recs.concat()].concat();
+            let mut want = expected_pages();
+            for p in 0..extra {
+                want.push((4 + p, vec![p as u8; PAGE_SIZE]));
+            }
+            for seg in [1, 7, 4096, wire.len()] {
+                if seg == 1 && extra > 0 {
+                    continue;
+                }
+                assert_eq!(
+                    receive_sealed(&wire, seg),
+                    Ok((true, want.clone())),
+                    "{extra} {seg}"
+                );
+            }
+            // Pages are not on the wire in clear.
+            let page = [9u8; 64];
+            assert!(!wire.windows(64).any(|w| w == page));
+        }
+        // Three records at least with 40 filler pages (a record holds 64 KiB).
+        assert!(sealed_source(KEY, 40).1.len() >= 3);
+    }
+
+    #[test]
+    fn sealed_records_altered_replayed_swapped_or_dropped_are_refused() {
+        let (hello, recs) = sealed_source(KEY, 20);
+        assert!(recs.len() >= 3, "{}", recs.len());
+        let bad_tag = Err(RxError::Record(RecordError::BadTag));
+        let with = |rs: &[&Vec<u8>]| {
+            let mut w = hello.clone();
+            for r in rs {
+                w.extend_from_slice(r);
+            }
+            w
+        };
+        let all: Vec<&Vec<u8>> = recs.iter().collect();
+        // A flipped bit in the header's length, in the ciphertext, in the tag.
+        for at in [4, RECORD_HEADER_LEN + 3, recs[1].len() - 1] {
+            let mut r1 = recs[1].clone();
+            r1[at] ^= 0x01;
+            let mut rs = all.clone();
+            rs[1] = &r1;
+            assert_eq!(receive_sealed(&with(&rs), 512), bad_tag, "{at}");
+        }
+        // The final flag set on a record that is not final, or cleared.
+        let mut r0 = recs[0].clone();
+        r0[2] ^= 1;
+        let mut rs = all.clone();
+        rs[0] = &r0;
+        assert_eq!(receive_sealed(&with(&rs), 512), bad_tag);
+        // Replayed.
+        let mut rs = all.clone();
+        rs.insert(1, &recs[0]);
+        assert_eq!(receive_sealed(&with(&rs), 512), bad_tag);
+        // Swapped.
+        let mut rs = all.clone();
+        rs.swap(0, 1);
+        assert_eq!(receive_sealed(&with(&rs), 512), bad_tag);
+        // Dropped.
+        let mut rs = all.clone();
+        rs.remove(1);
+        assert_eq!(receive_sealed(&with(&rs), 512), bad_tag);
+        // Nothing of a refused record reaches the decoder: pages of the
+        // records before it do, none after.
+        let mut rx = Receiver::new(
+            KEY,
+            Hello {
+                role: Role::Destination,
+                nonce: [6; 16],
+                verify: false,
+                caps: Caps::ENCRYPTED,
+            },
+            Limits::default(),
+        )
+        .unwrap();
+        let mut r1 = recs[1].clone();
+        r1[RECORD_HEADER_LEN] ^= 0x80;
+        let mut rs = all.clone();
+        rs[1] = &r1;
+        let wire = with(&rs);
+        let mut input = &wire[..];
+        let mut pages_seen = 0u64;
+        let err = loop {
+            match rx.push(&mut input) {
+                Ok(Some(RxEvent::Stream(Event::Page { .. }))) => pages_seen += 1,
+                Ok(Some(_)) => {}
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        assert_eq!(err, Some(RxError::Record(RecordError::BadTag)));
+        assert_eq!(rx.records(), 1);
+        // The first record holds 64 KiB: at most 15 whole pages of it.
+        assert!(pages_seen <= 16, "{pages_seen}");
+        assert!(!rx.is_authenticated());
+    }
+
+    #[test]
+    fn a_sealed_stream_cut_short_is_never_authenticated() {
+        let (hello, recs) = sealed_source(KEY, 20);
+        let full = [hello.clone(), recs.concat()].concat();
+        // Cut anywhere: before the final record, inside it.
+        for cut in [
+            hello.len() + 1,
+            hello.len() + recs[0].len(),
+            full.len() - recs.last().unwrap().len(),
+            full.len() - 1,
+        ] {
+            let got = receive_sealed(&full[..cut], 333);
+            assert!(matches!(got, Ok((false, _))), "{cut}: {got:?}");
+        }
+        // A final flag on an early record (a forger without the key cannot
+        // set it; a source that did ends the stream before END): refused.
+        let (src, dst) = sealed_hellos();
+        let mut sealer = Sealer::new(KEY, &src, &dst, Direction::SourceToDestination).unwrap();
+        let mut e = Encoder::new();
+        let mut text = Vec::new();
+        let d = DomainHeader {
+            domain_type: DomainType::X86Hvm,
+            page_shift: 12,
+            xen_major: 4,
+            xen_minor: 17,
+        };
+        e.headers(&mut text, &d).unwrap();
+        let mut wire = src.to_bytes().to_vec();
+        sealer.seal(&text, true, &mut wire).unwrap();
+        assert_eq!(
+            receive_sealed(&wire, 64),
+            Err(RxError::Record(RecordError::FinalBeforeEnd))
+        );
+        // Bytes after END inside the final record: refused.
+        e.static_data_end(&mut text).unwrap();
+        e.hvm_context(&mut text, &[1; 5]).unwrap();
+        e.end(&mut text).unwrap();
+        let mut sealer = Sealer::new(KEY, &src, &dst, Direction::SourceToDestination).unwrap();
+        let mut wire = src.to_bytes().to_vec();
+        let mut t2 = text.clone();
+        t2.push(0);
+        sealer.seal(&t2, true, &mut wire).unwrap();
+        assert_eq!(
+            receive_sealed(&wire, 64),
+            Err(RxError::Record(RecordError::TrailingPlaintext))
+        );
+        // END at a record's edge, then an empty final record: authentic.
+        let mut sealer = Sealer::new(KEY, &src, &dst, Direction::SourceToDestination).unwrap();
+        let mut wire = src.to_bytes().to_vec();
+        sealer.seal(&text, false, &mut wire).unwrap();
+        let edge = wire.len();
+        sealer.seal(&[], true, &mut wire).unwrap();
+        assert!(matches!(receive_sealed(&wire, 5), Ok((true, _))));
+        // Without the final record: not authenticated.
+        assert!(matches!(receive_sealed(&wire[..edge], 5), Ok((false, _))));
+    }
+
+    #[test]
+    fn a_sealed_stream_under_another_key_is_refused() {
+        let (hello, recs) = sealed_source(b"another key of 16+ bytes", 0);
+        let wire = [hello, recs.concat()].concat();
+        assert_eq!(
+            receive_sealed(&wire, 100),
+            Err(RxError::Record(RecordError::BadTag))
+        );
+    }
+
+    #[test]
+    fn encryption_is_required_where_armed() {
+        // A source that offers no encryption, to a destination that
+        // requires it: refused at the hello, before any stream byte.
+        let wire = source_bytes(None);
+        assert_eq!(
+            receive_with(&wire, 64, Caps::ENCRYPTED).map(|_| ()),
+            Err(RxError::Handshake(HandshakeError::EncryptionRefused))
+        );
+        // A source that offers it, to a destination that does not take
+        // it: the destination answers without it, and the source refuses
+        // (see `sealed`); a sealed stream sent anyway is not a libxc one.
+        let (hello, recs) = sealed_source(KEY, 0);
+        let wire = [hello, recs.concat()].concat();
+        assert_eq!(
+            receive_with(&wire, 64, Caps::NONE).map(|_| ()),
+            Err(RxError::Decode(DecodeError::BadMarker))
+        );
+        let (src, dst) = sealed_hellos();
+        let clear = Hello {
+            caps: Caps::NONE,
+            ..dst
+        };
+        assert_eq!(sealed(&src, &dst, true), Ok(true));
+        assert_eq!(sealed(&src, &clear, false), Ok(false));
+        assert_eq!(
+            sealed(&src, &clear, true),
+            Err(HandshakeError::EncryptionRefused)
+        );
+        let plain_src = Hello {
+            caps: Caps::NONE,
+            ..src
+        };
+        assert_eq!(
+            sealed(&plain_src, &dst, false),
+            Err(HandshakeError::UnofferedCapability)
         );
     }
 }

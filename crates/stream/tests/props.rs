@@ -1,6 +1,9 @@
 //! Property tests: encode→decode is the identity under any split of the
 //! byte stream, and no input (random, or a valid stream mutated) makes the
-//! decoder or the xl scanner panic.
+//! decoder or the xl scanner panic; a stream sealed in records arrives as
+//! it was sent, however it was cut, and once altered is never
+//! authenticated, nor does anything after the alteration reach the
+//! decoder.
 
 use depmig_stream::*;
 use proptest::prelude::*;
@@ -261,6 +264,97 @@ fn drain(bytes: &[u8], chunk: usize) {
     }
 }
 
+const SEAL_KEY: &[u8] = b"0123456789abcdef";
+
+/// The hellos of a sealed migration (packed pages too, when `packed`).
+fn sealed_hellos(packed: bool) -> (handshake::Hello, handshake::Hello) {
+    let caps = if packed {
+        Caps::ENCRYPTED.union(Caps::LZ4_PAGES)
+    } else {
+        Caps::ENCRYPTED
+    };
+    let s = handshake::Hello {
+        role: handshake::Role::Source,
+        nonce: [2; 16],
+        verify: false,
+        caps,
+    };
+    let d = handshake::Hello {
+        role: handshake::Role::Destination,
+        nonce: [1; 16],
+        verify: false,
+        caps,
+    };
+    (s, d)
+}
+
+/// `stream` sealed as the source sends it: the hello, then records, with a
+/// record ended early at each of `cuts` (as at the end of a round).
+fn seal(stream: &[u8], packed: bool, cuts: &[usize]) -> Vec<u8> {
+    let (s, d) = sealed_hellos(packed);
+    let sealer = Sealer::new(SEAL_KEY, &s, &d, Direction::SourceToDestination).unwrap();
+    let mut out = Authenticated::sealed(s.to_bytes().to_vec(), sealer);
+    let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(stream.len())).collect();
+    cuts.sort_unstable();
+    let mut at = 0;
+    for c in cuts {
+        out.put(&stream[at..c]).unwrap();
+        out.flush_record().unwrap();
+        at = c;
+    }
+    out.put(&stream[at..]).unwrap();
+    let (mut wire, tail) = out.finish();
+    wire.extend_from_slice(&tail);
+    wire
+}
+
+/// What a receiver hands out, owned: each event's debug text, pages as
+/// their pfn, type and a hash of the data.
+fn owned(ev: &Event<'_>) -> String {
+    use std::hash::{Hash, Hasher};
+    match ev {
+        Event::Page { entry, data } => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            data.hash(&mut h);
+            format!("page {} {:?} {:x}", entry.pfn, entry.kind, h.finish())
+        }
+        Event::Record(Record::HvmContext(c)) => format!("context {c:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Feeds `wire` in `chunk`-byte pieces to a receiver that requires
+/// encryption: the events, whether it authenticated, the error if any.
+fn receive_sealed(wire: &[u8], chunk: usize, packed: bool) -> (Vec<String>, bool, Option<RxError>) {
+    let (_, d) = sealed_hellos(packed);
+    let mut rx = Receiver::new(SEAL_KEY, d, Limits::default()).unwrap();
+    let mut events = Vec::new();
+    for piece in wire.chunks(chunk.max(1)) {
+        let mut input = piece;
+        loop {
+            match rx.push(&mut input) {
+                Ok(Some(RxEvent::Stream(ev))) => events.push(owned(&ev)),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return (events, rx.is_authenticated(), Some(e)),
+            }
+        }
+    }
+    (events, rx.is_authenticated(), None)
+}
+
+/// The events of the clear stream, as a plain decoder gives them.
+fn clear_events(stream: &[u8], packed: bool) -> Vec<String> {
+    let mut dec = Decoder::new(Limits::default());
+    dec.set_codec(codec(packed));
+    let mut input = stream;
+    let mut events = Vec::new();
+    while let Ok(Some(ev)) = dec.next(&mut input) {
+        events.push(owned(&ev));
+    }
+    events
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -332,5 +426,68 @@ proptest! {
         wrapped.extend_from_slice(&bytes);
         let _ = sc.push(&wrapped, &mut |ev| if let XlEvent::Libxc(e) = ev { counter.observe(&e) });
         let _ = counter.finish();
+    }
+
+    #[test]
+    fn sealed_stream_arrives_as_sent(m in model(), chunk in prop_oneof![Just(1usize), 2usize..5000, Just(1 << 20)], cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4)) {
+        let stream = encode(&m);
+        let cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+        let wire = seal(&stream, m.packed, &cuts);
+        let (events, ok, err) = receive_sealed(&wire, chunk, m.packed);
+        prop_assert_eq!(err, None);
+        prop_assert!(ok);
+        prop_assert_eq!(events, clear_events(&stream, m.packed));
+    }
+
+    #[test]
+    fn altered_sealed_stream_is_never_authenticated(m in model(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6), chunk in 1usize..5000, cut in any::<prop::sample::Index>()) {
+        let stream = encode(&m);
+        let mut wire = seal(&stream, m.packed, &[cut.index(stream.len() + 1)]);
+        let hello = handshake::HELLO_LEN;
+        for (i, x) in flips {
+            let at = hello + i.index(wire.len() - hello);
+            wire[at] ^= x | 1;
+        }
+        let (events, ok, _) = receive_sealed(&wire, chunk, m.packed);
+        prop_assert!(!ok);
+        // Nothing altered reached the decoder: what came out is a prefix
+        // of the true stream's events.
+        let truth = clear_events(&stream, m.packed);
+        prop_assert!(events.len() <= truth.len());
+        prop_assert_eq!(&truth[..events.len()], &events[..]);
+    }
+
+    #[test]
+    fn sealed_stream_cut_or_spliced_is_never_authenticated(m in model(), keep in any::<prop::sample::Index>(), junk in prop::collection::vec(any::<u8>(), 0..64), chunk in 1usize..5000) {
+        let stream = encode(&m);
+        let wire = seal(&stream, m.packed, &[stream.len() / 2]);
+        // Cut anywhere after the hello, then garbage (or nothing).
+        let hello = handshake::HELLO_LEN;
+        let keep = hello + keep.index(wire.len() - hello);
+        let mut cut = wire[..keep].to_vec();
+        cut.extend_from_slice(&junk);
+        if cut != wire {
+            let (events, ok, _) = receive_sealed(&cut, chunk, m.packed);
+            prop_assert!(!ok);
+            let truth = clear_events(&stream, m.packed);
+            prop_assert_eq!(&truth[..events.len()], &events[..]);
+        }
+    }
+
+    #[test]
+    fn hostile_records_never_panic(len in any::<u32>(), flags in any::<u8>(), body in prop::collection::vec(any::<u8>(), 0..2048), chunk in 1usize..300) {
+        let (s, _) = sealed_hellos(false);
+        let mut wire = s.to_bytes().to_vec();
+        wire.extend_from_slice(b"DS");
+        wire.push(flags);
+        wire.push(0);
+        wire.extend_from_slice(&(len % (MAX_RECORD_PLAINTEXT as u32 + 64)).to_le_bytes());
+        wire.extend_from_slice(&body);
+        let (events, ok, _) = receive_sealed(&wire, chunk, false);
+        prop_assert!(!ok);
+        prop_assert!(events.is_empty());
+        let (events, ok, _) = receive_sealed(&[&s.to_bytes()[..], &body].concat(), chunk, false);
+        prop_assert!(!ok);
+        prop_assert!(events.is_empty());
     }
 }

@@ -260,6 +260,18 @@ pub struct SourceFigures {
         deserialize_with = "de::object"
     )]
     pub verify: Option<VerifyFigures>,
+    /// `true`: the stream crossed the link in sealed records (`--encrypt
+    /// on`: ChaCha20-Poly1305 per record); absent (or `false`): in clear,
+    /// with the transcript tag, so that reports of clear migrations read
+    /// and write as before.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "de::flag")]
+    pub encrypted: Option<bool>,
+    /// Sealed records sent (0 in clear).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_count"
+    )]
+    pub sealed_records: Option<u64>,
 }
 
 /// Most frames a report lists by number as different

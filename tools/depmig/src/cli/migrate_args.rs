@@ -9,7 +9,7 @@ use clap::Args;
 use depmig_control::bitmap_route::Route;
 // The values of `--mode`, `--policy` and `--fault` are the contract's: the
 // options are spelt as the keys they are written to.
-use depmig_control::{Compress, Fault, Mode, Policy};
+use depmig_control::{Compress, Encrypt, Fault, Mode, Policy};
 
 use super::values::{self, check, number, DOMAIN_NAME};
 
@@ -115,6 +115,17 @@ pub struct MigrateOptions {
           value_parser = check("--compress", "none or lz4", |v| Compress::parse(v).ok()),
           help_heading = "Migration")]
     pub compress: Compress,
+    // Written to both appliances' `migrate/encrypt`: each requires it of
+    // the other, so a mismatch fails before any page is sent.
+    /// on | off: the stream crosses the link in sealed
+    /// records (ChaCha20-Poly1305, keys of this migration
+    /// alone); an appliance armed on refuses a peer that
+    /// does not seal. off sends pages in clear (tagged
+    /// only): for a link nobody else can read
+    #[arg(long, value_name = "ON|OFF", verbatim_doc_comment, default_value = Encrypt::DEFAULT.as_str(),
+          value_parser = check("--encrypt", "on or off", |v| Encrypt::parse(v).ok()),
+          help_heading = "Migration")]
+    pub encrypt: Encrypt,
 
     /// the depmig appliance image (PVH ELF)
     #[arg(

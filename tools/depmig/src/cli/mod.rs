@@ -150,6 +150,7 @@ struct WithHelp<T: Args + FromArgMatches> {
 #[rustfmt::skip]
 const OPTION_NAMES: &[&str] = &[
     "--config", "--mode", "--policy", "--timeout", "--key-file", "--bitmap-route", "--compress",
+    "--encrypt",
     "--appliance", "--appliance-memory", "--source-ip", "--destination-ip", "--prefix",
     "--port", "--bridge", "--shell-name", "--work-dir", "--report", "--svg",
     "--baseline-report", "--scenario", "--workload", "--fault", "--verify",

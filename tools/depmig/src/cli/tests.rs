@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use depmig_control::bitmap_route::Route;
-use depmig_control::{Compress, Fault, Mode, Policy};
+use depmig_control::{Compress, Encrypt, Fault, Mode, Policy};
 
 use super::*;
 
@@ -147,6 +147,27 @@ fn faults() {
         parse_args(&[&base[..], &["--fault", "wrong-key", "--fault", "wrong-key"]].concat()),
         Err(UsageError::Repeated("--fault"))
     );
+}
+
+#[test]
+fn encryption_is_on_unless_asked_off() {
+    let base = ["migrate", "g", "--config", "g.cfg"];
+    assert_eq!(migrate(&base).encrypt, Encrypt::On);
+    for (v, e) in [("on", Encrypt::On), ("off", Encrypt::Off)] {
+        assert_eq!(migrate(&[&base[..], &["--encrypt", v]].concat()).encrypt, e);
+    }
+    for bad in ["ON", "yes", "", "aead"] {
+        assert!(
+            matches!(
+                parse_args(&[&base[..], &["--encrypt", bad]].concat()),
+                Err(UsageError::BadValue {
+                    option: "--encrypt",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
 }
 
 #[test]
@@ -539,6 +560,7 @@ fn every_option_of_the_parser_can_be_reported_repeated() {
                 "--fault" => "wrong-key",
                 "--bitmap-route" => "dom0",
                 "--compress" => "lz4",
+                "--encrypt" => "off",
                 "--source-ip" | "--destination-ip" => "10.0.0.1",
                 "--bridge" | "--shell-name" => "b",
                 _ => "16",
