@@ -621,6 +621,16 @@ impl EventCheck {
                     d.bytes(p);
                 }
             }
+            (_, Event::Delta { entry, mask }) => {
+                assert!(self.pages_left > 0, "delta beyond its record's count");
+                self.pages_left -= 1;
+                assert!(entry.pfn <= self.max_pfn, "pfn {:#x} over the limit", entry.pfn);
+                assert_eq!(entry.kind, PageType::Normal, "{entry:?}");
+                assert_eq!(mask.len(), PAGE_SIZE);
+                self.data_pages += 1;
+                d.u64(entry.pfn << 4 | 0xD);
+                d.bytes(mask);
+            }
             (_, Event::Record(r)) => {
                 assert_eq!(self.pages_left, 0, "record inside PAGE_DATA");
                 record(d, r);

@@ -31,8 +31,8 @@
 //! shell is destroyed, never unpaused.
 //!
 //! Hello layout: magic "DEPMIGHS" (8), version u16 LE, role u8, flags u8
-//! (bit 0: [`FLAG_VERIFY`]; the others [`Caps`], bit 1 [`Caps::LZ4_PAGES`];
-//! unknown bits refused as reserved), reserved u32 (zero), nonce (16). A
+//! (bit 0: [`FLAG_VERIFY`]; the others [`Caps`], bit 1 [`Caps::LZ4_PAGES`],
+//! bit 3 [`Caps::DELTA_PAGES`]; unknown bits refused as reserved), reserved u32 (zero), nonce (16). A
 //! peer of this version that does not know a flag refuses it as reserved;
 //! both hellos feed the key confirmation and the transcript key, so a flag
 //! changed on the way makes both fail. With neither verification nor a
@@ -47,7 +47,7 @@
 //! reflected back to its sender.
 //!
 //! Capabilities (bits 1..): the source's hello offers the encodings it
-//! would use (`--compress`), the destination's answers with those it
+//! would use (`--compress`, `--delta-cache`), the destination's answers with those it
 //! accepts among them ([`Hello::answer`]), and both ends use what the
 //! answer holds ([`negotiated`]). The confirmation and the tag cover both
 //! hellos, so a capability stripped or added on the way fails the key
@@ -257,8 +257,11 @@ impl Caps {
     /// Pages in depmig's packed record ([`crate::packed`]: LZ4, zero pages).
     /// Bit 1: bit 0 is [`FLAG_VERIFY`].
     pub const LZ4_PAGES: Caps = Caps(1 << 1);
+    /// Re-sent pages as deltas against what the destination holds
+    /// ([`crate::delta`]). Bit 3: bit 2 is kept for another capability.
+    pub const DELTA_PAGES: Caps = Caps(1 << 3);
     /// Every capability bit this version knows; others are refused.
-    pub const KNOWN: Caps = Caps(Self::LZ4_PAGES.0);
+    pub const KNOWN: Caps = Caps(Self::LZ4_PAGES.0 | Self::DELTA_PAGES.0);
 
     /// The capabilities needed for `codec`.
     pub fn for_codec(codec: Codec) -> Caps {
@@ -288,6 +291,20 @@ impl Caps {
     pub fn intersect(self, other: Caps) -> Caps {
         Caps(self.0 & other.0)
     }
+
+    /// The capabilities in either.
+    pub fn union(self, other: Caps) -> Caps {
+        Caps(self.0 | other.0)
+    }
+
+    /// The capabilities needed for deltas when `on`.
+    pub fn for_delta(on: bool) -> Caps {
+        if on {
+            Caps::DELTA_PAGES
+        } else {
+            Caps::NONE
+        }
+    }
 }
 
 /// The page codec two hellos agreed on: what the destination's answer
@@ -301,6 +318,15 @@ pub fn negotiated(source: &Hello, destination: &Hello) -> Result<Codec, Handshak
     } else {
         Codec::Raw
     })
+}
+
+/// Whether two hellos agreed on delta pages: the destination's answer
+/// accepted them, which must be among what the source offered.
+pub fn negotiated_delta(source: &Hello, destination: &Hello) -> Result<bool, HandshakeError> {
+    if !source.caps.contains(destination.caps) {
+        return Err(HandshakeError::UnofferedCapability);
+    }
+    Ok(destination.caps.contains(Caps::DELTA_PAGES))
 }
 
 /// One end's hello.
@@ -634,6 +660,39 @@ mod tests {
     }
 
     #[test]
+    fn delta_pages_are_bit_3_and_negotiated_apart_from_the_codec() {
+        let (s, d) = hellos();
+        let both = Caps::LZ4_PAGES.union(Caps::DELTA_PAGES);
+        assert_eq!(Caps::DELTA_PAGES.bits(), 8);
+        assert_eq!(Caps::for_delta(true), Caps::DELTA_PAGES);
+        assert_eq!(Caps::for_delta(false), Caps::NONE);
+        assert_eq!(Caps::from_bits(8), Some(Caps::DELTA_PAGES));
+        assert_eq!(Caps::from_bits(8 | 4), None, "bit 2 is not this version's");
+        let offer = Hello { caps: both, ..s };
+        assert_eq!(Hello::parse(&offer.to_bytes()), Ok(offer));
+        // A destination taking deltas only: deltas over raw pages.
+        let delta_only = Hello {
+            caps: Caps::DELTA_PAGES,
+            ..d
+        }
+        .answer(&offer);
+        assert_eq!(negotiated(&offer, &delta_only), Ok(Codec::Raw));
+        assert_eq!(negotiated_delta(&offer, &delta_only), Ok(true));
+        // Not offered: not taken, and taking it anyway is refused.
+        let lz4_offer = Hello {
+            caps: Caps::LZ4_PAGES,
+            ..s
+        };
+        let answer = Hello { caps: both, ..d }.answer(&lz4_offer);
+        assert_eq!(negotiated_delta(&lz4_offer, &answer), Ok(false));
+        let forced = Hello { caps: both, ..d };
+        assert_eq!(
+            negotiated_delta(&lz4_offer, &forced),
+            Err(HandshakeError::UnofferedCapability)
+        );
+    }
+
+    #[test]
     fn verify_and_capabilities_share_the_flags_byte() {
         let (s, d) = hellos();
         // Bit 0 is verify, bit 1 LZ4; with neither the byte is zero, as before.
@@ -653,7 +712,7 @@ mod tests {
         };
         assert!(!Hello::parse(&only_lz4.to_bytes()).unwrap().verify);
         // Any other bit, alone or beside both, is refused.
-        for bit in 2..8 {
+        for bit in [2, 4, 5, 6, 7] {
             let mut bad = b;
             bad[11] |= 1 << bit;
             assert_eq!(Hello::parse(&bad), Err(HandshakeError::ReservedBits));

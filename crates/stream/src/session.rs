@@ -21,7 +21,8 @@ use alloc::vec::Vec;
 use crate::decode::{DecodeError, Decoder, Event, Limits};
 use crate::encode::{ByteSink, SinkFull};
 use crate::handshake::{
-    negotiated, HandshakeError, Hello, Role, TranscriptMac, HELLO_LEN, MIN_KEY_LEN, TRAILER_LEN,
+    negotiated, negotiated_delta, HandshakeError, Hello, Role, TranscriptMac, HELLO_LEN,
+    MIN_KEY_LEN, TRAILER_LEN,
 };
 use crate::packed::Codec;
 
@@ -218,9 +219,11 @@ impl Receiver {
         }
         let answer = self.mine.answer(&peer);
         let codec = negotiated(&peer, &answer).map_err(RxError::Handshake)?;
+        let delta = negotiated_delta(&peer, &answer).map_err(RxError::Handshake)?;
         let mac = TranscriptMac::new(&self.key, &peer, &answer).map_err(RxError::Handshake)?;
         self.mine = answer;
         self.dec.set_codec(codec);
+        self.dec.set_delta(delta);
         self.mac = Some(mac);
         self.state = RxState::Stream;
         Ok(Some(RxEvent::PeerHello(peer)))
