@@ -13,7 +13,7 @@ use alloc::string::{String, ToString};
 use depmig_control::addr::{parse_domid, parse_ipv4, parse_port, parse_prefix};
 use depmig_control::bitmap_route::Route;
 use depmig_control::{
-    keys, parse_key, Compress, ControlError, Key, Mode, Peer, Policy, Role, Verify,
+    keys, parse_key, Compress, ControlError, DeltaCache, Key, Mode, Peer, Policy, Role, Verify,
 };
 
 use crate::platform::xen::xenstore::Xenstore;
@@ -50,6 +50,9 @@ pub struct Armed {
     pub verify: Verify,
     /// The page codec offered (source) or accepted (destination).
     pub compress: Compress,
+    /// The cache of re-sent pages (source; deltas offered when not 0), or
+    /// whether deltas are accepted (destination, not 0).
+    pub delta_cache: DeltaCache,
 }
 
 fn read(xs: &mut Xenstore, path: &str) -> Result<String, String> {
@@ -130,6 +133,8 @@ pub fn wait_armed(xen: &Xen, xs: &mut Xenstore) -> Result<Armed, String> {
             .map_err(|e| format!("verify: {e}"))?,
         compress: Compress::from_key(&read_or(xs, keys::COMPRESS, "")?)
             .map_err(|e| format!("compress: {e}"))?,
+        delta_cache: DeltaCache::from_key(&read_or(xs, keys::DELTA_CACHE, "")?)
+            .map_err(|e| format!("{e}"))?,
     };
     if role == Role::Resume {
         return Ok(armed);

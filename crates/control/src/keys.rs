@@ -57,6 +57,10 @@ pub const BITMAP_ROUTE: &str = migrate_key!("bitmap-route");
 /// Source: the page codec it offers; destination: the one it accepts
 /// ([`crate::values::Compress`]; absent means none).
 pub const COMPRESS: &str = migrate_key!("compress");
+/// Source: the size of its cache of re-sent pages, which it offers deltas
+/// with; destination: whether it accepts them (not 0)
+/// ([`crate::values::DeltaCache`]; absent means 0, off).
+pub const DELTA_CACHE: &str = migrate_key!("delta-cache");
 /// Source, optional: the report's `workload` field.
 pub const WORKLOAD: &str = migrate_key!("workload");
 /// Source, optional: the report's `scenario` field.
@@ -123,6 +127,7 @@ mod tests {
             VERIFY,
             BITMAP_ROUTE,
             COMPRESS,
+            DELTA_CACHE,
             WORKLOAD,
             SCENARIO,
             LINK_RATE,

@@ -51,4 +51,6 @@ pub mod values;
 pub use addr::Peer;
 pub use hexkey::{parse_key, to_hex, Key, KeyError, KEY_LEN};
 pub use round::{Round, RoundError};
-pub use values::{Compress, ControlError, Fault, Mode, Policy, Role, State, Verdict, Verify};
+pub use values::{
+    Compress, ControlError, DeltaCache, Fault, Mode, Policy, Role, State, Verdict, Verify,
+};
