@@ -178,6 +178,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 (keys::POLICY, o.policy.as_str().into()),
                 (keys::VERIFY, verify_key(o.verify).into()),
                 (keys::COMPRESS, o.compress.as_str().into()),
+                (keys::DELTA_CACHE, o.delta_cache.to_key()),
             ],
         )?;
         // A fault the destination appliance injects itself.
@@ -212,6 +213,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 (keys::BITMAP_ROUTE, o.bitmap_route.as_str().into()),
                 (keys::VERIFY, verify_key(o.verify).into()),
                 (keys::COMPRESS, o.compress.as_str().into()),
+                (keys::DELTA_CACHE, o.delta_cache.to_key()),
                 // dom0's answers on the dom0 bitmap route: dom0 owns the
                 // node, so the appliance cannot forge one.
                 (keys::BITMAP_REPLY, String::new()),
@@ -259,14 +261,15 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         let handoff = self.ts.domctl_route();
         let o = self.o;
         self.say(&format!(
-            "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}; xenstore through {route}; handoff by {handoff}; bitmap route {}; page verification {}; compress {}",
+            "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}; xenstore through {route}; handoff by {handoff}; bitmap route {}; page verification {}; compress {}; delta cache {} MiB",
             o.destination_ip,
             o.port,
             o.mode.as_str(),
             o.policy.as_str(),
             o.bitmap_route.as_str(),
             verify_key(o.verify),
-            o.compress.as_str()
+            o.compress.as_str(),
+            o.delta_cache.0
         ));
         Ok(())
     }
