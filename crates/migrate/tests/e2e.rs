@@ -413,6 +413,15 @@ fn assert_deltas_used(r: &Run) -> (SourceStats, DestStats) {
             assert!(r.bytes < *raw, "round {}: {} of {raw}", r.round, r.bytes);
         }
     }
+    // The report carries the same figures.
+    let rep = report::report(st, &ReportMeta::default());
+    let pages = rep.depmig.and_then(|d| d.pages).expect("page figures");
+    let per_round: u64 = pages.per_round_delta.unwrap().iter().sum();
+    assert_eq!(per_round, st.page_tally.delta);
+    assert_eq!(
+        pages.delta_cache.and_then(|c| c.hits),
+        st.delta_cache.map(|c| c.hits)
+    );
     let c = st.delta_cache.expect("a cache ran");
     assert!(
         c.hits >= st.page_tally.delta && c.misses > 0 && c.inserts > 0,
