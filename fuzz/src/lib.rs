@@ -219,6 +219,15 @@ mod tests {
                 depmig_stream::rec::DEPMIG_PACKED_PAGES
             )))
         );
+        let mut delta = seed("stream", "decoder-delta");
+        assert_eq!(run(&delta), Outcome::Decoder(Ok(true)));
+        delta[0] &= !8;
+        assert_eq!(
+            run(&delta),
+            Outcome::Decoder(Err(depmig_stream::DecodeError::NotNegotiated(
+                depmig_stream::rec::DEPMIG_DELTA_PAGES
+            )))
+        );
         assert_eq!(run(&seed("stream", "xl-stream")), Outcome::Xl(Ok(true)));
     }
 

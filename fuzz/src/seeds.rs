@@ -189,6 +189,7 @@ fn stream_seeds() -> Vec<Seed> {
         ("raw-migration", raw),
         ("decoder-records", dec),
         ("decoder-packed", packed_seed()),
+        ("decoder-delta", delta_seed()),
         ("xl-stream", xl),
     ]
 }
@@ -223,6 +224,45 @@ fn packed_seed() -> Vec<u8> {
     ];
     e.page_data(&mut out, &entries, &[&text, &noise, &zero])
         .expect("packed pages");
+    tail(&mut e, &mut out);
+    e.end(&mut out).expect("end");
+    out
+}
+
+/// Decoder mode with packed pages and deltas accepted: two pages whole,
+/// then both again, one as a delta (a few bytes changed) and one whole
+/// (rewritten), then a hole.
+fn delta_seed() -> Vec<u8> {
+    let mut out = vec![MODE_DECODER | 4 | 8, 0x20, 0x02, 0x02, 0x02];
+    let mut e = Encoder::new();
+    e.set_codec(depmig_stream::Codec::Lz4);
+    e.set_delta(true);
+    head(&mut e, &mut out);
+    e.static_data_end(&mut out).expect("static end");
+    let text: Vec<u8> = (0..PAGE_SIZE).map(|i| b"depmig page "[i % 12]).collect();
+    let mut edited = text.clone();
+    edited[100..108].copy_from_slice(b"changed!");
+    edited[4000] ^= 0x20;
+    let other: Vec<u8> = (0..PAGE_SIZE).map(|i| (i * 7 % 251) as u8).collect();
+    let entries = [PfnEntry::normal(1), PfnEntry::normal(2)];
+    e.page_data_delta(&mut out, &entries, &[&text, &text], &[None, None])
+        .expect("whole pages");
+    e.page_data_delta(
+        &mut out,
+        &entries,
+        &[&edited, &other],
+        &[Some(&text), Some(&text)],
+    )
+    .expect("a delta and a page");
+    e.page_data(
+        &mut out,
+        &[PfnEntry {
+            pfn: 3,
+            kind: PageType::XTab,
+        }],
+        &[],
+    )
+    .expect("a hole");
     tail(&mut e, &mut out);
     e.end(&mut out).expect("end");
     out

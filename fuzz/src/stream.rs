@@ -13,7 +13,8 @@
 //! * 2 (decoder): three limit bytes, then a libxc stream for
 //!   `depmig_stream::Decoder` alone, decoded whole and in segments; bit 2
 //!   of the mode byte set, the decoder accepts depmig's packed page record
-//!   (LZ4, zero pages) as after a handshake that agreed on it;
+//!   (LZ4, zero pages) as after a handshake that agreed on it, bit 3 set,
+//!   its delta record (each page's mask one page, for a normal entry);
 //! * 3 (xl): a preamble byte, then an `xl migrate` stream for
 //!   `XlStreamScanner`, scanned whole and in segments.
 //!
@@ -102,7 +103,7 @@ pub fn run(data: &[u8]) -> Outcome {
     match mode & 3 {
         MODE_RAW => destination(false, cuts, &mut inp),
         MODE_SIGNED => destination(true, cuts, &mut inp),
-        MODE_DECODER => decoder(cuts, &mut inp, mode & 4 != 0),
+        MODE_DECODER => decoder(cuts, &mut inp, mode & 4 != 0, mode & 8 != 0),
         _ => xl(cuts, &mut inp),
     }
 }
@@ -626,6 +627,20 @@ impl EventCheck {
                     d.bytes(p);
                 }
             }
+            (_, Event::Delta { entry, mask }) => {
+                assert!(self.pages_left > 0, "delta beyond its record's count");
+                self.pages_left -= 1;
+                assert!(
+                    entry.pfn <= self.max_pfn,
+                    "pfn {:#x} over the limit",
+                    entry.pfn
+                );
+                assert_eq!(entry.kind, PageType::Normal, "{entry:?}");
+                assert_eq!(mask.len(), PAGE_SIZE);
+                self.data_pages += 1;
+                d.u64(entry.pfn << 4 | 0xD);
+                d.bytes(mask);
+            }
             (_, Event::Record(r)) => {
                 assert_eq!(self.pages_left, 0, "record inside PAGE_DATA");
                 record(d, r);
@@ -692,9 +707,16 @@ fn limits(inp: &mut Input<'_>) -> Limits {
     }
 }
 
-fn decode(bytes: &[u8], limits: Limits, codec: Codec, mut cuts: Option<Cuts>) -> Seen<DecodeError> {
+fn decode(
+    bytes: &[u8],
+    limits: Limits,
+    codec: Codec,
+    delta: bool,
+    mut cuts: Option<Cuts>,
+) -> Seen<DecodeError> {
     let mut dec = Decoder::new(limits);
     dec.set_codec(codec);
+    dec.set_delta(delta);
     let cap = dec.buffer_capacity();
     let mut check = EventCheck::new(limits);
     let mut fed = 0usize;
@@ -765,12 +787,12 @@ fn decode(bytes: &[u8], limits: Limits, codec: Codec, mut cuts: Option<Cuts>) ->
     }
 }
 
-fn decoder(cuts: Cuts, inp: &mut Input<'_>, packed: bool) -> Outcome {
+fn decoder(cuts: Cuts, inp: &mut Input<'_>, packed: bool, delta: bool) -> Outcome {
     let limits = limits(inp);
     let bytes = inp.rest();
     let codec = if packed { Codec::Lz4 } else { Codec::Raw };
-    let whole = decode(bytes, limits, codec, None);
-    let split = decode(bytes, limits, codec, Some(cuts));
+    let whole = decode(bytes, limits, codec, delta, None);
+    let split = decode(bytes, limits, codec, delta, Some(cuts));
     assert_eq!(whole, split, "segmentation changed what was decoded");
     Outcome::Decoder(whole.result)
 }

@@ -13,7 +13,8 @@ use alloc::string::{String, ToString};
 use depmig_control::addr::{parse_domid, parse_ipv4, parse_port, parse_prefix};
 use depmig_control::bitmap_route::Route;
 use depmig_control::{
-    keys, parse_key, Compress, ControlError, Encrypt, Key, Mode, Peer, Policy, Role, Verify,
+    keys, parse_key, Compress, ControlError, DeltaCache, Encrypt, Key, Mode, Peer, Policy, Role,
+    Verify,
 };
 
 use crate::platform::xen::xenstore::Xenstore;
@@ -53,6 +54,9 @@ pub struct Armed {
     /// Whether the stream is sealed, and required of the peer (`encrypt`;
     /// source and destination; absent: on).
     pub encrypt: Encrypt,
+    /// The cache of re-sent pages (source; deltas offered when not 0), or
+    /// whether deltas are accepted (destination, not 0).
+    pub delta_cache: DeltaCache,
 }
 
 fn read(xs: &mut Xenstore, path: &str) -> Result<String, String> {
@@ -135,6 +139,8 @@ pub fn wait_armed(xen: &Xen, xs: &mut Xenstore) -> Result<Armed, String> {
             .map_err(|e| format!("compress: {e}"))?,
         encrypt: Encrypt::from_key(&read_or(xs, keys::ENCRYPT, "")?)
             .map_err(|e| format!("encrypt: {e}"))?,
+        delta_cache: DeltaCache::from_key(&read_or(xs, keys::DELTA_CACHE, "")?)
+            .map_err(|e| format!("{e}"))?,
     };
     if role == Role::Resume {
         return Ok(armed);

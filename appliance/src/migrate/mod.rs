@@ -328,6 +328,9 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         final_round: Some(&final_round),
     };
     progress.state(State::Connecting);
+    if let Err(e) = delta_cache_fits(armed.delta_cache.0) {
+        return finish(Some(xs), false, &e);
+    }
     let vif = match net::connect(xen, &mut xs.borrow_mut()) {
         Ok(v) => v,
         Err(e) => return finish(Some(xs), false, &format!("vif: {e}")),
@@ -389,6 +392,7 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         verify: armed.verify.is_on(),
         compress: codec(armed.compress),
         encrypt: armed.encrypt.is_on(),
+        delta_cache_mib: armed.delta_cache.0,
     };
     let fault = control::read_opt(xs, keys::FAULT);
     let corrupt_final = match Fault::parse(&fault) {
@@ -460,6 +464,17 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
                 s.round_raw_bytes.iter().sum()
             });
             log_sealing("sent", s.encrypted, s.sealed_records);
+            if let Some(c) = &s.delta_cache {
+                log::info!(
+                    "migrate: delta cache {} MiB ({} pages): {} hits, {} misses, {} inserts, {} evictions",
+                    c.mib,
+                    c.slots,
+                    c.hits,
+                    c.misses,
+                    c.inserts,
+                    c.evictions
+                );
+            }
             publish_report(xs, &report::build(s, &meta("committed")));
             let pages: u64 = s.rounds.iter().map(|r| r.sent).sum();
             let summary = format!(
@@ -490,15 +505,42 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
     }
 }
 
+/// Heap the source keeps free beside its delta cache, for what it
+/// allocates once connected: the 4 MiB page batch, the network's buffers,
+/// the stream's records, the dirty bitmaps, with room to spare.
+const DELTA_CACHE_HEAP_RESERVE: usize = 12 << 20;
+
+/// Refuses a delta cache the heap cannot hold beside what the source
+/// needs, before anything is connected (the cache is allocated, once, as
+/// the migration starts).
+fn delta_cache_fits(mib: u32) -> Result<(), String> {
+    if mib == 0 {
+        return Ok(());
+    }
+    let (used, total) = crate::platform::heap::usage();
+    let free = total.saturating_sub(used);
+    // Pages and one 8-byte tag per page.
+    let need = ((mib as usize) << 20) + ((mib as usize) << 9);
+    if need.saturating_add(DELTA_CACHE_HEAP_RESERVE) > free {
+        return Err(format!(
+            "delta-cache {mib} MiB does not fit: the heap has {} KiB free and the source keeps {} MiB of it for the rest (give the appliances more memory, or a smaller --delta-cache)",
+            free / 1024,
+            DELTA_CACHE_HEAP_RESERVE >> 20
+        ));
+    }
+    Ok(())
+}
+
 /// Logs the page codec that ran and what it saved: page record bytes on
 /// the wire against what Xen's PAGE_DATA would have taken.
 fn log_codec(what: &str, c: Codec, t: &PageTally, wire: u64, raw: u64) {
     log::info!(
-        "migrate: pages {what} {}: {} lz4, {} raw, {} zero; page records {wire} bytes of {raw} uncompressed",
+        "migrate: pages {what} {}: {} lz4, {} raw, {} zero, {} delta; page records {wire} bytes of {raw} uncompressed",
         c.as_str(),
         t.lz4,
         t.raw,
-        t.zero
+        t.zero,
+        t.delta
     );
 }
 
@@ -589,6 +631,7 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
     };
     let mut cfg = DestConfig {
         accept: codec(armed.compress),
+        accept_delta: armed.delta_cache.is_on(),
         ..DestConfig::new(&armed.key, nonce(xen, 2))
     };
     cfg.verify = armed.verify.is_on();
@@ -645,11 +688,13 @@ fn run_destination(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> 
     if let Ok(s) = &r {
         let t = &s.page_tally;
         log::info!(
-            "migrate: pages came {}: {} lz4, {} raw, {} zero, {} payload bytes",
+            "migrate: pages came {}: {} lz4, {} raw, {} zero, {} delta ({} applied), {} payload bytes",
             s.codec.as_str(),
             t.lz4,
             t.raw,
             t.zero,
+            t.delta,
+            s.deltas_applied,
             t.payload_bytes
         );
         log_sealing("came", s.encrypted, s.sealed_records);

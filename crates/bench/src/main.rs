@@ -15,6 +15,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use depmig_precopy::DirtyBitmap;
+use depmig_stream::delta;
 use depmig_stream::packed::{compress_page, decompress_page, PageEncoding, COMPRESS_BOUND};
 use depmig_stream::{
     Caps, Codec, Decoder, DomainHeader, DomainType, Encoder, Event, Hello, Limits, PfnEntry, Role,
@@ -602,6 +603,69 @@ fn compression(pages: usize, reps: u32) {
     }
 }
 
+/// Deltas of re-sent pages: encode (XOR runs against the page sent
+/// before) and decode plus apply, beside memcpy, for pages with a few
+/// changed bytes (8-byte words written here and there, as a kernel
+/// dirties its pages) and with many (a quarter of the words).
+fn deltas(pages: usize, reps: u32) {
+    println!("== page deltas, {pages} pages per kind (MB/s of page data) ==");
+    let bytes = pages * PAGE_SIZE;
+    let base = memcpy_time(bytes, reps);
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>7} {:>9}",
+        "changes", "memcpy", "encode", "decode", "ratio", "deltas"
+    );
+    let mut rng = Rng(0xde17_a5ed);
+    let old = sample_pages("mixed", pages, &mut rng);
+    for (kind, words) in [("few", 4usize), ("many", PAGE_SIZE / 8 / 4)] {
+        let mut new = old.clone();
+        for p in new.chunks_exact_mut(PAGE_SIZE) {
+            for _ in 0..words {
+                let at = (rng.next() as usize % (PAGE_SIZE / 8)) * 8;
+                p[at..at + 8].copy_from_slice(&rng.next().to_le_bytes());
+            }
+        }
+        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(pages);
+        let mut scratch = vec![0u8; delta::MAX_PAYLOAD];
+        let te = best(reps, || {
+            out.clear();
+            for (n, o) in new.chunks_exact(PAGE_SIZE).zip(old.chunks_exact(PAGE_SIZE)) {
+                let d = delta::encode(black_box(n), black_box(o), &mut scratch);
+                out.push(d.map(|len| scratch[..len].to_vec()));
+            }
+        });
+        // On the wire: a delta and its descriptor, or the raw page.
+        let wire: usize = out
+            .iter()
+            .map(|d| d.as_ref().map_or(PAGE_SIZE, |d| d.len() + delta::DESC_LEN))
+            .sum();
+        let made = out.iter().filter(|d| d.is_some()).count();
+        let mut mask = vec![0u8; PAGE_SIZE];
+        let mut page = vec![0u8; PAGE_SIZE];
+        let td = best(reps, || {
+            for (d, o) in out.iter().zip(old.chunks_exact(PAGE_SIZE)) {
+                page.copy_from_slice(o);
+                match d {
+                    Some(d) => {
+                        assert!(delta::decode(black_box(d), &mut mask).is_ok());
+                        delta::xor_into(&mut page, &mask);
+                    }
+                    None => page.copy_from_slice(o),
+                }
+                black_box(&mut page);
+            }
+        });
+        println!(
+            "{kind:<10} {:>10.0} {:>10.0} {:>10.0} {:>7.3} {:>9}",
+            mbs(bytes, base),
+            mbs(bytes, te),
+            mbs(bytes, td),
+            wire as f64 / bytes as f64,
+            format!("{made}/{pages}"),
+        );
+    }
+}
+
 fn dom() -> DomainHeader {
     DomainHeader {
         domain_type: DomainType::X86Hvm,
@@ -637,4 +701,5 @@ fn main() {
     transcript(mib, reps);
     page_digest(mib, reps);
     compression(if quick { 256 } else { 8192 }, reps);
+    deltas(if quick { 256 } else { 8192 }, reps);
 }

@@ -60,6 +60,10 @@ pub const COMPRESS: &str = migrate_key!("compress");
 /// Source and destination: whether the stream is sealed, and required of
 /// the peer ([`crate::values::Encrypt`]; absent means on).
 pub const ENCRYPT: &str = migrate_key!("encrypt");
+/// Source: the size of its cache of re-sent pages, which it offers deltas
+/// with; destination: whether it accepts them (not 0)
+/// ([`crate::values::DeltaCache`]; absent means 0, off).
+pub const DELTA_CACHE: &str = migrate_key!("delta-cache");
 /// Source, optional: the report's `workload` field.
 pub const WORKLOAD: &str = migrate_key!("workload");
 /// Source, optional: the report's `scenario` field.
@@ -127,6 +131,7 @@ mod tests {
             BITMAP_ROUTE,
             COMPRESS,
             ENCRYPT,
+            DELTA_CACHE,
             WORKLOAD,
             SCENARIO,
             LINK_RATE,

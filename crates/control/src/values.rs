@@ -40,6 +40,8 @@ pub enum ControlError {
     BadCompress,
     /// Not an [`Encrypt`].
     BadEncrypt,
+    /// Not a [`DeltaCache`] size.
+    BadDeltaCache,
 }
 
 /// Writes "`what` must be a, b or c".
@@ -76,6 +78,11 @@ impl fmt::Display for ControlError {
                 one_of(f, "compress", &Compress::ALL.map(Compress::as_str))
             }
             ControlError::BadEncrypt => one_of(f, "encrypt", &Encrypt::ALL.map(Encrypt::as_str)),
+            ControlError::BadDeltaCache => write!(
+                f,
+                "delta-cache must be a whole number of MiB from 0 to {}",
+                DeltaCache::MAX_MIB
+            ),
         }
     }
 }
@@ -220,6 +227,51 @@ impl Compress {
         } else {
             Compress::parse(s)
         }
+    }
+}
+
+/// The source's cache of re-sent pages, in MiB (`delta-cache`): deltas
+/// are offered, and accepted, only when it is not 0. dom0 writes the same
+/// value to both appliances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DeltaCache(pub u32);
+
+impl DeltaCache {
+    /// Off: what an absent key means.
+    pub const OFF: DeltaCache = DeltaCache(0);
+    /// Largest size the contract carries; an appliance refuses any that
+    /// does not fit its heap.
+    pub const MAX_MIB: u32 = 1024;
+
+    /// Whether deltas are on.
+    pub fn is_on(self) -> bool {
+        self.0 > 0
+    }
+
+    /// Parses a size: decimal digits, 0 to [`DeltaCache::MAX_MIB`].
+    pub fn parse(s: &str) -> Result<DeltaCache, ControlError> {
+        if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ControlError::BadDeltaCache);
+        }
+        match s.parse::<u32>() {
+            Ok(v) if v <= Self::MAX_MIB => Ok(DeltaCache(v)),
+            _ => Err(ControlError::BadDeltaCache),
+        }
+    }
+
+    /// Reads the `delta-cache` key as the appliance does (its values
+    /// trimmed): empty or absent is [`DeltaCache::OFF`].
+    pub fn from_key(s: &str) -> Result<DeltaCache, ControlError> {
+        if s.is_empty() {
+            Ok(DeltaCache::OFF)
+        } else {
+            DeltaCache::parse(s)
+        }
+    }
+
+    /// The key's value.
+    pub fn to_key(self) -> String {
+        format!("{}", self.0)
     }
 }
 
@@ -499,6 +551,21 @@ mod tests {
         assert_eq!(Mode::parse(""), Err(ControlError::BadMode));
         assert_eq!(Compress::from_key(""), Ok(Compress::None));
         assert_eq!(Compress::from_key("lz4"), Ok(Compress::Lz4));
+        assert_eq!(DeltaCache::from_key(""), Ok(DeltaCache::OFF));
+        assert_eq!(DeltaCache::from_key("4"), Ok(DeltaCache(4)));
+        assert_eq!(DeltaCache::parse("1024"), Ok(DeltaCache(1024)));
+        for bad in ["1025", "-1", "4M", " 4", "99999", "+4"] {
+            assert_eq!(
+                DeltaCache::parse(bad),
+                Err(ControlError::BadDeltaCache),
+                "{bad}"
+            );
+        }
+        assert_eq!(DeltaCache(4).to_key(), "4");
+        assert_eq!(
+            ControlError::BadDeltaCache.to_string(),
+            "delta-cache must be a whole number of MiB from 0 to 1024"
+        );
         assert_eq!(Compress::from_key("LZ4"), Err(ControlError::BadCompress));
         assert_eq!(
             ControlError::BadCompress.to_string(),

@@ -31,6 +31,14 @@
 //! applied and before the ACK ([`crate::verify`]); any difference is
 //! refused with `NAK VER`.
 //!
+//! Delta pages (depmig's delta record, when agreed in the hellos) are
+//! applied to the frame's current contents: read from the shell when the
+//! batch is written, or XORed into the copy still waiting in the batch. A
+//! delta is refused (`NAK DEC`) unless the frame's current contents are
+//! what the stream last wrote there, whole or by delta: not for a frame
+//! the stream never wrote, nor one whose last entry was XALLOC or XTAB.
+//! A delta for a ring frame is kept out like any ring entry.
+//!
 //! Page types: normal pages are written; XALLOC entries (free in the guest
 //! at the copy round, depmig's dependency-aware mode) are populated and
 //! zeroed; XTAB entries (holes) are skipped. BROKEN and the PV page-table
@@ -49,6 +57,8 @@ use depmig_stream::{
     MAX_BATCH, PAGE_SIZE,
 };
 use xen_abi::hvm::{HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_PFN};
+
+use depmig_stream::delta;
 
 use crate::params::{disposition, Disposition};
 use crate::ports::{DestDomain, Progress, State, Transport, TransportError};
@@ -86,6 +96,9 @@ pub struct DestConfig<'a> {
     /// that does not offer encryption is refused. Off, the stream is taken
     /// only in clear.
     pub encrypt: bool,
+    /// Accept delta pages when the source offers them
+    /// ([`DestStats::delta`] says whether they were agreed on).
+    pub accept_delta: bool,
 }
 
 impl<'a> DestConfig<'a> {
@@ -104,6 +117,7 @@ impl<'a> DestConfig<'a> {
             corrupt_page: false,
             accept: Codec::Raw,
             encrypt: false,
+            accept_delta: false,
         }
     }
 }
@@ -117,6 +131,8 @@ pub enum DestOp {
     Populate,
     /// `write_pages`.
     WritePages,
+    /// `read_pages`, for the frames delta pages apply to.
+    ReadPages,
     /// `zero_frames`.
     ZeroFrames,
     /// `hvm_param`.
@@ -148,6 +164,9 @@ pub enum DestError {
     UnsupportedRecord(u32),
     /// A pfn at or beyond the shell's address space.
     PfnOutOfRange(u64),
+    /// A delta page for a frame whose contents are not what the stream
+    /// last wrote there (never written, or zeroed or skipped since).
+    DeltaWithoutBase(u64),
     /// A record the destination needs (TSC info, HVM params, HVM context)
     /// never came.
     Missing(u32),
@@ -193,14 +212,20 @@ impl DestError {
             DestError::Stream(RxError::Record(_)) => NakCode::Auth,
             DestError::Stream(RxError::Decode(DecodeError::PfnOutOfRange(_)))
             | DestError::PfnOutOfRange(_) => NakCode::Pfn,
-            DestError::Stream(RxError::Decode(_)) | DestError::TrailingBytes => NakCode::Decode,
+            DestError::Stream(RxError::Decode(_))
+            | DestError::TrailingBytes
+            | DestError::DeltaWithoutBase(_) => NakCode::Decode,
             DestError::UnsupportedPageType(_) | DestError::UnsupportedRecord(_) => {
                 NakCode::Unsupported
             }
             DestError::Missing(_) => NakCode::Missing,
             DestError::Param(_) | DestError::RingMismatch { .. } => NakCode::Param,
             DestError::Domain(
-                DestOp::Populated | DestOp::Populate | DestOp::WritePages | DestOp::ZeroFrames,
+                DestOp::Populated
+                | DestOp::Populate
+                | DestOp::WritePages
+                | DestOp::ReadPages
+                | DestOp::ZeroFrames,
                 _,
             ) => NakCode::Memory,
             DestError::Domain(_, _) => NakCode::Apply,
@@ -258,12 +283,18 @@ pub struct DestStats {
     pub corrupted: Option<u64>,
     /// The page codec agreed with the source.
     pub codec: Codec,
-    /// How the pages came with [`Codec::Lz4`] (all zero otherwise).
+    /// How the pages came in depmig's packed and delta records (all
+    /// zero with neither).
     pub page_tally: PageTally,
     /// The stream came in sealed records.
     pub encrypted: bool,
     /// Sealed records opened (0 in clear).
     pub sealed_records: u64,
+    /// Whether delta pages were agreed on with the source.
+    pub delta: bool,
+    /// Delta pages applied to the shell (ring frames excluded); each also
+    /// counts in `pages_written`.
+    pub deltas_applied: u64,
 }
 
 /// Applies stream events to the shell.
@@ -276,6 +307,16 @@ struct Applier<'a, D> {
     have: DirtyBitmap,
     write_pfns: Vec<u64>,
     write_data: Vec<u8>,
+    /// Per entry of `write_pfns`: its data is an XOR mask to apply to the
+    /// frame's contents as the shell holds them before this batch.
+    write_mask: Vec<bool>,
+    /// Frames whose contents are what the stream last wrote there: the
+    /// only ones a delta may apply to.
+    held: DirtyBitmap,
+    /// The shell's pages under masks, read when a batch is written.
+    base_pfns: Vec<u64>,
+    base_data: Vec<u8>,
+    base_holes: Vec<bool>,
     zero_pfns: Vec<u64>,
     missing: Vec<u64>,
     tsc: Option<TscInfo>,
@@ -319,12 +360,48 @@ impl<D: DestDomain> Applier<'_, D> {
             return Ok(());
         }
         self.ensure(Which::Write)?;
+        self.apply_masks()?;
         self.dom
             .write_pages(&self.write_pfns, &self.write_data)
             .map_err(|e| DestError::Domain(DestOp::WritePages, e))?;
         self.stats.pages_written += self.write_pfns.len() as u64;
         self.write_pfns.clear();
         self.write_data.clear();
+        self.write_mask.clear();
+        Ok(())
+    }
+
+    /// Turns the batch's masks into pages: each masked frame appears once
+    /// in the batch, first (a later delta for it folded into its entry),
+    /// so the shell's contents now are its base.
+    fn apply_masks(&mut self) -> Result<(), DestError> {
+        self.base_pfns.clear();
+        for (&pfn, &masked) in self.write_pfns.iter().zip(&self.write_mask) {
+            if masked {
+                self.base_pfns.push(pfn);
+            }
+        }
+        if self.base_pfns.is_empty() {
+            return Ok(());
+        }
+        let n = self.base_pfns.len();
+        self.base_data.resize(n * PAGE_SIZE, 0);
+        self.base_holes.clear();
+        self.base_holes.resize(n, false);
+        self.dom
+            .read_pages(&self.base_pfns, &mut self.base_data, &mut self.base_holes)
+            .map_err(|e| DestError::Domain(DestOp::ReadPages, e))?;
+        let mut bases = self.base_data.chunks_exact(PAGE_SIZE).zip(&self.base_holes);
+        let slots = self.write_data.chunks_exact_mut(PAGE_SIZE);
+        for ((slot, &masked), &pfn) in slots.zip(&self.write_mask).zip(&self.write_pfns) {
+            if !masked {
+                continue;
+            }
+            match bases.next() {
+                Some((base, false)) => delta::xor_into(slot, base),
+                _ => return Err(DestError::DeltaWithoutBase(pfn)),
+            }
+        }
         Ok(())
     }
 
@@ -351,6 +428,13 @@ impl<D: DestDomain> Applier<'_, D> {
             return Err(DestError::PfnOutOfRange(entry.pfn));
         }
         let ring = entry.pfn != 0 && self.rings.contains(&entry.pfn);
+        match entry.kind {
+            PageType::Normal if !ring => {
+                self.held.set(entry.pfn);
+            }
+            PageType::XAlloc | PageType::XTab => self.held.clear(entry.pfn),
+            _ => {}
+        }
         if let Some(v) = self.view.as_mut() {
             match entry.kind {
                 PageType::Normal => v.note(entry.pfn, Class::Data),
@@ -375,6 +459,7 @@ impl<D: DestDomain> Applier<'_, D> {
                 self.flush_zeros()?;
                 self.write_pfns.push(entry.pfn);
                 self.write_data.extend_from_slice(data);
+                self.write_mask.push(false);
                 if self.write_pfns.len() >= self.batch {
                     self.flush_writes()?;
                 }
@@ -394,11 +479,52 @@ impl<D: DestDomain> Applier<'_, D> {
         Ok(())
     }
 
+    /// A delta page: `mask` XORed into what the frame holds.
+    fn delta(&mut self, entry: PfnEntry, mask: &[u8]) -> Result<(), DestError> {
+        if entry.pfn >= self.nr {
+            return Err(DestError::PfnOutOfRange(entry.pfn));
+        }
+        if mask.len() != PAGE_SIZE || entry.kind != PageType::Normal {
+            return Err(DestError::Stream(RxError::Decode(
+                DecodeError::DeltaPageType(entry.kind.to_nibble()),
+            )));
+        }
+        if let Some(v) = self.view.as_mut() {
+            v.note(entry.pfn, Class::Data);
+        }
+        if entry.pfn != 0 && self.rings.contains(&entry.pfn) {
+            self.stats.ring_pages_kept += 1;
+            return Ok(());
+        }
+        if !self.held.test(entry.pfn) {
+            return Err(DestError::DeltaWithoutBase(entry.pfn));
+        }
+        self.stats.deltas_applied += 1;
+        // The frame's latest contents may still wait in the batch (a page
+        // is sent once a round, and a batch can span two rounds).
+        let queued = self.write_pfns.iter().rposition(|&p| p == entry.pfn);
+        if let Some(slot) =
+            queued.and_then(|i| self.write_data.get_mut(i * PAGE_SIZE..(i + 1) * PAGE_SIZE))
+        {
+            delta::xor_into(slot, mask);
+            return Ok(());
+        }
+        self.flush_zeros()?;
+        self.write_pfns.push(entry.pfn);
+        self.write_data.extend_from_slice(mask);
+        self.write_mask.push(true);
+        if self.write_pfns.len() >= self.batch {
+            self.flush_writes()?;
+        }
+        Ok(())
+    }
+
     fn event(&mut self, ev: Event<'_>) -> Result<(), DestError> {
         match ev {
             Event::ImageHeader(_) | Event::DomainHeader(_) => {}
             Event::PageData { .. } => self.stats.page_records += 1,
             Event::Page { entry, data } => self.page(entry, data)?,
+            Event::Delta { entry, mask } => self.delta(entry, mask)?,
             Event::Record(r) => match r {
                 Record::End => self.flush()?,
                 Record::StaticDataEnd => {}
@@ -550,7 +676,7 @@ fn receive<D: DestDomain, T: Transport>(
     if nr == 0 {
         return Err(DestError::EmptyShell);
     }
-    let accept = Caps::for_codec(cfg.accept);
+    let accept = Caps::for_codec(cfg.accept).union(Caps::for_delta(cfg.accept_delta));
     let mine = Hello {
         role: Role::Destination,
         nonce: cfg.nonce,
@@ -587,6 +713,11 @@ fn receive<D: DestDomain, T: Transport>(
         have,
         write_pfns: Vec::with_capacity(batch),
         write_data: Vec::with_capacity(batch * PAGE_SIZE),
+        write_mask: Vec::with_capacity(batch),
+        held: DirtyBitmap::new(if cfg.accept_delta { nr } else { 0 }),
+        base_pfns: Vec::new(),
+        base_data: Vec::new(),
+        base_holes: Vec::new(),
         zero_pfns: Vec::with_capacity(batch),
         missing: Vec::with_capacity(batch),
         tsc: None,
@@ -657,6 +788,7 @@ fn receive<D: DestDomain, T: Transport>(
     ap.stats.encrypted = rx.is_sealed();
     ap.stats.sealed_records = rx.records();
     ap.stats.page_tally = rx.decoder().tally();
+    ap.stats.delta = rx.decoder().delta();
     progress.state(State::Applying);
     ap.apply()?;
     if let (Some(view), Some((peer, answer))) = (ap.view.take(), peer_hello) {

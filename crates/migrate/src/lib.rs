@@ -15,6 +15,7 @@
 extern crate alloc;
 
 pub mod config;
+pub mod delta_cache;
 pub mod dest;
 pub mod params;
 pub mod ports;

@@ -116,8 +116,9 @@ pub trait DestDomain {
 
     /// Reads the shell's frames `pfns` into `buf` as
     /// [`SourceDomain::read_pages`] reads the guest's (a frame the shell
-    /// lacks sets `holes[i]`). Asked only with verification on, after the
-    /// stream was applied.
+    /// lacks sets `holes[i]`). Asked with verification on, after the
+    /// stream was applied, and with delta pages agreed on, for the frames
+    /// a batch's deltas apply to, before the batch is written.
     fn read_pages(
         &mut self,
         pfns: &[u64],

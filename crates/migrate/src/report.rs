@@ -21,8 +21,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use depmig_control::report::{
-    Census, Events, MigrationReport, RoundFigures, SourceFigures, StreamFigures, VerifyFigures,
-    PAGE_SIZE,
+    Census, DeltaCacheFigures, Events, MigrationReport, PageFigures, RoundFigures, SourceFigures,
+    StreamFigures, VerifyFigures, PAGE_SIZE,
 };
 use depmig_precopy::{CensusCounts, RoundStats};
 
@@ -170,9 +170,43 @@ pub fn report(stats: &SourceStats, meta: &ReportMeta<'_>) -> MigrationReport {
             // and write as before.
             encrypted: stats.encrypted.then_some(true),
             sealed_records: stats.encrypted.then_some(stats.sealed_records),
+            pages: page_figures(stats),
         }),
         cli: None,
     }
+}
+
+/// How pages travelled, per round; `None` when no round was counted
+/// (figures built by hand, or a failure before round 1).
+fn page_figures(stats: &SourceStats) -> Option<PageFigures> {
+    if stats.round_pages.is_empty() {
+        return None;
+    }
+    let col =
+        |f: fn(&depmig_stream::PageTally) -> u64| Some(stats.round_pages.iter().map(f).collect());
+    let saved = stats
+        .rounds
+        .iter()
+        .zip(&stats.round_raw_bytes)
+        .map(|(r, &raw)| raw.saturating_sub(r.bytes))
+        .collect();
+    Some(PageFigures {
+        codec: Some(stats.codec.as_str().into()),
+        per_round_raw: col(|t| t.raw),
+        per_round_lz4: col(|t| t.lz4),
+        per_round_zero: col(|t| t.zero),
+        per_round_delta: col(|t| t.delta),
+        per_round_raw_bytes: Some(stats.round_raw_bytes.clone()),
+        per_round_bytes_saved: Some(saved),
+        delta_cache: stats.delta_cache.map(|c| DeltaCacheFigures {
+            mib: Some(u64::from(c.mib)),
+            slots: Some(c.slots),
+            hits: Some(c.hits),
+            misses: Some(c.misses),
+            inserts: Some(c.inserts),
+            evictions: Some(c.evictions),
+        }),
+    })
 }
 
 /// Page verification's section: the source's own counts and time, the
@@ -355,5 +389,44 @@ mod tests {
         assert_eq!(again.events.map(|e| e.go_unix_ms), Some(None));
         let census = again.depmig.and_then(|d| d.census).unwrap();
         assert_eq!(census.user, Some(vec![4096, 5]));
+    }
+
+    #[test]
+    fn page_figures_read_back_and_stay_out_when_not_counted() {
+        let meta = ReportMeta::default();
+        let plain = build(&two_rounds(), &meta);
+        assert!(!plain.contains("\"pages\":{"), "{plain}");
+        let mut st = two_rounds();
+        st.round_raw_bytes = vec![134_500_000, 200_000];
+        st.round_pages = vec![
+            depmig_stream::PageTally {
+                raw: 32765,
+                ..Default::default()
+            },
+            depmig_stream::PageTally {
+                raw: 5,
+                delta: 30,
+                payload_bytes: 600,
+                ..Default::default()
+            },
+        ];
+        st.delta = true;
+        st.delta_cache = Some(crate::delta_cache::CacheStats {
+            mib: 4,
+            slots: 1024,
+            hits: 30,
+            misses: 40,
+            inserts: 40,
+            evictions: 2,
+        });
+        let text = build(&st, &meta);
+        let again: MigrationReport = serde_json::from_str(&text).unwrap();
+        let p = again.depmig.and_then(|d| d.pages).unwrap();
+        assert_eq!(p.codec.as_deref(), Some("none"));
+        assert_eq!(p.per_round_delta, Some(vec![0, 30]));
+        assert_eq!(p.per_round_raw, Some(vec![32765, 5]));
+        assert_eq!(p.per_round_bytes_saved, Some(vec![500_000, 40_000]));
+        let c = p.delta_cache.unwrap();
+        assert_eq!((c.hits, c.evictions), (Some(30), Some(2)));
     }
 }

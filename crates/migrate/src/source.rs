@@ -36,11 +36,13 @@ use depmig_precopy::{
 };
 use depmig_stream::handshake::{HELLO_LEN, MIN_KEY_LEN};
 use depmig_stream::{
-    negotiated, sealed, verify_key_confirmation, Authenticated, ByteSink, Caps, Codec, Direction,
-    DomainHeader, DomainType, EncodeError, Encoder, HandshakeError, Hello, HvmParam, PageTally,
-    PageType, PfnEntry, Role, Sealer, SinkFull, TranscriptMac, CONFIRM_LEN, PAGE_SIZE,
+    negotiated, negotiated_delta, sealed, verify_key_confirmation, Authenticated, ByteSink, Caps,
+    Codec, Direction, DomainHeader, DomainType, EncodeError, Encoder, HandshakeError, Hello,
+    HvmParam, PageTally, PageType, PfnEntry, Role, Sealer, SinkFull, TranscriptMac, CONFIRM_LEN,
+    PAGE_SIZE,
 };
 
+use crate::delta_cache::{CacheError, CacheStats, DeltaCache};
 use crate::params;
 use crate::ports::{Progress, SourceDomain, State, Transport, TransportError};
 use crate::reply::{self, NakCode, Reply, REPLY_LEN, SIGNED_REPLY_LEN};
@@ -79,6 +81,10 @@ pub struct SourceConfig<'a> {
     /// it is refused before a page is sent. Off, the stream goes in clear
     /// with the transcript tag.
     pub encrypt: bool,
+    /// Size of the cache of re-sent pages in MiB ([`crate::delta_cache`]);
+    /// 0 sends no deltas. Deltas are offered when it is not 0 and used
+    /// only if the destination accepts them ([`SourceStats::delta`]).
+    pub delta_cache_mib: u32,
 }
 
 /// Pages per record for a link like the appliances': with a 256 KiB
@@ -136,6 +142,8 @@ pub enum SourceError {
     ForgedReply([u8; REPLY_LEN]),
     /// Page verification could not be carried out.
     Verify(VerifyError),
+    /// The cache of re-sent pages could not be made.
+    DeltaCache(CacheError),
 }
 
 /// Figures of one migration, complete on success and partial on failure.
@@ -173,6 +181,14 @@ pub struct SourceStats {
     /// Bytes each round's page records would have taken as Xen's
     /// PAGE_DATA: beside [`RoundStats::bytes`], what compression saved.
     pub round_raw_bytes: Vec<u64>,
+    /// How each round's pages with data went: `raw` counts every page sent
+    /// whole and uncompressed (in PAGE_DATA or a packed record), the
+    /// others as in [`SourceStats::page_tally`].
+    pub round_pages: Vec<PageTally>,
+    /// Whether the destination accepted delta pages.
+    pub delta: bool,
+    /// The cache of re-sent pages, when deltas were agreed on.
+    pub delta_cache: Option<CacheStats>,
     /// First byte sent (the hello).
     pub start_ns: u64,
     /// The suspension was asked for.
@@ -326,6 +342,11 @@ struct Shared<'a, D, T> {
     round_records: u64,
     round_holes: u64,
     round_raw_bytes: u64,
+    /// Pages with data sent this round, and the encoder's tally at its start.
+    round_data_pages: u64,
+    round_tally_start: PageTally,
+    /// Copies of re-sent pages, with deltas agreed on.
+    cache: Option<DeltaCache>,
     err: Option<SourceError>,
     /// Frames whose last entry went as free (XALLOC): with verification
     /// on, they must still be free at the end.
@@ -339,6 +360,59 @@ impl<D, T: Transport> Shared<'_, D, T> {
             self.err = Some(e);
         }
         PortError::Recorded
+    }
+
+    /// Sends the pages just read for `pfns` with deltas where the cache
+    /// holds their frames' copies, then refreshes it: every page with data
+    /// sent leaves its bytes in its entry, and a hole drops it.
+    fn delta_record(&mut self, pfns: &[u64]) -> Result<(), PortError> {
+        let Some(cache) = self.cache.as_mut() else {
+            return Ok(());
+        };
+        // Inserted: pages re-sent by a live round after round 1
+        // (`crate::delta_cache` says why).
+        let insert = !self.stats.rounds.is_empty() && !self.suspend_called;
+        // Lookups first (they count hits and misses), then the copies
+        // borrowed for the encoder.
+        let mut pages: Vec<&[u8]> = Vec::with_capacity(pfns.len());
+        let mut hits: Vec<(u64, bool)> = Vec::with_capacity(pfns.len());
+        for ((&pfn, &hole), page) in pfns
+            .iter()
+            .zip(&self.holes)
+            .zip(self.pages.chunks_exact(PAGE_SIZE))
+        {
+            if hole {
+                cache.forget(pfn);
+            } else {
+                hits.push((pfn, cache.lookup(pfn).is_some()));
+                pages.push(page);
+            }
+        }
+        let cache = &*cache;
+        let bases: Vec<Option<&[u8]>> = hits
+            .iter()
+            .map(|&(pfn, hit)| if hit { cache.peek(pfn) } else { None })
+            .collect();
+        let r = self
+            .enc
+            .page_data_delta(&mut self.out, &self.entries, &pages, &bases);
+        drop(bases);
+        drop(pages);
+        if let Err(e) = r {
+            return Err(self.encode_error(e));
+        }
+        if let Some(cache) = self.cache.as_mut() {
+            for ((&pfn, &hole), page) in pfns
+                .iter()
+                .zip(&self.holes)
+                .zip(self.pages.chunks_exact(PAGE_SIZE))
+            {
+                if !hole {
+                    cache.store(pfn, page, insert);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn encode_error(&mut self, e: EncodeError) -> PortError {
@@ -409,6 +483,10 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
                 } else {
                     sh.sent_free.clear(pfn);
                 }
+                // The destination zeroes or skips it: no base any more.
+                if let Some(c) = sh.cache.as_mut() {
+                    c.forget(pfn);
+                }
             }
             sh.entries
                 .extend(pfns.iter().map(|&pfn| PfnEntry { pfn, kind }));
@@ -421,7 +499,10 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
             0
         };
         sh.round_raw_bytes += 8 + 8 + 8 * n as u64 + data_pages * PAGE_SIZE as u64;
-        if kind == PageType::Normal && sh.enc.codec() != Codec::Raw {
+        sh.round_data_pages += data_pages;
+        if kind == PageType::Normal && sh.cache.is_some() {
+            sh.delta_record(pfns)?;
+        } else if kind == PageType::Normal && sh.enc.codec() != Codec::Raw {
             // Packed: the encoder needs the record's pages at once.
             let pages: Vec<&[u8]> = sh
                 .pages
@@ -436,7 +517,7 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
         } else if let Err(e) = sh.enc.page_data_header(&mut sh.out, &sh.entries) {
             return Err(sh.encode_error(e));
         }
-        if kind == PageType::Normal && sh.enc.codec() == Codec::Raw {
+        if kind == PageType::Normal && sh.enc.codec() == Codec::Raw && sh.cache.is_none() {
             // Runs of pages without holes go out in one piece.
             let mut i = 0;
             while i < n {
@@ -567,7 +648,13 @@ pub fn run<D: SourceDomain, T: Transport>(
     }
 
     progress.state(State::Connecting);
-    let (keys, hellos, codec) = match handshake(transport, cfg) {
+    // Taken before anything is sent: a cache that does not fit is refused
+    // before the destination hears of this migration.
+    let cache = match DeltaCache::new(cfg.delta_cache_mib) {
+        Ok(c) => c,
+        Err(e) => return Err(early(SourceError::DeltaCache(e), stats)),
+    };
+    let (keys, hellos, codec, delta) = match handshake(transport, cfg) {
         Ok(m) => m,
         Err(e) => {
             progress.state(State::Failed);
@@ -577,9 +664,11 @@ pub fn run<D: SourceDomain, T: Transport>(
     stats.stream_bytes = HELLO_LEN as u64;
     stats.codec = codec;
     stats.encrypted = matches!(keys, Keys::Sealed(_));
+    stats.delta = delta;
     progress.state(State::Streaming);
     let mut enc = Encoder::new();
     enc.set_codec(codec);
+    enc.set_delta(delta);
 
     let wire = Wire {
         t: transport,
@@ -605,6 +694,9 @@ pub fn run<D: SourceDomain, T: Transport>(
         round_records: 0,
         round_holes: 0,
         round_raw_bytes: 0,
+        round_data_pages: 0,
+        round_tally_start: PageTally::default(),
+        cache: delta.then_some(cache),
         err: None,
         sent_free: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
     });
@@ -667,6 +759,14 @@ pub fn run<D: SourceDomain, T: Transport>(
                 sh.stats.round_records.push(sh.round_records);
                 sh.stats.round_holes.push(sh.round_holes);
                 sh.stats.round_raw_bytes.push(sh.round_raw_bytes);
+                let tally = sh.enc.tally();
+                let mut pages = tally.since(sh.round_tally_start);
+                pages.raw = sh
+                    .round_data_pages
+                    .saturating_sub(pages.lz4 + pages.zero + pages.delta);
+                sh.stats.round_pages.push(pages);
+                sh.round_tally_start = tally;
+                sh.round_data_pages = 0;
                 sh.round_records = 0;
                 sh.round_holes = 0;
                 sh.round_raw_bytes = 0;
@@ -690,9 +790,12 @@ pub fn run<D: SourceDomain, T: Transport>(
         mut stats,
         err,
         sent_free,
+        cache,
         ..
     } = cell.into_inner();
     stats.page_tally = enc.tally();
+    stats.delta_cache = cache.as_ref().map(DeltaCache::stats);
+    drop(cache);
     let mut copy_round_census = None;
     let result = match engine {
         Ok(summary) => {
@@ -786,13 +889,13 @@ enum Keys {
 }
 
 /// Sends our hello, reads and checks the destination's; returns the
-/// stream's keys, both hellos (ours first) and the page codec the
-/// destination accepted.
+/// stream's keys, both hellos (ours first), the page codec the
+/// destination accepted and whether it accepted deltas.
 fn handshake<T: Transport>(
     t: &mut T,
     cfg: &SourceConfig<'_>,
-) -> Result<(Keys, (Hello, Hello), Codec), SourceError> {
-    let offer = Caps::for_codec(cfg.compress);
+) -> Result<(Keys, (Hello, Hello), Codec, bool), SourceError> {
+    let offer = Caps::for_codec(cfg.compress).union(Caps::for_delta(cfg.delta_cache_mib > 0));
     let mine = Hello {
         role: Role::Source,
         nonce: cfg.nonce,
@@ -823,6 +926,7 @@ fn handshake<T: Transport>(
         return Err(SourceError::Handshake(HandshakeError::VerifyMismatch));
     }
     let codec = negotiated(&mine, &peer).map_err(SourceError::Handshake)?;
+    let delta = negotiated_delta(&mine, &peer).map_err(SourceError::Handshake)?;
     // Armed to encrypt, a confirmed answer without it is refused here,
     // before any page leaves in clear.
     let keys = if sealed(&mine, &peer, cfg.encrypt).map_err(SourceError::Handshake)? {
@@ -835,7 +939,7 @@ fn handshake<T: Transport>(
             TranscriptMac::new(cfg.key, &mine, &peer).map_err(SourceError::Handshake)?,
         ))
     };
-    Ok((keys, (mine, peer), codec))
+    Ok((keys, (mine, peer), codec, delta))
 }
 
 /// What page verification needs at the end.

@@ -41,6 +41,10 @@ struct Setup {
     /// The page codec the source offers and the one the destination accepts.
     compress: Codec,
     accept: Codec,
+    /// The source's delta cache (0: no deltas offered) and whether the
+    /// destination accepts deltas.
+    delta_cache_mib: u32,
+    accept_delta: bool,
     src_wrap: Box<dyn FnOnce(End) -> Boxed + Send>,
     dst_wrap: Box<dyn FnOnce(End) -> Boxed + Send>,
     /// Page verification at the source and at the destination.
@@ -68,6 +72,8 @@ impl Setup {
             record_pages: 100,
             compress: Codec::Raw,
             accept: Codec::Raw,
+            delta_cache_mib: 0,
+            accept_delta: false,
             src_wrap: Box::new(|e| Boxed(Box::new(e))),
             dst_wrap: Box::new(|e| Boxed(Box::new(e))),
             src_verify: false,
@@ -106,6 +112,7 @@ impl Setup {
             let policy = self.policy;
             let record_pages = self.record_pages;
             let (compress, accept) = (self.compress, self.accept);
+            let (delta_cache_mib, accept_delta) = (self.delta_cache_mib, self.accept_delta);
             let src_wrap = self.src_wrap;
             let dst_wrap = self.dst_wrap;
             let (src_verify, dst_verify) = (self.src_verify, self.dst_verify);
@@ -132,6 +139,7 @@ impl Setup {
                     verify: src_verify,
                     compress,
                     encrypt: src_encrypt,
+                    delta_cache_mib,
                 };
                 let r = source::run(
                     &mut dom,
@@ -150,6 +158,7 @@ impl Setup {
                 let mut rec = Recorder::default();
                 let mut cfg = DestConfig {
                     accept,
+                    accept_delta,
                     ..DestConfig::new(dst_key, [2; 16])
                 };
                 cfg.verify = dst_verify;
@@ -387,6 +396,140 @@ fn lz4_pages_copy_the_guest_in_fewer_bytes_when_both_ends_agree() {
         );
     }
     assert_eq!(st.pages_sent(), dst.pages_written + dst.ring_pages_kept);
+}
+
+/// Checks a run with deltas agreed on: both ends counted the same pages,
+/// the per-round figures add up, and every round with deltas took fewer
+/// bytes than as PAGE_DATA.
+fn assert_deltas_used(r: &Run) -> (SourceStats, DestStats) {
+    let out = r.src.as_ref().expect("source succeeded");
+    let dst = r.dst.as_ref().expect("destination succeeded");
+    let st = &out.stats;
+    assert_memory_matches(r);
+    assert_cpu_state_applied(r);
+    assert!(st.delta && dst.delta);
+    assert_eq!(st.page_tally, dst.page_tally, "both ends count alike");
+    assert!(st.page_tally.delta > 0, "{:?}", st.page_tally);
+    assert_eq!(st.stream_bytes, dst.bytes_received);
+    assert_eq!(st.round_pages.len(), st.rounds.len());
+    // Round 1 fills nothing: no page of it is a delta.
+    assert_eq!(st.round_pages[0].delta, 0);
+    let deltas: u64 = st.round_pages.iter().map(|t| t.delta).sum();
+    assert_eq!(deltas, st.page_tally.delta);
+    let pages: u64 = st.round_pages.iter().map(|t| t.pages()).sum();
+    assert_eq!(pages, st.pages_sent());
+    assert_eq!(st.pages_sent(), dst.pages_written + dst.ring_pages_kept);
+    for ((r, raw), t) in st
+        .rounds
+        .iter()
+        .zip(&st.round_raw_bytes)
+        .zip(&st.round_pages)
+    {
+        if t.delta > 0 {
+            assert!(r.bytes < *raw, "round {}: {} of {raw}", r.round, r.bytes);
+        }
+    }
+    // The report carries the same figures.
+    let rep = report::report(st, &ReportMeta::default());
+    let pages = rep.depmig.and_then(|d| d.pages).expect("page figures");
+    let per_round: u64 = pages.per_round_delta.unwrap().iter().sum();
+    assert_eq!(per_round, st.page_tally.delta);
+    assert_eq!(
+        pages.delta_cache.and_then(|c| c.hits),
+        st.delta_cache.map(|c| c.hits)
+    );
+    let c = st.delta_cache.expect("a cache ran");
+    assert!(
+        c.hits >= st.page_tally.delta && c.misses > 0 && c.inserts > 0,
+        "{c:?}"
+    );
+    (st.clone(), dst.clone())
+}
+
+#[test]
+fn re_sent_pages_go_as_deltas_and_the_shell_equals_the_guest() {
+    let mut s = Setup::new(21);
+    s.delta_cache_mib = 4;
+    s.accept_delta = true;
+    let r = s.run();
+    let (st, dst) = assert_deltas_used(&r);
+    assert_eq!((st.codec, dst.codec), (Codec::Raw, Codec::Raw));
+    // The fake guest writes 8 bytes at a time: a delta is a few bytes
+    // where the page would take 4096.
+    let raw: u64 = st.round_raw_bytes.iter().sum();
+    assert!(st.page_record_bytes() < raw);
+    let saved_per_delta = st.page_tally.payload_bytes / st.page_tally.delta;
+    assert!(saved_per_delta < 256, "{saved_per_delta} bytes a delta");
+    // 4 MiB is 1024 slots for about 680 hot pages spread over 4096
+    // frames: direct mapping still evicts some (frames 1024 apart share a
+    // slot), and hits outnumber them.
+    let c = st.delta_cache.unwrap();
+    assert!(c.hits > c.evictions, "{c:?}");
+}
+
+#[test]
+fn deltas_beside_lz4_and_verification_copy_exactly() {
+    let mut s = Setup::verified(22);
+    s.compress = Codec::Lz4;
+    s.accept = Codec::Lz4;
+    s.delta_cache_mib = 4;
+    s.accept_delta = true;
+    let r = s.run();
+    let (st, dst) = assert_deltas_used(&r);
+    assert_eq!((st.codec, dst.codec), (Codec::Lz4, Codec::Lz4));
+    assert!(st.page_tally.lz4 > 0);
+    let v = st.verify.expect("verification ran");
+    assert!(v.complete && v.mismatched_ranges == 0, "{v:?}");
+}
+
+#[test]
+fn a_cache_smaller_than_the_hot_pages_evicts_and_still_copies_exactly() {
+    // 1 MiB is 256 pages; the fake guest writes about 680.
+    let mut s = Setup::verified(23);
+    s.delta_cache_mib = 1;
+    s.accept_delta = true;
+    s.guest.writes_per_batch = 120;
+    let r = s.run();
+    let (st, _) = assert_deltas_used(&r);
+    let c = st.delta_cache.unwrap();
+    assert_eq!(c.slots, 256);
+    assert!(c.evictions > 0, "{c:?}");
+    assert!(st
+        .verify
+        .is_some_and(|v| v.complete && v.mismatched_ranges == 0));
+}
+
+#[test]
+fn deltas_not_accepted_are_not_sent() {
+    let mut s = Setup::new(24);
+    s.delta_cache_mib = 4;
+    let r = s.run();
+    assert_memory_matches(&r);
+    let out = r.src.as_ref().expect("source succeeded");
+    let dst = r.dst.as_ref().expect("destination succeeded");
+    assert!(!out.stats.delta && !dst.delta);
+    assert_eq!(out.stats.page_tally.delta, 0);
+    assert_eq!(out.stats.delta_cache, None);
+    // Accepted but not offered: none either.
+    let mut s = Setup::new(25);
+    s.accept_delta = true;
+    let r = s.run();
+    assert_memory_matches(&r);
+    assert!(!r.src.as_ref().unwrap().stats.delta);
+}
+
+#[test]
+fn a_cache_too_large_is_refused_before_anything_is_sent() {
+    let mut s = Setup::new(26);
+    s.delta_cache_mib = depmig_migrate::delta_cache::MAX_MIB + 1;
+    let r = s.run();
+    let f = r.src.as_ref().expect_err("refused");
+    assert!(
+        matches!(f.error, SourceError::DeltaCache(_)),
+        "{:?}",
+        f.error
+    );
+    assert!(!f.resume_called);
 }
 
 #[test]
@@ -764,6 +907,7 @@ fn bad_configuration_is_refused_before_touching_anything() {
             verify: false,
             compress: Codec::Raw,
             encrypt: false,
+            delta_cache_mib: 0,
         };
         let f = source::run(
             &mut g,
@@ -830,6 +974,7 @@ fn source_against(reply: Vec<u8>) -> (Box<SourceFailure>, Arc<Mutex<Guest>>, Vec
         verify: false,
         compress: Codec::Raw,
         encrypt: false,
+        delta_cache_mib: 0,
     };
     let f = source::run(
         &mut g,
@@ -910,6 +1055,7 @@ fn a_forged_ack_is_refused_and_the_guest_resumes() {
         verify: false,
         compress: Codec::Raw,
         encrypt: false,
+        delta_cache_mib: 0,
     };
     let clock = TestClock(Instant::now());
     let mut pol = AnyPolicy::new(PolicyKind::Xen4);

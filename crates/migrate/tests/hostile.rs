@@ -423,3 +423,184 @@ proptest! {
         prop_assert!(shell.cpu_state_untouched());
     }
 }
+
+/// Both hellos with delta pages agreed on.
+fn delta_hellos() -> (Hello, Hello) {
+    let (s, d) = hellos();
+    (
+        Hello {
+            caps: Caps::DELTA_PAGES,
+            ..s
+        },
+        Hello {
+            caps: Caps::DELTA_PAGES,
+            ..d
+        },
+    )
+}
+
+/// A source's bytes with deltas agreed on: hello, `build`'s records
+/// between the headers and the tail, trailer.
+fn craft_delta(build: impl FnOnce(&mut Encoder, &mut Authenticated<Vec<u8>>)) -> Vec<u8> {
+    let (src, dst) = delta_hellos();
+    let mut wire = src.to_bytes().to_vec();
+    let mac = TranscriptMac::new(KEY, &src, &dst).unwrap();
+    let mut out = Authenticated::new(Vec::new(), mac);
+    let mut enc = Encoder::new();
+    enc.set_delta(true);
+    head(&mut enc, &mut out);
+    build(&mut enc, &mut out);
+    tail(&mut enc, &mut out, &good_params());
+    let (body, trailer) = out.finish();
+    wire.extend_from_slice(&body);
+    wire.extend_from_slice(&trailer);
+    wire
+}
+
+/// The destination, accepting deltas, writing batches of `batch` pages.
+fn receive_delta(bytes: Vec<u8>, batch: usize) -> (Result<DestStats, DestError>, Shell) {
+    let mut shell = Shell::new(NR);
+    let mut t = Script::new(bytes, 777);
+    let cfg = DestConfig {
+        accept_delta: true,
+        write_batch: batch,
+        ..DestConfig::new(KEY, [2; 16])
+    };
+    let r = dest::run(
+        &mut shell,
+        &mut t,
+        &TestClock(Instant::now()),
+        &mut NoProgress,
+        &cfg,
+    );
+    (r, shell)
+}
+
+/// Sends `page` for `pfn` whole, or as a delta against `base`.
+fn send(
+    enc: &mut Encoder,
+    out: &mut Authenticated<Vec<u8>>,
+    pfn: u64,
+    page: &[u8],
+    base: Option<&[u8]>,
+) {
+    let before = enc.tally().delta;
+    enc.page_data_delta(out, &[PfnEntry::normal(pfn)], &[page], &[base])
+        .unwrap();
+    assert_eq!(enc.tally().delta > before, base.is_some(), "pfn {pfn}");
+}
+
+#[test]
+fn deltas_apply_to_the_frame_whether_written_or_still_queued() {
+    let a = page(1);
+    let mut b = a.clone();
+    b[5] ^= 0x77;
+    let mut c = b.clone();
+    c[4000] ^= 1;
+    let bytes = craft_delta(|enc, out| {
+        // Frame 3: whole, then two deltas; frame 5: whole, then a free
+        // entry of another frame between it and its delta.
+        send(enc, out, 3, &a, None);
+        send(enc, out, 3, &b, Some(&a));
+        send(enc, out, 5, &a, None);
+        enc.page_data(
+            out,
+            &[PfnEntry {
+                pfn: 9,
+                kind: PageType::XAlloc,
+            }],
+            &[],
+        )
+        .unwrap();
+        send(enc, out, 3, &c, Some(&b));
+        send(enc, out, 5, &c, Some(&a));
+    });
+    // A batch of one writes each page at once: deltas read the shell. A
+    // large batch holds them: deltas fold into the queued copy.
+    for batch in [1, 64] {
+        let (r, shell) = receive_delta(bytes.clone(), batch);
+        let st = r.unwrap_or_else(|e| panic!("batch {batch}: {e:?}"));
+        assert!(st.delta);
+        assert_eq!(st.deltas_applied, 3);
+        assert_eq!(st.page_tally.delta, 3);
+        assert_eq!(shell.page(3), &c[..], "batch {batch}");
+        assert_eq!(shell.page(5), &c[..], "batch {batch}");
+    }
+}
+
+#[test]
+fn a_delta_without_a_base_is_refused() {
+    let a = page(1);
+    let mut b = a.clone();
+    b[5] ^= 0x77;
+    // Never written; then zeroed since; then skipped as a hole since.
+    let never = craft_delta(|enc, out| send(enc, out, 3, &b, Some(&a)));
+    let freed = craft_delta(|enc, out| {
+        send(enc, out, 3, &a, None);
+        enc.page_data(
+            out,
+            &[PfnEntry {
+                pfn: 3,
+                kind: PageType::XAlloc,
+            }],
+            &[],
+        )
+        .unwrap();
+        send(enc, out, 3, &b, Some(&a));
+    });
+    let hole = craft_delta(|enc, out| {
+        send(enc, out, 3, &a, None);
+        enc.page_data(
+            out,
+            &[PfnEntry {
+                pfn: 3,
+                kind: PageType::XTab,
+            }],
+            &[],
+        )
+        .unwrap();
+        send(enc, out, 3, &b, Some(&a));
+    });
+    for bytes in [never, freed, hole] {
+        let (r, shell) = receive_delta(bytes, 64);
+        let e = r.unwrap_err();
+        assert_eq!(e, DestError::DeltaWithoutBase(3));
+        assert_eq!(e.nak_code(), NakCode::Decode);
+        assert!(shell.cpu_state_untouched());
+    }
+}
+
+#[test]
+fn a_delta_for_a_ring_frame_is_kept_out_like_its_page() {
+    let a = page(1);
+    let mut b = a.clone();
+    b[5] ^= 0x77;
+    let ring = NR - 2;
+    let bytes = craft_delta(|enc, out| {
+        send(enc, out, ring, &a, None);
+        send(enc, out, ring, &b, Some(&a));
+    });
+    let (r, shell) = receive_delta(bytes, 64);
+    let st = r.unwrap();
+    assert_eq!(st.ring_pages_kept, 2);
+    assert_eq!(st.deltas_applied, 0);
+    assert!(shell.page(ring).iter().all(|&x| x == 0xEE));
+}
+
+#[test]
+fn deltas_not_agreed_on_are_refused() {
+    let a = page(1);
+    let bytes = craft_delta(|enc, out| {
+        send(enc, out, 3, &a, None);
+        send(enc, out, 3, &a, Some(&a));
+    });
+    // The same source, to a destination that does not take deltas: its
+    // decoder refuses the record before a page of it is applied.
+    let (r, _, _) = receive(bytes, 1000);
+    assert_eq!(
+        r.unwrap_err(),
+        DestError::Stream(RxError::Decode(DecodeError::NotNegotiated(
+            rec::DEPMIG_DELTA_PAGES
+        )))
+    );
+}

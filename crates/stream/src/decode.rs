@@ -25,10 +25,16 @@
 //! [`Decoder::set_codec`] accepted it (the handshake agreed on it); its
 //! pages come out as [`Event::Page`]s like PAGE_DATA's, decompressed into
 //! one page buffer of the decoder's, so a consumer cannot tell them apart.
+//!
+//! depmig's delta record ([`crate::delta`]) is read only after
+//! [`Decoder::set_delta`] accepted it; each of its pages comes out as an
+//! [`Event::Delta`] holding a whole-page XOR mask, checked and decoded into
+//! the same page buffer: the consumer applies it to the frame it holds.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::delta::{self, DeltaError};
 use crate::order::{OrderChecker, OrderError};
 use crate::packed::{
     decompress_page, Codec, DescError, PageDesc, PageEncoding, PageTally, DESC_LEN, MAX_PAYLOAD,
@@ -140,6 +146,16 @@ pub enum DecodeError {
     /// A packed page's LZ4 block is malformed or does not make exactly
     /// one page.
     BadCompressedPage(u64),
+    /// A delta page's descriptor or runs are malformed, or its runs go
+    /// past the end of the page.
+    BadDeltaPage {
+        /// The page's pfn (0 for a descriptor, read before the pages).
+        pfn: u64,
+        /// What was wrong.
+        why: DeltaError,
+    },
+    /// A delta record's entry is not a normal page.
+    DeltaPageType(u8),
 }
 
 impl From<OrderError> for DecodeError {
@@ -265,8 +281,38 @@ pub enum Event<'a> {
         /// The page contents, if any.
         data: Option<&'a [u8]>,
     },
+    /// One page of a delta record (within a [`Event::PageData`] like any
+    /// other): the frame's new contents are its previous contents XOR
+    /// `mask` (`mask.len() == PAGE_SIZE`).
+    Delta {
+        /// The entry (always a normal page).
+        entry: PfnEntry,
+        /// The XOR to apply.
+        mask: &'a [u8],
+    },
     /// Any other record.
     Record(Record<'a>),
+}
+
+/// Which page record is being read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PageRec {
+    /// Xen's PAGE_DATA.
+    Plain,
+    /// [`rec::DEPMIG_PACKED_PAGES`].
+    Packed,
+    /// [`rec::DEPMIG_DELTA_PAGES`].
+    Delta,
+}
+
+impl PageRec {
+    fn rtype(self) -> u32 {
+        match self {
+            PageRec::Plain => rec::PAGE_DATA,
+            PageRec::Packed => rec::DEPMIG_PACKED_PAGES,
+            PageRec::Delta => rec::DEPMIG_DELTA_PAGES,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,12 +322,20 @@ enum State {
     RecordHeader,
     PageHeader {
         len: u32,
-        packed: bool,
+        kind: PageRec,
     },
     Pfns {
         len: u32,
         count: u32,
-        packed: bool,
+        kind: PageRec,
+    },
+    DeltaDescs {
+        len: u32,
+        count: u32,
+    },
+    DeltaPages {
+        idx: u32,
+        pad: u8,
     },
     Pages {
         idx: u32,
@@ -321,7 +375,11 @@ pub struct Decoder {
     domain: Option<DomainHeader>,
     codec: Codec,
     descs: Vec<PageDesc>,
-    /// A decompressed page of a packed record.
+    /// Whether the delta record is accepted.
+    delta: bool,
+    /// One delta record's payload lengths.
+    delta_lens: Vec<u16>,
+    /// A decompressed page of a packed record, or a delta's XOR mask.
     page: Vec<u8>,
     tally: PageTally,
 }
@@ -345,6 +403,8 @@ impl Decoder {
             domain: None,
             codec: Codec::Raw,
             descs: Vec::with_capacity(limits.max_batch as usize),
+            delta: false,
+            delta_lens: Vec::with_capacity(limits.max_batch as usize),
             page: vec![0; PAGE_SIZE],
             tally: PageTally::default(),
         }
@@ -361,6 +421,18 @@ impl Decoder {
     /// The codec accepted.
     pub fn codec(&self) -> Codec {
         self.codec
+    }
+
+    /// Accepts depmig's delta record when `on`: what the handshake agreed
+    /// on ([`crate::negotiated_delta`]), before the stream starts. Without
+    /// it the record is refused ([`DecodeError::NotNegotiated`]).
+    pub fn set_delta(&mut self, on: bool) {
+        self.delta = on;
+    }
+
+    /// Whether the delta record is accepted.
+    pub fn delta(&self) -> bool {
+        self.delta
     }
 
     /// How the pages of packed records came so far.
@@ -401,6 +473,7 @@ impl Decoder {
         self.buf.capacity()
             + self.pfns.capacity() * core::mem::size_of::<PfnEntry>()
             + self.descs.capacity() * core::mem::size_of::<PageDesc>()
+            + self.delta_lens.capacity() * core::mem::size_of::<u16>()
             + self.page.capacity()
     }
 
@@ -470,6 +543,10 @@ impl Decoder {
                 entry,
                 data: Some(&ZERO_PAGE),
             },
+            Pending::Delta(entry) => Event::Delta {
+                entry,
+                mask: self.page.as_slice(),
+            },
             Pending::Body(rtype, len) => {
                 let body = buf.get(..len as usize).unwrap_or(&[]);
                 Event::Record(match rtype {
@@ -529,10 +606,13 @@ impl Decoder {
                     if rtype == rec::DEPMIG_PACKED_PAGES && self.codec != Codec::Lz4 {
                         return Err(DecodeError::NotNegotiated(rtype));
                     }
+                    if rtype == rec::DEPMIG_DELTA_PAGES && !self.delta {
+                        return Err(DecodeError::NotNegotiated(rtype));
+                    }
                     self.order.accept(rtype)?;
                     self.state = self.record_state(rtype, len)?;
                 }
-                State::PageHeader { len, packed } => {
+                State::PageHeader { len, kind } => {
                     if !self.fill(input, 8) {
                         return Ok(None);
                     }
@@ -540,12 +620,7 @@ impl Decoder {
                     let reserved = le32(&self.buf, 4).unwrap_or(0);
                     self.buf.clear();
                     if reserved != 0 {
-                        let rtype = if packed {
-                            rec::DEPMIG_PACKED_PAGES
-                        } else {
-                            rec::PAGE_DATA
-                        };
-                        return Err(DecodeError::ReservedRecordBits(rtype));
+                        return Err(DecodeError::ReservedRecordBits(kind.rtype()));
                     }
                     if count == 0 {
                         return Err(DecodeError::EmptyPageData);
@@ -562,16 +637,29 @@ impl Decoder {
                     }
                     // A packed record is never longer than raw pages with
                     // descriptors: refused before its pfns are read.
-                    let most = 8 + u64::from(count) * (8 + (DESC_LEN + MAX_PAYLOAD) as u64);
-                    if packed && u64::from(len) > most {
+                    let most = match kind {
+                        PageRec::Plain => u64::MAX,
+                        PageRec::Packed => {
+                            8 + u64::from(count) * (8 + (DESC_LEN + MAX_PAYLOAD) as u64)
+                        }
+                        PageRec::Delta => {
+                            8 + u64::from(count)
+                                * (8 + (delta::DESC_LEN + delta::MAX_PAYLOAD) as u64)
+                        }
+                    };
+                    if u64::from(len) > most {
                         return Err(DecodeError::PageDataLength {
                             expected: most,
                             got: len,
                         });
                     }
-                    self.state = State::Pfns { len, count, packed };
+                    self.state = State::Pfns { len, count, kind };
                 }
-                State::Pfns { len, count, packed } => {
+                State::Pfns {
+                    len,
+                    count,
+                    kind: rkind,
+                } => {
                     if !self.fill(input, count as usize * 8) {
                         return Ok(None);
                     }
@@ -589,6 +677,9 @@ impl Decoder {
                         if pfn > self.limits.max_pfn {
                             return Err(DecodeError::PfnOutOfRange(pfn));
                         }
+                        if rkind == PageRec::Delta && kind != PageType::Normal {
+                            return Err(DecodeError::DeltaPageType(nib));
+                        }
                         if kind.has_data() {
                             with_data += 1;
                         }
@@ -597,7 +688,20 @@ impl Decoder {
                         }
                     }
                     self.buf.clear();
-                    if packed {
+                    if rkind == PageRec::Delta {
+                        // PANICS: no overflow, `count` is at most 2^16.
+                        let least = 8 + u64::from(count) * (8 + delta::DESC_LEN as u64);
+                        let most = least + u64::from(count) * delta::MAX_PAYLOAD as u64;
+                        if !(least..=most).contains(&u64::from(len)) {
+                            return Err(DecodeError::PageDataLength {
+                                expected: least,
+                                got: len,
+                            });
+                        }
+                        self.state = State::DeltaDescs { len, count };
+                        continue;
+                    }
+                    if rkind == PageRec::Packed {
                         // PANICS: `with_data <= count`, a u32.
                         let with_data = with_data as u32;
                         let least = 8 + u64::from(count) * 8 + u64::from(with_data) * 4;
@@ -706,6 +810,58 @@ impl Decoder {
                     };
                     return Ok(Some(ev));
                 }
+                State::DeltaDescs { len, count } => {
+                    if !self.fill(input, count as usize * delta::DESC_LEN) {
+                        return Ok(None);
+                    }
+                    self.delta_lens.clear();
+                    let mut payload: u64 = 0;
+                    for c in self.buf.chunks_exact(delta::DESC_LEN) {
+                        let raw = le32(c, 0).unwrap_or(0);
+                        let n = delta::desc_len(raw).map_err(|why| match why {
+                            DeltaError::Reserved => {
+                                DecodeError::ReservedRecordBits(rec::DEPMIG_DELTA_PAGES)
+                            }
+                            why => DecodeError::BadDeltaPage { pfn: 0, why },
+                        })?;
+                        payload += u64::from(n);
+                        if self.delta_lens.len() < self.delta_lens.capacity() {
+                            self.delta_lens.push(n);
+                        }
+                    }
+                    self.buf.clear();
+                    let expected = 8 + u64::from(count) * (8 + delta::DESC_LEN as u64) + payload;
+                    if expected != u64::from(len) {
+                        return Err(DecodeError::PageDataLength { expected, got: len });
+                    }
+                    self.state = State::DeltaPages {
+                        idx: 0,
+                        pad: padding(len as usize) as u8,
+                    };
+                    return Ok(Some(Pending::Ready(Event::PageData { count })));
+                }
+                State::DeltaPages { idx, pad } => {
+                    let (Some(&entry), Some(&n)) = (
+                        self.pfns.get(idx as usize),
+                        self.delta_lens.get(idx as usize),
+                    ) else {
+                        self.state = State::PackedPad { pad };
+                        continue;
+                    };
+                    if !self.fill(input, usize::from(n)) {
+                        return Ok(None);
+                    }
+                    delta::decode(&self.buf, &mut self.page).map_err(|why| {
+                        DecodeError::BadDeltaPage {
+                            pfn: entry.pfn,
+                            why,
+                        }
+                    })?;
+                    self.tally.delta += 1;
+                    self.tally.payload_bytes += u64::from(n);
+                    self.state = State::DeltaPages { idx: idx + 1, pad };
+                    return Ok(Some(Pending::Delta(entry)));
+                }
                 State::PackedPad { pad } => {
                     if !self.fill(input, usize::from(pad)) {
                         return Ok(None);
@@ -742,14 +898,16 @@ impl Decoder {
     fn record_state(&self, rtype: u32, len: u32) -> Result<State, DecodeError> {
         let bad = DecodeError::BadLength { rtype, len };
         match rtype {
-            rec::PAGE_DATA | rec::DEPMIG_PACKED_PAGES => {
+            rec::PAGE_DATA | rec::DEPMIG_PACKED_PAGES | rec::DEPMIG_DELTA_PAGES => {
                 if len < 8 {
                     return Err(bad);
                 }
-                return Ok(State::PageHeader {
-                    len,
-                    packed: rtype == rec::DEPMIG_PACKED_PAGES,
-                });
+                let kind = match rtype {
+                    rec::DEPMIG_PACKED_PAGES => PageRec::Packed,
+                    rec::DEPMIG_DELTA_PAGES => PageRec::Delta,
+                    _ => PageRec::Plain,
+                };
+                return Ok(State::PageHeader { len, kind });
             }
             rec::END | rec::STATIC_DATA_END | rec::VERIFY | rec::CHECKPOINT if len != 0 => {
                 return Err(bad)
@@ -772,6 +930,8 @@ pub(crate) enum Pending {
     Unpacked(PfnEntry),
     /// A zero page of a packed record.
     Zero(PfnEntry),
+    /// A delta page's mask, decoded into the decoder's page buffer.
+    Delta(PfnEntry),
     Body(u32, u32),
 }
 
@@ -1018,12 +1178,18 @@ mod tests {
             DecodeError::NotNegotiated(rec::DEPMIG_PACKED_PAGES)
         );
         assert!(packed_result(&s).is_ok());
+        // The delta record without its agreement.
+        let s = head_then(rec::DEPMIG_DELTA_PAGES, &body, None);
+        assert_eq!(
+            packed_result(&s).unwrap_err(),
+            DecodeError::NotNegotiated(rec::DEPMIG_DELTA_PAGES)
+        );
         // Another type of depmig's block: an unknown mandatory record.
-        let s = head_then(rec::DEPMIG_PACKED_PAGES + 1, &body, None);
+        let s = head_then(rec::DEPMIG_DELTA_PAGES + 1, &body, None);
         assert_eq!(
             packed_result(&s).unwrap_err(),
             DecodeError::Order(OrderError::UnsupportedMandatory(
-                rec::DEPMIG_PACKED_PAGES + 1
+                rec::DEPMIG_DELTA_PAGES + 1
             ))
         );
     }
@@ -1109,6 +1275,137 @@ mod tests {
         for cut in 0..s.len() {
             let part = packed_result(&s[..cut]).unwrap();
             assert!(part.len() <= whole.len());
+            assert_eq!(part[..], whole[..part.len()]);
+        }
+    }
+
+    /// A delta record body: `pfns` (raw entries), `descs`, `payload`.
+    fn delta_body(pfns: &[u64], descs: &[u32], payload: &[u8]) -> Vec<u8> {
+        packed_body(pfns, descs, payload)
+    }
+
+    /// Decodes with deltas accepted: the error, or the events seen.
+    fn delta_result(s: &[u8]) -> Result<Vec<String>, DecodeError> {
+        let mut dec = Decoder::new(Limits::default());
+        dec.set_delta(true);
+        let mut input = s;
+        let mut v = Vec::new();
+        while let Some(ev) = dec.next(&mut input)? {
+            v.push(match ev {
+                Event::Delta { entry, mask } => {
+                    let at = mask.iter().position(|&b| b != 0);
+                    format!("delta {} {at:?}", entry.pfn)
+                }
+                other => format!("{other:?}"),
+            });
+        }
+        Ok(v)
+    }
+
+    #[test]
+    fn delta_record_decodes_to_masks() {
+        // pfn 4: byte 10 XOR 0x55; pfn 9: unchanged.
+        let body = delta_body(&[4, 9], &[3, 0], &[10, 1, 0x55]);
+        let s = head_then(rec::DEPMIG_DELTA_PAGES, &body, None);
+        let v = delta_result(&s).unwrap();
+        assert!(v.iter().any(|e| e == "delta 4 Some(10)"), "{v:?}");
+        assert!(v.iter().any(|e| e == "delta 9 None"), "{v:?}");
+        let mut dec = Decoder::new(Limits::default());
+        dec.set_delta(true);
+        for b in s.chunks(1) {
+            let mut input = b;
+            while dec.next(&mut input).unwrap().is_some() {}
+        }
+        assert_eq!((dec.tally().delta, dec.tally().payload_bytes), (2, 3));
+    }
+
+    #[test]
+    fn hostile_delta_records_are_refused() {
+        let rtype = rec::DEPMIG_DELTA_PAGES;
+        let refuse = |body: &[u8], len: Option<u32>| delta_result(&head_then(rtype, body, len));
+        let mut b = delta_body(&[1], &[0], &[]);
+        b[4] = 1;
+        assert_eq!(
+            refuse(&b, None),
+            Err(DecodeError::ReservedRecordBits(rtype))
+        );
+        assert_eq!(
+            refuse(&delta_body(&[], &[], &[]), None),
+            Err(DecodeError::EmptyPageData)
+        );
+        // Only normal pages: a hole or a free page has no previous contents.
+        for t in [0xF_u64, 0xE] {
+            let b = delta_body(&[1 | t << 60], &[0], &[]);
+            assert_eq!(refuse(&b, None), Err(DecodeError::DeltaPageType(t as u8)));
+        }
+        // Reserved descriptor bits; a payload as long as a page.
+        let b = delta_body(&[1], &[1 << 16], &[]);
+        assert_eq!(
+            refuse(&b, None),
+            Err(DecodeError::ReservedRecordBits(rtype))
+        );
+        let b = delta_body(&[1, 2], &[4096, 0], &[0; 4096]);
+        assert_eq!(
+            refuse(&b, None),
+            Err(DecodeError::BadDeltaPage {
+                pfn: 0,
+                why: DeltaError::TooLong
+            })
+        );
+        // A length beyond what the count allows, or not the descriptors'.
+        let b = delta_body(&[1], &[3], &[0, 1, 1]);
+        assert!(matches!(
+            refuse(&b, Some(8 + 8 + 4 + 4095 + 1)),
+            Err(DecodeError::PageDataLength { .. })
+        ));
+        assert!(matches!(
+            refuse(&b, Some(b.len() as u32 + 1)),
+            Err(DecodeError::PageDataLength { .. })
+        ));
+        // Runs past the end of the page: 4095 unchanged, then two bytes.
+        let b = delta_body(&[7], &[5], &[0xFF, 0x1F, 2, 1, 1]);
+        assert_eq!(
+            refuse(&b, None),
+            Err(DecodeError::BadDeltaPage {
+                pfn: 7,
+                why: DeltaError::Overflow
+            })
+        );
+        // A pair cut by the payload's end, a non-canonical length.
+        let b = delta_body(&[7], &[2], &[0, 2]);
+        assert_eq!(
+            refuse(&b, None),
+            Err(DecodeError::BadDeltaPage {
+                pfn: 7,
+                why: DeltaError::Truncated
+            })
+        );
+        let b = delta_body(&[7], &[4], &[0x80, 0, 1, 1]);
+        assert_eq!(
+            refuse(&b, None),
+            Err(DecodeError::BadDeltaPage {
+                pfn: 7,
+                why: DeltaError::BadLength
+            })
+        );
+        // After VERIFY: compared, not applied.
+        let (mut s, _) = headers_only();
+        s.extend_from_slice(&rec::VERIFY.to_le_bytes());
+        s.extend_from_slice(&[0; 4]);
+        let b = delta_body(&[1], &[0], &[]);
+        s.extend_from_slice(&rtype.to_le_bytes());
+        s.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        s.extend_from_slice(&b);
+        assert_eq!(
+            delta_result(&s),
+            Err(DecodeError::Order(OrderError::Misplaced(rtype)))
+        );
+        // Truncated anywhere: more input wanted, never an error.
+        let b = delta_body(&[1, 2], &[3, 0], &[5, 1, 9]);
+        let s = head_then(rtype, &b, None);
+        let whole = delta_result(&s).unwrap();
+        for cut in 0..s.len() {
+            let part = delta_result(&s[..cut]).unwrap();
             assert_eq!(part[..], whole[..part.len()]);
         }
     }

@@ -11,9 +11,16 @@
 //! [`Encoder::page_data`] writes depmig's packed record instead of
 //! PAGE_DATA ([`crate::packed`]); the encoder holds the compressed
 //! payloads of one record until its length is known.
+//!
+//! Once it also agreed on deltas ([`Encoder::set_delta`]),
+//! [`Encoder::page_data_delta`] sends each page the caller gives a base for
+//! (the contents the destination holds) as a delta when that is smaller
+//! ([`crate::delta`]): those pages go in a delta record after the record of
+//! the others.
 
 use alloc::vec::Vec;
 
+use crate::delta;
 use crate::order::{OrderChecker, OrderError};
 use crate::packed::{
     compress_page, Codec, PageDesc, PageEncoding, PageTally, COMPRESS_BOUND, DESC_LEN,
@@ -69,6 +76,10 @@ pub enum EncodeError {
     NotOptional(u32),
     /// The sink refused the bytes.
     Sink,
+    /// A record with deltas whose pfns are not strictly ascending: its
+    /// pages are split over two records, which must not reorder writes
+    /// to one frame.
+    PfnOrder,
 }
 
 impl From<OrderError> for EncodeError {
@@ -98,6 +109,15 @@ pub struct Encoder {
     /// LZ4's output for one page before it joins `packed`.
     scratch: Vec<u8>,
     tally: PageTally,
+    /// Whether delta records may be written.
+    delta: bool,
+    /// One delta record's payloads, back to back, and their lengths.
+    deltas: Vec<u8>,
+    delta_lens: Vec<u16>,
+    /// Per page of the record: whether it goes as a delta.
+    as_delta: Vec<bool>,
+    /// One page's delta before it joins `deltas`.
+    delta_scratch: Vec<u8>,
 }
 
 impl Encoder {
@@ -118,10 +138,21 @@ impl Encoder {
         self.codec
     }
 
-    /// How the pages of packed records were sent so far (all zero with
-    /// [`Codec::Raw`]).
+    /// How the pages of packed and delta records were sent so far (all
+    /// zero with [`Codec::Raw`] and no deltas).
     pub fn tally(&self) -> PageTally {
         self.tally
+    }
+
+    /// Lets [`Encoder::page_data_delta`] write delta records: only what
+    /// the handshake agreed on ([`crate::negotiated_delta`]).
+    pub fn set_delta(&mut self, on: bool) {
+        self.delta = on;
+    }
+
+    /// Whether delta records may be written.
+    pub fn delta(&self) -> bool {
+        self.delta
     }
 
     /// Writes the image header (v3, little-endian) and `dom`.
@@ -290,6 +321,17 @@ impl Encoder {
             }
             self.descs.push(d);
         }
+        self.write_packed(out, entries, pages)
+    }
+
+    /// Writes a packed record whose descriptors and LZ4 payloads are in
+    /// `descs` and `packed`, one per page of `pages`.
+    fn write_packed<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        entries: &[PfnEntry],
+        pages: &[&[u8]],
+    ) -> Result<(), EncodeError> {
         // Payload lengths: LZ4 blocks from `packed`, raw pages whole.
         let raw = self
             .descs
@@ -322,6 +364,137 @@ impl Encoder {
             self.tally.add(*d);
         }
         out.put(ZEROS.get(..padding(len)).unwrap_or(&[]))?;
+        Ok(())
+    }
+
+    /// A page record like [`Encoder::page_data`]'s, where `bases[i]`, when
+    /// given, is what the destination holds for the frame of `pages[i]`
+    /// (what the last page record for it wrote). Such a page goes as a
+    /// delta ([`crate::delta`]) when its payload and descriptor are smaller
+    /// than what it would take otherwise (its LZ4 block or zero page and
+    /// descriptor with [`Codec::Lz4`], 4096 bytes raw); the deltas follow,
+    /// in a record of their own, the record of the other entries. Entries'
+    /// pfns must be strictly ascending. Without [`Encoder::set_delta`]
+    /// this is [`Encoder::page_data`].
+    pub fn page_data_delta<S: ByteSink>(
+        &mut self,
+        out: &mut S,
+        entries: &[PfnEntry],
+        pages: &[&[u8]],
+        bases: &[Option<&[u8]>],
+    ) -> Result<(), EncodeError> {
+        if !self.delta {
+            return self.page_data(out, entries, pages);
+        }
+        let with_data = entries.iter().filter(|e| e.kind.has_data()).count();
+        if with_data != pages.len() || bases.len() != pages.len() {
+            return Err(EncodeError::PageCountMismatch);
+        }
+        if pages.iter().any(|p| p.len() != PAGE_SIZE)
+            || bases.iter().flatten().any(|b| b.len() != PAGE_SIZE)
+        {
+            return Err(EncodeError::PageSize);
+        }
+        if entries.is_empty() {
+            return Err(EncodeError::EmptyPageData);
+        }
+        if entries.len() > MAX_BATCH as usize {
+            return Err(EncodeError::BatchTooLarge(entries.len()));
+        }
+        if entries.windows(2).any(|w| w[0].pfn >= w[1].pfn) {
+            return Err(EncodeError::PfnOrder);
+        }
+        for e in entries {
+            e.to_u64().ok_or(EncodeError::PfnTooLarge(e.pfn))?;
+        }
+        let lz4 = self.codec == Codec::Lz4;
+        self.descs.clear();
+        self.packed.clear();
+        self.deltas.clear();
+        self.delta_lens.clear();
+        self.as_delta.clear();
+        self.scratch.resize(COMPRESS_BOUND, 0);
+        self.delta_scratch.resize(delta::MAX_PAYLOAD, 0);
+        for (p, base) in pages.iter().zip(bases) {
+            // What the page takes whole: payload and descriptor. The LZ4
+            // block stays in `scratch` until the page's choice is made.
+            let packed = lz4.then(|| compress_page(p, &mut self.scratch));
+            let whole = packed.map_or(PAGE_SIZE, |d| usize::from(d.len) + DESC_LEN);
+            // A delta must take less: room for its payload below that.
+            let room = whole
+                .saturating_sub(delta::DESC_LEN + 1)
+                .min(delta::MAX_PAYLOAD);
+            let d = match (base, self.delta_scratch.get_mut(..room)) {
+                (Some(b), Some(buf)) if whole > delta::DESC_LEN => delta::encode(p, b, buf),
+                _ => None,
+            };
+            match d {
+                Some(n) => {
+                    let bytes = self.delta_scratch.get(..n).unwrap_or(&[]);
+                    self.deltas.extend_from_slice(bytes);
+                    self.delta_lens.push(n as u16);
+                    self.as_delta.push(true);
+                }
+                None => {
+                    if let Some(d) = packed {
+                        if d.encoding == PageEncoding::Lz4 {
+                            let z = self.scratch.get(..usize::from(d.len)).unwrap_or(&[]);
+                            self.packed.extend_from_slice(z);
+                        }
+                        self.descs.push(d);
+                    }
+                    self.as_delta.push(false);
+                }
+            }
+        }
+        // Split the entries: deltas apart, the rest (holes too) in order.
+        let mut whole_entries: Vec<PfnEntry> = Vec::with_capacity(entries.len());
+        let mut whole_pages: Vec<&[u8]> = Vec::with_capacity(pages.len());
+        let mut delta_pfns: Vec<u64> = Vec::with_capacity(self.delta_lens.len());
+        let mut page = 0usize;
+        for e in entries {
+            if !e.kind.has_data() {
+                whole_entries.push(*e);
+                continue;
+            }
+            let is_delta = self.as_delta.get(page).copied().unwrap_or(false);
+            if is_delta {
+                delta_pfns.push(e.pfn);
+            } else {
+                whole_entries.push(*e);
+                whole_pages.push(pages.get(page).copied().unwrap_or(&[]));
+            }
+            page += 1;
+        }
+        if !whole_entries.is_empty() {
+            if lz4 {
+                self.write_packed(out, &whole_entries, &whole_pages)?;
+            } else {
+                self.page_data_header(out, &whole_entries)?;
+                for p in &whole_pages {
+                    out.put(p)?;
+                }
+            }
+        }
+        if delta_pfns.is_empty() {
+            return Ok(());
+        }
+        let count = delta_pfns.len();
+        let len = 8 + count * (8 + delta::DESC_LEN) + self.deltas.len();
+        self.begin(out, rec::DEPMIG_DELTA_PAGES, len)?;
+        let mut h = [0u8; 8];
+        h[0..4].copy_from_slice(&(count as u32).to_le_bytes());
+        out.put(&h)?;
+        for &pfn in &delta_pfns {
+            out.put(&PfnEntry::normal(pfn).to_u64().unwrap_or(0).to_le_bytes())?;
+        }
+        for &n in &self.delta_lens {
+            out.put(&u32::from(n).to_le_bytes())?;
+        }
+        out.put(&self.deltas)?;
+        out.put(ZEROS.get(..padding(len)).unwrap_or(&[]))?;
+        self.tally.delta += count as u64;
+        self.tally.payload_bytes += self.deltas.len() as u64;
         Ok(())
     }
 
@@ -396,6 +569,96 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headed(codec: Codec) -> (Vec<u8>, Encoder) {
+        let mut out = Vec::new();
+        let mut e = Encoder::new();
+        e.set_codec(codec);
+        e.set_delta(true);
+        let d = DomainHeader {
+            domain_type: DomainType::X86Hvm,
+            page_shift: 12,
+            xen_major: 4,
+            xen_minor: 20,
+        };
+        e.headers(&mut out, &d).unwrap();
+        e.static_data_end(&mut out).unwrap();
+        (out, e)
+    }
+
+    fn noise(seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..PAGE_SIZE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_delta_is_sent_only_when_smaller_than_the_page_otherwise() {
+        let old = noise(1);
+        let mut near = old.clone();
+        near[100] ^= 1;
+        let far = noise(2);
+        let zero = vec![0u8; PAGE_SIZE];
+        let entries = [
+            PfnEntry::normal(1),
+            PfnEntry::normal(2),
+            PfnEntry::normal(3),
+        ];
+        let pages: [&[u8]; 3] = [&near, &far, &zero];
+        let bases = [Some(&old[..]), Some(&old[..]), Some(&old[..])];
+        // Raw: the small change goes as a delta; noise against noise and
+        // a page cleared would take more than 4096 bytes as deltas.
+        let (mut out, mut e) = headed(Codec::Raw);
+        e.page_data_delta(&mut out, &entries, &pages, &bases)
+            .unwrap();
+        assert_eq!(e.tally().delta, 1);
+        assert_eq!(e.tally().payload_bytes, 3);
+        // LZ4: the cleared page is a zero page, not a 4096-byte delta.
+        let (mut out, mut e) = headed(Codec::Lz4);
+        e.page_data_delta(&mut out, &entries, &pages, &bases)
+            .unwrap();
+        let t = e.tally();
+        assert_eq!((t.delta, t.zero, t.raw), (1, 1, 1));
+        // Nothing that would not shrink: no delta record at all.
+        let (mut out, mut e) = headed(Codec::Raw);
+        let before = out.len();
+        e.page_data_delta(&mut out, &entries[1..2], &pages[1..2], &bases[1..2])
+            .unwrap();
+        assert_eq!(e.tally().delta, 0);
+        assert_eq!(out.len() - before, 8 + 8 + 8 + PAGE_SIZE);
+        // Without the agreement: never a delta.
+        let (mut out, mut e) = headed(Codec::Raw);
+        e.set_delta(false);
+        e.page_data_delta(&mut out, &entries, &pages, &bases)
+            .unwrap();
+        assert_eq!(e.tally().delta, 0);
+    }
+
+    #[test]
+    fn deltas_need_ascending_pfns_and_whole_bases() {
+        let p = vec![1u8; PAGE_SIZE];
+        let (mut out, mut e) = headed(Codec::Raw);
+        let two = [PfnEntry::normal(2), PfnEntry::normal(2)];
+        assert_eq!(
+            e.page_data_delta(&mut out, &two, &[&p, &p], &[None, None]),
+            Err(EncodeError::PfnOrder)
+        );
+        let one = [PfnEntry::normal(2)];
+        assert_eq!(
+            e.page_data_delta(&mut out, &one, &[&p], &[Some(&p[..10])]),
+            Err(EncodeError::PageSize)
+        );
+        assert_eq!(
+            e.page_data_delta(&mut out, &one, &[&p], &[]),
+            Err(EncodeError::PageCountMismatch)
+        );
+    }
 
     #[test]
     fn padding_and_order_enforced() {

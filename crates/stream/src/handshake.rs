@@ -59,8 +59,8 @@
 //!
 //! Hello layout: magic "DEPMIGHS" (8), version u16 LE, role u8, flags u8
 //! (bit 0: [`FLAG_VERIFY`]; the others [`Caps`], bit 1 [`Caps::LZ4_PAGES`],
-//! bit 2 [`Caps::ENCRYPTED`]; unknown bits refused as reserved), reserved
-//! u32 (zero), nonce (16). A
+//! bit 2 [`Caps::ENCRYPTED`], bit 3 [`Caps::DELTA_PAGES`]; unknown bits
+//! refused as reserved), reserved u32 (zero), nonce (16). A
 //! peer of this version that does not know a flag refuses it as reserved;
 //! both hellos feed the key confirmation and the transcript key, so a flag
 //! changed on the way makes both fail. With neither verification nor a
@@ -75,10 +75,10 @@
 //! reflected back to its sender.
 //!
 //! Capabilities (bits 1..): the source's hello offers the encodings it
-//! would use (`--compress`) and encryption (`--encrypt on`), the
+//! would use (`--compress`, `--delta-cache`) and encryption (`--encrypt on`), the
 //! destination's answers with those it accepts among them
 //! ([`Hello::answer`]), and both ends use what the answer holds
-//! ([`negotiated`], [`sealed`]). The confirmation and the tag (or the
+//! ([`negotiated`], [`negotiated_delta`], [`sealed`]). The confirmation and the tag (or the
 //! record keys) cover both hellos, so a capability stripped or added on
 //! the way fails the key confirmation before a page is sent. Encryption
 //! is not a preference but a requirement: an end armed with it refuses a
@@ -350,8 +350,11 @@ impl Caps {
     pub const LZ4_PAGES: Caps = Caps(1 << 1);
     /// The stream travels in sealed records ([`crate::record`]). Bit 2.
     pub const ENCRYPTED: Caps = Caps(1 << 2);
+    /// Re-sent pages as deltas against what the destination holds
+    /// ([`crate::delta`]). Bit 3.
+    pub const DELTA_PAGES: Caps = Caps(1 << 3);
     /// Every capability bit this version knows; others are refused.
-    pub const KNOWN: Caps = Caps(Self::LZ4_PAGES.0 | Self::ENCRYPTED.0);
+    pub const KNOWN: Caps = Caps(Self::LZ4_PAGES.0 | Self::ENCRYPTED.0 | Self::DELTA_PAGES.0);
 
     /// The capabilities needed for `codec`.
     pub fn for_codec(codec: Codec) -> Caps {
@@ -386,6 +389,15 @@ impl Caps {
     pub fn union(self, other: Caps) -> Caps {
         Caps(self.0 | other.0)
     }
+
+    /// The capabilities needed for deltas when `on`.
+    pub fn for_delta(on: bool) -> Caps {
+        if on {
+            Caps::DELTA_PAGES
+        } else {
+            Caps::NONE
+        }
+    }
 }
 
 /// Whether the stream travels sealed ([`crate::record`]), given the
@@ -415,6 +427,15 @@ pub fn negotiated(source: &Hello, destination: &Hello) -> Result<Codec, Handshak
     } else {
         Codec::Raw
     })
+}
+
+/// Whether two hellos agreed on delta pages: the destination's answer
+/// accepted them, which must be among what the source offered.
+pub fn negotiated_delta(source: &Hello, destination: &Hello) -> Result<bool, HandshakeError> {
+    if !source.caps.contains(destination.caps) {
+        return Err(HandshakeError::UnofferedCapability);
+    }
+    Ok(destination.caps.contains(Caps::DELTA_PAGES))
 }
 
 /// One end's hello.
@@ -687,7 +708,7 @@ mod tests {
         bad[12] = 1;
         assert_eq!(Hello::parse(&bad), Err(HandshakeError::ReservedBits));
         let mut bad = b;
-        bad[11] = 8;
+        bad[11] = 16;
         assert_eq!(Hello::parse(&bad), Err(HandshakeError::ReservedBits));
         // The verify flag reads back; off, the hello is the one of before.
         assert_eq!(b[11], 0);
@@ -745,7 +766,45 @@ mod tests {
         assert_eq!(Caps::from_bits(2), Some(Caps::LZ4_PAGES));
         assert_eq!(Caps::from_bits(FLAG_VERIFY), None);
         assert_eq!(Caps::from_bits(4), Some(Caps::ENCRYPTED));
-        assert_eq!(Caps::from_bits(8), None);
+        assert_eq!(Caps::from_bits(8), Some(Caps::DELTA_PAGES));
+        assert_eq!(Caps::from_bits(16), None);
+    }
+
+    #[test]
+    fn delta_pages_are_bit_3_and_negotiated_apart_from_the_codec() {
+        let (s, d) = hellos();
+        let both = Caps::LZ4_PAGES.union(Caps::DELTA_PAGES);
+        assert_eq!(Caps::DELTA_PAGES.bits(), 8);
+        assert_eq!(Caps::for_delta(true), Caps::DELTA_PAGES);
+        assert_eq!(Caps::for_delta(false), Caps::NONE);
+        assert_eq!(Caps::from_bits(8), Some(Caps::DELTA_PAGES));
+        assert_eq!(
+            Caps::from_bits(8 | 4),
+            Some(Caps::DELTA_PAGES.union(Caps::ENCRYPTED))
+        );
+        assert_eq!(Caps::from_bits(16), None, "bit 4 is not this version's");
+        let offer = Hello { caps: both, ..s };
+        assert_eq!(Hello::parse(&offer.to_bytes()), Ok(offer));
+        // A destination taking deltas only: deltas over raw pages.
+        let delta_only = Hello {
+            caps: Caps::DELTA_PAGES,
+            ..d
+        }
+        .answer(&offer);
+        assert_eq!(negotiated(&offer, &delta_only), Ok(Codec::Raw));
+        assert_eq!(negotiated_delta(&offer, &delta_only), Ok(true));
+        // Not offered: not taken, and taking it anyway is refused.
+        let lz4_offer = Hello {
+            caps: Caps::LZ4_PAGES,
+            ..s
+        };
+        let answer = Hello { caps: both, ..d }.answer(&lz4_offer);
+        assert_eq!(negotiated_delta(&lz4_offer, &answer), Ok(false));
+        let forced = Hello { caps: both, ..d };
+        assert_eq!(
+            negotiated_delta(&lz4_offer, &forced),
+            Err(HandshakeError::UnofferedCapability)
+        );
     }
 
     #[test]
@@ -767,7 +826,7 @@ mod tests {
             ..s
         };
         assert!(!Hello::parse(&only_lz4.to_bytes()).unwrap().verify);
-        // Bit 2 is encryption; any other bit, alone or beside them, is
+        // Bit 2 is encryption, bit 3 deltas; any other bit, alone or beside them, is
         // refused.
         let sealed_too = Hello {
             caps: Caps::LZ4_PAGES.union(Caps::ENCRYPTED),
@@ -775,7 +834,7 @@ mod tests {
         };
         assert_eq!(sealed_too.to_bytes()[11], 7);
         assert_eq!(Hello::parse(&sealed_too.to_bytes()), Ok(sealed_too));
-        for bit in 3..8 {
+        for bit in 4..8 {
             let mut bad = b;
             bad[11] |= 1 << bit;
             assert_eq!(Hello::parse(&bad), Err(HandshakeError::ReservedBits));

@@ -12,8 +12,8 @@
 //! It allocates its buffers once, sized by [`Limits`], and never again,
 //! whatever the input claims.
 //!
-//! depmig's own encodings of pages ([`packed`]: LZ4, zero pages) are
-//! record types of its own, agreed on in the handshake ([`Caps`]); without
+//! depmig's own encodings of pages ([`packed`]: LZ4, zero pages; [`delta`]:
+//! XOR runs against the page sent before) are record types of its own, agreed on in the handshake ([`Caps`]); without
 //! that agreement the encoder never writes them and the decoder refuses
 //! them.
 #![cfg_attr(not(test), no_std)]
@@ -22,6 +22,7 @@
 extern crate alloc;
 
 pub mod decode;
+pub mod delta;
 pub mod encode;
 pub mod handshake;
 pub mod libxl;
@@ -34,8 +35,8 @@ pub mod wire;
 pub use decode::{DecodeError, Decoder, Event, Limits, Record};
 pub use encode::{ByteSink, EncodeError, Encoder, SinkFull};
 pub use handshake::{
-    check_reply_tag, check_verify_tag, key_confirmation, negotiated, reply_tag, sealed,
-    verify_key_confirmation, verify_tag, Caps, Direction, HandshakeError, Hello, Role,
+    check_reply_tag, check_verify_tag, key_confirmation, negotiated, negotiated_delta, reply_tag,
+    sealed, verify_key_confirmation, verify_tag, Caps, Direction, HandshakeError, Hello, Role,
     TranscriptMac, CONFIRM_LEN, FLAG_VERIFY, REPLY_TAG_LEN, VERIFY_TAG_LEN,
 };
 pub use libxl::{LibxlError, RoundCounter, RoundTally, XlEvent, XlStreamScanner};

@@ -14,7 +14,9 @@
 //! the specification asks for HVM_PARAMS before HVM_CONTEXT, but libxc's
 //! own saver writes HVM_CONTEXT first and its restorer applies the context
 //! only once the stream is complete, so both orders must be read. depmig's
-//! packed page record (`DEPMIG_PACKED_PAGES`) goes wherever PAGE_DATA may;
+//! packed page record (`DEPMIG_PACKED_PAGES`) goes wherever PAGE_DATA may,
+//! its delta record (`DEPMIG_DELTA_PAGES`) wherever PAGE_DATA may before
+//! VERIFY;
 //! whether it may appear at all is the decoder's question (the handshake's
 //! agreement). HVM_CONTEXT
 //! is mandatory before END or CHECKPOINT. Optional records (bit 31) may come
@@ -104,6 +106,9 @@ impl OrderChecker {
                 Ok(())
             }
             (Phase::Memory | Phase::Verify, rec::PAGE_DATA | rec::DEPMIG_PACKED_PAGES) => Ok(()),
+            // A delta applies to what the destination holds: not to the
+            // resend that follows VERIFY, which is compared, not applied.
+            (Phase::Memory, rec::DEPMIG_DELTA_PAGES) => Ok(()),
             (Phase::Memory, rec::VERIFY) => {
                 self.phase = Phase::Verify;
                 Ok(())
@@ -140,6 +145,7 @@ impl OrderChecker {
             (_, rec::END)
             | (_, rec::PAGE_DATA)
             | (_, rec::DEPMIG_PACKED_PAGES)
+            | (_, rec::DEPMIG_DELTA_PAGES)
             | (_, rec::X86_TSC_INFO)
             | (_, rec::HVM_CONTEXT)
             | (_, rec::HVM_PARAMS)
@@ -231,6 +237,14 @@ mod tests {
         assert_eq!(
             run(&[DEPMIG_PACKED_PAGES]),
             Err(OrderError::Misplaced(DEPMIG_PACKED_PAGES))
+        );
+        assert_eq!(
+            run(&[STATIC_DATA_END, PAGE_DATA, DEPMIG_DELTA_PAGES, PAGE_DATA]),
+            Ok(())
+        );
+        assert_eq!(
+            run(&[STATIC_DATA_END, VERIFY, DEPMIG_DELTA_PAGES]),
+            Err(OrderError::Misplaced(DEPMIG_DELTA_PAGES))
         );
         assert_eq!(
             run(&[STATIC_DATA_END, DEPMIG_EXT_FIRST]),

@@ -126,8 +126,9 @@ impl PageDesc {
     }
 }
 
-/// Pages of each encoding and the payload bytes, counted by the encoder
-/// (what it sent) and the decoder (what it accepted).
+/// Pages of each encoding and the payload bytes of depmig's own records
+/// (packed and delta; Xen's PAGE_DATA is not counted), counted by the
+/// encoder (what it sent) and the decoder (what it accepted).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PageTally {
     /// Pages sent raw (they did not shrink).
@@ -136,6 +137,8 @@ pub struct PageTally {
     pub lz4: u64,
     /// Pages sent as zero pages.
     pub zero: u64,
+    /// Pages sent as deltas ([`crate::delta`]).
+    pub delta: u64,
     /// Payload bytes of all of them (descriptors and pfns excluded).
     pub payload_bytes: u64,
 }
@@ -151,9 +154,20 @@ impl PageTally {
         self.payload_bytes += u64::from(d.len);
     }
 
+    /// What was counted since `earlier`, a reading of the same tally.
+    pub fn since(self, earlier: PageTally) -> PageTally {
+        PageTally {
+            raw: self.raw.saturating_sub(earlier.raw),
+            lz4: self.lz4.saturating_sub(earlier.lz4),
+            zero: self.zero.saturating_sub(earlier.zero),
+            delta: self.delta.saturating_sub(earlier.delta),
+            payload_bytes: self.payload_bytes.saturating_sub(earlier.payload_bytes),
+        }
+    }
+
     /// Pages counted.
     pub fn pages(&self) -> u64 {
-        self.raw + self.lz4 + self.zero
+        self.raw + self.lz4 + self.zero + self.delta
     }
 }
 

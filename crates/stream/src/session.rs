@@ -40,8 +40,8 @@ use alloc::vec::Vec;
 use crate::decode::{DecodeError, Decoder, Event, Limits};
 use crate::encode::{ByteSink, SinkFull};
 use crate::handshake::{
-    negotiated, sealed, Caps, Direction, HandshakeError, Hello, Role, TranscriptMac, HELLO_LEN,
-    MIN_KEY_LEN, TRAILER_LEN,
+    negotiated, negotiated_delta, sealed, Caps, Direction, HandshakeError, Hello, Role,
+    TranscriptMac, HELLO_LEN, MIN_KEY_LEN, TRAILER_LEN,
 };
 use crate::packed::Codec;
 use crate::record::{Opener, RecordError, Sealer, MAX_RECORD_PLAINTEXT};
@@ -447,6 +447,7 @@ impl Receiver {
         }
         let answer = self.mine.answer(&peer);
         let codec = negotiated(&peer, &answer).map_err(RxError::Handshake)?;
+        let delta = negotiated_delta(&peer, &answer).map_err(RxError::Handshake)?;
         let on = match sealed(&peer, &answer, self.require_sealed) {
             Ok(on) => on,
             // Armed to encrypt and not offered it: the caller still answers
@@ -469,6 +470,7 @@ impl Receiver {
         }
         self.mine = answer;
         self.dec.set_codec(codec);
+        self.dec.set_delta(delta);
         self.state = RxState::Stream;
         Ok(Some(RxEvent::PeerHello(peer)))
     }

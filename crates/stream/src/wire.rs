@@ -88,6 +88,10 @@ pub mod rec {
     /// depmig extension: PAGE_DATA with each page raw, LZ4-compressed or
     /// zero ([`crate::packed`]); only when negotiated in the handshake.
     pub const DEPMIG_PACKED_PAGES: u32 = 0x4450_0001;
+    /// depmig extension: pages sent before, each as runs of its XOR with
+    /// the contents the destination holds ([`crate::delta`]); only when
+    /// negotiated in the handshake.
+    pub const DEPMIG_DELTA_PAGES: u32 = 0x4450_0002;
 }
 
 /// Size of one `xen_cpuid_leaf_t`.

@@ -5,6 +5,8 @@
 //! authenticated, nor does anything after the alteration reach the
 //! decoder.
 
+use std::collections::BTreeMap;
+
 use depmig_stream::*;
 use proptest::prelude::*;
 
@@ -206,6 +208,7 @@ fn decode(bytes: &[u8], chunk: usize, packed: bool) -> Result<Model, DecodeError
                         .unwrap()
                         .push((entry.pfn, entry.kind.to_nibble(), seed));
                 }
+                Event::Delta { .. } => panic!("no delta was agreed on"),
                 Event::Record(r) => match r {
                     Record::CpuidPolicy(p) => m.cpuid = p.iter().collect(),
                     Record::MsrPolicy(p) => m.msrs = p.iter().collect(),
@@ -248,12 +251,19 @@ fn drain(bytes: &[u8], chunk: usize) {
             max_pfn: 1 << 30,
         });
         dec.set_codec(c);
+        // The decoder that takes packed pages takes deltas too.
+        dec.set_delta(c == Codec::Lz4);
         let cap = dec.buffer_capacity();
         for piece in bytes.chunks(chunk.max(1)) {
             let mut input = piece;
             while let Ok(Some(ev)) = dec.next(&mut input) {
-                if let Event::Page { data: Some(d), .. } = ev {
-                    assert_eq!(d.len(), PAGE_SIZE);
+                match ev {
+                    Event::Page { data: Some(d), .. } => assert_eq!(d.len(), PAGE_SIZE),
+                    Event::Delta { entry, mask } => {
+                        assert_eq!(mask.len(), PAGE_SIZE);
+                        assert_eq!(entry.kind, PageType::Normal);
+                    }
+                    _ => {}
                 }
             }
             if dec.is_done() {
@@ -355,8 +365,165 @@ fn clear_events(stream: &[u8], packed: bool) -> Vec<String> {
     events
 }
 
+/// A stream of two rounds over `pfns`: round 1 sends `old` pages whole,
+/// round 2 the `new` ones with the old as bases (deltas where smaller).
+fn delta_stream(pfns: &[u64], old: &[Vec<u8>], new: &[Vec<u8>], codec: Codec) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = Encoder::new();
+    e.set_codec(codec);
+    e.set_delta(true);
+    e.headers(
+        &mut out,
+        &DomainHeader {
+            domain_type: DomainType::X86Hvm,
+            page_shift: 12,
+            xen_major: 4,
+            xen_minor: 20,
+        },
+    )
+    .unwrap();
+    e.static_data_end(&mut out).unwrap();
+    let entries: Vec<PfnEntry> = pfns.iter().map(|&p| PfnEntry::normal(p)).collect();
+    let olds: Vec<&[u8]> = old.iter().map(Vec::as_slice).collect();
+    let news: Vec<&[u8]> = new.iter().map(Vec::as_slice).collect();
+    let none: Vec<Option<&[u8]>> = vec![None; pfns.len()];
+    e.page_data_delta(&mut out, &entries, &olds, &none).unwrap();
+    let bases: Vec<Option<&[u8]>> = olds.iter().map(|&o| Some(o)).collect();
+    e.page_data_delta(&mut out, &entries, &news, &bases)
+        .unwrap();
+    e.hvm_context(&mut out, &[1]).unwrap();
+    e.end(&mut out).unwrap();
+    out
+}
+
+/// Applies a stream as a destination would: pages written, deltas XORed
+/// into what the frame holds (refused for a frame never written).
+fn apply(bytes: &[u8], chunk: usize) -> Result<BTreeMap<u64, Vec<u8>>, String> {
+    let mut dec = Decoder::new(Limits::default());
+    dec.set_codec(Codec::Lz4);
+    dec.set_delta(true);
+    let mut mem: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    for piece in bytes.chunks(chunk.max(1)) {
+        let mut input = piece;
+        while let Some(ev) = dec.next(&mut input).map_err(|e| format!("{e:?}"))? {
+            match ev {
+                Event::Page {
+                    entry,
+                    data: Some(d),
+                } => {
+                    mem.insert(entry.pfn, d.to_vec());
+                }
+                Event::Delta { entry, mask } => {
+                    let page = mem.get_mut(&entry.pfn).ok_or("delta without base")?;
+                    delta::xor_into(page, mask);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(mem)
+}
+
+/// `base` with `changes` (offset, xor) applied.
+fn changed(base: &[u8], changes: &[(usize, u8)]) -> Vec<u8> {
+    let mut p = base.to_vec();
+    for &(at, x) in changes {
+        p[at % PAGE_SIZE] ^= x;
+    }
+    p
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_delta_round_trips_and_is_smaller_than_a_page(
+        seed in 1u8..=255,
+        changes in prop::collection::vec((0usize..PAGE_SIZE, any::<u8>()), 0..40),
+    ) {
+        let old = page_for(seed, 7);
+        let new = changed(&old, &changes);
+        let mut out = vec![0u8; delta::MAX_PAYLOAD];
+        let n = delta::encode(&new, &old, &mut out).expect("a few bytes fit");
+        // Each change costs at most its byte and a pair's four length bytes.
+        prop_assert!(n <= changes.len() * 5);
+        let mut mask = vec![0u8; PAGE_SIZE];
+        delta::decode(&out[..n], &mut mask).unwrap();
+        let mut back = old.clone();
+        delta::xor_into(&mut back, &mask);
+        prop_assert_eq!(back, new);
+    }
+
+    #[test]
+    fn any_payload_decodes_to_one_page_or_is_refused(
+        payload in prop::collection::vec(any::<u8>(), 0..5000),
+    ) {
+        let mut mask = vec![0xAAu8; PAGE_SIZE];
+        match delta::decode(&payload, &mut mask) {
+            Ok(()) => prop_assert!(payload.len() < PAGE_SIZE),
+            Err(_) => prop_assert!(mask.iter().all(|&b| b == 0)),
+        }
+        prop_assert_eq!(mask.len(), PAGE_SIZE);
+    }
+
+    #[test]
+    fn delta_streams_rebuild_the_new_pages_under_any_split(
+        seeds in prop::collection::vec(any::<u8>(), 1..12),
+        changes in prop::collection::vec((0usize..PAGE_SIZE, any::<u8>()), 0..30),
+        noisy in any::<prop::sample::Index>(),
+        lz4 in any::<bool>(),
+        chunk in prop_oneof![Just(1usize), 2usize..700, Just(1 << 20)],
+    ) {
+        let pfns: Vec<u64> = (0..seeds.len() as u64).map(|i| i * 3 + 1).collect();
+        let old: Vec<Vec<u8>> = seeds.iter().zip(&pfns).map(|(&s, &p)| page_for(s, p)).collect();
+        let mut new: Vec<Vec<u8>> = old.iter().map(|o| changed(o, &changes)).collect();
+        // One page rewritten entirely: a delta would not be smaller.
+        let k = noisy.index(new.len());
+        new[k] = page_for(1, 99);
+        let codec = if lz4 { Codec::Lz4 } else { Codec::Raw };
+        let bytes = delta_stream(&pfns, &old, &new, codec);
+        let mem = apply(&bytes, chunk).unwrap();
+        for (p, want) in pfns.iter().zip(&new) {
+            prop_assert_eq!(&mem[p], want);
+        }
+        // Never larger than the same pages without deltas (plus a delta
+        // record's header and padding).
+        let mut e = Encoder::new();
+        e.set_codec(codec);
+        let plain = {
+            let mut out = Vec::new();
+            e.headers(&mut out, &DomainHeader { domain_type: DomainType::X86Hvm, page_shift: 12, xen_major: 4, xen_minor: 20 }).unwrap();
+            e.static_data_end(&mut out).unwrap();
+            let entries: Vec<PfnEntry> = pfns.iter().map(|&p| PfnEntry::normal(p)).collect();
+            let olds: Vec<&[u8]> = old.iter().map(Vec::as_slice).collect();
+            let news: Vec<&[u8]> = new.iter().map(Vec::as_slice).collect();
+            e.page_data(&mut out, &entries, &olds).unwrap();
+            e.page_data(&mut out, &entries, &news).unwrap();
+            e.hvm_context(&mut out, &[1]).unwrap();
+            e.end(&mut out).unwrap();
+            out
+        };
+        prop_assert!(bytes.len() <= plain.len() + 8 + 8 + 8);
+    }
+
+    #[test]
+    fn mutated_delta_streams_never_panic(
+        seeds in prop::collection::vec(any::<u8>(), 1..6),
+        changes in prop::collection::vec((0usize..PAGE_SIZE, any::<u8>()), 0..10),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        chunk in 1usize..3000,
+    ) {
+        let pfns: Vec<u64> = (0..seeds.len() as u64).collect();
+        let old: Vec<Vec<u8>> = seeds.iter().zip(&pfns).map(|(&s, &p)| page_for(s, p)).collect();
+        let new: Vec<Vec<u8>> = old.iter().map(|o| changed(o, &changes)).collect();
+        let mut bytes = delta_stream(&pfns, &old, &new, Codec::Raw);
+        for (i, x) in flips {
+            let at = i.index(bytes.len());
+            bytes[at] ^= x | 1;
+        }
+        drain(&bytes, chunk);
+        let _ = apply(&bytes, chunk);
+    }
 
     #[test]
     fn encode_decode_identity(m in model(), chunk in prop_oneof![Just(1usize), 2usize..64, Just(4096), Just(1 << 20)]) {

@@ -272,6 +272,72 @@ pub struct SourceFigures {
         deserialize_with = "de::opt_count"
     )]
     pub sealed_records: Option<u64>,
+    /// How each round's pages travelled (raw, LZ4, zero, delta) and what
+    /// that saved; absent in reports written before it existed.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::object"
+    )]
+    pub pages: Option<PageFigures>,
+}
+
+/// How pages travelled (`depmig.pages`), per round as parallel arrays:
+/// entry `i` of each is round `i + 1`'s. A page sent raw is one sent whole
+/// and uncompressed, in Xen's PAGE_DATA or in a packed record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PageFigures {
+    /// The page codec agreed on (`none`, `lz4`).
+    #[serde(deserialize_with = "de::text")]
+    pub codec: Option<String>,
+    /// Pages sent raw.
+    #[serde(deserialize_with = "de::opt_counts")]
+    pub per_round_raw: Option<Vec<u64>>,
+    /// Pages sent as LZ4 blocks.
+    #[serde(deserialize_with = "de::opt_counts")]
+    pub per_round_lz4: Option<Vec<u64>>,
+    /// Pages sent as zero pages (no data).
+    #[serde(deserialize_with = "de::opt_counts")]
+    pub per_round_zero: Option<Vec<u64>>,
+    /// Pages sent as deltas against the destination's copy.
+    #[serde(deserialize_with = "de::opt_counts")]
+    pub per_round_delta: Option<Vec<u64>>,
+    /// Bytes the round's page records would have taken as PAGE_DATA.
+    #[serde(deserialize_with = "de::opt_counts")]
+    pub per_round_raw_bytes: Option<Vec<u64>>,
+    /// Those bytes less the page record bytes sent.
+    #[serde(deserialize_with = "de::opt_counts")]
+    pub per_round_bytes_saved: Option<Vec<u64>>,
+    /// The source's cache of re-sent pages, when deltas were agreed on.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::object"
+    )]
+    pub delta_cache: Option<DeltaCacheFigures>,
+}
+
+/// The source's cache of re-sent pages (`depmig.pages.delta_cache`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeltaCacheFigures {
+    /// Its size, MiB.
+    #[serde(deserialize_with = "de::opt_count")]
+    pub mib: Option<u64>,
+    /// Pages it holds at most.
+    #[serde(deserialize_with = "de::opt_count")]
+    pub slots: Option<u64>,
+    /// Sends of a page whose copy it held (a delta was tried).
+    #[serde(deserialize_with = "de::opt_count")]
+    pub hits: Option<u64>,
+    /// Sends of a page it held no copy of.
+    #[serde(deserialize_with = "de::opt_count")]
+    pub misses: Option<u64>,
+    /// Pages put in.
+    #[serde(deserialize_with = "de::opt_count")]
+    pub inserts: Option<u64>,
+    /// Insertions that replaced another frame's copy.
+    #[serde(deserialize_with = "de::opt_count")]
+    pub evictions: Option<u64>,
 }
 
 /// Most frames a report lists by number as different

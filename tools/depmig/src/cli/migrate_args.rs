@@ -9,7 +9,7 @@ use clap::Args;
 use depmig_control::bitmap_route::Route;
 // The values of `--mode`, `--policy` and `--fault` are the contract's: the
 // options are spelt as the keys they are written to.
-use depmig_control::{Compress, Encrypt, Fault, Mode, Policy};
+use depmig_control::{Compress, DeltaCache, Encrypt, Fault, Mode, Policy};
 
 use super::values::{self, check, number, DOMAIN_NAME};
 
@@ -126,6 +126,19 @@ pub struct MigrateOptions {
           value_parser = check("--encrypt", "on or off", |v| Encrypt::parse(v).ok()),
           help_heading = "Migration")]
     pub encrypt: Encrypt,
+    // Written to both appliances' `migrate/delta-cache`: the source
+    // allocates the cache and offers deltas, the destination accepts them.
+    /// MiB of the source appliance's cache of re-sent
+    /// pages: a page sent again after round 1 is kept,
+    /// and its next send goes as an XOR delta when that
+    /// is smaller (depmig's own record: never in a save
+    /// file). 0 is off, the default: not yet measured in
+    /// the rig. At most a quarter of --appliance-memory
+    #[arg(long = "delta-cache", value_name = "MIB", verbatim_doc_comment, default_value = "0",
+          value_parser = check("--delta-cache", "MiB, 0 to 1024",
+                               |v| DeltaCache::parse(v).ok()),
+          help_heading = "Migration")]
+    pub delta_cache: DeltaCache,
 
     /// the depmig appliance image (PVH ELF)
     #[arg(

@@ -68,6 +68,13 @@ pub enum UsageError {
     TooManyReports,
     /// --fault {0} needs --verify: only page verification can catch it
     FaultNeedsVerify(&'static str),
+    /// --delta-cache {cache} MiB does not fit appliances of {memory} MiB: at most a quarter of --appliance-memory
+    DeltaCacheTooLarge {
+        /// The cache asked for.
+        cache: u32,
+        /// The appliances' memory.
+        memory: u32,
+    },
     /// {0}
     Other(String),
 }
@@ -151,6 +158,7 @@ struct WithHelp<T: Args + FromArgMatches> {
 const OPTION_NAMES: &[&str] = &[
     "--config", "--mode", "--policy", "--timeout", "--key-file", "--bitmap-route", "--compress",
     "--encrypt",
+    "--delta-cache",
     "--appliance", "--appliance-memory", "--source-ip", "--destination-ip", "--prefix",
     "--port", "--bridge", "--shell-name", "--work-dir", "--report", "--svg",
     "--baseline-report", "--scenario", "--workload", "--fault", "--verify",
@@ -192,6 +200,16 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
 
 /// The rules of `depmig migrate` that span its arguments.
 fn check_migrate(o: MigrateOptions) -> Result<MigrateOptions, UsageError> {
+    // The source appliance allocates the cache on its heap beside a few
+    // MiB of its own; it refuses one that does not fit, but only once
+    // armed. A quarter of its memory leaves it ample room.
+    let cache = o.delta_cache.0;
+    if u64::from(cache) * 4 > u64::from(o.appliance_memory_mib) {
+        return Err(UsageError::DeltaCacheTooLarge {
+            cache,
+            memory: o.appliance_memory_mib,
+        });
+    }
     // Unverified, a page damaged at the destination would be run.
     match o.fault {
         Some(f) if f.needs_verify() && !o.verify => Err(UsageError::FaultNeedsVerify(f.as_str())),

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use depmig_control::bitmap_route::Route;
-use depmig_control::{Compress, Encrypt, Fault, Mode, Policy};
+use depmig_control::{Compress, DeltaCache, Encrypt, Fault, Mode, Policy};
 
 use super::*;
 
@@ -192,6 +192,43 @@ fn compress_is_off_unless_asked() {
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn the_delta_cache_is_off_unless_asked_and_must_fit_the_appliances() {
+    let base = ["migrate", "g", "--config", "g.cfg"];
+    assert_eq!(migrate(&base).delta_cache, DeltaCache::OFF);
+    let with = |v: &[&str]| parse_args(&[&base[..], v].concat());
+    assert!(matches!(
+        with(&["--delta-cache", "4"]),
+        Ok(Command::Migrate(o)) if o.delta_cache == DeltaCache(4)
+    ));
+    // A quarter of the appliances' memory at most: 16 of 64 MiB.
+    assert!(with(&["--delta-cache", "16"]).is_ok());
+    assert_eq!(
+        with(&["--delta-cache", "17"]).err(),
+        Some(UsageError::DeltaCacheTooLarge {
+            cache: 17,
+            memory: 64
+        })
+    );
+    assert!(with(&["--delta-cache", "64", "--appliance-memory", "256"]).is_ok());
+    for bad in ["-1", "4M", "", "1025"] {
+        assert!(
+            matches!(
+                with(&["--delta-cache", bad]),
+                Err(UsageError::BadValue {
+                    option: "--delta-cache",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        with(&["--delta-cache", "1", "--delta-cache", "2"]).err(),
+        Some(UsageError::Repeated("--delta-cache"))
+    );
 }
 
 #[test]

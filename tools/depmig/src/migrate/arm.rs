@@ -179,6 +179,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 (keys::VERIFY, verify_key(o.verify).into()),
                 (keys::COMPRESS, o.compress.as_str().into()),
                 (keys::ENCRYPT, o.encrypt.as_str().into()),
+                (keys::DELTA_CACHE, o.delta_cache.to_key()),
             ],
         )?;
         // A fault the destination appliance injects itself.
@@ -214,6 +215,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 (keys::VERIFY, verify_key(o.verify).into()),
                 (keys::COMPRESS, o.compress.as_str().into()),
                 (keys::ENCRYPT, o.encrypt.as_str().into()),
+                (keys::DELTA_CACHE, o.delta_cache.to_key()),
                 // dom0's answers on the dom0 bitmap route: dom0 owns the
                 // node, so the appliance cannot forge one.
                 (keys::BITMAP_REPLY, String::new()),
@@ -261,7 +263,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         let handoff = self.ts.domctl_route();
         let o = self.o;
         self.say(&format!(
-            "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}; xenstore through {route}; handoff by {handoff}; bitmap route {}; page verification {}; compress {}; encrypt {}",
+            "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}; xenstore through {route}; handoff by {handoff}; bitmap route {}; page verification {}; compress {}; encrypt {}; delta cache {} MiB",
             o.destination_ip,
             o.port,
             o.mode.as_str(),
@@ -269,7 +271,8 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             o.bitmap_route.as_str(),
             verify_key(o.verify),
             o.compress.as_str(),
-            o.encrypt.as_str()
+            o.encrypt.as_str(),
+            o.delta_cache.0
         ));
         Ok(())
     }
