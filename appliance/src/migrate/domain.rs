@@ -129,7 +129,7 @@ const ACPI_FRAMES: core::ops::Range<u64> = 0xfc000..0xfc010;
 /// Frames marked but not populated cost one refused mapping each and go to
 /// the destination as holes; probing them all beforehand would double the
 /// mapping work, which is what copying costs under emulation.
-fn layout_candidates(
+fn candidate_frames(
     xen: &Xen,
     dom: DomId,
     nr: u64,
@@ -153,60 +153,6 @@ fn layout_candidates(
     log::info!(
         "migrate: domain {dom}: {n} candidate frames for {} pages held ({nr} addressable)",
         info.tot_pages
-    );
-    Ok(n)
-}
-
-/// Whether a `getpageframeinfo3` type says the frame is not the domain's
-/// memory: a hole, a page Xen shares with it, or a broken page.
-fn not_guest_memory(t: u64) -> bool {
-    let t = t & xen_abi::domctl::PFINFO_LTAB_MASK;
-    t == xen_abi::domctl::PFINFO_XTAB || t == xen_abi::domctl::PFINFO_BROKEN
-}
-
-/// Marks in `out` every frame of `dom` below `nr` that Xen counts as the
-/// domain's memory (`getpageframeinfo3`, 1024 frames a call, none mapped),
-/// so round 1 sends exactly those, wherever the builder or the guest put
-/// them (libxl's ACPI tables sit in the MMIO hole). Pages Xen shares with
-/// the guest (shared info, grant table frames the guest placed in its
-/// physmap) are not its memory: Xen's restore side gets them back when the
-/// guest maps them again on resume. Where the policy refuses the query
-/// (`None`), [`layout_candidates`] decides instead.
-fn candidate_frames(
-    xen: &Xen,
-    dom: DomId,
-    nr: u64,
-    types: &mut Vec<u64>,
-    out: &mut DirtyBitmap,
-) -> Result<u64, PortError> {
-    let t0 = xen.now_ns();
-    let mut n = 0u64;
-    let mut first = 0u64;
-    while first < nr {
-        let count = (nr - first).min(xen_abi::domctl::PAGEFRAMEINFO3_MAX as u64);
-        types.clear();
-        types.extend(first..first + count);
-        match domctl::page_frame_info(xen, dom, types) {
-            Ok(()) => {}
-            Err(e) if first == 0 => {
-                log::warn!(
-                    "migrate: domain {dom}: frame types refused ({e:?}); choosing frames by the PVH layout"
-                );
-                out.clear_all();
-                return layout_candidates(xen, dom, nr, out);
-            }
-            Err(e) => return Err(dom_err("frame types", e)),
-        }
-        for (pfn, t) in (first..).zip(types.iter()) {
-            if !not_guest_memory(*t) && out.set(pfn) {
-                n += 1;
-            }
-        }
-        first += count;
-    }
-    log::info!(
-        "migrate: domain {dom}: {n} frames of its memory among {nr} addressable (types read in {} ms)",
-        xen.now_ns().saturating_sub(t0) / 1_000_000
     );
     Ok(n)
 }
@@ -379,10 +325,6 @@ pub struct XenSource<'x> {
     read: u64,
     /// Time spent in `read_pages`, ns.
     busy_ns: u64,
-    /// Frame types of the batch being read (`getpageframeinfo3`).
-    types: Vec<u64>,
-    /// Xen answers `getpageframeinfo3` for this guest.
-    types_ok: bool,
 }
 
 /// A progress line on the console every this many pages copied.
@@ -423,55 +365,13 @@ fn progress(done: &mut u64, n: usize, verb: &str, win: &ForeignWindow, busy_ns: 
 impl<'x> XenSource<'x> {
     /// Copies `pfns` into `buf` a window at a time; absent frames are
     /// marked in `holes`.
-    /// Reads `pfns` into `buf`. A frame Xen says is not the guest's
-    /// memory ([`not_guest_memory`]) is a hole, never mapped: what round 1
-    /// left out stays out in every later read, page verification's
-    /// included, and its many holes cost one query per 1024 frames.
     fn read_each(
         &mut self,
         pfns: &[u64],
         buf: &mut [u8],
         holes: &mut [bool],
     ) -> Result<(), PortError> {
-        if !self.types_ok {
-            return read_frames(&mut self.win, self.dom, pfns, buf, holes, "guest");
-        }
-        let step = xen_abi::domctl::PAGEFRAMEINFO3_MAX;
-        for (k, chunk) in pfns.chunks(step).enumerate() {
-            self.types.clear();
-            self.types.extend_from_slice(chunk);
-            domctl::page_frame_info(self.xen, self.dom, &mut self.types)
-                .map_err(|e| dom_err("frame types", e))?;
-            // Runs of frames alike: holes marked, the others read at once.
-            let mut a = 0;
-            while a < chunk.len() {
-                let hole = self.types.get(a).is_some_and(|t| not_guest_memory(*t));
-                let mut b = a + 1;
-                while b < chunk.len()
-                    && self.types.get(b).is_some_and(|t| not_guest_memory(*t)) == hole
-                {
-                    b += 1;
-                }
-                let (lo, hi) = (k * step + a, k * step + b);
-                if hole {
-                    for h in holes.get_mut(lo..hi).ok_or(PortError::BadLength)? {
-                        *h = true;
-                    }
-                } else {
-                    read_frames(
-                        &mut self.win,
-                        self.dom,
-                        pfns.get(lo..hi).ok_or(PortError::BadLength)?,
-                        buf.get_mut(lo * PAGE..hi * PAGE)
-                            .ok_or(PortError::BadLength)?,
-                        holes.get_mut(lo..hi).ok_or(PortError::BadLength)?,
-                        "guest",
-                    )?;
-                }
-                a = b;
-            }
-        }
-        Ok(())
+        read_frames(&mut self.win, self.dom, pfns, buf, holes, "guest")
     }
 
     /// Sets up for guest `dom`: its size, a mapping window of `window`
@@ -496,13 +396,7 @@ impl<'x> XenSource<'x> {
             words.resize(nr.div_ceil(64) as usize, 0);
         }
         let mut found = DirtyBitmap::new(nr);
-        let mut types = Vec::new();
-        types
-            .try_reserve_exact(xen_abi::domctl::PAGEFRAMEINFO3_MAX)
-            .map_err(|_| PortError::NoBuffer)?;
-        candidate_frames(xen, dom, nr, &mut types, &mut found)?;
-        let mut probe = [0u64];
-        let types_ok = domctl::page_frame_info(xen, dom, &mut probe).is_ok();
+        candidate_frames(xen, dom, nr, &mut found)?;
         Ok(XenSource {
             xen,
             xs,
@@ -515,8 +409,6 @@ impl<'x> XenSource<'x> {
             found,
             read: 0,
             busy_ns: 0,
-            types,
-            types_ok,
         })
     }
 

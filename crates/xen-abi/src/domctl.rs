@@ -111,18 +111,6 @@ pub const XEN_DOMCTL_RESUMEDOMAIN: u32 = 27;
 pub const XEN_DOMCTL_GETTSCINFO: u32 = 59;
 /// `XEN_DOMCTL_settscinfo`.
 pub const XEN_DOMCTL_SETTSCINFO: u32 = 60;
-/// `XEN_DOMCTL_getpageframeinfo3`: each frame's type, in place.
-pub const XEN_DOMCTL_GETPAGEFRAMEINFO3: u32 = 61;
-/// Most frames one `getpageframeinfo3` takes (Xen refuses more, E2BIG).
-pub const PAGEFRAMEINFO3_MAX: usize = 1024;
-/// `XEN_DOMCTL_PFINFO_LTAB_MASK`: the type bits of a getpageframeinfo3
-/// answer.
-pub const PFINFO_LTAB_MASK: u64 = 0xf << 28;
-/// `XEN_DOMCTL_PFINFO_XTAB`: no page of the domain's own at this frame (a
-/// hole, or a page Xen shares with it: shared info, grant table frames).
-pub const PFINFO_XTAB: u64 = 0xf << 28;
-/// `XEN_DOMCTL_PFINFO_BROKEN`: a broken page.
-pub const PFINFO_BROKEN: u64 = 0xd << 28;
 
 /// Shadow op: turn log-dirty (and shadow modes) off.
 pub const SHADOW_OP_OFF: u32 = 0;
@@ -341,27 +329,6 @@ pub struct HvmContext {
     pub buffer: u64,
 }
 crate::assert_layout!(HvmContext, size = 16, size = 0, buffer = 8);
-
-/// `xen_domctl_getpageframeinfo3`: `num` frames at `array` (guest
-/// address of `num` u64), which Xen overwrites with their types.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    zerocopy::FromBytes,
-    zerocopy::IntoBytes,
-    zerocopy::Immutable,
-    zerocopy::KnownLayout,
-)]
-#[repr(C)]
-pub struct PageFrameInfo3 {
-    /// Frames in the array (at most [`PAGEFRAMEINFO3_MAX`]).
-    pub num: u64,
-    /// Guest address of the array.
-    pub array: u64,
-}
-crate::assert_layout!(PageFrameInfo3, size = 16, num = 0, array = 8);
 
 /// `xen_domctl_tsc_info` (gettscinfo / settscinfo).
 #[derive(

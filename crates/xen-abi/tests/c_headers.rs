@@ -332,7 +332,6 @@ fn checks(release: Version) -> String {
         op => "op", mode => "mode", mb => "mb", dirty_bitmap => "dirty_bitmap", pages => "pages",
         fault_count => "stats.fault_count", dirty_count => "stats.dirty_count" });
     layout!(c, "struct xen_domctl_hvmcontext", domctl::HvmContext { size => "size", buffer => "buffer" });
-    layout!(c, "struct xen_domctl_getpageframeinfo3", domctl::PageFrameInfo3 { num => "num", array => "array" });
     for (name, v) in [
         ("XEN_DOMCTL_pausedomain", domctl::XEN_DOMCTL_PAUSEDOMAIN),
         ("XEN_DOMCTL_unpausedomain", domctl::XEN_DOMCTL_UNPAUSEDOMAIN),
@@ -340,10 +339,6 @@ fn checks(release: Version) -> String {
         ("XEN_DOMCTL_shadow_op", domctl::XEN_DOMCTL_SHADOW_OP),
         ("XEN_DOMCTL_gethvmcontext", domctl::XEN_DOMCTL_GETHVMCONTEXT),
         ("XEN_DOMCTL_sethvmcontext", domctl::XEN_DOMCTL_SETHVMCONTEXT),
-        (
-            "XEN_DOMCTL_getpageframeinfo3",
-            domctl::XEN_DOMCTL_GETPAGEFRAMEINFO3,
-        ),
         ("XEN_DOMCTL_SHADOW_OP_OFF", domctl::SHADOW_OP_OFF),
         ("XEN_DOMCTL_SHADOW_OP_CLEAN", domctl::SHADOW_OP_CLEAN),
         ("XEN_DOMCTL_SHADOW_OP_PEEK", domctl::SHADOW_OP_PEEK),
@@ -362,12 +357,6 @@ fn checks(release: Version) -> String {
         ("XEN_DOMCTL_resumedomain", domctl::XEN_DOMCTL_RESUMEDOMAIN),
         ("XEN_DOMCTL_gettscinfo", domctl::XEN_DOMCTL_GETTSCINFO),
         ("XEN_DOMCTL_settscinfo", domctl::XEN_DOMCTL_SETTSCINFO),
-        ("XEN_DOMCTL_PFINFO_XTAB", domctl::PFINFO_XTAB as u32),
-        ("XEN_DOMCTL_PFINFO_BROKEN", domctl::PFINFO_BROKEN as u32),
-        (
-            "XEN_DOMCTL_PFINFO_LTAB_MASK",
-            domctl::PFINFO_LTAB_MASK as u32,
-        ),
         ("XEN_DOMINF_dying", domctl::DOMINF_DYING),
         ("XEN_DOMINF_blocked", domctl::DOMINF_BLOCKED),
         ("XEN_DOMINF_running", domctl::DOMINF_RUNNING),

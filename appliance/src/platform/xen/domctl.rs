@@ -124,7 +124,6 @@ const _: () = {
     assert!(core::mem::size_of::<GetDomainInfo>() <= DOMCTL_PAYLOAD);
     assert!(core::mem::size_of::<ShadowOp>() <= DOMCTL_PAYLOAD);
     assert!(core::mem::size_of::<HvmContext>() <= DOMCTL_PAYLOAD);
-    assert!(core::mem::size_of::<PageFrameInfo3>() <= DOMCTL_PAYLOAD);
     assert!(core::mem::size_of::<TscInfo>() <= DOMCTL_PAYLOAD);
 };
 
@@ -346,30 +345,6 @@ pub fn logdirty_peek(
     pages: u64,
 ) -> Result<DirtyStats, DomctlError> {
     logdirty_read(x, dom, SHADOW_OP_PEEK, bitmap, pages, false)
-}
-
-/// `XEN_DOMCTL_getpageframeinfo3`: replaces each frame number in `frames`
-/// (at most [`PAGEFRAMEINFO3_MAX`]) with that frame's type in `dom`
-/// (`PFINFO_*`, in the bits of [`PFINFO_LTAB_MASK`]): [`PFINFO_XTAB`] for
-/// a hole or a page Xen shares with the domain (shared info, grant table
-/// frames), which are not the domain's memory. One hypercall answers for
-/// up to 1024 frames without mapping any (Xen preempts and continues it).
-pub fn page_frame_info(x: &Xen, dom: DomId, frames: &mut [u64]) -> Result<(), DomctlError> {
-    if frames.len() > PAGEFRAMEINFO3_MAX {
-        return Err(DomctlError::BufferSize {
-            need: frames.len() as u64,
-            have: PAGEFRAMEINFO3_MAX as u64,
-        });
-    }
-    let arg = PageFrameInfo3 {
-        num: frames.len() as u64,
-        array: frames.as_mut_ptr() as u64,
-    };
-    // Xen reads and writes back `num` u64 at `array`, all inside `frames`;
-    // our memory is identity-mapped, so the address is the guest virtual
-    // address Xen copies from and to.
-    domctl(x, XEN_DOMCTL_GETPAGEFRAMEINFO3, dom, &arg)?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
