@@ -423,6 +423,12 @@ impl SourceDomain for XenSource<'_> {
         self.nr
     }
 
+    fn pages_held(&mut self) -> Option<u64> {
+        domctl::getdomaininfo(self.xen, self.dom)
+            .ok()
+            .map(|i| i.tot_pages)
+    }
+
     fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
         // Candidates that turn out empty are sent as holes.
         out.or_with(&self.found);

@@ -238,6 +238,8 @@ impl DestError {
                 | VerifyError::Malformed
                 | VerifyError::SizeMismatch { .. } => NakCode::Decode,
                 VerifyError::Read(_) | VerifyError::Write(_) => NakCode::Memory,
+                // The source's finding; it never reaches a destination.
+                VerifyError::Uncovered { .. } => NakCode::Verify,
                 VerifyError::Transport(_)
                 | VerifyError::Skipped
                 | VerifyError::Oracle(_)

@@ -83,6 +83,14 @@ pub trait SourceDomain {
     /// The guest's HVM context blob (`XEN_DOMCTL_gethvmcontext`), replacing
     /// the contents of `out`. Asked once, with the guest suspended.
     fn hvm_context(&mut self, out: &mut Vec<u8>) -> Result<(), PortError>;
+
+    /// Pages the guest holds now (Xen's `tot_pages`), when known. Page
+    /// verification asks it with the guest suspended, to show that the
+    /// frames the stream covered hold all of them. Pages Xen shares with
+    /// the guest (shared info, grant table frames) are not counted.
+    fn pages_held(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// The paused shell domain that receives the guest (destination role).

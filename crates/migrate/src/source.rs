@@ -351,6 +351,9 @@ struct Shared<'a, D, T> {
     /// Frames whose last entry went as free (XALLOC): with verification
     /// on, they must still be free at the end.
     sent_free: DirtyBitmap,
+    /// Frames the stream carried an entry for, of any kind (verification
+    /// on): the others are holes at the destination by construction.
+    sent_any: DirtyBitmap,
 }
 
 impl<D, T: Transport> Shared<'_, D, T> {
@@ -474,10 +477,12 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
                     PageType::Normal
                 };
                 sh.sent_free.clear(pfn);
+                sh.sent_any.set(pfn);
                 sh.entries.push(PfnEntry { pfn, kind });
             }
         } else {
             for &pfn in pfns {
+                sh.sent_any.set(pfn);
                 if kind == PageType::XAlloc {
                     sh.sent_free.set(pfn);
                 } else {
@@ -699,6 +704,7 @@ pub fn run<D: SourceDomain, T: Transport>(
         cache: delta.then_some(cache),
         err: None,
         sent_free: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
+        sent_any: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
     });
 
     // Headers and the (empty) static data: the shell was built from the
@@ -790,6 +796,7 @@ pub fn run<D: SourceDomain, T: Transport>(
         mut stats,
         err,
         sent_free,
+        sent_any,
         cache,
         ..
     } = cell.into_inner();
@@ -806,6 +813,7 @@ pub fn run<D: SourceDomain, T: Transport>(
                 oracle: &mut *oracle,
                 chan: Channel::new(cfg.key, hellos.0, hellos.1),
                 sent_free: &sent_free,
+                sent_any: &sent_any,
             });
             let peer = (cfg.key, hellos.0, hellos.1);
             finish(dom, out, &mut enc, &mut stats, clock, verify, peer)
@@ -947,6 +955,7 @@ struct Verification<'a, 'k> {
     oracle: &'a mut dyn DependencyOracle,
     chan: Channel<'k>,
     sent_free: &'a DirtyBitmap,
+    sent_any: &'a DirtyBitmap,
 }
 
 /// After the copy round: CPU state, END, trailer (or final record), and
@@ -1024,6 +1033,7 @@ fn finish<D: SourceDomain, T: Transport>(
     if let Some(mut v) = verification {
         let view = SourceView {
             sent_free: v.sent_free,
+            sent_any: v.sent_any,
             rings,
         };
         let vs = stats.verify.insert(VerifyStats::default());

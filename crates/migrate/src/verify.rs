@@ -173,6 +173,14 @@ pub enum VerifyError {
     Oracle(PortError),
     /// Keys or hellos unfit for a tag (never after a handshake).
     Key,
+    /// The guest holds more pages than the frames the stream covered hold:
+    /// a page of it lies where the stream never looked.
+    Uncovered {
+        /// Pages the guest holds (Xen's count).
+        held: u64,
+        /// Its data, free and ring frames among those the stream covered.
+        covered: u64,
+    },
 }
 
 /// What one end measured and learnt of the comparison.
@@ -426,6 +434,11 @@ fn read_buffers<'a>(
 pub struct SourceView<'a> {
     /// Frames sent last as free (XALLOC).
     pub sent_free: &'a DirtyBitmap,
+    /// Frames the stream carried any entry for. The others are holes at
+    /// the destination (no entry came), and so at the source: they are
+    /// not read, and [`SourceDomain::pages_held`] shows none of the
+    /// guest's pages is among them.
+    pub sent_any: &'a DirtyBitmap,
     /// The guest's xenstore and console ring frames (0: none).
     pub rings: [u64; 2],
 }
@@ -455,6 +468,7 @@ pub fn source<D: SourceDomain + ?Sized, T: Transport>(
     let mut src = SourcePages {
         dom,
         nr,
+        sent_any: view.sent_any,
         still_free,
         rings: view.rings,
         buf: vec![0u8; RANGE_FRAMES as usize * PAGE_SIZE],
@@ -472,19 +486,32 @@ pub fn source<D: SourceDomain + ?Sized, T: Transport>(
         body.extend_from_slice(&(n as u32).to_le_bytes());
         for i in r..r + n {
             let t0 = clock.now_ns();
-            src.range(i, Some(stats))?;
+            let read = src.range(i, Some(stats))?;
             stats.digest_ns = stats
                 .digest_ns
                 .saturating_add(clock.now_ns().saturating_sub(t0));
             let pfns = range_pfns(i, nr);
             stats.bytes_read = stats
                 .bytes_read
-                .saturating_add((pfns.end - pfns.start) * PAGE_SIZE as u64);
+                .saturating_add(read.saturating_mul(PAGE_SIZE as u64));
             body.extend_from_slice(&range_digest(pfns.start, &src.frames).to_le_bytes());
         }
         chan.send(t, dir, KIND_RANGES, &body)?;
         stats.ranges += n;
         r += n;
+    }
+    // The frames left unread were never sent: none may hold a page of the
+    // guest's. Every page it holds is data, free or a ring frame among
+    // those the stream covered (pages Xen shares with it, which Xen does
+    // not count as held, may add to these, never take away).
+    if let Some(held) = src.dom.pages_held() {
+        let covered = stats
+            .data
+            .saturating_add(stats.free)
+            .saturating_add(stats.rings);
+        if covered < held {
+            return Err(VerifyError::Uncovered { held, covered });
+        }
     }
     // The destination asks for frames, or gives its verdict, or refuses.
     let back = Direction::DestinationToSource;
@@ -541,9 +568,10 @@ pub fn source<D: SourceDomain + ?Sized, T: Transport>(
 }
 
 /// Reads and classifies the source's frames, a range at a time.
-struct SourcePages<'d, D: ?Sized> {
+struct SourcePages<'d, 'v, D: ?Sized> {
     dom: &'d mut D,
     nr: u64,
+    sent_any: &'v DirtyBitmap,
     still_free: DirtyBitmap,
     rings: [u64; 2],
     buf: Vec<u8>,
@@ -551,16 +579,38 @@ struct SourcePages<'d, D: ?Sized> {
     frames: Vec<Frame>,
 }
 
-impl<D: SourceDomain + ?Sized> SourcePages<'_, D> {
-    /// Fills `frames` with range `r`'s; counts classes into `stats`.
-    fn range(&mut self, r: u64, mut stats: Option<&mut VerifyStats>) -> Result<(), VerifyError> {
-        let pfns: Vec<u64> = range_pfns(r, self.nr).collect();
+impl<D: SourceDomain + ?Sized> SourcePages<'_, '_, D> {
+    /// Fills `frames` with range `r`'s; counts classes into `stats`. Only
+    /// frames the stream covered are read; the others are holes. Returns
+    /// how many frames it read.
+    fn range(&mut self, r: u64, mut stats: Option<&mut VerifyStats>) -> Result<u64, VerifyError> {
+        let all: Vec<u64> = range_pfns(r, self.nr).collect();
+        let pfns: Vec<u64> = all
+            .iter()
+            .copied()
+            .filter(|p| self.sent_any.test(*p))
+            .collect();
         let (buf, holes) = read_buffers(&mut self.buf, &mut self.holes, pfns.len())?;
-        self.dom
-            .read_pages(&pfns, buf, holes)
-            .map_err(VerifyError::Read)?;
+        if !pfns.is_empty() {
+            self.dom
+                .read_pages(&pfns, buf, holes)
+                .map_err(VerifyError::Read)?;
+        }
         self.frames.clear();
-        for ((&pfn, &hole), page) in pfns.iter().zip(holes.iter()).zip(buf.chunks(PAGE_SIZE)) {
+        let mut read = pfns
+            .iter()
+            .zip(holes.iter())
+            .zip(buf.chunks(PAGE_SIZE))
+            .peekable();
+        for &pfn in &all {
+            let (hole, page) = match read.peek() {
+                Some(((&p, &h), page)) if p == pfn => {
+                    let got = (h, *page);
+                    read.next();
+                    got
+                }
+                _ => (true, &[][..]),
+            };
             let class = if pfn != 0 && self.rings.contains(&pfn) {
                 Class::Ring
             } else if hole {
@@ -580,7 +630,7 @@ impl<D: SourceDomain + ?Sized> SourcePages<'_, D> {
             }
             self.frames.push(Frame { class, digest });
         }
-        Ok(())
+        Ok(pfns.len() as u64)
     }
 }
 

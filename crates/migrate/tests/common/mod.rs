@@ -63,6 +63,9 @@ pub struct Guest {
     /// the guest suspended on (page verification's): a walker that changed
     /// its mind about a page sent as free.
     pub unfree_at_verify: Vec<u64>,
+    /// Pages the guest holds that `populated` leaves out (a domain whose
+    /// port misses a page of it): never sent unless written.
+    pub hidden: Vec<u64>,
     /// The oracle's free-frame questions asked with the guest suspended.
     pub free_asked_suspended: u32,
     pub reads: u64,
@@ -118,6 +121,7 @@ impl Guest {
             free_on_suspend: vec![],
             free_at_start: vec![],
             unfree_at_verify: vec![],
+            hidden: vec![],
             free_asked_suspended: 0,
             reads: 0,
             params,
@@ -199,6 +203,9 @@ impl SourceDomain for G {
     }
     fn hvm_context(&mut self, out: &mut Vec<u8>) -> Result<(), PortError> {
         self.0.lock().unwrap().hvm_context(out)
+    }
+    fn pages_held(&mut self) -> Option<u64> {
+        self.0.lock().unwrap().pages_held()
     }
 }
 
@@ -291,11 +298,14 @@ impl SourceDomain for Guest {
     }
     fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
         for (p, &on) in self.populated.iter().enumerate() {
-            if on {
+            if on && !self.hidden.contains(&(p as u64)) {
                 out.set(p as u64);
             }
         }
         Ok(())
+    }
+    fn pages_held(&mut self) -> Option<u64> {
+        Some(self.populated.iter().filter(|&&on| on).count() as u64)
     }
     fn read_pages(
         &mut self,
