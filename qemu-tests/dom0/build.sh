@@ -25,7 +25,7 @@ xen_pkgs=(xen-utils-$line xen-utils-common xenstore-utils libxencall1 libxenevtc
 # trixie's toolstack runs on trixie's C library and the libraries its
 # binaries and bash name (bookworm's dom0 takes those from the build host).
 # ssh between the hosts of a two-host scenario: dropbear's server and client.
-xen_pkgs+=(dropbear-bin libtomcrypt1 libtommath1 libcrypt1)
+xen_pkgs+=(dropbear-bin libtomcrypt1 libtommath1 libcrypt1 libgmp10)
 [ "$line" = 4.17 ] || xen_pkgs+=(libc6 libgcc-s1 libtinfo6 libncurses6 libext2fs2t64 libcom-err2
                                  liblzma5 libuuid1 libzstd1 zlib1g libbz2-1.0 libsmartcols1)
 
@@ -96,7 +96,7 @@ cp -a "$pkgs"/usr/bin/xenstore* "$root/usr/bin/"
 cp -a "$pkgs/etc/xen" "$root/etc/"
 cp -a "$pkgs/usr/sbin/dropbear" "$root/usr/sbin/"
 cp -a "$pkgs/usr/bin/dbclient" "$pkgs/usr/bin/dropbearkey" "$root/usr/bin/"
-cp -a "$pkgs"/usr/lib/x86_64-linux-gnu/libtom*.so* "$root/usr/lib/x86_64-linux-gnu/"
+cp -a "$pkgs"/usr/lib/x86_64-linux-gnu/lib{tom,gmp}*.so* "$root/usr/lib/x86_64-linux-gnu/"
 # libxl looks for its helpers under the versioned libexec directory.
 mkdir -p "$root/$xl_dir/boot"
 
