@@ -21,3 +21,6 @@ pub use toolstack::xsconn;
 
 #[cfg(test)]
 pub(crate) mod fake;
+
+#[cfg(test)]
+mod twohost_tests;

@@ -331,6 +331,9 @@ fn next_request<T: Toolstack + ?Sized>(
 ) -> Result<Request, ChannelError> {
     let start = ts.now_ms();
     loop {
+        // The toolstack's pause first (none by default): the host's clock
+        // moves on between two requests as it does in a wait.
+        ts.sleep(rt.idle);
         if let Some(r) = chan.request(rt.listen)? {
             return Ok(r);
         }
@@ -339,7 +342,6 @@ fn next_request<T: Toolstack + ?Sized>(
                 secs: rt.silence.as_secs(),
             });
         }
-        ts.sleep(rt.idle);
     }
 }
 

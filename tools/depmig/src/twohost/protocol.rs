@@ -188,7 +188,7 @@ pub enum Reply {
         reason: String,
     },
     /// Answer to [`Request::Done {}`].
-    Bye,
+    Bye {},
     /// The request is refused; the destination destroyed whatever it had
     /// created, and the conversation ends.
     Refused {
