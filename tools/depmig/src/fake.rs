@@ -98,6 +98,8 @@ pub struct Fake {
     pub shell_ran: bool,
     /// `xl pause` fails.
     pub fail_pause: bool,
+    /// `xl unpause` of the shell fails.
+    pub fail_unpause_shell: bool,
     /// Domains (by name) that must not run once the shell does: the
     /// destination appliance, which maps it.
     pub writers: Vec<String>,
@@ -122,6 +124,9 @@ pub struct Fake {
     /// The hypervisor's version in `xl info`.
     pub xen_version: String,
     behaviour: Option<Behaviour>,
+    /// Called after every `xl` command and every sleep: the two-host tests
+    /// watch both hosts' domains through it.
+    pub observer: Option<Behaviour>,
 }
 
 /// Xen's dirty counter in the fake's CLEANs.
@@ -186,6 +191,7 @@ impl Fake {
             shell_ran: false,
             writers: Vec::new(),
             fail_pause: false,
+            fail_unpause_shell: false,
             guest_cfg: PathBuf::from(GUEST_CFG),
             domctl: false,
             fail_domctl: false,
@@ -196,6 +202,7 @@ impl Fake {
             bitmap_map: None,
             fail_write: None,
             behaviour: Some(behaviour),
+            observer: None,
         };
         f.files.insert(
             PathBuf::from(GUEST_CFG),
@@ -205,6 +212,28 @@ impl Fake {
         let g = f.add_domain("guest", false);
         f.guest = g;
         f
+    }
+
+    /// A host with dom0 alone (the destination of a two-host migration):
+    /// no guest, and the guest's config is the one `depmig receive`
+    /// writes (a create from it makes the shell).
+    pub fn empty_host(behaviour: Behaviour) -> Fake {
+        let mut f = Fake::new(behaviour);
+        let g = f.guest;
+        f.doms.retain(|d| d.id != g);
+        f.remove_xs(g);
+        f.guest = u32::MAX - 1;
+        f.files.remove(Path::new(GUEST_CFG));
+        f.guest_cfg = PathBuf::from("/tmp/depmig/guest--incoming.cfg");
+        f
+    }
+
+    /// Runs the observer, if any.
+    fn observe(&mut self) {
+        if let Some(mut o) = self.observer.take() {
+            o(self);
+            self.observer = Some(o);
+        }
     }
 
     fn add_domain(&mut self, name: &str, paused: bool) -> u32 {
@@ -500,8 +529,9 @@ impl Fake {
     }
 }
 
-impl Toolstack for Fake {
-    fn xl(&mut self, args: &[&str]) -> Result<CmdOutput, ToolError> {
+impl Fake {
+    /// `xl` as the fake host runs it.
+    fn run_xl(&mut self, args: &[&str]) -> Result<CmdOutput, ToolError> {
         self.log.push(format!("xl {}", args.join(" ")));
         match args {
             ["domid", name] => match self.by_name(name) {
@@ -609,6 +639,9 @@ impl Toolstack for Fake {
                 let Some(id) = self.find(ident).map(|d| d.id) else {
                     return Fake::err(format!("{ident} is an invalid domain identifier (rc=-6)\n"));
                 };
+                if Some(id) == self.shell && self.fail_unpause_shell {
+                    return Fake::err("libxl: error: libxl_domain.c: unpausing domain failed\n".into());
+                }
                 // The source may still exist, but it must not be able to run:
                 // shut down (for suspend) or dying.
                 if Some(id) == self.shell
@@ -646,6 +679,14 @@ impl Toolstack for Fake {
             }
             _ => Fake::err(format!("xl: unknown command {args:?}\n")),
         }
+    }
+}
+
+impl Toolstack for Fake {
+    fn xl(&mut self, args: &[&str]) -> Result<CmdOutput, ToolError> {
+        let out = self.run_xl(args);
+        self.observe();
+        out
     }
 
     fn xs_read(&mut self, path: &str) -> Result<Option<String>, ToolError> {
@@ -832,5 +873,6 @@ impl Toolstack for Fake {
             self.behaviour = Some(b);
         }
         self.check_copies();
+        self.observe();
     }
 }

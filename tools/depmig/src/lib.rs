@@ -12,6 +12,7 @@ pub mod progress;
 pub mod report;
 pub mod svg;
 pub mod toolstack;
+pub mod twohost;
 pub mod xlcfg;
 
 /// The connection to xenstored's socket, part of the host boundary
@@ -20,3 +21,6 @@ pub use toolstack::xsconn;
 
 #[cfg(test)]
 pub(crate) mod fake;
+
+#[cfg(test)]
+mod twohost_tests;

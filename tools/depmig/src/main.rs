@@ -3,10 +3,15 @@
 
 use std::process::ExitCode;
 
-use depmig_cli::cli::{parse_args, Command};
+use depmig_cli::cli::{parse_args, Command, MigrateOptions, ReceiveArgs, RecoverArgs};
 use depmig_cli::compare;
-use depmig_cli::migrate::{migrate, Outcome, Timings};
+use depmig_cli::migrate::{
+    migrate, migrate_to_host, receive, recover, Outcome, ReceiveOptions, ReceiveOutcome,
+    ReceiveTimings, RecoverOptions, RemoteTimings, Timings,
+};
 use depmig_cli::toolstack::System;
+use depmig_cli::twohost::channel::Channel;
+use depmig_cli::twohost::transport::{self, DEFAULT_TRANSPORT};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,32 +31,144 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Ok(Command::Receive(r)) => return run_receive(&r),
+        Ok(Command::Recover(r)) => return run_recover(&r),
         Err(e) => {
             eprintln!("depmig: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut host = System::new(opts.work_dir.clone());
+    let outcome = match &opts.host {
+        None => {
+            let mut host = System::new(opts.work_dir.clone());
+            let mut out = std::io::stdout();
+            migrate(&mut host, &opts, &Timings::default(), &mut out)
+        }
+        Some(h) => run_two_host(&opts, h),
+    };
+    say_outcome(&opts.guest, &outcome);
+    ExitCode::from(outcome.exit_code())
+}
+
+/// `depmig migrate GUEST HOST`: the transport started, the migration run
+/// over it, the transport waited for.
+fn run_two_host(opts: &MigrateOptions, host: &str) -> Outcome {
+    let cmd = opts.transport.as_deref().unwrap_or(DEFAULT_TRANSPORT);
+    let (mut child, mut chan) = match transport::start(cmd, host) {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome::Refused {
+                reason: e.to_string(),
+            }
+        }
+    };
+    let mut ts = System::new(opts.work_dir.clone());
     let mut out = std::io::stdout();
-    let outcome = migrate(&mut host, &opts, &Timings::default(), &mut out);
-    match &outcome {
+    let outcome = migrate_to_host(
+        &mut ts,
+        opts,
+        host,
+        &mut chan,
+        &Timings::default(),
+        &RemoteTimings::default(),
+        &mut out,
+    );
+    // Closing our end tells the destination the conversation is over.
+    drop(chan);
+    let _ = child.wait();
+    outcome
+}
+
+fn say_outcome(guest: &str, outcome: &Outcome) {
+    match outcome {
         Outcome::Migrated { warnings } => {
             for w in warnings {
                 eprintln!("depmig: warning: {w}");
             }
-            println!("depmig: PASS migrated {}", opts.guest);
+            println!("depmig: PASS migrated {guest}");
         }
         Outcome::RolledBack { reason, warnings } => {
             for w in warnings {
                 eprintln!("depmig: warning: {w}");
             }
-            eprintln!(
-                "depmig: FAIL not migrated, {} runs at the source: {reason}",
-                opts.guest
-            );
+            eprintln!("depmig: FAIL not migrated, {guest} runs at the source: {reason}");
         }
         Outcome::Refused { reason } => eprintln!("depmig: FAIL nothing done: {reason}"),
         Outcome::NeedsOperator { reason } => eprintln!("depmig: FAIL operator needed: {reason}"),
+        Outcome::Indeterminate { reason } => {
+            eprintln!("depmig: FAIL handoff unconfirmed: {reason}")
+        }
     }
+}
+
+/// `depmig receive`: the conversation on stdin/stdout, the log on stderr.
+fn run_receive(r: &ReceiveArgs) -> ExitCode {
+    let own = ReceiveOptions {
+        appliance: r.appliance.clone(),
+        bridge: r.bridge.clone(),
+        work_dir: r.work_dir.clone(),
+    };
+    let mut ts = System::new(r.work_dir.clone());
+    let mut chan = Channel::new(std::io::stdin(), std::io::stdout());
+    let mut log = std::io::stderr();
+    let outcome = receive(
+        &mut ts,
+        &own,
+        &Timings::default(),
+        &ReceiveTimings::default(),
+        &mut chan,
+        &mut log,
+    );
+    match &outcome {
+        ReceiveOutcome::Migrated { domid, warnings } => {
+            for w in warnings {
+                eprintln!("depmig receive: warning: {w}");
+            }
+            eprintln!("depmig receive: PASS the guest runs here as domain {domid}");
+        }
+        ReceiveOutcome::NotMigrated { reason } => {
+            eprintln!("depmig receive: FAIL nothing runs here: {reason}")
+        }
+        ReceiveOutcome::Answered { answer } => eprintln!("depmig receive: {answer}"),
+        ReceiveOutcome::NeedsOperator { reason } => {
+            eprintln!("depmig receive: FAIL operator needed: {reason}")
+        }
+    }
+    ExitCode::from(outcome.exit_code())
+}
+
+/// `depmig recover GUEST HOST`.
+fn run_recover(r: &RecoverArgs) -> ExitCode {
+    let cmd = r.transport.as_deref().unwrap_or(DEFAULT_TRANSPORT);
+    let outcome = match transport::start(cmd, &r.host) {
+        Err(e) => Outcome::Indeterminate {
+            reason: format!(
+                "{e}; `{}` stays suspended here: run `depmig recover {} {}` again",
+                r.guest, r.guest, r.host
+            ),
+        },
+        Ok((mut child, mut chan)) => {
+            let ro = RecoverOptions {
+                guest: r.guest.clone(),
+                host: r.host.clone(),
+                appliance: r.appliance.clone(),
+                work_dir: r.work_dir.clone(),
+            };
+            let mut ts = System::new(r.work_dir.clone());
+            let mut out = std::io::stdout();
+            let o = recover(
+                &mut ts,
+                &ro,
+                &mut chan,
+                &Timings::default(),
+                &RemoteTimings::default(),
+                &mut out,
+            );
+            drop(chan);
+            let _ = child.wait();
+            o
+        }
+    };
+    say_outcome(&r.guest, &outcome);
     ExitCode::from(outcome.exit_code())
 }

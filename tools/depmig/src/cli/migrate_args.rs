@@ -21,6 +21,14 @@ pub struct MigrateOptions {
           value_parser = check("<guest>", DOMAIN_NAME, values::domain_name),
           help_heading = "Guest")]
     pub guest: String,
+    /// the host to move the guest to: its dom0 runs
+    /// `depmig receive`, reached by the transport (see
+    /// --transport); without HOST, the guest moves into
+    /// a new domain on this host
+    #[arg(value_name = "HOST", verbatim_doc_comment,
+          value_parser = check("<HOST>", super::twohost_args::HOST, values::host),
+          help_heading = "Guest")]
+    pub host: Option<String>,
     /// the guest's xl config; the paused shell that receives
     /// the guest is created from it (`xl create -p`) under
     /// another name (required)
@@ -139,6 +147,20 @@ pub struct MigrateOptions {
                                |v| DeltaCache::parse(v).ok()),
           help_heading = "Migration")]
     pub delta_cache: DeltaCache,
+
+    /// with HOST: the command that reaches HOST's dom0
+    /// instead of ssh, split as a shell splits it (no
+    /// shell runs it); HOST and `depmig receive` are
+    /// appended, and the command's stdin and stdout
+    /// carry the control conversation (like `xl migrate
+    /// -s`) [default: ssh]
+    #[arg(
+        long,
+        value_name = "CMD",
+        verbatim_doc_comment,
+        help_heading = "Two hosts"
+    )]
+    pub transport: Option<String>,
 
     /// the depmig appliance image (PVH ELF)
     #[arg(

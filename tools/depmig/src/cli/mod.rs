@@ -7,11 +7,13 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod compare_args;
 mod migrate_args;
+mod twohost_args;
 mod values;
 
 pub use compare_args::CompareOptions;
 pub use migrate_args::MigrateOptions;
-pub use values::valid_domain_name;
+pub use twohost_args::{ReceiveArgs, RecoverArgs};
+pub use values::{link_rate, valid_domain_name};
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,10 @@ pub enum Command {
     Migrate(Box<MigrateOptions>),
     /// Put several migration reports side by side.
     Compare(CompareOptions),
+    /// Serve the destination's side of a two-host migration on stdin/stdout.
+    Receive(ReceiveArgs),
+    /// Settle a two-host handoff whose answer never came.
+    Recover(RecoverArgs),
 }
 
 /// Most reports `depmig compare` takes at once.
@@ -75,6 +81,10 @@ pub enum UsageError {
         /// The appliances' memory.
         memory: u32,
     },
+    /// --transport needs HOST: `depmig migrate <guest> HOST --transport CMD ...`
+    TransportWithoutHost,
+    /// --fault {0} is for migrations on one host (without HOST)
+    FaultNeedsOneHost(&'static str),
     /// {0}
     Other(String),
 }
@@ -88,9 +98,11 @@ impl std::error::Error for UsageError {}
     disable_help_flag = true,
     disable_help_subcommand = true,
     override_usage = "\
-depmig migrate <guest> --config <guest.cfg> [options]
+depmig migrate <guest> [HOST] --config <guest.cfg> [options]
+       depmig receive [options]
+       depmig recover <guest> HOST [options]
        depmig compare [options] LABEL=REPORT.json ...
-       depmig --help | depmig migrate --help | depmig compare --help",
+       depmig --help | depmig <command> --help",
     after_help = "\
 Run `depmig <command> --help` for every option, what the command does step
 by step, and its exit codes."
@@ -109,15 +121,15 @@ const SUBCOMMAND_HELP: &str = "{before-help}{usage-heading} {usage}\n\n{all-args
 
 #[derive(Subcommand)]
 enum Sub {
-    /// move a running guest into a new domain on this host through a
-    /// source and a destination appliance; the guest keeps running
-    /// and at no time do two copies of it run
+    /// move a running guest into a new domain on this host, or to
+    /// HOST, through a source and a destination appliance; the guest
+    /// keeps running and at no time do two copies of it run
     #[command(
         verbatim_doc_comment,
         disable_help_flag = true,
         before_help = "depmig migrate: live-migrate a guest through two depmig appliances",
         help_template = SUBCOMMAND_HELP,
-        override_usage = "depmig migrate <guest> --config <guest.cfg> [options]",
+        override_usage = "depmig migrate <guest> [HOST] --config <guest.cfg> [options]",
         after_help = include_str!("migrate_after_help.txt")
     )]
     Migrate(Box<WithHelp<MigrateOptions>>),
@@ -133,6 +145,31 @@ enum Sub {
         after_help = include_str!("compare_after_help.txt")
     )]
     Compare(WithHelp<CompareOptions>),
+    /// the destination's side of `depmig migrate GUEST HOST`, started
+    /// there by the transport: serves the control conversation on
+    /// stdin/stdout, creates the shell and the destination appliance,
+    /// and runs the guest only once the source said it is stopped
+    #[command(
+        verbatim_doc_comment,
+        disable_help_flag = true,
+        before_help = "depmig receive: the destination of a two-host migration",
+        help_template = SUBCOMMAND_HELP,
+        override_usage = "depmig receive [options]   (started by the transport; stdin/stdout are the conversation)",
+        after_help = include_str!("receive_after_help.txt")
+    )]
+    Receive(WithHelp<ReceiveArgs>),
+    /// after `depmig migrate GUEST HOST` ended with exit status 5:
+    /// asks HOST whether the guest runs there, then destroys the
+    /// suspended source (it does) or resumes it (it does not)
+    #[command(
+        verbatim_doc_comment,
+        disable_help_flag = true,
+        before_help = "depmig recover: settle a two-host handoff that got no answer",
+        help_template = SUBCOMMAND_HELP,
+        override_usage = "depmig recover <guest> HOST [options]",
+        after_help = include_str!("recover_after_help.txt")
+    )]
+    Recover(WithHelp<RecoverArgs>),
     /// the same as --help (whatever follows)
     #[command(hide = true)]
     Help {
@@ -162,7 +199,7 @@ const OPTION_NAMES: &[&str] = &[
     "--appliance", "--appliance-memory", "--source-ip", "--destination-ip", "--prefix",
     "--port", "--bridge", "--shell-name", "--work-dir", "--report", "--svg",
     "--baseline-report", "--scenario", "--workload", "--fault", "--verify",
-    "--title", "--markdown", "--json", "--guest-pages", "--require-agent",
+    "--title", "--markdown", "--json", "--guest-pages", "--require-agent", "--transport",
 ];
 
 /// The parser: the derived one, where every option's value may start with
@@ -177,6 +214,8 @@ fn command() -> clap::Command {
     Cli::command()
         .mut_subcommand("migrate", hyphen_values)
         .mut_subcommand("compare", hyphen_values)
+        .mut_subcommand("receive", hyphen_values)
+        .mut_subcommand("recover", hyphen_values)
 }
 
 /// Parses the arguments after the program name.
@@ -195,6 +234,8 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
         Some(Sub::Help { .. }) => Ok(Command::Help(main_help())),
         Some(Sub::Migrate(m)) => check_migrate(m.options).map(|o| Command::Migrate(Box::new(o))),
         Some(Sub::Compare(c)) => check_compare(c.options).map(Command::Compare),
+        Some(Sub::Receive(r)) => Ok(Command::Receive(r.options)),
+        Some(Sub::Recover(r)) => Ok(Command::Recover(r.options)),
     }
 }
 
@@ -209,6 +250,13 @@ fn check_migrate(o: MigrateOptions) -> Result<MigrateOptions, UsageError> {
             cache,
             memory: o.appliance_memory_mib,
         });
+    }
+    if o.transport.is_some() && o.host.is_none() {
+        return Err(UsageError::TransportWithoutHost);
+    }
+    // A two-host migration's faults are not wired through the protocol.
+    if let (Some(f), Some(_)) = (o.fault, &o.host) {
+        return Err(UsageError::FaultNeedsOneHost(f.as_str()));
     }
     // Unverified, a page damaged at the destination would be run.
     match o.fault {
@@ -249,6 +297,16 @@ pub fn main_help() -> String {
 /// `depmig migrate --help`.
 pub fn migrate_help() -> String {
     help_of(&["migrate", "--help"])
+}
+
+/// `depmig receive --help`.
+pub fn receive_help() -> String {
+    help_of(&["receive", "--help"])
+}
+
+/// `depmig recover --help`.
+pub fn recover_help() -> String {
+    help_of(&["recover", "--help"])
 }
 
 /// `depmig compare --help`.

@@ -369,7 +369,10 @@ fn usage_errors() {
         parse_args(&["migrate", "g"]),
         Err(UsageError::MissingConfig)
     );
-    assert_eq!(with(&["h"]), Err(UsageError::ExtraArgument("h".into())));
+    assert_eq!(
+        with(&["h", "i"]),
+        Err(UsageError::ExtraArgument("i".into()))
+    );
     assert_eq!(
         with(&["--timeout"]),
         Err(UsageError::MissingValue("--timeout".into()))

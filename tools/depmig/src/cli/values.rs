@@ -53,6 +53,19 @@ pub(super) fn domain_name(v: &str) -> Option<String> {
     valid_domain_name(v).then(|| v.to_string())
 }
 
+/// A host for the transport: 1 to 255 of letters, digits and `. _ - : @ [ ]`
+/// (names, IPv4 and bracketed IPv6 addresses, ssh's `user@host`), not
+/// starting with `-` (it would read as an option).
+pub(super) fn host(v: &str) -> Option<String> {
+    let ok = !v.is_empty()
+        && v.len() <= 255
+        && !v.starts_with('-')
+        && v.bytes().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b':' | b'@' | b'[' | b']')
+        });
+    ok.then(|| v.to_string())
+}
+
 /// An interface name, which the kernel caps at 15 bytes.
 pub(super) fn bridge(v: &str) -> Option<String> {
     (valid_domain_name(v) && v.len() <= 15).then(|| v.to_string())
@@ -60,7 +73,7 @@ pub(super) fn bridge(v: &str) -> Option<String> {
 
 /// xl's rate syntax: digits, a unit, optional `/s` and `@interval`; nothing
 /// else, since it goes into a generated xl config.
-pub(super) fn link_rate(v: &str) -> Option<String> {
+pub fn link_rate(v: &str) -> Option<String> {
     let ok = !v.is_empty()
         && v.len() <= 32
         && v.starts_with(|c: char| c.is_ascii_digit())

@@ -100,7 +100,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     }
 
     /// The appliance's network interface at `ip`, as the options say.
-    fn vif(&self, ip: std::net::Ipv4Addr) -> Vif {
+    pub(super) fn vif(&self, ip: std::net::Ipv4Addr) -> Vif {
         Vif {
             bridge: self.o.bridge.clone(),
             ip,
@@ -112,7 +112,11 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     pub(super) fn start(&mut self, key_hex: &str) -> Result<(), ArmError> {
         let (shell, dst, src) = self.create_domains()?;
         self.arm_destination(dst, shell, key_hex)?;
-        self.arm_source(src, key_hex)?;
+        let peer = Peer {
+            ip: self.o.destination_ip.octets(),
+            port: self.o.port,
+        };
+        self.arm_source(src, key_hex, peer)?;
         self.open_guest_nodes(src)?;
         self.go(dst, src)
     }
@@ -152,7 +156,12 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
 
     /// The destination appliance's keys: where to listen, the shell to
     /// fill, the shared key.
-    fn arm_destination(&mut self, dst: u32, shell: u32, key_hex: &str) -> Result<(), ToolError> {
+    pub(super) fn arm_destination(
+        &mut self,
+        dst: u32,
+        shell: u32,
+        key_hex: &str,
+    ) -> Result<(), ToolError> {
         let o = self.o;
         // --fault wrong-key: the destination gets the key with every bit of
         // its first byte flipped (still 64 hex digits, just not the source's).
@@ -192,14 +201,16 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         self.open_status_dir(dst)
     }
 
-    /// The source appliance's keys: its peer, the guest, the shared key,
-    /// the bitmap route, and a test fault it injects itself.
-    fn arm_source(&mut self, src: u32, key_hex: &str) -> Result<(), ToolError> {
+    /// The source appliance's keys: its peer (the destination appliance),
+    /// the guest, the shared key, the bitmap route, and a test fault it
+    /// injects itself.
+    pub(super) fn arm_source(
+        &mut self,
+        src: u32,
+        key_hex: &str,
+        peer: Peer,
+    ) -> Result<(), ToolError> {
         let o = self.o;
-        let peer = Peer {
-            ip: o.destination_ip.octets(),
-            port: o.port,
-        };
         self.write_keys(
             src,
             &[
@@ -235,7 +246,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     /// Opens the guest's nodes the source appliance needs: control/shutdown
     /// (it suspends the guest through the guest's own node; the guest stays
     /// its owner) and, in the modes with an oracle, the agent's keys.
-    fn open_guest_nodes(&mut self, src: u32) -> Result<(), ToolError> {
+    pub(super) fn open_guest_nodes(&mut self, src: u32) -> Result<(), ToolError> {
         let g = self.guest_id;
         self.ts.xs_chmod(
             &format!("/local/domain/{g}/control/shutdown"),

@@ -39,6 +39,8 @@ mod domains;
 mod handoff;
 mod outputs;
 mod preflight;
+mod receive;
+mod remote;
 mod rollback;
 mod watch;
 
@@ -49,6 +51,8 @@ pub use handoff::proof::{
     destroy_source, source_stopped, unpause_shell, NotStopped, SourceStopped, UnpauseError,
 };
 pub use outputs::{load_report, LoadReportError};
+pub use receive::{receive, ReceiveOptions, ReceiveOutcome, ReceiveTimings};
+pub use remote::{migrate_to_host, recover, RecoverOptions, RemoteTimings};
 
 use rollback::Abort;
 use watch::Watch;
@@ -129,6 +133,13 @@ pub enum Outcome {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// Two hosts: the source told the destination it stopped and heard no
+    /// answer. Its guest stays suspended (never resumed, never destroyed)
+    /// until `depmig recover` asks the destination.
+    Indeterminate {
+        /// What happened and the command that settles it.
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -140,6 +151,7 @@ impl Outcome {
             Outcome::RolledBack { .. } => 1,
             Outcome::Refused { .. } => 2,
             Outcome::NeedsOperator { .. } => 4,
+            Outcome::Indeterminate { .. } => 5,
         }
     }
 }
@@ -176,11 +188,16 @@ struct Run<'a, T: Toolstack + ?Sized> {
     src_result: Option<String>,
     /// The source appliance was given write access to the guest's control/shutdown.
     shutdown_opened: bool,
+    /// The shared key, as 64 hex digits.
+    checked_key: String,
     /// The guest's agent nodes whose permissions were opened to the source
     /// appliance (restored on roll-back).
     agent_opened: Vec<String>,
     /// dom0's side of the dom0 bitmap route.
     bitmap: bitmap::Service,
+    /// Two hosts: the destination, reached over the control protocol
+    /// (`None`: it is on this host).
+    remote: Option<remote::RemoteDest<'a>>,
 }
 
 impl<T: Toolstack + ?Sized> Run<'_, T> {
@@ -216,53 +233,14 @@ pub fn migrate<T: Toolstack + ?Sized>(
         }
     };
     // A mode the guest cannot serve runs as baseline, said and reported.
-    let fallback_opts;
-    let (opts, requested_mode) = match &checked.agent_fallback {
-        Some(_) => {
-            fallback_opts = MigrateOptions {
-                mode: Mode::Baseline,
-                ..opts.clone()
-            };
-            (&fallback_opts, Some(opts.mode.as_str().to_string()))
-        }
-        None => (opts, None),
-    };
-    let g = &opts.guest;
-    let guest_id = checked.guest_id;
-    let mut run = Run {
-        guest_id,
-        guest_paused_before: checked.state.paused,
-        guest_pages: checked.memory_mib.map(|m| m.saturating_mul(256)),
-        shell_name: checked.shell_name,
-        src_name: checked.src_name,
-        dst_name: checked.dst_name,
-        resume_name: checked.resume_name,
-        created: Created::default(),
-        cli: CliFigures {
-            guest: g.clone(),
-            source_domid: guest_id,
-            mode: opts.mode.as_str().into(),
-            requested_mode,
-            mode_fallback: checked.agent_fallback.clone(),
-            policy: opts.policy.as_str().into(),
-            poll_interval_ms: duration_ms(t.poll),
-            ..CliFigures::default()
-        },
-        last_round: None,
-        src_result: None,
-        shutdown_opened: false,
-        agent_opened: Vec::new(),
-        bitmap: bitmap::Service::new(opts.bitmap_route, guest_id),
-        ts,
-        o: opts,
-        t,
-        out,
-    };
-    if let Some(why) = &checked.agent_fallback {
-        run.say(why);
-    }
-    run.say(&format!("migrating `{g}` (domain {guest_id})"));
-    if let Err(e) = run.start(&checked.key_hex) {
+    let (opts, requested_mode) = fall_back(opts, checked.agent_fallback.as_ref());
+    let opts = &opts;
+    let mut run = Run::new(ts, opts, checked, requested_mode, t, out);
+    run.say(&format!(
+        "migrating `{}` (domain {})",
+        opts.guest, run.guest_id
+    ));
+    if let Err(e) = run.start(&run.checked_key.clone()) {
         return run.roll_back(Abort::Arm(e));
     }
     let (Some(shell), Some(src), Some(dst)) = (run.created.shell, run.created.src, run.created.dst)
@@ -277,6 +255,73 @@ pub fn migrate<T: Toolstack + ?Sized>(
     // keeps no mapping of an appliance past this command either way.
     run.ts.logdirty_release();
     outcome
+}
+
+impl<'a, T: Toolstack + ?Sized> Run<'a, T> {
+    /// A run of `opts` on what the checks found; the mode fallback, if
+    /// any, is said.
+    fn new(
+        ts: &'a mut T,
+        opts: &'a MigrateOptions,
+        checked: preflight::Checked,
+        requested_mode: Option<String>,
+        t: &'a Timings,
+        out: &'a mut dyn Write,
+    ) -> Run<'a, T> {
+        let g = &opts.guest;
+        let guest_id = checked.guest_id;
+        let mut run = Run {
+            guest_id,
+            guest_paused_before: checked.state.paused,
+            guest_pages: checked.memory_mib.map(|m| m.saturating_mul(256)),
+            shell_name: checked.shell_name,
+            src_name: checked.src_name,
+            dst_name: checked.dst_name,
+            resume_name: checked.resume_name,
+            created: Created::default(),
+            cli: CliFigures {
+                guest: g.clone(),
+                source_domid: guest_id,
+                mode: opts.mode.as_str().into(),
+                requested_mode,
+                mode_fallback: checked.agent_fallback.clone(),
+                policy: opts.policy.as_str().into(),
+                poll_interval_ms: duration_ms(t.poll),
+                ..CliFigures::default()
+            },
+            last_round: None,
+            src_result: None,
+            shutdown_opened: false,
+            agent_opened: Vec::new(),
+            bitmap: bitmap::Service::new(opts.bitmap_route, guest_id),
+            remote: None,
+            checked_key: checked.key_hex,
+            ts,
+            o: opts,
+            t,
+            out,
+        };
+        if let Some(why) = &checked.agent_fallback {
+            run.say(why);
+        }
+        run
+    }
+}
+
+/// The mode a run takes: the one asked for, or baseline when the guest's
+/// agent cannot serve it (`fallback`: the reason); returns the options to
+/// run with and the mode asked for when it fell back.
+fn fall_back(opts: &MigrateOptions, fallback: Option<&String>) -> (MigrateOptions, Option<String>) {
+    match fallback {
+        Some(_) => (
+            MigrateOptions {
+                mode: Mode::Baseline,
+                ..opts.clone()
+            },
+            Some(opts.mode.as_str().to_string()),
+        ),
+        None => (opts.clone(), None),
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! will give its domains. A refusal here leaves the host as it was.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use depmig_control::bitmap_route::{self, Route};
 use depmig_control::{KeyError, Mode, KEY_LEN};
@@ -255,6 +255,35 @@ fn xen_version<T: Toolstack + ?Sized>(ts: &mut T) -> Result<String, String> {
         .ok_or_else(|| "unknown (xl info printed no xen_version)".to_string())
 }
 
+/// Checks the guest's config, `text` read from `path`: a PVH guest named
+/// `guest` (or unnamed). Both hosts of a two-host migration make this
+/// check, the destination on the text the source sent.
+pub(super) fn check_guest_config(
+    text: &[u8],
+    path: &Path,
+    guest: &str,
+) -> Result<xlcfg::GuestConfig, Refusal> {
+    let cfg = xlcfg::parse_guest_config(text).map_err(|error| Refusal::ConfigInvalid {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let kind = cfg.kind();
+    if kind != GuestKind::Pvh {
+        return Err(Refusal::NotPvh {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    if let Some(n) = cfg.name.as_deref().filter(|n| *n != guest) {
+        return Err(Refusal::ConfigOfAnother {
+            path: path.to_path_buf(),
+            named: n.to_string(),
+            guest: guest.to_string(),
+        });
+    }
+    Ok(cfg)
+}
+
 /// Checks everything that can be checked before a domain is created.
 pub(super) fn check<T: Toolstack + ?Sized>(
     ts: &mut T,
@@ -271,24 +300,7 @@ pub(super) fn check<T: Toolstack + ?Sized>(
     let cfg_text = ts
         .read_file(&opts.config)
         .map_err(Refusal::ConfigUnreadable)?;
-    let cfg = xlcfg::parse_guest_config(&cfg_text).map_err(|error| Refusal::ConfigInvalid {
-        path: opts.config.clone(),
-        error,
-    })?;
-    let kind = cfg.kind();
-    if kind != GuestKind::Pvh {
-        return Err(Refusal::NotPvh {
-            path: opts.config.clone(),
-            kind,
-        });
-    }
-    if let Some(n) = cfg.name.as_deref().filter(|n| n != g) {
-        return Err(Refusal::ConfigOfAnother {
-            path: opts.config.clone(),
-            named: n.to_string(),
-            guest: g.clone(),
-        });
-    }
+    let cfg = check_guest_config(&cfg_text, &opts.config, g)?;
     if !ts.file_exists(&opts.appliance) {
         return Err(Refusal::NoImage {
             path: opts.appliance.clone(),

@@ -25,6 +25,9 @@ pub(super) enum Abort {
     Watch(WatchFailure),
     /// internal: start left a domain uncreated
     Uncreated,
+    /// Two hosts: the handoff could not go on (the destination's or the
+    /// source's reason).
+    Destination(String),
 }
 
 impl fmt::Display for Abort {
@@ -33,6 +36,7 @@ impl fmt::Display for Abort {
             Abort::Arm(e) => e.fmt(f),
             Abort::Watch(e) => e.fmt(f),
             Abort::Uncreated => f.write_str("internal: start left a domain uncreated"),
+            Abort::Destination(why) => f.write_str(why),
         }
     }
 }
@@ -41,7 +45,7 @@ impl std::error::Error for Abort {}
 
 /// Why the source guest could not be confirmed running after a roll-back.
 #[derive(Debug)]
-enum NotRunning {
+pub(super) enum NotRunning {
     /// Its state could not be read, or `xl unpause` failed (`xl`'s
     /// message).
     Xl(XlError),
@@ -118,7 +122,7 @@ impl From<XlError> for NotRunning {
 
 /// Why the resume appliance did not resume the source guest.
 #[derive(Debug)]
-enum ResumeError {
+pub(super) enum ResumeError {
     /// Its keys could not be written or read (the toolstack's message).
     Tool(ToolError),
     /// It could not be unpaused or looked at (`xl`'s message).
@@ -295,7 +299,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
 
     /// Makes sure the source guest runs: a suspended guest is resumed by a
     /// resume-only appliance, a guest the appliance left paused is unpaused.
-    fn ensure_guest_runs(&mut self) -> Result<(), NotRunning> {
+    pub(super) fn ensure_guest_runs(&mut self) -> Result<(), NotRunning> {
         let g = self.guest_id;
         let id = g.to_string();
         // A suspend already under way shows within a moment.

@@ -109,6 +109,8 @@ pub(super) enum WatchFailure {
         /// The grace period.
         secs: u64,
     },
+    /// the destination host: `<error>` (the control conversation's)
+    DestinationLost(crate::twohost::channel::ChannelError),
     /// timed out after `<secs>` s (source `<src>`, destination `<dst>`,
     /// last round `<round>` or none)
     TimedOut {
@@ -145,6 +147,7 @@ impl fmt::Display for WatchFailure {
                 f,
                 "the destination appliance failed (state `{state}`) and the source reported nothing within {secs} s"
             ),
+            WatchFailure::DestinationLost(e) => write!(f, "the destination host: {e}"),
             WatchFailure::TimedOut {
                 secs,
                 src,
@@ -165,6 +168,29 @@ impl fmt::Display for WatchFailure {
 }
 
 impl std::error::Error for WatchFailure {}
+
+/// A remote appliance's liveness as a listed state (`None`: not listed).
+fn listed_as(l: crate::twohost::protocol::Liveness, domid: u32) -> Option<DomState> {
+    use crate::twohost::protocol::Liveness;
+    let s = DomState {
+        domid,
+        paused: false,
+        shutdown: None,
+        dying: false,
+    };
+    match l {
+        Liveness::Alive => Some(s),
+        Liveness::Stopped => Some(DomState {
+            shutdown: Some('-'),
+            ..s
+        }),
+        Liveness::Crashed => Some(DomState {
+            shutdown: Some('c'),
+            ..s
+        }),
+        Liveness::Vanished => None,
+    }
+}
 
 /// How the watch ended.
 pub(super) enum Watch {
@@ -264,12 +290,25 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         limits: &Limits,
         seen: &mut Seen,
     ) -> ControlFlow<Watch> {
+        // Two hosts: the destination's state is asked of its host; a
+        // conversation that broke ends the watch (the destination destroys
+        // its shell when it ends).
+        let remote_state = match self.remote.as_mut().map(|r| r.poll()) {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                return ControlFlow::Break(Watch::Failure(WatchFailure::DestinationLost(e)))
+            }
+        };
         let polled = (|| -> Result<_, ToolError> {
             Ok(Keys {
                 src_state: self.read_key(src, keys::STATE)?,
                 round: self.read_key(src, keys::ROUND)?,
                 result: self.read_key(src, keys::RESULT)?,
-                dst_state: self.read_key(dst, keys::STATE)?,
+                dst_state: match remote_state {
+                    Some(s) => s,
+                    None => self.read_key(dst, keys::STATE)?,
+                },
             })
         })();
         let now = self.ts.now_ms();
@@ -395,7 +434,15 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             return ControlFlow::Continue(());
         }
         seen.last_list = Some(now);
-        let (src_listed, dst_listed) = two_domain_states(self.ts, src, dst);
+        let (src_listed, dst_listed) = match self.remote.as_ref().map(|r| r.liveness) {
+            None => two_domain_states(self.ts, src, dst),
+            // The destination appliance is listed on its own host, as the
+            // last `status` said.
+            Some(l) => (
+                domain_state(self.ts, &src.to_string()),
+                Ok(listed_as(l, dst)),
+            ),
+        };
         match src_listed {
             Ok(Some(s)) if s.alive() => {}
             Ok(state) => match self.read_key(src, keys::RESULT) {

@@ -13,12 +13,14 @@ use crate::toolstack::{DomState, Toolstack};
 
 pub mod proof;
 
+pub(super) use proof::unpause_received_shell;
+
 use proof::{destroy_source, source_stopped_as, unpause_shell, NotStopped, SourceStopped};
 
 /// Why the destination appliance could not be kept from running while the
 /// shell does.
 #[derive(Debug)]
-enum DestinationError {
+pub(super) enum DestinationError {
     /// Its state could not be read (`xl`'s message).
     Xl(XlError),
     /// the destination appliance (domain `<dst>`) could not be destroyed: `<why>`
@@ -47,7 +49,7 @@ impl std::error::Error for DestinationError {}
 impl<T: Toolstack + ?Sized> Run<'_, T> {
     /// Destroys the source guest ([`destroy_source`]) and notes when it was
     /// gone in the report's figures.
-    fn destroy_source_now(&mut self) -> Result<SourceStopped, NotStopped> {
+    pub(super) fn destroy_source_now(&mut self) -> Result<SourceStopped, NotStopped> {
         let p = destroy_source(self.ts, self.guest_id, self.t.gone)?;
         self.cli.source_destroyed_unix_ms = Some(self.ts.unix_ms());
         Ok(p)
@@ -151,7 +153,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     /// state as just listed: it is suspended (the source appliance saw it
     /// so before its final round). If it is not, it is destroyed first, as
     /// a last resort; the flag says so.
-    fn prove_source_stopped(
+    pub(super) fn prove_source_stopped(
         &mut self,
         shell: u32,
         listed: Listed,
@@ -179,6 +181,24 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                         ),
                     }),
                 }
+            }
+        }
+    }
+
+    /// Two hosts: the proof that the source cannot run, from its state now
+    /// (suspended, dying or gone); a source in another state is destroyed
+    /// first, as a last resort (the flag says so). The error is the reason
+    /// the migration is given up.
+    pub(super) fn source_stop_proof(&mut self) -> Result<(SourceStopped, bool), String> {
+        match proof::source_stopped(self.ts, self.guest_id) {
+            Ok(p) => Ok((p, false)),
+            Err(e) => {
+                self.say(&format!(
+                    "{e}: destroying it before the destination runs the guest"
+                ));
+                self.destroy_source_now()
+                    .map(|p| (p, true))
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -297,7 +317,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     /// Makes sure the destination appliance cannot run while the shell
     /// does: stopped already (as `xl list` showed it: `state`), or paused
     /// now; if it cannot be paused, the slow way ([`Self::stop_destination`]).
-    fn quiesce_destination(
+    pub(super) fn quiesce_destination(
         &mut self,
         dst: u32,
         state: Option<DomState>,

@@ -4,7 +4,10 @@
 //! [`SourceStopped`]'s field is private to this module, so no code outside
 //! it can make one: only [`source_stopped`] (and, from a state just listed,
 //! `source_stopped_as`) and [`destroy_source`] do, and the compiler keeps
-//! it so. Nothing else belongs here.
+//! it so. On a destination host the proof is the source's word,
+//! [`StoppedNotice`], which only the control protocol delivers (and only
+//! a [`SourceStopped`] makes on the source host):
+//! [`unpause_received_shell`] takes it. Nothing else belongs here.
 
 use std::fmt;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use std::time::Duration;
 use crate::migrate::domains::{domain_state, xl_ok, XlError};
 use crate::migrate::duration_ms;
 use crate::toolstack::{DomState, Toolstack};
+use crate::twohost::protocol::StoppedNotice;
 
 /// Why the source guest could not be shown unable to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +165,22 @@ pub fn unpause_shell<T: Toolstack + ?Sized>(
     if proof.domid == shell {
         return Err(UnpauseError::ShellIsSource { shell });
     }
+    unpause(ts, shell)
+}
+
+/// Unpauses the shell on the destination host of a two-host migration;
+/// only possible with the source host's word that its guest cannot run
+/// (the source's domain ids are another host's: nothing to compare).
+pub fn unpause_received_shell<T: Toolstack + ?Sized>(
+    ts: &mut T,
+    shell: u32,
+    _notice: &StoppedNotice,
+) -> Result<(), UnpauseError> {
+    unpause(ts, shell)
+}
+
+/// The unpause itself: a domctl where the host offers it, else `xl`.
+fn unpause<T: Toolstack + ?Sized>(ts: &mut T, shell: u32) -> Result<(), UnpauseError> {
     if let Some(Ok(())) = ts.domctl_unpause(shell) {
         return Ok(());
     }
