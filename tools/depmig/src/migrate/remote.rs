@@ -206,7 +206,7 @@ pub fn migrate_to_host<T: Toolstack + ?Sized>(
         appliance_memory_mib: opts.appliance_memory_mib,
         link_rate: opts.link_rate.clone(),
     };
-    let peer = match chan.ask(&Request::Prepare(prepare), rt.prepare) {
+    let peer = match chan.ask(&Request::Prepare(Box::new(prepare)), rt.prepare) {
         Ok(Reply::Ready {
             ip,
             port,

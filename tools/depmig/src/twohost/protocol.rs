@@ -107,7 +107,7 @@ pub enum Request {
         version: u32,
     },
     /// Create the shell and the destination appliance, arm it, start it.
-    Prepare(Prepare),
+    Prepare(Box<Prepare>),
     /// The destination appliance's state, now. (Fieldless variants are
     /// written `{}` so that an unknown field is refused in them too.)
     Status {},
@@ -462,7 +462,7 @@ mod tests {
     fn every_message_round_trips() {
         let reqs = [
             Request::Hello { version: VERSION },
-            Request::Prepare(prepare()),
+            Request::Prepare(Box::new(prepare())),
             Request::Status {},
             Request::SourceStopped(StoppedNotice { source_domid: 5 }),
             Request::Done {},
@@ -682,7 +682,7 @@ mod tests {
             ),
         ];
         for (field, p) in bad {
-            match decode_request(&line(&Request::Prepare(p))) {
+            match decode_request(&line(&Request::Prepare(Box::new(p)))) {
                 Err(ProtocolError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
             }
