@@ -124,16 +124,19 @@ pub struct MigrateOptions {
           help_heading = "Migration")]
     pub compress: Compress,
     // Written to both appliances' `migrate/encrypt`: each requires it of
-    // the other, so a mismatch fails before any page is sent.
+    // the other, so a mismatch fails before any page is sent. Resolved by
+    // [`MigrateOptions::encrypt`].
     /// on | off: the stream crosses the link in sealed
     /// records (ChaCha20-Poly1305, keys of this migration
     /// alone); an appliance armed on refuses a peer that
     /// does not seal. off sends pages in clear (tagged
-    /// only): for a link nobody else can read
-    #[arg(long, value_name = "ON|OFF", verbatim_doc_comment, default_value = Encrypt::DEFAULT.as_str(),
+    /// only): for a link nobody else can read. Default:
+    /// on to another HOST, off between this host's own
+    /// appliances (the stream stays on its bridge)
+    #[arg(long = "encrypt", value_name = "ON|OFF", verbatim_doc_comment,
           value_parser = check("--encrypt", "on or off", |v| Encrypt::parse(v).ok()),
           help_heading = "Migration")]
-    pub encrypt: Encrypt,
+    pub encrypt_arg: Option<Encrypt>,
     // Written to both appliances' `migrate/delta-cache`: the source
     // allocates the cache and offers deltas, the destination accepts them.
     /// MiB of the source appliance's cache of re-sent
@@ -269,4 +272,18 @@ pub struct MigrateOptions {
                                |v| Fault::parse(v).ok()),
           help_heading = "Testing")]
     pub fault: Option<Fault>,
+}
+
+impl MigrateOptions {
+    /// Whether the stream is sealed: `--encrypt`, or by default on when it
+    /// crosses to another HOST and off between this host's own appliances,
+    /// whose stream never leaves its bridge (sealing costs CPU time per
+    /// byte, most under emulation: `depmig-bench` prints it).
+    pub fn encrypt(&self) -> Encrypt {
+        self.encrypt_arg.unwrap_or(if self.host.is_some() {
+            Encrypt::On
+        } else {
+            Encrypt::Off
+        })
+    }
 }

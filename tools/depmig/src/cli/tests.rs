@@ -150,11 +150,21 @@ fn faults() {
 }
 
 #[test]
-fn encryption_is_on_unless_asked_off() {
+fn encryption_is_on_to_another_host_unless_asked_otherwise() {
     let base = ["migrate", "g", "--config", "g.cfg"];
-    assert_eq!(migrate(&base).encrypt, Encrypt::On);
+    // Between this host's own appliances: off; to another host: on.
+    assert_eq!(migrate(&base).encrypt(), Encrypt::Off);
+    let remote = ["migrate", "g", "hostb", "--config", "g.cfg"];
+    assert_eq!(migrate(&remote).encrypt(), Encrypt::On);
     for (v, e) in [("on", Encrypt::On), ("off", Encrypt::Off)] {
-        assert_eq!(migrate(&[&base[..], &["--encrypt", v]].concat()).encrypt, e);
+        assert_eq!(
+            migrate(&[&base[..], &["--encrypt", v]].concat()).encrypt(),
+            e
+        );
+        assert_eq!(
+            migrate(&[&remote[..], &["--encrypt", v]].concat()).encrypt(),
+            e
+        );
     }
     for bad in ["ON", "yes", "", "aead"] {
         assert!(

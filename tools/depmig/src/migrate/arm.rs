@@ -187,7 +187,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 (keys::POLICY, o.policy.as_str().into()),
                 (keys::VERIFY, verify_key(o.verify).into()),
                 (keys::COMPRESS, o.compress.as_str().into()),
-                (keys::ENCRYPT, o.encrypt.as_str().into()),
+                (keys::ENCRYPT, o.encrypt().as_str().into()),
                 (keys::DELTA_CACHE, o.delta_cache.to_key()),
             ],
         )?;
@@ -225,7 +225,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 (keys::BITMAP_ROUTE, o.bitmap_route.as_str().into()),
                 (keys::VERIFY, verify_key(o.verify).into()),
                 (keys::COMPRESS, o.compress.as_str().into()),
-                (keys::ENCRYPT, o.encrypt.as_str().into()),
+                (keys::ENCRYPT, o.encrypt().as_str().into()),
                 (keys::DELTA_CACHE, o.delta_cache.to_key()),
                 // dom0's answers on the dom0 bitmap route: dom0 owns the
                 // node, so the appliance cannot forge one.
@@ -282,7 +282,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             o.bitmap_route.as_str(),
             verify_key(o.verify),
             o.compress.as_str(),
-            o.encrypt.as_str(),
+            o.encrypt().as_str(),
             o.delta_cache.0
         ));
         Ok(())

@@ -201,7 +201,7 @@ pub fn migrate_to_host<T: Toolstack + ?Sized>(
         policy: opts.policy.as_str().into(),
         verify: opts.verify,
         compress: opts.compress.as_str().into(),
-        encrypt: opts.encrypt.as_str().into(),
+        encrypt: opts.encrypt().as_str().into(),
         delta_cache_mib: opts.delta_cache.0,
         appliance_memory_mib: opts.appliance_memory_mib,
         link_rate: opts.link_rate.clone(),
