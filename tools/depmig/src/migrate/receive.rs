@@ -285,7 +285,9 @@ pub fn receive<T: Toolstack + ?Sized>(
         Err(e) => return not_migrated(format!("before anything was created: {e}")),
     };
     say(log, &format!("preparing to receive `{}`", prep.guest));
-    let cfg_path = own.work_dir.join(format!("{}--incoming.cfg", prep.guest));
+    // The toolstack's work directory, made if it is missing (the source's
+    // config is written there).
+    let cfg_path = ts.work_dir().join(format!("{}--incoming.cfg", prep.guest));
     let opts = match options_for(&prep, own, &cfg_path) {
         Ok(o) => o,
         Err(e) => return refuse(chan, PrepareError::Options(e).to_string()),
