@@ -33,8 +33,10 @@ use crate::{bitmap, xlcfg};
 /// How long the destination waits for the source's next word before it
 /// gives the migration up. The source polls every second while it watches
 /// (and every 50 ms around the switchover); only a dead or cut-off source
-/// is this quiet.
-pub const SILENCE_LIMIT: Duration = Duration::from_secs(120);
+/// is this quiet (longer than the source's own wait for an answer,
+/// `REPLY_WAIT`, so that a slow answer never ends the conversation here
+/// first).
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(300);
 
 /// How long one wait for a request lasts before the destination looks at
 /// its own appliance (and its silence limit) again. It is also the longest
