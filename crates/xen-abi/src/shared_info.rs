@@ -48,12 +48,19 @@ crate::assert_layout!(
     flags = 29
 );
 
+/// The furthest a TSC reading behind the record's stamp is extrapolated
+/// backwards (1 s): beyond it the stamp's time stands. In the rig, under
+/// heavy load, readings came out more than 10 s behind the stamp, and the
+/// time read as zero for 14 s.
+pub const MAX_BACKWARD_NS: u64 = 1_000_000_000;
+
 impl VcpuTimeInfo {
     /// System time in ns at TSC value `tsc`, by Xen's formula, extended
     /// to a TSC reading older than the record's stamp (seen under nested
     /// emulation: a TSC read a little behind the stamp). That reading is
-    /// extrapolated backwards from the stamp; taken as an unsigned delta it
-    /// would wrap and the time would leap centuries ahead.
+    /// extrapolated backwards from the stamp, by at most
+    /// [`MAX_BACKWARD_NS`]; taken as an unsigned delta it would wrap and
+    /// the time would leap centuries ahead.
     pub fn system_time_at(&self, tsc: u64) -> u64 {
         let scale = |mut delta: u64| {
             if self.tsc_shift >= 0 {
@@ -67,8 +74,15 @@ impl VcpuTimeInfo {
             self.system_time
                 .wrapping_add(scale(tsc - self.tsc_timestamp))
         } else {
-            self.system_time
-                .saturating_sub(scale(self.tsc_timestamp - tsc))
+            let back = scale(self.tsc_timestamp - tsc);
+            if back > MAX_BACKWARD_NS {
+                // Not a little behind: this TSC is not comparable with the
+                // stamp's, and extrapolating would drop the time by seconds
+                // or to zero. The stamp's own time is the best known.
+                self.system_time
+            } else {
+                self.system_time.saturating_sub(back)
+            }
         }
     }
 }
@@ -180,5 +194,15 @@ mod tests {
             ..t
         };
         assert_eq!(early.system_time_at(0), 0, "never below zero");
+        // Far behind (here 2 s of ticks at 1 ns a tick): the stamp's time.
+        let ns = VcpuTimeInfo {
+            tsc_timestamp: 3_000_000_000,
+            system_time: 20_000_000_000,
+            tsc_to_system_mul: 1 << 31,
+            tsc_shift: 1,
+            ..Default::default()
+        };
+        assert_eq!(ns.system_time_at(1_000_000_000), 20_000_000_000);
+        assert_eq!(ns.system_time_at(2_500_000_000), 19_500_000_000);
     }
 }
