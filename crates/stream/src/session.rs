@@ -534,6 +534,28 @@ mod tests {
 
     const KEY: &[u8] = b"sixteen byte key, or more";
 
+    /// The headers and the three pages every test stream begins with
+    /// (pfn 1 of 9s, pfn 2 of text, pfn 3 of zeros): [`expected_pages`].
+    fn sample_pages(e: &mut Encoder, out: &mut impl ByteSink) {
+        let d = DomainHeader {
+            domain_type: DomainType::X86Hvm,
+            page_shift: 12,
+            xen_major: 4,
+            xen_minor: 17,
+        };
+        e.headers(&mut *out, &d).unwrap();
+        e.static_data_end(&mut *out).unwrap();
+        e.page_data(&mut *out, &[PfnEntry::normal(1)], &[&[9u8; PAGE_SIZE]])
+            .unwrap();
+        let text: Vec<u8> = (0..PAGE_SIZE).map(|i| b"depmig "[i % 7]).collect();
+        e.page_data(
+            &mut *out,
+            &[PfnEntry::normal(2), PfnEntry::normal(3)],
+            &[&text, &[0u8; PAGE_SIZE]],
+        )
+        .unwrap();
+    }
+
     fn source_bytes(tamper: Option<usize>) -> Vec<u8> {
         source_bytes_with(tamper, Caps::NONE, Caps::NONE, None)
     }
@@ -564,23 +586,7 @@ mod tests {
         let mut out = Authenticated::new(Vec::new(), mac);
         let mut e = Encoder::new();
         e.set_codec(force.unwrap_or(negotiated(&src, &dst).unwrap()));
-        let d = DomainHeader {
-            domain_type: DomainType::X86Hvm,
-            page_shift: 12,
-            xen_major: 4,
-            xen_minor: 17,
-        };
-        e.headers(&mut out, &d).unwrap();
-        e.static_data_end(&mut out).unwrap();
-        e.page_data(&mut out, &[PfnEntry::normal(1)], &[&[9u8; PAGE_SIZE]])
-            .unwrap();
-        let text: Vec<u8> = (0..PAGE_SIZE).map(|i| b"depmig "[i % 7]).collect();
-        e.page_data(
-            &mut out,
-            &[PfnEntry::normal(2), PfnEntry::normal(3)],
-            &[&text, &[0u8; PAGE_SIZE]],
-        )
-        .unwrap();
+        sample_pages(&mut e, &mut out);
         e.hvm_context(&mut out, &[1; 5]).unwrap();
         e.end(&mut out).unwrap();
         let (body, trailer) = out.finish();
@@ -770,23 +776,7 @@ mod tests {
         let mut out = Authenticated::sealed(Vec::new(), sealer);
         assert!(out.is_sealed());
         let mut e = Encoder::new();
-        let d = DomainHeader {
-            domain_type: DomainType::X86Hvm,
-            page_shift: 12,
-            xen_major: 4,
-            xen_minor: 17,
-        };
-        e.headers(&mut out, &d).unwrap();
-        e.static_data_end(&mut out).unwrap();
-        e.page_data(&mut out, &[PfnEntry::normal(1)], &[&[9u8; PAGE_SIZE]])
-            .unwrap();
-        let text: Vec<u8> = (0..PAGE_SIZE).map(|i| b"depmig "[i % 7]).collect();
-        e.page_data(
-            &mut out,
-            &[PfnEntry::normal(2), PfnEntry::normal(3)],
-            &[&text, &[0u8; PAGE_SIZE]],
-        )
-        .unwrap();
+        sample_pages(&mut e, &mut out);
         for p in 0..extra {
             let page = [p as u8; PAGE_SIZE];
             e.page_data(&mut out, &[PfnEntry::normal(4 + p)], &[&page])
