@@ -225,6 +225,15 @@ fn keyed(
     Ok(mac)
 }
 
+/// `Ok` when `tag` is `want` (compared in constant time), else `BadTag`.
+fn tag_matches(want: &[u8], tag: &[u8]) -> Result<(), HandshakeError> {
+    if bool::from(want.ct_eq(tag)) {
+        Ok(())
+    } else {
+        Err(HandshakeError::BadTag)
+    }
+}
+
 /// The destination's key confirmation for this pair of hellos.
 pub fn key_confirmation(
     key: &[u8],
@@ -232,9 +241,7 @@ pub fn key_confirmation(
     destination: &Hello,
 ) -> Result<[u8; CONFIRM_LEN], HandshakeError> {
     let mac = keyed(key, CONFIRM_SEPARATOR, source, destination)?;
-    let mut out = [0u8; CONFIRM_LEN];
-    out.copy_from_slice(&mac.finalize().into_bytes());
-    Ok(out)
+    Ok(mac.finalize().into_bytes().into())
 }
 
 /// The source's check of the destination's key confirmation
@@ -277,9 +284,7 @@ pub fn verify_tag(
     mac.update(&seq.to_le_bytes());
     mac.update(&(message.len() as u64).to_le_bytes());
     mac.update(message);
-    let mut out = [0u8; VERIFY_TAG_LEN];
-    out.copy_from_slice(&mac.finalize().into_bytes());
-    Ok(out)
+    Ok(mac.finalize().into_bytes().into())
 }
 
 /// Checks a page digest message's tag (constant-time compare).
@@ -292,12 +297,10 @@ pub fn check_verify_tag(
     message: &[u8],
     tag: &[u8],
 ) -> Result<(), HandshakeError> {
-    let want = verify_tag(key, source, destination, direction, seq, message)?;
-    if bool::from(want.as_slice().ct_eq(tag)) {
-        Ok(())
-    } else {
-        Err(HandshakeError::BadTag)
-    }
+    tag_matches(
+        &verify_tag(key, source, destination, direction, seq, message)?,
+        tag,
+    )
 }
 
 /// The tag of the destination's reply (ACK or NAK) after the stream of
@@ -315,9 +318,7 @@ pub fn reply_tag(
     let mut mac = keyed(key, REPLY_SEPARATOR, source, destination)?;
     mac.update(&(reply.len() as u64).to_le_bytes());
     mac.update(reply);
-    let mut out = [0u8; REPLY_TAG_LEN];
-    out.copy_from_slice(&mac.finalize().into_bytes());
-    Ok(out)
+    Ok(mac.finalize().into_bytes().into())
 }
 
 /// Checks a reply's tag (constant-time compare).
@@ -328,12 +329,7 @@ pub fn check_reply_tag(
     reply: &[u8],
     tag: &[u8],
 ) -> Result<(), HandshakeError> {
-    let want = reply_tag(key, source, destination, reply)?;
-    if bool::from(want.as_slice().ct_eq(tag)) {
-        Ok(())
-    } else {
-        Err(HandshakeError::BadTag)
-    }
+    tag_matches(&reply_tag(key, source, destination, reply)?, tag)
 }
 
 /// Capabilities a hello carries in its flags byte beside [`FLAG_VERIFY`]
