@@ -61,13 +61,23 @@ depmig_appliance_died() {
 # more. DEPMIG_RETRIED is 1 after a retry, else 0. Returns the status of
 # the last attempt.
 depmig_migrate_retrying() {
-    local name=$1 src ticks rc
+    depmig_migrate_retrying_unless '' "$@"
+}
+
+# depmig_migrate_retrying_unless PATTERN NAME REPORT SVG [OPTIONS...]: the
+# same for a move that is meant to be refused (a fault scenario): no retry
+# when the CLI's log holds a line matching PATTERN (the refusal the move
+# was meant to end in), whatever else died on the way.
+depmig_migrate_retrying_unless() {
+    local pattern=$1 name=$2 src ticks rc
+    shift
     DEPMIG_RETRIED=0
     src=$(rig_domid "$name")
     ticks=$(guest_ticks "$name")
     depmig_migrate "$@"
     rc=$?
-    if depmig_appliance_died "$name" "$rc"; then
+    if { [ -z "$pattern" ] || ! grep -qE "$pattern" "/tmp/$name.depmig.log"; } \
+        && depmig_appliance_died "$name" "$rc"; then
         rig_say "depmig: attempt 1 rolled back ($(tail -n 1 "/tmp/$name.depmig.log")); checking the guest runs on at the source, then once more"
         depmig_check_stayed "$name" "$src" "$ticks"
         DEPMIG_RETRIED=1

@@ -9,7 +9,10 @@
 # end with the CLI's "not migrated" status (1), the guest running at the
 # source under its name and domid (resumed if it was suspended), the shell
 # and every appliance gone, mmuncher verifying with no corrupt page and the
-# ticker going on; at no time may a second copy of the guest run.
+# ticker going on; at no time may a second copy of the guest run. A case
+# whose attempt died of the rig (an appliance's triple fault under emulated
+# nested paging) before its refusal is tried once more
+# (depmig_migrate_retrying_unless).
 . /rig/lib.sh
 . /scenario/rig-guest.sh
 . /scenario/baseline.sh
@@ -41,32 +44,12 @@ expect_refused() {
     results="$results $case:${MIGRATE_SECONDS}s"
 }
 
-# fault_move CASE FILE PATTERN OPTIONS...: depmig_migrate with a fault, and
-# once more when the attempt ended without PATTERN (the refusal the fault
-# must cause) because an appliance died of the rig's emulated nested paging
-# (depmig_appliance_died: a triple fault, not the fault injected), after
-# checking that the guest stayed. Returns the last attempt's status.
-fault_move() {
-    local case=$1 f=$2 pattern=$3 rc
-    shift 3
-    depmig_migrate $G $f.json $f.svg "$@"
-    rc=$?
-    if ! grep -qE "$pattern" /tmp/$G.depmig.log && depmig_appliance_died $G $rc; then
-        depmig_check_stayed $G "$src" "$ticks"
-        rig_say "$case: an appliance died of the rig, not of the fault ($(grep -a -m 1 'appliance \(crashed\|stopped\)' /tmp/$G.depmig.log)); once more"
-        ticks=$(guest_ticks $G)
-        depmig_migrate $G $f.json $f.svg "$@"
-        rc=$?
-    fi
-    return $rc
-}
-
 # 1. The wrong key: the source finds it in the destination's key
 # confirmation and stops before log-dirty, pages or suspension.
 ticks=$(guest_ticks $G)
 rig_say "fault wrong-key: migrating $G (domid $src)"
 P='source result: FAIL.*KeyMismatch.*guest never suspended'
-fault_move wrong-key /tmp/f1 "$P" --fault wrong-key --timeout 1200
+depmig_migrate_retrying_unless "$P" $G /tmp/f1.json /tmp/f1.svg --fault wrong-key --timeout 1200
 expect_refused $? wrong-key "$P"
 
 # 2. A byte of page data flipped on the wire after the guest was suspended:
@@ -74,7 +57,7 @@ expect_refused $? wrong-key "$P"
 ticks=$(guest_ticks $G)
 rig_say "fault corrupt-final: migrating $G (domid $src)"
 P='source result: FAIL Nak\(Auth\); guest resumed'
-fault_move corrupt-final /tmp/f2 "$P" --fault corrupt-final --timeout 1200
+depmig_migrate_retrying_unless "$P" $G /tmp/f2.json /tmp/f2.svg --fault corrupt-final --timeout 1200
 expect_refused $? corrupt-final "$P"
 # NAK "AUT" also covers a short or unterminated trailer: the destination
 # must name the transcript tag (it prints why before it sends the NAK, so the
@@ -91,7 +74,7 @@ rig_say "corrupt-final: the destination refused at the tag: $dres"
 ticks=$(guest_ticks $G)
 rig_say "fault corrupt-page: migrating $G (domid $src)"
 P='source result: FAIL Nak\(Verify\); guest resumed'
-fault_move corrupt-page /tmp/f4 "$P" --verify --fault corrupt-page --timeout 1200
+depmig_migrate_retrying_unless "$P" $G /tmp/f4.json /tmp/f4.svg --verify --fault corrupt-page --timeout 1200
 expect_refused $? corrupt-page "$P"
 grep -a 'depmig: page verification: mismatch;' /tmp/$G.depmig.log > /dev/null \
     || rig_fail "corrupt-page: the CLI did not report a page verification mismatch: $(grep -a 'page verification' /tmp/$G.depmig.log | tail -n 1)"
