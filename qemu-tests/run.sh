@@ -204,8 +204,7 @@ for name in "${names[@]}"; do
         done
         # Give dom0 a moment to power off, then make sure QEMU is gone.
         for _ in 1 2 3 4 5; do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
-        kill "$qemu_pid" 2>/dev/null && { sleep 1; kill -9 "$qemu_pid" 2>/dev/null || true; }
-        qemu_pid=
+        stop_machine "$qemu_pid"; qemu_pid=
         # Host b never ends on its own: its part is done when a's is.
         stop_machine "$qemu_b_pid"; qemu_b_pid=
         wait 2>/dev/null || true
