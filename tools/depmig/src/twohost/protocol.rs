@@ -313,8 +313,9 @@ impl Prepare {
         Policy::parse(&self.policy).map_err(|_| invalid("policy", "unknown policy"))?;
         Compress::parse(&self.compress).map_err(|_| invalid("compress", "unknown codec"))?;
         Encrypt::parse(&self.encrypt).map_err(|_| invalid("encrypt", "not on or off"))?;
-        DeltaCache::parse(&self.delta_cache_mib.to_string())
-            .map_err(|_| invalid("delta_cache_mib", "out of range"))?;
+        if self.delta_cache_mib > DeltaCache::MAX_MIB {
+            return Err(invalid("delta_cache_mib", "out of range"));
+        }
         if !(16..=4096).contains(&self.appliance_memory_mib) {
             return Err(invalid("appliance_memory_mib", "not 16 to 4096"));
         }
