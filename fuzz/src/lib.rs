@@ -9,6 +9,7 @@ pub mod netfront;
 pub mod report;
 pub mod seeds;
 pub mod stream;
+pub mod verify;
 pub mod walker;
 pub mod xenstore;
 
@@ -309,6 +310,69 @@ mod tests {
         cut.truncate(cut.len() / 2);
         assert_eq!(run(&cut), Outcome::Refused);
         assert_eq!(run(&[0xff, 0xfe]), Outcome::NotText);
+    }
+
+    #[test]
+    fn verify_seeds_reach_their_verdicts() {
+        use crate::verify::{run, Outcome};
+        let dest = |name| match run(&seed("verify", name)) {
+            Outcome::Dest(Ok(s)) => s,
+            other => panic!("{name}: {other:?}"),
+        };
+        let s = dest("dest-raw-equal");
+        assert_eq!((s.ranges, s.mismatched_ranges), (1, 0));
+        let s = dest("dest-raw-frame-changed");
+        assert_eq!((s.mismatched_ranges, s.listed), (1, vec![40]));
+        let s = dest("dest-tagged-frame-unfree");
+        assert_eq!((s.ranges, s.mismatched_ranges), (3, 1));
+        assert_eq!(s.listed, vec![527]);
+        assert_eq!(
+            s.listed_classes,
+            vec![(
+                depmig_migrate::verify::Class::Data,
+                depmig_migrate::verify::Class::Free
+            )]
+        );
+        let s = dest("dest-tagged-two-messages");
+        assert_eq!((s.ranges, s.mismatched_ranges), (17, 0));
+        let source = |name| match run(&seed("verify", name)) {
+            Outcome::Source(r) => r,
+            other => panic!("{name}: {other:?}"),
+        };
+        let s = source("source-raw-verdict").unwrap().unwrap();
+        assert_eq!(s.mismatched_ranges, 0);
+        let s = source("source-raw-narrowed").unwrap().unwrap();
+        assert_eq!((s.mismatched_ranges, s.listed), (1, vec![40]));
+        let s = source("source-tagged-narrowed").unwrap().unwrap();
+        assert_eq!((s.mismatched_frames, s.listed), (1, vec![527]));
+        assert_eq!(source("source-reply"), Ok(None));
+        assert!(matches!(
+            source("source-uncovered"),
+            Err(depmig_migrate::VerifyError::Uncovered { .. })
+        ));
+        let pair = |name| match run(&seed("verify", name)) {
+            Outcome::Pair(s) => s,
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(pair("pair-equal").mismatched_ranges, 0);
+        let s = pair("pair-changes");
+        assert_eq!((s.mismatched_ranges, s.mismatched_frames), (2, 3), "{s:?}");
+        assert_eq!(pair("pair-two-messages-gone").mismatched_frames, 1);
+    }
+
+    #[test]
+    fn verify_refuses_a_wrong_tag_before_the_body() {
+        use crate::verify::{run, Outcome};
+        use depmig_migrate::VerifyError;
+        // The raw seed with one byte of its first digest changed.
+        let mut s = seed("verify", "dest-raw-equal");
+        let at = 2 + 10 + 2 + 8 + 20;
+        s[at] ^= 1;
+        assert_eq!(run(&s), Outcome::Dest(Err(VerifyError::BadTag)));
+        // The tagged seed with its first message tagged as the second.
+        let mut s = seed("verify", "dest-tagged-frame-unfree");
+        s[2 + 10 + 2] |= 2 << 4;
+        assert_eq!(run(&s), Outcome::Dest(Err(VerifyError::BadTag)));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
         ("walker", walker_seeds()),
         ("netfront", netfront_seeds()),
         ("report", report_seeds()),
+        ("verify", verify_seeds()),
     ]
 }
 
@@ -433,6 +434,115 @@ fn report_seeds() -> Vec<Seed> {
         (
             "without-figures",
             include_bytes!("../../tools/depmig/tests/data/report-without-figures.json").to_vec(),
+        ),
+    ]
+}
+
+/// The ten guest bytes of the `verify` target: size index, density, layout
+/// seed, the two ring frames.
+fn verify_guest(size: u8, density: u8, seed: u32, rings: [u16; 2]) -> Vec<u8> {
+    let mut g = vec![size, density];
+    g.extend_from_slice(&seed.to_le_bytes());
+    g.extend_from_slice(&rings[0].to_le_bytes());
+    g.extend_from_slice(&rings[1].to_le_bytes());
+    g
+}
+
+/// The `verify` target's seeds: what an honest source and destination
+/// send each other over a guest of 100 frames (equal, or with a frame of
+/// the shell changed), of 1100 (one frame changed in its second range)
+/// and of 8193 (two RANGES messages), fed raw and tagged to either side;
+/// a reply in place of the verdict; and both sides against each other.
+fn verify_seeds() -> Vec<Seed> {
+    use crate::verify::{
+        transcript, untag, MODE_DEST_RAW, MODE_DEST_TAGGED, MODE_PAIR, MODE_SOURCE_RAW,
+        MODE_SOURCE_TAGGED,
+    };
+    use depmig_stream::Direction::{DestinationToSource as D2S, SourceToDestination as S2D};
+    let small = verify_guest(2, 0x5a, 7, [98, 99]);
+    let mid = verify_guest(5, 0x9c, 11, [600, 0]);
+    let big = verify_guest(7, 0x41, 13, [8000, 8001]);
+    // Frame 40 gone from the guest; frame 527's page (sent as free)
+    // reused in it. (Changes at the source: the destination's side of
+    // modes 0 and 1 has the shell as the stream left it.)
+    let gone40 = [1, 3, 40, 0];
+    let unfree527 = [1, 2, 0x0f, 0x02];
+    let (small_eq_s, small_eq_d) = transcript(&small, &[0]);
+    let (small_ne_s, small_ne_d) = transcript(&small, &gone40);
+    let (mid_ne_s, mid_ne_d) = transcript(&mid, &unfree527);
+    let (big_s, _) = transcript(&big, &[0]);
+    let seed = |mode: u8, cuts: u8, guest: &[u8], extra: &[u8], wire: &[u8]| {
+        let mut v = vec![mode, cuts];
+        v.extend_from_slice(guest);
+        v.extend_from_slice(extra);
+        v.extend_from_slice(wire);
+        v
+    };
+    let split = |n: u16| n.to_le_bytes();
+    // A NAK in place of the verdict (its tag is the reply's business).
+    let mut reply = b"DMNAKVER".to_vec();
+    reply.extend_from_slice(&[0x33; 32]);
+    vec![
+        (
+            "dest-raw-equal",
+            seed(MODE_DEST_RAW, 0xf0, &small, &split(0), &small_eq_s),
+        ),
+        (
+            // The source's messages on the changed frame, with the first
+            // 30 bytes read along with the trailer.
+            "dest-raw-frame-changed",
+            seed(MODE_DEST_RAW, 0x40, &small, &split(30), &small_ne_s),
+        ),
+        (
+            "dest-tagged-frame-unfree",
+            seed(
+                MODE_DEST_TAGGED,
+                0xf0,
+                &mid,
+                &split(0),
+                &untag(&mid_ne_s, S2D),
+            ),
+        ),
+        (
+            "dest-tagged-two-messages",
+            seed(MODE_DEST_TAGGED, 0x30, &big, &split(0), &untag(&big_s, S2D)),
+        ),
+        (
+            "source-raw-verdict",
+            seed(MODE_SOURCE_RAW, 0xf0, &small, &[1], &small_eq_d),
+        ),
+        (
+            "source-raw-narrowed",
+            seed(MODE_SOURCE_RAW, 0x20, &small, &[0], &small_ne_d),
+        ),
+        (
+            "source-tagged-narrowed",
+            seed(MODE_SOURCE_TAGGED, 0xf0, &mid, &[1], &untag(&mid_ne_d, D2S)),
+        ),
+        (
+            "source-reply",
+            seed(MODE_SOURCE_RAW, 0xf0, &small, &[0], &reply),
+        ),
+        (
+            "source-uncovered",
+            seed(MODE_SOURCE_RAW, 0xf0, &small, &[2], &[]),
+        ),
+        ("pair-equal", seed(MODE_PAIR, 0xf0, &mid, &[1, 0], &[])),
+        (
+            // A flipped byte (frame 42), a lost frame (550, sent as
+            // free), a frame no longer free (138).
+            "pair-changes",
+            seed(
+                MODE_PAIR,
+                0x50,
+                &mid,
+                &[1, 3, 0, 42, 0, 1, 0x26, 0x02, 2, 138, 0],
+                &[],
+            ),
+        ),
+        (
+            "pair-two-messages-gone",
+            seed(MODE_PAIR, 0xf0, &big, &[0, 1, 3, 61, 0], &[]),
         ),
     ]
 }
