@@ -516,6 +516,8 @@ pub fn source<D: SourceDomain + ?Sized, T: Transport>(
     // The destination asks for frames, or gives its verdict, or refuses.
     let back = Direction::DestinationToSource;
     let mut narrowed = false;
+    // The ranges the destination asked for frame by frame.
+    let mut asked: Vec<u64> = Vec::new();
     loop {
         let mut header = [0u8; HEADER_LEN];
         t.recv_exact(&mut header).map_err(VerifyError::Transport)?;
@@ -540,6 +542,7 @@ pub fn source<D: SourceDomain + ?Sized, T: Transport>(
                         return Err(VerifyError::Malformed);
                     }
                     last = Some(i);
+                    asked.push(i);
                     src.range(i, None)?;
                     out.extend_from_slice(&i.to_le_bytes());
                     out.extend_from_slice(&(src.frames.len() as u32).to_le_bytes());
@@ -553,6 +556,7 @@ pub fn source<D: SourceDomain + ?Sized, T: Transport>(
             }
             KIND_VERDICT => {
                 let v = Verdict::parse(&mut b)?;
+                v.check(nr, &asked)?;
                 stats.complete = true;
                 stats.mismatched_ranges = v.mismatched_ranges;
                 stats.mismatched_frames = v.mismatched_frames;
@@ -691,6 +695,32 @@ impl Verdict {
             digest_ns,
             bytes_read,
         })
+    }
+
+    /// Whether the source may take this verdict on a guest of `nr` frames
+    /// after it was asked to narrow the ranges `asked` (none: it was not):
+    /// no more differing ranges than the guest has, and the first
+    /// [`MAX_NARROW`] of them the ones asked for; no more differing frames
+    /// than those ranges hold; the frames named ascending, each in one of
+    /// those ranges, so inside the guest. An honest destination's verdict
+    /// always passes; what passes goes into the source's figures and
+    /// report as it stands.
+    fn check(&self, nr: u64, asked: &[u64]) -> Result<(), VerifyError> {
+        let narrowed_frames = asked.iter().fold(0u64, |n, &r| {
+            let pfns = range_pfns(r, nr);
+            n.saturating_add(pfns.end - pfns.start)
+        });
+        let in_asked = |p: u64| p < nr && asked.contains(&(p / RANGE_FRAMES));
+        let ok = self.mismatched_ranges <= ranges_of(nr)
+            && self.mismatched_ranges.min(MAX_NARROW as u64) == asked.len() as u64
+            && self.mismatched_frames <= narrowed_frames
+            && self.listed.windows(2).all(|w| w[0] < w[1])
+            && self.listed.iter().all(|&p| in_asked(p));
+        if ok {
+            Ok(())
+        } else {
+            Err(VerifyError::Malformed)
+        }
     }
 }
 
@@ -1066,5 +1096,208 @@ mod tests {
         let mut long = bytes.clone();
         long.push(0);
         assert!(Verdict::parse(&mut Body(&long)).is_err());
+    }
+
+    #[test]
+    fn a_verdict_names_only_frames_of_the_ranges_narrowed() {
+        let v = |ranges, frames, listed: Vec<u64>| Verdict {
+            mismatched_ranges: ranges,
+            mismatched_frames: frames,
+            classes: vec![(Class::Data, Class::Data); listed.len()],
+            listed,
+            digest_ns: 0,
+            bytes_read: 0,
+        };
+        // 1100 frames: ranges 0 and 1 whole, range 2 of 76 frames.
+        let nr = 1100;
+        assert_eq!(v(0, 0, vec![]).check(nr, &[]), Ok(()));
+        assert_eq!(v(1, 2, vec![600, 700]).check(nr, &[1]), Ok(()));
+        assert_eq!(
+            v(9, 76, vec![1024, 1099]).check(nr, &[2]),
+            Err(VerifyError::Malformed)
+        );
+        assert_eq!(v(1, 76, vec![1024, 1099]).check(nr, &[2]), Ok(()));
+        let refused = [
+            // A frame past the guest, in no range or in one not asked.
+            (v(1, 1, vec![1100]), vec![2]),
+            (v(1, 1, vec![u64::MAX]), vec![2]),
+            (v(1, 1, vec![10]), vec![1]),
+            // Out of order, or twice.
+            (v(1, 2, vec![700, 600]), vec![1]),
+            (v(1, 2, vec![600, 600]), vec![1]),
+            // More frames than the ranges asked hold.
+            (v(1, 77, vec![]), vec![2]),
+            // Ranges differing without a narrowing, or more than the guest
+            // has, or fewer than were narrowed.
+            (v(1, 0, vec![]), vec![]),
+            (v(4, 1, vec![600]), vec![1]),
+            (v(1, 2, vec![600]), vec![0, 1]),
+        ];
+        for (verdict, asked) in refused {
+            assert_eq!(
+                verdict.check(nr, &asked),
+                Err(VerifyError::Malformed),
+                "{:?} after {asked:?}",
+                verdict.listed
+            );
+        }
+        // Past MAX_NARROW differing ranges, the first MAX_NARROW are asked.
+        let many = 20 * RANGE_FRAMES;
+        let asked: Vec<u64> = (0..MAX_NARROW as u64).collect();
+        assert_eq!(v(20, 3, vec![0, 1, 2]).check(many, &asked), Ok(()));
+        assert_eq!(
+            v(20, 3, vec![0, 1, 2]).check(many, &asked[1..]),
+            Err(VerifyError::Malformed)
+        );
+    }
+
+    /// A guest of `nr` frames, every one a page of `0x5a` bytes.
+    struct Flat(u64);
+
+    impl SourceDomain for Flat {
+        fn nr_pfns(&self) -> u64 {
+            self.0
+        }
+        fn read_pages(
+            &mut self,
+            _pfns: &[u64],
+            buf: &mut [u8],
+            _holes: &mut [bool],
+        ) -> Result<(), PortError> {
+            buf.fill(0x5a);
+            Ok(())
+        }
+        fn populated(&mut self, _: &mut DirtyBitmap) -> Result<(), PortError> {
+            unreachable!()
+        }
+        fn log_dirty_enable(&mut self) -> Result<(), PortError> {
+            unreachable!()
+        }
+        fn log_dirty_collect(&mut self, _: &mut DirtyBitmap) -> Result<(), PortError> {
+            unreachable!()
+        }
+        fn log_dirty_disable(&mut self) -> Result<(), PortError> {
+            unreachable!()
+        }
+        fn suspend(&mut self) -> Result<(), PortError> {
+            unreachable!()
+        }
+        fn resume_cancelled(&mut self) -> Result<bool, PortError> {
+            unreachable!()
+        }
+        fn tsc_info(&mut self) -> Result<depmig_stream::TscInfo, PortError> {
+            unreachable!()
+        }
+        fn hvm_param(&mut self, _: u32) -> Result<u64, PortError> {
+            unreachable!()
+        }
+        fn hvm_context(&mut self, _: &mut Vec<u8>) -> Result<(), PortError> {
+            unreachable!()
+        }
+    }
+
+    /// Plays `input` back; keeps what is sent.
+    #[derive(Default)]
+    struct Scripted {
+        input: Vec<u8>,
+        at: usize,
+        sent: Vec<u8>,
+    }
+
+    impl Transport for Scripted {
+        fn send(&mut self, data: &[u8]) -> Result<(), TransportError> {
+            self.sent.extend_from_slice(data);
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
+            let n = buf.len().min(self.input.len() - self.at);
+            buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    struct Still;
+
+    impl depmig_precopy::Clock for Still {
+        fn now_ns(&self) -> u64 {
+            0
+        }
+    }
+
+    /// The source's side against a destination holding the key that sends
+    /// NARROW of range 1 and then `verdict`.
+    fn source_given(verdict: &Verdict) -> (Result<Option<[u8; 8]>, VerifyError>, VerifyStats) {
+        use depmig_stream::{Caps, Role};
+        let key = [7u8; 32];
+        let hello = |role, n| Hello {
+            role,
+            nonce: [n; 16],
+            verify: true,
+            caps: Caps::NONE,
+        };
+        let (s, d) = (hello(Role::Source, 1), hello(Role::Destination, 2));
+        let mut dest = Channel::new(&key, s, d);
+        let mut wire = Scripted::default();
+        let back = Direction::DestinationToSource;
+        let mut ask = 1u32.to_le_bytes().to_vec();
+        ask.extend_from_slice(&1u64.to_le_bytes());
+        dest.send(&mut wire, back, KIND_NARROW, &ask).unwrap();
+        dest.send(&mut wire, back, KIND_VERDICT, &verdict.to_bytes())
+            .unwrap();
+        let nr = 1100;
+        let mut all = DirtyBitmap::new(nr);
+        all.set_all();
+        let none = DirtyBitmap::new(nr);
+        let view = SourceView {
+            sent_free: &none,
+            sent_any: &all,
+            rings: [0, 0],
+        };
+        let mut chan = Channel::new(&key, s, d);
+        let mut stats = VerifyStats::default();
+        let mut t = Scripted {
+            input: wire.sent,
+            ..Scripted::default()
+        };
+        let r = source(
+            &mut Flat(nr),
+            &mut t,
+            &mut depmig_precopy::NoOracle,
+            &mut chan,
+            &view,
+            &Still,
+            &mut stats,
+        );
+        (r, stats)
+    }
+
+    #[test]
+    fn the_source_refuses_a_verdict_naming_frames_outside_the_guest() {
+        let verdict = |listed: Vec<u64>| Verdict {
+            mismatched_ranges: 1,
+            mismatched_frames: listed.len() as u64,
+            classes: vec![(Class::Data, Class::Hole); listed.len()],
+            listed,
+            digest_ns: 0,
+            bytes_read: 0,
+        };
+        // A frame of the range narrowed: taken, into the figures.
+        let (r, stats) = source_given(&verdict(vec![600]));
+        assert_eq!(r, Ok(None));
+        assert!(stats.complete);
+        assert_eq!(stats.listed, vec![600]);
+        // Past the guest's 1100 frames (the `verify` fuzz target's check:
+        // a verdict naming frame 5000 went into the source's figures), or
+        // in a range not narrowed: refused, and nothing of it kept.
+        for listed in [vec![5000], vec![u64::MAX], vec![10]] {
+            let (r, stats) = source_given(&verdict(listed.clone()));
+            assert_eq!(r, Err(VerifyError::Malformed), "{listed:?}");
+            assert!(!stats.complete);
+            assert!(stats.listed.is_empty());
+        }
     }
 }
