@@ -6,7 +6,7 @@
 #
 # usage: fuzz/run.sh [SECONDS] [TARGET...]
 #   SECONDS  afl-fuzz's time limit per target (-V), default 30
-#   TARGET   stream, xenstore, walker, netfront, report, verify
+#   TARGET   stream, xenstore, walker, netfront, report, verify, twohost
 #            (default: all, one after another)
 # environment:
 #   FUZZ_OUT=DIR         afl-fuzz's output directories (default fuzz/out); each
@@ -20,7 +20,7 @@ root=$(dirname "$here")
 
 # cargo-afl and the `afl` crate in fuzz/Cargo.toml must be the same version.
 AFL_VERSION=0.18.2
-ALL_TARGETS=(stream xenstore walker netfront report verify)
+ALL_TARGETS=(stream xenstore walker netfront report verify twohost)
 
 secs=${1:-30}
 [ $# -gt 0 ] && shift

@@ -9,6 +9,7 @@ pub mod netfront;
 pub mod report;
 pub mod seeds;
 pub mod stream;
+pub mod twohost;
 pub mod verify;
 pub mod walker;
 pub mod xenstore;
@@ -373,6 +374,38 @@ mod tests {
         let mut s = seed("verify", "dest-tagged-frame-unfree");
         s[2 + 10 + 2] |= 2 << 4;
         assert_eq!(run(&s), Outcome::Dest(Err(VerifyError::BadTag)));
+    }
+
+    #[test]
+    fn twohost_seeds_are_read() {
+        use crate::twohost::run;
+        use depmig_cli::twohost::channel::ChannelError;
+        use depmig_cli::twohost::protocol::ProtocolError;
+        let o = run(&seed("twohost", "requests"));
+        assert_eq!(
+            o.accepted,
+            [
+                "hello",
+                "prepare",
+                "status",
+                "abort",
+                "query",
+                "done",
+                "source-stopped"
+            ]
+        );
+        assert_eq!(o.end, Some(ChannelError::Closed));
+        let o = run(&seed("twohost", "replies"));
+        assert_eq!(o.accepted.len(), 8);
+        assert_eq!(o.end, Some(ChannelError::Closed));
+        for name in ["built-prepare", "built-reply"] {
+            let o = run(&seed("twohost", name));
+            assert_eq!((o.accepted.len(), o.end), (1, None), "{name}");
+        }
+        assert_eq!(run(&seed("twohost", "status-at-cap")).accepted, ["status"]);
+        let o = run(&seed("twohost", "status-over-cap"));
+        assert!(o.accepted.is_empty());
+        assert_eq!(o.end, Some(ChannelError::Protocol(ProtocolError::TooLong)));
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
         ("netfront", netfront_seeds()),
         ("report", report_seeds()),
         ("verify", verify_seeds()),
+        ("twohost", twohost_seeds()),
     ]
 }
 
@@ -544,5 +545,106 @@ fn verify_seeds() -> Vec<Seed> {
             "pair-two-messages-gone",
             seed(MODE_PAIR, 0xf0, &big, &[0, 1, 3, 61, 0], &[]),
         ),
+    ]
+}
+
+/// The `twohost` target's seeds: a whole conversation each way as the two
+/// ends send it, a prepare message and a reply built field by field, and
+/// a status request at the line cap and one byte over it.
+fn twohost_seeds() -> Vec<Seed> {
+    use crate::twohost::{MODE_CAP, MODE_MESSAGES, MODE_REPLIES, MODE_REQUESTS};
+    use depmig_cli::twohost::protocol::{encode, Liveness, Prepare, Reply, Request, VERSION};
+    let prepare = Prepare {
+        guest: "guest".into(),
+        config: "name = \"guest\"\ntype = \"pvh\"\nmemory = 512\n".into(),
+        key: "ab".repeat(32),
+        ip: "10.77.0.22".into(),
+        prefix: 24,
+        port: 7100,
+        mode: "baseline".into(),
+        policy: "xen-4".into(),
+        verify: true,
+        compress: "lz4".into(),
+        encrypt: "on".into(),
+        delta_cache_mib: 64,
+        appliance_memory_mib: 64,
+        link_rate: Some("100Mb/s".into()),
+    };
+    let mut requests = vec![MODE_REQUESTS];
+    for r in [
+        Request::Hello { version: VERSION },
+        Request::Prepare(Box::new(prepare)),
+        Request::Status {},
+        Request::Abort {
+            reason: "the source's appliance stopped".into(),
+        },
+        Request::Query {
+            guest: "guest".into(),
+        },
+        Request::Done {},
+    ] {
+        requests.extend(encode(&r));
+    }
+    requests.extend_from_slice(b"{\"msg\":\"source-stopped\",\"source_domid\":5}\n");
+    let mut replies = vec![MODE_REPLIES];
+    for r in [
+        Reply::Hello { version: VERSION },
+        Reply::Ready {
+            ip: "10.77.0.22".into(),
+            port: 7100,
+            shell_domid: 9,
+        },
+        Reply::Status {
+            state: Some("receiving".into()),
+            appliance: Liveness::Alive,
+        },
+        Reply::Running { domid: 9 },
+        Reply::Absent {
+            reason: "aborted".into(),
+        },
+        Reply::Unsettled {
+            reason: "stuck".into(),
+        },
+        Reply::Refused {
+            reason: "no".into(),
+        },
+        Reply::Bye {},
+    ] {
+        replies.extend(encode(&r));
+    }
+    // A prepare built field by field: its config a fragment repeated.
+    let text = |t: &[u8]| {
+        let mut v = vec![t.len() as u8];
+        v.extend_from_slice(t);
+        v
+    };
+    let mut built = vec![MODE_MESSAGES, 0, 1, 0x0f];
+    built.extend(text(b"guest"));
+    built.extend_from_slice(&[0xff, 0x00, 0x01, 12]);
+    built.extend_from_slice(b"memory = 1\t\n");
+    built.extend(text(b"vcpus = 2\n"));
+    built.extend(text(&b"0123456789abcdef".repeat(4)));
+    built.extend(text(b"10.77.0.22"));
+    built.extend_from_slice(&[24, 0xbc, 0x1b, 0, 0, 0, 0]);
+    built.extend_from_slice(&64u32.to_le_bytes());
+    built.extend_from_slice(&64u16.to_le_bytes());
+    built.extend(text(b"1Gb/s"));
+    let mut built_reply = vec![MODE_MESSAGES, 1, 2, 1];
+    built_reply.extend(text(b"sending"));
+    built_reply.push(2);
+    let status = encode(&Request::Status {});
+    let status = &status[..status.len() - 1];
+    // The line, newline included, exactly at the cap, and one byte over.
+    let mut at_cap = vec![MODE_CAP, 4 << 1];
+    at_cap.extend_from_slice(status);
+    let mut over_cap = vec![MODE_CAP, 5 << 1];
+    over_cap.extend_from_slice(status);
+    vec![
+        ("requests", requests),
+        ("replies", replies),
+        ("built-prepare", built),
+        ("built-reply", built_reply),
+        ("status-at-cap", at_cap),
+        ("status-over-cap", over_cap),
     ]
 }
