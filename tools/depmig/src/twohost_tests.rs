@@ -640,7 +640,8 @@ fn recover_settles_the_indeterminate_window_both_ways() {
 
 #[test]
 fn hostile_lines_from_either_side_are_refused_with_the_same_safety() {
-    let oversized: &'static str = Box::leak("x".repeat(70 * 1024).into_boxed_str());
+    let over = crate::twohost::protocol::MAX_LINE + 6 * 1024;
+    let oversized: &'static str = Box::leak("x".repeat(over).into_boxed_str());
     let cases: Vec<(Relay, &str, bool)> = vec![
         // The source's hello of another version.
         (

@@ -18,7 +18,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use depmig_control::{parse_key, Compress, DeltaCache, Encrypt, Mode, Policy};
+use depmig_control::{parse_key, Compress, DeltaCache, Encrypt, Mode, Policy, KEY_LEN};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::valid_domain_name;
@@ -28,8 +28,10 @@ use crate::migrate::SourceStopped;
 pub const VERSION: u32 = 1;
 
 /// Longest line either end accepts, newline included (bytes). The largest
-/// message is [`Prepare`], whose config is capped at [`MAX_CONFIG`].
-pub const MAX_LINE: usize = 64 * 1024;
+/// message is [`Prepare`], whose config is capped at [`MAX_CONFIG`] bytes
+/// of text and takes up to six times that as JSON (`\u0001` for a control
+/// character): every message that passes its check fits in a line.
+pub const MAX_LINE: usize = 256 * 1024;
 
 /// Longest guest config the destination accepts (bytes).
 pub const MAX_CONFIG: usize = 32 * 1024;
@@ -302,6 +304,11 @@ impl Prepare {
             return Err(invalid("config", "NUL byte"));
         }
         parse_key(&self.key).map_err(|e| invalid("key", e.to_string()))?;
+        // The digits alone, as the source writes them: the reader would
+        // take any amount of white space around them.
+        if self.key.len() != 2 * KEY_LEN {
+            return Err(invalid("key", "white space around the hex digits"));
+        }
         check_ip("ip", &self.ip)?;
         if !(1..=30).contains(&self.prefix) {
             return Err(invalid("prefix", "not 1 to 30"));
@@ -598,6 +605,24 @@ mod tests {
                 },
             ),
             (
+                // White space a key's reader skips, as much as a line
+                // holds, six bytes each in JSON (the `twohost` fuzz
+                // target's round trip: the prepare re-encoded over the
+                // line cap).
+                "key",
+                Prepare {
+                    key: format!("{}{}", "\u{b}".repeat(20_000), "ab".repeat(32)),
+                    ..prepare()
+                },
+            ),
+            (
+                "key",
+                Prepare {
+                    key: format!(" {}\n", "ab".repeat(32)),
+                    ..prepare()
+                },
+            ),
+            (
                 "ip",
                 Prepare {
                     ip: "10.77.0.022".into(),
@@ -729,6 +754,30 @@ mod tests {
                 Err(ProtocolError::Invalid { .. })
             ));
         }
+    }
+
+    #[test]
+    fn the_largest_message_fits_in_a_line() {
+        // Every byte of the config a control character (`\u0001` in JSON),
+        // every other text as long as its check lets it be (the `twohost`
+        // fuzz target's round trip: a config of 20000 of them passed the
+        // check and made a line over the old 64 KiB cap, which the
+        // destination refused).
+        let p = Prepare {
+            guest: "g".repeat(64),
+            config: "\u{1}".repeat(MAX_CONFIG),
+            link_rate: Some(format!("1{}", "0".repeat(31))),
+            ..prepare()
+        };
+        let r = Request::Prepare(Box::new(p));
+        assert_eq!(r.check(), Ok(()));
+        let l = encode(&r);
+        assert!(l.len() <= MAX_LINE, "{} bytes", l.len());
+        assert_eq!(decode_request(&l[..l.len() - 1]), Ok(r));
+        let long = Request::Abort {
+            reason: "\"".repeat(MAX_TEXT),
+        };
+        assert_eq!(decode_request(&line(&long)), Ok(long));
     }
 
     #[test]
