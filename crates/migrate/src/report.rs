@@ -242,6 +242,9 @@ fn verify_figures(v: &VerifyStats) -> VerifyFigures {
             .peer_digest_ns
             .zip(v.peer_bytes_read)
             .and_then(|(ns, b)| ms_per_gib(ns, b)),
+        unlogged_frames: Some(v.unlogged_frames),
+        unlogged_frames_listed: Some(v.unlogged_listed.clone()),
+        recheck_ms: Some(ms(v.recheck_ns)),
     }
 }
 

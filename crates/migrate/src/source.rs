@@ -42,6 +42,8 @@ use depmig_stream::{
     PAGE_SIZE,
 };
 
+use depmig_control::report::MAX_LISTED_FRAMES;
+
 use crate::delta_cache::{CacheError, CacheStats, DeltaCache};
 use crate::params;
 use crate::ports::{Progress, SourceDomain, State, Transport, TransportError};
@@ -354,6 +356,10 @@ struct Shared<'a, D, T> {
     /// Frames the stream carried an entry for, of any kind (verification
     /// on): the others are holes at the destination by construction.
     sent_any: DirtyBitmap,
+    /// Frames whose last entry carried data (verification on), and the
+    /// digest of that data per frame: see [`Port::recheck`].
+    sent_data: DirtyBitmap,
+    sent_digest: Vec<u64>,
 }
 
 impl<D, T: Transport> Shared<'_, D, T> {
@@ -455,6 +461,68 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
         Ok(bytes)
     }
 
+    /// With verification, after the copy round's dirty pages went: reads
+    /// every frame whose last entry carried data and sends again, still in
+    /// the copy round, those whose contents are no longer what was sent.
+    /// The dirty log misses writes Xen makes through its own mappings of
+    /// guest memory: the vCPU info, runstate and time areas a guest
+    /// registers (`map_guest_area`) are updated on every context switch
+    /// and time update without a dirty bit, so the page holding one may be
+    /// sent once and change after. Xen's own save has the same gap (a
+    /// resumed guest registers its areas again and Xen rewrites them); a
+    /// page-by-page comparison would find it. The frames found are counted
+    /// in the verification figures (`unlogged_frames`).
+    fn recheck(&mut self) -> Result<(), PortError> {
+        let mut changed = Vec::new();
+        let mut listed = Vec::new();
+        let (t0, checked) = {
+            let mut guard = self.cell.try_borrow_mut().map_err(|_| BUSY)?;
+            let sh = &mut *guard;
+            let t0 = sh.clock.now_ns();
+            let mut chunk: Vec<u64> = Vec::with_capacity(BATCH);
+            let mut buf = vec![0u8; BATCH * PAGE_SIZE];
+            let mut holes = vec![false; BATCH];
+            let mut checked = 0u64;
+            let mut ones = sh.sent_data.iter_ones().peekable();
+            while ones.peek().is_some() {
+                chunk.clear();
+                chunk.extend(ones.by_ref().take(BATCH));
+                let n = chunk.len();
+                let (Some(b), Some(h)) = (buf.get_mut(..n * PAGE_SIZE), holes.get_mut(..n)) else {
+                    return Err(PortError::BadLength);
+                };
+                h.fill(false);
+                if let Err(e) = sh.dom.read_pages(&chunk, b, h) {
+                    return Err(sh.fail(SourceError::Domain(SourceOp::ReadPages, e)));
+                }
+                for ((&pfn, &hole), page) in
+                    chunk.iter().zip(h.iter()).zip(b.chunks_exact(PAGE_SIZE))
+                {
+                    let sent = sh.sent_digest.get(pfn as usize).copied();
+                    if hole || sent != Some(verify::page_digest(page)) {
+                        changed.push(pfn);
+                        if listed.len() < MAX_LISTED_FRAMES {
+                            listed.push(pfn);
+                        }
+                    }
+                }
+                checked += n as u64;
+            }
+            (t0, checked)
+        };
+        if !changed.is_empty() {
+            self.page_data(&changed, PageType::Normal)?;
+        }
+        let mut sh = self.cell.try_borrow_mut().map_err(|_| BUSY)?;
+        let ns = sh.clock.now_ns().saturating_sub(t0);
+        let vs = sh.stats.verify.get_or_insert_with(VerifyStats::default);
+        vs.unlogged_frames = changed.len() as u64;
+        vs.unlogged_listed = listed;
+        vs.recheck_frames = checked;
+        vs.recheck_ns = ns;
+        Ok(())
+    }
+
     /// Sends one PAGE_DATA record of `pfns`.
     fn record(&mut self, pfns: &[u64], kind: PageType) -> Result<u64, PortError> {
         let mut guard = self.cell.try_borrow_mut().map_err(|_| BUSY)?;
@@ -469,11 +537,17 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
             if let Err(e) = sh.dom.read_pages(pfns, &mut sh.pages, &mut sh.holes) {
                 return Err(sh.fail(SourceError::Domain(SourceOp::ReadPages, e)));
             }
-            for (&pfn, &hole) in pfns.iter().zip(&sh.holes) {
+            let pages = sh.pages.chunks_exact(PAGE_SIZE);
+            for ((&pfn, &hole), page) in pfns.iter().zip(&sh.holes).zip(pages) {
                 let kind = if hole {
                     holes += 1;
+                    sh.sent_data.clear(pfn);
                     PageType::XTab
                 } else {
+                    if let Some(d) = sh.sent_digest.get_mut(pfn as usize) {
+                        sh.sent_data.set(pfn);
+                        *d = verify::page_digest(page);
+                    }
                     PageType::Normal
                 };
                 sh.sent_free.clear(pfn);
@@ -483,6 +557,7 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
         } else {
             for &pfn in pfns {
                 sh.sent_any.set(pfn);
+                sh.sent_data.clear(pfn);
                 if kind == PageType::XAlloc {
                     sh.sent_free.set(pfn);
                 } else {
@@ -705,6 +780,12 @@ pub fn run<D: SourceDomain, T: Transport>(
         err: None,
         sent_free: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
         sent_any: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
+        sent_data: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
+        sent_digest: if cfg.verify {
+            vec![0; usize::try_from(nr).unwrap_or(0)]
+        } else {
+            Vec::new()
+        },
     });
 
     // Headers and the (empty) static data: the shell was built from the
@@ -784,6 +865,20 @@ pub fn run<D: SourceDomain, T: Transport>(
                 sh.progress.round(st, &round_line(st));
             }
         })
+    };
+
+    // With verification: frames that changed without a dirty bit go again
+    // in the copy round, before END (see `Port::recheck`).
+    let engine = match engine {
+        Ok(summary) if cfg.verify => {
+            let mut port = Port {
+                cell: &cell,
+                nr,
+                record_pages: cfg.record_pages,
+            };
+            port.recheck().map(|()| summary).map_err(EngineError::Sink)
+        }
+        other => other,
     };
 
     let Shared {
@@ -1036,7 +1131,7 @@ fn finish<D: SourceDomain, T: Transport>(
             sent_any: v.sent_any,
             rings,
         };
-        let vs = stats.verify.insert(VerifyStats::default());
+        let vs = stats.verify.get_or_insert_with(VerifyStats::default);
         early_reply = match verify::source(dom, wire.t, v.oracle, &mut v.chan, &view, clock, vs) {
             Ok(None) => None,
             Ok(Some(head)) => {

@@ -216,6 +216,16 @@ pub struct VerifyStats {
     pub peer_digest_ns: Option<u64>,
     /// See `peer_digest_ns`.
     pub peer_bytes_read: Option<u64>,
+    /// Source only: frames found changed since they were sent without a
+    /// dirty bit, and sent again in the copy round (the source's recheck,
+    /// before END).
+    pub unlogged_frames: u64,
+    /// The first of them, ascending, at most [`MAX_LISTED_FRAMES`].
+    pub unlogged_listed: Vec<u64>,
+    /// Frames the recheck read, and the time it took, ns.
+    pub recheck_frames: u64,
+    /// See `recheck_frames`.
+    pub recheck_ns: u64,
 }
 
 impl VerifyStats {

@@ -406,6 +406,27 @@ pub struct VerifyFigures {
     /// `destination_ms` per GiB of pages the destination read.
     #[serde(deserialize_with = "de::opt_count")]
     pub destination_ms_per_gib: Option<u64>,
+    /// Frames the source found changed since their last send without a
+    /// dirty bit (Xen's writes through its own mappings of the vCPU areas
+    /// a guest registers), sent again in the copy round before END.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_count"
+    )]
+    pub unlogged_frames: Option<u64>,
+    /// The first of them, at most [`MAX_LISTED_FRAMES`], ascending.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_counts"
+    )]
+    pub unlogged_frames_listed: Option<Vec<u64>>,
+    /// The source's reading of every frame sent with data for that
+    /// check, while the guest is suspended, ms.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_count"
+    )]
+    pub recheck_ms: Option<u64>,
 }
 
 /// Paper-analysis mode: whose each round's dirty tainted pages were

@@ -66,6 +66,9 @@ pub struct Guest {
     /// Pages the guest holds that `populated` leaves out (a domain whose
     /// port misses a page of it): never sent unless written.
     pub hidden: Vec<u64>,
+    /// Pages changed at suspension with no dirty bit, as Xen updates the
+    /// vCPU areas a guest registers through its own mapping.
+    pub unlogged: Vec<u64>,
     /// The oracle's free-frame questions asked with the guest suspended.
     pub free_asked_suspended: u32,
     pub reads: u64,
@@ -122,6 +125,7 @@ impl Guest {
             free_at_start: vec![],
             unfree_at_verify: vec![],
             hidden: vec![],
+            unlogged: vec![],
             free_asked_suspended: 0,
             reads: 0,
             params,
@@ -367,6 +371,11 @@ impl SourceDomain for Guest {
             if self.log_on {
                 self.dirty.set(p);
             }
+        }
+        for p in self.unlogged.clone() {
+            let off = p as usize * PAGE + 0xc00;
+            let v = self.rng.next().to_le_bytes();
+            self.mem[off..off + 8].copy_from_slice(&v);
         }
         self.suspended = true;
         self.snapshot = Some(self.mem.clone());

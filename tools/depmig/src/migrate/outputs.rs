@@ -249,6 +249,17 @@ fn verify_line(v: &depmig_control::report::VerifyFigures) -> String {
         n(v.destination_ms),
         n(v.destination_ms_per_gib),
     );
+    if let Some(ms) = v.recheck_ms {
+        line.push_str(&format!("; recheck before END {ms} ms"));
+    }
+    if let Some(n) = v.unlogged_frames.filter(|&n| n > 0) {
+        let listed = v.unlogged_frames_listed.clone().unwrap_or_default();
+        let frames: Vec<String> = listed.iter().map(|p| format!("{p:#x}")).collect();
+        line.push_str(&format!(
+            "; {n} frames had changed without a dirty bit (Xen's writes to the guest's vCPU areas) and went again: {}",
+            frames.join(" ")
+        ));
+    }
     if v.mismatched_ranges.unwrap_or(0) > 0 {
         let listed = v.mismatched_frames_listed.clone().unwrap_or_default();
         let classes = v.mismatched_frames_classes.clone().unwrap_or_default();
