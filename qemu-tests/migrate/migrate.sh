@@ -9,14 +9,20 @@ DEPMIG_IMAGE=/scenario/depmig-appliance
 # appliances, their vifs limited to the scenario's link rate; the CLI's output
 # goes to /tmp/NAME.depmig.log and its progress lines to the console. Returns
 # the CLI's status; MIGRATE_SECONDS is set. `qemu-tests/run.sh` passes
-# DEPMIG_MIGRATE_ARGS (e.g. --verify) to every such move.
+# DEPMIG_MIGRATE_ARGS to every such move. Every move compares the guest
+# page by page (--verify; depmig_check_moved then requires a match) unless
+# the scenario sets DEPMIG_VERIFY=0: the paper comparisons do, because the
+# comparison's figure is the downtime, and verification runs while the
+# guest is down.
 depmig_migrate() {
-    local name=$1 report=$2 svg=$3 t0 rc pid shown n
+    local name=$1 report=$2 svg=$3 t0 rc pid shown n verify=--verify
     shift 3
+    case " $* $DEPMIG_MIGRATE_ARGS " in *" --verify "*) verify= ;; esac
+    [ "${DEPMIG_VERIFY:-1}" = 0 ] && verify=
     t0=$(cut -d' ' -f1 /proc/uptime)
     "$DEPMIG" migrate "$name" --config "/tmp/$name.cfg" --appliance "$DEPMIG_IMAGE" \
         --report "$report" --svg "$svg" ${DEPMIG_LINK_RATE:+--rate "$DEPMIG_LINK_RATE"} "$@" \
-        $DEPMIG_MIGRATE_ARGS \
+        $verify $DEPMIG_MIGRATE_ARGS \
         >"/tmp/$name.depmig.log" 2>&1 &
     pid=$!
     shown=0
