@@ -238,8 +238,9 @@ impl DestError {
                 | VerifyError::Malformed
                 | VerifyError::SizeMismatch { .. } => NakCode::Decode,
                 VerifyError::Read(_) | VerifyError::Write(_) => NakCode::Memory,
-                // The source's finding; it never reaches a destination.
+                // The source's findings; they never reach a destination.
                 VerifyError::Uncovered { .. } => NakCode::Verify,
+                VerifyError::NoMemory { .. } => NakCode::Memory,
                 VerifyError::Transport(_)
                 | VerifyError::Skipped
                 | VerifyError::Oracle(_)

@@ -734,6 +734,21 @@ pub fn run<D: SourceDomain, T: Transport>(
         Ok(c) => c,
         Err(e) => return Err(early(SourceError::DeltaCache(e), stats)),
     };
+    // Verification's digest of each frame sent, likewise taken before
+    // anything is sent, and refused rather than aborting when it does not
+    // fit (8 bytes a frame: 8 MiB for a guest whose frames reach 4 GiB).
+    let mut sent_digest: Vec<u64> = Vec::new();
+    if cfg.verify {
+        let n = usize::try_from(nr).unwrap_or(usize::MAX);
+        if sent_digest.try_reserve_exact(n).is_err() {
+            let bytes = nr.saturating_mul(8);
+            return Err(early(
+                SourceError::Verify(VerifyError::NoMemory { bytes }),
+                stats,
+            ));
+        }
+        sent_digest.resize(n, 0);
+    }
     let (keys, hellos, codec, delta) = match handshake(transport, cfg) {
         Ok(m) => m,
         Err(e) => {
@@ -781,11 +796,7 @@ pub fn run<D: SourceDomain, T: Transport>(
         sent_free: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
         sent_any: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
         sent_data: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
-        sent_digest: if cfg.verify {
-            vec![0; usize::try_from(nr).unwrap_or(0)]
-        } else {
-            Vec::new()
-        },
+        sent_digest,
     });
 
     // Headers and the (empty) static data: the shell was built from the

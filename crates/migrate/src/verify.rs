@@ -173,6 +173,12 @@ pub enum VerifyError {
     Oracle(PortError),
     /// Keys or hellos unfit for a tag (never after a handshake).
     Key,
+    /// No memory for the source's digest of each frame it sends (8 bytes
+    /// a frame of the guest's address space), asked before the handshake.
+    NoMemory {
+        /// Bytes asked for.
+        bytes: u64,
+    },
     /// The guest holds more pages than the frames the stream covered hold:
     /// a page of it lies where the stream never looked.
     Uncovered {

@@ -1589,3 +1589,41 @@ fn a_destination_armed_to_encrypt_refuses_a_clear_source() {
     assert_eq!(r.shell.pages_written, 0);
     assert!(r.shell.cpu_state_untouched());
 }
+
+#[test]
+fn verification_without_memory_for_its_digests_is_refused_before_anything_is_sent() {
+    // A guest whose frames reach 2^60: 8 EiB of digests cannot be had,
+    // and the source says so instead of aborting the appliance.
+    let mut guest = Guest::new(64, 1);
+    guest.nr = 1 << 60;
+    let mut g = G(Arc::new(Mutex::new(guest)));
+    let (mut a, _b) = duplex(1024, Duration::from_millis(100));
+    let cfg = SourceConfig {
+        key: KEY,
+        nonce: [1; 16],
+        mode: Mode::Baseline,
+        xen_major: 4,
+        xen_minor: 17,
+        record_pages: RECORD_PAGES,
+        verify: true,
+        compress: Codec::Raw,
+        encrypt: false,
+        delta_cache_mib: 0,
+    };
+    let f = source::run(
+        &mut g,
+        &mut a,
+        &TestClock(Instant::now()),
+        &mut NoOracle,
+        &mut AnyPolicy::new(PolicyKind::Xen4),
+        &mut NoProgress,
+        &cfg,
+    )
+    .unwrap_err();
+    assert_eq!(
+        f.error,
+        SourceError::Verify(VerifyError::NoMemory { bytes: 1 << 63 })
+    );
+    assert_eq!(a.sent, 0);
+    assert_eq!(g.0.lock().unwrap().log_enables, 0);
+}
