@@ -256,7 +256,7 @@ fn verify_line(v: &depmig_control::report::VerifyFigures) -> String {
         let listed = v.unlogged_frames_listed.clone().unwrap_or_default();
         let frames: Vec<String> = listed.iter().map(|p| format!("{p:#x}")).collect();
         line.push_str(&format!(
-            "; {n} frames had changed without a dirty bit (Xen's writes to the guest's vCPU areas) and went again: {}",
+            "; {n} frames had changed since sent without a dirty bit and went again (Xen writes the vCPU areas a guest registers so): {}",
             frames.join(" ")
         ));
     }
@@ -324,6 +324,31 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("1 frames found different: 0x8000"), "{line}");
+        assert!(!line.contains("recheck"), "{line}");
+    }
+
+    #[test]
+    fn the_verification_line_names_frames_sent_again_after_the_recheck() {
+        let v = depmig_control::report::VerifyFigures {
+            result: Some("match".into()),
+            mismatched_ranges: Some(0),
+            recheck_ms: Some(26005),
+            unlogged_frames: Some(1),
+            unlogged_frames_listed: Some(vec![0x10]),
+            ..Default::default()
+        };
+        let line = verify_line(&v);
+        assert!(line.starts_with("page verification: match;"), "{line}");
+        assert!(line.contains("; recheck before END 26005 ms;"), "{line}");
+        assert!(
+            line.ends_with("1 frames had changed since sent without a dirty bit and went again (Xen writes the vCPU areas a guest registers so): 0x10"),
+            "{line}"
+        );
+        let none = depmig_control::report::VerifyFigures {
+            unlogged_frames: Some(0),
+            ..v
+        };
+        assert!(!verify_line(&none).contains("dirty bit"));
     }
 
     #[test]
