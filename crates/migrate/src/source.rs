@@ -480,24 +480,22 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
             let sh = &mut *guard;
             let t0 = sh.clock.now_ns();
             let mut chunk: Vec<u64> = Vec::with_capacity(BATCH);
-            let mut buf = vec![0u8; BATCH * PAGE_SIZE];
-            let mut holes = vec![false; BATCH];
             let mut checked = 0u64;
             let mut ones = sh.sent_data.iter_ones().peekable();
+            // The staging buffers of `record`, free until the pages found
+            // changed are sent below.
             while ones.peek().is_some() {
                 chunk.clear();
                 chunk.extend(ones.by_ref().take(BATCH));
                 let n = chunk.len();
-                let (Some(b), Some(h)) = (buf.get_mut(..n * PAGE_SIZE), holes.get_mut(..n)) else {
-                    return Err(PortError::BadLength);
-                };
-                h.fill(false);
-                if let Err(e) = sh.dom.read_pages(&chunk, b, h) {
+                sh.pages.resize(n * PAGE_SIZE, 0);
+                sh.holes.clear();
+                sh.holes.resize(n, false);
+                if let Err(e) = sh.dom.read_pages(&chunk, &mut sh.pages, &mut sh.holes) {
                     return Err(sh.fail(SourceError::Domain(SourceOp::ReadPages, e)));
                 }
-                for ((&pfn, &hole), page) in
-                    chunk.iter().zip(h.iter()).zip(b.chunks_exact(PAGE_SIZE))
-                {
+                let pages = sh.pages.chunks_exact(PAGE_SIZE);
+                for ((&pfn, &hole), page) in chunk.iter().zip(&sh.holes).zip(pages) {
                     let sent = sh.sent_digest.get(pfn as usize).copied();
                     if hole || sent != Some(verify::page_digest(page)) {
                         changed.push(pfn);
