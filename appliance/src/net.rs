@@ -27,6 +27,7 @@ use crate::platform::fail::End;
 use crate::platform::xen::grant::GrantError;
 use crate::platform::xen::xenstore::{Xenstore, XsClientError};
 use crate::platform::xen::{evtchn, Wake, Xen};
+use xenstore_wire::{WireError, XsError};
 
 /// The frontend directory of our first vif, relative to our xenstore home.
 const VIF: &str = "device/vif/0";
@@ -364,13 +365,77 @@ struct NetTest {
     bytes: u64,
 }
 
-fn read_text(xs: &mut Xenstore, key: &'static str) -> Result<String, String> {
-    xs.read_string(&format!("depmig/net/{key}"))
-        .map(|s| String::from(s.trim_end_matches('\0').trim()))
-        .map_err(|e| format!("reading depmig/net/{key}: {e:?}"))
+/// Why the configuration could not be read: `Missing` (a key not there, as
+/// xenstored says) may still be written; anything else will not change.
+enum ConfigRead {
+    Missing(String),
+    Bad(String),
 }
 
-fn read_test(xs: &mut Xenstore) -> Result<NetTest, String> {
+impl From<String> for ConfigRead {
+    fn from(s: String) -> Self {
+        ConfigRead::Bad(s)
+    }
+}
+
+fn read_text(xs: &mut Xenstore, key: &'static str) -> Result<String, ConfigRead> {
+    xs.read_string(&format!("depmig/net/{key}"))
+        .map(|s| String::from(s.trim_end_matches('\0').trim()))
+        .map_err(|e| {
+            let what = format!("reading depmig/net/{key}: {e:?}");
+            match e {
+                XsClientError::Wire(WireError::Xs(XsError::NoEnt)) => ConfigRead::Missing(what),
+                _ => ConfigRead::Bad(what),
+            }
+        })
+}
+
+/// How long a key dom0 wrote before unpausing us may take to become
+/// visible. dom0 writes before it unpauses, so this is only slack: one CI
+/// run saw a sender read `depmig/net/ip` as absent although dom0's write had
+/// succeeded; waiting on a watch bounds that instead of failing at once.
+const CONFIG_WAIT_NS: u64 = 30_000_000_000;
+
+/// [`read_test`], waiting on a watch of `depmig/net` (up to
+/// [`CONFIG_WAIT_NS`]) while a key is missing.
+fn read_test_waiting(xen: &Xen, xs: &mut Xenstore) -> Result<NetTest, String> {
+    let first = match read_test(xs) {
+        Ok(t) => return Ok(t),
+        Err(ConfigRead::Bad(e)) => return Err(e),
+        Err(ConfigRead::Missing(e)) => e,
+    };
+    println!(
+        "depmig-nettest: {first}; waiting up to {} s for dom0 to write it",
+        CONFIG_WAIT_NS / 1_000_000_000
+    );
+    xs.watch("depmig/net", "nettest-config")
+        .map_err(|e| format!("{first}; watching depmig/net: {e:?}"))?;
+    let deadline = xen.now_ns().saturating_add(CONFIG_WAIT_NS);
+    let result = loop {
+        match read_test(xs) {
+            Ok(t) => break Ok(t),
+            Err(ConfigRead::Bad(e)) => break Err(e),
+            Err(ConfigRead::Missing(e)) => match xs.next_event(deadline) {
+                Ok(_) => {}
+                Err(XsClientError::Timeout) => {
+                    let seen = xs
+                        .directory("depmig/net")
+                        .map(|d| d.join(","))
+                        .unwrap_or_else(|e| format!("{e:?}"));
+                    break Err(format!(
+                        "{e} after {} s (depmig/net holds: {seen})",
+                        CONFIG_WAIT_NS / 1_000_000_000
+                    ));
+                }
+                Err(ev) => break Err(format!("{e}; waiting for depmig/net: {ev:?}")),
+            },
+        }
+    };
+    let _ = xs.unwatch("depmig/net", "nettest-config");
+    result
+}
+
+fn read_test(xs: &mut Xenstore) -> Result<NetTest, ConfigRead> {
     let ip = parse_ipv4(&read_text(xs, "ip")?).map_err(|e| format!("ip: {e}"))?;
     let prefix = parse_prefix(&read_text(xs, "prefix")?).map_err(|e| format!("prefix: {e}"))?;
     let port: u16 = read_text(xs, "port")?
@@ -385,7 +450,7 @@ fn read_test(xs: &mut Xenstore) -> Result<NetTest, String> {
             Role::Connect { peer, port }
         }
         "recv" => Role::Accept { port },
-        other => return Err(format!("role: {other:?} is neither send nor recv")),
+        other => return Err(format!("role: {other:?} is neither send nor recv").into()),
     };
     Ok(NetTest {
         ip,
@@ -504,7 +569,7 @@ pub fn run_nettest(xen: &'static Xen) -> End {
         Ok(x) => x,
         Err(e) => return fail(format!("xenstore: {e:?}")),
     };
-    let test = match read_test(&mut xs) {
+    let test = match read_test_waiting(xen, &mut xs) {
         Ok(t) => t,
         Err(e) => return fail(format!("configuration: {e}")),
     };
