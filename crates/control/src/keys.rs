@@ -68,7 +68,8 @@ pub const DELTA_CACHE: &str = migrate_key!("delta-cache");
 pub const WORKLOAD: &str = migrate_key!("workload");
 /// Source, optional: the report's `scenario` field.
 pub const SCENARIO: &str = migrate_key!("scenario");
-/// Source, optional: the report's link rate, bytes per second.
+/// Source, optional: the report's link rate, bytes per second (dom0 writes
+/// it from `--link-rate`).
 pub const LINK_RATE: &str = migrate_key!("link-rate");
 /// Written last by dom0, [`GO_VALUE`]: the configuration is complete.
 pub const GO: &str = migrate_key!("go");

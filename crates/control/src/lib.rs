@@ -22,7 +22,8 @@
 //! | `…/compress` | dom0 (source, destination) | [`Compress`] (absent: none) |
 //! | `…/encrypt` | dom0 (source, destination) | [`Encrypt`] (absent: on) |
 //! | `…/bitmap-route`, `…/bitmap-reply` | dom0 (source) | [`bitmap_route`] |
-//! | `…/workload`, `…/scenario`, `…/link-rate` | an operator, optionally | the report's metadata |
+//! | `…/workload`, `…/scenario` | an operator, optionally | the report's metadata |
+//! | `…/link-rate` | dom0, from `depmig migrate --link-rate` (bytes per second) | the report's metadata |
 //! | `…/go` | dom0, last | [`keys::GO_VALUE`] |
 //! | `…/state` | the appliance | [`State`] |
 //! | `…/round` | the source, per round | [`Round`] |

@@ -228,6 +228,7 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             "migrate/verify",
             "migrate/bitmap-route",
             "migrate/bitmap-reply",
+            "migrate/link-rate",
         ];
         let dst_keys = [
             "net/ip",
@@ -941,7 +942,8 @@ fn options_reach_the_appliances() {
     // No agent answers the thaw after the migration in this script: that
     // is a warning (exit 3), the guest was migrated.
     assert_eq!(r.outcome.exit_code(), 3, "{:?}", r.outcome);
-    let _ = &r;
+    // The source's report carries the rate in bytes per second.
+    assert_eq!(r.seen.borrow().src_keys["migrate/link-rate"], "5000000");
     let r2 = run_with(
         Script::new(Plan::Happy { rounds: 1 }),
         &[
@@ -970,6 +972,7 @@ fn options_reach_the_appliances() {
     assert_eq!(seen.dst_keys["migrate/policy"], "adaptive");
     assert_eq!(seen.src_keys["migrate/peer"], "10.77.0.22:9999");
     assert_eq!(seen.dst_keys["migrate/port"], "9999");
+    assert!(!seen.src_keys.contains_key("migrate/link-rate"), "no rate, no key");
     let cfg =
         String::from_utf8(r.f.files[&PathBuf::from(format!("/tmp/depmig/{DST}.cfg"))].clone())
             .unwrap();

@@ -13,7 +13,7 @@ mod values;
 pub use compare_args::CompareOptions;
 pub use migrate_args::MigrateOptions;
 pub use twohost_args::{ReceiveArgs, RecoverArgs};
-pub use values::{link_rate, valid_domain_name};
+pub use values::{link_rate, link_rate_bytes_per_s, valid_domain_name};
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -950,3 +950,38 @@ fn messages_name_the_limits_they_enforce() {
         "bad value `0` for --port: expected a TCP port, 1 to 65535"
     );
 }
+
+#[test]
+fn link_rates_parse_as_xl_computes_them() {
+    use super::link_rate_bytes_per_s as bps;
+    assert_eq!(bps("40Mb/s"), Some(5_000_000));
+    assert_eq!(bps("20Mb/s"), Some(2_500_000));
+    assert_eq!(bps("5MB/s@20ms"), Some(5_000_000));
+    assert_eq!(bps("1Gb/s@50us"), Some(125_000_000));
+    assert_eq!(bps("100KB/s@1s"), Some(100_000));
+    assert_eq!(bps("7b/s"), Some(0));
+    assert_eq!(bps("4096B/s"), Some(4096));
+    assert_eq!(bps("4294967295B/s"), Some(4_294_967_295));
+    for bad in [
+        "",
+        "40Mb",
+        "40Mb/",
+        "Mb/s",
+        "0Mb/s",
+        "4294967296B/s",
+        "40mb/s",
+        "40M/s",
+        "40Mb/s@",
+        "40Mb/s@ms",
+        "40Mb/s@20h",
+        "40Mb/s@20ms@1",
+        "-4Mb/s",
+        "4 Mb/s",
+        "40Mb/s,script=x",
+        "+4Mb/s",
+        "40Mb/s@4294967296us",
+    ] {
+        assert_eq!(bps(bad), None, "{bad:?}");
+        assert_eq!(super::link_rate(bad), None, "{bad:?}");
+    }
+}

@@ -71,15 +71,53 @@ pub(super) fn bridge(v: &str) -> Option<String> {
     (valid_domain_name(v) && v.len() <= 15).then(|| v.to_string())
 }
 
-/// xl's rate syntax: digits, a unit, optional `/s` and `@interval`; nothing
-/// else, since it goes into a generated xl config.
+/// xl's vif rate syntax, `RATE/s[@INTERVAL]`: RATE is a number from 1 to
+/// 2^32-1, an optional decimal multiplier `K`, `M` or `G`, and `B` (bytes)
+/// or `b` (bits); INTERVAL is a number below 2^32 with an optional `m` or
+/// `u` and an optional `s`. This is what libxlu's vif parser accepts (it goes into a
+/// generated xl config, so nothing else may pass).
 pub fn link_rate(v: &str) -> Option<String> {
-    let ok = !v.is_empty()
-        && v.len() <= 32
-        && v.starts_with(|c: char| c.is_ascii_digit())
-        && v.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'@' | b'.'));
-    ok.then(|| v.to_string())
+    link_rate_bytes_per_s(v).map(|_| v.to_string())
+}
+
+/// The bytes per second of an xl vif rate (see [`link_rate`]), as xl
+/// computes them: multipliers are powers of 1000, bits are divided by 8.
+pub fn link_rate_bytes_per_s(v: &str) -> Option<u64> {
+    if v.len() > 32 {
+        return None;
+    }
+    let (rate, interval) = match v.split_once('@') {
+        Some((r, i)) => (r, Some(i)),
+        None => (v, None),
+    };
+    if let Some(i) = interval {
+        let digits = i.bytes().take_while(u8::is_ascii_digit).count();
+        let rest = &i[digits..];
+        let n: Option<u32> = i[..digits].parse().ok();
+        if n.is_none() || !matches!(rest, "" | "s" | "m" | "ms" | "u" | "us") {
+            return None;
+        }
+    }
+    let rate = rate.strip_suffix("/s")?;
+    let digits = rate.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = rate.split_at(digits);
+    let n: u64 = number
+        .parse()
+        .ok()
+        .filter(|n| (1..=u64::from(u32::MAX)).contains(n))?;
+    let (multiplier, bits) = match unit {
+        "B" => (1, false),
+        "b" => (1, true),
+        "KB" => (1_000, false),
+        "Kb" => (1_000, true),
+        "MB" => (1_000_000, false),
+        "Mb" => (1_000_000, true),
+        "GB" => (1_000_000_000, false),
+        "Gb" => (1_000_000_000, true),
+        _ => return None,
+    };
+    let bytes = n * multiplier;
+    Some(if bits { bytes / 8 } else { bytes })
 }
 
 fn printable(s: &str) -> bool {

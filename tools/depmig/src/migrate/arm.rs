@@ -232,6 +232,15 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 (keys::BITMAP_REPLY, String::new()),
             ],
         )?;
+        // The link rate the appliances' vifs are held to, for the report
+        // (its `link_rate_bytes_per_s`); the source alone writes a report.
+        if let Some(bps) = o
+            .link_rate
+            .as_deref()
+            .and_then(crate::cli::link_rate_bytes_per_s)
+        {
+            self.write_keys(src, &[(keys::LINK_RATE, bps.to_string())])?;
+        }
         // A fault the source appliance injects itself travels in its key;
         // dom0 injects wrong-key itself, the destination corrupt-page (above).
         if let Some(f) = o.fault.filter(|f| f.injected_by() == Some(Role::Source)) {

@@ -766,7 +766,7 @@ mod tests {
         let p = Prepare {
             guest: "g".repeat(64),
             config: "\u{1}".repeat(MAX_CONFIG),
-            link_rate: Some(format!("1{}", "0".repeat(31))),
+            link_rate: Some("4294967295Gb/s@4294967295ms".into()),
             ..prepare()
         };
         let r = Request::Prepare(Box::new(p));
