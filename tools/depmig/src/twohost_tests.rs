@@ -18,6 +18,7 @@ use crate::migrate::{
     RecoverOptions, RemoteTimings, Timings,
 };
 use crate::report::tests::sample;
+use crate::toolstack::Perm;
 use crate::twohost::channel::Channel;
 
 const SRC: &str = "guest--depmig-src";
@@ -130,6 +131,7 @@ fn source_behaviour(stage: Arc<Mutex<Stage>>) -> Box<dyn FnMut(&mut Fake)> {
 fn destination_behaviour(stage: Arc<Mutex<Stage>>) -> Box<dyn FnMut(&mut Fake)> {
     let mut started = false;
     Box::new(move |f: &mut Fake| {
+        agent_in_shell(f);
         let Some(d) = f.started(DST) else { return };
         let mut st = stage.lock().unwrap();
         if !started {
@@ -146,6 +148,26 @@ fn destination_behaviour(stage: Arc<Mutex<Stage>>) -> Box<dyn FnMut(&mut Fake)> 
             f.poweroff(d);
         }
     })
+}
+
+/// The guest's agent in the received copy, once it runs: answers a thaw
+/// request in its new home (two groups were frozen at the source).
+fn agent_in_shell(f: &mut Fake) {
+    let Some(shell) = f.shell else { return };
+    if !f.dom(shell).is_some_and(|d| d.running()) {
+        return;
+    }
+    let dir = format!("/local/domain/{shell}/data/depmig");
+    let Some((req, _)) = f.xs.get(&format!("{dir}/request")).cloned() else {
+        return;
+    };
+    let Some(seq) = req.strip_suffix(" thaw") else {
+        return;
+    };
+    let answer = format!("{seq} thawed 2");
+    if f.xs.get(&format!("{dir}/status")).map(|(v, _)| v) != Some(&answer) {
+        assert!(f.dom_write(shell, &format!("{dir}/status"), &answer));
+    }
 }
 
 /// Whether the guest runs on host A (source) or B (destination).
@@ -366,19 +388,32 @@ fn remote_timings() -> RemoteTimings {
 }
 
 fn run_with(relay: Relay, recover_after: bool, setup_b: fn(&mut Fake)) -> Ran {
+    run_opts(relay, recover_after, &[], |_| {}, setup_b)
+}
+
+/// [`run_with`] with extra `depmig migrate` arguments and a set-up of host
+/// A too.
+fn run_opts(
+    relay: Relay,
+    recover_after: bool,
+    extra: &[&str],
+    setup_a: fn(&mut Fake),
+    setup_b: fn(&mut Fake),
+) -> Ran {
     let stage = Arc::new(Mutex::new(Stage::default()));
     let world = Arc::new(Mutex::new(World::default()));
     let (to_b, chans) = mpsc::channel();
     let b = host_b(stage.clone(), world.clone(), chans, setup_b);
     let mut a = Fake::new(source_behaviour(stage));
     a.observer = Some(watch(world.clone(), true));
+    setup_a(&mut a);
     let wire = Arc::new(Mutex::new(Wire::default()));
     let (mut chan_a, chan_b) = join(relay, wire.clone());
     to_b.send(chan_b).unwrap();
     let mut out = Vec::new();
     let outcome = migrate_to_host(
         &mut a,
-        &options(&[]),
+        &options(extra),
         HOST,
         &mut chan_a,
         &Timings::default(),
@@ -730,4 +765,72 @@ fn a_guest_already_at_the_destination_is_refused_before_anything_is_made() {
     }
     assert!(r.a.dom(r.a.guest).is_some_and(|d| d.running()));
     assert!(!r.b_has(SHELL));
+}
+
+#[test]
+fn dependency_aware_across_hosts_thaws_the_guest_at_the_destination() {
+    // The guest's agent tracks at A (so the mode does not fall back).
+    fn agent_at_a(f: &mut Fake) {
+        let g = f.guest;
+        let dir = format!("/local/domain/{g}/data/depmig");
+        f.xs.insert(
+            format!("/local/domain/{g}/data"),
+            (String::new(), vec![Perm::None(g)]),
+        );
+        f.xs.insert(dir.clone(), (String::new(), vec![Perm::None(g)]));
+        for (k, v) in [
+            ("version", "1"),
+            ("table-gfn", "0x3f2a1"),
+            ("table-pages", "322"),
+            ("profile-gfn", "0x3f2a2"),
+            ("state", "tracking"),
+            ("request", "41 freeze"),
+            ("status", "41 frozen 2 3"),
+        ] {
+            f.xs.insert(format!("{dir}/{k}"), (v.into(), vec![Perm::None(g)]));
+        }
+    }
+    let r = run_opts(
+        Relay::Clean,
+        false,
+        &["--mode", "dependency-aware"],
+        agent_at_a,
+        |_| {},
+    );
+    assert_eq!(r.place(), Place::Destination, "{}", r.text);
+    let Some(ReceiveOutcome::Migrated { domid, warnings }) = r.b.outcomes.first() else {
+        panic!("{:?}\n{}", r.b.outcomes, r.b.text);
+    };
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(r.b.text.contains("thawed 2 group(s)"), "{}", r.b.text);
+    // The request went to the guest's new home, after it ran there, and
+    // the node is the guest's.
+    let req = format!("xs write /local/domain/{domid}/data/depmig/request=");
+    let thaw =
+        r.b.log
+            .iter()
+            .position(|l| l.starts_with(&req) && l.ends_with(" thaw"));
+    let unpause =
+        r.b.log
+            .iter()
+            .position(|l| *l == format!("xl unpause {domid}"));
+    assert!(
+        matches!((unpause, thaw), (Some(u), Some(t)) if u < t),
+        "{:#?}",
+        r.b.log
+    );
+    assert!(
+        r.b.log
+            .iter()
+            .any(|l| *l == format!("xs chmod /local/domain/{domid}/data/depmig/request n{domid}")),
+        "{:#?}",
+        r.b.log
+    );
+    // A baseline move asks nothing of the agent.
+    let r = run(Relay::Clean);
+    assert!(
+        !r.b.log.iter().any(|l| l.contains("data/depmig/request")),
+        "{:#?}",
+        r.b.log
+    );
 }

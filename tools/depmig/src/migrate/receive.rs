@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use depmig_control::keys;
+use depmig_control::{keys, Mode};
 
 use super::domains::{domain_state, domid_of, xl_ok, NotGone};
 use super::handoff::unpause_received_shell;
@@ -592,6 +592,16 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             }
             if let Some(e) = gone {
                 return self.hung_up(&s, &e.to_string(), warnings);
+            }
+            // The groups the source froze are still frozen in the guest that
+            // runs here now: its agent thaws them on request, in its new
+            // home (after the answer: the source need not wait for it). The
+            // agent forgets the numbers it served in its old home, so no
+            // number needs to come from the source.
+            if let Reply::Running { domid } = reply {
+                if self.o.mode == Mode::DependencyAware {
+                    self.thaw_migrated(domid, None, &mut warnings);
+                }
             }
         }
     }

@@ -264,7 +264,12 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
 
     /// Asks the migrated guest's agent to thaw what the source froze; a
     /// failure is a warning that says how to do it by hand.
-    fn thaw_migrated(&mut self, shell: u32, agent_last: Option<u64>, warnings: &mut Vec<String>) {
+    pub(super) fn thaw_migrated(
+        &mut self,
+        shell: u32,
+        agent_last: Option<u64>,
+        warnings: &mut Vec<String>,
+    ) {
         match self.agent_thaw(shell, agent_last) {
             Ok(n) => self.say(&format!("the guest's agent thawed {n} group(s)")),
             Err(e) => warnings.push(format!(
