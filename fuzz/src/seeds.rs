@@ -597,8 +597,12 @@ fn twohost_seeds() -> Vec<Seed> {
         Reply::Status {
             state: Some("receiving".into()),
             appliance: Liveness::Alive,
+            clock_unix_ms: Some(1_800_000_000_123),
         },
-        Reply::Running { domid: 9 },
+        Reply::Running {
+            domid: 9,
+            unpaused_unix_ms: Some(1_800_000_000_456),
+        },
         Reply::Absent {
             reason: "aborted".into(),
         },

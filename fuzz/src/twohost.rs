@@ -316,8 +316,12 @@ fn reply(inp: &mut Input<'_>) -> Reply {
                 Liveness::Crashed,
                 Liveness::Vanished,
             ][usize::from(inp.u8() & 3)],
+            clock_unix_ms: (inp.u8() & 1 != 0).then(|| inp.u64()),
         },
-        3 => Reply::Running { domid: inp.u32() },
+        3 => Reply::Running {
+            domid: inp.u32(),
+            unpaused_unix_ms: (inp.u8() & 1 != 0).then(|| inp.u64()),
+        },
         4 => Reply::Absent { reason: text(inp) },
         5 => Reply::Unsettled { reason: text(inp) },
         6 => Reply::Bye {},

@@ -96,6 +96,8 @@ pub struct Fake {
     pub maps: Vec<(u32, u32)>,
     /// The shell has been unpaused: from then on the source may never run.
     pub shell_ran: bool,
+    /// Added to this host's wall clock (two hosts whose clocks differ).
+    pub unix_skew_ms: u64,
     /// `xl pause` fails.
     pub fail_pause: bool,
     /// `xl unpause` of the shell fails.
@@ -189,6 +191,7 @@ impl Fake {
             sticky_dying: Vec::new(),
             maps: Vec::new(),
             shell_ran: false,
+            unix_skew_ms: 0,
             writers: Vec::new(),
             fail_pause: false,
             fail_unpause_shell: false,
@@ -775,7 +778,7 @@ impl Toolstack for Fake {
     }
 
     fn unix_ms(&mut self) -> u64 {
-        1_800_000_000_000 + self.now
+        1_800_000_000_000 + self.now + self.unix_skew_ms
     }
 
     fn domctl_state(&mut self, domid: u32) -> Option<Result<Option<DomState>, ToolError>> {

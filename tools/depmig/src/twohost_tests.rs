@@ -834,3 +834,32 @@ fn dependency_aware_across_hosts_thaws_the_guest_at_the_destination() {
         r.b.log
     );
 }
+
+#[test]
+fn the_destinations_clock_offset_is_estimated_and_its_unpause_moved_onto_ours() {
+    // B's clock runs an hour ahead of A's.
+    let r = run_opts(
+        Relay::Clean,
+        false,
+        &[],
+        |_| {},
+        |b| b.unix_skew_ms = 3_600_000,
+    );
+    assert_eq!(r.place(), Place::Destination, "{}", r.text);
+    let line = r
+        .text
+        .lines()
+        .find(|l| l.contains("hostb's clock is"))
+        .unwrap_or_else(|| panic!("{}", r.text));
+    // "hostb's clock is N ms ahead of ours (within U ms)"; both fake clocks
+    // start together and move only when their host waits, so N is the hour
+    // give or take the little each waited.
+    let n: u64 = line
+        .split("clock is ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap();
+    assert!(line.contains("ahead of ours"), "{line}");
+    assert!(n.abs_diff(3_600_000) < 120_000, "{line}");
+}

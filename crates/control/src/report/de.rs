@@ -40,6 +40,10 @@ pub(super) fn opt_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, 
     leaf(d, FieldError::NotOptCount)
 }
 
+pub(super) fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    leaf(d, FieldError::NotOptInt)
+}
+
 pub(super) fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     leaf(d, FieldError::NotFlag)
 }

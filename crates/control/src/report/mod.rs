@@ -513,9 +513,20 @@ pub struct CommandFigures {
     /// The source guest seen gone after `xl destroy`.
     #[serde(deserialize_with = "de::opt_count")]
     pub source_destroyed_unix_ms: Option<u64>,
-    /// `xl unpause` of the shell returned.
+    /// `xl unpause` of the shell returned (two hosts: the destination's
+    /// time of it on the source's clock, or when its answer arrived).
     #[serde(deserialize_with = "de::opt_count")]
     pub shell_unpaused_unix_ms: Option<u64>,
+    /// Two hosts: the unpause on the destination's clock.
+    #[serde(deserialize_with = "de::opt_count")]
+    pub destination_unpaused_unix_ms: Option<u64>,
+    /// Two hosts: the destination's clock minus the source's, ms, from the
+    /// status exchange with the shortest round trip.
+    #[serde(deserialize_with = "de::opt_int")]
+    pub destination_clock_offset_ms: Option<i64>,
+    /// Two hosts: how far off that offset may be (half that round trip), ms.
+    #[serde(deserialize_with = "de::opt_count")]
+    pub destination_clock_uncertainty_ms: Option<u64>,
     /// `go` until the shell ran: the migration as the operator sees it, ms.
     #[serde(deserialize_with = "de::opt_count")]
     pub total_time_ms: Option<u64>,
@@ -563,6 +574,8 @@ pub enum FieldError {
     NotCount,
     /// is neither a non-negative integer nor null
     NotOptCount,
+    /// is neither an integer nor null
+    NotOptInt,
     /// is neither true, false nor null
     NotFlag,
     /// is neither a finite non-negative number nor null
@@ -589,6 +602,7 @@ impl FieldError {
             FieldError::NotText => "is neither a string nor null",
             FieldError::NotCount => "is not a non-negative integer",
             FieldError::NotOptCount => "is neither a non-negative integer nor null",
+            FieldError::NotOptInt => "is neither an integer nor null",
             FieldError::NotFlag => "is neither true, false nor null",
             FieldError::NotFigure => "is neither a finite non-negative number nor null",
             FieldError::NotCounts => "is not an array of non-negative integers",

@@ -526,6 +526,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 // its own time limits.
                 Err(_) => Liveness::Alive,
             },
+            clock_unix_ms: Some(self.ts.unix_ms()),
         }
     }
 
@@ -598,7 +599,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             // home (after the answer: the source need not wait for it). The
             // agent forgets the numbers it served in its old home, so no
             // number needs to come from the source.
-            if let Reply::Running { domid } = reply {
+            if let Reply::Running { domid, .. } = reply {
                 if self.o.mode == Mode::DependencyAware {
                     self.thaw_migrated(domid, None, &mut warnings);
                 }
@@ -644,6 +645,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         if let Err(e) = unpause_received_shell(self.ts, s.shell, n) {
             return self.not_run(e.to_string());
         }
+        let unpaused_unix_ms = self.ts.unix_ms();
         self.say(&format!("the guest runs as domain {}", s.shell));
         let rename = self.ts.xl(&["rename", &s.shell.to_string(), &self.o.guest]);
         if !matches!(rename, Ok(ref out) if out.ok) {
@@ -655,7 +657,10 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         s.phase = Phase::Running(s.shell);
         // The shell is the guest now: never destroyed by this command.
         self.created.shell = None;
-        Reply::Running { domid: s.shell }
+        Reply::Running {
+            domid: s.shell,
+            unpaused_unix_ms: Some(unpaused_unix_ms),
+        }
     }
 
     /// The shell will not run: it goes, and the answer lets the source
@@ -711,7 +716,10 @@ fn settle<T: Toolstack + ?Sized>(
             Ok(Some(s)) if s.alive() && (name == guest || !s.paused) => {
                 let answer = format!("`{guest}` runs here as domain {}", s.domid);
                 return (
-                    Reply::Running { domid: s.domid },
+                    Reply::Running {
+                        domid: s.domid,
+                        unpaused_unix_ms: None,
+                    },
                     ReceiveOutcome::Answered { answer },
                 );
             }

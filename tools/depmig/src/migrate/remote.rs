@@ -74,6 +74,38 @@ impl Default for RemoteTimings {
     }
 }
 
+/// The destination host's wall clock against ours, from `status`
+/// exchanges: a reply stamped `b` that arrived `rtt` ms after its request
+/// left at `a0` (our clock) says the offset is `b - (a0 + rtt / 2)` within
+/// `rtt / 2`. The exchange with the shortest round trip is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ClockOffset {
+    /// The destination's clock minus ours, ms.
+    pub(super) offset_ms: i64,
+    /// How far off `offset_ms` may be, ms (half the round trip).
+    pub(super) uncertainty_ms: u64,
+}
+
+impl ClockOffset {
+    /// The estimate of one exchange: sent at `sent` and answered at
+    /// `received` (our clock), stamped `theirs` (theirs); `None` if our
+    /// clock went back meanwhile.
+    pub(super) fn of_exchange(sent: u64, received: u64, theirs: u64) -> Option<ClockOffset> {
+        let rtt = received.checked_sub(sent)?;
+        let mid = i128::from(sent) + i128::from(rtt / 2);
+        let offset_ms = i64::try_from(i128::from(theirs) - mid).ok()?;
+        Some(ClockOffset {
+            offset_ms,
+            uncertainty_ms: rtt.div_ceil(2),
+        })
+    }
+
+    /// A time of the destination's clock on ours.
+    pub(super) fn to_ours(self, theirs: u64) -> Option<u64> {
+        u64::try_from(i128::from(theirs) - i128::from(self.offset_ms)).ok()
+    }
+}
+
 /// The destination as the source's run sees it.
 pub(super) struct RemoteDest<'a> {
     chan: &'a mut Channel,
@@ -82,14 +114,37 @@ pub(super) struct RemoteDest<'a> {
     /// The appliance's domain as the last `status` showed it.
     pub(super) liveness: Liveness,
     rt: RemoteTimings,
+    /// The best estimate of HOST's clock so far.
+    pub(super) clock: Option<ClockOffset>,
 }
 
 impl RemoteDest<'_> {
-    /// The destination appliance's state (`None`: none written yet).
-    pub(super) fn poll(&mut self) -> Result<Option<String>, ChannelError> {
-        match self.chan.ask(&Request::Status {}, self.rt.reply)? {
-            Reply::Status { state, appliance } => {
+    /// The destination appliance's state (`None`: none written yet);
+    /// `now` reads our wall clock (Unix ms) around the exchange.
+    pub(super) fn poll(
+        &mut self,
+        mut now: impl FnMut() -> u64,
+    ) -> Result<Option<String>, ChannelError> {
+        let sent = now();
+        let reply = self.chan.ask(&Request::Status {}, self.rt.reply)?;
+        let received = now();
+        match reply {
+            Reply::Status {
+                state,
+                appliance,
+                clock_unix_ms,
+            } => {
                 self.liveness = appliance;
+                let sample =
+                    clock_unix_ms.and_then(|b| ClockOffset::of_exchange(sent, received, b));
+                if let Some(c) = sample {
+                    if self
+                        .clock
+                        .is_none_or(|best| c.uncertainty_ms < best.uncertainty_ms)
+                    {
+                        self.clock = Some(c);
+                    }
+                }
                 Ok(state)
             }
             other => Err(unexpected("status", &other)),
@@ -258,6 +313,7 @@ pub fn migrate_to_host<T: Toolstack + ?Sized>(
         host: host.to_string(),
         liveness: Liveness::Alive,
         rt: rt.clone(),
+        clock: None,
     });
     let outcome = run.migrate_remote(peer);
     run.ts.logdirty_release();
@@ -364,7 +420,10 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             None => Err(ChannelError::Closed),
         };
         match answer {
-            Ok(Reply::Running { domid }) => self.finish_remote(src, domid, destroyed_first),
+            Ok(Reply::Running {
+                domid,
+                unpaused_unix_ms,
+            }) => self.finish_remote(src, domid, unpaused_unix_ms, destroyed_first),
             Ok(Reply::Absent { reason }) if !destroyed_first => {
                 self.say(&format!("{host} destroyed its shell: {reason}"));
                 self.roll_back(Abort::Destination(format!("{host}: {reason}")))
@@ -395,10 +454,37 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     }
 
     /// HOST runs the guest: the source side goes, HOST is told.
-    fn finish_remote(&mut self, src: u32, domid: u32, destroyed_first: bool) -> Outcome {
+    fn finish_remote(
+        &mut self,
+        src: u32,
+        domid: u32,
+        unpaused_there: Option<u64>,
+        destroyed_first: bool,
+    ) -> Outcome {
         let g = self.guest_id;
         let host = self.host();
-        self.cli.shell_unpaused_unix_ms = Some(self.ts.unix_ms());
+        // The unpause on our clock: HOST's time of it, moved by the clock
+        // offset, when both are known; else when the answer arrived (later
+        // than the unpause by up to a round trip).
+        let answered = self.ts.unix_ms();
+        let clock = self.remote.as_ref().and_then(|r| r.clock);
+        self.cli.destination_unpaused_unix_ms = unpaused_there;
+        self.cli.destination_clock_offset_ms = clock.map(|c| c.offset_ms);
+        self.cli.destination_clock_uncertainty_ms = clock.map(|c| c.uncertainty_ms);
+        let moved = clock.zip(unpaused_there).and_then(|(c, t)| c.to_ours(t));
+        self.cli.shell_unpaused_unix_ms = Some(moved.map_or(answered, |t| t.min(answered)));
+        if let Some(c) = clock {
+            self.say(&format!(
+                "{host}'s clock is {} ms {} ours (within {} ms)",
+                c.offset_ms.unsigned_abs(),
+                if c.offset_ms < 0 {
+                    "behind"
+                } else {
+                    "ahead of"
+                },
+                c.uncertainty_ms
+            ));
+        }
         self.say(&format!("the guest runs on {host} as domain {domid}"));
         let mut warnings = Vec::new();
         self.end_bitmap_route(src, false);
@@ -516,7 +602,7 @@ pub fn recover<T: Toolstack + ?Sized>(
     }
     let answer = chan.ask(&Request::Query { guest: g.clone() }, rt.handoff);
     match answer {
-        Ok(Reply::Running { domid }) => {
+        Ok(Reply::Running { domid, .. }) => {
             let _ = writeln!(
                 out,
                 "depmig: `{g}` runs on {host} as domain {domid}: destroying the suspended source (domain {id})"
@@ -569,5 +655,36 @@ pub fn recover<T: Toolstack + ?Sized>(
         Err(e) => Outcome::Indeterminate {
             reason: format!("{host}: {e}; `{g}` stays suspended here (domain {id}): run `depmig recover {g} {host}` again"),
         },
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::ClockOffset;
+
+    #[test]
+    fn an_exchange_bounds_the_offset_by_half_its_round_trip() {
+        // Sent at 1000, answered at 1040 (ours), stamped 5020 (theirs): the
+        // stamp was taken between 1000 and 1040 ours, so the offset lies in
+        // [3980, 4020]; the midpoint 4000, within 20.
+        let c = ClockOffset::of_exchange(1000, 1040, 5020).unwrap();
+        assert_eq!((c.offset_ms, c.uncertainty_ms), (4000, 20));
+        assert_eq!(c.to_ours(9000), Some(5000));
+        // Behind us.
+        let c = ClockOffset::of_exchange(10_000, 10_001, 2_000).unwrap();
+        assert_eq!((c.offset_ms, c.uncertainty_ms), (-8000, 1));
+        assert_eq!(c.to_ours(2_500), Some(10_500));
+        // Our clock going back gives no estimate; nor does a time that
+        // would fall before 1970 on ours.
+        assert_eq!(ClockOffset::of_exchange(1000, 999, 5000), None);
+        assert_eq!(
+            ClockOffset::of_exchange(0, 0, 5000).unwrap().to_ours(10),
+            None
+        );
+        // Hostile stamps give no estimate rather than overflow.
+        assert_eq!(ClockOffset::of_exchange(0, u64::MAX, u64::MAX), None);
+        assert_eq!(ClockOffset::of_exchange(u64::MAX, u64::MAX, 0), None);
+        let far = ClockOffset::of_exchange(0, 2, u64::MAX / 2).unwrap();
+        assert_eq!(far.to_ours(u64::MAX), Some(u64::MAX - u64::MAX / 2 + 1));
     }
 }

@@ -293,7 +293,8 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         // Two hosts: the destination's state is asked of its host; a
         // conversation that broke ends the watch (the destination destroys
         // its shell when it ends).
-        let remote_state = match self.remote.as_mut().map(|r| r.poll()) {
+        let ts = &mut self.ts;
+        let remote_state = match self.remote.as_mut().map(|r| r.poll(|| ts.unix_ms())) {
             None => None,
             Some(Ok(s)) => Some(s),
             Some(Err(e)) => {

@@ -46,8 +46,15 @@ pub struct CliFigures {
     pub result_seen_unix_ms: Option<u64>,
     /// The source guest seen gone after `xl destroy`.
     pub source_destroyed_unix_ms: Option<u64>,
-    /// `xl unpause` of the shell returned.
+    /// `xl unpause` of the shell returned (two hosts: the destination's
+    /// time of it on our clock, or when its answer arrived).
     pub shell_unpaused_unix_ms: Option<u64>,
+    /// Two hosts: the unpause on the destination's clock.
+    pub destination_unpaused_unix_ms: Option<u64>,
+    /// Two hosts: the destination's clock minus ours, ms.
+    pub destination_clock_offset_ms: Option<i64>,
+    /// Two hosts: how far off that offset may be, ms.
+    pub destination_clock_uncertainty_ms: Option<u64>,
 }
 
 fn diff(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -78,6 +85,9 @@ impl CliFigures {
             result_seen_unix_ms: self.result_seen_unix_ms,
             source_destroyed_unix_ms: self.source_destroyed_unix_ms,
             shell_unpaused_unix_ms: self.shell_unpaused_unix_ms,
+            destination_unpaused_unix_ms: self.destination_unpaused_unix_ms,
+            destination_clock_offset_ms: self.destination_clock_offset_ms,
+            destination_clock_uncertainty_ms: self.destination_clock_uncertainty_ms,
             // go -> the shell running: the whole migration as the operator
             // sees it.
             total_time_ms: diff(self.go_unix_ms, self.shell_unpaused_unix_ms),

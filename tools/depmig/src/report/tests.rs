@@ -492,6 +492,9 @@ fn migrated() -> CliFigures {
         result_seen_unix_ms: Some(1_800_000_009_400),
         source_destroyed_unix_ms: Some(1_800_000_009_600),
         shell_unpaused_unix_ms: Some(1_800_000_009_900),
+        destination_unpaused_unix_ms: None,
+        destination_clock_offset_ms: None,
+        destination_clock_uncertainty_ms: None,
     }
 }
 
@@ -541,6 +544,9 @@ fn adds_the_commands_figures() {
         result_seen_unix_ms: Some(6000),
         source_destroyed_unix_ms: Some(6500),
         shell_unpaused_unix_ms: Some(7000),
+        destination_unpaused_unix_ms: Some(6900),
+        destination_clock_offset_ms: Some(-100),
+        destination_clock_uncertainty_ms: Some(3),
     };
     let out = finish_report(v, &cli, Some("migrate-mmuncher"), None);
     // Still a valid report after the additions.

@@ -172,12 +172,20 @@ pub enum Reply {
         state: Option<String>,
         /// Its domain.
         appliance: Liveness,
+        /// The destination's wall clock as it answered, Unix ms: the
+        /// source estimates the two hosts' clock offset from it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clock_unix_ms: Option<u64>,
     },
     /// The guest runs here, as domain `domid` (answer to
     /// [`Request::SourceStopped`] and [`Request::Query`]).
     Running {
         /// Its domain id on the destination host.
         domid: u32,
+        /// When its unpause returned, on the destination's wall clock,
+        /// Unix ms (the answer to `source-stopped`; not for a query).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unpaused_unix_ms: Option<u64>,
     },
     /// The guest does not run here and no shell of it remains (answer to
     /// [`Request::SourceStopped`] when the shell could not be run,
@@ -494,8 +502,21 @@ mod tests {
             Reply::Status {
                 state: Some("receiving".into()),
                 appliance: Liveness::Alive,
+                clock_unix_ms: Some(1_800_000_000_123),
             },
-            Reply::Running { domid: 9 },
+            Reply::Status {
+                state: None,
+                appliance: Liveness::Stopped,
+                clock_unix_ms: None,
+            },
+            Reply::Running {
+                domid: 9,
+                unpaused_unix_ms: None,
+            },
+            Reply::Running {
+                domid: 9,
+                unpaused_unix_ms: Some(1_800_000_000_456),
+            },
             Reply::Absent {
                 reason: "aborted".into(),
             },
@@ -520,8 +541,26 @@ mod tests {
         );
         assert_eq!(line(&Request::Status {}), br#"{"msg":"status"}"#);
         assert_eq!(
-            line(&Reply::Running { domid: 9 }),
+            line(&Reply::Running {
+                domid: 9,
+                unpaused_unix_ms: None
+            }),
             br#"{"msg":"running","domid":9}"#
+        );
+        assert_eq!(
+            line(&Reply::Running {
+                domid: 9,
+                unpaused_unix_ms: Some(7)
+            }),
+            br#"{"msg":"running","domid":9,"unpaused_unix_ms":7}"#
+        );
+        assert_eq!(
+            line(&Reply::Status {
+                state: None,
+                appliance: Liveness::Alive,
+                clock_unix_ms: Some(8)
+            }),
+            br#"{"msg":"status","state":null,"appliance":"alive","clock_unix_ms":8}"#
         );
     }
 
@@ -744,6 +783,7 @@ mod tests {
             Reply::Status {
                 state: Some("a b".into()),
                 appliance: Liveness::Alive,
+                clock_unix_ms: None,
             },
             Reply::Absent {
                 reason: "\n".into(),
