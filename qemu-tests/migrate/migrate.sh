@@ -46,11 +46,19 @@ depmig_migrate() {
 # the rig rather than depmig: an appliance crashed or stopped without a
 # result (the triple fault), or the two appliances' vifs, both connected to
 # their backends, never carried a connection (seen once in about thirty
-# moves: neither end heard the other for the whole connect deadline). For
-# the latter it prints what dom0's kernel said about vifs and the bridge.
+# moves: neither end heard the other for the whole connect deadline), or
+# xl could not create a domain because the vif's hotplug script timed out
+# (libxl's "unable to add vif devices", rc -9: seen when the machine running
+# the rig was loaded by other work; depmig then created nothing and the
+# guest runs on). For the latter two it prints what dom0's kernel said
+# about vifs and the bridge.
 depmig_appliance_died() {
     [ "$2" = 1 ] || return 1
     grep -q 'appliance \(crashed\|stopped\)' "/tmp/$1.depmig.log" && return 0
+    if grep -q 'not migrated, guest runs at the source: xl create .*unable to add vif devices' "/tmp/$1.depmig.log"; then
+        dmesg | grep -i -E 'vif|xenbr|bridge' | tail -n 12 | while IFS= read -r l; do rig_say "dmesg| $l"; done
+        return 0
+    fi
     if grep -q 'source appliance: FAIL connecting to the destination: no connection before the deadline' "/tmp/$1.depmig.log"; then
         dmesg | grep -i -E 'vif|xenbr|bridge' | tail -n 12 | while IFS= read -r l; do rig_say "dmesg| $l"; done
         return 0
