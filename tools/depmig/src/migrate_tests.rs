@@ -972,7 +972,10 @@ fn options_reach_the_appliances() {
     assert_eq!(seen.dst_keys["migrate/policy"], "adaptive");
     assert_eq!(seen.src_keys["migrate/peer"], "10.77.0.22:9999");
     assert_eq!(seen.dst_keys["migrate/port"], "9999");
-    assert!(!seen.src_keys.contains_key("migrate/link-rate"), "no rate, no key");
+    assert!(
+        !seen.src_keys.contains_key("migrate/link-rate"),
+        "no rate, no key"
+    );
     let cfg =
         String::from_utf8(r.f.files[&PathBuf::from(format!("/tmp/depmig/{DST}.cfg"))].clone())
             .unwrap();
