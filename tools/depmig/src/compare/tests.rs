@@ -778,3 +778,182 @@ fn never_panics_on_damaged_reports() {
         }
     }
 }
+
+/// `text` (a depmig report) with a `depmig.pages` object of these
+/// per-round raw bytes and bytes saved.
+fn with_pages(text: &str, codec: &str, raw: &[u64], saved: &[u64]) -> String {
+    let from = "\"policy\":\"xen-4.x\",";
+    assert!(text.contains(from));
+    text.replacen(
+        from,
+        &format!(
+            "{from}\"pages\":{{\"codec\":\"{codec}\",\"per_round_raw_bytes\":{},\
+             \"per_round_bytes_saved\":{}}},",
+            list(raw),
+            list(saved)
+        ),
+        1,
+    )
+}
+
+/// `aware()` sending LZ4: 34370000 of 134720000 raw bytes.
+fn aware_lz4() -> String {
+    with_pages(
+        &aware(),
+        "lz4",
+        &[134_250_000, 250_000, 55_000, 165_000],
+        &[100_000_000, 200_000, 50_000, 100_000],
+    )
+}
+
+#[test]
+fn bytes_per_round_beside_pages() {
+    let mut set = full_set();
+    set[3].1 = aware_lz4();
+    let c = cmp(&set, None);
+    let md = markdown(&c);
+    // One column per report, whatever its pages columns; the sample
+    // reports' rounds are 4096 bytes a page.
+    assert!(
+        md.contains(
+            "## Bytes per round\n\n\
+             | round | xl | base | paper | aware |\n\
+             | ---: | ---: | ---: | ---: | ---: |\n\
+             | 1 | 134217728 | 134217728 | 134217728 | 134217728 |\n\
+             | 2 | 26214400 | 26218496 | 26210304 | 245760 |\n"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 5 | 26234880 | 26222592 | 26214400 | |\n"),
+        "{md}"
+    );
+    // The pages table is as it was, and comes first.
+    let pages = md.find("## Pages per round").unwrap();
+    assert!(pages < md.find("## Bytes per round").unwrap());
+    assert!(
+        md.contains("| 2 | 6400 | 6401 | 6399 | 25 | 60 |\n"),
+        "{md}"
+    );
+    // The saving of each depmig report.
+    assert!(
+        md.contains(
+            "Page records sent, of the bytes they would have taken as Xen's PAGE_DATA \
+             (`depmig.pages`):\n\
+             - base: not in the report\n\
+             - paper: not in the report\n\
+             - aware: 0.255 of raw (lz4): 34370000 of 134720000 bytes, 100350000 saved\n"
+        ),
+        "{md}"
+    );
+    // The JSON: bytes per round and the page records in each report.
+    let v = json::parse(&to_json(&c)).unwrap();
+    let reports = v.get("reports").and_then(Value::as_array).unwrap();
+    let bytes: Vec<u64> = reports[3]
+        .get("per_round_bytes")
+        .and_then(Value::as_array)
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(bytes, AWARE.map(|p| p * 4096));
+    let p = reports[3].get("page_records").unwrap();
+    assert_eq!(p.get("codec").and_then(Value::as_str), Some("lz4"));
+    assert_eq!(
+        p.get("raw_bytes").and_then(Value::as_u64),
+        Some(134_720_000)
+    );
+    assert_eq!(
+        p.get("sent_bytes").and_then(Value::as_u64),
+        Some(34_370_000)
+    );
+    assert_eq!(
+        p.get("saved_bytes").and_then(Value::as_u64),
+        Some(100_350_000)
+    );
+    assert_eq!(p.get("sent_over_raw").and_then(Value::as_f64), Some(0.2551));
+    assert_eq!(
+        p.get("per_round_bytes_saved")
+            .and_then(Value::as_array)
+            .map(<[Value]>::len),
+        Some(4)
+    );
+    assert_eq!(reports[1].get("page_records"), Some(&Value::Null));
+    // The keys there were are where they were.
+    assert_eq!(
+        reports[3].get("total_pages").and_then(Value::as_u64),
+        Some(AWARE.iter().sum())
+    );
+}
+
+#[test]
+fn a_stock_report_without_bytes_per_round() {
+    // The stock report's rounds give no bytes: its cells are "-", and the
+    // table says so.
+    let mut xl = stock();
+    for p in STOCK {
+        xl = xl.replacen(&format!("\"bytes\":{},", p * 4096), "\"bytes\":null,", 1);
+    }
+    assert!(!xl.contains("\"bytes\":1") && !xl.contains("\"bytes\":2"));
+    let c = cmp(&[("xl", xl.clone()), ("aware", aware())], None);
+    let md = markdown(&c);
+    assert!(
+        md.contains(
+            "| round | xl | aware |\n\
+             | ---: | ---: | ---: |\n\
+             | 1 | - | 134217728 |\n\
+             | 2 | - | 245760 |\n"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| 5 | - | |\n"), "{md}");
+    assert!(
+        md.contains("`xl` gives no bytes per round: its cells are -.\n"),
+        "{md}"
+    );
+    let j = to_json(&c);
+    assert!(
+        j.contains("\"per_round_bytes\":[null,null,null,null,null,null]"),
+        "{j}"
+    );
+    // A depmig report without `depmig.pages` says so; a stock one is not
+    // listed (it sends pages whole).
+    assert!(md.contains("- aware: not in the report\n"), "{md}");
+    assert!(!md.contains("- xl: not in the report"), "{md}");
+    // No report with bytes per round: no table, one line.
+    let c = cmp(&[("xl", xl)], None);
+    let md = markdown(&c);
+    assert!(
+        md.contains("## Bytes per round\n\nNo report gives bytes per round.\n"),
+        "{md}"
+    );
+    assert!(!md.contains("Page records sent"), "{md}");
+}
+
+#[test]
+fn page_figures_that_do_not_hold_together_are_refused() {
+    let refuse = |text: String| match load("a", "a.json", &text) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    let m = refuse(with_pages(&aware(), "lz4", &[1, 2, 3], &[0, 0, 0]));
+    assert!(
+        m.contains("\"depmig.pages.per_round_raw_bytes\" has 3 entries for 4 rounds"),
+        "{m}"
+    );
+    let m = refuse(with_pages(&aware(), "lz4", &[1, 2, 3, 4], &[0, 3, 0, 0]));
+    assert!(
+        m.contains("\"depmig.pages.per_round_bytes_saved\", round 2: 3 bytes saved of 2"),
+        "{m}"
+    );
+    // No page records at all: no ratio.
+    let c = cmp(
+        &[("d", with_pages(&aware(), "none", &[0; 4], &[0; 4]))],
+        None,
+    );
+    assert!(
+        markdown(&c).contains("- d: no page records (none)\n"),
+        "{}",
+        markdown(&c)
+    );
+}
