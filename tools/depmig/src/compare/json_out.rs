@@ -44,6 +44,40 @@ struct Report<'a> {
     total_time_ms: Option<&'a Figure>,
     frozen_groups: Option<u64>,
     skipped_free_pages: Option<u64>,
+    /// Stream bytes of each round's records, null for a round without.
+    per_round_bytes: &'a [Option<u64>],
+    /// What compression and deltas did to the page records; null when
+    /// the report does not say.
+    page_records: Option<PageRecords<'a>>,
+}
+
+/// A depmig report's page records, sent against Xen's PAGE_DATA.
+#[derive(Serialize)]
+struct PageRecords<'a> {
+    codec: Option<String>,
+    raw_bytes: u64,
+    sent_bytes: u64,
+    saved_bytes: u64,
+    /// `sent_bytes / raw_bytes` to four places; null without page records.
+    sent_over_raw: Option<f64>,
+    per_round_raw_bytes: &'a [u64],
+    per_round_bytes_saved: &'a [u64],
+}
+
+impl<'a> PageRecords<'a> {
+    fn of(m: &'a Migration) -> Option<Self> {
+        let d = m.depmig.as_ref()?;
+        let p = m.page_saving()?;
+        Some(PageRecords {
+            sent_over_raw: p.ratio().map(|r| (r * 10_000.0).round() / 10_000.0),
+            codec: p.codec,
+            raw_bytes: p.raw,
+            sent_bytes: p.sent,
+            saved_bytes: p.saved,
+            per_round_raw_bytes: d.per_round_raw_bytes.as_deref()?,
+            per_round_bytes_saved: d.per_round_bytes_saved.as_deref()?,
+        })
+    }
 }
 
 impl<'a> From<&'a Migration> for Report<'a> {
@@ -67,6 +101,8 @@ impl<'a> From<&'a Migration> for Report<'a> {
             total_time_ms: m.total_time_ms.as_ref(),
             frozen_groups: m.frozen_groups(),
             skipped_free_pages: m.skipped_free(),
+            per_round_bytes: &m.per_round_bytes,
+            page_records: PageRecords::of(m),
         }
     }
 }

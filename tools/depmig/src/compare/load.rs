@@ -85,6 +85,7 @@ pub fn load(label: &str, file: &str, text: &str) -> Result<Migration, CompareErr
         scenario: r.scenario,
         workload: r.workload,
         per_round_pages: s.per_round_pages,
+        per_round_bytes: r.per_round.iter().map(|f| f.bytes).collect(),
         final_round: s.final_round,
         total_pages: s.total_pages,
         stream_bytes: figure(r.stream_bytes.as_ref(), "stream_bytes").map_err(err)?,

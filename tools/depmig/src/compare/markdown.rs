@@ -26,6 +26,92 @@ fn verdict(met: Option<bool>) -> &'static str {
     }
 }
 
+/// Bytes per round, one column per report, and what compression and
+/// deltas saved in each depmig report's page records.
+fn bytes_per_round(s: &mut String, c: &Comparison) {
+    let _ = writeln!(s, "## Bytes per round\n");
+    let ms = &c.migrations;
+    if ms
+        .iter()
+        .all(|m| m.per_round_bytes.iter().all(Option::is_none))
+    {
+        let _ = writeln!(s, "No report gives bytes per round.\n");
+    } else {
+        let mut head = String::from("| round |");
+        let mut rule = String::from("| ---: |");
+        for m in ms {
+            let _ = write!(head, " {} |", cell(&m.label));
+            rule.push_str(" ---: |");
+        }
+        let _ = writeln!(s, "{head}\n{rule}");
+        let rounds = ms
+            .iter()
+            .map(|m| m.per_round_bytes.len())
+            .max()
+            .unwrap_or(0);
+        for r in 0..rounds {
+            let mut row = format!("| {} |", r + 1);
+            for m in ms {
+                // A round the report does not have is empty, as in the
+                // pages table; one it gives no bytes for is "-".
+                match m.per_round_bytes.get(r) {
+                    Some(Some(b)) => {
+                        let _ = write!(row, " {b} |");
+                    }
+                    Some(None) => row.push_str(" - |"),
+                    None => row.push_str(" |"),
+                }
+            }
+            let _ = writeln!(s, "{row}");
+        }
+        let _ = writeln!(
+            s,
+            "\nStream bytes of each round's records (`per_round[i].bytes`), headers included; \
+             depmig's after compression and deltas. The whole stream is the total bytes below."
+        );
+        for m in ms {
+            if m.per_round_bytes.iter().all(Option::is_none) {
+                let _ = writeln!(
+                    s,
+                    "`{}` gives no bytes per round: its cells are -.",
+                    cell(&m.label)
+                );
+            }
+        }
+        s.push('\n');
+    }
+    let depmig: Vec<_> = ms.iter().filter(|m| m.role != Role::Stock).collect();
+    if depmig.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Page records sent, of the bytes they would have taken as Xen's PAGE_DATA \
+         (`depmig.pages`):"
+    );
+    for m in depmig {
+        let label = cell(&m.label);
+        let line = match m.page_saving() {
+            None => "not in the report".to_string(),
+            Some(p) => {
+                let codec = p
+                    .codec
+                    .as_deref()
+                    .map_or_else(String::new, |c| format!(" ({})", cell(c)));
+                match p.ratio() {
+                    None => format!("no page records{codec}"),
+                    Some(r) => format!(
+                        "{r:.3} of raw{codec}: {} of {} bytes, {} saved",
+                        p.sent, p.raw, p.saved
+                    ),
+                }
+            }
+        };
+        let _ = writeln!(s, "- {label}: {line}");
+    }
+    s.push('\n');
+}
+
 /// The comparison as Markdown (what standard output and `--markdown` get).
 pub fn markdown(c: &Comparison) -> String {
     let mut s = String::new();
@@ -80,6 +166,7 @@ pub fn markdown(c: &Comparison) -> String {
     } else {
         let _ = writeln!(s, "Pages sent in each round.\n");
     }
+    bytes_per_round(&mut s, c);
 
     let _ = writeln!(s, "## Per migration\n");
     let _ = writeln!(

@@ -104,6 +104,9 @@ pub struct Migration {
     pub workload: Option<String>,
     /// Pages with contents sent per round.
     pub per_round_pages: Vec<u64>,
+    /// Stream bytes of each round's records (`per_round[i].bytes`), `None`
+    /// for a round the report gives none for.
+    pub per_round_bytes: Vec<Option<u64>>,
     /// The stop-and-copy round, if identified.
     pub final_round: Option<u64>,
     /// Pages sent in all.
@@ -134,6 +137,45 @@ impl Migration {
     /// Groups frozen for the migration, when the report says.
     pub fn frozen_groups(&self) -> Option<u64> {
         self.depmig.as_ref()?.frozen_groups
+    }
+
+    /// What compression and deltas did to the page records over all
+    /// rounds, when the report says (`depmig.pages`).
+    pub fn page_saving(&self) -> Option<PageSaving> {
+        let d = self.depmig.as_ref()?;
+        let sum = |a: &[u64]| a.iter().fold(0u64, |t, b| t.saturating_add(*b));
+        let raw = sum(d.per_round_raw_bytes.as_deref()?);
+        let saved = sum(d.per_round_bytes_saved.as_deref()?);
+        Some(PageSaving {
+            codec: d.codec.clone(),
+            raw,
+            // The reader refuses a round that saved more than it had, so
+            // the sums hold the same; saturating all the same.
+            sent: raw.saturating_sub(saved),
+            saved,
+        })
+    }
+}
+
+/// A migration's page records over all rounds: what they took on the wire
+/// and what they would have taken as Xen's PAGE_DATA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSaving {
+    /// The page codec agreed on, if the report names it.
+    pub codec: Option<String>,
+    /// Bytes the page records would have taken as PAGE_DATA.
+    pub raw: u64,
+    /// Bytes they took.
+    pub sent: u64,
+    /// `raw - sent`.
+    pub saved: u64,
+}
+
+impl PageSaving {
+    /// Bytes sent per raw byte (1 when nothing was saved), `None` when
+    /// there were no page records.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.raw > 0).then(|| self.sent as f64 / self.raw as f64)
     }
 }
 

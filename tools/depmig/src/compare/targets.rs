@@ -1,8 +1,10 @@
 //! The targets of dependency-aware migration, evaluated from the reports:
 //! later rounds small, the total near the guest's size, the downtime a
 //! tenth of stock's, the totals of the depmig modes within 5% of depmig's
-//! baseline. Each is evaluated for every report of its mode, against the
-//! first report of the reference's role.
+//! baseline; and the wire targets of every depmig mode against stock:
+//! bytes on the wire and total time a quarter of stock's, the guest
+//! stopped until running 3% of stock's. Each is evaluated for every report
+//! of its mode, against the first report of the reference's role.
 
 use super::{Figure, Migration, Role};
 use crate::json::Value;
@@ -215,6 +217,131 @@ fn downtime_vs_stock(
     }
 }
 
+/// A figure of each depmig report that the wire targets hold to a
+/// fraction of the stock report's.
+#[derive(Clone, Copy)]
+enum Wire {
+    /// `stream_bytes`: every byte that crossed the link.
+    Bytes,
+    /// The guest stopped until it ran again ([`Migration::guest_downtime_ms`]),
+    /// the figure the issue names; the report's own `downtime_ms` is
+    /// measured differently by each migrator (see the Markdown's list).
+    GuestDowntime,
+    /// `total_time_ms`: the migration's total time.
+    TotalTime,
+}
+
+impl Wire {
+    /// The key after the mode's prefix.
+    fn stem(self) -> &'static str {
+        match self {
+            Wire::Bytes => "bytes_le_0_25_stock",
+            Wire::GuestDowntime => "guest_downtime_le_0_03_stock",
+            Wire::TotalTime => "total_time_le_0_25_stock",
+        }
+    }
+
+    /// The limit as a fraction of stock's figure: numerator, denominator
+    /// (both exact in an f64), and in words.
+    fn fraction(self) -> (f64, f64, &'static str) {
+        match self {
+            Wire::Bytes | Wire::TotalTime => (1.0, 4.0, "a quarter"),
+            Wire::GuestDowntime => (3.0, 100.0, "3%"),
+        }
+    }
+
+    /// The figure in words.
+    fn what(self) -> &'static str {
+        match self {
+            Wire::Bytes => "bytes on the wire",
+            Wire::GuestDowntime => "guest stopped until running",
+            Wire::TotalTime => "total time",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Wire::Bytes => "bytes",
+            Wire::GuestDowntime | Wire::TotalTime => "ms",
+        }
+    }
+
+    /// The report's field it comes from, for the messages.
+    fn field(self, m: &Migration) -> &'static str {
+        match (self, m.role) {
+            (Wire::Bytes, _) => "stream_bytes",
+            (Wire::GuestDowntime, Role::Stock) => "downtime_xl_list_ms",
+            (Wire::GuestDowntime, _) => "cli.guest_downtime_ms",
+            (Wire::TotalTime, _) => "total_time_ms",
+        }
+    }
+
+    /// The key of the stock figure in the JSON output.
+    fn reference_key(self) -> &'static str {
+        match self {
+            Wire::Bytes => "reference_stream_bytes",
+            Wire::GuestDowntime => "reference_guest_downtime_ms",
+            Wire::TotalTime => "reference_total_time_ms",
+        }
+    }
+
+    fn figure(self, m: &Migration) -> Option<&Figure> {
+        match self {
+            Wire::Bytes => m.stream_bytes.as_ref(),
+            Wire::GuestDowntime => m.guest_downtime_ms.as_ref(),
+            Wire::TotalTime => m.total_time_ms.as_ref(),
+        }
+    }
+}
+
+/// `m`'s figure against the fraction of `stock`'s that `w` allows.
+fn wire_vs_stock(key: String, m: &Migration, stock: Option<&Migration>, w: Wire) -> Target {
+    let Some(s) = stock else {
+        return not_evaluated(
+            key,
+            Some(m),
+            "no stock `xl migrate` report in the set".into(),
+        );
+    };
+    let (what, unit) = (w.what(), w.unit());
+    let (Some(d), Some(sd)) = (w.figure(m), w.figure(s)) else {
+        let whose = if w.figure(m).is_none() { m } else { s };
+        let mut t = not_evaluated(
+            key,
+            Some(m),
+            format!("`{}` reports no {what} (`{}`)", whose.label, w.field(whose)),
+        );
+        t.reference = Some(s.label.clone());
+        return t;
+    };
+    let (times, per, words) = w.fraction();
+    let limit = sd.value * times / per;
+    // value <= stock's x times / per, without the division.
+    let met = d.value * per <= sd.value * times;
+    let ratio = (sd.value > 0.0).then(|| d.value / sd.value);
+    let of_stock = ratio.map_or_else(String::new, |r| format!("; {r:.3} x stock's"));
+    Target {
+        key,
+        subject: Some(m.label.clone()),
+        reference: Some(s.label.clone()),
+        met: Some(met),
+        value: Value::Num(d.text.clone()),
+        limit: num(limit),
+        extra: vec![
+            (w.reference_key().into(), Value::Num(sd.text.clone())),
+            ("ratio".into(), ratio.map_or(Value::Null, num)),
+        ],
+        detail: format!(
+            "{what} {} {unit} (`{}`), limit {limit} {unit} ({words} of `{}`'s {} {unit}, `{}`){of_stock}",
+            d.text,
+            w.field(m),
+            s.label,
+            sd.text,
+            w.field(s)
+        ),
+    }
+}
+
 fn total_vs_baseline(key: String, m: &Migration, base: Option<&Migration>) -> Target {
     let Some(b) = base else {
         return not_evaluated(key, Some(m), "no depmig baseline report in the set".into());
@@ -325,6 +452,30 @@ pub(super) fn targets(
         }
         for (n, m) in set.iter().enumerate() {
             targets.push(total_vs_baseline(keyed(&key, n), m, base));
+        }
+    }
+    // The wire targets, for every depmig mode.
+    let baseline = of(Role::DepmigBaseline);
+    for (prefix, set, what) in [
+        ("base", &baseline, "baseline"),
+        ("pa", &paper, "paper-analysis"),
+        ("da", &aware, "dependency-aware"),
+    ] {
+        let wires = [Wire::Bytes, Wire::GuestDowntime, Wire::TotalTime];
+        if set.is_empty() {
+            for w in wires {
+                targets.push(not_evaluated(
+                    format!("{prefix}_{}", w.stem()),
+                    None,
+                    format!("no {what} depmig report in the set"),
+                ));
+            }
+        }
+        for (n, m) in set.iter().enumerate() {
+            for w in wires {
+                let key = keyed(&format!("{prefix}_{}", w.stem()), n);
+                targets.push(wire_vs_stock(key, m, stock, w));
+            }
         }
     }
     (guest, targets)

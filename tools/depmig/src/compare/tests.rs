@@ -421,6 +421,15 @@ fn targets_met() {
             "da_guest_downtime_le_0_1_stock",
             "pa_total_pages_within_5pct_of_baseline",
             "da_total_pages_within_5pct_of_baseline",
+            "base_bytes_le_0_25_stock",
+            "base_guest_downtime_le_0_03_stock",
+            "base_total_time_le_0_25_stock",
+            "pa_bytes_le_0_25_stock",
+            "pa_guest_downtime_le_0_03_stock",
+            "pa_total_time_le_0_25_stock",
+            "da_bytes_le_0_25_stock",
+            "da_guest_downtime_le_0_03_stock",
+            "da_total_time_le_0_25_stock",
         ]
     );
     assert_eq!(c.guest_pages, Some((GUEST, "round 1 of stock `xl`".into())));
@@ -548,7 +557,7 @@ fn targets_without_their_references_say_so() {
     assert!(t.met.is_none() && t.detail.contains("`xl` reports no downtime"));
     // No dependency-aware report: its targets are there, not evaluated.
     let c = cmp(&[("xl", stock())], None);
-    assert_eq!(c.targets.len(), 6);
+    assert_eq!(c.targets.len(), 15);
     assert!(c.targets.iter().all(|t| t.met.is_none()));
     assert!(markdown(&c).contains("**not evaluated**: no dependency-aware depmig report"));
     // A single round: nothing after the first to exceed the limit.
@@ -777,4 +786,434 @@ fn never_panics_on_damaged_reports() {
             }
         }
     }
+}
+
+/// `text` with the wire targets' figures: `stream_bytes`, the guest
+/// stopped until running (`downtime_xl_list_ms` in a stock report,
+/// `cli.guest_downtime_ms` in a depmig one) and `total_time_ms`; `None`
+/// leaves the figure out.
+fn wire(text: &str, bytes: Option<u64>, guest_ms: Option<u64>, total_ms: Option<u64>) -> String {
+    let mut figures = String::new();
+    if let Some(b) = bytes {
+        figures.push_str(&format!("\"stream_bytes\":{b},"));
+    }
+    if let Some(t) = total_ms {
+        figures.push_str(&format!("\"total_time_ms\":{t},"));
+    }
+    assert!(text.contains("\"total_time_ms\":1234,"));
+    let mut out = text.replacen("\"total_time_ms\":1234,", &figures, 1);
+    if let Some(g) = guest_ms {
+        if out.contains("\"depmig\":") {
+            let end = out.rfind('}').expect("an object");
+            out = format!(
+                "{},\"cli\":{{\"outcome\":\"migrated\",\"guest_downtime_ms\":{g}}}}}",
+                &out[..end]
+            );
+        } else {
+            out = out.replacen(
+                "\"downtime_method\"",
+                &format!("\"downtime_xl_list_ms\":{g},\"downtime_method\""),
+                1,
+            );
+        }
+    }
+    out
+}
+
+/// A stock report of 400 MB on the wire, 20 s of the guest stopped and
+/// 80 s in all: the wire targets' limits are 100 MB, 600 ms and 20 s.
+fn stock_wire() -> String {
+    wire(&stock(), Some(400_000_000), Some(20_000), Some(80_000))
+}
+
+const WIRE_KEYS: [&str; 3] = [
+    "da_bytes_le_0_25_stock",
+    "da_guest_downtime_le_0_03_stock",
+    "da_total_time_le_0_25_stock",
+];
+
+#[test]
+fn wire_targets_met_and_not_met_at_their_limits() {
+    let verdicts = |bytes: u64, guest: u64, total: u64| -> Vec<Option<bool>> {
+        let d = wire(&aware(), Some(bytes), Some(guest), Some(total));
+        let c = cmp(&[("xl", stock_wire()), ("d", d)], None);
+        WIRE_KEYS.iter().map(|k| target(&c, k).met).collect()
+    };
+    let (t, f) = (Some(true), Some(false));
+    // Exactly at each limit: met; one over, alone: not met.
+    assert_eq!(verdicts(100_000_000, 600, 20_000), [t, t, t]);
+    assert_eq!(verdicts(100_000_001, 600, 20_000), [f, t, t]);
+    assert_eq!(verdicts(100_000_000, 601, 20_000), [t, f, t]);
+    assert_eq!(verdicts(100_000_000, 600, 20_001), [t, t, f]);
+
+    let d = wire(&aware(), Some(30_000_000), Some(900), Some(20_000));
+    let c = cmp(&[("xl", stock_wire()), ("d", d)], None);
+    let b = target(&c, "da_bytes_le_0_25_stock");
+    assert_eq!(
+        (b.met, &b.value, &b.limit),
+        (
+            Some(true),
+            &Value::Num("30000000".into()),
+            &Value::Num("100000000".into())
+        )
+    );
+    assert_eq!(
+        b.extra,
+        [
+            (
+                "reference_stream_bytes".to_string(),
+                Value::Num("400000000".into())
+            ),
+            ("ratio".to_string(), Value::Num("0.075".into())),
+        ]
+    );
+    assert_eq!(
+        (b.subject.as_deref(), b.reference.as_deref()),
+        (Some("d"), Some("xl"))
+    );
+    let md = markdown(&c);
+    assert!(
+        md.contains(
+            "- `da_bytes_le_0_25_stock` (set for the mmuncher guest) [d vs xl]: **met**: \
+             bytes on the wire 30000000 bytes (`stream_bytes`), limit 100000000 bytes \
+             (a quarter of `xl`'s 400000000 bytes, `stream_bytes`); 0.075 x stock's\n"
+        ),
+        "{md}"
+    );
+    // The downtime compared is the guest stopped until running, each side's
+    // field named.
+    assert!(
+        md.contains(
+            "- `da_guest_downtime_le_0_03_stock` (set for the mmuncher guest) [d vs xl]: \
+             **NOT met**: guest stopped until running 900 ms (`cli.guest_downtime_ms`), \
+             limit 600 ms (3% of `xl`'s 20000 ms, `downtime_xl_list_ms`); 0.045 x stock's\n"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "- `da_total_time_le_0_25_stock` (set for the mmuncher guest) [d vs xl]: **met**: \
+             total time 20000 ms (`total_time_ms`), limit 20000 ms \
+             (a quarter of `xl`'s 80000 ms, `total_time_ms`); 0.250 x stock's\n"
+        ),
+        "{md}"
+    );
+    // The report's own downtime (1500 ms) is not what the 3% target uses.
+    assert_eq!(target(&c, "da_downtime_le_0_1_stock").met, Some(true));
+    // The JSON output: the verdict first, then the figures.
+    let j = to_json(&c);
+    assert!(
+        j.contains(
+            "\"da_guest_downtime_le_0_03_stock\":{\"met\":false,\"value\":900,\"limit\":600,\
+             \"subject\":\"d\",\"reference\":\"xl\",\"set_for\":\"mmuncher\",\
+             \"reference_guest_downtime_ms\":20000,\"ratio\":0.045,"
+        ),
+        "{j}"
+    );
+}
+
+#[test]
+fn wire_targets_are_evaluated_for_every_depmig_mode() {
+    let set = [
+        ("xl", stock_wire()),
+        (
+            "base",
+            wire(&base(), Some(390_000_000), Some(19_000), Some(79_000)),
+        ),
+        (
+            "paper",
+            wire(&paper(), Some(396_000_000), Some(19_500), Some(81_000)),
+        ),
+        (
+            "aware",
+            wire(&aware(), Some(20_000_000), Some(300), Some(9_000)),
+        ),
+        (
+            "aware2",
+            wire(&aware(), Some(120_000_000), Some(300), Some(9_000)),
+        ),
+    ];
+    let c = cmp(&set, None);
+    let verdict = |k: &str| {
+        let t = target(&c, k);
+        (t.met, t.subject.clone().unwrap_or_default())
+    };
+    let no = |who: &str| (Some(false), who.to_string());
+    let yes = |who: &str| (Some(true), who.to_string());
+    for (prefix, who) in [("base", "base"), ("pa", "paper")] {
+        for stem in [
+            "bytes_le_0_25_stock",
+            "guest_downtime_le_0_03_stock",
+            "total_time_le_0_25_stock",
+        ] {
+            assert_eq!(verdict(&format!("{prefix}_{stem}")), no(who));
+        }
+    }
+    for k in WIRE_KEYS {
+        assert_eq!(verdict(k), yes("aware"));
+    }
+    // A second report of a mode gets `#2`.
+    assert_eq!(verdict("da_bytes_le_0_25_stock#2"), no("aware2"));
+    assert_eq!(verdict("da_total_time_le_0_25_stock#2"), yes("aware2"));
+    assert!(target(&c, "pa_bytes_le_0_25_stock")
+        .detail
+        .contains("0.990 x stock's"));
+}
+
+#[test]
+fn wire_targets_without_their_figures_say_so() {
+    let d = || wire(&aware(), Some(1), Some(1), Some(1));
+    // No stock report: none of the nine evaluated.
+    let c = cmp(&[("d", d()), ("b", base())], None);
+    for k in WIRE_KEYS {
+        let t = target(&c, k);
+        assert!(
+            t.met.is_none() && t.detail == "no stock `xl migrate` report in the set",
+            "{t:?}"
+        );
+    }
+    let t = target(&c, "base_bytes_le_0_25_stock");
+    assert!(t.met.is_none() && t.detail.contains("no stock"), "{t:?}");
+    // No report of a mode: its three are there, not evaluated.
+    let t = target(&c, "pa_guest_downtime_le_0_03_stock");
+    assert_eq!(
+        (t.met, t.detail.as_str(), t.subject.as_deref()),
+        (None, "no paper-analysis depmig report in the set", None)
+    );
+    // A figure missing on the subject's side...
+    let c = cmp(
+        &[
+            ("xl", stock_wire()),
+            ("d", wire(&aware(), None, None, None)),
+        ],
+        None,
+    );
+    let t = target(&c, "da_bytes_le_0_25_stock");
+    assert_eq!(
+        (t.met, t.detail.as_str(), t.reference.as_deref()),
+        (
+            None,
+            "`d` reports no bytes on the wire (`stream_bytes`)",
+            Some("xl")
+        )
+    );
+    let t = target(&c, "da_guest_downtime_le_0_03_stock");
+    assert_eq!(
+        t.detail,
+        "`d` reports no guest stopped until running (`cli.guest_downtime_ms`)"
+    );
+    assert_eq!(
+        target(&c, "da_total_time_le_0_25_stock").detail,
+        "`d` reports no total time (`total_time_ms`)"
+    );
+    // ...and on stock's.
+    let c = cmp(&[("xl", stock()), ("d", d())], None);
+    assert_eq!(
+        target(&c, "da_bytes_le_0_25_stock").detail,
+        "`xl` reports no bytes on the wire (`stream_bytes`)"
+    );
+    assert_eq!(
+        target(&c, "da_guest_downtime_le_0_03_stock").detail,
+        "`xl` reports no guest stopped until running (`downtime_xl_list_ms`)"
+    );
+    assert!(markdown(&c).contains(
+        "- `da_bytes_le_0_25_stock` (set for the mmuncher guest) [d vs xl]: **not evaluated**: \
+         `xl` reports no bytes on the wire (`stream_bytes`)\n"
+    ));
+    let j = to_json(&c);
+    assert!(
+        j.contains("\"da_bytes_le_0_25_stock\":{\"met\":null,\"value\":null,\"limit\":null,"),
+        "{j}"
+    );
+    // Stock's total time 0: the inequality still decides; no ratio.
+    let c = cmp(
+        &[
+            ("xl", wire(&stock(), None, None, Some(0))),
+            ("d", wire(&aware(), None, None, Some(0))),
+        ],
+        None,
+    );
+    let t = target(&c, "da_total_time_le_0_25_stock");
+    assert_eq!(t.met, Some(true));
+    assert!(!t.detail.contains("x stock's"), "{}", t.detail);
+    assert_eq!(t.extra.get(1), Some(&("ratio".to_string(), Value::Null)));
+}
+
+/// `text` (a depmig report) with a `depmig.pages` object of these
+/// per-round raw bytes and bytes saved.
+fn with_pages(text: &str, codec: &str, raw: &[u64], saved: &[u64]) -> String {
+    let from = "\"policy\":\"xen-4.x\",";
+    assert!(text.contains(from));
+    text.replacen(
+        from,
+        &format!(
+            "{from}\"pages\":{{\"codec\":\"{codec}\",\"per_round_raw_bytes\":{},\
+             \"per_round_bytes_saved\":{}}},",
+            list(raw),
+            list(saved)
+        ),
+        1,
+    )
+}
+
+/// `aware()` sending LZ4: 34370000 of 134720000 raw bytes.
+fn aware_lz4() -> String {
+    with_pages(
+        &aware(),
+        "lz4",
+        &[134_250_000, 250_000, 55_000, 165_000],
+        &[100_000_000, 200_000, 50_000, 100_000],
+    )
+}
+
+#[test]
+fn bytes_per_round_beside_pages() {
+    let mut set = full_set();
+    set[3].1 = aware_lz4();
+    let c = cmp(&set, None);
+    let md = markdown(&c);
+    // One column per report, whatever its pages columns; the sample
+    // reports' rounds are 4096 bytes a page.
+    assert!(
+        md.contains(
+            "## Bytes per round\n\n\
+             | round | xl | base | paper | aware |\n\
+             | ---: | ---: | ---: | ---: | ---: |\n\
+             | 1 | 134217728 | 134217728 | 134217728 | 134217728 |\n\
+             | 2 | 26214400 | 26218496 | 26210304 | 245760 |\n"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 5 | 26234880 | 26222592 | 26214400 | |\n"),
+        "{md}"
+    );
+    // The pages table is as it was, and comes first.
+    let pages = md.find("## Pages per round").unwrap();
+    assert!(pages < md.find("## Bytes per round").unwrap());
+    assert!(
+        md.contains("| 2 | 6400 | 6401 | 6399 | 25 | 60 |\n"),
+        "{md}"
+    );
+    // The saving of each depmig report.
+    assert!(
+        md.contains(
+            "Page records sent, of the bytes they would have taken as Xen's PAGE_DATA \
+             (`depmig.pages`):\n\
+             - base: not in the report\n\
+             - paper: not in the report\n\
+             - aware: 0.255 of raw (lz4): 34370000 of 134720000 bytes, 100350000 saved\n"
+        ),
+        "{md}"
+    );
+    // The JSON: bytes per round and the page records in each report.
+    let v = json::parse(&to_json(&c)).unwrap();
+    let reports = v.get("reports").and_then(Value::as_array).unwrap();
+    let bytes: Vec<u64> = reports[3]
+        .get("per_round_bytes")
+        .and_then(Value::as_array)
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(bytes, AWARE.map(|p| p * 4096));
+    let p = reports[3].get("page_records").unwrap();
+    assert_eq!(p.get("codec").and_then(Value::as_str), Some("lz4"));
+    assert_eq!(
+        p.get("raw_bytes").and_then(Value::as_u64),
+        Some(134_720_000)
+    );
+    assert_eq!(
+        p.get("sent_bytes").and_then(Value::as_u64),
+        Some(34_370_000)
+    );
+    assert_eq!(
+        p.get("saved_bytes").and_then(Value::as_u64),
+        Some(100_350_000)
+    );
+    assert_eq!(p.get("sent_over_raw").and_then(Value::as_f64), Some(0.2551));
+    assert_eq!(
+        p.get("per_round_bytes_saved")
+            .and_then(Value::as_array)
+            .map(<[Value]>::len),
+        Some(4)
+    );
+    assert_eq!(reports[1].get("page_records"), Some(&Value::Null));
+    // The keys there were are where they were.
+    assert_eq!(
+        reports[3].get("total_pages").and_then(Value::as_u64),
+        Some(AWARE.iter().sum())
+    );
+}
+
+#[test]
+fn a_stock_report_without_bytes_per_round() {
+    // The stock report's rounds give no bytes: its cells are "-", and the
+    // table says so.
+    let mut xl = stock();
+    for p in STOCK {
+        xl = xl.replacen(&format!("\"bytes\":{},", p * 4096), "\"bytes\":null,", 1);
+    }
+    assert!(!xl.contains("\"bytes\":1") && !xl.contains("\"bytes\":2"));
+    let c = cmp(&[("xl", xl.clone()), ("aware", aware())], None);
+    let md = markdown(&c);
+    assert!(
+        md.contains(
+            "| round | xl | aware |\n\
+             | ---: | ---: | ---: |\n\
+             | 1 | - | 134217728 |\n\
+             | 2 | - | 245760 |\n"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| 5 | - | |\n"), "{md}");
+    assert!(
+        md.contains("`xl` gives no bytes per round: its cells are -.\n"),
+        "{md}"
+    );
+    let j = to_json(&c);
+    assert!(
+        j.contains("\"per_round_bytes\":[null,null,null,null,null,null]"),
+        "{j}"
+    );
+    // A depmig report without `depmig.pages` says so; a stock one is not
+    // listed (it sends pages whole).
+    assert!(md.contains("- aware: not in the report\n"), "{md}");
+    assert!(!md.contains("- xl: not in the report"), "{md}");
+    // No report with bytes per round: no table, one line.
+    let c = cmp(&[("xl", xl)], None);
+    let md = markdown(&c);
+    assert!(
+        md.contains("## Bytes per round\n\nNo report gives bytes per round.\n"),
+        "{md}"
+    );
+    assert!(!md.contains("Page records sent"), "{md}");
+}
+
+#[test]
+fn page_figures_that_do_not_hold_together_are_refused() {
+    let refuse = |text: String| match load("a", "a.json", &text) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    let m = refuse(with_pages(&aware(), "lz4", &[1, 2, 3], &[0, 0, 0]));
+    assert!(
+        m.contains("\"depmig.pages.per_round_raw_bytes\" has 3 entries for 4 rounds"),
+        "{m}"
+    );
+    let m = refuse(with_pages(&aware(), "lz4", &[1, 2, 3, 4], &[0, 3, 0, 0]));
+    assert!(
+        m.contains("\"depmig.pages.per_round_bytes_saved\", round 2: 3 bytes saved of 2"),
+        "{m}"
+    );
+    // No page records at all: no ratio.
+    let c = cmp(
+        &[("d", with_pages(&aware(), "none", &[0; 4], &[0; 4]))],
+        None,
+    );
+    assert!(
+        markdown(&c).contains("- d: no page records (none)\n"),
+        "{}",
+        markdown(&c)
+    );
 }

@@ -25,6 +25,14 @@ pub struct DepmigFigures {
     /// Paper-analysis mode: whose each round's dirty tainted pages were,
     /// for the rounds whose census was taken, in round order.
     pub census: Option<Vec<RoundCensus>>,
+    /// The page codec agreed on (`depmig.pages.codec`).
+    pub codec: Option<String>,
+    /// Bytes each round's page records would have taken as Xen's
+    /// PAGE_DATA (`depmig.pages.per_round_raw_bytes`).
+    pub per_round_raw_bytes: Option<Vec<u64>>,
+    /// Of those, what compression and deltas saved per round
+    /// (`depmig.pages.per_round_bytes_saved`).
+    pub per_round_bytes_saved: Option<Vec<u64>>,
 }
 
 /// Whose one round's dirty tainted pages were (`depmig.census`): every
@@ -135,8 +143,9 @@ fn census(
 
 /// The `"depmig"` object of a report already read and checked with
 /// `rounds` rounds: `Ok(None)` when there is none, an error naming the
-/// field when a per-round array's length is not `rounds` or the census
-/// does not hold together.
+/// field when a per-round array's length is not `rounds`, the census
+/// does not hold together, or a round saved more bytes than its page
+/// records would have taken.
 pub fn source_figures(
     r: &MigrationReport,
     rounds: usize,
@@ -154,6 +163,24 @@ pub fn source_figures(
         }
     };
     let per_round_dirty_tainted = per_round("per_round_dirty_tainted", &d.per_round_dirty_tainted)?;
+    let pages = d.pages.as_ref();
+    let per_round_raw_bytes = per_round(
+        "pages.per_round_raw_bytes",
+        pages.map_or(&None, |p| &p.per_round_raw_bytes),
+    )?;
+    let per_round_bytes_saved = per_round(
+        "pages.per_round_bytes_saved",
+        pages.map_or(&None, |p| &p.per_round_bytes_saved),
+    )?;
+    // A round cannot save more than its page records would have taken.
+    if let (Some(raw), Some(saved)) = (&per_round_raw_bytes, &per_round_bytes_saved) {
+        if let Some((i, (r, s))) = raw.iter().zip(saved).enumerate().find(|(_, (r, s))| s > r) {
+            return Err(ReportError::Invalid(format!(
+                "\"depmig.pages.per_round_bytes_saved\", round {}: {s} bytes saved of {r}",
+                i + 1
+            )));
+        }
+    }
     let census = match &d.census {
         Some(c) => Some(census(c, rounds, per_round_dirty_tainted.as_deref())?),
         None => None,
@@ -165,6 +192,11 @@ pub fn source_figures(
         census,
         per_round_dirty_tainted,
         per_round_skipped_free: per_round("per_round_skipped_free", &d.per_round_skipped_free)?,
+        codec: pages
+            .and_then(|p| p.codec.clone())
+            .filter(|c| !c.is_empty()),
+        per_round_raw_bytes,
+        per_round_bytes_saved,
     }))
 }
 
