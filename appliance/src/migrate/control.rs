@@ -13,8 +13,8 @@ use alloc::string::{String, ToString};
 use depmig_control::addr::{parse_domid, parse_ipv4, parse_port, parse_prefix};
 use depmig_control::bitmap_route::Route;
 use depmig_control::{
-    keys, parse_key, Compress, ControlError, DeltaCache, Encrypt, Key, Mode, Peer, Policy, Role,
-    Verify,
+    keys, parse_key, Compress, ControlError, DeltaCache, Encodings, Encrypt, Key, Mode, Peer,
+    Policy, Role, Verify,
 };
 
 use crate::platform::xen::xenstore::Xenstore;
@@ -57,6 +57,9 @@ pub struct Armed {
     /// The cache of re-sent pages (source; deltas offered when not 0), or
     /// whether deltas are accepted (destination, not 0).
     pub delta_cache: DeltaCache,
+    /// Whether the agreed encodings may switch off where they slow the
+    /// move (`encodings`; source only; absent: adaptive).
+    pub encodings: Encodings,
 }
 
 fn read(xs: &mut Xenstore, path: &str) -> Result<String, String> {
@@ -140,6 +143,8 @@ pub fn wait_armed(xen: &Xen, xs: &mut Xenstore) -> Result<Armed, String> {
         encrypt: Encrypt::from_key(&read_or(xs, keys::ENCRYPT, "")?)
             .map_err(|e| format!("encrypt: {e}"))?,
         delta_cache: DeltaCache::from_key(&read_or(xs, keys::DELTA_CACHE, "")?)
+            .map_err(|e| format!("{e}"))?,
+        encodings: Encodings::from_key(&read_or(xs, keys::ENCODINGS, "")?)
             .map_err(|e| format!("{e}"))?,
     };
     if role == Role::Resume {

@@ -23,7 +23,7 @@ use core::cell::{Cell, RefCell};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use depmig_control::bitmap_route::{self, Route};
-use depmig_control::{keys, Fault, Mode, Role as ArmedRole, Verdict};
+use depmig_control::{keys, Encodings, Fault, Mode, Role as ArmedRole, Verdict};
 use depmig_migrate::{
     codec, dest, engine_mode, report, source, AnyPolicy, Clock, Codec, DependencyOracle,
     DestConfig, NoOracle, PageTally, Progress, RoundStats, SourceConfig, SourceDomain, State,
@@ -393,6 +393,7 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
         compress: codec(armed.compress),
         encrypt: armed.encrypt.is_on(),
         delta_cache_mib: armed.delta_cache.0,
+        adaptive: armed.encodings == Encodings::Adaptive,
     };
     let fault = control::read_opt(xs, keys::FAULT);
     let corrupt_final = match Fault::parse(&fault) {
@@ -464,6 +465,18 @@ fn run_source(xen: &'static Xen, xs: &RefCell<Xenstore>, armed: &Armed) -> End {
                 s.round_raw_bytes.iter().sum()
             });
             log_sealing("sent", s.encrypted, s.sealed_records);
+            for (i, e) in s.round_encodings.iter().enumerate() {
+                log::info!(
+                    "migrate: round {} encodings {} ({} switches, {} pages raw, encode {} ms, link wait {} ms, last: {})",
+                    i + 1,
+                    e.state(),
+                    e.switches,
+                    e.off_pages,
+                    e.encode_ns / 1_000_000,
+                    e.wait_ns / 1_000_000,
+                    e.why.map_or("no decision", |w| w.as_str())
+                );
+            }
             if let Some(c) = &s.delta_cache {
                 log::info!(
                     "migrate: delta cache {} MiB ({} pages): {} hits, {} misses, {} inserts, {} evictions",

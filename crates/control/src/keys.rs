@@ -64,6 +64,9 @@ pub const ENCRYPT: &str = migrate_key!("encrypt");
 /// with; destination: whether it accepts them (not 0)
 /// ([`crate::values::DeltaCache`]; absent means 0, off).
 pub const DELTA_CACHE: &str = migrate_key!("delta-cache");
+/// Source: whether it may switch the agreed encodings off where they slow
+/// the move ([`crate::values::Encodings`]; absent means adaptive).
+pub const ENCODINGS: &str = migrate_key!("encodings");
 /// Source, optional: the report's `workload` field.
 pub const WORKLOAD: &str = migrate_key!("workload");
 /// Source, optional: the report's `scenario` field.
@@ -133,6 +136,7 @@ mod tests {
             COMPRESS,
             ENCRYPT,
             DELTA_CACHE,
+            ENCODINGS,
             WORKLOAD,
             SCENARIO,
             LINK_RATE,

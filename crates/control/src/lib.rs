@@ -55,5 +55,6 @@ pub use addr::Peer;
 pub use hexkey::{parse_key, to_hex, Key, KeyError, KEY_LEN};
 pub use round::{Round, RoundError};
 pub use values::{
-    Compress, ControlError, DeltaCache, Encrypt, Fault, Mode, Policy, Role, State, Verdict, Verify,
+    Compress, ControlError, DeltaCache, Encodings, Encrypt, Fault, Mode, Policy, Role, State,
+    Verdict, Verify,
 };

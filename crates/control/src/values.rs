@@ -42,6 +42,8 @@ pub enum ControlError {
     BadEncrypt,
     /// Not a [`DeltaCache`] size.
     BadDeltaCache,
+    /// Not an [`Encodings`].
+    BadEncodings,
 }
 
 /// Writes "`what` must be a, b or c".
@@ -78,6 +80,9 @@ impl fmt::Display for ControlError {
                 one_of(f, "compress", &Compress::ALL.map(Compress::as_str))
             }
             ControlError::BadEncrypt => one_of(f, "encrypt", &Encrypt::ALL.map(Encrypt::as_str)),
+            ControlError::BadEncodings => {
+                one_of(f, "encodings", &Encodings::ALL.map(Encodings::as_str))
+            }
             ControlError::BadDeltaCache => write!(
                 f,
                 "delta-cache must be a whole number of MiB from 0 to {}",
@@ -311,6 +316,34 @@ impl Encrypt {
 }
 
 words! {
+    /// Whether the source may switch the agreed encodings (`compress`,
+    /// `delta-cache`) off where they slow the move (`encodings`; source
+    /// only, the wire is the same either way).
+    pub enum Encodings, refused as BadEncodings {
+        /// Measured per window of pages: off where the CPU, not the link,
+        /// is the bottleneck, on again where the link is.
+        Adaptive = "adaptive",
+        /// On for the whole migration once agreed.
+        Fixed = "fixed",
+    }
+}
+
+impl Encodings {
+    /// When dom0 names none: adaptive.
+    pub const DEFAULT: Encodings = Encodings::Adaptive;
+
+    /// Reads the `encodings` key as the appliance does (its value
+    /// trimmed): empty or absent is [`Encodings::DEFAULT`].
+    pub fn from_key(s: &str) -> Result<Encodings, ControlError> {
+        if s.is_empty() {
+            Ok(Encodings::DEFAULT)
+        } else {
+            Encodings::parse(s)
+        }
+    }
+}
+
+words! {
     /// A deliberate failure `depmig migrate --fault` injects, so that the
     /// rig can check that a broken migration is refused and the guest keeps
     /// running.
@@ -516,6 +549,12 @@ mod tests {
             Encrypt::parse,
             ControlError::BadEncrypt,
         );
+        round_trips(
+            &Encodings::ALL,
+            Encodings::as_str,
+            Encodings::parse,
+            ControlError::BadEncodings,
+        );
     }
 
     #[test]
@@ -551,6 +590,9 @@ mod tests {
         assert_eq!(Mode::parse(""), Err(ControlError::BadMode));
         assert_eq!(Compress::from_key(""), Ok(Compress::None));
         assert_eq!(Compress::from_key("lz4"), Ok(Compress::Lz4));
+        assert_eq!(Encodings::from_key(""), Ok(Encodings::Adaptive));
+        assert_eq!(Encodings::from_key("fixed"), Ok(Encodings::Fixed));
+        assert_eq!(Encodings::from_key("off"), Err(ControlError::BadEncodings));
         assert_eq!(DeltaCache::from_key(""), Ok(DeltaCache::OFF));
         assert_eq!(DeltaCache::from_key("4"), Ok(DeltaCache(4)));
         assert_eq!(DeltaCache::parse("1024"), Ok(DeltaCache(1024)));

@@ -14,6 +14,7 @@
 
 extern crate alloc;
 
+pub mod adapt;
 pub mod config;
 pub mod delta_cache;
 pub mod dest;

@@ -27,6 +27,12 @@ impl<D: LinkDevice, E: Env> Transport for Link<D, E> {
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
         Link::recv(self, buf).map_err(Into::into)
     }
+    fn blocked_ns(&self) -> Option<u64> {
+        Some(Link::blocked(self).total_micros().saturating_mul(1000))
+    }
+    fn queued(&mut self) -> Option<u64> {
+        Some(Link::queued(self) as u64)
+    }
     fn recv_exact(&mut self, buf: &mut [u8]) -> Result<(), TransportError> {
         Link::recv_exact(self, buf).map_err(Into::into)
     }

@@ -179,6 +179,25 @@ pub trait Transport {
     /// `Ok(0)` means the peer closed its side cleanly.
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError>;
 
+    /// Time this transport's `send` spent waiting for room to put bytes in
+    /// (its send buffer full: the link is not taking them as fast as they
+    /// come), ns since it was made, on the caller's clock's scale; `None`
+    /// when it does not measure it. The source's adaptive encodings read
+    /// it ([`crate::adapt`]); without it, all the time spent in `send`
+    /// counts as waiting, which keeps the encodings on more often.
+    fn blocked_ns(&self) -> Option<u64> {
+        None
+    }
+
+    /// Bytes handed to `send` that have not left yet (its send buffer's
+    /// queue, unacknowledged bytes included), after taking in what the
+    /// peer acknowledged since the last call; `None` when it does not say.
+    /// A queue that grows while the source sends shows that the link is
+    /// the bottleneck before the buffer is full ([`crate::adapt`]).
+    fn queued(&mut self) -> Option<u64> {
+        None
+    }
+
     /// Fills `buf` completely; end of stream first is [`TransportError::Closed`].
     fn recv_exact(&mut self, mut buf: &mut [u8]) -> Result<(), TransportError> {
         while !buf.is_empty() {

@@ -26,7 +26,8 @@ use depmig_control::report::{
 };
 use depmig_precopy::{CensusCounts, RoundStats};
 
-use crate::source::SourceStats;
+use crate::adapt::Why;
+use crate::source::{RoundEncodings, SourceStats};
 use crate::verify::{ms_per_gib, VerifyStats, RANGE_FRAMES, RING_RULE};
 
 pub use depmig_control::report::SCHEMA;
@@ -206,7 +207,32 @@ fn page_figures(stats: &SourceStats) -> Option<PageFigures> {
             inserts: Some(c.inserts),
             evictions: Some(c.evictions),
         }),
+        ..encoding_figures(stats)
     })
+}
+
+/// The adaptive encodings' figures per round ([`crate::adapt`]); all
+/// absent when no encoding was agreed on.
+fn encoding_figures(stats: &SourceStats) -> PageFigures {
+    let e = &stats.round_encodings;
+    if e.is_empty() {
+        return PageFigures::default();
+    }
+    let col = |f: fn(&RoundEncodings) -> u64| Some(e.iter().map(f).collect());
+    let text =
+        |f: fn(&RoundEncodings) -> &'static str| Some(e.iter().map(|r| f(r).into()).collect());
+    PageFigures {
+        encodings: Some(if stats.adaptive { "adaptive" } else { "fixed" }.into()),
+        per_round_encodings: text(RoundEncodings::state),
+        per_round_encodings_why: text(|r| r.why.map_or("none", Why::as_str)),
+        per_round_encodings_switches: col(|r| u64::from(r.switches)),
+        per_round_unencoded: col(|r| r.off_pages),
+        per_round_encode_us: col(|r| r.encode_ns / 1000),
+        per_round_link_wait_us: col(|r| r.wait_ns / 1000),
+        per_round_predicted_encoded_us: col(|r| r.predicted_encoded_ns.unwrap_or(0) / 1000),
+        per_round_predicted_raw_us: col(|r| r.predicted_raw_ns.unwrap_or(0) / 1000),
+        ..PageFigures::default()
+    }
 }
 
 /// Page verification's section: the source's own counts and time, the
@@ -431,5 +457,53 @@ mod tests {
         assert_eq!(p.per_round_bytes_saved, Some(vec![500_000, 40_000]));
         let c = p.delta_cache.unwrap();
         assert_eq!((c.hits, c.evictions), (Some(30), Some(2)));
+        // No encoding figures without them, not even as nulls.
+        assert!(!text.contains("encodings"), "{text}");
+        assert_eq!(p.per_round_encodings, None);
+    }
+
+    #[test]
+    fn adaptive_encoding_figures_read_back_per_round() {
+        let mut st = two_rounds();
+        st.round_raw_bytes = vec![134_500_000, 200_000];
+        st.round_pages = vec![depmig_stream::PageTally::default(); 2];
+        st.adaptive = true;
+        st.round_encodings = vec![
+            RoundEncodings {
+                on_at_start: true,
+                on_at_end: false,
+                switches: 1,
+                off_pages: 32_000,
+                encode_ns: 1_500_000,
+                wait_ns: 2_000,
+                why: Some(Why::Cpu),
+                predicted_encoded_ns: Some(30_000_000),
+                predicted_raw_ns: Some(6_000_000),
+            },
+            RoundEncodings {
+                on_at_start: false,
+                on_at_end: false,
+                switches: 0,
+                off_pages: 35,
+                encode_ns: 0,
+                wait_ns: 0,
+                why: None,
+                predicted_encoded_ns: None,
+                predicted_raw_ns: None,
+            },
+        ];
+        let text = build(&st, &ReportMeta::default());
+        let again: MigrationReport = serde_json::from_str(&text).unwrap();
+        let p = again.depmig.and_then(|d| d.pages).unwrap();
+        assert_eq!(p.encodings.as_deref(), Some("adaptive"));
+        let words = |v: Option<Vec<String>>| v.unwrap().join(",");
+        assert_eq!(words(p.per_round_encodings), "switched,off");
+        assert_eq!(words(p.per_round_encodings_why), "cpu,none");
+        assert_eq!(p.per_round_encodings_switches, Some(vec![1, 0]));
+        assert_eq!(p.per_round_unencoded, Some(vec![32_000, 35]));
+        assert_eq!(p.per_round_encode_us, Some(vec![1500, 0]));
+        assert_eq!(p.per_round_link_wait_us, Some(vec![2, 0]));
+        assert_eq!(p.per_round_predicted_encoded_us, Some(vec![30_000, 0]));
+        assert_eq!(p.per_round_predicted_raw_us, Some(vec![6000, 0]));
     }
 }

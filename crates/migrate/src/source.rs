@@ -44,6 +44,7 @@ use depmig_stream::{
 
 use depmig_control::report::MAX_LISTED_FRAMES;
 
+use crate::adapt::{Adapt, Why, Window};
 use crate::delta_cache::{CacheError, CacheStats, DeltaCache};
 use crate::params;
 use crate::ports::{Progress, SourceDomain, State, Transport, TransportError};
@@ -87,6 +88,12 @@ pub struct SourceConfig<'a> {
     /// 0 sends no deltas. Deltas are offered when it is not 0 and used
     /// only if the destination accepts them ([`SourceStats::delta`]).
     pub delta_cache_mib: u32,
+    /// Switch the agreed encodings (LZ4, deltas) off where they slow the
+    /// move and back on where the link is the bottleneck
+    /// ([`crate::adapt`]); false pins them on for the whole migration
+    /// (`--encodings fixed`). Nothing changes on the wire: raw pages are
+    /// always legal in a stream that agreed on encodings.
+    pub adaptive: bool,
 }
 
 /// Pages per record for a link like the appliances': with a 256 KiB
@@ -191,6 +198,11 @@ pub struct SourceStats {
     pub delta: bool,
     /// The cache of re-sent pages, when deltas were agreed on.
     pub delta_cache: Option<CacheStats>,
+    /// Whether the encodings could switch ([`SourceConfig::adaptive`]).
+    pub adaptive: bool,
+    /// Per round, how the agreed encodings ran ([`crate::adapt`]); empty
+    /// when none were agreed on.
+    pub round_encodings: Vec<RoundEncodings>,
     /// First byte sent (the hello).
     pub start_ns: u64,
     /// The suspension was asked for.
@@ -231,6 +243,55 @@ impl SourceStats {
     /// First byte -> ACK received.
     pub fn total_ns(&self) -> Option<u64> {
         self.ack_ns?.checked_sub(self.start_ns)
+    }
+}
+
+/// How the encodings ran in one round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundEncodings {
+    /// On when the round started.
+    pub on_at_start: bool,
+    /// On when it ended.
+    pub on_at_end: bool,
+    /// Times they were switched during the round (probes included).
+    pub switches: u32,
+    /// Pages with data sent while they were off.
+    pub off_pages: u64,
+    /// Time spent encoding, ns.
+    pub encode_ns: u64,
+    /// Time spent waiting for the link, ns.
+    pub wait_ns: u64,
+    /// The round's last decision (none when no window ended in it): why,
+    /// and the window's time it predicted encoded and raw, ns.
+    pub why: Option<Why>,
+    /// See `why`.
+    pub predicted_encoded_ns: Option<u64>,
+    /// See `why`.
+    pub predicted_raw_ns: Option<u64>,
+}
+
+impl RoundEncodings {
+    fn starting(on: bool) -> Self {
+        RoundEncodings {
+            on_at_start: on,
+            on_at_end: on,
+            switches: 0,
+            off_pages: 0,
+            encode_ns: 0,
+            wait_ns: 0,
+            why: None,
+            predicted_encoded_ns: None,
+            predicted_raw_ns: None,
+        }
+    }
+
+    /// `on`, `off`, or `switched` (the report's word).
+    pub fn state(&self) -> &'static str {
+        match (self.switches, self.on_at_start) {
+            (0, true) => "on",
+            (0, false) => "off",
+            _ => "switched",
+        }
     }
 }
 
@@ -289,6 +350,11 @@ struct Wire<'t, T> {
     buf: Vec<u8>,
     sent: u64,
     err: Option<TransportError>,
+    clock: &'t dyn Clock,
+    /// Time spent in the transport's `send`, ns.
+    send_ns: u64,
+    /// Bytes handed to the transport.
+    handed: u64,
 }
 
 impl<T: Transport> Wire<'_, T> {
@@ -297,13 +363,34 @@ impl<T: Transport> Wire<'_, T> {
             return Err(SinkFull);
         }
         if !self.buf.is_empty() {
-            if let Err(e) = self.t.send(&self.buf) {
+            let t0 = self.clock.now_ns();
+            let r = self.t.send(&self.buf);
+            self.timed(t0, self.buf.len());
+            if let Err(e) = r {
                 self.err = Some(e);
                 return Err(SinkFull);
             }
             self.buf.clear();
         }
         Ok(())
+    }
+
+    fn timed(&mut self, t0: u64, bytes: usize) {
+        self.handed = self.handed.saturating_add(bytes as u64);
+        let d = self.clock.now_ns().saturating_sub(t0);
+        self.send_ns = self.send_ns.saturating_add(d);
+    }
+
+    /// Time spent waiting for the link so far: the transport's own
+    /// measure, or all the time spent sending when it has none.
+    fn waited_ns(&self) -> u64 {
+        self.t.blocked_ns().unwrap_or(self.send_ns)
+    }
+
+    /// Bytes handed to the transport so far, and how many of them have
+    /// not left yet, when it tells it.
+    fn queued(&mut self) -> (u64, Option<u64>) {
+        (self.handed, self.t.queued())
     }
 }
 
@@ -316,7 +403,10 @@ impl<T: Transport> ByteSink for Wire<'_, T> {
             self.push()?;
         }
         if bytes.len() >= WIRE_BUFFER {
-            if let Err(e) = self.t.send(bytes) {
+            let t0 = self.clock.now_ns();
+            let r = self.t.send(bytes);
+            self.timed(t0, bytes.len());
+            if let Err(e) = r {
                 self.err = Some(e);
                 return Err(SinkFull);
             }
@@ -349,6 +439,16 @@ struct Shared<'a, D, T> {
     round_tally_start: PageTally,
     /// Copies of re-sent pages, with deltas agreed on.
     cache: Option<DeltaCache>,
+    /// Whether the encodings are on, with encodings agreed on.
+    adapt: Option<Adapt>,
+    /// The current window's figures, its start and the link wait then.
+    win: Window,
+    win_start_ns: u64,
+    win_waited_ns: u64,
+    win_queued: (u64, Option<u64>),
+    /// The current round's encodings, and the link wait at its start.
+    round_enc: RoundEncodings,
+    round_waited_ns: u64,
     err: Option<SourceError>,
     /// Frames whose last entry went as free (XALLOC): with verification
     /// on, they must still be free at the end.
@@ -422,6 +522,61 @@ impl<D, T: Transport> Shared<'_, D, T> {
             }
         }
         Ok(())
+    }
+
+    /// Ends the current window when it holds enough pages, and lets the
+    /// controller decide the next one's encodings.
+    fn end_window(&mut self) {
+        let Some(adapt) = self.adapt.as_mut() else {
+            return;
+        };
+        if self.win.pages == 0 || self.win.pages < adapt.window_pages() {
+            return;
+        }
+        let now = self.clock.now_ns();
+        let wire = self.out.inner_mut();
+        let waited = wire.waited_ns();
+        let queued = wire.queued();
+        self.win.wall_ns = now.saturating_sub(self.win_start_ns);
+        self.win.wait_ns = waited.saturating_sub(self.win_waited_ns);
+        // What left the send buffer: what was handed to it less what its
+        // queue grew by (bytes still in our own buffer are not counted:
+        // they were not offered to the link yet).
+        let handed = queued.0.saturating_sub(self.win_queued.0);
+        (self.win.drained_bytes, self.win.queue_growth) = match (self.win_queued.1, queued.1) {
+            (Some(q0), Some(q1)) => (
+                handed.saturating_add(q0).saturating_sub(q1),
+                q1.saturating_sub(q0),
+            ),
+            _ => (handed, 0),
+        };
+        let was_on = adapt.on();
+        let d = adapt.decide(&self.win);
+        let r = &mut self.round_enc;
+        if d.on != was_on {
+            r.switches = r.switches.saturating_add(1);
+        }
+        r.on_at_end = d.on;
+        r.why = Some(d.why);
+        r.predicted_encoded_ns = d.predicted_encoded_ns;
+        r.predicted_raw_ns = d.predicted_raw_ns;
+        self.win = Window::default();
+        self.win_start_ns = now;
+        self.win_waited_ns = waited;
+        self.win_queued = queued;
+    }
+
+    /// Closes the round's encoding figures (with encodings agreed on).
+    fn end_round_encodings(&mut self) {
+        let Some(adapt) = self.adapt.as_ref() else {
+            return;
+        };
+        let on = adapt.on();
+        let waited = self.out.inner_mut().waited_ns();
+        let mut r = core::mem::replace(&mut self.round_enc, RoundEncodings::starting(on));
+        r.wait_ns = waited.saturating_sub(self.round_waited_ns);
+        self.round_waited_ns = waited;
+        self.stats.round_encodings.push(r);
     }
 
     fn encode_error(&mut self, e: EncodeError) -> PortError {
@@ -576,11 +731,37 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
         } else {
             0
         };
-        sh.round_raw_bytes += 8 + 8 + 8 * n as u64 + data_pages * PAGE_SIZE as u64;
+        // Windows end where a record is about to be sent, after its pages
+        // were read: the send buffer's queue is compared at the same point
+        // of the read-encode-send cycle, where the link had the time of a
+        // read to drain the last record's burst.
+        if kind == PageType::Normal {
+            sh.end_window();
+        }
+        let raw_bytes = 8 + 8 + 8 * n as u64 + data_pages * PAGE_SIZE as u64;
+        sh.round_raw_bytes += raw_bytes;
         sh.round_data_pages += data_pages;
-        if kind == PageType::Normal && sh.cache.is_some() {
+        // Encoded: agreed on and not switched off (`crate::adapt`). Off,
+        // the pages go as PAGE_DATA, which a stream with encodings agreed
+        // on still allows.
+        let encoded = kind == PageType::Normal
+            && (sh.cache.is_some() || sh.enc.codec() != Codec::Raw)
+            && sh.adapt.as_ref().is_none_or(Adapt::on);
+        if kind == PageType::Normal && !encoded {
+            sh.round_enc.off_pages += data_pages;
+            // The destination will hold these pages' new bytes: a copy
+            // kept of their old ones would make a later delta wrong.
+            if let Some(c) = sh.cache.as_mut() {
+                for &pfn in pfns {
+                    c.forget(pfn);
+                }
+            }
+        }
+        let t0 = sh.clock.now_ns();
+        let send0 = sh.out.inner_mut().send_ns;
+        if encoded && sh.cache.is_some() {
             sh.delta_record(pfns)?;
-        } else if kind == PageType::Normal && sh.enc.codec() != Codec::Raw {
+        } else if encoded {
             // Packed: the encoder needs the record's pages at once.
             let pages: Vec<&[u8]> = sh
                 .pages
@@ -595,7 +776,15 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
         } else if let Err(e) = sh.enc.page_data_header(&mut sh.out, &sh.entries) {
             return Err(sh.encode_error(e));
         }
-        if kind == PageType::Normal && sh.enc.codec() == Codec::Raw && sh.cache.is_none() {
+        if encoded {
+            sh.clock.encoded(data_pages);
+            let spent = sh.clock.now_ns().saturating_sub(t0);
+            let sending = sh.out.inner_mut().send_ns.saturating_sub(send0);
+            let encode = spent.saturating_sub(sending);
+            sh.win.encode_ns = sh.win.encode_ns.saturating_add(encode);
+            sh.round_enc.encode_ns = sh.round_enc.encode_ns.saturating_add(encode);
+        }
+        if kind == PageType::Normal && !encoded {
             // Runs of pages without holes go out in one piece.
             let mut i = 0;
             while i < n {
@@ -617,7 +806,13 @@ impl<D: SourceDomain, T: Transport> Port<'_, '_, D, T> {
         sh.round_records += 1;
         sh.round_holes += holes;
         sh.stats.records += 1;
-        Ok(sh.out.written() - before)
+        let bytes = sh.out.written() - before;
+        if kind == PageType::Normal {
+            sh.win.pages += data_pages;
+            sh.win.raw_bytes += raw_bytes;
+            sh.win.sent_bytes += bytes;
+        }
+        Ok(bytes)
     }
 }
 
@@ -768,7 +963,12 @@ pub fn run<D: SourceDomain, T: Transport>(
         buf: Vec::with_capacity(WIRE_BUFFER),
         sent: 0,
         err: None,
+        clock,
+        send_ns: 0,
+        handed: 0,
     };
+    let encodings = codec != Codec::Raw || delta;
+    stats.adaptive = cfg.adaptive && encodings;
     let cell = RefCell::new(Shared {
         dom: domain,
         out: match keys {
@@ -790,6 +990,13 @@ pub fn run<D: SourceDomain, T: Transport>(
         round_data_pages: 0,
         round_tally_start: PageTally::default(),
         cache: delta.then_some(cache),
+        adapt: encodings.then(|| Adapt::new(cfg.adaptive)),
+        win: Window::default(),
+        win_start_ns: clock.now_ns(),
+        win_waited_ns: 0,
+        win_queued: (0, Some(0)),
+        round_enc: RoundEncodings::starting(true),
+        round_waited_ns: 0,
         err: None,
         sent_free: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
         sent_any: DirtyBitmap::new(if cfg.verify { nr } else { 0 }),
@@ -866,6 +1073,7 @@ pub fn run<D: SourceDomain, T: Transport>(
                 sh.round_records = 0;
                 sh.round_holes = 0;
                 sh.round_raw_bytes = 0;
+                sh.end_round_encodings();
                 sh.stats.rounds.push(*st);
                 // Hand the round's tail to the transport (sealed: as a
                 // record of its own); an error shows up on the next write.

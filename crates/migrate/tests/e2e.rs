@@ -140,6 +140,10 @@ impl Setup {
                     compress,
                     encrypt: src_encrypt,
                     delta_cache_mib,
+                    // Pinned: these tests check the encodings themselves,
+                    // on the host's clock (the adaptive rule is tested on a
+                    // simulated one, in `adaptive.rs`).
+                    adaptive: false,
                 };
                 let r = source::run(
                     &mut dom,
@@ -908,6 +912,7 @@ fn bad_configuration_is_refused_before_touching_anything() {
             compress: Codec::Raw,
             encrypt: false,
             delta_cache_mib: 0,
+            adaptive: false,
         };
         let f = source::run(
             &mut g,
@@ -975,6 +980,7 @@ fn source_against(reply: Vec<u8>) -> (Box<SourceFailure>, Arc<Mutex<Guest>>, Vec
         compress: Codec::Raw,
         encrypt: false,
         delta_cache_mib: 0,
+        adaptive: false,
     };
     let f = source::run(
         &mut g,
@@ -1056,6 +1062,7 @@ fn a_forged_ack_is_refused_and_the_guest_resumes() {
         compress: Codec::Raw,
         encrypt: false,
         delta_cache_mib: 0,
+        adaptive: false,
     };
     let clock = TestClock(Instant::now());
     let mut pol = AnyPolicy::new(PolicyKind::Xen4);
@@ -1609,6 +1616,7 @@ fn verification_without_memory_for_its_digests_is_refused_before_anything_is_sen
         compress: Codec::Raw,
         encrypt: false,
         delta_cache_mib: 0,
+        adaptive: false,
     };
     let f = source::run(
         &mut g,

@@ -136,6 +136,13 @@ pub trait PageSink {
 pub trait Clock {
     /// Nanoseconds since an arbitrary origin.
     fn now_ns(&self) -> u64;
+
+    /// The caller just encoded `pages` pages (compressed them, computed
+    /// their deltas). A simulated clock advances by its model's cost of
+    /// that work, so that tests can give encoding a cost the host's CPU
+    /// does not have; a real clock, whose time passed while the work ran,
+    /// ignores it (the default).
+    fn encoded(&self, _pages: u64) {}
 }
 
 /// What the guest's own structures say about its frames and processes.

@@ -1169,6 +1169,23 @@ mod tests {
         assert_eq!(t.payload_bytes, (z.len() + PAGE_SIZE) as u64);
     }
 
+    /// Xen's PAGE_DATA stays legal once packed pages were agreed on: the
+    /// source sends pages raw while its adaptive encodings are off.
+    #[test]
+    fn page_data_decodes_in_a_stream_that_agreed_on_lz4() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&2u32.to_le_bytes());
+        body.extend_from_slice(&[0; 4]);
+        body.extend_from_slice(&1u64.to_le_bytes());
+        body.extend_from_slice(&2u64.to_le_bytes());
+        body.extend_from_slice(&[7u8; PAGE_SIZE]);
+        body.extend_from_slice(&[8u8; PAGE_SIZE]);
+        let s = head_then(rec::PAGE_DATA, &body, None);
+        let seen = packed_result(&s).unwrap();
+        assert!(seen.iter().any(|e| e == "page 1 7"), "{seen:?}");
+        assert!(seen.iter().any(|e| e == "page 2 8"), "{seen:?}");
+    }
+
     #[test]
     fn packed_record_refused_unless_negotiated() {
         let body = packed_body(&[1], &[ZERO_DESC], &[]);

@@ -153,6 +153,8 @@ pub struct Link<D, E> {
     handle: SocketHandle,
     cfg: LinkConfig,
     closing: bool,
+    /// Time `send` slept with its send buffer full, µs.
+    blocked_us: u64,
 }
 
 impl<D: LinkDevice, E: Env> Link<D, E> {
@@ -202,6 +204,7 @@ impl<D: LinkDevice, E: Env> Link<D, E> {
             handle,
             cfg,
             closing: false,
+            blocked_us: 0,
         };
         link.establish(role)?;
         Ok(link)
@@ -318,11 +321,28 @@ impl<D: LinkDevice, E: Env> Link<D, E> {
             if n == 0 {
                 self.stall_check(now, last_progress)?;
                 self.sleep(now, last_progress + self.cfg.stall_timeout);
+                let slept = (self.env.now() - now).total_micros();
+                self.blocked_us = self.blocked_us.saturating_add(slept);
             }
         }
         // Hand what was queued to the device before returning.
         self.pump()?;
         Ok(())
+    }
+
+    /// Time [`Self::send`] spent waiting for room in the send buffer (the
+    /// peer or the link not taking bytes as fast as they came), in total.
+    pub fn blocked(&self) -> Duration {
+        Duration::from_micros(self.blocked_us)
+    }
+
+    /// Bytes handed to [`Self::send`] that the peer has not acknowledged
+    /// yet (the send buffer's queue), after running the stack once so that
+    /// acknowledgements that arrived since the last call count. A failed
+    /// device shows at the next transfer.
+    pub fn queued(&mut self) -> usize {
+        let _ = self.pump();
+        self.socket().send_queue()
     }
 
     fn stall_check(&mut self, now: Instant, last_progress: Instant) -> Result<(), LinkError> {

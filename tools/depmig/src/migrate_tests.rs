@@ -229,6 +229,7 @@ fn behaviour(s: Script, seen: Rc<RefCell<Seen>>) -> Box<dyn FnMut(&mut Fake)> {
             "migrate/bitmap-route",
             "migrate/bitmap-reply",
             "migrate/link-rate",
+            "migrate/encodings",
         ];
         let dst_keys = [
             "net/ip",
@@ -849,6 +850,7 @@ fn appliances_get_the_agreed_keys_and_no_more_rights() {
         ("migrate/verify", "off"),
         ("migrate/bitmap-route", "auto"),
         ("migrate/bitmap-reply", ""),
+        ("migrate/encodings", "adaptive"),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -2322,6 +2324,19 @@ fn the_dom0_bitmap_route_serves_each_collect_for_the_migrated_guest() {
         "{}",
         r.text
     );
+}
+
+#[test]
+fn pinned_encodings_reach_the_source_appliance() {
+    let r = run_with(
+        Script::new(Plan::Happy { rounds: 1 }),
+        &["--compress", "lz4", "--encodings", "fixed"],
+        |_| {},
+    );
+    migrated_cleanly(&r);
+    let seen = r.seen.borrow();
+    assert_eq!(seen.src_keys["migrate/encodings"], "fixed");
+    assert!(r.text.contains("encodings fixed"), "{}", r.text);
 }
 
 #[test]

@@ -314,6 +314,64 @@ pub struct PageFigures {
         deserialize_with = "de::object"
     )]
     pub delta_cache: Option<DeltaCacheFigures>,
+    // The adaptive encodings' figures (`depmig migrate --encodings`):
+    // written only when encodings were agreed on; older reports lack them.
+    /// `adaptive` (the source could switch the agreed encodings off) or
+    /// `fixed` (pinned on).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "de::text")]
+    pub encodings: Option<String>,
+    /// Per round: `on` or `off` throughout, or `switched` (at least once,
+    /// probes included).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_texts"
+    )]
+    pub per_round_encodings: Option<Vec<String>>,
+    /// Per round, the reason of its last decision: `start`, `pinned`,
+    /// `cpu` (raw predicted faster), `link` (encoded predicted faster),
+    /// `probe`, `kept`, or `none` (no decision window ended in it).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_texts"
+    )]
+    pub per_round_encodings_why: Option<Vec<String>>,
+    /// Times the encodings switched in the round.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_counts"
+    )]
+    pub per_round_encodings_switches: Option<Vec<u64>>,
+    /// Pages with data sent raw because the encodings were off.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_counts"
+    )]
+    pub per_round_unencoded: Option<Vec<u64>>,
+    /// Time spent encoding, µs.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_counts"
+    )]
+    pub per_round_encode_us: Option<Vec<u64>>,
+    /// Time spent waiting for the link to take bytes, µs.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_counts"
+    )]
+    pub per_round_link_wait_us: Option<Vec<u64>>,
+    /// The last decision's window time predicted with the encodings on,
+    /// µs (0 where the reason is `none` or the estimates were not ready).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_counts"
+    )]
+    pub per_round_predicted_encoded_us: Option<Vec<u64>>,
+    /// The same window's time predicted raw, µs.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_counts"
+    )]
+    pub per_round_predicted_raw_us: Option<Vec<u64>>,
 }
 
 /// The source's cache of re-sent pages (`depmig.pages.delta_cache`).

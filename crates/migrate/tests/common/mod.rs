@@ -294,6 +294,12 @@ impl Transport for Boxed {
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
         self.0.recv(buf)
     }
+    fn blocked_ns(&self) -> Option<u64> {
+        self.0.blocked_ns()
+    }
+    fn queued(&mut self) -> Option<u64> {
+        self.0.queued()
+    }
 }
 
 impl SourceDomain for Guest {

@@ -9,7 +9,7 @@ use clap::Args;
 use depmig_control::bitmap_route::Route;
 // The values of `--mode`, `--policy` and `--fault` are the contract's: the
 // options are spelt as the keys they are written to.
-use depmig_control::{Compress, DeltaCache, Encrypt, Fault, Mode, Policy};
+use depmig_control::{Compress, DeltaCache, Encodings, Encrypt, Fault, Mode, Policy};
 
 use super::values::{self, check, number, DOMAIN_NAME};
 
@@ -150,6 +150,19 @@ pub struct MigrateOptions {
                                |v| DeltaCache::parse(v).ok()),
           help_heading = "Migration")]
     pub delta_cache: DeltaCache,
+    // Written to the source appliance's `migrate/encodings` (the
+    // destination takes raw pages in any stream).
+    /// adaptive | fixed: adaptive (the default) lets the
+    /// source send pages raw while --compress and
+    /// --delta-cache cost more CPU time than the link
+    /// time they save (a fast link), and encode them
+    /// again once the link is the bottleneck; fixed
+    /// keeps them on for the whole migration. The report
+    /// says per round which ran and why
+    #[arg(long, value_name = "MODE", verbatim_doc_comment, default_value = Encodings::DEFAULT.as_str(),
+          value_parser = check("--encodings", "adaptive or fixed", |v| Encodings::parse(v).ok()),
+          help_heading = "Migration")]
+    pub encodings: Encodings,
 
     /// with HOST: the command that reaches HOST's dom0
     /// instead of ssh, split as a shell splits it (no

@@ -195,7 +195,7 @@ struct WithHelp<T: Args + FromArgMatches> {
 const OPTION_NAMES: &[&str] = &[
     "--config", "--mode", "--policy", "--timeout", "--key-file", "--bitmap-route", "--compress",
     "--encrypt",
-    "--delta-cache",
+    "--delta-cache", "--encodings",
     "--appliance", "--appliance-memory", "--source-ip", "--destination-ip", "--prefix",
     "--port", "--bridge", "--shell-name", "--work-dir", "--report", "--svg",
     "--baseline-report", "--scenario", "--workload", "--fault", "--verify",

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use depmig_control::bitmap_route::Route;
-use depmig_control::{Compress, DeltaCache, Encrypt, Fault, Mode, Policy};
+use depmig_control::{Compress, DeltaCache, Encodings, Encrypt, Fault, Mode, Policy};
 
 use super::*;
 
@@ -238,6 +238,37 @@ fn the_delta_cache_is_off_unless_asked_and_must_fit_the_appliances() {
     assert_eq!(
         with(&["--delta-cache", "1", "--delta-cache", "2"]).err(),
         Some(UsageError::Repeated("--delta-cache"))
+    );
+}
+
+#[test]
+fn encodings_are_adaptive_unless_pinned() {
+    let base = ["migrate", "g", "--config", "g.cfg"];
+    assert_eq!(migrate(&base).encodings, Encodings::Adaptive);
+    let with = |v: &[&str]| parse_args(&[&base[..], v].concat());
+    assert!(matches!(
+        with(&["--compress", "lz4", "--encodings", "fixed"]),
+        Ok(Command::Migrate(o)) if o.encodings == Encodings::Fixed && o.compress == Compress::Lz4
+    ));
+    assert!(matches!(
+        with(&["--encodings", "adaptive"]),
+        Ok(Command::Migrate(o)) if o.encodings == Encodings::Adaptive
+    ));
+    for bad in ["off", "", "Fixed", "on"] {
+        assert!(
+            matches!(
+                with(&["--encodings", bad]),
+                Err(UsageError::BadValue {
+                    option: "--encodings",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        with(&["--encodings", "fixed", "--encodings", "fixed"]).err(),
+        Some(UsageError::Repeated("--encodings"))
     );
 }
 
@@ -611,6 +642,7 @@ fn every_option_of_the_parser_can_be_reported_repeated() {
                 "--bitmap-route" => "dom0",
                 "--compress" => "lz4",
                 "--encrypt" => "off",
+                "--encodings" => "fixed",
                 "--source-ip" | "--destination-ip" => "10.0.0.1",
                 "--bridge" | "--shell-name" => "b",
                 _ => "16",

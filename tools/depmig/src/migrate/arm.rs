@@ -227,6 +227,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 (keys::COMPRESS, o.compress.as_str().into()),
                 (keys::ENCRYPT, o.encrypt().as_str().into()),
                 (keys::DELTA_CACHE, o.delta_cache.to_key()),
+                (keys::ENCODINGS, o.encodings.as_str().into()),
                 // dom0's answers on the dom0 bitmap route: dom0 owns the
                 // node, so the appliance cannot forge one.
                 (keys::BITMAP_REPLY, String::new()),
@@ -283,7 +284,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         let handoff = self.ts.domctl_route();
         let o = self.o;
         self.say(&format!(
-            "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}; xenstore through {route}; handoff by {handoff}; bitmap route {}; page verification {}; compress {}; encrypt {}; delta cache {} MiB",
+            "armed: source appliance {src} -> destination appliance {dst} ({}:{}), mode {}, policy {}; xenstore through {route}; handoff by {handoff}; bitmap route {}; page verification {}; compress {}; encrypt {}; delta cache {} MiB; encodings {}",
             o.destination_ip,
             o.port,
             o.mode.as_str(),
@@ -292,7 +293,8 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             verify_key(o.verify),
             o.compress.as_str(),
             o.encrypt().as_str(),
-            o.delta_cache.0
+            o.delta_cache.0,
+            o.encodings.as_str()
         ));
         Ok(())
     }
