@@ -126,6 +126,11 @@ fn save_behaviour(
                 e.applied_at = Some(f.now);
                 drop(e);
                 f.set(a, "state", "committed");
+                f.set(
+                    a,
+                    "report",
+                    &crate::report::tests::sample("depmig", &[131088, 500]),
+                );
                 f.set(a, "result", "PASS committed");
                 f.poweroff(a);
             }
@@ -143,6 +148,8 @@ fn save_args() -> SaveArgs {
         GUEST_CFG,
         "--appliance",
         IMAGE,
+        "--report",
+        "/out/save.json",
     ];
     match parse_args(&args) {
         Ok(Command::Save(a)) => a,
@@ -230,6 +237,11 @@ fn a_save_destroys_the_guest_only_after_dom0s_end_has_the_file() {
     assert!(!r.end.borrow().abandoned);
     assert!(f.violations.is_empty(), "{:?}", f.violations);
     assert!(r.text.contains("saving `guest`"), "{}", r.text);
+    // The source appliance's report, with the command's figures, passes
+    // the report's own checks.
+    let text = std::str::from_utf8(&f.files[&std::path::PathBuf::from("/out/save.json")]).unwrap();
+    crate::report::parse_any_report(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(text.contains("\"outcome\":\"migrated\""), "{text}");
 }
 
 #[test]
