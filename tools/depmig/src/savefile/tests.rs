@@ -202,3 +202,234 @@ fn dom0s_address_is_read_from_ip_addr() {
     assert_eq!(first_ipv4(""), None);
     assert_eq!(first_ipv4("inet"), None);
 }
+
+/// The real roles over loopback TCP with dom0's ends between them: a
+/// source appliance's role saves an in-memory guest through [`TcpSaver`]
+/// into an xl file, and a destination appliance's role restores it from
+/// [`send_file`] into an in-memory shell.
+mod roles {
+    use super::*;
+    use depmig_migrate::params::SAVED;
+    use depmig_migrate::{
+        dest, source, AnyPolicy, Clock, DestConfig, DestDomain, DirtyBitmap, Mode, NoOracle,
+        NoProgress, PolicyKind, PortError, SourceConfig, SourceDomain, TscInfo,
+    };
+    use std::collections::BTreeMap;
+
+    const NR: u64 = 512;
+    const PAGE: usize = 4096;
+    const STORE: u64 = NR - 2;
+    const CONSOLE: u64 = NR - 1;
+
+    /// A guest (source) or a shell (destination) in memory.
+    struct Mem {
+        mem: Vec<u8>,
+        params: BTreeMap<u32, u64>,
+        suspended: bool,
+        tsc: Option<TscInfo>,
+        context: Option<Vec<u8>>,
+    }
+
+    impl Mem {
+        fn new(fill: impl Fn(usize) -> u8) -> Mem {
+            let mut params: BTreeMap<u32, u64> = SAVED.iter().map(|&p| (p, 0)).collect();
+            params.insert(1, STORE);
+            params.insert(17, CONSOLE);
+            Mem {
+                mem: (0..NR as usize * PAGE).map(fill).collect(),
+                params,
+                suspended: false,
+                tsc: None,
+                context: None,
+            }
+        }
+        fn page(&self, p: u64) -> &[u8] {
+            &self.mem[p as usize * PAGE..][..PAGE]
+        }
+        fn read(&self, pfns: &[u64], buf: &mut [u8]) {
+            for (i, &p) in pfns.iter().enumerate() {
+                buf[i * PAGE..][..PAGE].copy_from_slice(self.page(p));
+            }
+        }
+    }
+
+    struct Now(Instant);
+    impl Clock for Now {
+        fn now_ns(&self) -> u64 {
+            self.0.elapsed().as_nanos() as u64
+        }
+    }
+
+    impl SourceDomain for Mem {
+        fn nr_pfns(&self) -> u64 {
+            NR
+        }
+        fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+            for p in 0..NR {
+                out.set(p);
+            }
+            Ok(())
+        }
+        fn read_pages(&mut self, p: &[u64], b: &mut [u8], _: &mut [bool]) -> Result<(), PortError> {
+            self.read(p, b);
+            Ok(())
+        }
+        fn log_dirty_enable(&mut self) -> Result<(), PortError> {
+            Ok(())
+        }
+        fn log_dirty_collect(&mut self, _: &mut DirtyBitmap) -> Result<(), PortError> {
+            Ok(())
+        }
+        fn log_dirty_disable(&mut self) -> Result<(), PortError> {
+            Ok(())
+        }
+        fn suspend(&mut self) -> Result<(), PortError> {
+            self.suspended = true;
+            Ok(())
+        }
+        fn resume_cancelled(&mut self) -> Result<bool, PortError> {
+            let was = self.suspended;
+            self.suspended = false;
+            Ok(was)
+        }
+        fn tsc_info(&mut self) -> Result<TscInfo, PortError> {
+            Ok(TscInfo {
+                mode: 0,
+                khz: 2_000_000,
+                nsec: 42,
+                incarnation: 1,
+            })
+        }
+        fn hvm_param(&mut self, index: u32) -> Result<u64, PortError> {
+            Ok(self.params.get(&index).copied().unwrap_or(0))
+        }
+        fn hvm_context(&mut self, out: &mut Vec<u8>) -> Result<(), PortError> {
+            out.clear();
+            out.extend((0..800u32).map(|i| (i * 3) as u8));
+            Ok(())
+        }
+    }
+
+    impl DestDomain for Mem {
+        fn nr_pfns(&self) -> u64 {
+            NR
+        }
+        fn populated(&mut self, out: &mut DirtyBitmap) -> Result<(), PortError> {
+            for p in 0..NR {
+                out.set(p);
+            }
+            Ok(())
+        }
+        fn populate(&mut self, _: &[u64]) -> Result<(), PortError> {
+            Ok(())
+        }
+        fn write_pages(&mut self, pfns: &[u64], data: &[u8]) -> Result<(), PortError> {
+            for (i, &p) in pfns.iter().enumerate() {
+                self.mem[p as usize * PAGE..][..PAGE].copy_from_slice(&data[i * PAGE..][..PAGE]);
+            }
+            Ok(())
+        }
+        fn zero_frames(&mut self, pfns: &[u64]) -> Result<(), PortError> {
+            for &p in pfns {
+                self.mem[p as usize * PAGE..][..PAGE].fill(0);
+            }
+            Ok(())
+        }
+        fn read_pages(&mut self, p: &[u64], b: &mut [u8], _: &mut [bool]) -> Result<(), PortError> {
+            self.read(p, b);
+            Ok(())
+        }
+        fn hvm_param(&mut self, index: u32) -> Result<u64, PortError> {
+            Ok(self.params.get(&index).copied().unwrap_or(0))
+        }
+        fn set_hvm_param(&mut self, index: u32, value: u64) -> Result<(), PortError> {
+            self.params.insert(index, value);
+            Ok(())
+        }
+        fn set_tsc_info(&mut self, tsc: &TscInfo) -> Result<(), PortError> {
+            self.tsc = Some(*tsc);
+            Ok(())
+        }
+        fn set_hvm_context(&mut self, blob: &[u8]) -> Result<(), PortError> {
+            self.context = Some(blob.to_vec());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_guest_saved_through_dom0_and_restored_from_the_file_is_the_same() {
+        let d = tmpdir("roles");
+        let file = d.join("guest.save");
+        let key = key_bytes(KEY_HEX).unwrap();
+        let mut s = saver(&file, Format::Xl);
+        let addr = s.local_addr().unwrap();
+        let mut guest = Mem::new(|i| (i / PAGE * 7 + i % 251) as u8);
+        let k = key.clone();
+        let saved = std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let mut link = TcpLink(TcpStream::connect(addr).unwrap());
+                let cfg = SourceConfig {
+                    key: &k,
+                    nonce: [5; 16],
+                    mode: Mode::Baseline,
+                    xen_major: 4,
+                    xen_minor: 20,
+                    record_pages: 64,
+                    verify: false,
+                    compress: depmig_migrate::Codec::Raw,
+                    encrypt: false,
+                    delta_cache_mib: 0,
+                };
+                source::run(
+                    &mut guest,
+                    &mut link,
+                    &Now(Instant::now()),
+                    &mut NoOracle,
+                    &mut AnyPolicy::new(PolicyKind::Xen4),
+                    &mut NoProgress,
+                    &cfg,
+                )
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(saved.is_ok(), "the source committed: {:?}", saved.err());
+        assert_eq!(wait_state(&mut s, &["applied", "failed"]), "applied");
+        drop(s);
+        let checked = check_file(&file).unwrap();
+        assert_eq!(checked.format, Format::Xl);
+        assert!(checked.stats.pages >= NR, "{:?}", checked.stats);
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let daddr = listener.local_addr().unwrap();
+        let mut shell = Mem::new(|_| 0xEE);
+        let (sent, applied) = std::thread::scope(|sc| {
+            let dst = sc.spawn(|| {
+                let (conn, _) = listener.accept().unwrap();
+                dest::run(
+                    &mut shell,
+                    &mut TcpLink(conn),
+                    &Now(Instant::now()),
+                    &mut NoProgress,
+                    &DestConfig::new(&key, [6; 16]),
+                )
+            });
+            let sent = send_file(&file, &checked, daddr, KEY_HEX, Duration::from_secs(5));
+            (sent, dst.join().unwrap())
+        });
+        assert_eq!(sent, Ok(()));
+        assert!(applied.is_ok(), "{applied:?}");
+        for p in 0..NR {
+            if p == STORE || p == CONSOLE {
+                assert!(
+                    shell.page(p).iter().all(|&b| b == 0xEE),
+                    "ring {p} is the shell's"
+                );
+            } else {
+                assert_eq!(shell.page(p), guest.page(p), "pfn {p}");
+            }
+        }
+        assert!(shell.tsc.is_some() && shell.context.is_some());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
