@@ -1,6 +1,6 @@
 #!/bin/sh
-# save-restore: `depmig save` writes the running guest of migrate-smoke
-# (ticker, mmuncher over 16 MiB) to a file in dom0 through a source
+# save-restore: `depmig save` writes a running guest like migrate-smoke's
+# (256 MiB; ticker, mmuncher over 16 MiB) to a file in dom0 through a source
 # appliance whose peer is dom0 itself, and `depmig restore` starts it again
 # from that file through a destination appliance.
 # Verdicts, each can fail:
@@ -18,7 +18,9 @@
 . /scenario/migrate.sh
 G=guest
 F=/tmp/$G.save
-guest_start $G ticker,mmuncher 512 depmig.mib=16 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
+# 256 MiB: the file lives in dom0's memory (its root file system) beside
+# what verify-stream-v2 needs.
+guest_start $G ticker,mmuncher 256 depmig.mib=16 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
 guest_wait_passes $G 2 400 || { guest_dump $G; rig_fail "mmuncher did not verify 2 passes before the save"; }
 src=$(rig_domid $G)
 ticks=$(guest_ticks $G)
