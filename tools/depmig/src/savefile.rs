@@ -318,6 +318,7 @@ fn serve(
             g.stats = Some(stats);
             g.state = Some("applied");
             g.file = Some(file);
+            g.conn = None;
         }
         Err(e) => {
             let why = match (&e, file.error.take()) {
@@ -331,6 +332,11 @@ fn serve(
             g.file = Some(file);
             g.state = Some("failed");
             g.failure = Some(why);
+            // The NAK went (if it could): closing at once lets the source
+            // see the end now rather than at its stall timeout.
+            if let Some(c) = g.conn.take() {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
         }
     }
 }

@@ -48,8 +48,8 @@ pub struct SaveArgs {
     /// carried in the file in xl format) (required)
     #[arg(long, value_name = "FILE", verbatim_doc_comment)]
     pub config: PathBuf,
-    /// xl | libxc: xl's own save-file format, which stock
-    /// `xl restore FILE` reads, or the bare libxc stream
+    /// xl | libxc: xl's own save-file format, as `xl save`
+    /// writes it, or the bare libxc stream
     #[arg(long, value_name = "FORMAT", default_value = "xl", verbatim_doc_comment,
           value_parser = check("--format", "xl or libxc", SaveFormat::parse))]
     pub format: SaveFormat,
