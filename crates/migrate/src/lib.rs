@@ -22,6 +22,7 @@ pub mod params;
 pub mod ports;
 pub mod reply;
 pub mod report;
+pub mod saved;
 pub mod source;
 pub mod verify;
 

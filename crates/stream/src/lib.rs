@@ -29,6 +29,7 @@ pub mod libxl;
 pub mod order;
 pub mod packed;
 pub mod record;
+pub mod savefile;
 pub mod session;
 pub mod wire;
 
@@ -43,5 +44,6 @@ pub use libxl::{LibxlError, RoundCounter, RoundTally, XlEvent, XlStreamScanner};
 pub use order::{OrderChecker, OrderError};
 pub use packed::{Codec, PageTally};
 pub use record::{Opener, RecordError, Sealer, MAX_RECORD_PLAINTEXT};
+pub use savefile::{Format as SaveFormat, Prefix as SavePrefix, SaveFileError};
 pub use session::{Authenticated, Receiver, RxError, RxEvent};
 pub use wire::*;

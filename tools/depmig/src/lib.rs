@@ -10,6 +10,7 @@ pub mod key;
 pub mod migrate;
 pub mod progress;
 pub mod report;
+pub mod savefile;
 pub mod svg;
 pub mod toolstack;
 pub mod twohost;
@@ -24,3 +25,6 @@ pub(crate) mod fake;
 
 #[cfg(test)]
 mod twohost_tests;
+
+#[cfg(test)]
+mod saverestore_tests;

@@ -7,11 +7,13 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod compare_args;
 mod migrate_args;
+mod saverestore_args;
 mod twohost_args;
 mod values;
 
 pub use compare_args::CompareOptions;
 pub use migrate_args::MigrateOptions;
+pub use saverestore_args::{RestoreArgs, SaveArgs, SaveFormat};
 pub use twohost_args::{ReceiveArgs, RecoverArgs};
 pub use values::{link_rate, link_rate_bytes_per_s, valid_domain_name};
 
@@ -28,6 +30,10 @@ pub enum Command {
     Receive(ReceiveArgs),
     /// Settle a two-host handoff whose answer never came.
     Recover(RecoverArgs),
+    /// Save a running guest to a file.
+    Save(SaveArgs),
+    /// Start a guest from a save file.
+    Restore(RestoreArgs),
 }
 
 /// Most reports `depmig compare` takes at once.
@@ -101,6 +107,8 @@ impl std::error::Error for UsageError {}
 depmig migrate <guest> [HOST] --config <guest.cfg> [options]
        depmig receive [options]
        depmig recover <guest> HOST [options]
+       depmig save <guest> FILE --config <guest.cfg> [options]
+       depmig restore FILE [--config <guest.cfg>] [options]
        depmig compare [options] LABEL=REPORT.json ...
        depmig --help | depmig <command> --help",
     after_help = "\
@@ -170,6 +178,30 @@ enum Sub {
         after_help = include_str!("recover_after_help.txt")
     )]
     Recover(WithHelp<RecoverArgs>),
+    /// write a running guest to FILE as Xen's migration stream v2
+    /// (in xl's save-file format by default), then destroy it, as
+    /// `xl save` does: a source appliance sends it to dom0
+    #[command(
+        verbatim_doc_comment,
+        disable_help_flag = true,
+        before_help = "depmig save: save a running guest to a file through a source appliance",
+        help_template = SUBCOMMAND_HELP,
+        override_usage = "depmig save <guest> FILE --config <guest.cfg> [options]",
+        after_help = include_str!("save_after_help.txt")
+    )]
+    Save(WithHelp<SaveArgs>),
+    /// start a guest from a save file of `depmig save` (xl's
+    /// format or a bare libxc stream): dom0 sends it to a
+    /// destination appliance filling a paused shell
+    #[command(
+        verbatim_doc_comment,
+        disable_help_flag = true,
+        before_help = "depmig restore: start a guest from a save file through a destination appliance",
+        help_template = SUBCOMMAND_HELP,
+        override_usage = "depmig restore FILE [--config <guest.cfg>] [options]",
+        after_help = include_str!("restore_after_help.txt")
+    )]
+    Restore(WithHelp<RestoreArgs>),
     /// the same as --help (whatever follows)
     #[command(hide = true)]
     Help {
@@ -200,6 +232,7 @@ const OPTION_NAMES: &[&str] = &[
     "--port", "--bridge", "--shell-name", "--work-dir", "--report", "--svg",
     "--baseline-report", "--scenario", "--workload", "--fault", "--verify",
     "--title", "--markdown", "--json", "--guest-pages", "--require-agent", "--transport",
+    "--format", "--dom0-ip",
 ];
 
 /// The parser: the derived one, where every option's value may start with
@@ -216,6 +249,8 @@ fn command() -> clap::Command {
         .mut_subcommand("compare", hyphen_values)
         .mut_subcommand("receive", hyphen_values)
         .mut_subcommand("recover", hyphen_values)
+        .mut_subcommand("save", hyphen_values)
+        .mut_subcommand("restore", hyphen_values)
 }
 
 /// Parses the arguments after the program name.
@@ -236,6 +271,8 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
         Some(Sub::Compare(c)) => check_compare(c.options).map(Command::Compare),
         Some(Sub::Receive(r)) => Ok(Command::Receive(r.options)),
         Some(Sub::Recover(r)) => Ok(Command::Recover(r.options)),
+        Some(Sub::Save(r)) => Ok(Command::Save(r.options)),
+        Some(Sub::Restore(r)) => Ok(Command::Restore(r.options)),
     }
 }
 

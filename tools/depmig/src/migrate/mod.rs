@@ -41,7 +41,9 @@ mod outputs;
 mod preflight;
 mod receive;
 mod remote;
+mod restore;
 mod rollback;
+mod save;
 mod watch;
 
 pub use crate::toolstack::{parse_xl_list, parse_xl_list_all, DomState};
@@ -53,6 +55,8 @@ pub use handoff::proof::{
 pub use outputs::{load_report, LoadReportError};
 pub use receive::{receive, ReceiveOptions, ReceiveOutcome, ReceiveTimings};
 pub use remote::{migrate_to_host, recover, RecoverOptions, RemoteTimings};
+pub use restore::{restore, RestoreOptions, RestoreSend};
+pub use save::{save, SaveEnd};
 
 use rollback::Abort;
 use watch::Watch;
@@ -198,6 +202,8 @@ struct Run<'a, T: Toolstack + ?Sized> {
     /// Two hosts: the destination, reached over the control protocol
     /// (`None`: it is on this host).
     remote: Option<remote::RemoteDest<'a>>,
+    /// `depmig save`: dom0's own end, in place of a destination appliance.
+    saver: Option<&'a mut dyn save::SaveEnd>,
 }
 
 impl<T: Toolstack + ?Sized> Run<'_, T> {
@@ -295,6 +301,7 @@ impl<'a, T: Toolstack + ?Sized> Run<'a, T> {
             agent_opened: Vec::new(),
             bitmap: bitmap::Service::new(opts.bitmap_route, guest_id),
             remote: None,
+            saver: None,
             checked_key: checked.key_hex,
             ts,
             o: opts,

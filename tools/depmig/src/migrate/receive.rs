@@ -122,7 +122,7 @@ impl ReceiveOutcome {
 
 /// Why the destination refused to prepare.
 #[derive(Debug)]
-enum PrepareError {
+pub(super) enum PrepareError {
     /// The migration's values as options (the parser's message).
     Options(String),
     /// The checks the source makes too (their message).
@@ -155,7 +155,7 @@ impl fmt::Display for PrepareError {
 /// The options a local migration would take for `p`, read by the same
 /// parser (so every value passes the same checks as on a command line),
 /// with this host's own paths, image and bridge.
-fn options_for(
+pub(super) fn options_for(
     p: &Prepare,
     own: &ReceiveOptions,
     cfg: &std::path::Path,
@@ -220,9 +220,9 @@ enum Phase {
 }
 
 /// The destination's side of one migration, after `prepare`.
-struct Served {
-    shell: u32,
-    dst: u32,
+pub(super) struct Served {
+    pub(super) shell: u32,
+    pub(super) dst: u32,
     phase: Phase,
     /// The appliance's last state said, to say only changes.
     said: Option<String>,
@@ -356,7 +356,7 @@ fn next_request<T: Toolstack + ?Sized>(
 
 /// The guest id of a run on a host where the guest is not (the
 /// destination): no domain has it.
-const NO_GUEST: u32 = u32::MAX;
+pub(super) const NO_GUEST: u32 = u32::MAX;
 
 /// A run for one guest outside a migration's checks: the destination's
 /// (`guest_id` [`NO_GUEST`]) or `depmig recover`'s (the suspended source).
@@ -384,6 +384,7 @@ pub(super) fn bare_run<'a, T: Toolstack + ?Sized>(
         agent_opened: Vec::new(),
         bitmap: bitmap::Service::new(opts.bitmap_route, guest_id),
         remote: None,
+        saver: None,
         checked_key: String::new(),
         ts,
         o: opts,
@@ -406,7 +407,11 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     /// The checks the source made too (the config: PVH, its name), the
     /// names this host would give, then the shell and the appliance
     /// created, armed and started.
-    fn prepare(&mut self, p: &Prepare, cfg_path: &std::path::Path) -> Result<Served, PrepareError> {
+    pub(super) fn prepare(
+        &mut self,
+        p: &Prepare,
+        cfg_path: &std::path::Path,
+    ) -> Result<Served, PrepareError> {
         preflight::check_guest_config(p.config.as_bytes(), cfg_path, &p.guest)
             .map_err(PrepareError::Refused)?;
         if !self.ts.file_exists(&self.o.appliance) {
@@ -468,7 +473,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
 
     /// Destroys the appliance and then the shell it maps, whatever exists
     /// of them; the error names what stays.
-    fn take_down(&mut self) -> Result<(), String> {
+    pub(super) fn take_down(&mut self) -> Result<(), String> {
         let dst = self.created.dst.take();
         let shell = self.created.shell.take();
         let doomed: Vec<u32> = dst.into_iter().chain(shell).collect();
@@ -492,7 +497,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
 
     /// The migration is given up before the guest ran here: everything
     /// goes, nothing is unpaused.
-    fn give_up(&mut self, why: &str) -> ReceiveOutcome {
+    pub(super) fn give_up(&mut self, why: &str) -> ReceiveOutcome {
         self.say(&format!("{why}: destroying the appliance and the shell"));
         match self.take_down() {
             Ok(()) => not_migrated(why.to_string()),
@@ -631,6 +636,17 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             "the source says its guest (domain {} there) is stopped",
             n.source_domid()
         ));
+        self.run_shell(s, |ts, shell| unpause_received_shell(ts, shell, n))
+    }
+
+    /// The shell runs, by `unpause` (which holds the proof that no other
+    /// copy can run), once the appliance applied the guest and can no
+    /// longer write into the shell; then it takes the guest's name.
+    pub(super) fn run_shell(
+        &mut self,
+        s: &mut Served,
+        unpause: impl FnOnce(&mut T, u32) -> Result<(), super::UnpauseError>,
+    ) -> Reply {
         let state = self.read_key(s.dst, keys::STATE).ok().flatten();
         if state.as_deref() != Some(depmig_control::State::Applied.as_str()) {
             return self.not_run(format!(
@@ -642,7 +658,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         if let Err(e) = self.quiesce_destination(s.dst, listed) {
             return self.not_run(e.to_string());
         }
-        if let Err(e) = unpause_received_shell(self.ts, s.shell, n) {
+        if let Err(e) = unpause(self.ts, s.shell) {
             return self.not_run(e.to_string());
         }
         let unpaused_unix_ms = self.ts.unix_ms();
@@ -676,7 +692,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     }
 
     /// After the handoff: the appliance, stopped or paused, goes.
-    fn finish(&mut self, warnings: &mut Vec<String>) {
+    pub(super) fn finish(&mut self, warnings: &mut Vec<String>) {
         if let Some(dst) = self.created.dst.take() {
             if let Err(e) = self.destroy_and_wait(dst) {
                 warnings.push(format!("destination appliance (domain {dst}): {e}"));

@@ -322,9 +322,11 @@ pub fn migrate_to_host<T: Toolstack + ?Sized>(
 
 impl<T: Toolstack + ?Sized> Run<'_, T> {
     fn host(&self) -> String {
-        self.remote
-            .as_ref()
-            .map_or_else(String::new, |r| r.host.clone())
+        match (&self.remote, &self.saver) {
+            (Some(r), _) => r.host.clone(),
+            (None, Some(_)) => "dom0 (save)".into(),
+            (None, None) => String::new(),
+        }
     }
 
     /// The source appliance armed with HOST's appliance as its peer, the
@@ -341,7 +343,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
     }
 
     /// Creates, arms and starts the source appliance.
-    fn start_source(&mut self, peer: Peer) -> Result<u32, ArmError> {
+    pub(super) fn start_source(&mut self, peer: Peer) -> Result<u32, ArmError> {
         let name = self.src_name.clone();
         let vif = self.vif(self.o.source_ip);
         let cfg = self.write_config(&name, Some(&vif))?;

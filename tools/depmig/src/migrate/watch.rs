@@ -301,6 +301,11 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
                 return ControlFlow::Break(Watch::Failure(WatchFailure::DestinationLost(e)))
             }
         };
+        // A save: dom0's own end stands for the destination.
+        let remote_state = match self.saver.as_mut() {
+            Some(end) => Some(end.state()),
+            None => remote_state,
+        };
         let polled = (|| -> Result<_, ToolError> {
             Ok(Keys {
                 src_state: self.read_key(src, keys::STATE)?,
@@ -435,7 +440,13 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
             return ControlFlow::Continue(());
         }
         seen.last_list = Some(now);
-        let (src_listed, dst_listed) = match self.remote.as_ref().map(|r| r.liveness) {
+        let liveness = match (&self.remote, &self.saver) {
+            (Some(r), _) => Some(r.liveness),
+            // dom0's own save end: alive as long as this command is.
+            (None, Some(_)) => Some(crate::twohost::protocol::Liveness::Alive),
+            (None, None) => None,
+        };
+        let (src_listed, dst_listed) = match liveness {
             None => two_domain_states(self.ts, src, dst),
             // The destination appliance is listed on its own host, as the
             // last `status` said.

@@ -179,6 +179,36 @@ pub fn unpause_received_shell<T: Toolstack + ?Sized>(
     unpause(ts, shell)
 }
 
+/// Proof, for `depmig restore`, that no copy of the restored guest runs on
+/// this host: no domain carries its name (a save destroyed the guest it
+/// saved; one that was kept or restored before under this name is found).
+/// Only [`no_copy_named`] makes one.
+#[derive(Debug)]
+pub struct NoCopyHere {
+    _private: (),
+}
+
+/// Checks that no domain on this host is named `guest`.
+pub fn no_copy_named<T: Toolstack + ?Sized>(ts: &mut T, guest: &str) -> Result<NoCopyHere, String> {
+    match super::super::domains::domid_of(ts, guest) {
+        Ok(None) => Ok(NoCopyHere { _private: () }),
+        Ok(Some(id)) => Err(format!(
+            "a domain named `{guest}` exists (domain {id}): the saved guest is not restored beside it"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Unpauses a shell restored from a save file; only possible with proof
+/// that no copy of the guest runs here.
+pub fn unpause_restored_shell<T: Toolstack + ?Sized>(
+    ts: &mut T,
+    shell: u32,
+    _proof: &NoCopyHere,
+) -> Result<(), UnpauseError> {
+    unpause(ts, shell)
+}
+
 /// The unpause itself: a domctl where the host offers it, else `xl`.
 fn unpause<T: Toolstack + ?Sized>(ts: &mut T, shell: u32) -> Result<(), UnpauseError> {
     if let Some(Ok(())) = ts.domctl_unpause(shell) {
