@@ -28,9 +28,6 @@ xen_pkgs=(xen-utils-$line xen-utils-common xenstore-utils libxencall1 libxenevtc
 xen_pkgs+=(dropbear-bin libtomcrypt1 libtommath1 libcrypt1 libgmp10)
 [ "$line" = 4.17 ] || xen_pkgs+=(libc6 libgcc-s1 libtinfo6 libncurses6 libext2fs2t64 libcom-err2
                                  liblzma5 libuuid1 libzstd1 zlib1g libbz2-1.0 libsmartcols1)
-# Xen's own stream checker (xen-utils' verify-stream-v2, `depmig save`'s
-# scenario) is a Python script: trixie's interpreter and standard library.
-[ "$line" = 4.17 ] || xen_pkgs+=(python3.13-minimal libpython3.13-minimal libpython3.13-stdlib)
 
 kpkg=$(debian_kernel_pkg)
 [ -n "$kpkg" ] || die "cannot resolve the Debian kernel package"
@@ -116,27 +113,6 @@ else
     list_libs() { LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" ldd "$1"; }
 fi
 
-# Python for verify-stream-v2 (trixie lines): the interpreter, its standard
-# library without what a script never imports here, and Xen's python
-# package (xen.migration), which the scenario puts on PYTHONPATH. Extension
-# modules whose libraries dom0 lacks (ssl, ctypes, ...) are left out.
-if [ "$line" != 4.17 ]; then
-    py=python3.13
-    cp -a "$pkgs/usr/bin/$py" "$root/usr/bin/$py"
-    ln -s "$py" "$root/usr/bin/python3"
-    cp -a "$pkgs/usr/lib/$py" "$root/usr/lib/"
-    [ -d "$pkgs/etc/$py" ] && cp -a "$pkgs/etc/$py" "$root/etc/"
-    rm -rf "$root/usr/lib/$py"/{test,idlelib,tkinter,turtledemo,ensurepip,pydoc_data,lib2to3} \
-           "$root/usr/lib/$py"/config-*
-    mkdir -p "$root/$xl_dir/lib"
-    cp -a "$pkgs/$xl_dir/lib/python" "$root/$xl_dir/lib/"
-    for m in "$root/usr/lib/$py"/lib-dynload/*.so; do
-        [ -e "$m" ] || continue
-        "$root/lib64/ld-linux-x86-64.so.2" --library-path "$root/usr/lib/x86_64-linux-gnu" --list "$m" 2>/dev/null \
-            | grep -q 'not found' && rm -f "$m"
-    done
-fi
-
 # Shared libraries of every ELF file, from the unpacked packages or the host.
 copy_libs() {
     local f lib
@@ -166,7 +142,6 @@ fi
     || die "libgcc_s.so.1 missing from dom0"
 copy_libs "$root/bin/bash" "$root/bin/flock" "$root/$xl_dir"/bin/* "$root"/usr/bin/xenstore* \
     "$root"/usr/lib/x86_64-linux-gnu/*.so* "$root/usr/sbin/dropbear" "$root"/usr/bin/{dbclient,dropbearkey}
-[ "$line" = 4.17 ] || copy_libs "$root/usr/bin/python3.13" "$root"/usr/lib/python3.13/lib-dynload/*.so
 
 # ssh keys, made per build (the rig's hosts boot the same image): the
 # host key, and root's key, which every host accepts. `ssh` is dropbear's

@@ -43,7 +43,7 @@ size=$(wc -c < $F)
 # 2. Xen's verifier, from the rig's own xen-utils.
 vs=$(ls /usr/lib/xen-*/bin/verify-stream-v2 2>/dev/null | head -n 1)
 [ -n "$vs" ] || rig_fail "no verify-stream-v2 in dom0's xen-utils"
-command -v python3 >/dev/null || rig_fail "dom0 has no python3 for verify-stream-v2 (qemu-tests/dom0/build.sh adds it on trixie's Xen lines)"
+command -v python3 >/dev/null || rig_fail "dom0 has no python3 for verify-stream-v2: the rig's dom0 does not carry python yet"
 PYTHONPATH=${vs%/bin/verify-stream-v2}/lib/python python3 -S "$vs" --format xl -i $F > /tmp/$G.verify.log 2>&1
 rc=$?
 sed "s/^/VERIFY-STREAM-V2| /" /tmp/$G.verify.log
