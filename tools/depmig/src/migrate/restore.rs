@@ -156,7 +156,7 @@ pub fn restore<T: Toolstack + ?Sized>(
     match run.run_shell(&mut served, |ts, shell| {
         unpause_restored_shell(ts, shell, &proof)
     }) {
-        Reply::Running { domid } => {
+        Reply::Running { domid, .. } => {
             let mut warnings = Vec::new();
             run.finish(&mut warnings);
             run.say(&format!("`{}` runs as domain {domid}", ro.guest));
