@@ -91,6 +91,7 @@ fn save(
                 compress,
                 encrypt: false,
                 delta_cache_mib: 0,
+                adaptive: false,
             };
             source::run(
                 &mut dom,

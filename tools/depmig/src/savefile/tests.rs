@@ -379,6 +379,7 @@ mod roles {
                     compress: depmig_migrate::Codec::Raw,
                     encrypt: false,
                     delta_cache_mib: 0,
+                    adaptive: false,
                 };
                 source::run(
                     &mut guest,
