@@ -16,7 +16,10 @@ cargo build --release --locked -p depmig-appliance
 strip -o "$dest/depmig-appliance" "${CARGO_TARGET_DIR:-target}/release/depmig-appliance"
 # dom0's userland is not the host's: link the CLI statically (an explicit
 # --target keeps the flag away from build scripts), as the workloads are.
-tdir="${DEPMIG_CACHE:-/var/cache/depmig}/cli-target"
+# One target directory per checkout: cargo's fingerprints of path crates
+# name their sources by absolute path, so a second checkout sharing the
+# directory could take the first one's artifacts for fresh.
+tdir="${DEPMIG_CACHE:-/var/cache/depmig}/cli-target/$(printf '%s' "$root" | sha256sum | cut -c1-12)"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p depmig-cli \
     --target x86_64-unknown-linux-gnu --target-dir "$tdir"
 strip -o "$dest/bin/depmig" "$tdir/x86_64-unknown-linux-gnu/release/depmig"
