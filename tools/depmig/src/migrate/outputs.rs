@@ -85,6 +85,24 @@ impl fmt::Display for LoadReportError {
 impl std::error::Error for LoadReportError {}
 
 impl<T: Toolstack + ?Sized> Run<'_, T> {
+    /// After a committed migration (or save): waits for the source
+    /// appliance's result (it maps the source until it stops, so it goes
+    /// first, or the source would stay dying), records the outcome in the
+    /// command's figures and reads the appliance's report.
+    pub(super) fn committed_source_report(
+        &mut self,
+        src: u32,
+    ) -> Result<Option<String>, ReportReadError> {
+        self.await_source_result(src, self.t.poll_fast);
+        // The report's schema knows a migration that committed or rolled
+        // back; a save that committed is a migration whose destination
+        // was dom0.
+        self.cli.outcome = "migrated".into();
+        self.cli.source_result = self.src_result.clone().unwrap_or_default();
+        self.cli.last_round_seen = self.last_round.map(|r| r.round);
+        self.read_report(src)
+    }
+
     /// The source appliance's report: `migrate/report`, or, for a report
     /// larger than one xenstore node may be, `migrate/report-parts` = N and
     /// the pieces `migrate/report-part/0` .. N-1 in order.

@@ -134,14 +134,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         ));
         let mut warnings = Vec::new();
         self.end_bitmap_route(src, false);
-        self.await_source_result(src, self.t.poll_fast);
-        // The report's schema knows a migration that committed or rolled
-        // back; a save that committed is a migration whose destination
-        // was dom0.
-        self.cli.outcome = "migrated".into();
-        self.cli.source_result = self.src_result.clone().unwrap_or_default();
-        self.cli.last_round_seen = self.last_round.map(|r| r.round);
-        let report = self.read_report(src);
+        let report = self.committed_source_report(src);
         if !destroyed_first {
             self.say(&format!("destroying the saved guest (domain {g})"));
         }

@@ -86,11 +86,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         // (the copy window before its result, the dependency oracle's until
         // it powers off), so the appliance reports and goes first, or the
         // source would stay dying until then.
-        self.await_source_result(src, self.t.poll_fast);
-        self.cli.outcome = "migrated".into();
-        self.cli.source_result = self.src_result.clone().unwrap_or_default();
-        self.cli.last_round_seen = self.last_round.map(|r| r.round);
-        let report = self.read_report(src);
+        let report = self.committed_source_report(src);
         self.destroy_source_side(shell, src, dst, destroyed_first, &away, &mut warnings);
         warnings.extend(self.write_outputs(report, true));
         Outcome::Migrated { warnings }
