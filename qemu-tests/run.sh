@@ -118,8 +118,10 @@ for name in "${names[@]}"; do
     rm -rf "$out"; mkdir -p "$out/files"
 
     # Per-scenario settings (host side): TIMEOUT, QEMU_MEM, DOM0_MEM, LINK_RATE,
-    # and HOSTS=2 for a second machine (host b, its part in NAME.hostb).
-    TIMEOUT=900 QEMU_MEM=4096 DOM0_MEM=1024 LINK_RATE=20Mb/s HOSTS=1
+    # HOSTS=2 for a second machine (host b, its part in NAME.hostb), and
+    # EXPORT_MIB for an export disk on host a (rig_export_disk: files too
+    # large for the serial console).
+    TIMEOUT=900 QEMU_MEM=4096 DOM0_MEM=1024 LINK_RATE=20Mb/s HOSTS=1 EXPORT_MIB=0
     [ -f "$sdir/$name.conf" ] && . "$sdir/$name.conf"
     [ -n "$timeout_opt" ] && TIMEOUT=$timeout_opt
     rate=${rate_opt:-${DEPMIG_LINK_RATE:-$LINK_RATE}}
@@ -161,6 +163,15 @@ for name in "${names[@]}"; do
     nic_a=(-nic none)
     [ "$HOSTS" = 2 ] && nic_a=(-netdev "stream,id=link,server=on,addr.type=unix,addr.path=$link"
                                -device virtio-net-pci,netdev=link,mac=52:54:00:77:00:0a)
+    # The export disk: a sparse raw file dom0 sees as /dev/vda, written only
+    # by rig_export_disk and read back below.
+    export_img="$out/export.img" disk_a=()
+    rm -f "$export_img"
+    if [ "$EXPORT_MIB" -gt 0 ]; then
+        truncate -s "${EXPORT_MIB}M" "$export_img"
+        disk_a=(-drive "file=$export_img,format=raw,if=none,id=export,cache=unsafe"
+                -device virtio-blk-pci,drive=export)
+    fi
     xen_cmdline="console=com1 com1=115200,8n1 console_timestamps=boot dom0_mem=${DOM0_MEM}M,max:${DOM0_MEM}M flask=enforcing loglvl=all guest_loglvl=all"
     # A boot in which dom0 never reaches its scenario runner is the emulator's
     # or the nested Xen's trouble, not the scenario's: its serial log is kept
@@ -171,7 +182,7 @@ for name in "${names[@]}"; do
         t0=$(date +%s.%N)
         rm -f "$link"
         qemu-system-x86_64 -M q35 -cpu qemu64,+svm,+npt -smp 2 -m "$QEMU_MEM" \
-            -accel tcg,thread=multi -nographic -no-reboot -monitor none "${nic_a[@]}" \
+            -accel tcg,thread=multi -nographic -no-reboot -monitor none "${nic_a[@]}" "${disk_a[@]}" \
             -kernel "$xen" -append "$xen_cmdline" \
             -initrd "$vmlinuz console=hvc0 loglevel=4,$stage/initrd,$policy" \
             </dev/null >"$serial" 2>&1 &
@@ -243,6 +254,18 @@ for name in "${names[@]}"; do
         want=$(awk -v n="$fname" '$1 == "DEPMIG-FILE-END" && $2 == n { print $3 }' "$out/serial.clean" | tail -n 1)
         [ "$(sha256sum < "$out/files/$fname" | cut -d' ' -f1)" = "$want" ] || exports_ok=0
     done
+    # Files written to the export disk: DEPMIG-BLOB NAME OFFSET_MIB SIZE SHA256.
+    while read -r _ bname boff bsize bsum; do
+        case $bname in *[!A-Za-z0-9_.-]*|'') exports_ok=0; continue ;; esac
+        case $boff$bsize in *[!0-9]*|'') exports_ok=0; continue ;; esac
+        # dd stops on head's early close; only the digest below decides.
+        if [ -f "$export_img" ]; then
+            { dd if="$export_img" bs=1M skip="$boff" status=none || true; } | head -c "$bsize" > "$out/files/$bname"
+        fi
+        [ -f "$out/files/$bname" ] && [ "$(sha256sum < "$out/files/$bname" | cut -d' ' -f1)" = "$bsum" ] \
+            || exports_ok=0
+    done < <(awk '$1 == "DEPMIG-BLOB" && NF == 5' "$out/serial.clean")
+    rm -f "$export_img"
     rm -f "$out/serial.clean"
     awk -v a="$t0" -v r="${t_ready:-}" -v e="${t_end:-}" -v z="$t1" -v s="$status" -v rate="$rate" 'BEGIN {
         printf "{\"status\":\"%s\",\"link_rate\":\"%s\",\"dom0_ready_s\":%s,\"scenario_end_s\":%s,\"total_s\":%.1f}\n",

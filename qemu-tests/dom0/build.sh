@@ -14,10 +14,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 need_pkgs busybox-static cpio gzip xz-utils bash util-linux kmod file build-essential
 
 # Kernel modules the toolstack (event channels, privcmd, xenfs after privcmd,
-# grant devices), guest networking (netback, bridge) and the link between
-# two hosts (virtio-net) need, in load order.
+# grant devices), guest networking (netback, bridge), the link between
+# two hosts (virtio-net) and the export disk (virtio-blk) need, in load order.
 modules=(xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-netback bridge
-         virtio_pci virtio_net)
+         virtio_pci virtio_net virtio_blk)
 line=$DEPMIG_XEN
 xen_pkgs=(xen-utils-$line xen-utils-common xenstore-utils libxencall1 libxenevtchn1
           libxenforeignmemory1 libxengnttab1 libxenmisc$line libxenstore4 libxentoollog1

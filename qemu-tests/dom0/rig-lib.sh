@@ -5,6 +5,9 @@
 #   DEPMIG-JSON <name> <one-line JSON> appended to out/rig/<scenario>/<name>.jsonl
 #   DEPMIG-FILE <name> <base64>        chunks of a file, reassembled into
 #   DEPMIG-FILE-END <name> <sha256>    out/rig/<scenario>/files/<name>
+#   DEPMIG-BLOB <name> <offset MiB> <size> <sha256>
+#                                      a file written to the export disk,
+#                                      copied to out/rig/<scenario>/files/<name>
 #   DEPMIG-LOG <text>                  progress notes (kept in the serial log)
 
 # Which of the rig's hosts this dom0 is: a, or b in a two-host scenario
@@ -55,6 +58,25 @@ rig_export() {
     [ -f "$f" ] || { rig_say "export: no file $f"; return 1; }
     base64 -w 76 "$f" | while IFS= read -r l; do echo "DEPMIG-FILE $name $l"; done
     echo "DEPMIG-FILE-END $name $(sha256sum "$f" | cut -d' ' -f1)"
+}
+
+# rig_export_disk FILE [NAME]: rig_export for a file too large for the
+# console: written raw to the export disk (/dev/vda, a scenario with
+# EXPORT_MIB), each file at the next MiB after the last one.
+rig_export_disk() {
+    local f=$1 name=${2:-$(basename "$1")} off size mib
+    case $name in *[!A-Za-z0-9_.-]*|'') rig_say "bad export name '$name'"; return 1 ;; esac
+    [ -f "$f" ] || { rig_say "export: no file $f"; return 1; }
+    [ -b /dev/vda ] || { rig_say "export: no export disk (/dev/vda); set EXPORT_MIB"; return 1; }
+    off=$(cat /tmp/.rig-export-mib 2>/dev/null || echo 0)
+    size=$(wc -c < "$f")
+    mib=$(( (size + 1048575) / 1048576 ))
+    [ $(( off + mib )) -le $(( $(cat /sys/block/vda/size) / 2048 )) ] \
+        || { rig_say "export: $f ($size bytes) does not fit the export disk"; return 1; }
+    dd if="$f" of=/dev/vda bs=1M seek="$off" conv=notrunc,fsync 2>/dev/null \
+        || { rig_say "export: writing $f to /dev/vda failed"; return 1; }
+    echo $(( off + mib )) > /tmp/.rig-export-mib
+    echo "DEPMIG-BLOB $name $off $size $(sha256sum "$f" | cut -d' ' -f1)"
 }
 
 # rig_console_log DOMNAME: path of a domain's console log (xenconsoled --log=guest).

@@ -5,11 +5,13 @@
 //! ```text
 //! cargo run --release -p depmig-bench               # 1 Mi pages, 128 MiB stream
 //! cargo run --release -p depmig-bench -- --quick    # tiny sizes (smoke)
+//! cargo run --release -p depmig-bench -- --pages F  # codecs on F's pages
 //! ```
 //!
 //! The page-compression figures run on synthetic pages (zero, text-like,
-//! sparse, random and a mix): the repository holds no dump of a real
-//! guest's memory.
+//! sparse, random and a mix); `--pages FILE` runs them on a real guest's
+//! pages instead, those of a save file (the rig's `save-restore` scenario
+//! saves one and runs this on it).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -504,80 +506,14 @@ fn mbs(bytes: usize, t: Duration) -> f64 {
 /// 64-page record for comparison (the choice of per-page blocks).
 fn compression(pages: usize, reps: u32) {
     println!("== page compression, {pages} pages per kind (MB/s of page data) ==");
-    let bytes = pages * PAGE_SIZE;
-    let base = memcpy_time(bytes, reps);
-    println!(
-        "{:<8} {:>10} {:>10} {:>10} {:>7} {:>13} {:>10} {:>7}",
-        "kind", "memcpy", "compress", "decomp.", "ratio", "lz4/raw/zero", "64p-block", "ratio"
-    );
+    compression_header();
     let mut rng = Rng(0x5eed_cafe);
-    let mut scratch = vec![0u8; COMPRESS_BOUND];
     for kind in ["zero", "text", "sparse", "random", "mixed"] {
-        let data = sample_pages(kind, pages, &mut rng);
-        // Per page, as the packed record does.
-        let mut packed: Vec<(PageEncoding, Vec<u8>)> = Vec::with_capacity(pages);
-        let tc = best(reps, || {
-            packed.clear();
-            for p in data.chunks_exact(PAGE_SIZE) {
-                let d = compress_page(black_box(p), &mut scratch);
-                let z = match d.encoding {
-                    PageEncoding::Lz4 => scratch[..usize::from(d.len)].to_vec(),
-                    _ => Vec::new(),
-                };
-                packed.push((d.encoding, z));
-            }
-        });
-        let wire: usize = packed
-            .iter()
-            .map(|(e, z)| match e {
-                PageEncoding::Raw => PAGE_SIZE + 4,
-                PageEncoding::Lz4 => z.len() + 4,
-                PageEncoding::Zero => 4,
-            })
-            .sum();
-        let count = |k| packed.iter().filter(|(e, _)| *e == k).count();
-        let mix = format!(
-            "{}/{}/{}",
-            count(PageEncoding::Lz4),
-            count(PageEncoding::Raw),
-            count(PageEncoding::Zero)
-        );
-        let mut page = vec![0u8; PAGE_SIZE];
-        let td = best(reps, || {
-            for ((e, z), p) in packed.iter().zip(data.chunks_exact(PAGE_SIZE)) {
-                match e {
-                    PageEncoding::Lz4 => {
-                        assert!(decompress_page(black_box(z), &mut page));
-                    }
-                    PageEncoding::Raw => page.copy_from_slice(p),
-                    PageEncoding::Zero => page.fill(0),
-                }
-                black_box(&mut page);
-            }
-        });
-        // One LZ4 block over each 64-page record instead.
-        let rec = 64 * PAGE_SIZE;
-        let mut big = vec![0u8; lz4_flex::block::get_maximum_output_size(rec)];
-        let mut block_bytes = 0usize;
-        let tb = best(reps, || {
-            block_bytes = 0;
-            for r in data.chunks(rec) {
-                let n = lz4_flex::block::compress_into(black_box(r), &mut big).unwrap_or(r.len());
-                block_bytes += n.min(r.len());
-            }
-        });
-        println!(
-            "{kind:<8} {:>10.0} {:>10.0} {:>10.0} {:>7.3} {:>13} {:>10.0} {:>7.3}",
-            mbs(bytes, base),
-            mbs(bytes, tc),
-            mbs(bytes, td),
-            wire as f64 / bytes as f64,
-            mix,
-            mbs(bytes, tb),
-            block_bytes as f64 / bytes as f64,
-        );
+        compression_row(kind, &sample_pages(kind, pages, &mut rng), reps);
     }
     // The encoder's whole path: packed records of 64 pages.
+    let bytes = pages * PAGE_SIZE;
+    let base = memcpy_time(bytes, reps);
     let data = sample_pages("mixed", pages, &mut rng);
     let entries: Vec<PfnEntry> = (0..pages as u64).map(PfnEntry::normal).collect();
     let refs: Vec<&[u8]> = data.chunks_exact(PAGE_SIZE).collect();
@@ -603,18 +539,91 @@ fn compression(pages: usize, reps: u32) {
     }
 }
 
+fn compression_header() {
+    println!(
+        "{:<8} {:>10} {:>10} {:>10} {:>7} {:>13} {:>10} {:>7}",
+        "kind", "memcpy", "compress", "decomp.", "ratio", "lz4/raw/zero", "64p-block", "ratio"
+    );
+}
+
+/// One row of the compression table: `data` (whole pages) encoded page by
+/// page and decoded, against memcpy of as many bytes.
+fn compression_row(kind: &str, data: &[u8], reps: u32) {
+    let pages = data.len() / PAGE_SIZE;
+    let bytes = pages * PAGE_SIZE;
+    let base = memcpy_time(bytes, reps);
+    let mut scratch = vec![0u8; COMPRESS_BOUND];
+    // Per page, as the packed record does.
+    let mut packed: Vec<(PageEncoding, Vec<u8>)> = Vec::with_capacity(pages);
+    let tc = best(reps, || {
+        packed.clear();
+        for p in data.chunks_exact(PAGE_SIZE) {
+            let d = compress_page(black_box(p), &mut scratch);
+            let z = match d.encoding {
+                PageEncoding::Lz4 => scratch[..usize::from(d.len)].to_vec(),
+                _ => Vec::new(),
+            };
+            packed.push((d.encoding, z));
+        }
+    });
+    let wire: usize = packed
+        .iter()
+        .map(|(e, z)| match e {
+            PageEncoding::Raw => PAGE_SIZE + 4,
+            PageEncoding::Lz4 => z.len() + 4,
+            PageEncoding::Zero => 4,
+        })
+        .sum();
+    let count = |k| packed.iter().filter(|(e, _)| *e == k).count();
+    let mix = format!(
+        "{}/{}/{}",
+        count(PageEncoding::Lz4),
+        count(PageEncoding::Raw),
+        count(PageEncoding::Zero)
+    );
+    let mut page = vec![0u8; PAGE_SIZE];
+    let td = best(reps, || {
+        for ((e, z), p) in packed.iter().zip(data.chunks_exact(PAGE_SIZE)) {
+            match e {
+                PageEncoding::Lz4 => {
+                    assert!(decompress_page(black_box(z), &mut page));
+                }
+                PageEncoding::Raw => page.copy_from_slice(p),
+                PageEncoding::Zero => page.fill(0),
+            }
+            black_box(&mut page);
+        }
+    });
+    // One LZ4 block over each 64-page record instead.
+    let rec = 64 * PAGE_SIZE;
+    let mut big = vec![0u8; lz4_flex::block::get_maximum_output_size(rec)];
+    let mut block_bytes = 0usize;
+    let tb = best(reps, || {
+        block_bytes = 0;
+        for r in data.chunks(rec) {
+            let n = lz4_flex::block::compress_into(black_box(r), &mut big).unwrap_or(r.len());
+            block_bytes += n.min(r.len());
+        }
+    });
+    println!(
+        "{kind:<8} {:>10.0} {:>10.0} {:>10.0} {:>7.3} {:>13} {:>10.0} {:>7.3}",
+        mbs(bytes, base),
+        mbs(bytes, tc),
+        mbs(bytes, td),
+        wire as f64 / bytes as f64,
+        mix,
+        mbs(bytes, tb),
+        block_bytes as f64 / bytes as f64,
+    );
+}
+
 /// Deltas of re-sent pages: encode (XOR runs against the page sent
 /// before) and decode plus apply, beside memcpy, for pages with a few
 /// changed bytes (8-byte words written here and there, as a kernel
 /// dirties its pages) and with many (a quarter of the words).
 fn deltas(pages: usize, reps: u32) {
     println!("== page deltas, {pages} pages per kind (MB/s of page data) ==");
-    let bytes = pages * PAGE_SIZE;
-    let base = memcpy_time(bytes, reps);
-    println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>7} {:>9}",
-        "changes", "memcpy", "encode", "decode", "ratio", "deltas"
-    );
+    delta_header();
     let mut rng = Rng(0xde17_a5ed);
     let old = sample_pages("mixed", pages, &mut rng);
     for (kind, words) in [("few", 4usize), ("many", PAGE_SIZE / 8 / 4)] {
@@ -625,45 +634,136 @@ fn deltas(pages: usize, reps: u32) {
                 p[at..at + 8].copy_from_slice(&rng.next().to_le_bytes());
             }
         }
-        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(pages);
-        let mut scratch = vec![0u8; delta::MAX_PAYLOAD];
-        let te = best(reps, || {
-            out.clear();
-            for (n, o) in new.chunks_exact(PAGE_SIZE).zip(old.chunks_exact(PAGE_SIZE)) {
-                let d = delta::encode(black_box(n), black_box(o), &mut scratch);
-                out.push(d.map(|len| scratch[..len].to_vec()));
-            }
-        });
-        // On the wire: a delta and its descriptor, or the raw page.
-        let wire: usize = out
-            .iter()
-            .map(|d| d.as_ref().map_or(PAGE_SIZE, |d| d.len() + delta::DESC_LEN))
-            .sum();
-        let made = out.iter().filter(|d| d.is_some()).count();
-        let mut mask = vec![0u8; PAGE_SIZE];
-        let mut page = vec![0u8; PAGE_SIZE];
-        let td = best(reps, || {
-            for (d, o) in out.iter().zip(old.chunks_exact(PAGE_SIZE)) {
-                page.copy_from_slice(o);
-                match d {
-                    Some(d) => {
-                        assert!(delta::decode(black_box(d), &mut mask).is_ok());
-                        delta::xor_into(&mut page, &mask);
-                    }
-                    None => page.copy_from_slice(o),
-                }
-                black_box(&mut page);
-            }
-        });
-        println!(
-            "{kind:<10} {:>10.0} {:>10.0} {:>10.0} {:>7.3} {:>9}",
-            mbs(bytes, base),
-            mbs(bytes, te),
-            mbs(bytes, td),
-            wire as f64 / bytes as f64,
-            format!("{made}/{pages}"),
-        );
+        delta_row(kind, &old, &new, reps);
     }
+}
+
+fn delta_header() {
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>7} {:>9}",
+        "changes", "memcpy", "encode", "decode", "ratio", "deltas"
+    );
+}
+
+/// One row of the delta table: each page of `new` encoded against the
+/// page at the same place in `old` (whole pages, as long as `new`), then
+/// decoded and applied.
+fn delta_row(kind: &str, old: &[u8], new: &[u8], reps: u32) {
+    let pages = new.len() / PAGE_SIZE;
+    let bytes = pages * PAGE_SIZE;
+    let base = memcpy_time(bytes, reps);
+    let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(pages);
+    let mut scratch = vec![0u8; delta::MAX_PAYLOAD];
+    let te = best(reps, || {
+        out.clear();
+        for (n, o) in new.chunks_exact(PAGE_SIZE).zip(old.chunks_exact(PAGE_SIZE)) {
+            let d = delta::encode(black_box(n), black_box(o), &mut scratch);
+            out.push(d.map(|len| scratch[..len].to_vec()));
+        }
+    });
+    // On the wire: a delta and its descriptor, or the raw page.
+    let wire: usize = out
+        .iter()
+        .map(|d| d.as_ref().map_or(PAGE_SIZE, |d| d.len() + delta::DESC_LEN))
+        .sum();
+    let made = out.iter().filter(|d| d.is_some()).count();
+    let mut mask = vec![0u8; PAGE_SIZE];
+    let mut page = vec![0u8; PAGE_SIZE];
+    let td = best(reps, || {
+        for ((d, o), n) in out
+            .iter()
+            .zip(old.chunks_exact(PAGE_SIZE))
+            .zip(new.chunks_exact(PAGE_SIZE))
+        {
+            match d {
+                Some(d) => {
+                    page.copy_from_slice(o);
+                    assert!(delta::decode(black_box(d), &mut mask).is_ok());
+                    delta::xor_into(&mut page, &mask);
+                }
+                None => page.copy_from_slice(n),
+            }
+            black_box(&mut page);
+        }
+    });
+    println!(
+        "{kind:<10} {:>10.0} {:>10.0} {:>10.0} {:>7.3} {:>9}",
+        mbs(bytes, base),
+        mbs(bytes, te),
+        mbs(bytes, td),
+        wire as f64 / bytes as f64,
+        format!("{made}/{pages}"),
+    );
+}
+
+/// The codecs on a real guest's pages: every page a save file (depmig
+/// save's xl or libxc format, or any v2 stream) carries, in stream order,
+/// and for deltas each page sent again against its copy sent before (the
+/// pre-copy rounds a save file keeps).
+fn saved_pages(path: &std::path::Path, reps: u32) -> Result<(), String> {
+    use std::collections::HashMap;
+    let file = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let head = &file[..file.len().min(depmig_stream::savefile::prefix_need(&file))];
+    let prefix = depmig_stream::savefile::parse_prefix(head)
+        .map_err(|e| format!("{}: not a save file: {e:?}", path.display()))?;
+    let mut input = usize::try_from(prefix.libxc_offset)
+        .ok()
+        .and_then(|at| file.get(at..))
+        .ok_or_else(|| format!("{}: the stream starts past the end", path.display()))?;
+    let mut dec = Decoder::new(Limits {
+        max_record_body: Limits::ABS_MAX_RECORD_BODY,
+        ..Limits::default()
+    });
+    // Capped so that a large guest's file stays a benchmark, not a soak.
+    const MAX_PAGES: usize = 1 << 16;
+    let mut pages = Vec::new();
+    let mut last: HashMap<u64, Vec<u8>> = HashMap::new();
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    let (mut records, mut with_data) = (0u64, 0u64);
+    while !dec.is_done() {
+        match dec.next(&mut input) {
+            Ok(Some(Event::Page {
+                entry,
+                data: Some(data),
+            })) => {
+                with_data += 1;
+                if pages.len() < MAX_PAGES * PAGE_SIZE {
+                    pages.extend_from_slice(data);
+                }
+                if let Some(before) = last.get(&entry.pfn) {
+                    if new.len() < MAX_PAGES * PAGE_SIZE {
+                        old.extend_from_slice(before);
+                        new.extend_from_slice(data);
+                    }
+                }
+                last.insert(entry.pfn, data.to_vec());
+            }
+            Ok(Some(Event::PageData { .. })) => records += 1,
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(format!("{}: the stream ends before END", path.display())),
+            Err(e) => return Err(format!("{}: {e:?}", path.display())),
+        }
+    }
+    println!(
+        "== a real guest's pages: {} ({} page records, {} pages with data, {} distinct frames, {} sent again) ==",
+        path.display(),
+        records,
+        with_data,
+        last.len(),
+        new.len() / PAGE_SIZE,
+    );
+    if pages.is_empty() {
+        return Err(format!("{}: no page data", path.display()));
+    }
+    compression_header();
+    compression_row("guest", &pages, reps);
+    if !new.is_empty() {
+        compression_row("resent", &new, reps);
+        println!("deltas of the pages sent again, against their copy sent before:");
+        delta_header();
+        delta_row("resent", &old, &new, reps);
+    }
+    Ok(())
 }
 
 fn dom() -> DomainHeader {
@@ -683,10 +783,22 @@ struct Args {
     /// figures mean little).
     #[arg(long)]
     quick: bool,
+    /// Only the codec figures, on the pages of this save file (a real
+    /// guest's memory, e.g. one `depmig save` wrote in the rig).
+    #[arg(long, value_name = "FILE")]
+    pages: Option<std::path::PathBuf>,
 }
 
 fn main() {
-    let quick = <Args as clap::Parser>::parse().quick;
+    let args = <Args as clap::Parser>::parse();
+    let quick = args.quick;
+    if let Some(path) = args.pages {
+        if let Err(e) = saved_pages(&path, if quick { 2 } else { 5 }) {
+            eprintln!("depmig-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let (pages, mib, reps) = if quick {
         (1 << 14, 4, 2)
     } else {
