@@ -118,8 +118,10 @@ pub struct MigrateOptions {
     // says which ran.
     /// none | lz4: pages LZ4-compressed per page, zero
     /// pages sent without data, when both appliances
-    /// agree (depmig's own record: never in a save file)
-    #[arg(long, value_name = "CODEC", verbatim_doc_comment, default_value = Compress::DEFAULT.as_str(),
+    /// agree (depmig's own record: never in a save file).
+    /// Default lz4 (with --encodings adaptive the source
+    /// sends pages raw where compressing slows the move)
+    #[arg(long, value_name = "CODEC", verbatim_doc_comment, default_value = Compress::Lz4.as_str(),
           value_parser = check("--compress", "none or lz4", |v| Compress::parse(v).ok()),
           help_heading = "Migration")]
     pub compress: Compress,
@@ -143,12 +145,17 @@ pub struct MigrateOptions {
     /// pages: a page sent again after round 1 is kept,
     /// and its next send goes as an XOR delta when that
     /// is smaller (depmig's own record: never in a save
-    /// file). 0 is off, the default: not yet measured in
-    /// the rig. At most a quarter of --appliance-memory
-    #[arg(long = "delta-cache", value_name = "MIB", verbatim_doc_comment, default_value = "0",
+    /// file). 0 is off. At most a quarter of
+    /// --appliance-memory, which is the default, up to
+    /// 16 MiB (16 with the default 64 MiB appliances)
+    #[arg(long = "delta-cache", value_name = "MIB", verbatim_doc_comment,
           value_parser = check("--delta-cache", "MiB, 0 to 1024",
                                |v| DeltaCache::parse(v).ok()),
           help_heading = "Migration")]
+    pub delta_cache_arg: Option<DeltaCache>,
+    /// The cache's size, --delta-cache or its default (resolved when the
+    /// arguments are checked).
+    #[arg(skip)]
     pub delta_cache: DeltaCache,
     // Written to the source appliance's `migrate/encodings` (the
     // destination takes raw pages in any stream).

@@ -276,11 +276,19 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     }
 }
 
+/// The delta cache's size when `--delta-cache` is not given (MiB).
+pub const DEFAULT_DELTA_CACHE_MIB: u32 = 16;
+
 /// The rules of `depmig migrate` that span its arguments.
-fn check_migrate(o: MigrateOptions) -> Result<MigrateOptions, UsageError> {
+fn check_migrate(mut o: MigrateOptions) -> Result<MigrateOptions, UsageError> {
     // The source appliance allocates the cache on its heap beside a few
     // MiB of its own; it refuses one that does not fit, but only once
-    // armed. A quarter of its memory leaves it ample room.
+    // armed. A quarter of its memory leaves it ample room. Unasked, the
+    // cache takes that quarter up to 16 MiB: 4096 pages, well above the
+    // few hundred the copy round of the rig's guests re-sends.
+    o.delta_cache = o.delta_cache_arg.unwrap_or(depmig_control::DeltaCache(
+        (o.appliance_memory_mib / 4).min(DEFAULT_DELTA_CACHE_MIB),
+    ));
     let cache = o.delta_cache.0;
     if u64::from(cache) * 4 > u64::from(o.appliance_memory_mib) {
         return Err(UsageError::DeltaCacheTooLarge {

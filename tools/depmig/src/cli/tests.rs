@@ -181,9 +181,9 @@ fn encryption_is_on_to_another_host_unless_asked_otherwise() {
 }
 
 #[test]
-fn compress_is_off_unless_asked() {
+fn compress_is_lz4_unless_told_otherwise() {
     let base = ["migrate", "g", "--config", "g.cfg"];
-    assert_eq!(migrate(&base).compress, Compress::None);
+    assert_eq!(migrate(&base).compress, Compress::Lz4);
     for (v, c) in [("none", Compress::None), ("lz4", Compress::Lz4)] {
         assert_eq!(
             migrate(&[&base[..], &["--compress", v]].concat()).compress,
@@ -205,10 +205,24 @@ fn compress_is_off_unless_asked() {
 }
 
 #[test]
-fn the_delta_cache_is_off_unless_asked_and_must_fit_the_appliances() {
+fn the_delta_cache_takes_a_quarter_of_the_appliances_unless_told_and_must_fit() {
     let base = ["migrate", "g", "--config", "g.cfg"];
-    assert_eq!(migrate(&base).delta_cache, DeltaCache::OFF);
+    // Unasked: a quarter of the appliances' memory, at most 16 MiB.
+    assert_eq!(migrate(&base).delta_cache, DeltaCache(16));
     let with = |v: &[&str]| parse_args(&[&base[..], v].concat());
+    for (mem, cache) in [("32", 8), ("16", 4), ("256", 16)] {
+        assert!(
+            matches!(
+                with(&["--appliance-memory", mem]),
+                Ok(Command::Migrate(o)) if o.delta_cache == DeltaCache(cache)
+            ),
+            "{mem}"
+        );
+    }
+    assert!(matches!(
+        with(&["--delta-cache", "0"]),
+        Ok(Command::Migrate(o)) if o.delta_cache == DeltaCache::OFF
+    ));
     assert!(matches!(
         with(&["--delta-cache", "4"]),
         Ok(Command::Migrate(o)) if o.delta_cache == DeltaCache(4)
