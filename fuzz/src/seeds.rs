@@ -569,6 +569,7 @@ fn twohost_seeds() -> Vec<Seed> {
         delta_cache_mib: 64,
         appliance_memory_mib: 64,
         link_rate: Some("100Mb/s".into()),
+        fault: Some("corrupt-page".into()),
     };
     let mut requests = vec![MODE_REQUESTS];
     for r in [

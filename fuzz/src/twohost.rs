@@ -280,6 +280,7 @@ fn prepare(inp: &mut Input<'_>) -> Prepare {
         delta_cache_mib: inp.u32(),
         appliance_memory_mib: u32::from(inp.u16()),
         link_rate: (flags & 8 != 0).then(|| text(inp)),
+        fault: (flags & 16 != 0).then(|| text(inp)),
     }
 }
 

@@ -597,6 +597,70 @@ fn a_clean_two_host_move_runs_the_guest_at_b_only_after_the_source_stopped() {
         .any(|l| l.starts_with("xl rename") && l.ends_with(" guest")));
 }
 
+/// The value a fake's log shows last written to an appliance key ending in
+/// `suffix` (`/depmig/migrate/key`, ...).
+fn written(log: &[String], suffix: &str) -> Option<String> {
+    log.iter()
+        .rev()
+        .filter(|l| l.starts_with("xs write "))
+        .find_map(|l| {
+            l.split_once(&format!("{suffix}="))
+                .map(|(_, v)| v.to_string())
+        })
+}
+
+#[test]
+fn a_fault_across_hosts_is_armed_by_the_host_that_injects_it() {
+    // wrong-key: B's appliance is armed with a key one digit off A's.
+    let r = run_opts(
+        Relay::Clean,
+        false,
+        &["--fault", "wrong-key"],
+        |_| {},
+        |_| {},
+    );
+    let ka = written(&r.a.log, "/depmig/migrate/key").expect("A's appliance key");
+    let kb = written(&r.b.log, "/depmig/migrate/key").expect("B's appliance key");
+    assert_eq!((ka.len(), kb.len()), (64, 64));
+    assert_ne!(ka, kb);
+    assert_eq!(ka[1..], kb[1..]);
+    assert!(
+        r.text.contains("test fault wrong-key injected on purpose"),
+        "{}",
+        r.text
+    );
+    // corrupt-page: only B's appliance gets the fault key, through prepare.
+    let r = run_opts(
+        Relay::Clean,
+        false,
+        &["--fault", "corrupt-page", "--verify"],
+        |_| {},
+        |_| {},
+    );
+    assert_eq!(
+        written(&r.b.log, "/depmig/migrate/fault").as_deref(),
+        Some("corrupt-page")
+    );
+    assert_eq!(written(&r.a.log, "/depmig/migrate/fault"), None);
+    assert!(r.wire.iter().any(
+        |(_, l)| l.contains("\"msg\":\"prepare\"") && l.contains("\"fault\":\"corrupt-page\"")
+    ));
+    // corrupt-final: A's source appliance alone; prepare names no fault.
+    let r = run_opts(
+        Relay::Clean,
+        false,
+        &["--fault", "corrupt-final"],
+        |_| {},
+        |_| {},
+    );
+    assert_eq!(
+        written(&r.a.log, "/depmig/migrate/fault").as_deref(),
+        Some("corrupt-final")
+    );
+    assert_eq!(written(&r.b.log, "/depmig/migrate/fault"), None);
+    assert!(r.wire.iter().all(|(_, l)| !l.contains("\"fault\"")));
+}
+
 #[test]
 fn a_conversation_cut_anywhere_leaves_one_copy_or_the_documented_suspension() {
     let clean = run(Relay::Clean);

@@ -89,8 +89,6 @@ pub enum UsageError {
     },
     /// --transport needs HOST: `depmig migrate <guest> HOST --transport CMD ...`
     TransportWithoutHost,
-    /// --fault {0} is for migrations on one host (without HOST)
-    FaultNeedsOneHost(&'static str),
     /// {0}
     Other(String),
 }
@@ -298,10 +296,6 @@ fn check_migrate(mut o: MigrateOptions) -> Result<MigrateOptions, UsageError> {
     }
     if o.transport.is_some() && o.host.is_none() {
         return Err(UsageError::TransportWithoutHost);
-    }
-    // A two-host migration's faults are not wired through the protocol.
-    if let (Some(f), Some(_)) = (o.fault, &o.host) {
-        return Err(UsageError::FaultNeedsOneHost(f.as_str()));
     }
     // Unverified, a page damaged at the destination would be run.
     match o.fault {

@@ -166,11 +166,7 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         // --fault wrong-key: the destination gets the key with every bit of
         // its first byte flipped (still 64 hex digits, just not the source's).
         let dst_key = if o.fault == Some(Fault::WrongKey) {
-            let mut k = key_hex.as_bytes().to_vec();
-            if let Some(c) = k.first_mut() {
-                *c = if *c == b'0' { b'f' } else { b'0' };
-            }
-            String::from_utf8(k).unwrap_or_else(|_| key_hex.to_string())
+            wrong_key(key_hex)
         } else {
             key_hex.to_string()
         };
@@ -298,6 +294,16 @@ impl<T: Toolstack + ?Sized> Run<'_, T> {
         ));
         Ok(())
     }
+}
+
+/// `--fault wrong-key`'s key for the destination: the shared key with its
+/// first hex digit changed (still 64 hex digits, just not the source's).
+pub(super) fn wrong_key(key_hex: &str) -> String {
+    let mut k = key_hex.as_bytes().to_vec();
+    if let Some(c) = k.first_mut() {
+        *c = if *c == b'0' { b'f' } else { b'0' };
+    }
+    String::from_utf8(k).unwrap_or_else(|_| key_hex.to_string())
 }
 
 #[cfg(test)]

@@ -203,6 +203,9 @@ pub(super) fn options_for(
     if let Some(r) = &p.link_rate {
         args.extend(["--link-rate", r]);
     }
+    if let Some(f) = &p.fault {
+        args.extend(["--fault", f]);
+    }
     match parse_args(&args) {
         Ok(Command::Migrate(o)) => Ok(*o),
         Ok(_) => Err("not a migration".into()),

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use depmig_control::keys;
-use depmig_control::Peer;
+use depmig_control::{Fault, Peer, Role};
 
 use super::arm::ArmError;
 use super::domains::{domain_state, domid_of, xl_ok};
@@ -250,7 +250,13 @@ pub fn migrate_to_host<T: Toolstack + ?Sized>(
     let prepare = Prepare {
         guest: opts.guest.clone(),
         config,
-        key: run.checked_key.clone(),
+        // --fault wrong-key: host b's appliance gets another key, as on
+        // one host.
+        key: if opts.fault == Some(Fault::WrongKey) {
+            super::arm::wrong_key(&run.checked_key)
+        } else {
+            run.checked_key.clone()
+        },
         ip: opts.destination_ip.to_string(),
         prefix: opts.prefix,
         port: opts.port,
@@ -262,6 +268,10 @@ pub fn migrate_to_host<T: Toolstack + ?Sized>(
         delta_cache_mib: opts.delta_cache.0,
         appliance_memory_mib: opts.appliance_memory_mib,
         link_rate: opts.link_rate.clone(),
+        fault: opts
+            .fault
+            .filter(|f| f.injected_by() == Some(Role::Destination))
+            .map(|f| f.as_str().to_string()),
     };
     let peer = match chan.ask(&Request::Prepare(Box::new(prepare)), rt.prepare) {
         Ok(Reply::Ready {

@@ -86,6 +86,7 @@ pub fn restore<T: Toolstack + ?Sized>(
         delta_cache_mib: 0,
         appliance_memory_mib: ro.appliance_memory_mib,
         link_rate: None,
+        fault: None,
     };
     let own = ReceiveOptions {
         appliance: ro.appliance.clone(),

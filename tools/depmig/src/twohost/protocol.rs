@@ -18,7 +18,9 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use depmig_control::{parse_key, Compress, DeltaCache, Encrypt, Mode, Policy, KEY_LEN};
+use depmig_control::{
+    parse_key, Compress, DeltaCache, Encrypt, Fault, Mode, Policy, Role, KEY_LEN,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::valid_domain_name;
@@ -97,6 +99,11 @@ pub struct Prepare {
     pub appliance_memory_mib: u32,
     /// The vif rate limit, as `--link-rate` takes it.
     pub link_rate: Option<String>,
+    /// `--fault` (a test): one the destination appliance injects itself
+    /// (`corrupt-page`); absent otherwise, also from a source that never
+    /// sends it. The source plays `wrong-key` by sending another key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 /// What the source asks, in the order a migration asks it.
@@ -339,6 +346,16 @@ impl Prepare {
                 return Err(invalid("link_rate", "not an xl vif rate"));
             }
         }
+        if let Some(f) = &self.fault {
+            match Fault::parse(f) {
+                Ok(f) if f.injected_by() == Some(Role::Destination) => {
+                    if f.needs_verify() && !self.verify {
+                        return Err(invalid("fault", "needs verify"));
+                    }
+                }
+                _ => return Err(invalid("fault", "not a fault the destination injects")),
+            }
+        }
         Ok(())
     }
 }
@@ -465,6 +482,7 @@ mod tests {
             delta_cache_mib: 0,
             appliance_memory_mib: 64,
             link_rate: None,
+            fault: None,
         }
     }
 
@@ -745,6 +763,36 @@ mod tests {
                     ..prepare()
                 },
             ),
+            // Only a fault the destination injects, and corrupt-page only
+            // with the pages verified.
+            (
+                "fault",
+                Prepare {
+                    fault: Some("wrong-key".into()),
+                    ..prepare()
+                },
+            ),
+            (
+                "fault",
+                Prepare {
+                    fault: Some("corrupt-final".into()),
+                    ..prepare()
+                },
+            ),
+            (
+                "fault",
+                Prepare {
+                    fault: Some("corrupt-page".into()),
+                    ..prepare()
+                },
+            ),
+            (
+                "fault",
+                Prepare {
+                    fault: Some("nonsense".into()),
+                    ..prepare()
+                },
+            ),
         ];
         for (field, p) in bad {
             match decode_request(&line(&Request::Prepare(Box::new(p)))) {
@@ -753,6 +801,18 @@ mod tests {
             }
         }
         assert!(prepare().check().is_ok());
+        let faulty = Prepare {
+            fault: Some("corrupt-page".into()),
+            verify: true,
+            ..prepare()
+        };
+        assert!(faulty.check().is_ok());
+        // Absent, the field is not written: a receiver that predates it
+        // reads the line.
+        assert!(
+            !String::from_utf8_lossy(&line(&Request::Prepare(Box::new(prepare()))))
+                .contains("fault")
+        );
         for r in [
             Request::Abort {
                 reason: "x".repeat(MAX_TEXT + 1),
