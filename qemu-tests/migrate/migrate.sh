@@ -196,3 +196,24 @@ depmig_check_stayed() {
     }
     [ "$(guest_ticks "$name")" -gt "$ticks" ] || rig_fail "the ticker did not advance after the failed migration"
 }
+
+# depmig_install: depmig where an operator would put it (the command on
+# PATH, the appliance image at `depmig receive`'s default path).
+depmig_install() {
+    mkdir -p /usr/lib/depmig
+    ln -sf /scenario/depmig-appliance /usr/lib/depmig/depmig-appliance
+    ln -sf /scenario/bin/depmig /usr/bin/depmig
+}
+
+# depmig_wait_host_b HOST: in a two-host scenario, waits until the other
+# dom0 answers ping and then ssh with depmig installed (its .hostb part);
+# fails the scenario after 600 s and 60 ssh tries.
+depmig_wait_host_b() {
+    local i=0
+    rig_wait_peer 600
+    until ssh "$1" 'test -x /usr/bin/depmig && test -e /usr/lib/depmig/depmig-appliance' 2>/tmp/ssh.err; do
+        i=$((i + 1)); [ "$i" -lt 60 ] || rig_fail "host b never had depmig installed (ssh: $(tail -n 1 /tmp/ssh.err))"
+        sleep 2
+    done
+    rig_say "host a: host b ($1) answers ssh and has depmig"
+}

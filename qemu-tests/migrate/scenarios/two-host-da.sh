@@ -20,17 +20,8 @@
 G=guest
 R=/tmp/depmig-two-host-da.json
 B=$RIG_PEER_DOM0_IP
-mkdir -p /usr/lib/depmig
-ln -sf /scenario/depmig-appliance /usr/lib/depmig/depmig-appliance
-ln -sf /scenario/bin/depmig /usr/bin/depmig
-
-rig_wait_peer 600
-i=0
-until ssh "$B" 'test -x /usr/bin/depmig && test -e /usr/lib/depmig/depmig-appliance' 2>/tmp/ssh.err; do
-    i=$((i + 1)); [ "$i" -lt 60 ] || rig_fail "host b never had depmig installed (ssh: $(tail -n 1 /tmp/ssh.err))"
-    sleep 2
-done
-rig_say "host a: host b ($B) answers ssh and has depmig"
+depmig_install
+depmig_wait_host_b "$B"
 
 guest_start $G ticker,mmuncher 256 depmig.mib=4 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
 src=$(rig_domid $G)

@@ -13,17 +13,8 @@
 G=guest
 R=/tmp/depmig-two-host.json
 B=$RIG_PEER_DOM0_IP
-mkdir -p /usr/lib/depmig
-ln -sf /scenario/depmig-appliance /usr/lib/depmig/depmig-appliance
-ln -sf /scenario/bin/depmig /usr/bin/depmig
-
-rig_wait_peer 600
-i=0
-until ssh "$B" 'test -x /usr/bin/depmig && test -e /usr/lib/depmig/depmig-appliance' 2>/tmp/ssh.err; do
-    i=$((i + 1)); [ "$i" -lt 60 ] || rig_fail "host b never had depmig installed (ssh: $(tail -n 1 /tmp/ssh.err))"
-    sleep 2
-done
-rig_say "host a: host b ($B) answers ssh and has depmig"
+depmig_install
+depmig_wait_host_b "$B"
 
 guest_start $G ticker,mmuncher 512 depmig.mib=16 || { cat /tmp/$G.create.log; rig_fail "xl create failed: $(tail -n 1 /tmp/$G.create.log)"; }
 guest_wait_passes $G 2 400 || { guest_dump $G; rig_fail "mmuncher did not verify 2 passes before the migration"; }
